@@ -1,0 +1,78 @@
+//! `mergec check FILE...`
+
+use crate::diag::{JsonDiagnostic, render_all};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct JsonMerge {
+    file: String,
+    name: String,
+    signature: String,
+    ranks: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct JsonReport {
+    ok: bool,
+    merges: Vec<JsonMerge>,
+    diagnostics: Vec<JsonDiagnostic>,
+}
+
+/// Checks each file; prints signatures or diagnostics. Returns the exit code.
+pub fn run(files: &[String], json: bool) -> i32 {
+    let mut report = JsonReport {
+        ok: true,
+        merges: Vec::new(),
+        diagnostics: Vec::new(),
+    };
+    for file in files {
+        let src = match super::read_program(file) {
+            Ok(s) => s,
+            Err(msg) => {
+                report.ok = false;
+                if json {
+                    report.diagnostics.push(
+                        crate::diag::Diagnostic::error(Default::default(), msg).to_json(file, ""),
+                    );
+                } else {
+                    eprintln!("error: {msg}");
+                }
+                continue;
+            }
+        };
+        match crate::check_source(&src) {
+            Ok((_, sigs)) => {
+                for s in sigs {
+                    if !json {
+                        println!("{file}: {}", s.signature());
+                    }
+                    report.merges.push(JsonMerge {
+                        file: file.clone(),
+                        name: s.name.clone(),
+                        signature: s.signature(),
+                        ranks: s.ranks.clone(),
+                    });
+                }
+            }
+            Err(diags) => {
+                report.ok = false;
+                if json {
+                    report
+                        .diagnostics
+                        .extend(diags.iter().map(|d| d.to_json(file, &src)));
+                } else {
+                    eprint!("{}", render_all(&diags, file, &src, super::use_color()));
+                    let n = diags.len();
+                    eprintln!("{file}: {n} error{}", if n == 1 { "" } else { "s" });
+                }
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+    if report.ok { 0 } else { 1 }
+}

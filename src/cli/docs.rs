@@ -1,0 +1,129 @@
+//! The generated part of docs/language.md: the reference card from the builtin table.
+
+use crate::syntax::limits::Limits;
+use crate::types::builtins::{BUILTINS, OPERATORS};
+use crate::types::tast::Fact;
+
+pub const BEGIN: &str = "<!-- BEGIN GENERATED REFERENCE (mergec docs --write) -->";
+pub const END: &str = "<!-- END GENERATED REFERENCE -->";
+
+/// Markdown tables for operators, facts, builtins, stdlib methods and limits.
+pub fn reference_markdown() -> String {
+    let mut out = String::new();
+    out.push_str("### Operators\n\n| syntax | meaning |\n|---|---|\n");
+    for (op, doc) in OPERATORS {
+        out.push_str(&format!("| `{op}` | {doc} |\n"));
+    }
+    out.push_str("\n### Tensor facts\n\n| name | type | meaning |\n|---|---|---|\n");
+    for (name, _, ty, doc) in Fact::ALL {
+        out.push_str(&format!(
+            "| `{name}` | {ty} | {} |\n",
+            doc.replace('|', "\\|")
+        ));
+    }
+    let mut group = None;
+    for b in BUILTINS {
+        if group != Some(b.group) {
+            group = Some(b.group);
+            out.push_str(&format!(
+                "\n### {}\n\n| signature | meaning |\n|---|---|\n",
+                b.group.title()
+            ));
+        }
+        let sigs: Vec<String> = b.sigs.iter().map(|s| format!("`{s}`")).collect();
+        out.push_str(&format!(
+            "| {} | {} |\n",
+            sigs.join("<br>"),
+            b.doc.replace('|', "\\|")
+        ));
+    }
+    out.push_str(
+        "\n### Standard library\n\n| method | parameters | what it does |\n|---|---|---|\n",
+    );
+    for m in crate::stdlib::methods() {
+        let params: Vec<String> = m
+            .sig
+            .params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("`{}: {} = {d}`", p.name, p.ty.kind_name()),
+                None => format!("`{}: {}`", p.name, p.ty.kind_name()),
+            })
+            .collect();
+        out.push_str(&format!(
+            "| [`{}`](../stdlib/{}) | {} | {} |\n",
+            m.sig.name,
+            m.file,
+            params.join(", "),
+            m.summary
+        ));
+    }
+    let l = Limits::DEFAULT;
+    out.push_str("\n### Limits\n\n| limit | value |\n|---|---|\n");
+    for (what, v) in [
+        ("source size (bytes)", l.max_source_bytes as i64),
+        ("bracket nesting", l.max_nesting as i64),
+        ("syntax nodes per program", l.max_syntax_nodes as i64),
+        ("functions and merges per program", l.max_items as i64),
+        (
+            "statements per program (also lambdas + ifs)",
+            l.max_statements as i64,
+        ),
+        ("parameters per function", l.max_params as i64),
+        ("expression depth", l.max_expr_depth as i64),
+        (
+            "nodes of one merge after inlining helpers",
+            l.max_inlined_nodes as i64,
+        ),
+        ("literal repeat count", l.max_repeat),
+        (
+            "repeat count at run time",
+            crate::interp::MAX_RUNTIME_REPEAT,
+        ),
+        (
+            "elements of a tensor literal (REPL)",
+            l.max_literal_elems as i64,
+        ),
+    ] {
+        out.push_str(&format!("| {what} | {v} |\n"));
+    }
+    out
+}
+
+/// `text` with the part between the markers replaced by the generated reference.
+pub fn splice(text: &str) -> Option<String> {
+    let b = text.find(BEGIN)? + BEGIN.len();
+    let e = text.find(END)?;
+    (b <= e).then(|| format!("{}\n\n{}\n{}", &text[..b], reference_markdown(), &text[e..]))
+}
+
+pub fn run(write: bool) -> i32 {
+    let path = "docs/language.md";
+    if !write {
+        print!("{}", reference_markdown());
+        return 0;
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {path}: {e} (run from the repository root)");
+            return 1;
+        }
+    };
+    match splice(&text) {
+        Some(new) => match std::fs::write(path, new) {
+            Ok(()) => {
+                println!("updated {path}");
+                0
+            }
+            Err(e) => {
+                eprintln!("cannot write {path}: {e}");
+                1
+            }
+        },
+        None => {
+            eprintln!("{path} lacks the markers {BEGIN} ... {END}");
+            1
+        }
+    }
+}

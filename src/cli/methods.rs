@@ -1,0 +1,61 @@
+//! `mergec methods`: the stdlib methods, and the builtin reference card.
+
+use crate::types::builtins::{BUILTINS, OPERATORS};
+use crate::types::tast::Fact;
+
+/// One line per method: name, parameters with defaults, what it does.
+pub fn methods_text() -> String {
+    let mut out = String::new();
+    for m in crate::stdlib::methods() {
+        let params: Vec<String> = m
+            .sig
+            .params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("{}: {} = {d}", p.name, p.ty.kind_name()),
+                None => format!("{}: {}", p.name, p.ty.kind_name()),
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<17} {}\n{:<17} ({})\n",
+            m.sig.name,
+            m.summary,
+            "",
+            params.join(", ")
+        ));
+    }
+    out
+}
+
+/// The builtin table as a compact reference card (also the prompt's language card).
+pub fn builtins_text() -> String {
+    let mut out = String::from("Operators:\n");
+    for (op, doc) in OPERATORS {
+        out.push_str(&format!("  {op:<46} {doc}\n"));
+    }
+    out.push_str("\nTensor facts (read-only names):\n");
+    for (name, _, ty, doc) in Fact::ALL {
+        out.push_str(&format!("  {name}: {ty:<40} {doc}\n"));
+    }
+    let mut group = None;
+    for b in BUILTINS {
+        if group != Some(b.group) {
+            group = Some(b.group);
+            out.push_str(&format!("\n{}:\n", b.group.title()));
+        }
+        for (i, s) in b.sigs.iter().enumerate() {
+            let doc = if i == 0 { b.doc } else { "" };
+            out.push_str(&format!("  {s:<46} {doc}\n"));
+        }
+    }
+    out
+}
+
+pub fn run(builtins: bool) -> i32 {
+    if builtins {
+        print!("{}", builtins_text());
+    } else {
+        print!("{}", methods_text());
+    }
+    0
+}

@@ -1,0 +1,17 @@
+//! Subcommand implementations behind the thin `main.rs`.
+
+pub mod check;
+pub mod docs;
+pub mod methods;
+pub mod run;
+
+/// Whether to colour diagnostics: only on a terminal, and never with NO_COLOR.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+/// Reads a program file, with a message that says what went wrong.
+pub fn read_program(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+}

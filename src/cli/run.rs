@@ -1,0 +1,175 @@
+//! `mergec run` (one program on example tensors) and `mergec demo` (every stdlib
+//! method on example tensors): the language's main job until checkpoints land.
+
+use crate::interp::semantics::{name_hash, normal_at, stream_key};
+use crate::interp::{Context, Tensor, TensorFacts, run_merge};
+use crate::show::{describe, stats};
+use crate::types::{Const, instantiate_merge};
+use std::time::Instant;
+
+/// A base tensor and `k` fine-tuned variants: base + a shared skill direction + noise.
+pub fn example_tensors(shape: &[usize], k: usize, seed: u64) -> (Tensor, Vec<Tensor>) {
+    let n: usize = shape.iter().product();
+    let draw = |stream: u32, scale: f32| -> Vec<f32> {
+        let key = stream_key(seed, name_hash("<example>"), 0, stream);
+        (0..n as u64).map(|i| scale * normal_at(key, i)).collect()
+    };
+    let base = draw(0, 1.0);
+    let shared = draw(1, 0.02);
+    let models = (0..k)
+        .map(|m| {
+            let own = draw(2 + m as u32, 0.05);
+            let data = (0..n).map(|i| base[i] + shared[i] + own[i]).collect();
+            Tensor::new(shape.to_vec(), data)
+        })
+        .collect();
+    (Tensor::new(shape.to_vec(), base), models)
+}
+
+pub struct RunArgs {
+    pub program: String,
+    pub merge: Option<String>,
+    pub models: usize,
+    pub shape: Vec<usize>,
+    pub seed: u64,
+    pub sets: Vec<String>,
+    pub tensor: String,
+}
+
+/// Loads a program: a path to a .merge file, or the name of a stdlib method.
+fn load_program(spec: &str) -> Result<(String, String), String> {
+    if std::path::Path::new(spec).exists() || spec.ends_with(".merge") {
+        return Ok((spec.to_string(), super::read_program(spec)?));
+    }
+    match crate::stdlib::method(spec) {
+        Some(m) => Ok((format!("stdlib/{}", m.file), m.source.to_string())),
+        None => {
+            let names: Vec<String> = crate::stdlib::methods()
+                .into_iter()
+                .map(|m| m.sig.name)
+                .collect();
+            let hint = crate::types::did_you_mean(spec, names.iter().map(String::as_str))
+                .unwrap_or_else(|| "see `mergec methods`".into());
+            Err(format!(
+                "`{spec}` is neither a file nor a stdlib method ({hint})"
+            ))
+        }
+    }
+}
+
+pub fn run(a: &RunArgs) -> i32 {
+    match run_inner(a) {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("{msg}");
+            1
+        }
+    }
+}
+
+fn run_inner(a: &RunArgs) -> Result<(), String> {
+    let (file, src) = load_program(&a.program)?;
+    let (program, sigs) = crate::check_source(&src)
+        .map_err(|d| crate::diag::render_all(&d, &file, &src, super::use_color()))?;
+    let name = match &a.merge {
+        Some(n) => n.clone(),
+        None => sigs
+            .first()
+            .map(|s| s.name.clone())
+            .ok_or_else(|| format!("{file} defines no merge"))?,
+    };
+    let overrides = a
+        .sets
+        .iter()
+        .map(|s| Const::parse_assignment(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("error: --set {e}"))?;
+    let checked = instantiate_merge(&program, &name, a.shape.len())
+        .map_err(|d| crate::diag::render_all(&d, &file, &src, super::use_color()))?;
+    let (base, models) = example_tensors(&a.shape, a.models, a.seed);
+    let ctx = Context::new(a.seed, TensorFacts::from_name(&a.tensor, 4));
+    let start = Instant::now();
+    let out = run_merge(&checked, &base, &models, &overrides, &ctx, true)
+        .map_err(|e| format!("error: {e}"))?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "{name} on {} example models of shape {:?} (tensor `{}`, seed {}):",
+        a.models, a.shape, a.tensor, a.seed
+    );
+    println!("{}", describe(&crate::interp::Value::tensor(out.clone())));
+    println!(
+        "  change from base: {:.4} (relative L2)   time {ms:.2} ms",
+        rel_change(&base, &out)
+    );
+    crate::interp::check_finite(&out, &a.tensor).map_err(|e| format!("error: {e}"))
+}
+
+fn rel_change(base: &Tensor, out: &Tensor) -> f32 {
+    let d = Tensor::new(
+        base.shape.clone(),
+        base.data
+            .iter()
+            .zip(&out.data)
+            .map(|(a, b)| b - a)
+            .collect(),
+    );
+    stats(&d).norm / stats(base).norm.max(1e-12)
+}
+
+/// Every stdlib method on example tensors (2-D and 1-D), as a table.
+pub fn demo(seed: u64) -> i32 {
+    let shapes: [&[usize]; 2] = [&[64, 96], &[783]];
+    println!("mergec demo: every stdlib method, checked and run by the reference interpreter");
+    println!("on 3 example models (base + shared direction + noise), seed {seed}.\n");
+    println!(
+        "{:<17} {:>10} {:>12} {:>12} {:>10}  status",
+        "method", "shape", "rel.change", "norm", "ms"
+    );
+    let mut failures = 0;
+    for m in crate::stdlib::methods() {
+        for shape in shapes {
+            let (base, models) = example_tensors(shape, 3, seed);
+            let tensor = if shape.len() == 2 {
+                "model.layers.1.mlp.up_proj.weight"
+            } else {
+                "model.layers.1.post_attention_layernorm.weight"
+            };
+            let ctx = Context::new(seed, TensorFacts::from_name(tensor, 4));
+            let label = format!("{shape:?}");
+            if !m.sig.ranks.contains(&shape.len()) {
+                println!(
+                    "{:<17} {label:>10} {:>12} {:>12} {:>10}  skipped ({}-D tensors only)",
+                    m.sig.name, "-", "-", "-", m.sig.ranks[0]
+                );
+                continue;
+            }
+            let start = Instant::now();
+            let result = instantiate_merge(&m.program, &m.sig.name, shape.len())
+                .map_err(|d| format!("{d:?}"))
+                .and_then(|c| {
+                    run_merge(&c, &base, &models, &[], &ctx, false).map_err(|e| e.to_string())
+                });
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            match result {
+                Ok(out) => println!(
+                    "{:<17} {label:>10} {:>12.5} {:>12.3} {ms:>10.2}  ok",
+                    m.sig.name,
+                    rel_change(&base, &out),
+                    stats(&out).norm
+                ),
+                Err(e) => {
+                    failures += 1;
+                    println!(
+                        "{:<17} {label:>10} {:>12} {:>12} {ms:>10.2}  FAILED: {e}",
+                        m.sig.name, "-", "-"
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "\n{} methods; {failures} failures. `mergec methods` lists their parameters.",
+        crate::stdlib::methods().len()
+    );
+    if failures == 0 { 0 } else { 1 }
+}

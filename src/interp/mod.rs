@@ -1,0 +1,150 @@
+//! The reference interpreter over f32 host tensors: it defines what every
+//! program means. Backends are tested against it.
+
+mod eval;
+pub mod semantics;
+pub mod tensor_ops;
+mod value;
+
+pub use eval::{Context, Evaluator, Loader, MAX_RUNTIME_REPEAT};
+pub use value::{RuntimeError, Tensor, TensorFacts, Value, classify, layer_index};
+
+use crate::types::ty::Ty;
+use crate::types::{CheckedMerge, Const, MergeParam};
+use std::sync::Arc;
+
+/// Turns a parameter value into a runtime value of the declared type; a scalar
+/// for a per-model list stands for every model.
+pub fn param_value(p: &MergeParam, c: &Const, n_models: usize) -> Result<Value, RuntimeError> {
+    let wrong = || {
+        RuntimeError::new(format!("parameter `{}` is {}, but {c} was given", p.name, p.ty.kind_name()))
+            .with_hint(match &p.ty {
+                Ty::List(_) => "give one value for every model, or a list with one value per model: weight=[0.5,0.5]",
+                Ty::Bool => "give true or false",
+                Ty::Int => "give a whole number",
+                _ => "give a number",
+            })
+    };
+    let scalar = |ty: &Ty, c: &Const| -> Result<Value, RuntimeError> {
+        match (ty, c) {
+            (Ty::F32, Const::F32(x)) if x.is_finite() => Ok(Value::F32(*x)),
+            (Ty::F32, Const::Int(i)) => Ok(Value::F32(*i as f32)),
+            (Ty::Int, Const::Int(i)) => Ok(Value::Int(*i)),
+            (Ty::Bool, Const::Bool(b)) => Ok(Value::Bool(*b)),
+            _ => Err(wrong()),
+        }
+    };
+    match (&p.ty, c) {
+        (Ty::List(elem), Const::List(xs)) => {
+            if xs.len() != n_models {
+                return Err(RuntimeError::new(format!(
+                    "parameter `{}` has {} values but {n_models} models were given",
+                    p.name,
+                    xs.len()
+                ))
+                .with_hint("give one value per model, in the order of the models, or a single value for all"));
+            }
+            Ok(Value::list(
+                xs.iter()
+                    .map(|x| scalar(elem, x))
+                    .collect::<Result<_, _>>()?,
+            ))
+        }
+        (Ty::List(elem), c) => Ok(Value::list(vec![scalar(elem, c)?; n_models])),
+        (ty, c) => scalar(ty, c),
+    }
+}
+
+/// Runs a checked merge on one tensor. `overrides` replace parameter defaults.
+/// Non-finite results are an error naming how many and where, unless `allow_nonfinite`.
+pub fn run_merge(
+    m: &CheckedMerge,
+    base: &Tensor,
+    models: &[Tensor],
+    overrides: &[(String, Const)],
+    ctx: &Context,
+    allow_nonfinite: bool,
+) -> Result<Tensor, RuntimeError> {
+    let tensor = &ctx.facts.name;
+    if models.is_empty() {
+        return Err(RuntimeError::new("no models to merge")
+            .with_hint("give at least one model besides the base"));
+    }
+    if base.shape.len() != m.rank {
+        return Err(RuntimeError::new(format!(
+            "`{}` was checked for {}-D tensors but `{tensor}` is {}-D",
+            m.name,
+            m.rank,
+            base.shape.len()
+        )));
+    }
+    for (i, t) in models.iter().enumerate() {
+        if t.shape != base.shape {
+            return Err(RuntimeError::new(format!(
+                "`{tensor}`: model {i} has shape {:?} but the base has {:?}",
+                t.shape, base.shape
+            )));
+        }
+    }
+    for (name, _) in overrides {
+        if !m.params.iter().any(|(p, _)| &p.name == name) {
+            let names: Vec<&str> = m.params.iter().map(|(p, _)| p.name.as_str()).collect();
+            let hint = crate::types::did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("its parameters: {}", names.join(", ")));
+            return Err(
+                RuntimeError::new(format!("`{}` has no parameter `{name}`", m.name))
+                    .with_hint(hint),
+            );
+        }
+    }
+    let mut ev = Evaluator::new(ctx, m.var_names.len());
+    ev.set(m.base, Value::Tensor(Arc::new(base.clone())));
+    ev.set(
+        m.models,
+        Value::list(
+            models
+                .iter()
+                .map(|t| Value::Tensor(Arc::new(t.clone())))
+                .collect(),
+        ),
+    );
+    for (p, var) in &m.params {
+        let given = overrides
+            .iter()
+            .rev()
+            .find(|(n, _)| n == &p.name)
+            .map(|(_, c)| c);
+        let c = given.or(p.default.as_ref()).ok_or_else(|| {
+            RuntimeError::new(format!(
+                "parameter `{}` of `{}` has no default and was not set",
+                p.name, m.name
+            ))
+            .with_hint(format!("set it: --set {}=...", p.name))
+        })?;
+        ev.set(*var, param_value(p, c, models.len())?);
+    }
+    let out = ev.eval(&m.body)?;
+    let t = match out {
+        Value::Tensor(t) | Value::Mask(t) => Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()),
+        other => panic!("interpreter: merge returned {}", other.kind_name()),
+    };
+    if !allow_nonfinite {
+        check_finite(&t, tensor)?;
+    }
+    Ok(t)
+}
+
+/// An error naming the tensor, the count and the first position of non-finite values.
+pub fn check_finite(t: &Tensor, tensor: &str) -> Result<(), RuntimeError> {
+    let bad = t.data.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let first = t.data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Err(RuntimeError::new(format!(
+        "the merge produced {bad} non-finite value{} in `{tensor}` (first at flat index {first}: {})",
+        if bad == 1 { "" } else { "s" },
+        t.data[first]
+    ))
+    .with_hint("look for division by zero or log of a non-positive value, e.g. guard with max(x, 1e-8)"))
+}

@@ -1,0 +1,186 @@
+//! Broadcasting, axis walks and whole-tensor reductions over host tensors.
+
+use super::semantics::canonical_sum;
+use super::value::{RuntimeError, Tensor};
+
+/// NumPy broadcasting of concrete shapes.
+pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, RuntimeError> {
+    let n = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = vec![1usize; n];
+    for s in shapes {
+        for (i, &d) in s.iter().enumerate() {
+            let o = &mut out[n - s.len() + i];
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return Err(RuntimeError::new(format!(
+                    "shapes {:?} do not broadcast",
+                    shapes.iter().map(|s| s.to_vec()).collect::<Vec<_>>()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One argument of an elementwise map: a scalar or a tensor.
+pub enum Operand<'a> {
+    Scalar(f32),
+    Tensor(&'a Tensor),
+}
+
+/// Strides that read `shape` broadcast to `out` (0 along broadcast dims).
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; out.len()];
+    let mut stride = 1;
+    for i in (0..shape.len()).rev() {
+        let oi = out.len() - shape.len() + i;
+        strides[oi] = if shape[i] == 1 { 0 } else { stride };
+        stride *= shape[i];
+    }
+    strides
+}
+
+/// Applies `f` elementwise over broadcast operands.
+pub fn map_n(args: &[Operand], f: impl Fn(&[f32]) -> f32) -> Result<Tensor, RuntimeError> {
+    let shapes: Vec<&[usize]> = args
+        .iter()
+        .filter_map(|a| match a {
+            Operand::Tensor(t) => Some(t.shape.as_slice()),
+            Operand::Scalar(_) => None,
+        })
+        .collect();
+    let out_shape = broadcast_shapes(&shapes)?;
+    let n: usize = out_shape.iter().product();
+    let mut vals = vec![0.0f32; args.len()];
+    // Fast path: every tensor already has the output shape.
+    if args.iter().all(|a| match a {
+        Operand::Tensor(t) => t.shape == out_shape,
+        Operand::Scalar(_) => true,
+    }) {
+        let mut data = Vec::with_capacity(n);
+        for i in 0..n {
+            for (v, a) in vals.iter_mut().zip(args) {
+                *v = match a {
+                    Operand::Scalar(s) => *s,
+                    Operand::Tensor(t) => t.data[i],
+                };
+            }
+            data.push(f(&vals));
+        }
+        return Ok(Tensor::new(out_shape, data));
+    }
+    let strides: Vec<Vec<usize>> = args
+        .iter()
+        .map(|a| match a {
+            Operand::Tensor(t) => broadcast_strides(&t.shape, &out_shape),
+            Operand::Scalar(_) => vec![0; out_shape.len()],
+        })
+        .collect();
+    let mut index = vec![0usize; out_shape.len()];
+    let mut offsets = vec![0usize; args.len()];
+    let mut data = Vec::with_capacity(n);
+    for _ in 0..n {
+        for ((v, a), off) in vals.iter_mut().zip(args).zip(&offsets) {
+            *v = match a {
+                Operand::Scalar(s) => *s,
+                Operand::Tensor(t) => t.data[*off],
+            };
+        }
+        data.push(f(&vals));
+        // Advance the multi-index.
+        for d in (0..out_shape.len()).rev() {
+            index[d] += 1;
+            for (off, s) in offsets.iter_mut().zip(&strides) {
+                *off += s[d];
+            }
+            if index[d] < out_shape[d] {
+                break;
+            }
+            for (off, s) in offsets.iter_mut().zip(&strides) {
+                *off -= s[d] * index[d];
+            }
+            index[d] = 0;
+        }
+    }
+    Ok(Tensor::new(out_shape, data))
+}
+
+/// Calls `f(sequence)` for every fibre along `axis`, giving (outer, inner, len) layout.
+pub fn along_axis(
+    t: &Tensor,
+    axis: usize,
+    mut f: impl FnMut(&dyn Fn(usize) -> f32, usize) -> Vec<f32>,
+) -> Vec<Vec<f32>> {
+    let len = t.shape[axis];
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let outer: usize = t.shape[..axis].iter().product();
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * len * inner + i;
+            let get = |j: usize| t.data[base + j * inner];
+            out.push(f(&get, len));
+        }
+    }
+    out
+}
+
+/// Reduces along `axis` with `reduce(get, len) -> f32`; keeps the axis as size 1 when `keepdim`.
+pub fn reduce_axis(
+    t: &Tensor,
+    axis: usize,
+    keepdim: bool,
+    reduce: impl Fn(&dyn Fn(usize) -> f32, usize) -> f32,
+) -> Tensor {
+    let vals = along_axis(t, axis, |get, len| vec![reduce(get, len)]);
+    let mut shape = t.shape.clone();
+    if keepdim {
+        shape[axis] = 1;
+    } else {
+        shape.remove(axis);
+    }
+    Tensor::new(shape, vals.into_iter().flatten().collect())
+}
+
+/// Replaces every fibre along `axis` by `f(fibre)` (same length).
+pub fn map_axis(t: &Tensor, axis: usize, f: impl Fn(&[f32]) -> Vec<f32>) -> Tensor {
+    let len = t.shape[axis];
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let mut data = vec![0.0; t.numel()];
+    let fibres = along_axis(t, axis, |get, n| f(&(0..n).map(get).collect::<Vec<_>>()));
+    let outer: usize = t.shape[..axis].iter().product();
+    let mut k = 0;
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * len * inner + i;
+            for (j, v) in fibres[k].iter().enumerate() {
+                data[base + j * inner] = *v;
+            }
+            k += 1;
+        }
+    }
+    Tensor::new(t.shape.clone(), data)
+}
+
+/// Canonical f64 sum of a fibre, as f32.
+pub fn fibre_sum(get: &dyn Fn(usize) -> f32, len: usize) -> f64 {
+    canonical_sum(len, |j| get(j) as f64)
+}
+
+/// Canonical f64 sum of squares.
+pub fn fibre_sum_sq(get: &dyn Fn(usize) -> f32, len: usize) -> f64 {
+    canonical_sum(len, |j| {
+        let v = get(j) as f64;
+        v * v
+    })
+}
+
+/// Broadcasts a tensor to `shape` (materialised).
+pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    if t.shape == shape {
+        return Ok(t.clone());
+    }
+    let target = Tensor::full(shape, 0.0);
+    map_n(&[Operand::Tensor(t), Operand::Tensor(&target)], |v| v[0])
+}

@@ -1,0 +1,25 @@
+//! mergec: a typed language, checker, interpreter and (later) compiler for
+//! merging LLM checkpoints. See README.md and docs/language.md.
+
+pub mod cli;
+pub mod diag;
+pub mod interp;
+pub mod repl;
+pub mod show;
+pub mod stdlib;
+pub mod syntax;
+pub mod types;
+
+use diag::Diagnostic;
+use syntax::ast::Program;
+use types::MergeSig;
+
+/// Parses and checks a program, returning its AST and merge signatures.
+pub fn check_source(src: &str) -> Result<(Program, Vec<MergeSig>), Vec<Diagnostic>> {
+    // A fresh stack segment bounds the front end's recursion whatever the caller's stack.
+    stacker::maybe_grow(1024 * 1024, 32 * 1024 * 1024, || {
+        let program = syntax::parse_program(src)?;
+        let sigs = types::check_program(&program)?;
+        Ok((program, sigs))
+    })
+}

@@ -1,0 +1,128 @@
+//! The `mergec` command line: a thin layer over the library.
+
+use clap::{Parser, Subcommand};
+use mergec::cli;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mergec",
+    version,
+    about = "Discover and run model-merging algorithms for LLMs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check merge programs: print each merge's signature, or diagnostics (exit 1).
+    Check {
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Output format: text (default) or json (for tools and the self-develop loop).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// List the standard library's merge methods with their parameters.
+    Methods {
+        /// Show the builtin functions and operators instead (the reference card).
+        #[arg(long)]
+        builtins: bool,
+    },
+    /// Run a merge (a .merge file or a stdlib method name) on example tensors.
+    Run {
+        /// A .merge file, or a stdlib method such as `ties`.
+        program: String,
+        /// Which merge of the file to run (default: the first).
+        #[arg(long)]
+        merge: Option<String>,
+        /// Number of candidate models.
+        #[arg(long, default_value_t = 3)]
+        models: usize,
+        /// Tensor shape, e.g. 64x96 or 783.
+        #[arg(long, default_value = "64x96")]
+        shape: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Parameter override, e.g. --set density=0.5 --set weight=[0.3,0.7,1.0].
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// The tensor name the program sees (for name, kind, layer).
+        #[arg(long, default_value = "model.layers.1.mlp.up_proj.weight")]
+        tensor: String,
+    },
+    /// Check and run every stdlib method on example tensors (the quick tour).
+    Demo {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Interactive tensor expressions with merges in scope.
+    Repl {
+        /// Seed for randn and random masks.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Programs whose merges and functions to load at start.
+        files: Vec<String>,
+    },
+    /// Print the generated language reference (or --write it into docs/language.md).
+    Docs {
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    let dims: Result<Vec<usize>, _> = s
+        .split(['x', ','])
+        .map(|d| d.trim().parse::<usize>())
+        .collect();
+    match dims {
+        Ok(d)
+            if !d.is_empty()
+                && d.iter().all(|&x| x > 0)
+                && d.iter().product::<usize>() <= 1 << 26 =>
+        {
+            Ok(d)
+        }
+        _ => Err(format!(
+            "--shape `{s}`: give positive sizes like 64x96 or 783 (at most 2^26 elements)"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check { files, format } => cli::check::run(&files, format == "json"),
+        Command::Methods { builtins } => cli::methods::run(builtins),
+        Command::Run {
+            program,
+            merge,
+            models,
+            shape,
+            seed,
+            sets,
+            tensor,
+        } => match parse_shape(&shape) {
+            Ok(shape) => cli::run::run(&cli::run::RunArgs {
+                program,
+                merge,
+                models,
+                shape,
+                seed,
+                sets,
+                tensor,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+        Command::Demo { seed } => cli::run::demo(seed),
+        Command::Repl { seed, files } => mergec::repl::run_terminal(seed, &files),
+        Command::Docs { write } => cli::docs::run(write),
+    };
+    ExitCode::from(code as u8)
+}

@@ -1,0 +1,1182 @@
+//! Typing calls: builtins from the table, and user functions and merges (inlined).
+
+use super::builtins::{self, Builtin, ParamSpec, Rule};
+use super::check::{Checker, Class, join, kind_compatible};
+use super::ops::{AxisOp, Op};
+use super::suggest::did_you_mean;
+use super::tast::{TExpr, TKind};
+use super::ty::{Dim, Ty, broadcast};
+use crate::diag::{Diagnostic, Span};
+use crate::syntax::ast::*;
+
+/// Arguments bound to a builtin's parameters.
+struct Bound<'a> {
+    args: Vec<Option<&'a Expr>>,
+}
+
+impl<'a> Bound<'a> {
+    fn get(&self, i: usize) -> Option<&'a Expr> {
+        self.args.get(i).copied().flatten()
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn param_list(params: &[ParamSpec]) -> String {
+    params
+        .iter()
+        .map(|p| {
+            if p.optional {
+                format!("{}?", p.name)
+            } else {
+                p.name.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl<'p> Checker<'p> {
+    pub fn check_call(&mut self, func: &Ident, args: &[Arg], span: Span) -> TExpr {
+        let name = func.name.as_str();
+        if let Some(item) = self.items.get(name).copied() {
+            return self.user_call(item, args, span);
+        }
+        let Some(b) = builtins::lookup(name) else {
+            let mut cands: Vec<&str> = builtins::BUILTINS
+                .iter()
+                .filter(|b| !b.repl_only() || self.load_shape.is_some())
+                .map(|b| b.name)
+                .collect();
+            cands.extend(self.items.keys().copied());
+            let hint = did_you_mean(name, cands);
+            self.error(
+                Diagnostic::error(func.span, format!("unknown function `{name}`"))
+                    .with_label("not a builtin or a function of this program")
+                    .with_hint_opt(hint)
+                    .with_note("`mergec methods --builtins` lists every builtin"),
+            );
+            // Still check the arguments, to report their errors too.
+            for a in args {
+                if !matches!(a.value.kind, ExprKind::Lambda { .. }) {
+                    self.check_expr(&a.value);
+                }
+            }
+            return TExpr::error(span);
+        };
+        if b.repl_only() && self.load_shape.is_none() {
+            self.error(
+                Diagnostic::error(func.span, format!("`{name}` is available only in the REPL"))
+                    .with_hint("a merge sees only its inputs: use uniform(base) or bernoulli(base, p) for randomness"),
+            );
+            return TExpr::error(span);
+        }
+        match b.rule {
+            Rule::Fold => return self.fold(b, args, span),
+            Rule::Repeat => return self.repeat(b, args, span),
+            Rule::ReplShape(op) => return self.repl_shape(op, args, span),
+            _ => {}
+        }
+        let Some(bound) = self.bind_builtin(b, args, span) else {
+            return TExpr::error(span);
+        };
+        self.builtin(b, &bound, span)
+    }
+
+    fn bind_builtin<'a>(&mut self, b: &Builtin, args: &'a [Arg], span: Span) -> Option<Bound<'a>> {
+        let mut slots: Vec<Option<&'a Expr>> = vec![None; b.params.len()];
+        let mut ok = true;
+        let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
+        if positional.len() > b.params.len() || (b.params.is_empty() && !positional.is_empty()) {
+            let max = b.params.len();
+            self.error(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "`{}` takes at most {max} argument{} ({}), but {} were given",
+                        b.name,
+                        plural(max),
+                        param_list(b.params),
+                        positional.len()
+                    ),
+                )
+                .with_hint(b.sigs.join("  |  ")),
+            );
+            return None;
+        }
+        for (i, a) in positional.iter().enumerate() {
+            slots[i] = Some(&a.value);
+        }
+        for a in args.iter().filter(|a| a.name.is_some()) {
+            let n = a.name.as_ref().map(|n| n.name.as_str()).unwrap_or_default();
+            let nspan = a.name.as_ref().map_or(span, |n| n.span);
+            match b.params.iter().position(|p| p.name == n) {
+                Some(i) if slots[i].is_some() => {
+                    self.error(Diagnostic::error(
+                        nspan,
+                        format!("argument `{n}` given twice"),
+                    ));
+                    ok = false;
+                }
+                Some(i) => slots[i] = Some(&a.value),
+                None => {
+                    let hint = did_you_mean(n, b.params.iter().map(|p| p.name))
+                        .unwrap_or_else(|| format!("its parameters: {}", param_list(b.params)));
+                    self.error(
+                        Diagnostic::error(nspan, format!("`{}` has no parameter `{n}`", b.name))
+                            .with_hint(hint),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        for (i, p) in b.params.iter().enumerate() {
+            if !p.optional && slots[i].is_none() {
+                self.error(
+                    Diagnostic::error(
+                        span,
+                        format!("`{}` is missing its argument `{}`", b.name, p.name),
+                    )
+                    .with_hint(b.sigs.join("  |  ")),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(Bound { args: slots })
+    }
+
+    fn arg(&mut self, bound: &Bound, i: usize) -> Option<TExpr> {
+        bound.get(i).map(|e| self.check_expr(e))
+    }
+
+    fn builtin(&mut self, b: &Builtin, bound: &Bound, span: Span) -> TExpr {
+        let name = b.name;
+        match b.rule {
+            Rule::Unary(op) => {
+                let x = self.arg(bound, 0).expect("x");
+                let class = if matches!(op, Op::Abs | Op::Sign) {
+                    Class::Numeric
+                } else {
+                    Class::Float
+                };
+                self.elementwise(op, vec![x], class, span, name)
+            }
+            Rule::Binary(op) => {
+                let args = vec![
+                    self.arg(bound, 0).expect("a"),
+                    self.arg(bound, 1).expect("b"),
+                ];
+                self.elementwise(op, args, Class::Float, span, name)
+            }
+            Rule::Cos => {
+                let a = self.arg(bound, 0).expect("a");
+                match self.arg(bound, 1) {
+                    Some(bb) => self.whole(Op::CosSim, vec![a, bb], span, name),
+                    None => self.elementwise(Op::Cos, vec![a], Class::Float, span, name),
+                }
+            }
+            Rule::MinMax(elem, list, axis_op) => {
+                if bound.get(2).is_some() {
+                    if let Some(extra) = bound.get(1) {
+                        self.error(
+                            Diagnostic::error(
+                                extra.span,
+                                format!("`{name}` along an axis takes one tensor"),
+                            )
+                            .with_hint(format!("{name}(x, axis=1)")),
+                        );
+                        return TExpr::error(span);
+                    }
+                    return self.axis_reduce(axis_op, bound, span, name);
+                }
+                if bound.get(3).is_some() {
+                    return self.keepdim_without_axis(bound, span, name);
+                }
+                let a = self.arg(bound, 0).expect("a");
+                match self.arg(bound, 1) {
+                    Some(bb) => self.elementwise(elem, vec![a, bb], Class::Numeric, span, name),
+                    None => self.list_reduce(list, a, span, name),
+                }
+            }
+            Rule::SumMean(list, axis_op) => {
+                if bound.get(1).is_some() {
+                    return self.axis_reduce(axis_op, bound, span, name);
+                }
+                if bound.get(2).is_some() {
+                    return self.keepdim_without_axis(bound, span, name);
+                }
+                let x = self.arg(bound, 0).expect("x");
+                self.list_reduce(list, x, span, name)
+            }
+            Rule::Norm => {
+                if bound.get(1).is_some() {
+                    return self.axis_reduce(AxisOp::Norm, bound, span, name);
+                }
+                let x = self.arg(bound, 0).expect("x");
+                self.whole(Op::Norm, vec![x], span, name)
+            }
+            Rule::ListReduce(op) => {
+                let x = self.arg(bound, 0).expect("xs");
+                self.list_reduce(op, x, span, name)
+            }
+            Rule::Softmax => {
+                let x = self.arg(bound, 0).expect("xs");
+                let r = self.list_reduce(Op::ListSoftmax, x, span, name);
+                let ty = Ty::list(r.ty.clone());
+                TExpr { ty, ..r }
+            }
+            Rule::TakeBy(op) => self.take_by(op, bound, span, name),
+            Rule::Len => {
+                let x = self.arg(bound, 0).expect("xs");
+                if x.ty.is_error() {
+                    return TExpr::error(span);
+                }
+                if !x.ty.is_list() {
+                    self.not_a_list(&x, name, "len(models) is the number of models");
+                    return TExpr::error(span);
+                }
+                TExpr::new(TKind::Op(Op::Len, vec![x]), Ty::Int, span)
+            }
+            Rule::Where => {
+                let c = self.arg(bound, 0).expect("cond");
+                if !c.ty.is_error() && !matches!(c.ty.elem(), Ty::Mask(_) | Ty::Bool) {
+                    self.error(
+                        Diagnostic::error(
+                            c.span,
+                            format!("`where` needs a Mask condition, found {}", c.ty),
+                        )
+                        .with_hint("make one with a comparison, e.g. where(x > 0, x, 0.0)"),
+                    );
+                    return TExpr::error(span);
+                }
+                let a = self.arg(bound, 1).expect("a");
+                let bb = self.arg(bound, 2).expect("b");
+                let ty = self.elementwise_ty(&[c.clone()], Class::Logic, span, name, Op::Where);
+                let vt = self.elementwise_ty(
+                    &[c.clone(), a.clone(), bb.clone()],
+                    Class::Float,
+                    span,
+                    name,
+                    Op::Where,
+                );
+                match (ty, vt) {
+                    (Some(_), Some(t)) => TExpr::new(TKind::Op(Op::Where, vec![c, a, bb]), t, span),
+                    _ => TExpr::error(span),
+                }
+            }
+            Rule::Clamp => {
+                let args = (0..3)
+                    .map(|i| self.arg(bound, i).expect("clamp arg"))
+                    .collect();
+                self.elementwise(Op::Clamp, args, Class::Numeric, span, name)
+            }
+            Rule::Lerp => {
+                let args = (0..3)
+                    .map(|i| self.arg(bound, i).expect("lerp arg"))
+                    .collect();
+                self.elementwise(Op::Lerp, args, Class::Float, span, name)
+            }
+            Rule::Whole(op) => {
+                let x = self.arg(bound, 0).expect("x");
+                self.whole(op, vec![x], span, name)
+            }
+            Rule::Whole2(op) => {
+                let args = vec![
+                    self.arg(bound, 0).expect("a"),
+                    self.arg(bound, 1).expect("b"),
+                ];
+                self.whole(op, args, span, name)
+            }
+            Rule::Quantile => {
+                let x = self.arg(bound, 0).expect("x");
+                let q = self.arg(bound, 1).expect("q");
+                if !self.scalar_arg(&q, name, "q", false) {
+                    return TExpr::error(span);
+                }
+                self.whole(Op::Quantile, vec![x, q], span, name)
+            }
+            Rule::TopkMask => self.topk(bound, span, name),
+            Rule::Ranks => {
+                let x = self.arg(bound, 0).expect("x");
+                let Some(shape) = self.tensor_arg(&x, name) else {
+                    return TExpr::error(span);
+                };
+                let axis = match bound.get(1) {
+                    Some(e) => match self.axis_value(e, shape.len(), name) {
+                        Some(a) => a,
+                        None => return TExpr::error(span),
+                    },
+                    None if shape.is_empty() => 0,
+                    None => shape.len() - 1,
+                };
+                let ty = lift(&x.ty, Ty::Tensor(shape));
+                TExpr::new(TKind::Op(Op::Ranks(axis as i8), vec![x]), ty, span)
+            }
+            Rule::Numel | Rule::Ndim => {
+                let x = self.arg(bound, 0).expect("x");
+                if self.tensor_arg(&x, name).is_none() {
+                    return TExpr::error(span);
+                }
+                let op = if b.rule == Rule::Numel {
+                    Op::Numel
+                } else {
+                    Op::Ndim
+                };
+                let ty = lift(&x.ty, Ty::Int);
+                TExpr::new(TKind::Op(op, vec![x]), ty, span)
+            }
+            Rule::DimOf => {
+                let x = self.arg(bound, 0).expect("x");
+                let Some(shape) = self.tensor_arg(&x, name) else {
+                    return TExpr::error(span);
+                };
+                let Some(axis) = bound
+                    .get(1)
+                    .and_then(|e| self.axis_value(e, shape.len(), name))
+                else {
+                    return TExpr::error(span);
+                };
+                let ty = lift(&x.ty, Ty::Int);
+                TExpr::new(TKind::Op(Op::Dim(axis as i8), vec![x]), ty, span)
+            }
+            Rule::Bernoulli => {
+                let x = self.arg(bound, 0).expect("x");
+                let p = self.arg(bound, 1).expect("p");
+                let Some(stream) = self.stream(bound.get(2)) else {
+                    return TExpr::error(span);
+                };
+                if self.tensor_arg(&x, name).is_none() {
+                    return TExpr::error(span);
+                }
+                match self.elementwise_ty(
+                    &[x.clone(), p.clone()],
+                    Class::Compare,
+                    span,
+                    name,
+                    Op::Bernoulli(stream),
+                ) {
+                    Some(ty) => TExpr::new(TKind::Op(Op::Bernoulli(stream), vec![x, p]), ty, span),
+                    None => TExpr::error(span),
+                }
+            }
+            Rule::Uniform => {
+                let x = self.arg(bound, 0).expect("x");
+                let Some(stream) = self.stream(bound.get(1)) else {
+                    return TExpr::error(span);
+                };
+                let Some(shape) = self.tensor_arg(&x, name) else {
+                    return TExpr::error(span);
+                };
+                let ty = lift(&x.ty, Ty::Tensor(shape));
+                TExpr::new(TKind::Op(Op::Uniform(stream), vec![x]), ty, span)
+            }
+            Rule::Like(op) => {
+                let x = self.arg(bound, 0).expect("x");
+                let Some(shape) = self.tensor_arg(&x, name) else {
+                    return TExpr::error(span);
+                };
+                let ty = lift(&x.ty, Ty::Tensor(shape));
+                TExpr::new(TKind::Op(op, vec![x]), ty, span)
+            }
+            Rule::FullLike => {
+                let x = self.arg(bound, 0).expect("x");
+                let v = self.arg(bound, 1).expect("value");
+                let Some(shape) = self.tensor_arg(&x, name) else {
+                    return TExpr::error(span);
+                };
+                if !self.scalar_arg(&v, name, "value", false) {
+                    return TExpr::error(span);
+                }
+                let ty = if x.ty.is_list() || v.ty.is_list() {
+                    Ty::list(Ty::Tensor(shape))
+                } else {
+                    Ty::Tensor(shape)
+                };
+                TExpr::new(TKind::Op(Op::FullLike, vec![x, v]), ty, span)
+            }
+            Rule::StrPred(op) => {
+                let a = self.arg(bound, 0).expect("s");
+                let bb = self.arg(bound, 1).expect("sub");
+                if a.ty.is_error() || bb.ty.is_error() {
+                    return TExpr::error(span);
+                }
+                for x in [&a, &bb] {
+                    if x.ty != Ty::Str {
+                        self.error(
+                            Diagnostic::error(
+                                x.span,
+                                format!("`{name}` needs strings, found {}", x.ty),
+                            )
+                            .with_hint("e.g. contains(name, \"mlp\")"),
+                        );
+                        return TExpr::error(span);
+                    }
+                }
+                TExpr::new(TKind::Op(op, vec![a, bb]), Ty::Bool, span)
+            }
+            Rule::ToInt | Rule::ToF32 => {
+                let x = self.arg(bound, 0).expect("x");
+                if !self.scalar_arg(&x, name, "x", true) {
+                    return TExpr::error(span);
+                }
+                let (op, t) = if b.rule == Rule::ToInt {
+                    (Op::ToInt, Ty::Int)
+                } else {
+                    (Op::ToF32, Ty::F32)
+                };
+                let ty = lift(&x.ty, t);
+                TExpr::new(TKind::Op(op, vec![x]), ty, span)
+            }
+            Rule::Load => self.load(bound, span),
+            Rule::Fold | Rule::Repeat | Rule::ReplShape(_) => {
+                unreachable!("handled before binding")
+            }
+        }
+    }
+
+    fn keepdim_without_axis(&mut self, bound: &Bound, span: Span, name: &str) -> TExpr {
+        let e = bound.get(bound.args.len() - 1).map_or(span, |e| e.span);
+        self.error(Diagnostic::error(
+            e,
+            format!("`keepdim` needs `axis`: {name}(x, axis=1, keepdim=false)"),
+        ));
+        TExpr::error(span)
+    }
+
+    fn not_a_list(&mut self, x: &TExpr, name: &str, hint: &str) {
+        self.error(
+            Diagnostic::error(
+                x.span,
+                format!("`{name}` works across the model list, but this is {}", x.ty),
+            )
+            .with_label("not a list")
+            .with_hint(hint.to_string()),
+        );
+    }
+
+    fn list_reduce(&mut self, op: Op, x: TExpr, span: Span, name: &str) -> TExpr {
+        if x.ty.is_error() {
+            return TExpr::error(span);
+        }
+        let Ty::List(elem) = x.ty.clone() else {
+            let hint = match op {
+                Op::ListSum => format!(
+                    "to add every element use sum_all(x); along an axis use {name}(x, axis=0)"
+                ),
+                Op::ListMean => format!(
+                    "for the mean of every element use mean_all(x); along an axis use {name}(x, axis=0)"
+                ),
+                Op::ListMax | Op::ListMin => format!(
+                    "for the {name} element use {name}_all(x); of two values {name}(a, b); along an axis {name}(x, axis=0)"
+                ),
+                _ => "pass a list such as `models - base`".to_string(),
+            };
+            self.not_a_list(&x, name, &hint);
+            return TExpr::error(span);
+        };
+        let ok = match op {
+            Op::ListCount => matches!(*elem, Ty::Mask(_) | Ty::Bool),
+            _ => elem.is_numeric(),
+        };
+        if !ok {
+            let want = if op == Op::ListCount {
+                "masks or bools"
+            } else {
+                "numbers or tensors"
+            };
+            self.error(Diagnostic::error(
+                x.span,
+                format!("`{name}` needs a list of {want}, found {}", x.ty),
+            ));
+            return TExpr::error(span);
+        }
+        let ty = match (*elem, op) {
+            (Ty::Int, Op::ListSum | Op::ListMax | Op::ListMin | Op::ListProd) => Ty::Int,
+            (Ty::Mask(s) | Ty::Tensor(s), _) => Ty::Tensor(s),
+            _ => Ty::F32,
+        };
+        TExpr::new(TKind::Op(op, vec![x]), ty, span)
+    }
+
+    fn take_by(&mut self, op: Op, bound: &Bound, span: Span, name: &str) -> TExpr {
+        let k = self.arg(bound, 0).expect("keys");
+        let v = self.arg(bound, 1).expect("values");
+        if k.ty.is_error() || v.ty.is_error() {
+            return TExpr::error(span);
+        }
+        for x in [&k, &v] {
+            if !x.ty.is_list() {
+                self.not_a_list(
+                    x,
+                    name,
+                    "take_max(abs(d), d) picks, per element, the d with the largest |d|",
+                );
+                return TExpr::error(span);
+            }
+        }
+        match self.elementwise_ty(&[k.clone(), v.clone()], Class::Float, span, name, op) {
+            Some(t) => TExpr::new(TKind::Op(op, vec![k, v]), t.elem().clone(), span),
+            None => TExpr::error(span),
+        }
+    }
+
+    /// A whole-tensor reduction to one f32 (lifted over lists).
+    fn whole(&mut self, op: Op, args: Vec<TExpr>, span: Span, name: &str) -> TExpr {
+        if args.iter().any(|a| a.ty.is_error()) {
+            return TExpr::error(span);
+        }
+        let tensors = if matches!(op, Op::Quantile) {
+            1
+        } else {
+            args.len()
+        };
+        let mut shape: Option<Vec<Dim>> = None;
+        for a in &args[..tensors] {
+            let Some(s) = self.tensor_arg(a, name) else {
+                return TExpr::error(span);
+            };
+            shape = Some(match shape {
+                None => s,
+                Some(prev) => match broadcast(&prev, &s) {
+                    Ok(b) => b,
+                    Err((x, y)) => {
+                        self.shape_error(span, name, &prev, &s, x, y);
+                        return TExpr::error(span);
+                    }
+                },
+            });
+        }
+        let lifted = args.iter().any(|a| a.ty.is_list());
+        let ty = if lifted { Ty::list(Ty::F32) } else { Ty::F32 };
+        TExpr::new(TKind::Op(op, args), ty, span)
+    }
+
+    /// The shape of a tensor (or list of tensors) argument, or an error.
+    fn tensor_arg(&mut self, x: &TExpr, name: &str) -> Option<Vec<Dim>> {
+        if x.ty.is_error() {
+            return None;
+        }
+        match x.ty.elem().shape() {
+            Some(s) => Some(s.clone()),
+            None => {
+                self.error(
+                    Diagnostic::error(x.span, format!("`{name}` needs a Tensor, found {}", x.ty))
+                        .with_label(format!("this is {}", x.ty.kind_name())),
+                );
+                None
+            }
+        }
+    }
+
+    /// A number (or per-model list of numbers); `int_ok_only` accepts ints too for conversions.
+    fn scalar_arg(&mut self, x: &TExpr, name: &str, what: &str, _int_ok_only: bool) -> bool {
+        if x.ty.is_error() {
+            return false;
+        }
+        if matches!(x.ty.elem(), Ty::F32 | Ty::Int) {
+            return true;
+        }
+        self.error(
+            Diagnostic::error(
+                x.span,
+                format!("`{name}`'s `{what}` must be a number, found {}", x.ty),
+            )
+            .with_label(format!("this is {}", x.ty.kind_name())),
+        );
+        false
+    }
+
+    /// A constant axis, normalised to 0..rank.
+    fn axis_value(&mut self, e: &Expr, rank: usize, name: &str) -> Option<usize> {
+        let Some(a) = const_int(e) else {
+            self.error(
+                Diagnostic::error(
+                    e.span,
+                    "axis must be a whole-number literal such as 0, 1 or -1",
+                )
+                .with_label("not a literal"),
+            );
+            return None;
+        };
+        let r = rank as i64;
+        if a >= r || a < -r || rank == 0 {
+            let valid = if rank == 0 {
+                "a scalar has no axes".to_string()
+            } else {
+                format!("valid axes are 0..{} or -{}..-1", r - 1, r)
+            };
+            self.error(
+                Diagnostic::error(
+                    e.span,
+                    format!("axis {a} is out of range for a {rank}-D tensor in `{name}`"),
+                )
+                .with_label("out of range")
+                .with_hint(valid)
+                .with_note(format!("checked with the base as a {}-D tensor", self.rank)),
+            );
+            return None;
+        }
+        Some(if a < 0 { (a + r) as usize } else { a as usize })
+    }
+
+    fn axis_reduce(&mut self, op: AxisOp, bound: &Bound, span: Span, name: &str) -> TExpr {
+        let x = self.arg(bound, 0).expect("x");
+        let Some(shape) = self.tensor_arg(&x, name) else {
+            return TExpr::error(span);
+        };
+        let axis_idx = if matches!(op, AxisOp::Max | AxisOp::Min) {
+            2
+        } else {
+            1
+        };
+        let keep_idx = axis_idx + 1;
+        let Some(axis) = bound
+            .get(axis_idx)
+            .and_then(|e| self.axis_value(e, shape.len(), name))
+        else {
+            return TExpr::error(span);
+        };
+        let keepdim = match bound.get(keep_idx) {
+            None => true,
+            Some(e) => match &e.unparen().kind {
+                ExprKind::Bool(b) => *b,
+                _ => {
+                    self.error(Diagnostic::error(
+                        e.span,
+                        "keepdim must be `true` or `false`",
+                    ));
+                    return TExpr::error(span);
+                }
+            },
+        };
+        let mut out = shape.clone();
+        if keepdim {
+            out[axis] = Dim::Const(1);
+        } else {
+            out.remove(axis);
+        }
+        let ty = lift(&x.ty, Ty::Tensor(out));
+        TExpr::new(
+            TKind::Op(Op::Axis(op, axis as i8, keepdim), vec![x]),
+            ty,
+            span,
+        )
+    }
+
+    fn topk(&mut self, bound: &Bound, span: Span, name: &str) -> TExpr {
+        let x = self.arg(bound, 0).expect("x");
+        let d = self.arg(bound, 1).expect("density");
+        let skip = match self.arg(bound, 2) {
+            Some(s) => s,
+            None => TExpr::new(TKind::F32(0.0), Ty::F32, span),
+        };
+        let Some(shape) = self.tensor_arg(&x, name) else {
+            return TExpr::error(span);
+        };
+        if !self.scalar_arg(&d, name, "density", false)
+            || !self.scalar_arg(&skip, name, "skip", false)
+        {
+            return TExpr::error(span);
+        }
+        let lifted = [&x, &d, &skip].iter().any(|a| a.ty.is_list());
+        let ty = if lifted {
+            Ty::list(Ty::Mask(shape))
+        } else {
+            Ty::Mask(shape)
+        };
+        TExpr::new(TKind::Op(Op::TopkMask, vec![x, d, skip]), ty, span)
+    }
+
+    fn stream(&mut self, e: Option<&Expr>) -> Option<u32> {
+        let Some(e) = e else { return Some(0) };
+        match const_int(e) {
+            Some(s) if (0..=u32::MAX as i64).contains(&s) => Some(s as u32),
+            _ => {
+                self.error(
+                    Diagnostic::error(e.span, "stream must be a non-negative whole-number literal")
+                        .with_hint("stream=1 draws a mask independent of stream=0"),
+                );
+                None
+            }
+        }
+    }
+
+    fn repl_shape(&mut self, op: Op, args: &[Arg], span: Span) -> TExpr {
+        let mut dims = Vec::new();
+        for a in args {
+            match (&a.name, const_int(&a.value)) {
+                (None, Some(n)) if (1..=1 << 24).contains(&n) => dims.push(n as u64),
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            a.value.span,
+                            "dimensions must be positive whole-number literals",
+                        )
+                        .with_hint("randn(4, 4)"),
+                    );
+                    return TExpr::error(span);
+                }
+            }
+        }
+        if dims.is_empty() || dims.iter().product::<u64>() > self.limits.max_literal_elems as u64 {
+            self.error(Diagnostic::error(
+                span,
+                "give between 1 and 2^20 elements, e.g. randn(4, 4)",
+            ));
+            return TExpr::error(span);
+        }
+        let ty = Ty::Tensor(dims.iter().map(|&d| Dim::Const(d)).collect());
+        let args = dims
+            .iter()
+            .map(|&d| TExpr::new(TKind::Int(d as i64), Ty::Int, span))
+            .collect();
+        TExpr::new(TKind::Op(op, args), ty, span)
+    }
+
+    fn load(&mut self, bound: &Bound, span: Span) -> TExpr {
+        let mut strs = Vec::new();
+        for i in 0..2 {
+            let e = bound.get(i).expect("load args");
+            match &e.unparen().kind {
+                ExprKind::Str(s) => strs.push(s.clone()),
+                _ => {
+                    self.error(
+                        Diagnostic::error(e.span, "load takes string literals").with_hint(
+                            "load(\"path/to/model\", \"model.layers.0.mlp.up_proj.weight\")",
+                        ),
+                    );
+                    return TExpr::error(span);
+                }
+            }
+        }
+        let Some(f) = self.load_shape else {
+            return TExpr::error(span);
+        };
+        match f(&strs[0], &strs[1]) {
+            Ok(shape) => {
+                let ty = Ty::Tensor(shape.iter().map(|&d| Dim::Const(d as u64)).collect());
+                let args = strs
+                    .iter()
+                    .map(|s| TExpr::new(TKind::Str(s.as_str().into()), Ty::Str, span))
+                    .collect();
+                TExpr::new(TKind::Op(Op::Load, args), ty, span)
+            }
+            Err(msg) => {
+                self.error(Diagnostic::error(span, msg));
+                TExpr::error(span)
+            }
+        }
+    }
+
+    // ---- fold and repeat ----
+
+    fn lambda<'a>(
+        &mut self,
+        e: &'a Expr,
+        arities: &[usize],
+        what: &str,
+    ) -> Option<(&'a [Ident], &'a Expr)> {
+        match &e.kind {
+            ExprKind::Lambda { params, body } if arities.contains(&params.len()) => {
+                Some((params, body))
+            }
+            ExprKind::Lambda { params, .. } => {
+                self.error(
+                    Diagnostic::error(
+                        e.span,
+                        format!("this lambda takes {} parameters", params.len()),
+                    )
+                    .with_hint(what.to_string()),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    Diagnostic::error(e.span, "expected a lambda here").with_hint(what.to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks a lambda body with the accumulator's type widened until it is stable.
+    fn accumulate(
+        &mut self,
+        init_ty: Ty,
+        params: &[Ident],
+        extra: &[Ty],
+        body: &Expr,
+    ) -> Option<(Ty, Vec<u32>, TExpr)> {
+        let mut acc_ty = init_ty;
+        for round in 0..4 {
+            let saved_diags = self.diags.len();
+            let saved_vars = self.var_names.len();
+            let mark = self.scope_mark();
+            let mut vars = vec![self.bind(&params[0].name, acc_ty.clone())];
+            for (p, t) in params[1..].iter().zip(extra) {
+                vars.push(self.bind(&p.name, t.clone()));
+            }
+            let b = self.check_expr(body);
+            self.scope_reset(mark);
+            if b.ty.is_error() {
+                return None;
+            }
+            match join(&acc_ty, &b.ty) {
+                Some(j) if j == acc_ty => return Some((acc_ty, vars, b)),
+                Some(j) if round < 3 => {
+                    self.diags.truncate(saved_diags);
+                    self.var_names.truncate(saved_vars);
+                    acc_ty = j;
+                }
+                _ => {
+                    let hint = if b.ty.is_list() && !acc_ty.is_list() {
+                        "per-model values inside a fold: index them with the model index, |acc, x, i| acc + weight[i] * x"
+                    } else {
+                        "the lambda must return a value of the accumulator's type"
+                    };
+                    self.error(
+                        Diagnostic::error(
+                            body.span,
+                            format!(
+                                "the lambda returns {} but the accumulator is {}",
+                                b.ty, acc_ty
+                            ),
+                        )
+                        .with_hint(hint),
+                    );
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    fn fold(&mut self, b: &Builtin, args: &[Arg], span: Span) -> TExpr {
+        const USAGE: &str = "fold(xs, |acc, x| ...), fold(xs, init, |acc, x| ...), with an optional model index: |acc, x, i|";
+        let named_init = args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n.name == "init"));
+        let positional: Vec<&Expr> = args
+            .iter()
+            .filter(|a| a.name.is_none())
+            .map(|a| &a.value)
+            .collect();
+        if let Some(bad) = args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n.name != "init"))
+        {
+            let n = bad
+                .name
+                .as_ref()
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            self.error(
+                Diagnostic::error(bad.value.span, format!("`fold` has no parameter `{n}`"))
+                    .with_hint(USAGE),
+            );
+            return TExpr::error(span);
+        }
+        let (list_e, init_e, f_e) = match (positional.as_slice(), named_init) {
+            ([l, f], None) => (*l, None, *f),
+            ([l, f], Some(i)) => (*l, Some(&i.value), *f),
+            ([l, i, f], None) => (*l, Some(*i), *f),
+            _ => {
+                self.error(
+                    Diagnostic::error(
+                        span,
+                        format!("`fold` takes 2 or 3 arguments, {} given", args.len()),
+                    )
+                    .with_hint(b.sigs.join("  |  ")),
+                );
+                return TExpr::error(span);
+            }
+        };
+        let list = self.check_expr(list_e);
+        let init = init_e.map(|e| self.check_expr(e));
+        let Some((params, body)) = self.lambda(f_e, &[2, 3], USAGE) else {
+            return TExpr::error(span);
+        };
+        if list.ty.is_error() || init.as_ref().is_some_and(|i| i.ty.is_error()) {
+            return TExpr::error(span);
+        }
+        let Ty::List(elem) = list.ty.clone() else {
+            self.not_a_list(
+                &list,
+                "fold",
+                "fold walks the model list: fold(models - base, |acc, t| ...)",
+            );
+            return TExpr::error(span);
+        };
+        let init_ty = init.as_ref().map_or(*elem.clone(), |i| i.ty.clone());
+        let Some((acc_ty, vars, body)) = self.accumulate(init_ty, params, &[*elem, Ty::Int], body)
+        else {
+            return TExpr::error(span);
+        };
+        TExpr::new(
+            TKind::Fold {
+                list: Box::new(list),
+                init: init.map(Box::new),
+                acc: vars[0],
+                elem: vars[1],
+                index: vars.get(2).copied(),
+                body: Box::new(body),
+            },
+            acc_ty,
+            span,
+        )
+    }
+
+    fn repeat(&mut self, b: &Builtin, args: &[Arg], span: Span) -> TExpr {
+        const USAGE: &str = "repeat(n, init, |acc, i| ...)";
+        let Some(bound) = self.bind_builtin(b, args, span) else {
+            return TExpr::error(span);
+        };
+        let count_e = bound.get(0).expect("n");
+        let count = self.check_expr(count_e);
+        let init = self.check_expr(bound.get(1).expect("init"));
+        let Some((params, body)) = self.lambda(bound.get(2).expect("f"), &[1, 2], USAGE) else {
+            return TExpr::error(span);
+        };
+        if count.ty.is_error() || init.ty.is_error() {
+            return TExpr::error(span);
+        }
+        if count.ty != Ty::Int {
+            self.error(Diagnostic::error(
+                count_e.span,
+                format!("`repeat` needs an int count, found {}", count.ty),
+            ));
+            return TExpr::error(span);
+        }
+        if let Some(n) = const_int(count_e) {
+            if !(0..=self.limits.max_repeat).contains(&n) {
+                self.error(
+                    Diagnostic::error(
+                        count_e.span,
+                        format!("repeat count {n} is outside 0..={}", self.limits.max_repeat),
+                    )
+                    .with_hint("every program must finish quickly; iterate fewer times"),
+                );
+                return TExpr::error(span);
+            }
+        }
+        let Some((acc_ty, vars, body)) = self.accumulate(init.ty.clone(), params, &[Ty::Int], body)
+        else {
+            return TExpr::error(span);
+        };
+        TExpr::new(
+            TKind::Repeat {
+                count: Box::new(count),
+                init: Box::new(init),
+                acc: vars[0],
+                index: vars.get(1).copied(),
+                body: Box::new(body),
+            },
+            acc_ty,
+            span,
+        )
+    }
+
+    // ---- user functions and merges ----
+
+    fn user_call(&mut self, item: &'p Item, args: &[Arg], span: Span) -> TExpr {
+        let fname = item.name.name.clone();
+        if self.call_stack.contains(&fname) {
+            self.error(
+                Diagnostic::error(span, format!("recursion: `{fname}` calls itself"))
+                    .with_hint("programs cannot recurse; use fold or repeat"),
+            );
+            return TExpr::error(span);
+        }
+        // Bind arguments to parameters.
+        let mut slots: Vec<Option<&Expr>> = vec![None; item.params.len()];
+        let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
+        if positional.len() > item.params.len() {
+            self.error(Diagnostic::error(
+                span,
+                format!(
+                    "`{fname}` takes {} arguments, but {} were given",
+                    item.params.len(),
+                    positional.len()
+                ),
+            ));
+            return TExpr::error(span);
+        }
+        for (i, a) in positional.iter().enumerate() {
+            slots[i] = Some(&a.value);
+        }
+        let mut ok = true;
+        for a in args.iter().filter(|a| a.name.is_some()) {
+            let n = a.name.as_ref().expect("named");
+            match item.params.iter().position(|p| p.name.name == n.name) {
+                Some(i) if slots[i].is_none() => slots[i] = Some(&a.value),
+                Some(_) => {
+                    self.error(Diagnostic::error(
+                        n.span,
+                        format!("argument `{}` given twice", n.name),
+                    ));
+                    ok = false;
+                }
+                None => {
+                    let hint =
+                        did_you_mean(&n.name, item.params.iter().map(|p| p.name.name.as_str()));
+                    self.error(
+                        Diagnostic::error(
+                            n.span,
+                            format!("`{fname}` has no parameter `{}`", n.name),
+                        )
+                        .with_hint_opt(hint),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut values: Vec<TExpr> = Vec::new();
+        let mut declared: Vec<Option<Ty>> = Vec::new();
+        for (p, slot) in item.params.iter().zip(&slots) {
+            let want = self.type_from_ast(&p.ty);
+            let v = match (slot, &p.default) {
+                (Some(e), _) => self.check_expr_expect(e, want.as_ref()),
+                (None, Some(d)) => {
+                    let facts = std::mem::replace(&mut self.allow_facts, false);
+                    let v = self.check_expr_expect(d, want.as_ref());
+                    self.allow_facts = facts;
+                    v
+                }
+                (None, None) => {
+                    self.error(
+                        Diagnostic::error(
+                            span,
+                            format!("`{fname}` is missing its argument `{}`", p.name.name),
+                        )
+                        .with_hint(format!("`{}` has no default", p.name.name)),
+                    );
+                    ok = false;
+                    TExpr::error(span)
+                }
+            };
+            values.push(v);
+            declared.push(want);
+        }
+        if !ok || values.iter().any(|v| v.ty.is_error()) || declared.iter().any(Option::is_none) {
+            return TExpr::error(span);
+        }
+        // Match types; lift over lists; splat scalars into list parameters.
+        let first_list = values.iter().position(|v| v.ty.is_list());
+        let mut lifted = false;
+        let mut bound_tys = Vec::new();
+        for i in 0..values.len() {
+            let want = declared[i].clone().expect("checked above");
+            let have = values[i].ty.clone();
+            if kind_compatible(&want, &have) {
+                bound_tys.push(have);
+            } else if !want.is_list() && have.is_list() && kind_compatible(&want, have.elem()) {
+                lifted = true;
+                bound_tys.push(have);
+            } else if want.is_list() && !have.is_list() && kind_compatible(want.elem(), &have) {
+                let Some(li) = first_list else {
+                    self.error(
+                        Diagnostic::error(
+                            values[i].span,
+                            format!(
+                                "`{}` is a list parameter; pass a list",
+                                item.params[i].name.name
+                            ),
+                        )
+                        .with_hint("e.g. [0.5, 0.5], one value per model"),
+                    );
+                    return TExpr::error(span);
+                };
+                let like = values[li].clone();
+                let v = std::mem::replace(&mut values[i], TExpr::error(span));
+                let sp = v.span;
+                let t = Ty::list(v.ty.clone());
+                values[i] = TExpr::new(TKind::Splat(Box::new(v), Box::new(like)), t.clone(), sp);
+                bound_tys.push(t);
+            } else {
+                self.error(
+                    Diagnostic::error(
+                        values[i].span,
+                        format!(
+                            "`{fname}`'s `{}` is {}, but this is {}",
+                            item.params[i].name.name,
+                            want.kind_name(),
+                            have
+                        ),
+                    )
+                    .with_label(format!("this is {}", have.kind_name())),
+                );
+                return TExpr::error(span);
+            }
+        }
+        // Inline the body in a fresh scope holding only the parameters.
+        let saved = self.take_scope();
+        self.call_stack.push(fname.clone());
+        let before = self.diags.len();
+        let mut vars = Vec::new();
+        for (p, t) in item.params.iter().zip(&bound_tys) {
+            vars.push(self.bind(&p.name.name, t.clone()));
+        }
+        let body = self.check_body(item);
+        for d in &mut self.diags[before..] {
+            if !d.notes.iter().any(|n| n.starts_with("while inlining")) {
+                d.notes
+                    .push(format!("while inlining the call to `{fname}`"));
+            }
+        }
+        self.call_stack.pop();
+        self.restore_scope(saved);
+        if body.ty.is_error() {
+            return TExpr::error(span);
+        }
+        let ret = self.type_from_ast(&item.ret);
+        if let Some(r) = &ret {
+            let want = if lifted {
+                Ty::list(r.clone())
+            } else {
+                r.clone()
+            };
+            if !kind_compatible(&want, &body.ty) {
+                self.error(
+                    Diagnostic::error(
+                        item.ret.span,
+                        format!(
+                            "`{fname}` returns {} but declares {}",
+                            body.ty,
+                            want.kind_name()
+                        ),
+                    )
+                    .with_label("declared here")
+                    .with_note(format!("called at byte {}", span.start)),
+                );
+                return TExpr::error(span);
+            }
+        }
+        let ty = body.ty.clone();
+        let mut result = body;
+        for (v, val) in vars.into_iter().zip(values).rev() {
+            let t = result.ty.clone();
+            result = TExpr::new(TKind::Let(v, Box::new(val), Box::new(result)), t, span);
+        }
+        result.ty = ty;
+        result.span = span;
+        result
+    }
+}
+
+fn lift(arg: &Ty, elem: Ty) -> Ty {
+    if arg.is_list() { Ty::list(elem) } else { elem }
+}
+
+/// An integer literal, possibly negated.
+pub(crate) fn const_int(e: &Expr) -> Option<i64> {
+    match &e.unparen().kind {
+        ExprKind::Number {
+            value,
+            is_int: true,
+        } => Some(*value as i64),
+        ExprKind::Unary(UnOp::Neg, x) => const_int(x).map(|v| -v),
+        _ => None,
+    }
+}

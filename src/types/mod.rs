@@ -1,0 +1,17 @@
+//! The type and shape checker: builtin table, symbolic shapes, diagnostics.
+
+pub mod builtins;
+mod calls;
+mod check;
+pub mod ops;
+mod program;
+mod suggest;
+pub mod tast;
+pub mod ty;
+
+pub use check::LoadShapeFn;
+pub use program::{
+    CHECKED_RANKS, CheckedMerge, Const, MergeParam, MergeSig, check_program, check_repl_expr,
+    const_value, instantiate_merge,
+};
+pub use suggest::did_you_mean;
