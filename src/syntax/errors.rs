@@ -122,18 +122,18 @@ pub fn pest_error_to_diagnostic(e: &Error<Rule>, src: &str) -> Diagnostic {
                 .map(String::from),
         );
     }
-    if let Some(attempts) = e.parse_attempts() {
-        if attempts.max_position == start {
-            for tok in attempts.expected_tokens() {
-                let t = tok.to_string();
-                if !t.is_empty()
-                    && t.len() <= 8
-                    && !t.chars().any(char::is_whitespace)
-                    && t != "#"
-                    && t != "\""
-                {
-                    expected.push(format!("`{t}`"));
-                }
+    if let Some(attempts) = e.parse_attempts()
+        && attempts.max_position == start
+    {
+        for tok in attempts.expected_tokens() {
+            let t = tok.to_string();
+            if !t.is_empty()
+                && t.len() <= 8
+                && !t.chars().any(char::is_whitespace)
+                && t != "#"
+                && t != "\""
+            {
+                expected.push(format!("`{t}`"));
             }
         }
     }

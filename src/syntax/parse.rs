@@ -237,16 +237,15 @@ impl Builder {
             Rule::pow => BinOp::Pow,
             r => unreachable!("grammar: infix is {r:?}"),
         };
-        if bop.is_comparison() {
-            if let ExprKind::Binary(inner, _, _) = &lhs.kind {
-                if inner.is_comparison() {
-                    self.diags.borrow_mut().push(
-                        Diagnostic::error(lhs.span.to(rhs.span), "comparisons cannot be chained")
-                            .with_label("a comparison of a comparison")
-                            .with_hint("write `a < b and b < c`, or add parentheses"),
-                    );
-                }
-            }
+        if bop.is_comparison()
+            && let ExprKind::Binary(inner, _, _) = &lhs.kind
+            && inner.is_comparison()
+        {
+            self.diags.borrow_mut().push(
+                Diagnostic::error(lhs.span.to(rhs.span), "comparisons cannot be chained")
+                    .with_label("a comparison of a comparison")
+                    .with_hint("write `a < b and b < c`, or add parentheses"),
+            );
         }
         let span = lhs.span.to(rhs.span);
         Expr {

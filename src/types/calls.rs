@@ -253,7 +253,13 @@ impl<'p> Checker<'p> {
                 }
                 let a = self.arg(bound, 1).expect("a");
                 let bb = self.arg(bound, 2).expect("b");
-                let ty = self.elementwise_ty(&[c.clone()], Class::Logic, span, name, Op::Where);
+                let ty = self.elementwise_ty(
+                    std::slice::from_ref(&c),
+                    Class::Logic,
+                    span,
+                    name,
+                    Op::Where,
+                );
                 let vt = self.elementwise_ty(
                     &[c.clone(), a.clone(), bb.clone()],
                     Class::Float,
@@ -949,17 +955,17 @@ impl<'p> Checker<'p> {
             ));
             return TExpr::error(span);
         }
-        if let Some(n) = const_int(count_e) {
-            if !(0..=self.limits.max_repeat).contains(&n) {
-                self.error(
-                    Diagnostic::error(
-                        count_e.span,
-                        format!("repeat count {n} is outside 0..={}", self.limits.max_repeat),
-                    )
-                    .with_hint("every program must finish quickly; iterate fewer times"),
-                );
-                return TExpr::error(span);
-            }
+        if let Some(n) = const_int(count_e)
+            && !(0..=self.limits.max_repeat).contains(&n)
+        {
+            self.error(
+                Diagnostic::error(
+                    count_e.span,
+                    format!("repeat count {n} is outside 0..={}", self.limits.max_repeat),
+                )
+                .with_hint("every program must finish quickly; iterate fewer times"),
+            );
+            return TExpr::error(span);
         }
         let Some((acc_ty, vars, body)) = self.accumulate(init.ty.clone(), params, &[Ty::Int], body)
         else {

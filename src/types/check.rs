@@ -303,10 +303,10 @@ impl<'p> Checker<'p> {
         if let Some((id, ty)) = self.lookup(n) {
             return TExpr::new(TKind::Var(id), ty, span);
         }
-        if self.allow_facts {
-            if let Some(f) = Fact::lookup(n) {
-                return TExpr::new(TKind::Fact(f), f.ty(), span);
-            }
+        if self.allow_facts
+            && let Some(f) = Fact::lookup(n)
+        {
+            return TExpr::new(TKind::Fact(f), f.ty(), span);
         }
         let hint = match n {
             "True" | "False" => Some(format!("write `{}`", n.to_ascii_lowercase())),

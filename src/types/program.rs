@@ -282,29 +282,29 @@ fn check_fn_standalone(p: &Program, item: &Item) -> Vec<Diagnostic> {
         c.call_stack.push(item.name.name.clone());
         for param in &item.params {
             let ty = c.type_from_ast(&param.ty).unwrap_or(Ty::Error);
-            if let Some(d) = &param.default {
-                if let Err(diag) = const_value(d, &ty) {
-                    c.error(diag);
-                }
+            if let Some(d) = &param.default
+                && let Err(diag) = const_value(d, &ty)
+            {
+                c.error(diag);
             }
             c.bind(&param.name.name, ty);
         }
         let body = c.check_body(item);
-        if let (Some(want), false) = (c.type_from_ast(&item.ret), body.ty.is_error()) {
-            if !super::check::kind_compatible(&want, &body.ty) {
-                c.error(
-                    Diagnostic::error(
-                        item.ret.span,
-                        format!(
-                            "`{}` returns {} but declares {}",
-                            item.name.name,
-                            body.ty,
-                            want.kind_name()
-                        ),
-                    )
-                    .with_label("declared here"),
-                );
-            }
+        if let (Some(want), false) = (c.type_from_ast(&item.ret), body.ty.is_error())
+            && !super::check::kind_compatible(&want, &body.ty)
+        {
+            c.error(
+                Diagnostic::error(
+                    item.ret.span,
+                    format!(
+                        "`{}` returns {} but declares {}",
+                        item.name.name,
+                        body.ty,
+                        want.kind_name()
+                    ),
+                )
+                .with_label("declared here"),
+            );
         }
         if c.diags.is_empty() {
             return Vec::new();
@@ -587,7 +587,7 @@ impl Const {
             }
             let items = inner
                 .split(',')
-                .map(|s| Const::parse(s))
+                .map(Const::parse)
                 .collect::<Result<Vec<_>, _>>()?;
             if items.iter().any(|c| matches!(c, Const::List(_))) {
                 return Err("lists cannot be nested".into());
