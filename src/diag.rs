@@ -48,6 +48,8 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// Further context, e.g. "while checking for 1-D tensors".
     pub notes: Vec<String>,
+    /// Other places worth showing ("first defined here").
+    pub related: Vec<(Span, String)>,
 }
 
 impl Diagnostic {
@@ -59,7 +61,12 @@ impl Diagnostic {
             label: None,
             hint: None,
             notes: Vec::new(),
+            related: Vec::new(),
         }
+    }
+    pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.related.push((span, label.into()));
+        self
     }
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
@@ -162,6 +169,13 @@ impl Diagnostic {
             )
             .with_message(format!("{} (at {file}:{line}:{col})", self.message))
             .with_label(Label::new((file, cstart..cend.max(cstart))).with_message(label_text));
+        for (span, label) in &self.related {
+            let s = floor_char_boundary(src, span.start.min(src.len()));
+            let e = floor_char_boundary(src, span.end.min(src.len())).max(s);
+            let cs = src[..s].chars().count();
+            let ce = cs + src[s..e].chars().count();
+            report = report.with_label(Label::new((file, cs..ce)).with_message(label));
+        }
         if let Some(h) = &self.hint {
             report = report.with_help(h);
         }

@@ -1154,7 +1154,7 @@ impl<'p> Checker<'p> {
                         ),
                     )
                     .with_label("declared here")
-                    .with_note(format!("called at byte {}", span.start)),
+                    .with_related(span, "called here"),
                 );
                 return TExpr::error(span);
             }

@@ -323,7 +323,8 @@ fn item_rules(p: &Program) -> Vec<Diagnostic> {
         if let Some(prev) = seen.insert(name, item.name.span) {
             diags.push(
                 Diagnostic::error(item.name.span, format!("`{name}` is defined twice"))
-                    .with_note(format!("first defined at byte {}", prev.start)),
+                    .with_related(prev, "first defined here")
+                    .with_hint("rename one of them"),
             );
         }
         if super::builtins::lookup(name).is_some() {
