@@ -1,10 +1,16 @@
 //! mergec: a typed language, checker, interpreter and (later) compiler for
 //! merging LLM checkpoints. See README.md and docs/language.md.
 
+// Diagnostics are rich (spans, hints, notes, related places) and only travel on
+// the error path; boxing them everywhere would add noise, not speed.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod diag;
+pub mod r#gen;
 pub mod interp;
 pub mod repl;
+pub mod runtime;
 pub mod show;
 pub mod stdlib;
 pub mod syntax;

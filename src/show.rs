@@ -88,6 +88,33 @@ fn preview(t: &Tensor) -> String {
     }
 }
 
+/// min, max, mean, norm and nonzeros on one line (and a count of non-finite values).
+pub fn stats_line(t: &Tensor) -> String {
+    let s = stats(t);
+    let mut line = format!(
+        "min {}  max {}  mean {}  norm {}  nonzeros {}/{}",
+        fmt_num(s.min),
+        fmt_num(s.max),
+        fmt_num(s.mean),
+        fmt_num(s.norm),
+        s.nonzeros,
+        t.numel()
+    );
+    if s.nonfinite > 0 {
+        let _ = write!(line, "  NON-FINITE {}", s.nonfinite);
+    }
+    line
+}
+
+fn same_shaped_tensors(xs: &[Value]) -> bool {
+    let first = xs.first().and_then(|x| x.as_tensor());
+    first.is_some_and(|f| {
+        xs.iter().all(|x| {
+            x.kind_name() == xs[0].kind_name() && x.as_tensor().is_some_and(|t| t.shape == f.shape)
+        })
+    })
+}
+
 /// A multi-line description: type and shape, values, statistics.
 pub fn describe(v: &Value) -> String {
     let mut out = String::new();
@@ -101,19 +128,41 @@ pub fn describe(v: &Value) -> String {
                 t.numel()
             );
             let _ = writeln!(out, "{}", preview(t));
-            let s = stats(t);
+            let _ = write!(out, "  {}", stats_line(t));
+        }
+        Value::List(xs) if !xs.is_empty() && xs.iter().all(|x| x.as_f32().is_some()) => {
+            // Per-model scalars (norms, weights) fit on one line.
+            let parts: Vec<String> = xs
+                .iter()
+                .map(|x| match x {
+                    Value::F32(f) => fmt_num(*f),
+                    other => other.to_string(),
+                })
+                .collect();
             let _ = write!(
                 out,
-                "  min {}  max {}  mean {}  norm {}  nonzeros {}/{}",
-                fmt_num(s.min),
-                fmt_num(s.max),
-                fmt_num(s.mean),
-                fmt_num(s.norm),
-                s.nonzeros,
-                t.numel()
+                "list of {} {}: [{}]",
+                xs.len(),
+                xs[0].kind_name(),
+                parts.join(", ")
             );
-            if s.nonfinite > 0 {
-                let _ = write!(out, "  NON-FINITE {}", s.nonfinite);
+        }
+        Value::List(xs) if same_shaped_tensors(xs) => {
+            // A model list: one line of statistics per model (index it for values).
+            if let Some(t) = xs[0].as_tensor() {
+                let _ = write!(
+                    out,
+                    "list of {} {} {:?} ({} elements each)",
+                    xs.len(),
+                    xs[0].kind_name(),
+                    t.shape,
+                    t.numel()
+                );
+            }
+            for (i, x) in xs.iter().enumerate() {
+                if let Some(t) = x.as_tensor() {
+                    let _ = write!(out, "\n  [{i}] {}", stats_line(t));
+                }
             }
         }
         Value::List(xs) => {

@@ -1,0 +1,427 @@
+//! A small, defensive safetensors reader (memory-mapped) and writer.
+//!
+//! Format: an 8-byte little-endian header length `n`, `n` bytes of JSON
+//! (`{"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, ...}`,
+//! plus an optional `"__metadata__"` map of strings), then the data section.
+//! Every problem with a file is an [`Error`] naming the file and what is wrong;
+//! nothing here panics on corrupt input.
+
+use crate::interp::Tensor;
+use crate::types::did_you_mean;
+use memmap2::Mmap;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+mod write;
+pub use write::{Dtype, RawTensor, TensorMap, encode_raw, to_raw, write, write_sharded};
+
+/// The single-file checkpoint name inside a model directory.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The index of a sharded checkpoint inside a model directory.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+/// Headers larger than this are refused (the reference implementation's limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// A failure to open or read a checkpoint: the message names the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub message: String,
+}
+
+impl Error {
+    pub(crate) fn at(path: &Path, what: impl fmt::Display) -> Error {
+        Error {
+            message: format!("`{}`: {what}", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One stored tensor: where it lives and how it is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// As written in the header: "F32", "BF16", "I64", ...
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    shard: usize,
+    start: usize,
+    end: usize,
+}
+
+impl TensorInfo {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Size of the stored data in bytes.
+    pub fn nbytes(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// Bytes per element of the dtypes whose size is a whole number of bytes.
+fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// One memory-mapped `.safetensors` file.
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    /// Offset of the data section (8 + header length).
+    data_start: usize,
+}
+
+/// An opened checkpoint: one file, or the shards of a model directory.
+pub struct Checkpoint {
+    path: PathBuf,
+    shards: Vec<Shard>,
+    tensors: BTreeMap<String, TensorInfo>,
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("shards", &self.shards.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+impl Checkpoint {
+    /// Opens a `.safetensors` file, or a directory holding `model.safetensors`
+    /// or `model.safetensors.index.json` and its shards.
+    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| Error::at(path, io_what(&e)))?;
+        let mut ck = Checkpoint {
+            path: path.to_path_buf(),
+            shards: Vec::new(),
+            tensors: BTreeMap::new(),
+        };
+        if !meta.is_dir() {
+            ck.add_shard(path)?;
+            return Ok(ck);
+        }
+        let index = path.join(INDEX_FILE);
+        let single = path.join(MODEL_FILE);
+        if index.is_file() {
+            ck.open_index(&index)?;
+        } else if single.is_file() {
+            ck.add_shard(&single)?;
+        } else {
+            return Err(Error::at(path, no_model_message(path)));
+        }
+        Ok(ck)
+    }
+
+    /// The path this checkpoint was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The files read, in the order they were opened.
+    pub fn files(&self) -> Vec<&Path> {
+        self.shards.iter().map(|s| s.path.as_path()).collect()
+    }
+
+    /// Every tensor, sorted by name.
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorInfo> {
+        self.tensors.values()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// A tensor's description; a missing name suggests the closest one.
+    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensors.get(name).ok_or_else(|| {
+            let hint = did_you_mean(name, self.names()).unwrap_or_else(|| {
+                let some: Vec<&str> = self.names().take(3).collect();
+                if some.is_empty() {
+                    "the checkpoint holds no tensors".into()
+                } else {
+                    format!("it holds {} tensors, e.g. {}", self.len(), some.join(", "))
+                }
+            });
+            Error::at(&self.path, format!("no tensor `{name}` ({hint})"))
+        })
+    }
+
+    /// Reads one tensor as f32 (F32, F16 and BF16 are converted; others are refused).
+    pub fn read_f32(&self, name: &str) -> Result<Tensor> {
+        let info = self.info(name)?;
+        let shard = &self.shards[info.shard];
+        let convert: fn(&[u8]) -> f32 = match info.dtype.as_str() {
+            "F32" => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            "F16" => |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            "BF16" => |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+            other => {
+                return Err(Error::at(
+                    &shard.path,
+                    format!(
+                        "tensor `{name}` has dtype {other}; only F32, F16 and BF16 can be read as f32"
+                    ),
+                ));
+            }
+        };
+        let size = dtype_size(&info.dtype).unwrap_or(1);
+        let bytes = shard
+            .map
+            .get(shard.data_start + info.start..shard.data_start + info.end)
+            .filter(|b| b.len() == info.numel() * size)
+            .ok_or_else(|| Error::at(&shard.path, format!("tensor `{name}`: data out of range")))?;
+        let data = bytes.chunks_exact(size).map(convert).collect();
+        Ok(Tensor::new(info.shape.clone(), data))
+    }
+
+    /// Maps one file and adds its tensors.
+    fn add_shard(&mut self, path: &Path) -> Result<usize> {
+        let file = File::open(path).map_err(|e| Error::at(path, io_what(&e)))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::at(path, io_what(&e)))?
+            .len();
+        if len < 8 {
+            return Err(Error::at(
+                path,
+                format!(
+                    "truncated file: {len} bytes, too short for a safetensors header \
+                     (an 8-byte length, then JSON)"
+                ),
+            ));
+        }
+        // SAFETY: the map is only read. If another process truncates the file while
+        // it is mapped, reads may fault; that is the usual contract of mapped
+        // checkpoints (the reference implementation maps them the same way).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::at(path, io_what(&e)))?;
+        let (data_start, infos) = parse_header(path, &map)?;
+        let shard = self.shards.len();
+        for mut info in infos {
+            info.shard = shard;
+            if let Some(prev) = self.tensors.get(&info.name) {
+                let other = &self.shards[prev.shard].path;
+                return Err(Error::at(
+                    path,
+                    format!(
+                        "tensor `{}` is also stored in `{}`",
+                        info.name,
+                        other.display()
+                    ),
+                ));
+            }
+            self.tensors.insert(info.name.clone(), info);
+        }
+        self.shards.push(Shard {
+            path: path.to_path_buf(),
+            map,
+            data_start,
+        });
+        Ok(shard)
+    }
+
+    /// Opens every shard named in `model.safetensors.index.json` and checks the map.
+    fn open_index(&mut self, index: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(index).map_err(|e| Error::at(index, io_what(&e)))?;
+        let json: Json = serde_json::from_str(&text)
+            .map_err(|e| Error::at(index, format!("bad index JSON: {e}")))?;
+        let Some(map) = json.get("weight_map").and_then(Json::as_object) else {
+            return Err(Error::at(
+                index,
+                "bad index JSON: no `weight_map` object (tensor name -> shard file)",
+            ));
+        };
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut opened: BTreeMap<&str, usize> = BTreeMap::new();
+        for (name, file) in map {
+            let Some(file) = file.as_str() else {
+                return Err(Error::at(
+                    index,
+                    format!("bad index JSON: the shard of `{name}` is not a file name"),
+                ));
+            };
+            let shard = match opened.get(file) {
+                Some(&s) => s,
+                None => {
+                    let p = dir.join(file);
+                    if !p.is_file() {
+                        return Err(Error::at(
+                            index,
+                            format!("shard `{file}` (listed for `{name}`) is missing"),
+                        ));
+                    }
+                    let s = self.add_shard(&p)?;
+                    opened.insert(file, s);
+                    s
+                }
+            };
+            if self.tensors.get(name).map(|t| t.shard) != Some(shard) {
+                return Err(Error::at(
+                    index,
+                    format!("the index puts `{name}` in `{file}`, but that shard does not hold it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io_what(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => format!("cannot read: {e}"),
+    }
+}
+
+fn no_model_message(dir: &Path) -> String {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    found.sort();
+    let mut msg = format!("a model directory needs `{MODEL_FILE}` or `{INDEX_FILE}`");
+    if !found.is_empty() {
+        msg.push_str(&format!(
+            "; it has {} (open one of those files directly)",
+            found.join(", ")
+        ));
+    }
+    msg
+}
+
+/// Parses and validates the header: returns the data offset and the tensors.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<TensorInfo>)> {
+    let len = bytes.len() as u64;
+    let n8: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::at(path, "truncated file: no 8-byte header length"))?;
+    let n = u64::from_le_bytes(n8);
+    if n > len - 8 {
+        return Err(Error::at(
+            path,
+            format!(
+                "header length {n} is past the end of the file ({len} bytes): \
+                 the file is truncated or not a safetensors file"
+            ),
+        ));
+    }
+    if n > MAX_HEADER {
+        return Err(Error::at(
+            path,
+            format!("header length {n} exceeds the limit of {MAX_HEADER} bytes"),
+        ));
+    }
+    let data_start = 8 + n as usize;
+    let header = std::str::from_utf8(&bytes[8..data_start])
+        .map_err(|e| Error::at(path, format!("bad header: not UTF-8 ({e})")))?;
+    let json: Json = serde_json::from_str(header)
+        .map_err(|e| Error::at(path, format!("bad header JSON: {e}")))?;
+    let Json::Object(entries) = json else {
+        return Err(Error::at(
+            path,
+            "bad header JSON: expected an object mapping tensor names to entries",
+        ));
+    };
+    let data_len = bytes.len() - data_start;
+    let mut out = Vec::new();
+    for (name, entry) in &entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let info = parse_entry(name, entry, data_len).map_err(|m| Error::at(path, m))?;
+        out.push(info);
+    }
+    Ok((data_start, out))
+}
+
+/// One header entry, checked against the data section's length.
+fn parse_entry(
+    name: &str,
+    entry: &Json,
+    data_len: usize,
+) -> std::result::Result<TensorInfo, String> {
+    let bad = |what: &str| format!("bad header entry for `{name}`: {what}");
+    let obj: &Map<String, Json> = entry.as_object().ok_or_else(|| bad("not an object"))?;
+    let dtype = obj
+        .get("dtype")
+        .and_then(Json::as_str)
+        .ok_or_else(|| bad("missing `dtype` string"))?;
+    let shape =
+        usize_list(obj.get("shape")).ok_or_else(|| bad("`shape` is not a list of sizes"))?;
+    let offsets = usize_list(obj.get("data_offsets"))
+        .filter(|o| o.len() == 2)
+        .ok_or_else(|| bad("`data_offsets` is not [start, end]"))?;
+    let (start, end) = (offsets[0], offsets[1]);
+    if end < start {
+        return Err(bad(&format!("data_offsets [{start}, {end}] are reversed")));
+    }
+    if end > data_len {
+        return Err(format!(
+            "tensor `{name}`: data [{start}, {end}) runs past the end of the data section \
+             ({data_len} bytes): the file is truncated"
+        ));
+    }
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("shape overflows"))?;
+    if let Some(size) = dtype_size(dtype) {
+        let want = numel
+            .checked_mul(size)
+            .ok_or_else(|| bad("shape overflows"))?;
+        if want != end - start {
+            return Err(bad(&format!(
+                "shape {shape:?} of {dtype} needs {want} bytes, but data_offsets hold {}",
+                end - start
+            )));
+        }
+    }
+    Ok(TensorInfo {
+        name: name.to_string(),
+        dtype: dtype.to_string(),
+        shape,
+        shard: 0,
+        start,
+        end,
+    })
+}
+
+fn usize_list(v: Option<&Json>) -> Option<Vec<usize>> {
+    v?.as_array()?
+        .iter()
+        .map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok()))
+        .collect()
+}
