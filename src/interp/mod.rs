@@ -17,13 +17,26 @@ use std::sync::Arc;
 /// for a per-model list stands for every model.
 pub fn param_value(p: &MergeParam, c: &Const, n_models: usize) -> Result<Value, RuntimeError> {
     let wrong = || {
-        RuntimeError::new(format!("parameter `{}` is {}, but {c} was given", p.name, p.ty.kind_name()))
-            .with_hint(match &p.ty {
-                Ty::List(_) => "give one value for every model, or a list with one value per model: weight=[0.5,0.5]",
-                Ty::Bool => "give true or false",
-                Ty::Int => "give a whole number",
-                _ => "give a number",
-            })
+        RuntimeError::new(format!(
+            "parameter `{}` is {}, but {c} was given",
+            p.name,
+            p.ty.kind_name()
+        ))
+        .with_hint(match &p.ty {
+            Ty::List(e) => format!(
+                "give one {} for every model, or one per model: {}=[{}]",
+                e.kind_name(),
+                p.name,
+                match **e {
+                    Ty::Bool => "true,false",
+                    Ty::Int => "1,2",
+                    _ => "0.5,0.5",
+                }
+            ),
+            Ty::Bool => "give true or false".into(),
+            Ty::Int => "give a whole number".into(),
+            _ => "give a number".into(),
+        })
     };
     let scalar = |ty: &Ty, c: &Const| -> Result<Value, RuntimeError> {
         match (ty, c) {

@@ -43,11 +43,23 @@ impl Limits {
 }
 
 fn too_large(span: Span, what: &str, got: usize, limit: usize) -> Diagnostic {
+    let hint = match what {
+        "bytes of source" => "remove long comments or unused code",
+        "statements" => {
+            "the limit counts every `let` and `return` in the file: combine steps or drop unused bindings"
+        }
+        "lambdas and `if` expressions" => {
+            "choose per element with where(mask, a, b) instead of many `if`s"
+        }
+        "parameters" => "use fewer parameters, e.g. one per-model list such as weight: [f32]",
+        "functions and merges" => "combine small helpers, or move unrelated merges to other files",
+        _ => "split the work into smaller steps or simplify the program",
+    };
     Diagnostic::error(
         span,
         format!("program too large: {got} {what} (the limit is {limit})"),
     )
-    .with_hint("split the work into smaller helper functions or simplify the program")
+    .with_hint(hint)
 }
 
 /// Checks run on the raw text before the grammar sees it.
@@ -144,7 +156,13 @@ pub fn check_program(p: &Program, limits: &Limits) -> Vec<Diagnostic> {
         ));
     }
     let mut statements = 0;
+    // The first statement past the limit, where the error points.
+    let mut over = None;
     for item in &p.items {
+        let room = limits.max_statements.saturating_sub(statements);
+        if over.is_none() {
+            over = item.body.get(room).map(Stmt::span);
+        }
         statements += item.body.len();
         if item.params.len() > limits.max_params {
             diags.push(too_large(
@@ -168,7 +186,7 @@ pub fn check_program(p: &Program, limits: &Limits) -> Vec<Diagnostic> {
     }
     if statements > limits.max_statements {
         diags.push(too_large(
-            Span::new(0, 0),
+            over.unwrap_or_default(),
             "statements",
             statements,
             limits.max_statements,

@@ -100,7 +100,9 @@ fn parse_fragment(src: &str, rule: Rule) -> Result<(Expr, Option<Ident>), Vec<Di
 
 fn span_of(p: &Pair<Rule>) -> Span {
     let s = p.as_span();
-    Span::new(s.start(), s.end())
+    // A pair can end with the whitespace skipped after its last token; leave it out.
+    let end = s.start() + s.as_str().trim_end().len();
+    Span::new(s.start(), end)
 }
 
 fn ident(p: Pair<Rule>) -> Ident {

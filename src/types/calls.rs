@@ -1,7 +1,7 @@
 //! Typing calls: builtins from the table, and user functions and merges (inlined).
 
 use super::builtins::{self, Builtin, ParamSpec, Rule};
-use super::check::{Checker, Class, join, kind_compatible};
+use super::check::{Checker, Class, join, join_hint, kind_compatible};
 use super::ops::{AxisOp, Op};
 use super::suggest::did_you_mean;
 use super::tast::{TExpr, TKind};
@@ -298,6 +298,14 @@ impl<'p> Checker<'p> {
             Rule::Quantile => {
                 let x = self.arg(bound, 0).expect("x");
                 let q = self.arg(bound, 1).expect("q");
+                if x.ty.elem().is_scalar() && q.ty.elem().shape().is_some() {
+                    self.error(
+                        Diagnostic::error(span, "`quantile` takes the tensor first, then q")
+                            .with_label("arguments in the wrong order")
+                            .with_hint("quantile(x, q), e.g. quantile(abs(d), 0.9)"),
+                    );
+                    return TExpr::error(span);
+                }
                 if !self.scalar_arg(&q, name, "q", false) {
                     return TExpr::error(span);
                 }
@@ -792,7 +800,16 @@ impl<'p> Checker<'p> {
                 self.error(
                     Diagnostic::error(
                         e.span,
-                        format!("this lambda takes {} parameters", params.len()),
+                        format!(
+                            "this lambda takes {} parameter{}, but {} are needed",
+                            params.len(),
+                            plural(params.len()),
+                            arities
+                                .iter()
+                                .map(|a| a.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ),
                     )
                     .with_hint(what.to_string()),
                 );
@@ -839,8 +856,10 @@ impl<'p> Checker<'p> {
                 _ => {
                     let hint = if b.ty.is_list() && !acc_ty.is_list() {
                         "per-model values inside a fold: index them with the model index, |acc, x, i| acc + weight[i] * x"
+                    } else if acc_ty.shape().is_none() && b.ty.shape().is_some() {
+                        "start the accumulator with a tensor, not a number: e.g. zeros_like(base) as init (a fold may also leave out init to start from the first element)"
                     } else {
-                        "the lambda must return a value of the accumulator's type"
+                        join_hint(&acc_ty, &b.ty)
                     };
                     self.error(
                         Diagnostic::error(
@@ -949,10 +968,13 @@ impl<'p> Checker<'p> {
             return TExpr::error(span);
         }
         if count.ty != Ty::Int {
-            self.error(Diagnostic::error(
-                count_e.span,
-                format!("`repeat` needs an int count, found {}", count.ty),
-            ));
+            self.error(
+                Diagnostic::error(
+                    count_e.span,
+                    format!("`repeat` needs an int count, found {}", count.ty),
+                )
+                .with_hint("write a whole number such as 3, or convert with int(x)"),
+            );
             return TExpr::error(span);
         }
         if let Some(n) = const_int(count_e)
@@ -999,14 +1021,18 @@ impl<'p> Checker<'p> {
         let mut slots: Vec<Option<&Expr>> = vec![None; item.params.len()];
         let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
         if positional.len() > item.params.len() {
-            self.error(Diagnostic::error(
-                span,
-                format!(
-                    "`{fname}` takes {} arguments, but {} were given",
-                    item.params.len(),
-                    positional.len()
-                ),
-            ));
+            self.error(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "`{fname}` takes {} argument{}, but {} were given",
+                        item.params.len(),
+                        plural(item.params.len()),
+                        positional.len()
+                    ),
+                )
+                .with_hint(signature_of(item)),
+            );
             return TExpr::error(span);
         }
         for (i, a) in positional.iter().enumerate() {
@@ -1154,6 +1180,10 @@ impl<'p> Checker<'p> {
                         ),
                     )
                     .with_label("declared here")
+                    .with_hint(format!(
+                        "declare `-> {}`, or return a value of the declared type",
+                        body.ty.kind_name()
+                    ))
                     .with_related(span, "called here"),
                 );
                 return TExpr::error(span);
@@ -1169,6 +1199,26 @@ impl<'p> Checker<'p> {
         result.span = span;
         result
     }
+}
+
+/// `name(a: T, b: U = 1.0)`, as written, for hints.
+fn signature_of(item: &Item) -> String {
+    let params: Vec<String> = item
+        .params
+        .iter()
+        .map(|p| {
+            let ty = crate::syntax::print::type_str(&p.ty);
+            match &p.default {
+                Some(d) => format!(
+                    "{}: {ty} = {}",
+                    p.name.name,
+                    crate::syntax::print::source_expr(d)
+                ),
+                None => format!("{}: {ty}", p.name.name),
+            }
+        })
+        .collect();
+    format!("{}({})", item.name.name, params.join(", "))
 }
 
 fn lift(arg: &Ty, elem: Ty) -> Ty {

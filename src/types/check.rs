@@ -87,6 +87,14 @@ impl<'p> Checker<'p> {
         self.scope = saved;
     }
 
+    /// Whether the body being checked is a helper `fn` (not a merge).
+    fn in_fn(&self) -> bool {
+        self.call_stack
+            .last()
+            .and_then(|n| self.items.get(n.as_str()))
+            .is_some_and(|i| i.kind == ItemKind::Fn)
+    }
+
     fn lookup(&self, name: &str) -> Option<(VarId, Ty)> {
         self.scope
             .iter()
@@ -170,7 +178,8 @@ impl<'p> Checker<'p> {
                     t.span,
                     format!("declared `{}` but the value is {}", want.kind_name(), v.ty),
                 )
-                .with_label(format!("the value is {}", v.ty.kind_name())),
+                .with_label(format!("the value is {}", v.ty.kind_name()))
+                .with_hint_opt(annotation_hint(want, &v.ty)),
             );
         }
     }
@@ -196,19 +205,7 @@ impl<'p> Checker<'p> {
                     "Tensor" => Ty::Tensor(base),
                     "Mask" => Ty::Mask(base),
                     _ => {
-                        let names = ["f32", "int", "bool", "str", "Tensor", "Mask"];
-                        let hint = match n.as_str() {
-                            "float" | "f64" | "double" | "number" => {
-                                Some("did you mean `f32`?".to_string())
-                            }
-                            "i32" | "i64" | "usize" | "integer" => {
-                                Some("did you mean `int`?".to_string())
-                            }
-                            "list" | "List" => {
-                                Some("list types are written `[f32]` or `[Tensor]`".to_string())
-                            }
-                            _ => did_you_mean(n, names),
-                        };
+                        let hint = unknown_type_hint(n);
                         self.error(
                             Diagnostic::error(t.span, format!("unknown type `{n}`"))
                                 .with_hint_opt(hint)
@@ -321,6 +318,9 @@ impl<'p> Checker<'p> {
             _ if self.items.contains_key(n) || super::builtins::lookup(n).is_some() => {
                 Some(format!("`{n}` is a function; call it: `{n}(...)`"))
             }
+            "base" | "models" if self.in_fn() => Some(format!(
+                "a `fn` sees only its own parameters: pass `{n}` in, e.g. fn f(x: Tensor, xs: [Tensor])"
+            )),
             _ => {
                 let mut cands: Vec<&str> = self.scope.iter().map(|(s, _, _)| s.as_str()).collect();
                 if self.allow_facts {
@@ -569,7 +569,7 @@ impl<'p> Checker<'p> {
         let Some(j) = joined else {
             self.error(
                 Diagnostic::error(span, format!("the branches differ: {} and {}", a.ty, b.ty))
-                    .with_hint("both branches of `if` must give the same kind of value"),
+                    .with_hint(join_hint(&a.ty, &b.ty)),
             );
             return TExpr::error(span);
         };
@@ -606,7 +606,7 @@ impl<'p> Checker<'p> {
                             e.span,
                             format!("list elements differ: {} and {}", ty, e.ty),
                         )
-                        .with_hint("every element of a list has the same type"),
+                        .with_hint(join_hint(&ty, &e.ty)),
                     );
                     return TExpr::error(span);
                 }
@@ -710,6 +710,36 @@ fn flatten_literal(
     Ok(())
 }
 
+/// What to do when a `let` annotation and its value disagree.
+fn annotation_hint(want: &Ty, have: &Ty) -> Option<String> {
+    match (want.is_list(), have.is_list()) {
+        (false, true) => Some(format!(
+            "this holds one value per model; reduce it (mean(...), sum(...), xs[0]) or declare `{}`",
+            have.kind_name()
+        )),
+        (true, false) => Some(format!(
+            "this is one value, not a list; declare `{}`",
+            have.kind_name()
+        )),
+        _ => Some(format!(
+            "declare `{}`, or leave the type out",
+            have.kind_name()
+        )),
+    }
+}
+
+/// The hint for an unknown type name.
+pub(crate) fn unknown_type_hint(n: &str) -> Option<String> {
+    match n {
+        "float" | "f64" | "double" | "number" | "float32" => {
+            Some("did you mean `f32`?".to_string())
+        }
+        "i32" | "i64" | "usize" | "integer" => Some("did you mean `int`?".to_string()),
+        "list" | "List" => Some("list types are written `[f32]` or `[Tensor]`".to_string()),
+        _ => did_you_mean(n, ["f32", "int", "bool", "str", "Tensor", "Mask"]),
+    }
+}
+
 /// Whether a value of type `have` may be passed where `want` is declared (ignoring shapes).
 pub(crate) fn kind_compatible(want: &Ty, have: &Ty) -> bool {
     match (want, have) {
@@ -723,7 +753,10 @@ pub(crate) fn kind_compatible(want: &Ty, have: &Ty) -> bool {
     }
 }
 
-/// The least type holding both (for `if` branches, list elements, fold accumulators).
+/// The type of a value that is `a` or `b` (for `if` branches, list elements, fold and
+/// repeat accumulators). Run time never converts such a value, so only types with the same
+/// representation join: int with f32, and a mask with a tensor of the same shape. A number
+/// does not join a tensor, and shapes do not broadcast (the value keeps its own shape).
 pub(crate) fn join(a: &Ty, b: &Ty) -> Option<Ty> {
     if a == b {
         return Some(a.clone());
@@ -731,20 +764,27 @@ pub(crate) fn join(a: &Ty, b: &Ty) -> Option<Ty> {
     match (a, b) {
         (Ty::Error, _) | (_, Ty::Error) => Some(Ty::Error),
         (Ty::List(x), Ty::List(y)) => join(x, y).map(Ty::list),
-        (Ty::List(_), _) | (_, Ty::List(_)) => None,
         (Ty::Int, Ty::F32) | (Ty::F32, Ty::Int) => Some(Ty::F32),
-        (Ty::Mask(x), Ty::Mask(y)) => broadcast(x, y).ok().map(Ty::Mask),
-        _ if a.is_numeric()
-            && b.is_numeric()
-            && !matches!(a, Ty::Bool)
-            && !matches!(b, Ty::Bool) =>
-        {
-            match (a.shape(), b.shape()) {
-                (Some(x), Some(y)) => broadcast(x, y).ok().map(Ty::Tensor),
-                (Some(x), None) | (None, Some(x)) => Some(Ty::Tensor(x.clone())),
-                (None, None) => Some(Ty::F32),
-            }
+        (Ty::Mask(x), Ty::Tensor(y)) | (Ty::Tensor(x), Ty::Mask(y)) if x == y => {
+            Some(Ty::Tensor(x.clone()))
         }
         _ => None,
+    }
+}
+
+/// What to do when `a` and `b` do not join.
+pub(crate) fn join_hint(a: &Ty, b: &Ty) -> &'static str {
+    if a.is_list() != b.is_list() {
+        return "one is a list over the models and the other is not; reduce the list (sum, mean, xs[0]) or make both lists";
+    }
+    let (a, b) = (a.elem(), b.elem());
+    match (a.shape(), b.shape()) {
+        (Some(_), None) | (None, Some(_)) if a.is_numeric() && b.is_numeric() => {
+            "a number is not a tensor: write the tensor form, e.g. full_like(base, 0.5) or zeros_like(base)"
+        }
+        (Some(_), Some(_)) => {
+            "the shapes differ: bring the smaller one to the full shape first, e.g. zeros_like(base) + mean(base, axis=-1)"
+        }
+        _ => "both must be the same kind of value",
     }
 }

@@ -227,9 +227,18 @@ fn instantiate_item(
                 }
                 _ => "a merge returns a tensor shaped like base, e.g. base + ...",
             };
+            // Point at the returned expression, not the whole body of `let`s.
+            let at = item
+                .body
+                .iter()
+                .find_map(|s| match s {
+                    Stmt::Return { value, .. } => Some(value.span),
+                    Stmt::Let { .. } => None,
+                })
+                .unwrap_or(body.span);
             c.error(
                 Diagnostic::error(
-                    body.span,
+                    at,
                     format!(
                         "a merge must return a Tensor shaped like base {}, but this is {}",
                         shape_str(&base_shape(rank)),
@@ -303,7 +312,11 @@ fn check_fn_standalone(p: &Program, item: &Item) -> Vec<Diagnostic> {
                         want.kind_name()
                     ),
                 )
-                .with_label("declared here"),
+                .with_label("declared here")
+                .with_hint(format!(
+                    "declare `-> {}`, or return a value of the declared type",
+                    body.ty.kind_name()
+                )),
             );
         }
         if c.diags.is_empty() {
@@ -387,7 +400,15 @@ fn merge_signature_rules(item: &Item) -> Vec<Diagnostic> {
     for p in item.params.iter().skip(2) {
         let written = crate::syntax::print::type_str(&p.ty);
         let settable = ["f32", "int", "bool", "[f32]", "[int]", "[bool]"];
-        if !settable.contains(&written.as_str()) {
+        let inner = written.trim_start_matches('[').trim_end_matches(']');
+        let known = ["f32", "int", "bool", "str", "Tensor", "Mask"];
+        if !known.contains(&inner) {
+            diags.push(
+                Diagnostic::error(p.ty.span, format!("unknown type `{inner}`"))
+                    .with_hint_opt(super::check::unknown_type_hint(inner))
+                    .with_note("parameters after `models` are f32, int, bool, or per-model lists [f32], [int], [bool]"),
+            );
+        } else if !settable.contains(&written.as_str()) {
             diags.push(
                 Diagnostic::error(p.ty.span, format!("merge parameter `{}` has type `{written}`, which cannot be set", p.name.name))
                     .with_hint("parameters after `models` are numbers you set with --set: f32, int, bool, or per-model lists [f32], [int], [bool]"),
