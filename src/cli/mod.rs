@@ -2,8 +2,10 @@
 
 pub mod check;
 pub mod docs;
+pub mod merge;
 pub mod methods;
 pub mod run;
+pub mod synth;
 
 /// Whether to colour diagnostics: only on a terminal, and never with NO_COLOR.
 pub fn use_color() -> bool {

@@ -37,7 +37,8 @@ pub struct RunArgs {
 }
 
 /// Loads a program: a path to a .merge file, or the name of a stdlib method.
-fn load_program(spec: &str) -> Result<(String, String), String> {
+/// Returns (label, source).
+pub fn load_program(spec: &str) -> Result<(String, String), String> {
     if std::path::Path::new(spec).exists() || spec.ends_with(".merge") {
         return Ok((spec.to_string(), super::read_program(spec)?));
     }

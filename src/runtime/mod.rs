@@ -1,7 +1,14 @@
-//! The merge runtime's I/O: reading and writing checkpoints.
+//! The merge runtime: reading checkpoints, planning, streaming tensors through
+//! a checked program, and writing Hugging Face output atomically.
 //!
 //! `safetensors` reads a bare `.safetensors` file or a Hugging Face model
 //! directory (single file or sharded with an index), memory-mapped, and turns
 //! any stored tensor of F32, F16 or BF16 into f32. The REPL's `load` uses it.
 
+pub mod merge;
+mod output;
+pub mod plan;
 pub mod safetensors;
+pub mod synth;
+
+pub use merge::{CANCELLED, FixedParams, MergeJob, MergeSummary, ParamSource, run};

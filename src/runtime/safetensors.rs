@@ -16,7 +16,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 mod write;
-pub use write::{Dtype, RawTensor, TensorMap, encode_raw, to_raw, write, write_sharded};
+pub use write::{
+    Dtype, HeaderEntry, RawTensor, TensorMap, encode_raw, header_bytes, to_raw, write,
+    write_sharded,
+};
 
 /// The single-file checkpoint name inside a model directory.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -201,6 +204,29 @@ impl Checkpoint {
             .ok_or_else(|| Error::at(&shard.path, format!("tensor `{name}`: data out of range")))?;
         let data = bytes.chunks_exact(size).map(convert).collect();
         Ok(Tensor::new(info.shape.clone(), data))
+    }
+
+    /// The stored bytes of a tensor, for copying it unchanged.
+    pub fn raw_bytes(&self, name: &str) -> Result<&[u8]> {
+        let info = self.info(name)?;
+        let shard = &self.shards[info.shard];
+        shard
+            .map
+            .get(shard.data_start + info.start..shard.data_start + info.end)
+            .ok_or_else(|| Error::at(&shard.path, format!("tensor `{name}`: data out of range")))
+    }
+
+    /// SHA-256 of each file's header (length and JSON), hex: what was read, for provenance.
+    pub fn header_digests(&self) -> Vec<(PathBuf, String)> {
+        use sha2::{Digest, Sha256};
+        self.shards
+            .iter()
+            .map(|s| {
+                let digest = Sha256::digest(&s.map[..s.data_start.min(s.map.len())]);
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                (s.path.clone(), hex)
+            })
+            .collect()
     }
 
     /// Maps one file and adds its tensors.

@@ -22,6 +22,46 @@ impl Dtype {
         }
     }
 
+    /// From a name as users write it: bf16, bfloat16, f16, float16, fp16, f32, float32.
+    pub fn parse(s: &str) -> Option<Dtype> {
+        Some(match s.to_ascii_lowercase().trim_start_matches("torch.") {
+            "bf16" | "bfloat16" => Dtype::BF16,
+            "f16" | "fp16" | "float16" | "half" => Dtype::F16,
+            "f32" | "fp32" | "float32" | "float" => Dtype::F32,
+            _ => return None,
+        })
+    }
+
+    /// The stored dtype name in a safetensors header ("BF16", ...), if one of ours.
+    pub fn from_header(s: &str) -> Option<Dtype> {
+        [Dtype::F32, Dtype::F16, Dtype::BF16]
+            .into_iter()
+            .find(|d| d.name() == s)
+    }
+
+    /// The name transformers uses in config.json's `torch_dtype`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "float32",
+            Dtype::F16 => "float16",
+            Dtype::BF16 => "bfloat16",
+        }
+    }
+
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            _ => 2,
+        }
+    }
+
+    /// Little-endian bytes of `data` in this dtype (round to nearest even).
+    pub fn encode_vec(self, data: &[f32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() * self.size());
+        self.encode(data, &mut out);
+        out
+    }
+
     fn encode(self, data: &[f32], out: &mut Vec<u8>) {
         for &x in data {
             match self {
@@ -70,33 +110,56 @@ pub fn to_raw(tensors: &TensorMap, dtype: Dtype) -> Result<Vec<RawTensor>> {
         .collect()
 }
 
-/// The bytes of a safetensors file holding `tensors` in the given order.
-pub fn encode_raw(tensors: &[RawTensor]) -> Vec<u8> {
+/// One header entry: name, dtype name, shape and the size of its data in bytes.
+pub struct HeaderEntry<'a> {
+    pub name: &'a str,
+    pub dtype: &'a str,
+    pub shape: &'a [usize],
+    pub nbytes: usize,
+}
+
+/// The 8-byte length and the padded JSON header for tensors stored in this order.
+pub fn header_bytes(entries: &[HeaderEntry]) -> Vec<u8> {
     let mut header = Map::new();
     header.insert(
         "__metadata__".into(),
         serde_json::json!({ "format": "pt", "writer": "mergec" }),
     );
     let mut offset = 0;
-    for t in tensors {
+    for t in entries {
         header.insert(
-            t.name.clone(),
+            t.name.to_string(),
             serde_json::json!({
                 "dtype": t.dtype,
                 "shape": t.shape,
-                "data_offsets": [offset, offset + t.bytes.len()],
+                "data_offsets": [offset, offset + t.nbytes],
             }),
         );
-        offset += t.bytes.len();
+        offset += t.nbytes;
     }
     let mut text = Json::Object(header).to_string();
     // Pad so the data section starts 8-byte aligned, as the reference writer does.
     while !(8 + text.len()).is_multiple_of(8) {
         text.push(' ');
     }
-    let mut out = Vec::with_capacity(8 + text.len() + offset);
+    let mut out = Vec::with_capacity(8 + text.len());
     out.extend_from_slice(&(text.len() as u64).to_le_bytes());
     out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// The bytes of a safetensors file holding `tensors` in the given order.
+pub fn encode_raw(tensors: &[RawTensor]) -> Vec<u8> {
+    let entries: Vec<HeaderEntry> = tensors
+        .iter()
+        .map(|t| HeaderEntry {
+            name: &t.name,
+            dtype: &t.dtype,
+            shape: &t.shape,
+            nbytes: t.bytes.len(),
+        })
+        .collect();
+    let mut out = header_bytes(&entries);
     for t in tensors {
         out.extend_from_slice(&t.bytes);
     }

@@ -1,0 +1,159 @@
+//! `mergec merge`: a program (or a mergekit YAML config) applied to checkpoints.
+
+use crate::runtime::plan::parse_size;
+use crate::runtime::safetensors::Dtype;
+use crate::runtime::{CANCELLED, FixedParams, MergeJob};
+use crate::types::Const;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+/// The command line, as parsed by clap in main.rs.
+pub struct MergeArgs {
+    pub program: String,
+    pub merge: Option<String>,
+    pub base: Option<PathBuf>,
+    pub models: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub sets: Vec<String>,
+    pub dtype: Option<String>,
+    pub only: Option<String>,
+    pub seed: u64,
+    pub shard_size: String,
+    pub max_memory: String,
+    pub force: bool,
+    pub on_mismatch: String,
+    pub allow_nonfinite: bool,
+    pub tokenizer_from: Option<PathBuf>,
+    pub quiet: bool,
+    pub threads: Option<usize>,
+}
+
+pub fn is_config(path: &str) -> bool {
+    path.ends_with(".yml") || path.ends_with(".yaml")
+}
+
+/// A job from command-line flags and a program (a .merge file or a stdlib name).
+fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
+    let (label, text) = super::run::load_program(&a.program)?;
+    let (program, sigs) = crate::check_source(&text)
+        .map_err(|d| crate::diag::render_all(&d, &label, &text, super::use_color()))?;
+    let merge_name = match &a.merge {
+        Some(n) => {
+            if !sigs.iter().any(|s| &s.name == n) {
+                let names: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!(
+                    "{label} has no merge `{n}` (it has {})",
+                    names.join(", ")
+                ));
+            }
+            n.clone()
+        }
+        None => sigs
+            .first()
+            .map(|s| s.name.clone())
+            .ok_or_else(|| format!("{label} defines no merge"))?,
+    };
+    let base = a
+        .base
+        .clone()
+        .ok_or("--base is required (the seed model: a directory or .safetensors file)")?;
+    if a.models.is_empty() {
+        return Err("give at least one --model to merge with the base".into());
+    }
+    let overrides = a
+        .sets
+        .iter()
+        .map(|s| Const::parse_assignment(s).map_err(|e| format!("--set {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MergeJob {
+        program,
+        program_text: text,
+        program_label: label,
+        merge_name,
+        base,
+        models: a.models.clone(),
+        out: a.out.clone(),
+        params: Box::new(FixedParams(overrides)),
+        dtype: parse_dtype(a.dtype.as_deref())?,
+        only: parse_only(a.only.as_deref())?,
+        seed: a.seed,
+        shard_size: parse_size(&a.shard_size).map_err(|e| format!("--shard-size {e}"))?,
+        max_memory: parse_size(&a.max_memory).map_err(|e| format!("--max-memory {e}"))?,
+        force: a.force,
+        on_mismatch_base: parse_mismatch(&a.on_mismatch)?,
+        allow_nonfinite: a.allow_nonfinite,
+        tokenizer_from: a.tokenizer_from.clone(),
+        quiet: a.quiet,
+        extra: serde_json::Value::Null,
+    })
+}
+
+pub fn parse_dtype(s: Option<&str>) -> Result<Option<Dtype>, String> {
+    s.map(|d| Dtype::parse(d).ok_or_else(|| format!("--dtype `{d}`: use bf16, f16 or f32")))
+        .transpose()
+}
+
+pub fn parse_only(s: Option<&str>) -> Result<Option<regex::Regex>, String> {
+    s.map(|r| {
+        regex::Regex::new(r)
+            .map_err(|e| format!("--only `{r}` is not a valid regular expression: {e}"))
+    })
+    .transpose()
+}
+
+fn parse_mismatch(s: &str) -> Result<bool, String> {
+    match s {
+        "error" => Ok(false),
+        "base" => Ok(true),
+        other => Err(format!(
+            "--on-mismatch `{other}`: use `error` (default) or `base`"
+        )),
+    }
+}
+
+/// Runs the command; returns the exit code (130 when interrupted).
+pub fn run(a: &MergeArgs) -> i32 {
+    let _ = ctrlc::set_handler(|| {
+        if CANCELLED.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: leave at once (the temporary directory may remain).
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after the current tensors; nothing will be written");
+    });
+    if let Some(n) = a.threads {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global();
+    }
+    let job = if is_config(&a.program) {
+        crate::config::job_from_config(a)
+    } else {
+        job_from_flags(a)
+    };
+    let result = job.and_then(|job| crate::runtime::run(&job));
+    match result {
+        Ok(s) => {
+            if !a.quiet {
+                eprintln!(
+                    "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s",
+                    s.merged,
+                    s.copied,
+                    s.shards,
+                    if s.shards == 1 { "" } else { "s" },
+                    s.bytes_written as f64 / 1e6,
+                    a.out.display(),
+                    s.seconds
+                );
+            }
+            0
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            if CANCELLED.load(Ordering::Relaxed) {
+                130
+            } else {
+                1
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! `mergec merge`: streams checkpoints tensor by tensor through a checked
+//! program into a new Hugging Face directory, atomically.
+
+use super::output::{OutputDir, copy_side_files, write_index};
+use super::plan::{Action, Plan, PlanOptions, PlannedTensor, path_within, plan, shard_file_names};
+use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
+use crate::interp::{Context, TensorFacts, param_value, run_merge};
+use crate::syntax::ast::Program;
+use crate::types::{CheckedMerge, Const, instantiate_merge};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use regex::Regex;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the Ctrl-C handler; checked between tensors.
+pub static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Parameter values for one tensor: fixed (`--set`) or per tensor (mergekit gradients, filters).
+pub trait ParamSource: Sync {
+    fn params_for(
+        &self,
+        tensor: &str,
+        layer: i64,
+        n_layers: i64,
+    ) -> Result<Vec<(String, Const)>, String>;
+    /// What to record in mergec.json.
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// The same overrides for every tensor.
+pub struct FixedParams(pub Vec<(String, Const)>);
+
+impl ParamSource for FixedParams {
+    fn params_for(&self, _: &str, _: i64, _: i64) -> Result<Vec<(String, Const)>, String> {
+        Ok(self.0.clone())
+    }
+    fn describe(&self) -> serde_json::Value {
+        let m: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string())))
+            .collect();
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Everything `mergec merge` needs.
+pub struct MergeJob {
+    pub program: Program,
+    pub program_text: String,
+    /// Where the program came from (a path or `stdlib:NAME`), for messages and provenance.
+    pub program_label: String,
+    pub merge_name: String,
+    pub base: PathBuf,
+    pub models: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub params: Box<dyn ParamSource>,
+    pub dtype: Option<Dtype>,
+    pub only: Option<Regex>,
+    pub seed: u64,
+    pub shard_size: u64,
+    pub max_memory: u64,
+    pub force: bool,
+    pub on_mismatch_base: bool,
+    pub allow_nonfinite: bool,
+    pub tokenizer_from: Option<PathBuf>,
+    pub quiet: bool,
+    /// Extra provenance (e.g. the mergekit config text).
+    pub extra: serde_json::Value,
+}
+
+/// What a finished merge reports.
+#[derive(Debug, Clone)]
+pub struct MergeSummary {
+    pub merged: usize,
+    pub copied: usize,
+    pub shards: usize,
+    pub bytes_written: u64,
+    pub seconds: f64,
+}
+
+struct Inputs {
+    base: Checkpoint,
+    models: Vec<Checkpoint>,
+}
+
+/// Runs the merge. On any error or interruption nothing is left at `out`.
+pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
+    let start = std::time::Instant::now();
+    if job.models.is_empty() {
+        return Err("give at least one --model to merge with the base".into());
+    }
+    for input in std::iter::once(&job.base).chain(&job.models) {
+        if path_within(&job.out, input) || path_within(input, &job.out) {
+            return Err(format!(
+                "--out `{}` overlaps the input `{}`; write the merge somewhere else",
+                job.out.display(),
+                input.display()
+            ));
+        }
+    }
+    let inputs = Inputs {
+        base: Checkpoint::open(&job.base).map_err(|e| e.to_string())?,
+        models: job
+            .models
+            .iter()
+            .map(|m| Checkpoint::open(m).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+    };
+    let plan = plan(
+        &inputs.base,
+        &inputs.models,
+        &PlanOptions {
+            only: job.only.as_ref(),
+            dtype: job.dtype,
+            shard_size: job.shard_size,
+            on_mismatch_base: job.on_mismatch_base,
+        },
+    )?;
+    let checked = check_ranks(job, &plan)?;
+    validate_params(job, &plan, &checked, inputs.models.len())?;
+    let out = OutputDir::create(&job.out, job.force)?;
+    let names = shard_file_names(plan.shards.len());
+    let bar = progress(
+        job.quiet,
+        plan.tensors.iter().map(|t| t.out_bytes as u64).sum(),
+    );
+    let mut written = 0u64;
+    for (shard, file) in plan.shards.iter().zip(&names) {
+        written += write_shard(
+            job,
+            &inputs,
+            &plan,
+            &checked,
+            shard,
+            &out.path().join(file),
+            &bar,
+        )?;
+    }
+    if names.len() > 1 {
+        write_index(out.path(), &plan, &names, written)?;
+    }
+    copy_side_files(job, out.path())?;
+    super::output::write_provenance(job, out.path(), &inputs.base, &inputs.models, &plan)?;
+    out.commit()?;
+    bar.finish_and_clear();
+    let merged = plan
+        .tensors
+        .iter()
+        .filter(|t| t.action == Action::Merge)
+        .count();
+    Ok(MergeSummary {
+        merged,
+        copied: plan.tensors.len() - merged,
+        shards: names.len(),
+        bytes_written: written,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Checks the program for every rank among the merged tensors, before any work.
+fn check_ranks(job: &MergeJob, plan: &Plan) -> Result<HashMap<usize, Arc<CheckedMerge>>, String> {
+    let mut out = HashMap::new();
+    for t in plan.tensors.iter().filter(|t| t.action == Action::Merge) {
+        let rank = t.shape.len();
+        if out.contains_key(&rank) {
+            continue;
+        }
+        let m = instantiate_merge(&job.program, &job.merge_name, rank).map_err(|d| {
+            let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
+            format!(
+                "`{}` cannot merge the {rank}-D tensor `{}`: {first}\n\
+                 hint: select the tensors it can merge with --only (e.g. --only mlp), \
+                 or write it for every rank (axis=-1)",
+                job.merge_name, t.name
+            )
+        })?;
+        out.insert(rank, Arc::new(m));
+    }
+    Ok(out)
+}
+
+/// Resolves and type-checks the parameters of every merged tensor before any work.
+fn validate_params(
+    job: &MergeJob,
+    plan: &Plan,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+    k: usize,
+) -> Result<(), String> {
+    for t in plan.tensors.iter().filter(|t| t.action == Action::Merge) {
+        let layer = crate::interp::layer_index(&t.name).unwrap_or(-1);
+        let overrides = job.params.params_for(&t.name, layer, plan.n_layers)?;
+        let m = &checked[&t.shape.len()];
+        for (name, value) in &overrides {
+            let Some((p, _)) = m.params.iter().find(|(p, _)| &p.name == name) else {
+                let names: Vec<&str> = m.params.iter().map(|(p, _)| p.name.as_str()).collect();
+                let hint = crate::types::did_you_mean(name, names.iter().copied())
+                    .unwrap_or_else(|| format!("its parameters: {}", names.join(", ")));
+                return Err(format!(
+                    "`{}` has no parameter `{name}` ({hint})",
+                    job.merge_name
+                ));
+            };
+            param_value(p, value, k).map_err(|e| format!("tensor `{}`: {e}", t.name))?;
+        }
+        for (p, _) in &m.params {
+            if p.default.is_none() && !overrides.iter().any(|(n, _)| n == &p.name) {
+                return Err(format!(
+                    "parameter `{}` of `{}` has no default; set it (--set {}=...)",
+                    p.name, job.merge_name, p.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn progress(quiet: bool, total: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Memory one tensor needs while merged: inputs, output and the interpreter's temporaries.
+fn working_bytes(t: &PlannedTensor, k: usize) -> u64 {
+    let n = t.shape.iter().product::<usize>() as u64;
+    match t.action {
+        Action::Merge => n * 4 * (2 * k as u64 + 4),
+        Action::Copy => t.out_bytes as u64,
+    }
+}
+
+/// Writes one shard: header, then tensors in order, computed in parallel batches within the budget.
+fn write_shard(
+    job: &MergeJob,
+    inputs: &Inputs,
+    plan: &Plan,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+    shard: &[usize],
+    path: &std::path::Path,
+    bar: &ProgressBar,
+) -> Result<u64, String> {
+    let entries: Vec<HeaderEntry> = shard
+        .iter()
+        .map(|&i| {
+            let t = &plan.tensors[i];
+            HeaderEntry {
+                name: &t.name,
+                dtype: &t.out_dtype,
+                shape: &t.shape,
+                nbytes: t.out_bytes,
+            }
+        })
+        .collect();
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
+    let io = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+    let header = header_bytes(&entries);
+    w.write_all(&header).map_err(io)?;
+    let mut total = header.len() as u64;
+    let k = inputs.models.len();
+    let mut i = 0;
+    while i < shard.len() {
+        // A batch: consecutive tensors whose working memory fits the budget (at least one).
+        let mut end = i;
+        let mut mem = 0u64;
+        while end < shard.len()
+            && (end == i || mem + working_bytes(&plan.tensors[shard[end]], k) <= job.max_memory)
+        {
+            mem += working_bytes(&plan.tensors[shard[end]], k);
+            end += 1;
+        }
+        let results: Vec<Result<Vec<u8>, String>> = shard[i..end]
+            .par_iter()
+            .map(|&ti| produce(job, inputs, plan, checked, &plan.tensors[ti]))
+            .collect();
+        for (r, &ti) in results.into_iter().zip(&shard[i..end]) {
+            let bytes = r?;
+            debug_assert_eq!(bytes.len(), plan.tensors[ti].out_bytes);
+            w.write_all(&bytes).map_err(io)?;
+            total += bytes.len() as u64;
+            bar.inc(bytes.len() as u64);
+        }
+        i = end;
+    }
+    w.flush().map_err(io)?;
+    w.get_ref().sync_all().map_err(io)?;
+    Ok(total)
+}
+
+/// The output bytes of one tensor: merged by the program, or copied from the base.
+fn produce(
+    job: &MergeJob,
+    inputs: &Inputs,
+    plan: &Plan,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+    t: &PlannedTensor,
+) -> Result<Vec<u8>, String> {
+    if CANCELLED.load(Ordering::Relaxed) {
+        return Err("interrupted: nothing was written to the output".into());
+    }
+    let out_dtype = Dtype::from_header(&t.out_dtype);
+    let base_info = inputs.base.info(&t.name).map_err(|e| e.to_string())?;
+    if t.action == Action::Copy {
+        if base_info.dtype == t.out_dtype {
+            return inputs
+                .base
+                .raw_bytes(&t.name)
+                .map(<[u8]>::to_vec)
+                .map_err(|e| e.to_string());
+        }
+        let v = inputs.base.read_f32(&t.name).map_err(|e| e.to_string())?;
+        return Ok(out_dtype.map_or_else(Vec::new, |d| d.encode_vec(&v.data)));
+    }
+    let base = inputs.base.read_f32(&t.name).map_err(|e| e.to_string())?;
+    let models = inputs
+        .models
+        .iter()
+        .map(|m| m.read_f32(&t.name).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let facts = TensorFacts::from_name(&t.name, plan.n_layers);
+    let overrides = job.params.params_for(&t.name, facts.layer, plan.n_layers)?;
+    let ctx = Context::new(job.seed, facts);
+    let m = &checked[&t.shape.len()];
+    let out = run_merge(m, &base, &models, &overrides, &ctx, job.allow_nonfinite).map_err(|e| {
+        let mut msg = format!("tensor `{}`: {}", t.name, e.message);
+        if let Some(h) = &e.hint {
+            msg.push_str(&format!("\nhint: {h}"));
+        }
+        if e.message.contains("non-finite") {
+            msg.push_str("\n(--allow-nonfinite writes such results anyway)");
+        }
+        msg
+    })?;
+    let d =
+        out_dtype.ok_or_else(|| format!("tensor `{}`: cannot store as {}", t.name, t.out_dtype))?;
+    Ok(d.encode_vec(&out.data))
+}

@@ -1,0 +1,230 @@
+//! The output directory: built in a temporary sibling, renamed into place on
+//! success, removed on any failure; side files and provenance.
+
+use super::merge::MergeJob;
+use super::plan::Plan;
+use super::safetensors::{Checkpoint, INDEX_FILE};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// A directory being written. Dropped without `commit`, it is removed.
+pub struct OutputDir {
+    tmp: PathBuf,
+    dest: PathBuf,
+    replace: bool,
+    committed: bool,
+}
+
+impl OutputDir {
+    /// Refuses a non-empty `dest` unless `force`; creates the temporary sibling.
+    pub fn create(dest: &Path, force: bool) -> Result<OutputDir, String> {
+        let nonempty = dest.is_file()
+            || std::fs::read_dir(dest)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+        if nonempty && !force {
+            return Err(format!(
+                "--out `{}` exists and is not empty; pass --force to replace it",
+                dest.display()
+            ));
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| format!("--out `{}` must name a directory", dest.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(format!(
+                "the parent of --out, `{}`, does not exist",
+                parent.display()
+            ));
+        }
+        let tmp = parent.join(format!(".{name}.mergec-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| format!("cannot create `{}`: {e}", tmp.display()))?;
+        Ok(OutputDir {
+            tmp,
+            dest: dest.to_path_buf(),
+            replace: dest.exists(),
+            committed: false,
+        })
+    }
+
+    /// Where files are written until `commit`.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Moves the finished directory into place (replacing the old one under --force).
+    pub fn commit(mut self) -> Result<(), String> {
+        if super::merge::CANCELLED.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("interrupted: nothing was written to the output".into());
+        }
+        let err = |e: std::io::Error| {
+            format!("cannot move the merge into `{}`: {e}", self.dest.display())
+        };
+        if self.replace {
+            let old = self
+                .tmp
+                .with_file_name(format!(".mergec-old-{}", std::process::id()));
+            std::fs::rename(&self.dest, &old).map_err(err)?;
+            std::fs::rename(&self.tmp, &self.dest).map_err(err)?;
+            let _ = if old.is_dir() {
+                std::fs::remove_dir_all(&old)
+            } else {
+                std::fs::remove_file(&old)
+            };
+        } else {
+            std::fs::rename(&self.tmp, &self.dest).map_err(err)?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// `model.safetensors.index.json` for a sharded output.
+pub fn write_index(dir: &Path, plan: &Plan, names: &[String], _written: u64) -> Result<(), String> {
+    let mut map = serde_json::Map::new();
+    let mut total = 0u64;
+    for (shard, file) in plan.shards.iter().zip(names) {
+        for &i in shard {
+            map.insert(plan.tensors[i].name.clone(), Json::String(file.clone()));
+            total += plan.tensors[i].out_bytes as u64;
+        }
+    }
+    let index = json!({ "metadata": { "total_size": total }, "weight_map": map });
+    write_json(&dir.join(INDEX_FILE), &index)
+}
+
+fn write_json(path: &Path, v: &Json) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+}
+
+/// Files transformers, vLLM and candle need besides the weights.
+const CONFIG_FILES: &[&str] = &["config.json", "generation_config.json"];
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+];
+
+/// Copies config files from the base and tokenizer files from --tokenizer-from (or the base);
+/// config.json's `torch_dtype` follows --dtype.
+pub fn copy_side_files(job: &MergeJob, out: &Path) -> Result<(), String> {
+    let base_dir = job.base.is_dir().then_some(job.base.as_path());
+    let tok_dir = job.tokenizer_from.as_deref().or(base_dir);
+    if let Some(t) = &job.tokenizer_from
+        && !t.is_dir()
+    {
+        return Err(format!(
+            "--tokenizer-from `{}` is not a directory",
+            t.display()
+        ));
+    }
+    let copy = |from: &Path, name: &str| -> Result<(), String> {
+        let src = from.join(name);
+        if src.is_file() {
+            std::fs::copy(&src, out.join(name))
+                .map_err(|e| format!("cannot copy `{}`: {e}", src.display()))?;
+        }
+        Ok(())
+    };
+    if let Some(b) = base_dir {
+        for f in CONFIG_FILES {
+            copy(b, f)?;
+        }
+    }
+    if let Some(t) = tok_dir {
+        for f in TOKENIZER_FILES {
+            copy(t, f)?;
+        }
+    }
+    let config = out.join("config.json");
+    if let (Some(d), true) = (job.dtype, config.is_file()) {
+        let text = std::fs::read_to_string(&config).map_err(|e| e.to_string())?;
+        if let Ok(mut v) = serde_json::from_str::<Json>(&text)
+            && let Some(o) = v.as_object_mut()
+        {
+            o.insert("torch_dtype".into(), Json::String(d.torch_name().into()));
+            write_json(&config, &v)?;
+        }
+    }
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn input_json(path: &Path, ck: &Checkpoint) -> Json {
+    let headers: Vec<Json> = ck
+        .header_digests()
+        .into_iter()
+        .map(|(p, h)| json!({ "file": p.display().to_string(), "header_sha256": h }))
+        .collect();
+    json!({ "path": path.display().to_string(), "files": headers })
+}
+
+/// `mergec.json`: how this checkpoint was made, enough to make it again.
+pub fn write_provenance(
+    job: &MergeJob,
+    out: &Path,
+    base: &Checkpoint,
+    models: &[Checkpoint],
+    plan: &Plan,
+) -> Result<(), String> {
+    let merged = plan
+        .tensors
+        .iter()
+        .filter(|t| t.action == super::plan::Action::Merge)
+        .count();
+    let v = json!({
+        "mergec_version": env!("CARGO_PKG_VERSION"),
+        "merge": job.merge_name,
+        "program": {
+            "source": job.program_label,
+            "sha256": sha256_hex(job.program_text.as_bytes()),
+            "text": job.program_text,
+        },
+        "parameters": job.params.describe(),
+        "seed": job.seed,
+        "dtype": job.dtype.map(|d| d.torch_name()),
+        "only": job.only.as_ref().map(|r| r.as_str()),
+        "inputs": {
+            "base": input_json(&job.base, base),
+            "models": job.models.iter().zip(models).map(|(p, c)| input_json(p, c)).collect::<Vec<_>>(),
+        },
+        "tensors": {
+            "merged": merged,
+            "copied": plan.tensors.len() - merged,
+            "copied_not_selected": plan.copied.not_selected,
+            "copied_missing_in_a_model": plan.copied.missing_in_model,
+            "copied_shape_mismatch": plan.copied.shape_mismatch,
+        },
+        "extra": job.extra,
+    });
+    write_json(&out.join("mergec.json"), &v)
+}
