@@ -35,8 +35,10 @@ pub fn is_config(path: &str) -> bool {
 /// A job from command-line flags and a program (a .merge file or a stdlib name).
 fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
     let (label, text) = super::run::load_program(&a.program)?;
-    let (program, sigs) = crate::check_source(&text)
-        .map_err(|d| crate::diag::render_all(&d, &label, &text, super::use_color()))?;
+    let (program, sigs) = crate::check_source(&text).map_err(|d| {
+        let rendered = crate::diag::render_all(&d, &label, &text, super::use_color());
+        format!("{label} does not check:\n{}", rendered.trim_end())
+    })?;
     let merge_name = match &a.merge {
         Some(n) => {
             if !sigs.iter().any(|s| &s.name == n) {

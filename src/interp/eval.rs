@@ -40,6 +40,10 @@ pub struct Evaluator<'c, 'a> {
     ctx: &'c Context<'a>,
     env: Vec<Option<Value>>,
     name_hash: u64,
+    /// Static read counts (see `liveness`); empty when values must outlive the run (REPL).
+    reads: Vec<u32>,
+    /// Reads left before each bound value is freed.
+    left: Vec<u32>,
 }
 
 type R = Result<Value, RuntimeError>;
@@ -54,7 +58,16 @@ impl<'c, 'a> Evaluator<'c, 'a> {
             ctx,
             env: vec![None; n_vars],
             name_hash: sem::name_hash(&ctx.facts.name),
+            reads: Vec::new(),
+            left: Vec::new(),
         }
+    }
+
+    /// Frees each bound value at its last read (counts from `liveness::read_counts`).
+    pub fn free_after_last_read(mut self, reads: Vec<u32>) -> Self {
+        self.left = reads.clone();
+        self.reads = reads;
+        self
     }
 
     pub fn set(&mut self, var: u32, v: Value) {
@@ -63,6 +76,27 @@ impl<'c, 'a> Evaluator<'c, 'a> {
             self.env.resize(i + 1, None);
         }
         self.env[i] = Some(v);
+        if let Some(&r) = self.reads.get(i) {
+            self.left[i] = r;
+        }
+    }
+
+    fn read(&mut self, v: u32) -> Value {
+        let i = v as usize;
+        let last = match self.left.get_mut(i) {
+            Some(n) if *n != super::liveness::UNBOUNDED => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            _ => false,
+        };
+        let slot = self.env.get_mut(i);
+        let value = if last {
+            slot.and_then(Option::take)
+        } else {
+            slot.and_then(|x| x.clone())
+        };
+        value.unwrap_or_else(|| panic!("interpreter: variable %{v} read before it was bound"))
     }
 
     pub fn eval(&mut self, e: &TExpr) -> R {
@@ -79,11 +113,7 @@ impl<'c, 'a> Evaluator<'c, 'a> {
             TKind::TensorLit { shape, data } => {
                 Value::tensor(Tensor::new(shape.clone(), data.as_ref().clone()))
             }
-            TKind::Var(v) => self
-                .env
-                .get(*v as usize)
-                .and_then(|x| x.clone())
-                .unwrap_or_else(|| panic!("interpreter: variable %{v} read before it was bound")),
+            TKind::Var(v) => self.read(*v),
             TKind::Fact(f) => match f {
                 Fact::Name => Value::Str(self.ctx.facts.name.as_str().into()),
                 Fact::Kind => Value::Str(self.ctx.facts.kind.as_str().into()),

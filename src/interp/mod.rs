@@ -2,6 +2,7 @@
 //! program means. Backends are tested against it.
 
 mod eval;
+mod liveness;
 pub mod semantics;
 pub mod tensor_ops;
 mod value;
@@ -78,6 +79,25 @@ pub fn run_merge(
     ctx: &Context,
     allow_nonfinite: bool,
 ) -> Result<Tensor, RuntimeError> {
+    run_merge_owned(
+        m,
+        base.clone(),
+        models.to_vec(),
+        overrides,
+        ctx,
+        allow_nonfinite,
+    )
+}
+
+/// [`run_merge`] taking its inputs by value, so no copy of them is made (the merge runtime).
+pub fn run_merge_owned(
+    m: &CheckedMerge,
+    base: Tensor,
+    models: Vec<Tensor>,
+    overrides: &[(String, Const)],
+    ctx: &Context,
+    allow_nonfinite: bool,
+) -> Result<Tensor, RuntimeError> {
     let tensor = &ctx.facts.name;
     if models.is_empty() {
         return Err(RuntimeError::new("no models to merge")
@@ -110,14 +130,16 @@ pub fn run_merge(
             );
         }
     }
-    let mut ev = Evaluator::new(ctx, m.var_names.len());
-    ev.set(m.base, Value::Tensor(Arc::new(base.clone())));
+    let reads = liveness::read_counts(&m.body, m.var_names.len());
+    let mut ev = Evaluator::new(ctx, m.var_names.len()).free_after_last_read(reads);
+    let n_models = models.len();
+    ev.set(m.base, Value::Tensor(Arc::new(base)));
     ev.set(
         m.models,
         Value::list(
             models
-                .iter()
-                .map(|t| Value::Tensor(Arc::new(t.clone())))
+                .into_iter()
+                .map(|t| Value::Tensor(Arc::new(t)))
                 .collect(),
         ),
     );
@@ -134,7 +156,7 @@ pub fn run_merge(
             ))
             .with_hint(format!("set it: --set {}=...", p.name))
         })?;
-        ev.set(*var, param_value(p, c, models.len())?);
+        ev.set(*var, param_value(p, c, n_models)?);
     }
     let out = ev.eval(&m.body)?;
     let t = match out {

@@ -4,7 +4,7 @@
 use super::output::{OutputDir, copy_side_files, write_index};
 use super::plan::{Action, Plan, PlanOptions, PlannedTensor, path_within, plan, shard_file_names};
 use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
-use crate::interp::{Context, TensorFacts, param_value, run_merge};
+use crate::interp::{Context, TensorFacts, param_value, run_merge_owned};
 use crate::syntax::ast::Program;
 use crate::types::{CheckedMerge, Const, instantiate_merge};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,12 +29,19 @@ pub trait ParamSource: Sync {
     ) -> Result<Vec<(String, Const)>, String>;
     /// What to record in mergec.json.
     fn describe(&self) -> serde_json::Value;
+    /// Whether values differ between tensors (then errors name the tensor).
+    fn varies_by_tensor(&self) -> bool {
+        true
+    }
 }
 
 /// The same overrides for every tensor.
 pub struct FixedParams(pub Vec<(String, Const)>);
 
 impl ParamSource for FixedParams {
+    fn varies_by_tensor(&self) -> bool {
+        false
+    }
     fn params_for(&self, _: &str, _: i64, _: i64) -> Result<Vec<(String, Const)>, String> {
         Ok(self.0.clone())
     }
@@ -102,6 +109,14 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
                 input.display()
             ));
         }
+    }
+    if let Some(t) = &job.tokenizer_from
+        && !t.is_dir()
+    {
+        return Err(format!(
+            "--tokenizer-from `{}` is not a directory",
+            t.display()
+        ));
     }
     let inputs = Inputs {
         base: Checkpoint::open(&job.base).map_err(|e| e.to_string())?,
@@ -191,6 +206,25 @@ fn validate_params(
     checked: &HashMap<usize, Arc<CheckedMerge>>,
     k: usize,
 ) -> Result<(), String> {
+    if !plan.tensors.iter().any(|t| t.action == Action::Merge) {
+        let why = match &job.only {
+            Some(r) => format!(
+                "--only `{}` matches no tensor that every model has",
+                r.as_str()
+            ),
+            None => "no tensor is present in the base and every model".to_string(),
+        };
+        let some: Vec<&str> = plan
+            .tensors
+            .iter()
+            .take(3)
+            .map(|t| t.name.as_str())
+            .collect();
+        return Err(format!(
+            "nothing to merge: {why} (the base has e.g. {})",
+            some.join(", ")
+        ));
+    }
     for t in plan.tensors.iter().filter(|t| t.action == Action::Merge) {
         let layer = crate::interp::layer_index(&t.name).unwrap_or(-1);
         let overrides = job.params.params_for(&t.name, layer, plan.n_layers)?;
@@ -205,7 +239,13 @@ fn validate_params(
                     job.merge_name
                 ));
             };
-            param_value(p, value, k).map_err(|e| format!("tensor `{}`: {e}", t.name))?;
+            param_value(p, value, k).map_err(|e| {
+                if job.params.varies_by_tensor() {
+                    format!("tensor `{}`: {e}", t.name)
+                } else {
+                    e.to_string()
+                }
+            })?;
         }
         for (p, _) in &m.params {
             if p.default.is_none() && !overrides.iter().any(|(n, _)| n == &p.name) {
@@ -322,6 +362,9 @@ fn produce(
                 .map_err(|e| e.to_string());
         }
         let v = inputs.base.read_f32(&t.name).map_err(|e| e.to_string())?;
+        if let Some(d) = out_dtype {
+            check_overflow(job, t, d, &v.data)?;
+        }
         return Ok(out_dtype.map_or_else(Vec::new, |d| d.encode_vec(&v.data)));
     }
     let base = inputs.base.read_f32(&t.name).map_err(|e| e.to_string())?;
@@ -334,17 +377,52 @@ fn produce(
     let overrides = job.params.params_for(&t.name, facts.layer, plan.n_layers)?;
     let ctx = Context::new(job.seed, facts);
     let m = &checked[&t.shape.len()];
-    let out = run_merge(m, &base, &models, &overrides, &ctx, job.allow_nonfinite).map_err(|e| {
-        let mut msg = format!("tensor `{}`: {}", t.name, e.message);
-        if let Some(h) = &e.hint {
-            msg.push_str(&format!("\nhint: {h}"));
-        }
-        if e.message.contains("non-finite") {
-            msg.push_str("\n(--allow-nonfinite writes such results anyway)");
-        }
-        msg
-    })?;
+    let out =
+        run_merge_owned(m, base, models, &overrides, &ctx, job.allow_nonfinite).map_err(|e| {
+            let mut msg = if e.message.contains(&format!("`{}`", t.name)) {
+                e.message.clone()
+            } else {
+                format!("tensor `{}`: {}", t.name, e.message)
+            };
+            if let Some(h) = &e.hint {
+                msg.push_str(&format!("\nhint: {h}"));
+            }
+            if e.message.contains("non-finite") {
+                msg.push_str("\n(--allow-nonfinite writes such results anyway)");
+            }
+            msg
+        })?;
     let d =
         out_dtype.ok_or_else(|| format!("tensor `{}`: cannot store as {}", t.name, t.out_dtype))?;
+    check_overflow(job, t, d, &out.data)?;
     Ok(d.encode_vec(&out.data))
+}
+
+/// Finite values that the output dtype cannot hold (F16 past 65504) would be stored as Inf:
+/// an error, as a non-finite merge result is, unless --allow-nonfinite.
+fn check_overflow(job: &MergeJob, t: &PlannedTensor, d: Dtype, data: &[f32]) -> Result<(), String> {
+    if job.allow_nonfinite || d == Dtype::F32 {
+        return Ok(());
+    }
+    let overflows = |x: f32| {
+        x.is_finite()
+            && match d {
+                Dtype::F16 => half::f16::from_f32(x).is_infinite(),
+                _ => half::bf16::from_f32(x).is_infinite(),
+            }
+    };
+    let bad = data.iter().filter(|&&x| overflows(x)).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let first = data.iter().position(|&x| overflows(x)).unwrap_or(0);
+    Err(format!(
+        "tensor `{}`: {bad} value{} too large for {} would be stored as Inf (first at flat index \
+         {first}: {})\nhint: store it as bf16 or f32 (--dtype)\n\
+         (--allow-nonfinite writes such results anyway)",
+        t.name,
+        if bad == 1 { "" } else { "s" },
+        d.name(),
+        data[first]
+    ))
 }

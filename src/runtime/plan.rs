@@ -30,7 +30,6 @@ pub struct CopyReasons {
     pub not_selected: usize,
     pub missing_in_model: usize,
     pub shape_mismatch: usize,
-    pub not_float: usize,
 }
 
 #[derive(Clone, Debug)]

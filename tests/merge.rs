@@ -1,0 +1,1255 @@
+//! `mergec merge` end to end, through the binary (and once through the library):
+//! tiny sharded checkpoints of mixed dtypes in, a Hugging Face directory out whose
+//! merged tensors equal the interpreter's, copies equal the base's, and whose
+//! layout, side files and provenance are as transformers expects; the flags; and
+//! safety: every error is clear and leaves no output, no temporary directory and
+//! unmodified inputs, Ctrl-C included.
+//!
+//! The corrupt-input messages are recorded in docs/errors.md; after changing a
+//! message, regenerate it with `MERGEC_UPDATE_DOCS=1 cargo test --release --test merge`.
+
+#[path = "common/ckpt.rs"]
+mod ckpt;
+
+use ckpt::*;
+use mergec::runtime::safetensors::{
+    Checkpoint, Dtype, INDEX_FILE, MODEL_FILE, RawTensor, encode_raw,
+};
+use serde_json::Value as Json;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The programs the tests merge with (not the stdlib's, which evolves on its own).
+const PROGRAM: &str = "\
+merge wavg(base: Tensor, models: [Tensor], weight: [f32] = 1.0, lambda: f32 = 1.0) -> Tensor {
+    let tau = models - base
+    return base + lambda * sum(weight * tau) / sum(weight)
+}
+merge dare(base: Tensor, models: [Tensor], density: f32 = 0.5) -> Tensor {
+    let tau = models - base
+    return base + sum(tau * bernoulli(tau, density)) / density
+}
+merge rows(base: Tensor, models: [Tensor]) -> Tensor {
+    let tau = models - base
+    return base + sum(tau - mean(tau, axis=1))
+}
+merge nan_norms(base: Tensor, models: [Tensor]) -> Tensor {
+    let z = base - base
+    return if kind == \"norm\" { base + z / z } else { base + sum(models - base) }
+}
+";
+
+/// How a run was made, to compute what every output tensor must be.
+struct Expect<'a> {
+    program: &'a str,
+    merge: &'a str,
+    sets: &'a [&'a str],
+    seed: u64,
+    dtype: Option<Dtype>,
+    only: Option<&'a str>,
+    allow_nonfinite: bool,
+}
+
+impl<'a> Expect<'a> {
+    fn new(merge: &'a str) -> Expect<'a> {
+        Expect {
+            program: PROGRAM,
+            merge,
+            sets: &[],
+            seed: 0,
+            dtype: None,
+            only: None,
+            allow_nonfinite: false,
+        }
+    }
+
+    /// (dtype, bytes) of output tensor `name`.
+    fn tensor(&self, zoo: &Zoo, name: &str) -> (String, Vec<u8>) {
+        if name == I64_BUFFER {
+            return ("I64".into(), i64_buffer().bytes);
+        }
+        let out = self.dtype.unwrap_or(Dtype::BF16);
+        let (base, models) = zoo.inputs_of(name);
+        let selected = self
+            .only
+            .is_none_or(|r| regex::Regex::new(r).unwrap().is_match(name));
+        let bytes = if selected {
+            reference(
+                self.program,
+                self.merge,
+                name,
+                &base,
+                &models,
+                &sets(self.sets),
+                self.seed,
+                self.allow_nonfinite,
+                out,
+            )
+        } else {
+            out.encode_vec(&base.data)
+        };
+        (out.name().into(), bytes)
+    }
+}
+
+/// Every tensor of the base name (sorted): the float ones and the I64 buffer.
+fn all_names() -> BTreeSet<String> {
+    tiny_shapes()
+        .into_iter()
+        .map(|(n, _)| n)
+        .chain([I64_BUFFER.to_string()])
+        .collect()
+}
+
+/// The output holds exactly the base's tensors, each of the expected dtype, shape and bytes.
+fn verify_tensors(zoo: &Zoo, out: &str, e: &Expect) {
+    let ck = Checkpoint::open(zoo.path(out)).unwrap();
+    let names: BTreeSet<String> = ck.names().map(String::from).collect();
+    assert_eq!(names, all_names(), "tensor names");
+    assert!(
+        !names.contains("lm_head.weight"),
+        "tied embeddings gained an lm_head"
+    );
+    for (name, shape) in tiny_shapes()
+        .into_iter()
+        .chain([(I64_BUFFER.to_string(), vec![1, I64_LEN])])
+    {
+        let info = ck.info(&name).unwrap();
+        let (dtype, bytes) = e.tensor(zoo, &name);
+        assert_eq!(info.shape, shape, "{name}: shape");
+        assert_eq!(info.dtype, dtype, "{name}: dtype");
+        let got = ck.raw_bytes(&name).unwrap();
+        if got != bytes.as_slice() {
+            let (g, w) = (decode(&dtype, got), decode(&dtype, &bytes));
+            let i = g
+                .iter()
+                .zip(&w)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            panic!(
+                "{name} ({}): output differs from the interpreter at {i:?}: {:?} vs {:?}",
+                e.merge,
+                i.map(|i| g[i]),
+                i.map(|i| w[i])
+            );
+        }
+    }
+}
+
+/// Shards named as transformers names them, the index (total_size, a weight_map
+/// covering every tensor), or a single `model.safetensors` without an index.
+/// Returns the number of shards.
+fn verify_layout(dir: &Path) -> usize {
+    let files = weight_files(dir);
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let ck = Checkpoint::open(dir).unwrap();
+    if names == [MODEL_FILE] {
+        upstream_agrees(&files[0]);
+        assert!(
+            !dir.join(INDEX_FILE).exists(),
+            "an index beside a single file"
+        );
+        return 1;
+    }
+    let n = names.len();
+    let want: Vec<String> = (0..n).map(|i| shard_name(i, n)).collect();
+    assert_eq!(names, want, "shard names");
+    let index = read_json(&dir.join(INDEX_FILE));
+    let map = index["weight_map"].as_object().expect("weight_map");
+    let keys: BTreeSet<String> = map.keys().cloned().collect();
+    let all: BTreeSet<String> = ck.names().map(String::from).collect();
+    assert_eq!(keys, all, "the weight_map covers every tensor");
+    let mut total = 0u64;
+    for f in &files {
+        let len = std::fs::metadata(f).unwrap().len();
+        let bytes = std::fs::read(f).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        assert_eq!((8 + header) % 8, 0, "data section aligned");
+        total += len - 8 - header;
+        upstream_agrees(f);
+        let single = Checkpoint::open(f).unwrap();
+        let file = f.file_name().unwrap().to_str().unwrap();
+        for t in single.names() {
+            assert_eq!(map[t], file, "{t} is in {file}");
+        }
+    }
+    assert_eq!(
+        index["metadata"]["total_size"].as_u64(),
+        Some(total),
+        "total_size is the sum of the tensors' bytes"
+    );
+    n
+}
+
+/// The reference `safetensors` crate reads the file, with our reader's tensors and bytes.
+fn upstream_agrees(file: &Path) {
+    let bytes = std::fs::read(file).unwrap();
+    let st = ::safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap_or_else(|e| panic!("{}: the safetensors crate refuses it: {e}", file.display()));
+    let (_, meta) = ::safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let format = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("format").cloned());
+    assert_eq!(
+        format.as_deref(),
+        Some("pt"),
+        "transformers needs format=pt"
+    );
+    let ours = Checkpoint::open(file).unwrap();
+    let mut names: Vec<&str> = st.names();
+    names.sort();
+    assert_eq!(names, ours.names().collect::<Vec<_>>());
+    for name in names {
+        let t = st.tensor(name).unwrap();
+        let info = ours.info(name).unwrap();
+        assert_eq!(format!("{:?}", t.dtype()), info.dtype, "{name}");
+        assert_eq!(t.shape(), info.shape.as_slice(), "{name}");
+        assert_eq!(t.data(), ours.raw_bytes(name).unwrap(), "{name}");
+    }
+}
+
+const MERGE: &[&str] = &["merge", "algo.merge", "--quiet"];
+const INPUTS: &[&str] = &["--base", "base", "--model", "m1", "--model", "m2"];
+
+/// `mergec merge algo.merge --quiet --merge NAME --base base --model m1 --model m2 --out OUT EXTRA...`
+fn merge(zoo: &Zoo, name: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    if !zoo.path("algo.merge").exists() {
+        zoo.program("algo.merge", PROGRAM);
+    }
+    let mut args: Vec<&str> = MERGE.to_vec();
+    args.extend(["--merge", name]);
+    args.extend(INPUTS);
+    args.extend(["--out", out]);
+    args.extend(extra);
+    zoo.mergec(&args)
+}
+
+fn inputs_snapshot(zoo: &Zoo) -> Vec<Snapshot> {
+    ["base", "m1", "m2"]
+        .iter()
+        .map(|d| snapshot(&zoo.path(d)))
+        .collect()
+}
+
+/// Bytes of every weight file and the index of an output, by file name.
+fn weights(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = weight_files(dir);
+    if dir.join(INDEX_FILE).exists() {
+        files.push(dir.join(INDEX_FILE));
+    }
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn merged_tensors_equal_the_interpreter_and_the_directory_is_complete() {
+    let zoo = Zoo::new();
+    let before = inputs_snapshot(&zoo);
+    let set = ["weight=[0.3, 0.7]", "lambda=0.9"];
+    let o = ok(merge(
+        &zoo,
+        "wavg",
+        "out",
+        &["--set", set[0], "--set", set[1], "--seed", "5"],
+    ));
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "--quiet prints nothing"
+    );
+    let e = Expect {
+        sets: &set,
+        seed: 5,
+        ..Expect::new("wavg")
+    };
+    verify_tensors(&zoo, "out", &e);
+    let out = zoo.path("out");
+    assert_eq!(verify_layout(&out), 1, "10 KB fits one 5 GB shard");
+
+    // Side files: copied byte for byte; config.json unchanged without --dtype.
+    for f in SIDE_FILES.iter().map(|(f, _)| *f).chain(["config.json"]) {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(zoo.path("base").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // Provenance.
+    let p = read_json(&out.join("mergec.json"));
+    assert_eq!(p["program"]["text"], PROGRAM);
+    assert_eq!(p["program"]["sha256"], sha256_hex(PROGRAM.as_bytes()));
+    assert_eq!(p["program"]["source"], "algo.merge");
+    assert_eq!(p["merge"], "wavg");
+    assert_eq!(p["seed"], 5);
+    assert_eq!(p["mergec_version"], env!("CARGO_PKG_VERSION"));
+    let params = p["parameters"].as_object().unwrap();
+    assert_eq!(params.len(), 2, "{params:?}");
+    let shown = |k: &str| params[k].to_string();
+    assert!(shown("weight").contains("0.3") && shown("weight").contains("0.7"));
+    assert!(shown("lambda").contains("0.9"));
+    let hashes = |v: &Json| -> BTreeSet<(String, String)> {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let file = f["file"].as_str().unwrap();
+                let name = Path::new(file).file_name().unwrap().to_string_lossy();
+                (
+                    name.into_owned(),
+                    f["header_sha256"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let actual = |d: &str| -> BTreeSet<(String, String)> {
+        weight_files(&zoo.path(d))
+            .iter()
+            .map(|f| {
+                (
+                    f.file_name().unwrap().to_string_lossy().into_owned(),
+                    header_sha256(f),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(hashes(&p["inputs"]["base"]), actual("base"));
+    assert_eq!(p["inputs"]["base"]["path"], "base");
+    for (i, m) in ["m1", "m2"].iter().enumerate() {
+        assert_eq!(hashes(&p["inputs"]["models"][i]), actual(m), "{m}");
+        assert_eq!(p["inputs"]["models"][i]["path"], *m);
+    }
+    assert_eq!(p["tensors"]["merged"], 20);
+    assert_eq!(p["tensors"]["copied"], 1);
+
+    assert_unchanged(&before, &inputs_snapshot(&zoo));
+    assert!(leftovers(zoo.dir()).is_empty());
+
+    // Without --quiet: a one-line summary on stderr, nothing on stdout.
+    let args: Vec<&str> = ["merge", "algo.merge", "--merge", "wavg"]
+        .into_iter()
+        .chain(INPUTS.iter().copied())
+        .chain(["--out", "out2"])
+        .collect();
+    let o = ok(zoo.mergec(&args));
+    assert!(o.stdout.is_empty());
+    let s = stderr(&o);
+    assert!(
+        s.contains("merged 20 tensors, copied 1 from the base"),
+        "{s}"
+    );
+}
+
+#[test]
+fn only_mlp_merges_mlp_weights_and_copies_the_rest_byte_for_byte() {
+    let zoo = Zoo::new();
+    ok(merge(&zoo, "wavg", "out", &["--only", "mlp"]));
+    verify_tensors(
+        &zoo,
+        "out",
+        &Expect {
+            only: Some("mlp"),
+            ..Expect::new("wavg")
+        },
+    );
+    // The copies are the base's stored bytes.
+    let base = Checkpoint::open(zoo.path("base")).unwrap();
+    let out = Checkpoint::open(zoo.path("out")).unwrap();
+    let mut copied = 0;
+    for name in all_names().iter().filter(|n| !n.contains("mlp")) {
+        assert_eq!(
+            out.raw_bytes(name).unwrap(),
+            base.raw_bytes(name).unwrap(),
+            "{name}"
+        );
+        copied += 1;
+    }
+    assert_eq!(copied, 21 - 6);
+    let p = read_json(&zoo.path("out/mergec.json"));
+    assert_eq!(p["only"], "mlp");
+    assert_eq!(p["tensors"]["merged"], 6);
+    assert_eq!(p["tensors"]["copied_not_selected"], 15);
+}
+
+#[test]
+fn dtype_sets_every_float_tensor_and_torch_dtype() {
+    let zoo = Zoo::new();
+    for (flag, dtype, torch) in [
+        ("f32", Dtype::F32, "float32"),
+        ("bf16", Dtype::BF16, "bfloat16"),
+        ("f16", Dtype::F16, "float16"),
+    ] {
+        let out = format!("out-{flag}");
+        ok(merge(
+            &zoo,
+            "wavg",
+            &out,
+            &["--dtype", flag, "--only", "mlp"],
+        ));
+        verify_tensors(
+            &zoo,
+            &out,
+            &Expect {
+                dtype: Some(dtype),
+                only: Some("mlp"),
+                ..Expect::new("wavg")
+            },
+        );
+        let config = read_json(&zoo.path(&out).join("config.json"));
+        assert_eq!(config["torch_dtype"], torch, "{flag}");
+        // Everything else in config.json is kept.
+        let mut want = config_json();
+        want["torch_dtype"] = torch.into();
+        assert_eq!(config, want);
+        let p = read_json(&zoo.path(&out).join("mergec.json"));
+        assert_eq!(p["dtype"], torch);
+    }
+}
+
+#[test]
+fn the_seed_changes_dare_masks_and_the_same_seed_gives_the_same_bytes() {
+    let zoo = Zoo::new();
+    for (out, seed) in [("a", "1"), ("b", "1"), ("c", "2")] {
+        ok(merge(
+            &zoo,
+            "dare",
+            out,
+            &["--seed", seed, "--only", "proj"],
+        ));
+    }
+    for (out, seed) in [("a", 1), ("c", 2)] {
+        verify_tensors(
+            &zoo,
+            out,
+            &Expect {
+                seed,
+                only: Some("proj"),
+                ..Expect::new("dare")
+            },
+        );
+    }
+    assert_eq!(weights(&zoo.path("a")), weights(&zoo.path("b")));
+    let (a, c) = (
+        Checkpoint::open(zoo.path("a")).unwrap(),
+        Checkpoint::open(zoo.path("c")).unwrap(),
+    );
+    for name in all_names() {
+        let same = a.raw_bytes(&name).unwrap() == c.raw_bytes(&name).unwrap();
+        assert_eq!(same, !name.contains("proj"), "{name}: seed 1 vs 2");
+    }
+}
+
+#[test]
+fn threads_and_max_memory_do_not_change_the_bytes() {
+    let zoo = Zoo::new();
+    let runs: [(&str, &[&str]); 3] = [
+        ("t1", &["--threads", "1", "--max-memory", "1"]),
+        ("t2", &["--threads", "2", "--max-memory", "1GB"]),
+        ("t2s", &["--threads", "2", "--max-memory", "5KB"]),
+    ];
+    for (out, flags) in runs {
+        ok(merge(&zoo, "dare", out, flags));
+    }
+    verify_tensors(&zoo, "t1", &Expect::new("dare"));
+    let want = weights(&zoo.path("t1"));
+    assert_eq!(weights(&zoo.path("t2")), want);
+    assert_eq!(weights(&zoo.path("t2s")), want);
+}
+
+#[test]
+fn shard_size_splits_the_output_as_transformers_does() {
+    let zoo = Zoo::new();
+    ok(merge(&zoo, "wavg", "one", &[]));
+    ok(merge(&zoo, "wavg", "many", &["--shard-size", "2KB"]));
+    let n = verify_layout(&zoo.path("many"));
+    assert!(n >= 4, "{n} shards");
+    verify_tensors(&zoo, "many", &Expect::new("wavg"));
+    for f in weight_files(&zoo.path("many")) {
+        let ck = Checkpoint::open(&f).unwrap();
+        let data: usize = ck.tensors().map(|t| t.nbytes()).sum();
+        assert!(
+            data <= 2000 || ck.len() == 1,
+            "{}: {data} bytes",
+            f.display()
+        );
+    }
+    let (one, many) = (
+        Checkpoint::open(zoo.path("one")).unwrap(),
+        Checkpoint::open(zoo.path("many")).unwrap(),
+    );
+    for name in all_names() {
+        assert_eq!(
+            one.raw_bytes(&name).unwrap(),
+            many.raw_bytes(&name).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_stdlib_method_by_name_equals_the_interpreter() {
+    let zoo = Zoo::new();
+    let args: Vec<&str> = [
+        "merge",
+        "ties",
+        "--quiet",
+        "--set",
+        "density=0.5",
+        "--out",
+        "out",
+    ]
+    .into_iter()
+    .chain(INPUTS.iter().copied())
+    .collect();
+    ok(zoo.mergec(&args));
+    let m = mergec::stdlib::method("ties").unwrap();
+    verify_tensors(
+        &zoo,
+        "out",
+        &Expect {
+            program: m.source,
+            merge: "ties",
+            sets: &["density=0.5"],
+            ..Expect::new("ties")
+        },
+    );
+    let p = read_json(&zoo.path("out/mergec.json"));
+    assert_eq!(p["program"]["text"], m.source);
+    assert_eq!(p["program"]["source"], "stdlib/ties.merge");
+}
+
+#[test]
+fn bare_safetensors_files_are_inputs_too() {
+    let zoo = Zoo::new();
+    let mut base = variant(0, Dtype::BF16);
+    base.push(i64_buffer());
+    std::fs::write(zoo.path("base.safetensors"), encode_raw(&base)).unwrap();
+    std::fs::write(
+        zoo.path("m1.safetensors"),
+        encode_raw(&variant(1, Dtype::F16)),
+    )
+    .unwrap();
+    zoo.program("algo.merge", PROGRAM);
+    ok(zoo.mergec(&[
+        "merge",
+        "algo.merge",
+        "--quiet",
+        "--base",
+        "base.safetensors",
+        "--model",
+        "m1.safetensors",
+        "--model",
+        "m2/model.safetensors",
+        "--out",
+        "out",
+    ]));
+    verify_tensors(&zoo, "out", &Expect::new("wavg"));
+    assert_eq!(verify_layout(&zoo.path("out")), 1);
+    let files: BTreeSet<String> = std::fs::read_dir(zoo.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let want: BTreeSet<String> = ["model.safetensors", "mergec.json"]
+        .map(String::from)
+        .into();
+    assert_eq!(files, want, "no side files without a base directory");
+}
+
+#[test]
+fn tokenizer_from_copies_tokenizer_files_from_another_directory() {
+    let zoo = Zoo::new();
+    std::fs::create_dir(zoo.path("tok")).unwrap();
+    std::fs::write(zoo.path("tok/tokenizer.json"), "{\"other\": true}").unwrap();
+    ok(merge(&zoo, "wavg", "out", &["--tokenizer-from", "tok"]));
+    let read = |p: &str| std::fs::read_to_string(zoo.path(p)).unwrap();
+    assert_eq!(read("out/tokenizer.json"), "{\"other\": true}");
+    assert_eq!(read("out/config.json"), read("base/config.json"));
+    assert_eq!(
+        read("out/generation_config.json"),
+        read("base/generation_config.json")
+    );
+}
+
+/// Rewrites m2 (a single F32 file) with `f` applied to its tensors.
+fn rewrite_m2(zoo: &Zoo, f: impl FnOnce(&mut Vec<RawTensor>)) {
+    let mut t = variant(2, Dtype::F32);
+    f(&mut t);
+    std::fs::write(zoo.path("m2/model.safetensors"), encode_raw(&t)).unwrap();
+}
+
+const UP1: &str = "model.layers.1.mlp.up_proj.weight";
+const EMBED: &str = "model.embed_tokens.weight";
+
+#[test]
+fn a_tensor_missing_from_one_model_is_copied_from_the_base() {
+    let zoo = Zoo::new();
+    rewrite_m2(&zoo, |t| t.retain(|t| t.name != UP1));
+    ok(merge(&zoo, "wavg", "out", &[]));
+    let base = Checkpoint::open(zoo.path("base")).unwrap();
+    let out = Checkpoint::open(zoo.path("out")).unwrap();
+    assert_eq!(out.raw_bytes(UP1).unwrap(), base.raw_bytes(UP1).unwrap());
+    let e = Expect::new("wavg");
+    for name in all_names().iter().filter(|n| *n != UP1) {
+        assert_eq!(
+            out.raw_bytes(name).unwrap(),
+            e.tensor(&zoo, name).1,
+            "{name}"
+        );
+    }
+    let p = read_json(&zoo.path("out/mergec.json"));
+    // The I64 buffer is missing from the models too.
+    assert_eq!(p["tensors"]["copied_missing_in_a_model"], 2);
+}
+
+#[test]
+fn on_mismatch_base_keeps_the_base_tensor() {
+    let zoo = Zoo::new();
+    rewrite_m2(&zoo, |t| {
+        t[0] = raw(EMBED, &[40, 16], &values(EMBED, &[40, 16], 2), Dtype::F32);
+    });
+    assert!(fails(merge(&zoo, "wavg", "out", &[])).contains(EMBED));
+    ok(merge(&zoo, "wavg", "out", &["--on-mismatch", "base"]));
+    let base = Checkpoint::open(zoo.path("base")).unwrap();
+    let out = Checkpoint::open(zoo.path("out")).unwrap();
+    assert_eq!(
+        out.raw_bytes(EMBED).unwrap(),
+        base.raw_bytes(EMBED).unwrap()
+    );
+    let e = Expect::new("wavg");
+    for name in all_names().iter().filter(|n| *n != EMBED) {
+        assert_eq!(
+            out.raw_bytes(name).unwrap(),
+            e.tensor(&zoo, name).1,
+            "{name}"
+        );
+    }
+    let p = read_json(&zoo.path("out/mergec.json"));
+    assert_eq!(p["tensors"]["copied_shape_mismatch"], 1);
+}
+
+#[test]
+fn a_two_d_only_program_runs_on_the_tensors_only_selects() {
+    let zoo = Zoo::new();
+    ok(merge(&zoo, "rows", "out", &["--only", "proj"]));
+    verify_tensors(
+        &zoo,
+        "out",
+        &Expect {
+            only: Some("proj"),
+            ..Expect::new("rows")
+        },
+    );
+}
+
+#[test]
+fn allow_nonfinite_writes_nan() {
+    let zoo = Zoo::new();
+    ok(merge(&zoo, "nan_norms", "out", &["--allow-nonfinite"]));
+    let e = Expect {
+        allow_nonfinite: true,
+        ..Expect::new("nan_norms")
+    };
+    verify_tensors(&zoo, "out", &e);
+    let out = Checkpoint::open(zoo.path("out")).unwrap();
+    let norm = out.read_f32("model.norm.weight").unwrap();
+    assert!(norm.data.iter().all(|x| x.is_nan()));
+}
+
+/// Sets one weight of UP1 to 70000 in every input: finite in BF16 and F32, past F16's
+/// 65504 (m1, F16 otherwise, stores that tensor as F32).
+fn put_70000(z: &Zoo) {
+    let edit = |m: u32, d: Dtype, up: Dtype| -> Vec<RawTensor> {
+        variant(m, d)
+            .into_iter()
+            .map(|t| {
+                if t.name != UP1 {
+                    return t;
+                }
+                let mut v = values(UP1, &[24, 16], m);
+                v[5] = 70000.0;
+                raw(UP1, &[24, 16], &v, up)
+            })
+            .collect()
+    };
+    let mut base = edit(0, Dtype::BF16, Dtype::BF16);
+    base.insert(10, i64_buffer());
+    write_dir(&z.path("base"), &base, BASE_SHARDS);
+    write_dir(&z.path("m1"), &edit(1, Dtype::F16, Dtype::F32), 2);
+    rewrite_m2(z, |t| *t = edit(2, Dtype::F32, Dtype::F32));
+}
+
+#[test]
+fn f16_overflow_is_a_non_finite_result() {
+    let zoo = Zoo::new();
+    put_70000(&zoo);
+    // Merged (all of it) and copied (--only elsewhere) into F16.
+    for only in [None, Some("self_attn")] {
+        let mut flags = vec!["--dtype", "f16"];
+        flags.extend(only.map(|o| ["--only", o]).into_iter().flatten());
+        let e = fails(merge(&zoo, "wavg", "out", &flags));
+        assert!(e.contains(UP1) && e.contains("F16"), "{only:?}: {e}");
+        assert!(!zoo.path("out").exists() && leftovers(zoo.dir()).is_empty());
+        flags.push("--allow-nonfinite");
+        ok(merge(&zoo, "wavg", "out", &flags));
+        let t = Checkpoint::open(zoo.path("out"))
+            .unwrap()
+            .read_f32(UP1)
+            .unwrap();
+        assert_eq!(t.data[5], f32::INFINITY, "{only:?}");
+        std::fs::remove_dir_all(zoo.path("out")).unwrap();
+    }
+    // BF16 and F32 hold it.
+    ok(merge(&zoo, "wavg", "out", &[]));
+}
+
+#[test]
+fn an_existing_out_is_refused_without_force_and_replaced_with_it() {
+    let zoo = Zoo::new();
+    std::fs::create_dir(zoo.path("out")).unwrap();
+    std::fs::write(zoo.path("out/keep.txt"), "precious").unwrap();
+    zoo.program("algo.merge", PROGRAM);
+    let before = snapshot(zoo.dir());
+    let e = fails(merge(&zoo, "wavg", "out", &[]));
+    assert!(e.contains("--force"), "{e}");
+    assert_unchanged(&[before], &[snapshot(zoo.dir())]);
+    assert!(leftovers(zoo.dir()).is_empty());
+
+    ok(merge(&zoo, "wavg", "out", &["--force"]));
+    assert!(
+        !zoo.path("out/keep.txt").exists(),
+        "--force replaces the directory"
+    );
+    verify_tensors(&zoo, "out", &Expect::new("wavg"));
+    assert!(leftovers(zoo.dir()).is_empty());
+
+    // A failed --force run leaves the previous output alone.
+    let before = snapshot(zoo.dir());
+    fails(merge(&zoo, "nan_norms", "out", &["--force"]));
+    assert_unchanged(&[before], &[snapshot(zoo.dir())]);
+    assert!(leftovers(zoo.dir()).is_empty());
+
+    // An empty directory is not refused.
+    std::fs::create_dir(zoo.path("empty")).unwrap();
+    ok(merge(&zoo, "wavg", "empty", &[]));
+    verify_tensors(&zoo, "empty", &Expect::new("wavg"));
+}
+
+#[test]
+fn the_library_gives_the_same_bytes_as_the_binary() {
+    let zoo = Zoo::new();
+    ok(merge(
+        &zoo,
+        "dare",
+        "cli",
+        &["--seed", "3", "--set", "density=0.25"],
+    ));
+    let (program, _) = mergec::check_source(PROGRAM).unwrap();
+    let job = mergec::runtime::MergeJob {
+        program,
+        program_text: PROGRAM.into(),
+        program_label: "algo.merge".into(),
+        merge_name: "dare".into(),
+        base: zoo.path("base"),
+        models: vec![zoo.path("m1"), zoo.path("m2")],
+        out: zoo.path("lib"),
+        params: Box::new(mergec::runtime::FixedParams(sets(&["density=0.25"]))),
+        dtype: None,
+        only: None,
+        seed: 3,
+        shard_size: 5_000_000_000,
+        max_memory: 1 << 30,
+        force: false,
+        on_mismatch_base: false,
+        allow_nonfinite: false,
+        tokenizer_from: None,
+        quiet: true,
+        extra: Json::Null,
+    };
+    let s = mergec::runtime::run(&job).unwrap();
+    assert_eq!((s.merged, s.copied, s.shards), (20, 1, 1));
+    assert_eq!(weights(&zoo.path("lib")), weights(&zoo.path("cli")));
+}
+
+// ---------------------------------------------------------------------------
+// Errors: each is clear, names the file or tensor, and leaves nothing behind.
+
+/// One failing case for the table in docs/errors.md.
+struct Case {
+    case: &'static str,
+    /// Changes to the fresh zoo before the run.
+    setup: fn(&Zoo),
+    args: Vec<&'static str>,
+    /// Substrings the message must contain (the file or tensor it names, what to do).
+    expect: &'static [&'static str],
+}
+
+fn cmd(program: &'static str, merge: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut a = vec!["merge", program, "--merge", merge];
+    a.extend(INPUTS);
+    a.extend(["--out", "out"]);
+    a.extend(extra);
+    a
+}
+
+fn patch(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut b = std::fs::read(path).unwrap();
+    f(&mut b);
+    std::fs::write(path, b).unwrap();
+}
+
+fn header_len(b: &[u8]) -> usize {
+    u64::from_le_bytes(b[..8].try_into().unwrap()) as usize
+}
+
+fn cases() -> Vec<Case> {
+    let wavg = |extra: &[&'static str]| cmd("algo.merge", "wavg", extra);
+    vec![
+        Case {
+            case: "truncated shard (the base's second shard cut 100 bytes short)",
+            setup: |z| {
+                patch(&z.path("base/model-00002-of-00003.safetensors"), |b| {
+                    b.truncate(b.len() - 100)
+                })
+            },
+            args: wavg(&[]),
+            expect: &[
+                "base/model-00002-of-00003.safetensors",
+                "truncated",
+                "model.layers.",
+            ],
+        },
+        Case {
+            case: "file shorter than the 8-byte header length",
+            setup: |z| std::fs::write(z.path("m2/model.safetensors"), b"\x10\0\0").unwrap(),
+            args: wavg(&[]),
+            expect: &["m2/model.safetensors", "truncated"],
+        },
+        Case {
+            case: "header length past the end of the file",
+            setup: |z| {
+                patch(&z.path("m1/model-00001-of-00002.safetensors"), |b| {
+                    b[..8].copy_from_slice(&1_000_000u64.to_le_bytes())
+                })
+            },
+            args: wavg(&[]),
+            expect: &[
+                "m1/model-00001-of-00002.safetensors",
+                "header length 1000000",
+                "past the end",
+            ],
+        },
+        Case {
+            case: "garbage header JSON",
+            setup: |z| {
+                patch(&z.path("base/model-00001-of-00003.safetensors"), |b| {
+                    let n = header_len(b);
+                    let garbage = b"{\"model.embed_tokens.weight\": {\"dtype\": \"BF16\", \"shape\": [37, 16 oops";
+                    b[8..8 + garbage.len()].copy_from_slice(garbage);
+                    assert!(garbage.len() < n);
+                })
+            },
+            args: wavg(&[]),
+            expect: &["base/model-00001-of-00003.safetensors", "bad header JSON"],
+        },
+        Case {
+            case: "shard named in the index but missing",
+            setup: |z| {
+                std::fs::remove_file(z.path("base/model-00003-of-00003.safetensors")).unwrap()
+            },
+            args: wavg(&[]),
+            expect: &[
+                "base/model.safetensors.index.json",
+                "model-00003-of-00003.safetensors",
+                "missing",
+            ],
+        },
+        Case {
+            case: "tensor stored in two shards",
+            setup: |z| {
+                let t = variant(1, Dtype::F16);
+                // The second shard also holds the first shard's first tensor.
+                let mut second = t[10..].to_vec();
+                second.push(t[0].clone());
+                std::fs::write(
+                    z.path("m1/model-00002-of-00002.safetensors"),
+                    encode_raw(&second),
+                )
+                .unwrap();
+            },
+            args: wavg(&[]),
+            expect: &[
+                "model.embed_tokens.weight",
+                "m1/model-00001-of-00002.safetensors",
+                "m1/model-00002-of-00002.safetensors",
+            ],
+        },
+        Case {
+            case: "index JSON that is not JSON",
+            setup: |z| {
+                std::fs::write(
+                    z.path("m1/model.safetensors.index.json"),
+                    "{\"weight_map\": ",
+                )
+                .unwrap()
+            },
+            args: wavg(&[]),
+            expect: &["m1/model.safetensors.index.json", "bad index JSON"],
+        },
+        Case {
+            case: "model directory without weights",
+            setup: |z| {
+                std::fs::remove_file(z.path("m2/model.safetensors")).unwrap();
+                std::fs::write(
+                    z.path("m2/weights.safetensors"),
+                    encode_raw(&variant(2, Dtype::F32)),
+                )
+                .unwrap();
+            },
+            args: wavg(&[]),
+            expect: &["m2", "weights.safetensors"],
+        },
+        Case {
+            case: "unsupported dtype (F64) in a merged tensor of a model",
+            setup: |z| {
+                rewrite_m2(z, |t| {
+                    let v = values(UP1, &[24, 16], 2);
+                    let i = t.iter().position(|t| t.name == UP1).unwrap();
+                    t[i] = RawTensor {
+                        name: UP1.into(),
+                        dtype: "F64".into(),
+                        shape: vec![24, 16],
+                        bytes: v.iter().flat_map(|x| (*x as f64).to_le_bytes()).collect(),
+                    };
+                })
+            },
+            args: wavg(&[]),
+            expect: &[UP1, "F64", "m2"],
+        },
+        Case {
+            case: "non-float tensor (I64) held by every model, selected for merging",
+            setup: |z| {
+                rewrite_m2(z, |t| t.push(i64_buffer()));
+                let mut t = variant(1, Dtype::F16);
+                t.push(i64_buffer());
+                std::fs::remove_file(z.path("m1/model.safetensors.index.json")).unwrap();
+                for f in [
+                    "m1/model-00001-of-00002.safetensors",
+                    "m1/model-00002-of-00002.safetensors",
+                ] {
+                    std::fs::remove_file(z.path(f)).unwrap();
+                }
+                write_dir(&z.path("m1"), &t, 2);
+            },
+            args: wavg(&[]),
+            expect: &[I64_BUFFER, "I64", "--only"],
+        },
+        Case {
+            case: "mismatched shapes (a resized vocabulary)",
+            setup: |z| {
+                rewrite_m2(z, |t| {
+                    t[0] = raw(EMBED, &[40, 16], &values(EMBED, &[40, 16], 2), Dtype::F32);
+                })
+            },
+            args: wavg(&[]),
+            expect: &[EMBED, "[37, 16]", "[40, 16]", "--on-mismatch base"],
+        },
+        Case {
+            case: "--out inside an input",
+            setup: |_| {},
+            args: cmd("algo.merge", "wavg", &[])
+                .into_iter()
+                .map(|a| if a == "out" { "base/merged" } else { a })
+                .collect(),
+            expect: &["base/merged", "`base`"],
+        },
+        Case {
+            case: "--out containing an input, with --force",
+            setup: |_| {},
+            args: cmd("algo.merge", "wavg", &["--force"])
+                .into_iter()
+                .map(|a| if a == "out" { "." } else { a })
+                .collect(),
+            expect: &["overlaps", "`base`"],
+        },
+        Case {
+            case: "existing non-empty --out without --force",
+            setup: |z| {
+                std::fs::create_dir(z.path("out")).unwrap();
+                std::fs::write(z.path("out/old.txt"), "keep").unwrap();
+            },
+            args: wavg(&[]),
+            expect: &["`out`", "--force"],
+        },
+        Case {
+            case: "program that does not check",
+            setup: |z| {
+                z.program("bad.merge", "merge bad(base: Tensor, models: [Tensor]) -> Tensor {\n    return base + mean(modles)\n}\n");
+            },
+            args: cmd("bad.merge", "bad", &[]),
+            expect: &["bad.merge", "modles", "models"],
+        },
+        Case {
+            case: "unknown stdlib method",
+            setup: |_| {},
+            args: {
+                let mut a = vec!["merge", "tiess"];
+                a.extend(INPUTS);
+                a.extend(["--out", "out"]);
+                a
+            },
+            expect: &["tiess", "ties"],
+        },
+        Case {
+            case: "program valid only for 2-D tensors, without --only",
+            setup: |_| {},
+            args: cmd("algo.merge", "rows", &[]),
+            expect: &["model.layers.0.input_layernorm.weight", "1-D", "--only"],
+        },
+        Case {
+            case: "merge producing NaN",
+            setup: |_| {},
+            args: cmd("algo.merge", "nan_norms", &[]),
+            expect: &[
+                "model.layers.0.input_layernorm.weight",
+                "non-finite",
+                "--allow-nonfinite",
+            ],
+        },
+        Case {
+            case: "merge producing NaN in the last tensor, after several output shards are written",
+            setup: |_| {},
+            args: cmd(
+                "algo.merge",
+                "nan_norms",
+                &["--only", "mlp|model.norm", "--shard-size", "2KB"],
+            ),
+            expect: &["model.norm.weight", "non-finite"],
+        },
+        Case {
+            case: "--dtype f16 and a merged weight of 70000 (past F16's 65504)",
+            setup: put_70000,
+            args: wavg(&["--dtype", "f16"]),
+            expect: &[UP1, "F16", "--allow-nonfinite"],
+        },
+        Case {
+            case: "--set of an unknown parameter",
+            setup: |_| {},
+            args: wavg(&["--set", "lamda=0.5"]),
+            expect: &["lamda", "did you mean `lambda`"],
+        },
+        Case {
+            case: "--set of the wrong type",
+            setup: |_| {},
+            args: wavg(&["--set", "lambda=true"]),
+            expect: &["lambda", "true"],
+        },
+        Case {
+            case: "--set list of the wrong length",
+            setup: |_| {},
+            args: wavg(&["--set", "weight=[0.2, 0.3, 0.5]"]),
+            expect: &["weight", "3 values", "2 models"],
+        },
+        Case {
+            case: "--tokenizer-from that is not a directory",
+            setup: |_| {},
+            args: wavg(&["--tokenizer-from", "nowhere"]),
+            expect: &["nowhere"],
+        },
+    ]
+}
+
+/// An argument as a POSIX shell reads it back.
+fn shell_quote(a: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
+    if !a.is_empty() && a.chars().all(plain) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// The markdown table of docs/errors.md.
+fn table(rows: &[(String, String, String)]) -> String {
+    let cell = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('|', "&#124;")
+            .replace('`', "&#96;")
+            .replace('\n', "<br>")
+    };
+    let mut t = String::from("| Case | Command | Message (stderr) |\n|---|---|---|\n");
+    for (case, command, message) in rows {
+        t.push_str(&format!(
+            "| {} | <code>{}</code> | <code>{}</code> |\n",
+            cell(case),
+            cell(command),
+            cell(message)
+        ));
+    }
+    t
+}
+
+const DOC_HEAD: &str = "# Error messages of `mergec merge`
+
+Every case below exits with status 1, leaves nothing at `--out` and no temporary
+`.out.mergec-tmp-*` directory beside it, and does not modify the inputs. The inputs are
+the test models of `tests/merge.rs`: `base` (BF16, three shards with an index),
+`m1` (F16, two shards) and `m2` (F32, one `model.safetensors`), each case with
+the corruption it names; `algo.merge` holds the test programs (`wavg`, `rows`,
+`nan_norms`). The messages are checked by `cargo test --release --test merge`;
+regenerate this file with `MERGEC_UPDATE_DOCS=1 cargo test --release --test merge`.
+
+";
+
+#[test]
+fn every_error_is_clear_and_leaves_nothing_behind() {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for c in cases() {
+        let zoo = Zoo::new();
+        zoo.program("algo.merge", PROGRAM);
+        (c.setup)(&zoo);
+        let before = snapshot(zoo.dir());
+        let out_existed = zoo.path("out").exists();
+        let o = zoo.mergec(&c.args);
+        let message = match o.status.code() {
+            Some(1) => stderr(&o),
+            other => {
+                failures.push(format!("{}: exit {other:?}\n{}", c.case, stderr(&o)));
+                continue;
+            }
+        };
+        let missing: Vec<&&str> = c.expect.iter().filter(|s| !message.contains(**s)).collect();
+        if !message.starts_with("error: ") || !missing.is_empty() {
+            failures.push(format!("{}: missing {missing:?} in\n{message}", c.case));
+        }
+        if message.contains("panicked") || message.contains("RUST_BACKTRACE") {
+            failures.push(format!("{}: a panic\n{message}", c.case));
+        }
+        let changed = changed_files(&before, &snapshot(zoo.dir()));
+        if !changed.is_empty() {
+            failures.push(format!("{}: files changed: {changed:?}", c.case));
+        }
+        if !out_existed && zoo.path("out").exists() {
+            failures.push(format!("{}: `out` was created", c.case));
+        }
+        for d in [zoo.dir().to_path_buf(), zoo.path("base")] {
+            let left = leftovers(&d);
+            if !left.is_empty() {
+                failures.push(format!("{}: left {left:?}", c.case));
+            }
+        }
+        let quoted: Vec<String> = c.args.iter().map(|a| shell_quote(a)).collect();
+        rows.push((
+            c.case.to_string(),
+            format!("mergec {}", quoted.join(" ")),
+            message,
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let doc = format!("{DOC_HEAD}{}", table(&rows));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md");
+    if std::env::var_os("MERGEC_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+    } else {
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == doc,
+            "docs/errors.md is out of date: rerun with MERGEC_UPDATE_DOCS=1"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ctrl-C
+
+#[test]
+fn ctrl_c_exits_130_and_leaves_nothing() {
+    use mergec::runtime::synth::{Arch, write_model};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // About 1.4 M parameters and a program doing 64 rounds of work per element:
+    // seconds of work, so the signal lands mid-merge.
+    let arch = Arch {
+        vocab: 256,
+        hidden: 48,
+        intermediate: 192,
+        heads: 4,
+        kv_heads: 2,
+        layers: 40,
+        tie_embeddings: true,
+    };
+    for m in 0..2 {
+        let d = dir.join(if m == 0 {
+            "base".to_string()
+        } else {
+            format!("m{m}")
+        });
+        write_model(&d, &arch, Dtype::BF16, 0, m, 0.1, 1_000_000).unwrap();
+    }
+    std::fs::write(
+        dir.join("slow.merge"),
+        "merge slow(base: Tensor, models: [Tensor]) -> Tensor {
+    let tau = sum(models - base)
+    return repeat(64, base, |acc, i| acc + 0.001 * tanh(tau * acc))
+}
+",
+    )
+    .unwrap();
+    let before = snapshot(dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mergec"))
+        .current_dir(dir)
+        .args([
+            "merge",
+            "slow.merge",
+            "--base",
+            "base",
+            "--model",
+            "m1",
+            "--out",
+            "out",
+            "--quiet",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the temporary directory: the handler is installed and tensors are being merged.
+    let start = std::time::Instant::now();
+    while leftovers(dir).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mergec ended before it was interrupted"
+        );
+        assert!(start.elapsed().as_secs() < 20, "no temporary directory");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let t = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        t.elapsed().as_secs_f64() < 5.0,
+        "slow to stop: {:?}",
+        t.elapsed()
+    );
+    assert!(!dir.join("out").exists());
+    assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+    assert_unchanged(&[before], &[snapshot(dir)]);
+}
