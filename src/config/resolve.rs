@@ -1,0 +1,243 @@
+//! `merge_method` to a checked program and the parameters a config may set.
+
+use super::methods::{self, BaseRole, MethodSpec, Target};
+use super::schema::Text;
+use super::setting::Ty;
+use super::yaml::Source;
+use crate::syntax::ast::Program;
+use crate::types::ty::Ty as LangTy;
+use crate::types::{Const, MergeSig, did_you_mean};
+use std::path::Path;
+
+/// A parameter a config may set.
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    /// The name in the config (mergekit's).
+    pub name: String,
+    /// The program parameter, or None when the parameter is accepted and ignored.
+    pub target: Option<String>,
+    /// Why an ignored parameter is ignored.
+    pub why: Option<&'static str>,
+    pub per_model: bool,
+    pub ty: Ty,
+    pub required: bool,
+    pub default: Option<Const>,
+}
+
+/// The program a config runs and how the config maps onto it.
+pub struct Resolved {
+    pub program: Program,
+    pub text: String,
+    pub label: String,
+    pub merge_name: String,
+    pub base: BaseRole,
+    pub min_models: usize,
+    pub max_models: Option<usize>,
+    pub params: Vec<ParamInfo>,
+    /// The program parameter set from whether a base_model is given.
+    pub use_base: Option<&'static str>,
+    /// A mergekit method (its parameter names; names it ignores get a note, not an error).
+    pub mergekit: bool,
+}
+
+impl Resolved {
+    pub fn param(&self, name: &str) -> Option<&ParamInfo> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+fn elem_ty(src: &Source, at: &Text, merge: &str, name: &str, ty: &LangTy) -> Result<Ty, String> {
+    match ty {
+        LangTy::F32 => Ok(Ty::F32),
+        LangTy::Int => Ok(Ty::Int),
+        LangTy::Bool => Ok(Ty::Bool),
+        LangTy::List(e) => elem_ty(src, at, merge, name, e),
+        other => Err(src.error(
+            at.pos,
+            format!(
+                "parameter `{name}` of `{merge}` has type {}, which a config cannot set",
+                other.kind_name()
+            ),
+        )),
+    }
+}
+
+/// The program's own parameters as settable by their names.
+fn own_params(
+    src: &Source,
+    at: &Text,
+    sig: &MergeSig,
+    skip: &[&str],
+) -> Result<Vec<ParamInfo>, String> {
+    sig.params
+        .iter()
+        .filter(|p| !skip.contains(&p.name.as_str()))
+        .map(|p| {
+            Ok(ParamInfo {
+                name: p.name.clone(),
+                target: Some(p.name.clone()),
+                why: None,
+                per_model: matches!(p.ty, LangTy::List(_)),
+                ty: elem_ty(src, at, &sig.name, &p.name, &p.ty)?,
+                required: p.default.is_none(),
+                default: p.default.clone(),
+            })
+        })
+        .collect()
+}
+
+fn from_spec(
+    src: &Source,
+    at: &Text,
+    spec: &MethodSpec,
+    program: Program,
+    text: String,
+    label: String,
+    sig: &MergeSig,
+) -> Result<Resolved, String> {
+    let mut params = Vec::new();
+    for mp in spec.params {
+        let info = match mp.target {
+            Target::Param(t) => {
+                let sp = sig.params.iter().find(|p| p.name == t).ok_or_else(|| {
+                    src.error(
+                        at.pos,
+                        format!("internal: stdlib `{}` has no parameter `{t}`", spec.name),
+                    )
+                })?;
+                ParamInfo {
+                    name: mp.name.to_string(),
+                    target: Some(t.to_string()),
+                    why: None,
+                    per_model: mp.per_model,
+                    ty: elem_ty(src, at, &sig.name, t, &sp.ty)?,
+                    required: mp.required || sp.default.is_none(),
+                    default: sp.default.clone(),
+                }
+            }
+            Target::Ignored(why) => ParamInfo {
+                name: mp.name.to_string(),
+                target: None,
+                why: Some(why),
+                per_model: mp.per_model,
+                ty: Ty::Any,
+                required: false,
+                default: None,
+            },
+        };
+        params.push(info);
+    }
+    // The program's extras (e.g. paper_rescale) by their own names.
+    let mut skip: Vec<&str> = params.iter().filter_map(|p| p.target.as_deref()).collect();
+    skip.extend(spec.use_base);
+    let extras = own_params(src, at, sig, &skip)?;
+    params.extend(extras);
+    Ok(Resolved {
+        program,
+        text,
+        label,
+        merge_name: sig.name.clone(),
+        base: spec.base,
+        min_models: spec.min_models,
+        max_models: spec.max_models,
+        params,
+        use_base: spec.use_base,
+        mergekit: true,
+    })
+}
+
+fn generic(
+    src: &Source,
+    at: &Text,
+    program: Program,
+    text: String,
+    label: String,
+    sig: &MergeSig,
+) -> Result<Resolved, String> {
+    Ok(Resolved {
+        params: own_params(src, at, sig, &[])?,
+        program,
+        text,
+        label,
+        merge_name: sig.name.clone(),
+        base: BaseRole::Required,
+        min_models: 1,
+        max_models: None,
+        use_base: None,
+        mergekit: false,
+    })
+}
+
+/// Whether `merge_method` names a program file rather than a method.
+fn is_path(s: &str) -> bool {
+    s.ends_with(".merge") || s.contains('/') || s.contains('\\')
+}
+
+/// Resolves `merge_method` (a stdlib method or a .merge path relative to `config_dir`).
+pub fn method(
+    src: &Source,
+    at: &Text,
+    config_dir: &Path,
+    merge: Option<&str>,
+) -> Result<Resolved, String> {
+    let name = at.value.trim();
+    if is_path(name) {
+        let path = config_dir.join(name);
+        let label = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| src.error(at.pos, format!("cannot read the program `{label}`: {e}")))?;
+        let (program, sigs) = crate::check_source(&text).map_err(|d| {
+            format!(
+                "{}\n{}",
+                src.error(at.pos, format!("the program `{label}` does not check")),
+                crate::diag::render_all(&d, &label, &text, crate::cli::use_color())
+            )
+        })?;
+        let sig = match merge {
+            Some(m) => sigs.iter().find(|s| s.name == m).ok_or_else(|| {
+                let names: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
+                format!(
+                    "--merge: `{label}` has no merge `{m}` (it has {})",
+                    names.join(", ")
+                )
+            })?,
+            None => sigs
+                .first()
+                .ok_or_else(|| src.error(at.pos, format!("`{label}` defines no merge")))?,
+        };
+        let sig = sig.clone();
+        return generic(src, at, program, text, label, &sig);
+    }
+    if merge.is_some() {
+        return Err(format!(
+            "--merge picks one merge of a .merge program; `{name}` is a stdlib method"
+        ));
+    }
+    if let Some(m) = crate::stdlib::method(name) {
+        let label = format!("stdlib/{}", m.file);
+        let text = m.source.to_string();
+        return match methods::spec(name) {
+            Some(spec) => from_spec(src, at, spec, m.program, text, label, &m.sig),
+            None => generic(src, at, m.program, text, label, &m.sig),
+        };
+    }
+    if methods::NOT_IN_STDLIB.contains(&name) {
+        return Err(src.error(
+            at.pos,
+            format!(
+                "mergekit's `{name}` is not in mergec's stdlib (`mergec methods` lists the \
+                 methods it has); write it as a .merge program and give its path here"
+            ),
+        ));
+    }
+    let stdlib: Vec<String> = crate::stdlib::methods()
+        .into_iter()
+        .map(|m| m.sig.name)
+        .collect();
+    let hint = did_you_mean(name, stdlib.iter().map(String::as_str))
+        .unwrap_or_else(|| format!("known methods: {}", stdlib.join(", ")));
+    Err(src.error(
+        at.pos,
+        format!("unknown merge_method `{name}` ({hint}; or give the path of a .merge program)"),
+    ))
+}
