@@ -54,58 +54,7 @@ enum Command {
         tensor: String,
     },
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
-    Merge {
-        /// A .merge file, a stdlib method name (e.g. ties), or a mergekit config (.yml/.yaml).
-        program: String,
-        /// Which merge of the file to use (default: the first).
-        #[arg(long)]
-        merge: Option<String>,
-        /// The base (seed) model: a Hugging Face directory or a .safetensors file.
-        #[arg(long)]
-        base: Option<std::path::PathBuf>,
-        /// A candidate model (repeat for each, in order).
-        #[arg(long = "model")]
-        models: Vec<std::path::PathBuf>,
-        /// The output directory (written atomically).
-        #[arg(long)]
-        out: std::path::PathBuf,
-        /// Parameter override, e.g. --set lambda=0.5 --set weight=[0.3,0.7].
-        #[arg(long = "set", value_name = "NAME=VALUE")]
-        sets: Vec<String>,
-        /// Output dtype: bf16, f16 or f32 (default: each tensor's dtype in the base).
-        #[arg(long)]
-        dtype: Option<String>,
-        /// Merge only tensors whose name matches this regex (the rest are copied from the base), e.g. mlp.
-        #[arg(long)]
-        only: Option<String>,
-        /// Seed for random masks (DARE, DELLA, ...).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Largest output shard.
-        #[arg(long, default_value = "5GB")]
-        shard_size: String,
-        /// Memory budget for tensors processed at once.
-        #[arg(long, default_value = "4GB")]
-        max_memory: String,
-        /// Replace a non-empty --out.
-        #[arg(long)]
-        force: bool,
-        /// On a tensor whose shape differs between models: error (default) or base (keep the base's).
-        #[arg(long, default_value = "error")]
-        on_mismatch: String,
-        /// Write tensors with NaN or Inf instead of failing.
-        #[arg(long)]
-        allow_nonfinite: bool,
-        /// Copy tokenizer files from this directory instead of the base.
-        #[arg(long)]
-        tokenizer_from: Option<std::path::PathBuf>,
-        /// No progress bar or summary.
-        #[arg(long)]
-        quiet: bool,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-    },
+    Merge(cli::merge::MergeArgs),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
     Synth {
         /// mistral-N (Mistral-7B shapes, N layers) or tiny-N.
@@ -193,43 +142,7 @@ fn main() -> ExitCode {
                 2
             }
         },
-        Command::Merge {
-            program,
-            merge,
-            base,
-            models,
-            out,
-            sets,
-            dtype,
-            only,
-            seed,
-            shard_size,
-            max_memory,
-            force,
-            on_mismatch,
-            allow_nonfinite,
-            tokenizer_from,
-            quiet,
-            threads,
-        } => cli::merge::run(&cli::merge::MergeArgs {
-            program,
-            merge,
-            base,
-            models,
-            out,
-            sets,
-            dtype,
-            only,
-            seed,
-            shard_size,
-            max_memory,
-            force,
-            on_mismatch,
-            allow_nonfinite,
-            tokenizer_from,
-            quiet,
-            threads,
-        }),
+        Command::Merge(args) => cli::merge::run(&args),
         Command::Synth {
             arch,
             models,

@@ -7,24 +7,58 @@ use crate::types::Const;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-/// The command line, as parsed by clap in main.rs.
+/// The command line of `mergec merge`.
+#[derive(clap::Args, Debug, Clone)]
 pub struct MergeArgs {
+    /// A .merge file, a stdlib method name (e.g. ties), or a mergekit config (.yml/.yaml).
     pub program: String,
+    /// Which merge of the file to use (default: the first).
+    #[arg(long)]
     pub merge: Option<String>,
+    /// The base (seed) model: a Hugging Face directory or a .safetensors file.
+    #[arg(long)]
     pub base: Option<PathBuf>,
+    /// A candidate model (repeat for each, in order).
+    #[arg(long = "model")]
     pub models: Vec<PathBuf>,
+    /// The output directory (written atomically).
+    #[arg(long)]
     pub out: PathBuf,
+    /// Parameter override, e.g. --set lambda=0.5 --set weight=[0.3,0.7].
+    #[arg(long = "set", value_name = "NAME=VALUE")]
     pub sets: Vec<String>,
+    /// Output dtype: bf16, f16 or f32 (default: each tensor's dtype in the base).
+    #[arg(long)]
     pub dtype: Option<String>,
+    /// Merge only tensors whose name matches this regex (the rest are copied from the base), e.g. mlp.
+    #[arg(long)]
     pub only: Option<String>,
+    /// Seed for random masks (DARE, DELLA, ...).
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Largest output shard.
+    #[arg(long, default_value = "5GB")]
     pub shard_size: String,
+    /// Memory budget for tensors processed at once.
+    #[arg(long, default_value = "4GB")]
     pub max_memory: String,
+    /// Replace a non-empty --out.
+    #[arg(long)]
     pub force: bool,
+    /// On a tensor whose shape differs between models: error (default) or base (keep the base's).
+    #[arg(long, default_value = "error")]
     pub on_mismatch: String,
+    /// Write tensors with NaN or Inf instead of failing.
+    #[arg(long)]
     pub allow_nonfinite: bool,
+    /// Copy tokenizer files from this directory instead of the base.
+    #[arg(long)]
     pub tokenizer_from: Option<PathBuf>,
+    /// No progress bar or summary.
+    #[arg(long)]
     pub quiet: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
     pub threads: Option<usize>,
 }
 
