@@ -3,7 +3,7 @@
 
 use crate::diag::{Diagnostic, render_all};
 use crate::syntax::ast::{Item, ItemKind, Program};
-use crate::syntax::print::{source_expr, type_str};
+pub use crate::syntax::print::item_header;
 
 /// Where an item came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,26 +247,4 @@ fn clashes_with(old: &Origin, new: &Origin) -> bool {
         (Origin::File(a), Origin::File(b)) => a != b,
         _ => true,
     }
-}
-
-/// `merge name(p: T = default, ...) -> R` from the AST.
-pub fn item_header(item: &Item) -> String {
-    let kind = match item.kind {
-        ItemKind::Merge => "merge",
-        ItemKind::Fn => "fn",
-    };
-    let params: Vec<String> = item
-        .params
-        .iter()
-        .map(|p| match &p.default {
-            Some(d) => format!("{}: {} = {}", p.name.name, type_str(&p.ty), source_expr(d)),
-            None => format!("{}: {}", p.name.name, type_str(&p.ty)),
-        })
-        .collect();
-    format!(
-        "{kind} {}({}) -> {}",
-        item.name.name,
-        params.join(", "),
-        type_str(&item.ret)
-    )
 }

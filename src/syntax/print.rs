@@ -138,29 +138,33 @@ fn expr_prec(e: &Expr) -> u8 {
     }
 }
 
+/// `merge name(p: T = default, ...) -> R`: an item's header as source.
+pub fn item_header(item: &Item) -> String {
+    let kind = match item.kind {
+        ItemKind::Merge => "merge",
+        ItemKind::Fn => "fn",
+    };
+    let params: Vec<String> = item
+        .params
+        .iter()
+        .map(|p| match &p.default {
+            Some(d) => format!("{}: {} = {}", p.name.name, type_str(&p.ty), source_expr(d)),
+            None => format!("{}: {}", p.name.name, type_str(&p.ty)),
+        })
+        .collect();
+    format!(
+        "{kind} {}({}) -> {}",
+        item.name.name,
+        params.join(", "),
+        type_str(&item.ret)
+    )
+}
+
 /// Source text that parses back to the same tree (modulo spans and parentheses).
 pub fn source(p: &Program) -> String {
     let mut out = String::new();
     for item in &p.items {
-        let kind = match item.kind {
-            ItemKind::Merge => "merge",
-            ItemKind::Fn => "fn",
-        };
-        let params: Vec<String> = item
-            .params
-            .iter()
-            .map(|p| match &p.default {
-                Some(d) => format!("{}: {} = {}", p.name.name, type_str(&p.ty), source_expr(d)),
-                None => format!("{}: {}", p.name.name, type_str(&p.ty)),
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "{kind} {}({}) -> {} {{",
-            item.name.name,
-            params.join(", "),
-            type_str(&item.ret)
-        );
+        let _ = writeln!(out, "{} {{", item_header(item));
         for s in &item.body {
             let _ = writeln!(out, "    {}", source_stmt(s));
         }
