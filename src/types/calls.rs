@@ -1,7 +1,7 @@
 //! Typing calls: builtins from the table, and user functions and merges (inlined).
 
 use super::builtins::{self, Builtin, ParamSpec, Rule};
-use super::check::{Checker, Class, join, join_hint, kind_compatible};
+use super::check::{Checker, Class};
 use super::ops::{AxisOp, Op};
 use super::suggest::did_you_mean;
 use super::tast::{TExpr, TKind};
@@ -10,17 +10,17 @@ use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast::*;
 
 /// Arguments bound to a builtin's parameters.
-struct Bound<'a> {
+pub(super) struct Bound<'a> {
     args: Vec<Option<&'a Expr>>,
 }
 
 impl<'a> Bound<'a> {
-    fn get(&self, i: usize) -> Option<&'a Expr> {
+    pub(super) fn get(&self, i: usize) -> Option<&'a Expr> {
         self.args.get(i).copied().flatten()
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
@@ -85,7 +85,12 @@ impl<'p> Checker<'p> {
         self.builtin(b, &bound, span)
     }
 
-    fn bind_builtin<'a>(&mut self, b: &Builtin, args: &'a [Arg], span: Span) -> Option<Bound<'a>> {
+    pub(super) fn bind_builtin<'a>(
+        &mut self,
+        b: &Builtin,
+        args: &'a [Arg],
+        span: Span,
+    ) -> Option<Bound<'a>> {
         let mut slots: Vec<Option<&'a Expr>> = vec![None; b.params.len()];
         let mut ok = true;
         let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
@@ -459,7 +464,7 @@ impl<'p> Checker<'p> {
         TExpr::error(span)
     }
 
-    fn not_a_list(&mut self, x: &TExpr, name: &str, hint: &str) {
+    pub(super) fn not_a_list(&mut self, x: &TExpr, name: &str, hint: &str) {
         self.error(
             Diagnostic::error(
                 x.span,
@@ -783,442 +788,6 @@ impl<'p> Checker<'p> {
             }
         }
     }
-
-    // ---- fold and repeat ----
-
-    fn lambda<'a>(
-        &mut self,
-        e: &'a Expr,
-        arities: &[usize],
-        what: &str,
-    ) -> Option<(&'a [Ident], &'a Expr)> {
-        match &e.kind {
-            ExprKind::Lambda { params, body } if arities.contains(&params.len()) => {
-                Some((params, body))
-            }
-            ExprKind::Lambda { params, .. } => {
-                self.error(
-                    Diagnostic::error(
-                        e.span,
-                        format!(
-                            "this lambda takes {} parameter{}, but {} are needed",
-                            params.len(),
-                            plural(params.len()),
-                            arities
-                                .iter()
-                                .map(|a| a.to_string())
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        ),
-                    )
-                    .with_hint(what.to_string()),
-                );
-                None
-            }
-            _ => {
-                self.error(
-                    Diagnostic::error(e.span, "expected a lambda here").with_hint(what.to_string()),
-                );
-                None
-            }
-        }
-    }
-
-    /// Checks a lambda body with the accumulator's type widened until it is stable.
-    fn accumulate(
-        &mut self,
-        init_ty: Ty,
-        params: &[Ident],
-        extra: &[Ty],
-        body: &Expr,
-    ) -> Option<(Ty, Vec<u32>, TExpr)> {
-        let mut acc_ty = init_ty;
-        for round in 0..4 {
-            let saved_diags = self.diags.len();
-            let saved_vars = self.var_names.len();
-            let mark = self.scope_mark();
-            let mut vars = vec![self.bind(&params[0].name, acc_ty.clone())];
-            for (p, t) in params[1..].iter().zip(extra) {
-                vars.push(self.bind(&p.name, t.clone()));
-            }
-            let b = self.check_expr(body);
-            self.scope_reset(mark);
-            if b.ty.is_error() {
-                return None;
-            }
-            match join(&acc_ty, &b.ty) {
-                Some(j) if j == acc_ty => return Some((acc_ty, vars, b)),
-                Some(j) if round < 3 => {
-                    self.diags.truncate(saved_diags);
-                    self.var_names.truncate(saved_vars);
-                    acc_ty = j;
-                }
-                _ => {
-                    let hint = if b.ty.is_list() && !acc_ty.is_list() {
-                        "per-model values inside a fold: index them with the model index, |acc, x, i| acc + weight[i] * x"
-                    } else if acc_ty.shape().is_none() && b.ty.shape().is_some() {
-                        "start the accumulator with a tensor, not a number: e.g. zeros_like(base) as init (a fold may also leave out init to start from the first element)"
-                    } else {
-                        join_hint(&acc_ty, &b.ty)
-                    };
-                    self.error(
-                        Diagnostic::error(
-                            body.span,
-                            format!(
-                                "the lambda returns {} but the accumulator is {}",
-                                b.ty, acc_ty
-                            ),
-                        )
-                        .with_hint(hint),
-                    );
-                    return None;
-                }
-            }
-        }
-        None
-    }
-
-    fn fold(&mut self, b: &Builtin, args: &[Arg], span: Span) -> TExpr {
-        const USAGE: &str = "fold(xs, |acc, x| ...), fold(xs, init, |acc, x| ...), with an optional model index: |acc, x, i|";
-        let named_init = args
-            .iter()
-            .find(|a| a.name.as_ref().is_some_and(|n| n.name == "init"));
-        let positional: Vec<&Expr> = args
-            .iter()
-            .filter(|a| a.name.is_none())
-            .map(|a| &a.value)
-            .collect();
-        if let Some(bad) = args
-            .iter()
-            .find(|a| a.name.as_ref().is_some_and(|n| n.name != "init"))
-        {
-            let n = bad
-                .name
-                .as_ref()
-                .map(|n| n.name.clone())
-                .unwrap_or_default();
-            self.error(
-                Diagnostic::error(bad.value.span, format!("`fold` has no parameter `{n}`"))
-                    .with_hint(USAGE),
-            );
-            return TExpr::error(span);
-        }
-        let (list_e, init_e, f_e) = match (positional.as_slice(), named_init) {
-            ([l, f], None) => (*l, None, *f),
-            ([l, f], Some(i)) => (*l, Some(&i.value), *f),
-            ([l, i, f], None) => (*l, Some(*i), *f),
-            _ => {
-                self.error(
-                    Diagnostic::error(
-                        span,
-                        format!("`fold` takes 2 or 3 arguments, {} given", args.len()),
-                    )
-                    .with_hint(b.sigs.join("  |  ")),
-                );
-                return TExpr::error(span);
-            }
-        };
-        let list = self.check_expr(list_e);
-        let init = init_e.map(|e| self.check_expr(e));
-        let Some((params, body)) = self.lambda(f_e, &[2, 3], USAGE) else {
-            return TExpr::error(span);
-        };
-        if list.ty.is_error() || init.as_ref().is_some_and(|i| i.ty.is_error()) {
-            return TExpr::error(span);
-        }
-        let Ty::List(elem) = list.ty.clone() else {
-            self.not_a_list(
-                &list,
-                "fold",
-                "fold walks the model list: fold(models - base, |acc, t| ...)",
-            );
-            return TExpr::error(span);
-        };
-        let init_ty = init.as_ref().map_or(*elem.clone(), |i| i.ty.clone());
-        let Some((acc_ty, vars, body)) = self.accumulate(init_ty, params, &[*elem, Ty::Int], body)
-        else {
-            return TExpr::error(span);
-        };
-        TExpr::new(
-            TKind::Fold {
-                list: Box::new(list),
-                init: init.map(Box::new),
-                acc: vars[0],
-                elem: vars[1],
-                index: vars.get(2).copied(),
-                body: Box::new(body),
-            },
-            acc_ty,
-            span,
-        )
-    }
-
-    fn repeat(&mut self, b: &Builtin, args: &[Arg], span: Span) -> TExpr {
-        const USAGE: &str = "repeat(n, init, |acc, i| ...)";
-        let Some(bound) = self.bind_builtin(b, args, span) else {
-            return TExpr::error(span);
-        };
-        let count_e = bound.get(0).expect("n");
-        let count = self.check_expr(count_e);
-        let init = self.check_expr(bound.get(1).expect("init"));
-        let Some((params, body)) = self.lambda(bound.get(2).expect("f"), &[1, 2], USAGE) else {
-            return TExpr::error(span);
-        };
-        if count.ty.is_error() || init.ty.is_error() {
-            return TExpr::error(span);
-        }
-        if count.ty != Ty::Int {
-            self.error(
-                Diagnostic::error(
-                    count_e.span,
-                    format!("`repeat` needs an int count, found {}", count.ty),
-                )
-                .with_hint("write a whole number such as 3, or convert with int(x)"),
-            );
-            return TExpr::error(span);
-        }
-        if let Some(n) = const_int(count_e)
-            && !(0..=self.limits.max_repeat).contains(&n)
-        {
-            self.error(
-                Diagnostic::error(
-                    count_e.span,
-                    format!("repeat count {n} is outside 0..={}", self.limits.max_repeat),
-                )
-                .with_hint("every program must finish quickly; iterate fewer times"),
-            );
-            return TExpr::error(span);
-        }
-        let Some((acc_ty, vars, body)) = self.accumulate(init.ty.clone(), params, &[Ty::Int], body)
-        else {
-            return TExpr::error(span);
-        };
-        TExpr::new(
-            TKind::Repeat {
-                count: Box::new(count),
-                init: Box::new(init),
-                acc: vars[0],
-                index: vars.get(1).copied(),
-                body: Box::new(body),
-            },
-            acc_ty,
-            span,
-        )
-    }
-
-    // ---- user functions and merges ----
-
-    fn user_call(&mut self, item: &'p Item, args: &[Arg], span: Span) -> TExpr {
-        let fname = item.name.name.clone();
-        if self.call_stack.contains(&fname) {
-            self.error(
-                Diagnostic::error(span, format!("recursion: `{fname}` calls itself"))
-                    .with_hint("programs cannot recurse; use fold or repeat"),
-            );
-            return TExpr::error(span);
-        }
-        // Bind arguments to parameters.
-        let mut slots: Vec<Option<&Expr>> = vec![None; item.params.len()];
-        let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
-        if positional.len() > item.params.len() {
-            self.error(
-                Diagnostic::error(
-                    span,
-                    format!(
-                        "`{fname}` takes {} argument{}, but {} were given",
-                        item.params.len(),
-                        plural(item.params.len()),
-                        positional.len()
-                    ),
-                )
-                .with_hint(signature_of(item)),
-            );
-            return TExpr::error(span);
-        }
-        for (i, a) in positional.iter().enumerate() {
-            slots[i] = Some(&a.value);
-        }
-        let mut ok = true;
-        for a in args.iter().filter(|a| a.name.is_some()) {
-            let n = a.name.as_ref().expect("named");
-            match item.params.iter().position(|p| p.name.name == n.name) {
-                Some(i) if slots[i].is_none() => slots[i] = Some(&a.value),
-                Some(_) => {
-                    self.error(Diagnostic::error(
-                        n.span,
-                        format!("argument `{}` given twice", n.name),
-                    ));
-                    ok = false;
-                }
-                None => {
-                    let hint =
-                        did_you_mean(&n.name, item.params.iter().map(|p| p.name.name.as_str()));
-                    self.error(
-                        Diagnostic::error(
-                            n.span,
-                            format!("`{fname}` has no parameter `{}`", n.name),
-                        )
-                        .with_hint_opt(hint),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        let mut values: Vec<TExpr> = Vec::new();
-        let mut declared: Vec<Option<Ty>> = Vec::new();
-        for (p, slot) in item.params.iter().zip(&slots) {
-            let want = self.type_from_ast(&p.ty);
-            let v = match (slot, &p.default) {
-                (Some(e), _) => self.check_expr_expect(e, want.as_ref()),
-                (None, Some(d)) => {
-                    let facts = std::mem::replace(&mut self.allow_facts, false);
-                    let v = self.check_expr_expect(d, want.as_ref());
-                    self.allow_facts = facts;
-                    v
-                }
-                (None, None) => {
-                    self.error(
-                        Diagnostic::error(
-                            span,
-                            format!("`{fname}` is missing its argument `{}`", p.name.name),
-                        )
-                        .with_hint(format!("`{}` has no default", p.name.name)),
-                    );
-                    ok = false;
-                    TExpr::error(span)
-                }
-            };
-            values.push(v);
-            declared.push(want);
-        }
-        if !ok || values.iter().any(|v| v.ty.is_error()) || declared.iter().any(Option::is_none) {
-            return TExpr::error(span);
-        }
-        // Match types; lift over lists; splat scalars into list parameters.
-        let first_list = values.iter().position(|v| v.ty.is_list());
-        let mut lifted = false;
-        let mut bound_tys = Vec::new();
-        for i in 0..values.len() {
-            let want = declared[i].clone().expect("checked above");
-            let have = values[i].ty.clone();
-            if kind_compatible(&want, &have) {
-                bound_tys.push(have);
-            } else if !want.is_list() && have.is_list() && kind_compatible(&want, have.elem()) {
-                lifted = true;
-                bound_tys.push(have);
-            } else if want.is_list() && !have.is_list() && kind_compatible(want.elem(), &have) {
-                let Some(li) = first_list else {
-                    self.error(
-                        Diagnostic::error(
-                            values[i].span,
-                            format!(
-                                "`{}` is a list parameter; pass a list",
-                                item.params[i].name.name
-                            ),
-                        )
-                        .with_hint("e.g. [0.5, 0.5], one value per model"),
-                    );
-                    return TExpr::error(span);
-                };
-                let like = values[li].clone();
-                let v = std::mem::replace(&mut values[i], TExpr::error(span));
-                let sp = v.span;
-                let t = Ty::list(v.ty.clone());
-                values[i] = TExpr::new(TKind::Splat(Box::new(v), Box::new(like)), t.clone(), sp);
-                bound_tys.push(t);
-            } else {
-                self.error(
-                    Diagnostic::error(
-                        values[i].span,
-                        format!(
-                            "`{fname}`'s `{}` is {}, but this is {}",
-                            item.params[i].name.name,
-                            want.kind_name(),
-                            have
-                        ),
-                    )
-                    .with_label(format!("this is {}", have.kind_name())),
-                );
-                return TExpr::error(span);
-            }
-        }
-        // Inline the body in a fresh scope holding only the parameters.
-        let saved = self.take_scope();
-        self.call_stack.push(fname.clone());
-        let before = self.diags.len();
-        let mut vars = Vec::new();
-        for (p, t) in item.params.iter().zip(&bound_tys) {
-            vars.push(self.bind(&p.name.name, t.clone()));
-        }
-        let body = self.check_body(item);
-        for d in &mut self.diags[before..] {
-            if !d.notes.iter().any(|n| n.starts_with("while inlining")) {
-                d.notes
-                    .push(format!("while inlining the call to `{fname}`"));
-            }
-        }
-        self.call_stack.pop();
-        self.restore_scope(saved);
-        if body.ty.is_error() {
-            return TExpr::error(span);
-        }
-        let ret = self.type_from_ast(&item.ret);
-        if let Some(r) = &ret {
-            let want = if lifted {
-                Ty::list(r.clone())
-            } else {
-                r.clone()
-            };
-            if !kind_compatible(&want, &body.ty) {
-                self.error(
-                    Diagnostic::error(
-                        item.ret.span,
-                        format!(
-                            "`{fname}` returns {} but declares {}",
-                            body.ty,
-                            want.kind_name()
-                        ),
-                    )
-                    .with_label("declared here")
-                    .with_hint(format!(
-                        "declare `-> {}`, or return a value of the declared type",
-                        body.ty.kind_name()
-                    ))
-                    .with_related(span, "called here"),
-                );
-                return TExpr::error(span);
-            }
-        }
-        let ty = body.ty.clone();
-        let mut result = body;
-        for (v, val) in vars.into_iter().zip(values).rev() {
-            let t = result.ty.clone();
-            result = TExpr::new(TKind::Let(v, Box::new(val), Box::new(result)), t, span);
-        }
-        result.ty = ty;
-        result.span = span;
-        result
-    }
-}
-
-/// `name(a: T, b: U = 1.0)`, as written, for hints.
-fn signature_of(item: &Item) -> String {
-    let params: Vec<String> = item
-        .params
-        .iter()
-        .map(|p| {
-            let ty = crate::syntax::print::type_str(&p.ty);
-            match &p.default {
-                Some(d) => format!(
-                    "{}: {ty} = {}",
-                    p.name.name,
-                    crate::syntax::print::source_expr(d)
-                ),
-                None => format!("{}: {ty}", p.name.name),
-            }
-        })
-        .collect();
-    format!("{}({})", item.name.name, params.join(", "))
 }
 
 fn lift(arg: &Ty, elem: Ty) -> Ty {

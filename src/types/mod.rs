@@ -3,11 +3,13 @@
 pub mod builtins;
 mod calls;
 mod check;
+mod loops;
 pub mod ops;
 mod program;
 mod suggest;
 pub mod tast;
 pub mod ty;
+mod user_calls;
 
 pub use check::LoadShapeFn;
 pub use program::{
