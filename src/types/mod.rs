@@ -6,6 +6,7 @@ mod check;
 mod loops;
 pub mod ops;
 mod program;
+mod repl_calls;
 mod suggest;
 pub mod tast;
 pub mod ty;
