@@ -209,28 +209,41 @@ fn common_shape(args: &[Operand]) -> Option<Vec<usize>> {
     shape.cloned()
 }
 
+/// Elements below this are computed on the calling thread.
+const PAR_MIN: usize = 1 << 15;
+
+/// `(0..n).map(f)`, in parallel chunks for large `n`: elementwise, so the same values in the
+/// same order whatever the thread count.
+fn par_map(n: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> Vec<f32> {
+    use rayon::prelude::*;
+    if n < 2 * PAR_MIN {
+        return (0..n).map(f).collect();
+    }
+    (0..n)
+        .into_par_iter()
+        .with_min_len(PAR_MIN)
+        .map(f)
+        .collect()
+}
+
 /// Fast path of [`map_n`] for one operand: a loop the compiler can vectorise.
-pub fn map1_fast(a: &Operand, f: impl Fn(f32) -> f32) -> Option<Tensor> {
+pub fn map1_fast(a: &Operand, f: impl Fn(f32) -> f32 + Sync) -> Option<Tensor> {
     let Operand::Tensor(t) = a else { return None };
     Some(Tensor::new(
         t.shape.clone(),
-        t.data.iter().map(|&x| f(x)).collect(),
+        par_map(t.numel(), |i| f(t.data[i])),
     ))
 }
 
 /// Fast path of [`map_n`] for two operands of the same shape (or scalars); `None` when
 /// broadcasting is needed. Gives exactly the values `map_n` gives.
-pub fn map2_fast(a: &Operand, b: &Operand, f: impl Fn(f32, f32) -> f32) -> Option<Tensor> {
+pub fn map2_fast(a: &Operand, b: &Operand, f: impl Fn(f32, f32) -> f32 + Sync) -> Option<Tensor> {
+    if matches!((a, b), (Operand::Scalar(_), Operand::Scalar(_))) {
+        return None;
+    }
     let shape = common_shape(&[clone_ref(a), clone_ref(b)])?;
-    let data = match (a, b) {
-        (Operand::Tensor(x), Operand::Tensor(y)) => {
-            x.data.iter().zip(&y.data).map(|(&p, &q)| f(p, q)).collect()
-        }
-        (Operand::Tensor(x), Operand::Scalar(s)) => x.data.iter().map(|&p| f(p, *s)).collect(),
-        (Operand::Scalar(s), Operand::Tensor(y)) => y.data.iter().map(|&q| f(*s, q)).collect(),
-        (Operand::Scalar(_), Operand::Scalar(_)) => return None,
-    };
-    Some(Tensor::new(shape, data))
+    let n: usize = shape.iter().product();
+    Some(Tensor::new(shape, par_map(n, |i| f(get(a, i), get(b, i)))))
 }
 
 /// Fast path of [`map_n`] for three operands of the same shape (or scalars).
@@ -238,13 +251,13 @@ pub fn map3_fast(
     a: &Operand,
     b: &Operand,
     c: &Operand,
-    f: impl Fn(f32, f32, f32) -> f32,
+    f: impl Fn(f32, f32, f32) -> f32 + Sync,
 ) -> Option<Tensor> {
     let shape = common_shape(&[clone_ref(a), clone_ref(b), clone_ref(c)])?;
     let n: usize = shape.iter().product();
     Some(Tensor::new(
         shape,
-        (0..n).map(|i| f(get(a, i), get(b, i), get(c, i))).collect(),
+        par_map(n, |i| f(get(a, i), get(b, i), get(c, i))),
     ))
 }
 
