@@ -3,6 +3,7 @@
 
 mod eval;
 mod liveness;
+mod pointwise;
 pub mod semantics;
 pub mod tensor_ops;
 mod value;

@@ -24,6 +24,7 @@ pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, RuntimeError>
 }
 
 /// One argument of an elementwise map: a scalar or a tensor.
+#[derive(Clone, Copy)]
 pub enum Operand<'a> {
     Scalar(f32),
     Tensor(&'a Tensor),
@@ -241,7 +242,7 @@ pub fn map2_fast(a: &Operand, b: &Operand, f: impl Fn(f32, f32) -> f32 + Sync) -
     if matches!((a, b), (Operand::Scalar(_), Operand::Scalar(_))) {
         return None;
     }
-    let shape = common_shape(&[clone_ref(a), clone_ref(b)])?;
+    let shape = common_shape(&[*a, *b])?;
     let n: usize = shape.iter().product();
     Some(Tensor::new(shape, par_map(n, |i| f(get(a, i), get(b, i)))))
 }
@@ -253,17 +254,10 @@ pub fn map3_fast(
     c: &Operand,
     f: impl Fn(f32, f32, f32) -> f32 + Sync,
 ) -> Option<Tensor> {
-    let shape = common_shape(&[clone_ref(a), clone_ref(b), clone_ref(c)])?;
+    let shape = common_shape(&[*a, *b, *c])?;
     let n: usize = shape.iter().product();
     Some(Tensor::new(
         shape,
         par_map(n, |i| f(get(a, i), get(b, i), get(c, i))),
     ))
-}
-
-fn clone_ref<'a>(o: &Operand<'a>) -> Operand<'a> {
-    match o {
-        Operand::Scalar(s) => Operand::Scalar(*s),
-        Operand::Tensor(t) => Operand::Tensor(t),
-    }
 }

@@ -157,7 +157,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
         )?;
     }
     if names.len() > 1 {
-        write_index(out.path(), &plan, &names, written)?;
+        write_index(out.path(), &plan, &names)?;
     }
     copy_side_files(job, out.path())?;
     super::output::write_provenance(job, out.path(), &inputs.base, &inputs.models, &plan)?;

@@ -96,7 +96,7 @@ impl Drop for OutputDir {
 }
 
 /// `model.safetensors.index.json` for a sharded output.
-pub fn write_index(dir: &Path, plan: &Plan, names: &[String], _written: u64) -> Result<(), String> {
+pub fn write_index(dir: &Path, plan: &Plan, names: &[String]) -> Result<(), String> {
     let mut map = serde_json::Map::new();
     let mut total = 0u64;
     for (shard, file) in plan.shards.iter().zip(names) {

@@ -311,7 +311,7 @@ impl<'p> Checker<'p> {
                     );
                     return TExpr::error(span);
                 }
-                if !self.scalar_arg(&q, name, "q", false) {
+                if !self.scalar_arg(&q, name, "q") {
                     return TExpr::error(span);
                 }
                 self.whole(Op::Quantile, vec![x, q], span, name)
@@ -405,7 +405,7 @@ impl<'p> Checker<'p> {
                 let Some(shape) = self.tensor_arg(&x, name) else {
                     return TExpr::error(span);
                 };
-                if !self.scalar_arg(&v, name, "value", false) {
+                if !self.scalar_arg(&v, name, "value") {
                     return TExpr::error(span);
                 }
                 let ty = if x.ty.is_list() || v.ty.is_list() {
@@ -437,7 +437,7 @@ impl<'p> Checker<'p> {
             }
             Rule::ToInt | Rule::ToF32 => {
                 let x = self.arg(bound, 0).expect("x");
-                if !self.scalar_arg(&x, name, "x", true) {
+                if !self.scalar_arg(&x, name, "x") {
                     return TExpr::error(span);
                 }
                 let (op, t) = if b.rule == Rule::ToInt {
@@ -589,8 +589,8 @@ impl<'p> Checker<'p> {
         }
     }
 
-    /// A number (or per-model list of numbers); `int_ok_only` accepts ints too for conversions.
-    fn scalar_arg(&mut self, x: &TExpr, name: &str, what: &str, _int_ok_only: bool) -> bool {
+    /// A number (or per-model list of numbers): f32 or int.
+    fn scalar_arg(&mut self, x: &TExpr, name: &str, what: &str) -> bool {
         if x.ty.is_error() {
             return false;
         }
@@ -694,9 +694,7 @@ impl<'p> Checker<'p> {
         let Some(shape) = self.tensor_arg(&x, name) else {
             return TExpr::error(span);
         };
-        if !self.scalar_arg(&d, name, "density", false)
-            || !self.scalar_arg(&skip, name, "skip", false)
-        {
+        if !self.scalar_arg(&d, name, "density") || !self.scalar_arg(&skip, name, "skip") {
             return TExpr::error(span);
         }
         let lifted = [&x, &d, &skip].iter().any(|a| a.ty.is_list());
