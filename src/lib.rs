@@ -6,10 +6,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod codegen;
 pub mod config;
 pub mod diag;
 pub mod r#gen;
 pub mod interp;
+pub mod ir;
 pub mod repl;
 pub mod runtime;
 pub mod show;

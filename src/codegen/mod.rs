@@ -1,0 +1,36 @@
+//! Backends for the kernel form: each turns a `Kernel` into something that runs it.
+//! The reference evaluator (`ir::reference`) defines what they must compute.
+
+use crate::ir::kernel::{Kernel, KernelIo};
+
+/// A kernel ready to run on host memory.
+pub trait Launch: Send + Sync {
+    /// Runs the whole domain, filling every store and reduction of `io`.
+    fn launch(&self, io: &mut KernelIo);
+}
+
+/// A backend: compiles kernels for one target.
+pub trait Engine: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String>;
+}
+
+/// The sequential reference evaluator as an engine (slow; the semantics).
+pub struct RefEngine;
+
+struct RefLaunch(Kernel);
+
+impl Launch for RefLaunch {
+    fn launch(&self, io: &mut KernelIo) {
+        crate::ir::reference::run(&self.0, io);
+    }
+}
+
+impl Engine for RefEngine {
+    fn name(&self) -> &'static str {
+        "ref"
+    }
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
+        Ok(Box::new(RefLaunch(k.clone())))
+    }
+}
