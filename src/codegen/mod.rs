@@ -13,6 +13,8 @@ pub trait Launch: Send + Sync {
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String>;
+    /// Called after the last launch of one tensor (device engines drop cached uploads).
+    fn end_tensor(&self) {}
 }
 
 /// The sequential reference evaluator as an engine (slow; the semantics).
