@@ -375,7 +375,7 @@ fn int_overflow() -> RuntimeError {
 }
 
 /// One elementwise or whole-tensor operation on non-list values.
-fn elem_op(op: Op, a: &[Value]) -> R {
+pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
     use Value as V;
     // Integer arithmetic stays integral.
     if a.iter().all(|v| matches!(v, V::Int(_))) {
@@ -536,7 +536,7 @@ fn whole_op(op: Op, x: &Tensor) -> R {
 }
 
 /// Operations across the model list.
-fn list_op(op: Op, args: &[Value]) -> R {
+pub(crate) fn list_op(op: Op, args: &[Value]) -> R {
     let Value::List(xs) = &args[0] else {
         panic!("interpreter: {op:?} of a non-list")
     };

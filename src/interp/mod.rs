@@ -9,6 +9,7 @@ pub mod tensor_ops;
 mod value;
 
 pub use eval::{Context, Evaluator, Loader, MAX_RUNTIME_REPEAT};
+pub(crate) use eval::{elem_op, list_op};
 pub use value::{RuntimeError, Tensor, TensorFacts, Value, classify, layer_index};
 
 use crate::types::ty::Ty;
@@ -120,20 +121,9 @@ pub fn run_merge_owned(
             )));
         }
     }
-    for (name, _) in overrides {
-        if !m.params.iter().any(|(p, _)| &p.name == name) {
-            let names: Vec<&str> = m.params.iter().map(|(p, _)| p.name.as_str()).collect();
-            let hint = crate::types::did_you_mean(name, names.iter().copied())
-                .unwrap_or_else(|| format!("its parameters: {}", names.join(", ")));
-            return Err(
-                RuntimeError::new(format!("`{}` has no parameter `{name}`", m.name))
-                    .with_hint(hint),
-            );
-        }
-    }
+    let values = resolve_params(m, overrides, models.len())?;
     let reads = liveness::read_counts(&m.body, m.var_names.len());
     let mut ev = Evaluator::new(ctx, m.var_names.len()).free_after_last_read(reads);
-    let n_models = models.len();
     ev.set(m.base, Value::Tensor(Arc::new(base)));
     ev.set(
         m.models,
@@ -144,20 +134,8 @@ pub fn run_merge_owned(
                 .collect(),
         ),
     );
-    for (p, var) in &m.params {
-        let given = overrides
-            .iter()
-            .rev()
-            .find(|(n, _)| n == &p.name)
-            .map(|(_, c)| c);
-        let c = given.or(p.default.as_ref()).ok_or_else(|| {
-            RuntimeError::new(format!(
-                "parameter `{}` of `{}` has no default and was not set",
-                p.name, m.name
-            ))
-            .with_hint(format!("set it: --set {}=...", p.name))
-        })?;
-        ev.set(*var, param_value(p, c, n_models)?);
+    for ((_, var), v) in m.params.iter().zip(values) {
+        ev.set(*var, v);
     }
     let out = ev.eval(&m.body)?;
     let t = match out {
@@ -183,4 +161,41 @@ pub fn check_finite(t: &Tensor, tensor: &str) -> Result<(), RuntimeError> {
         t.data[first]
     ))
     .with_hint("look for division by zero or log of a non-positive value, e.g. guard with max(x, 1e-8)"))
+}
+
+/// The value of every parameter of `m` (in `m.params` order): overrides, else defaults.
+pub fn resolve_params(
+    m: &CheckedMerge,
+    overrides: &[(String, Const)],
+    n_models: usize,
+) -> Result<Vec<Value>, RuntimeError> {
+    for (name, _) in overrides {
+        if !m.params.iter().any(|(p, _)| &p.name == name) {
+            let names: Vec<&str> = m.params.iter().map(|(p, _)| p.name.as_str()).collect();
+            let hint = crate::types::did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("its parameters: {}", names.join(", ")));
+            return Err(
+                RuntimeError::new(format!("`{}` has no parameter `{name}`", m.name))
+                    .with_hint(hint),
+            );
+        }
+    }
+    m.params
+        .iter()
+        .map(|(p, _)| {
+            let given = overrides
+                .iter()
+                .rev()
+                .find(|(n, _)| n == &p.name)
+                .map(|(_, c)| c);
+            let c = given.or(p.default.as_ref()).ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "parameter `{}` of `{}` has no default and was not set",
+                    p.name, m.name
+                ))
+                .with_hint(format!("set it: --set {}=...", p.name))
+            })?;
+            param_value(p, c, n_models)
+        })
+        .collect()
 }

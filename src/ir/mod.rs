@@ -1,5 +1,10 @@
 //! The compiler's intermediate forms: the graph IR lowered from checked programs,
 //! and the kernel form every backend executes.
 
+pub mod graph;
 pub mod kernel;
+pub mod plan;
+pub mod lower;
+mod lower_lists;
+mod lower_ops;
 pub mod reference;

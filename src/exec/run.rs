@@ -1,0 +1,379 @@
+//! Runs a compiled plan on one tensor: host work between stages, kernels through an
+//! engine, selections by the library in `select`. Results are the interpreter's, bit
+//! for bit, on the CPU engines.
+
+use super::select;
+use crate::codegen::{Engine, Launch as Code};
+use crate::interp::semantics as sem;
+use crate::interp::{RuntimeError, Value, elem_op};
+use crate::ir::graph::{H64, NTy, NodeId, NodeOp, Red, Scalar};
+use crate::ir::kernel::{Args, BufDtype, KernelIo};
+use crate::ir::plan::{Plan, Source, StoreTarget, U64Arg};
+use crate::types::ops::AxisOp;
+use std::collections::HashMap;
+use zerocopy::IntoBytes;
+
+/// A plan with every kernel compiled for one engine.
+pub struct Compiled {
+    pub plan: Plan,
+    code: Vec<Vec<Box<dyn Code>>>,
+}
+
+impl Compiled {
+    pub fn new(plan: Plan, engine: &dyn Engine) -> Result<Compiled, String> {
+        let code = plan
+            .stages
+            .iter()
+            .map(|s| s.launches.iter().map(|l| engine.compile(&l.kernel)).collect())
+            .collect::<Result<_, _>>()?;
+        Ok(Compiled { plan, code })
+    }
+}
+
+/// One tensor's inputs and facts.
+pub struct RunInputs<'a> {
+    /// Base first: storage bytes and dtype.
+    pub tensors: Vec<(&'a [u8], BufDtype)>,
+    pub seed: u64,
+    pub name: &'a str,
+}
+
+#[derive(Clone, Debug)]
+enum HVal {
+    V(Value),
+    D(f64),
+    Cuts([select::TopkCut; 2]),
+    /// A tensor result in a buffer.
+    Buf,
+}
+
+type HR = Result<HVal, RuntimeError>;
+
+struct State<'a> {
+    c: &'a Compiled,
+    inp: &'a RunInputs<'a>,
+    host: Vec<Option<HR>>,
+    buffers: HashMap<NodeId, Vec<f32>>,
+    partials: HashMap<NodeId, Vec<f64>>,
+    poison: Vec<Option<Option<RuntimeError>>>,
+}
+
+/// Runs the plan, writing the result into `out` (its numel × the output dtype's size).
+pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), RuntimeError> {
+    let n = c.plan.graph.nodes.len();
+    let mut st = State {
+        c,
+        inp,
+        host: vec![None; n],
+        buffers: HashMap::new(),
+        partials: HashMap::new(),
+        poison: vec![None; n],
+    };
+    for (i, node) in c.plan.graph.nodes.iter().enumerate() {
+        if let NodeOp::Literal(d) = &node.op {
+            st.buffers.insert(i as NodeId, d.as_ref().clone());
+        }
+    }
+    let mut out = Some(out);
+    for (si, stage) in c.plan.stages.iter().enumerate() {
+        for &h in &stage.host {
+            let v = st.eval_host(h);
+            st.host[h as usize] = Some(v);
+        }
+        for (li, l) in stage.launches.iter().enumerate() {
+            st.launch(si, li, l, &mut out);
+        }
+    }
+    if let Some(e) = st.poison_of(c.plan.graph.output) {
+        return Err(e);
+    }
+    Ok(())
+}
+
+impl State<'_> {
+    fn value(&self, n: NodeId) -> HR {
+        let g = &self.c.plan.graph;
+        if let NodeOp::Const(s) = g.node(n).op {
+            return Ok(match s {
+                Scalar::F32(x) => HVal::V(Value::F32(x)),
+                Scalar::Int(i) => HVal::V(Value::Int(i)),
+                Scalar::Bool(b) => HVal::V(Value::Bool(b)),
+                Scalar::F64(x) => HVal::D(x),
+            });
+        }
+        self.host[n as usize]
+            .clone()
+            .unwrap_or_else(|| panic!("executor: %{n} used before it was computed"))
+    }
+
+    fn scalar(&self, n: NodeId) -> Result<Value, RuntimeError> {
+        match self.value(n)? {
+            HVal::V(v) => Ok(v),
+            HVal::D(x) => Ok(Value::F32(x as f32)),
+            other => panic!("executor: %{n} is {other:?}, not a scalar"),
+        }
+    }
+
+    fn f64_of(&self, n: NodeId) -> Result<f64, RuntimeError> {
+        match self.value(n)? {
+            HVal::D(x) => Ok(x),
+            other => panic!("executor: %{n} is {other:?}, not an f64"),
+        }
+    }
+
+    fn buffer(&self, n: NodeId) -> &[f32] {
+        self.buffers
+            .get(&n)
+            .unwrap_or_else(|| panic!("executor: no buffer for %{n}"))
+    }
+
+    fn shape(&self, n: NodeId) -> Vec<usize> {
+        self.c.plan.graph.node(n).ty.shape().map(<[usize]>::to_vec).unwrap_or_default()
+    }
+
+    fn eval_host(&mut self, n: NodeId) -> HR {
+        let g = &self.c.plan.graph;
+        let node = g.node(n);
+        let args = node.args.clone();
+        // A tensor argument's deferred error.
+        for &a in &args {
+            if g.node(a).ty.is_tensor()
+                && let Some(e) = self.poison_of(a)
+            {
+                return Err(e);
+            }
+        }
+        Ok(match &node.op {
+            NodeOp::Const(_) => return self.value(n),
+            NodeOp::Poison(e) => return Err(e.clone()),
+            NodeOp::Host(op) => {
+                let vals = args.iter().map(|&a| self.scalar(a)).collect::<Result<Vec<_>, _>>()?;
+                HVal::V(elem_op(*op, &vals)?)
+            }
+            NodeOp::Select => match self.scalar(args[0])? {
+                Value::Bool(true) => return self.value(args[1]),
+                _ => return self.value(args[2]),
+            },
+            NodeOp::H64(h) => {
+                let x = self.f64_of(args[0])?;
+                match h {
+                    H64::DivN(d) => HVal::D(x / *d as f64),
+                    H64::Sqrt => HVal::D(x.sqrt()),
+                    H64::ToF32 => HVal::V(Value::F32(x as f32)),
+                    H64::Cos => {
+                        let (xx, yy) = (self.f64_of(args[1])?, self.f64_of(args[2])?);
+                        let d = xx.sqrt() * yy.sqrt();
+                        HVal::V(Value::F32(if d == 0.0 { 0.0 } else { (x / d) as f32 }))
+                    }
+                }
+            }
+            NodeOp::Reduce(red, _) => {
+                let p = self.partials.remove(&n).unwrap_or_default();
+                HVal::D(match red {
+                    Red::Max => p.iter().fold(None, |a: Option<f32>, &x| {
+                        Some(a.map_or(x as f32, |a| sem::max(a, x as f32)))
+                    }).map_or(f64::NAN, |x| x as f64),
+                    Red::Min => p.iter().fold(None, |a: Option<f32>, &x| {
+                        Some(a.map_or(x as f32, |a| sem::min(a, x as f32)))
+                    }).map_or(f64::NAN, |x| x as f64),
+                    _ => p.iter().fold(0.0, |a, &x| a + x),
+                })
+            }
+            NodeOp::Quantile => {
+                let q = self.scalar(args[1])?.as_f32().unwrap_or(f32::NAN);
+                HVal::V(Value::F32(select::quantile(self.buffer(args[0]), q)))
+            }
+            NodeOp::TopkMask => {
+                let x = self.buffer(args[0]);
+                let n_el = x.len();
+                let count = |v: Value| match v {
+                    Value::Int(k) => k.clamp(0, n_el as i64) as usize,
+                    other => sem::fraction_count(other.as_f32().unwrap_or(f32::NAN), n_el),
+                };
+                let (k, skip) = (count(self.scalar(args[1])?), count(self.scalar(args[2])?));
+                let (k, skip) = select::topk_counts(n_el, k, skip);
+                let cuts = [select::topk_cut(x, k + skip), select::topk_cut(x, skip)];
+                if self.c.plan.mask_buffers.contains(&n) {
+                    let m = mask_from_cuts(x, &cuts);
+                    self.buffers.insert(n, m);
+                }
+                HVal::Cuts(cuts)
+            }
+            NodeOp::Ranks(axis) => {
+                let shape = self.shape(args[0]);
+                let r = select::ranks(self.buffer(args[0]), &shape, *axis as usize);
+                self.buffers.insert(n, r);
+                HVal::Buf
+            }
+            NodeOp::Axis(aop, axis, keepdim) => {
+                let buf = match self.partials.remove(&n) {
+                    Some(rows) => finish_rows(*aop, &rows, self.shape(args[0])),
+                    None => {
+                        let shape = self.shape(args[0]);
+                        let x = self.buffer(args[0]);
+                        select::reduce_axis(x, &shape, *axis as usize, *keepdim, *aop).1
+                    }
+                };
+                self.buffers.insert(n, buf);
+                HVal::Buf
+            }
+            other => panic!("executor: {} is not host work", other.name()),
+        })
+    }
+
+    /// The deferred error a tensor node carries, if its chosen inputs failed.
+    fn poison_of(&mut self, n: NodeId) -> Option<RuntimeError> {
+        if let Some(p) = &self.poison[n as usize] {
+            return p.clone();
+        }
+        let g = &self.c.plan.graph;
+        let node = g.node(n);
+        let args = node.args.clone();
+        let p = if !node.ty.is_tensor() {
+            match self.host[n as usize].clone() {
+                Some(Err(e)) => Some(e),
+                _ => None,
+            }
+        } else {
+            match &node.op {
+                NodeOp::Poison(e) => Some(e.clone()),
+                NodeOp::Select => match self.scalar(args[0]) {
+                    Err(e) => Some(e),
+                    Ok(Value::Bool(true)) => self.poison_of(args[1]),
+                    Ok(_) => self.poison_of(args[2]),
+                },
+                NodeOp::Ranks(_) | NodeOp::Axis(..) | NodeOp::TopkMask => {
+                    match self.host[n as usize].clone() {
+                        Some(Err(e)) => Some(e),
+                        _ => None,
+                    }
+                }
+                _ => args.iter().find_map(|&a| self.poison_of(a)),
+            }
+        };
+        self.poison[n as usize] = Some(p.clone());
+        p
+    }
+
+    fn u64_arg(&self, a: &U64Arg) -> u64 {
+        match a {
+            U64Arg::Key { model, stream } => {
+                sem::stream_key(self.inp.seed, sem::name_hash(self.inp.name), *model, *stream)
+            }
+            U64Arg::TopT { node, which } | U64Arg::TopCut { node, which } => {
+                let cut = match self.value(*node) {
+                    Ok(HVal::Cuts(c)) => c[*which as usize],
+                    _ => select::TopkCut { t: u32::MAX, cut: 0 },
+                };
+                match a {
+                    U64Arg::TopT { .. } => cut.t as u64,
+                    _ => cut.cut,
+                }
+            }
+        }
+    }
+
+    fn launch(&mut self, si: usize, li: usize, l: &crate::ir::plan::Launch, out: &mut Option<&mut [u8]>) {
+        let k = &l.kernel;
+        let args = Args {
+            f32: l
+                .f32_args
+                .iter()
+                .map(|&a| match self.value(a) {
+                    Ok(HVal::V(v)) => v.as_f32().unwrap_or(f32::NAN),
+                    Ok(HVal::D(x)) => x as f32,
+                    _ => f32::NAN,
+                })
+                .collect(),
+            f64: l.f64_args.iter().map(|&a| self.f64_of(a).unwrap_or(f64::NAN)).collect(),
+            u64: l.u64_args.iter().map(|a| self.u64_arg(a)).collect(),
+        };
+        // Buffers this launch stores into, taken out while it runs.
+        let mut owned: Vec<Vec<f32>> = l
+            .stores
+            .iter()
+            .filter_map(|s| match s {
+                StoreTarget::Buffer(_) => Some(vec![0.0f32; k.numel()]),
+                StoreTarget::Output => None,
+            })
+            .collect();
+        let mut reds: Vec<Vec<f64>> = vec![vec![0.0; k.n_units()]; l.reductions.len()];
+        {
+            let inputs: Vec<&[u8]> = l
+                .loads
+                .iter()
+                .map(|s| match s {
+                    Source::Input(i) => self.inp.tensors[*i as usize].0,
+                    Source::Buffer(n) => self.buffer(*n).as_bytes(),
+                })
+                .collect();
+            let mut owned_it = owned.iter_mut();
+            let mut out_slot = if l.stores.contains(&StoreTarget::Output) {
+                out.take()
+            } else {
+                None
+            };
+            let mut stores: Vec<&mut [u8]> = Vec::new();
+            for s in &l.stores {
+                match s {
+                    StoreTarget::Buffer(_) => {
+                        stores.push(owned_it.next().expect("store buffer").as_mut_bytes())
+                    }
+                    StoreTarget::Output => {
+                        stores.push(out_slot.take().expect("executor: the output is stored once"))
+                    }
+                }
+            }
+            let mut io = KernelIo {
+                inputs,
+                args: &args,
+                stores,
+                reductions: reds.iter_mut().map(|r| r.as_mut_slice()).collect(),
+            };
+            self.c.code[si][li].launch(&mut io);
+        }
+        let mut owned_it = owned.into_iter();
+        for s in &l.stores {
+            if let StoreTarget::Buffer(n) = s {
+                self.buffers.insert(*n, owned_it.next().expect("store buffer"));
+            }
+        }
+        for (r, p) in l.reductions.iter().zip(reds) {
+            self.partials.insert(*r, p);
+        }
+    }
+}
+
+/// Row reduction results (one f64 per row) finished as the interpreter does.
+fn finish_rows(aop: AxisOp, rows: &[f64], x_shape: Vec<usize>) -> Vec<f32> {
+    let cols = *x_shape.last().unwrap_or(&1) as f64;
+    rows.iter()
+        .map(|&s| match aop {
+            AxisOp::Sum | AxisOp::Max | AxisOp::Min => s as f32,
+            AxisOp::Mean => (s / cols) as f32,
+            AxisOp::Norm => s.sqrt() as f32,
+        })
+        .collect()
+}
+
+/// The 0/1 mask of a top-k selection, as a buffer.
+fn mask_from_cuts(x: &[f32], cuts: &[select::TopkCut; 2]) -> Vec<f32> {
+    let before = |c: &select::TopkCut, i: usize, key: u64| {
+        key > c.t as u64 || (key == c.t as u64 && (i as u64) < c.cut)
+    };
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let key = crate::ir::reference::magnitude_key(v) as u64;
+            sem::from_bool(before(&cuts[0], i, key) && !before(&cuts[1], i, key))
+        })
+        .collect()
+}
+
+/// The type of a node, for callers.
+pub fn output_shape(c: &Compiled) -> Vec<usize> {
+    match &c.plan.graph.node(c.plan.graph.output).ty {
+        NTy::Tensor(s) => s.clone(),
+        NTy::Scalar(_) => vec![],
+    }
+}

