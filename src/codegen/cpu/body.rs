@@ -1,0 +1,280 @@
+//! The kernel body on one group of 8 elements: each live instruction becomes a
+//! few vector instructions (or one helper call per lane for transcendentals).
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F32X4, F64X2, I32, I32X4, I64, I64X2};
+use cranelift_codegen::ir::{InstBuilder, SigRef, Value};
+
+use super::emit::{self, Fb, GOLDEN};
+use super::fns;
+use super::plan::{Plan, Ty};
+use crate::ir::kernel::{Bin64, BinOp, Inst, Kernel, Mode, UnOp};
+
+/// A value of the body on one group: 8 f32 lanes or 8 f64 lanes.
+#[derive(Clone, Copy)]
+pub(crate) enum Vv {
+    F32([Value; 2]),
+    F64([Value; 4]),
+}
+
+/// Values defined once per launch, before the loops.
+pub(crate) struct Scalars {
+    /// Splatted f32 / f64 arguments.
+    pub f32: Vec<Value>,
+    pub f64: Vec<Value>,
+    /// u64 arguments (i64 scalars).
+    pub u64: Vec<Value>,
+    /// Helper signatures: (f32) -> f32 and (f32, f32) -> f32.
+    pub sig_un: SigRef,
+    pub sig_bin: SigRef,
+}
+
+/// What one group reads: its first element and its input vectors.
+pub(crate) struct Group {
+    pub e0: Value,
+    /// Per input (`None` when unused): its 8 lanes as f32.
+    pub inputs: Vec<Option<[Value; 2]>>,
+    /// `index * GOLDEN` per lane for row- and column-indexed draws.
+    pub ig_row: Option<[Value; 4]>,
+    pub ig_col: Option<[Value; 4]>,
+}
+
+pub(crate) fn to_f32(b: &mut Fb, v: Vv) -> [Value; 2] {
+    match v {
+        Vv::F32(x) => x,
+        Vv::F64(x) => emit::demote(b, x),
+    }
+}
+
+pub(crate) fn to_f64(b: &mut Fb, v: Vv) -> [Value; 4] {
+    match v {
+        Vv::F32(x) => emit::promote(b, x),
+        Vv::F64(x) => x,
+    }
+}
+
+/// Emits the live instructions of the body; returns the value of each.
+pub(crate) fn emit_body(
+    b: &mut Fb,
+    k: &Kernel,
+    p: &Plan,
+    sc: &Scalars,
+    g: &Group,
+) -> Result<Vec<Option<Vv>>, String> {
+    let mut vals: Vec<Option<Vv>> = Vec::with_capacity(k.body.len());
+    for (i, inst) in k.body.iter().enumerate() {
+        let v = if p.live[i] {
+            Some(emit_inst(b, sc, g, inst, p.ty[i], &vals)?)
+        } else {
+            None
+        };
+        vals.push(v);
+    }
+    Ok(vals)
+}
+
+fn emit_inst(
+    b: &mut Fb,
+    sc: &Scalars,
+    g: &Group,
+    inst: &Inst,
+    ty: Ty,
+    vals: &[Option<Vv>],
+) -> Result<Vv, String> {
+    let get = |v: u32| vals[v as usize].ok_or_else(|| format!("value {v} not computed"));
+    Ok(match *inst {
+        Inst::Load(j) => Vv::F32(g.inputs[j as usize].ok_or("input not loaded")?),
+        Inst::Arg(j) => Vv::F32([sc.f32[j as usize]; 2]),
+        Inst::Const(x) => Vv::F32([emit::splat_f32(b, x); 2]),
+        Inst::Un(op, a) => {
+            let a = to_f32(b, get(a)?);
+            Vv::F32(a.map(|x| unary(b, sc, op, x)))
+        }
+        Inst::Bin(op, x, y) => {
+            let (x, y) = (to_f32(b, get(x)?), to_f32(b, get(y)?));
+            Vv::F32([0, 1].map(|h| binary(b, sc, op, x[h], y[h])))
+        }
+        Inst::Select(c, x, y) => {
+            let c = to_f32(b, get(c)?);
+            select(b, c, get(x)?, get(y)?, ty)
+        }
+        Inst::Uniform { key, mode } => Vv::F32(uniform(b, sc, g, key, mode)?),
+        Inst::TopSel { x, t, cut } => {
+            let x = to_f32(b, get(x)?);
+            Vv::F32(topsel(b, sc, g.e0, x, t, cut))
+        }
+        Inst::Widen(a) => Vv::F64(to_f64(b, get(a)?)),
+        Inst::Arg64(j) => Vv::F64([sc.f64[j as usize]; 4]),
+        Inst::B64(op, x, y) => {
+            let (x, y) = (to_f64(b, get(x)?), to_f64(b, get(y)?));
+            Vv::F64([0, 1, 2, 3].map(|q| match op {
+                Bin64::Add => b.ins().fadd(x[q], y[q]),
+                Bin64::Sub => b.ins().fsub(x[q], y[q]),
+                Bin64::Mul => b.ins().fmul(x[q], y[q]),
+            }))
+        }
+    })
+}
+
+/// Calls a scalar helper on each lane of an f32x4.
+fn per_lane(b: &mut Fb, sig: SigRef, addr: usize, args: &[Value]) -> Value {
+    let f = b.ins().iconst(I64, addr as i64);
+    let mut out = args[0];
+    for lane in 0..4u8 {
+        let lanes: Vec<Value> = args.iter().map(|&a| b.ins().extractlane(a, lane)).collect();
+        let call = b.ins().call_indirect(sig, f, &lanes);
+        let r = b.inst_results(call)[0];
+        out = b.ins().insertlane(out, r, lane);
+    }
+    out
+}
+
+fn unary(b: &mut Fb, sc: &Scalars, op: UnOp, x: Value) -> Value {
+    if let Some(addr) = fns::unary(op) {
+        return per_lane(b, sc.sig_un, addr, &[x]);
+    }
+    match op {
+        UnOp::Neg => b.ins().fneg(x),
+        UnOp::Abs => b.ins().fabs(x),
+        UnOp::Sqrt => b.ins().sqrt(x),
+        UnOp::Floor => b.ins().floor(x),
+        UnOp::Not => {
+            let z = emit::splat_f32(b, 0.0);
+            let m = b.ins().fcmp(FloatCC::Equal, x, z);
+            emit::mask_to_f32(b, m)
+        }
+        // Sign: -1 / 1, or x itself for ±0 and NaN.
+        _ => {
+            let z = emit::splat_f32(b, 0.0);
+            let gt = b.ins().fcmp(FloatCC::GreaterThan, x, z);
+            let lt = b.ins().fcmp(FloatCC::LessThan, x, z);
+            let (gt, lt) = (emit::cast(b, F32X4, gt), emit::cast(b, F32X4, lt));
+            let (one, neg) = (emit::splat_f32(b, 1.0), emit::splat_f32(b, -1.0));
+            let r = b.ins().bitselect(lt, neg, x);
+            b.ins().bitselect(gt, one, r)
+        }
+    }
+}
+
+fn binary(b: &mut Fb, sc: &Scalars, op: BinOp, x: Value, y: Value) -> Value {
+    if let Some(addr) = fns::binary(op) {
+        return per_lane(b, sc.sig_bin, addr, &[x, y]);
+    }
+    let cc = match op {
+        BinOp::Add => return b.ins().fadd(x, y),
+        BinOp::Sub => return b.ins().fsub(x, y),
+        BinOp::Mul => return b.ins().fmul(x, y),
+        BinOp::Div => return b.ins().fdiv(x, y),
+        BinOp::Min => return b.ins().fmin(x, y),
+        BinOp::Max => return b.ins().fmax(x, y),
+        BinOp::And | BinOp::Or => {
+            let z = emit::splat_f32(b, 0.0);
+            let mx = b.ins().fcmp(FloatCC::NotEqual, x, z);
+            let my = b.ins().fcmp(FloatCC::NotEqual, y, z);
+            let m = if op == BinOp::And {
+                b.ins().band(mx, my)
+            } else {
+                b.ins().bor(mx, my)
+            };
+            return emit::mask_to_f32(b, m);
+        }
+        BinOp::Eq => FloatCC::Equal,
+        BinOp::Ne => FloatCC::NotEqual,
+        BinOp::Lt => FloatCC::LessThan,
+        BinOp::Le => FloatCC::LessThanOrEqual,
+        BinOp::Gt => FloatCC::GreaterThan,
+        // Ge (Pow has a helper)
+        _ => FloatCC::GreaterThanOrEqual,
+    };
+    let m = b.ins().fcmp(cc, x, y);
+    emit::mask_to_f32(b, m)
+}
+
+fn select(b: &mut Fb, c: [Value; 2], x: Vv, y: Vv, ty: Ty) -> Vv {
+    match ty {
+        Ty::F32 => {
+            let (x, y) = (to_f32(b, x), to_f32(b, y));
+            let z = emit::splat_f32(b, 0.0);
+            Vv::F32([0, 1].map(|h| {
+                let m = b.ins().fcmp(FloatCC::NotEqual, c[h], z);
+                let m = emit::cast(b, F32X4, m);
+                b.ins().bitselect(m, x[h], y[h])
+            }))
+        }
+        Ty::F64 => {
+            let c = emit::promote(b, c);
+            let (x, y) = (to_f64(b, x), to_f64(b, y));
+            let z = emit::splat_f64(b, 0.0);
+            Vv::F64([0, 1, 2, 3].map(|q| {
+                let m = b.ins().fcmp(FloatCC::NotEqual, c[q], z);
+                let m = emit::cast(b, F64X2, m);
+                b.ins().bitselect(m, x[q], y[q])
+            }))
+        }
+    }
+}
+
+fn uniform(
+    b: &mut Fb,
+    sc: &Scalars,
+    g: &Group,
+    key: u32,
+    mode: Mode,
+) -> Result<[Value; 2], String> {
+    let base = b.ins().iadd_imm_s(sc.u64[key as usize], GOLDEN as i64);
+    let ig: [Value; 4] = match mode {
+        Mode::Full => {
+            let s = b.ins().imul_imm_s(g.e0, GOLDEN as i64);
+            let s = b.ins().splat(I64X2, s);
+            [0, 1, 2, 3].map(|q| {
+                let l = emit::golden_lanes(b, q);
+                b.ins().iadd(s, l)
+            })
+        }
+        Mode::Row => g.ig_row.ok_or("row index not loaded")?,
+        Mode::Col => g.ig_col.ok_or("column index not loaded")?,
+        Mode::One => [emit::const_i64x2(b, [0, 0]); 4],
+    };
+    let base = b.ins().splat(I64X2, base);
+    let x = ig.map(|v| b.ins().iadd(v, base));
+    Ok(emit::uniform(b, x))
+}
+
+/// Top-k membership: key > t, or key == t and the element's index < cut.
+fn topsel(b: &mut Fb, sc: &Scalars, e0: Value, x: [Value; 2], t: u32, cut: u32) -> [Value; 2] {
+    let (t, cut) = (sc.u64[t as usize], sc.u64[cut as usize]);
+    // t >= 2^32 selects nothing (keys are u32).
+    let small = b
+        .ins()
+        .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, t, u32::MAX as i64);
+    let valid = b.ins().sextend(I32, small);
+    let valid = b.ins().ineg(valid);
+    let valid = b.ins().splat(I32X4, valid);
+    let t32 = b.ins().ireduce(I32, t);
+    let t32 = b.ins().splat(I32X4, t32);
+    // Lanes below `cut`: min(cut - e0 saturating, 8).
+    let past = b.ins().icmp(IntCC::UnsignedGreaterThan, cut, e0);
+    let diff = b.ins().isub(cut, e0);
+    let zero = b.ins().iconst(I64, 0);
+    let room = b.ins().select(past, diff, zero);
+    let eight = b.ins().iconst(I64, 8);
+    let room = b.ins().umin(room, eight);
+    let room = b.ins().ireduce(I32, room);
+    let room = b.ins().splat(I32X4, room);
+    let abs_m = emit::splat_i32(b, 0x7fff_ffff);
+    [0usize, 1].map(|h| {
+        let bits = emit::cast(b, I32X4, x[h]);
+        let key = b.ins().band(bits, abs_m);
+        let nan = b.ins().fcmp(FloatCC::NotEqual, x[h], x[h]);
+        let key = b.ins().bor(key, nan);
+        let gt = b.ins().icmp(IntCC::UnsignedGreaterThan, key, t32);
+        let eq = b.ins().icmp(IntCC::Equal, key, t32);
+        let l = 4 * h as u32;
+        let iota = emit::const_i32x4(b, [l, l + 1, l + 2, l + 3]);
+        let below = b.ins().icmp(IntCC::SignedLessThan, iota, room);
+        let tie = b.ins().band(eq, below);
+        let m = b.ins().bor(gt, tie);
+        let m = b.ins().band(m, valid);
+        emit::mask_to_f32(b, m)
+    })
+}

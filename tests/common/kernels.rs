@@ -1,0 +1,373 @@
+//! Random well-formed kernels (`mergec::ir::kernel`) with matching random buffers,
+//! for testing backends against the reference evaluator. Values are typed as the
+//! kernel form requires (f32 for `Load`/`Un`/`Bin`/..., f64 for `Widen`/`Arg64`/
+//! `B64`); data is rich in NaN, ±0, ±inf, subnormals and huge values.
+
+#![allow(dead_code)]
+
+use mergec::ir::kernel::{
+    Args, Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
+};
+
+/// SplitMix64 (independent of mergec's generator).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())]
+    }
+}
+
+pub const UN_OPS: [UnOp; 13] = [
+    UnOp::Neg,
+    UnOp::Not,
+    UnOp::Abs,
+    UnOp::Sign,
+    UnOp::Sqrt,
+    UnOp::Exp,
+    UnOp::Log,
+    UnOp::Tanh,
+    UnOp::Sigmoid,
+    UnOp::Floor,
+    UnOp::Sin,
+    UnOp::Cos,
+    UnOp::Acos,
+];
+
+pub const BIN_OPS: [BinOp; 15] = [
+    BinOp::Add,
+    BinOp::Sub,
+    BinOp::Mul,
+    BinOp::Div,
+    BinOp::Pow,
+    BinOp::Min,
+    BinOp::Max,
+    BinOp::Eq,
+    BinOp::Ne,
+    BinOp::Lt,
+    BinOp::Le,
+    BinOp::Gt,
+    BinOp::Ge,
+    BinOp::And,
+    BinOp::Or,
+];
+
+pub const DTYPES: [BufDtype; 3] = [BufDtype::F32, BufDtype::F16, BufDtype::BF16];
+pub const MODES: [Mode; 4] = [Mode::Full, Mode::Row, Mode::Col, Mode::One];
+
+/// Interesting f32 values: specials, subnormals, rounding boundaries of bf16/f16.
+pub const SPECIAL: [f32; 24] = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    f32::NAN,
+    -f32::NAN,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::MIN_POSITIVE,
+    1.0e-40,
+    -3.0e-45,
+    f32::MAX,
+    f32::MIN,
+    1.0e30,
+    65504.0,
+    65520.0,
+    -65519.99,
+    6.0e-8,
+    2.98e-8,
+    1.00390625,
+    1.01171875,
+    3.0,
+    -2.5,
+];
+
+/// A random f32: special values, random bit patterns, or ordinary numbers.
+pub fn value(rng: &mut Rng) -> f32 {
+    match rng.below(10) {
+        0..=2 => rng.pick(&SPECIAL),
+        3 => f32::from_bits(rng.next() as u32),
+        4 => f32::from_bits(rng.next() as u32 & 0x807f_ffff),
+        _ => ((rng.next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0) * 3.0,
+    }
+}
+
+/// `n` random elements of `dtype` as little-endian bytes.
+pub fn data(rng: &mut Rng, dtype: BufDtype, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n * dtype.size()];
+    for i in 0..n {
+        if dtype != BufDtype::F32 && rng.chance(25) {
+            let bits = rng.next() as u16;
+            out[2 * i..2 * i + 2].copy_from_slice(&bits.to_le_bytes());
+        } else {
+            dtype.store(&mut out, i, value(rng));
+        }
+    }
+    out
+}
+
+/// A kernel under construction: its body and the values of each type so far.
+struct Body {
+    insts: Vec<Inst>,
+    f32s: Vec<V>,
+    f64s: Vec<V>,
+}
+
+impl Body {
+    fn push(&mut self, inst: Inst, f64: bool) -> V {
+        let v = self.insts.len() as V;
+        self.insts.push(inst);
+        if f64 {
+            self.f64s.push(v)
+        } else {
+            self.f32s.push(v)
+        }
+        v
+    }
+    fn f32(&self, rng: &mut Rng) -> V {
+        // Prefer recent values, so chains get deep.
+        let n = self.f32s.len();
+        if rng.chance(60) {
+            self.f32s[n - 1 - rng.below(n.min(4))]
+        } else {
+            rng.pick(&self.f32s)
+        }
+    }
+    fn f64(&self, rng: &mut Rng) -> V {
+        rng.pick(&self.f64s)
+    }
+}
+
+fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel) {
+    match rng.below(20) {
+        0..=3 => {
+            let (op, a) = (rng.pick(&UN_OPS), b.f32(rng));
+            b.push(Inst::Un(op, a), false);
+        }
+        4..=9 => {
+            let (op, x, y) = (rng.pick(&BIN_OPS), b.f32(rng), b.f32(rng));
+            b.push(Inst::Bin(op, x, y), false);
+        }
+        10 => {
+            let (c, x, y) = (b.f32(rng), b.f32(rng), b.f32(rng));
+            b.push(Inst::Select(c, x, y), false);
+        }
+        11 => {
+            let (c, x, y) = (b.f32(rng), b.f64(rng), b.f64(rng));
+            b.push(Inst::Select(c, x, y), true);
+        }
+        12 => {
+            let (key, mode) = (rng.below(k.n_u64 as usize) as u32, rng.pick(&MODES));
+            b.push(Inst::Uniform { key, mode }, false);
+        }
+        13 => {
+            let x = b.f32(rng);
+            b.push(Inst::TopSel { x, t: 0, cut: 1 }, false);
+        }
+        14 | 15 => {
+            let a = b.f32(rng);
+            b.push(Inst::Widen(a), true);
+        }
+        16 => {
+            let j = rng.below(k.n_f64 as usize) as u32;
+            b.push(Inst::Arg64(j), true);
+        }
+        17 => {
+            let c = rng.pick(&SPECIAL);
+            b.push(Inst::Const(c), false);
+        }
+        _ => {
+            let op = rng.pick(&[Bin64::Add, Bin64::Sub, Bin64::Mul]);
+            let (x, y) = (b.f64(rng), b.f64(rng));
+            b.push(Inst::B64(op, x, y), true);
+        }
+    }
+}
+
+fn random_sinks(rng: &mut Rng, b: &Body, kind: KernelKind) -> Vec<Sink> {
+    let mut sinks = vec![];
+    let stores = if kind == KernelKind::Flat {
+        rng.below(4)
+    } else {
+        0
+    };
+    for _ in 0..stores {
+        let dtype = rng.pick(&DTYPES);
+        sinks.push(Sink::Store {
+            value: b.f32(rng),
+            buf: sinks.len() as u32,
+            dtype,
+        });
+    }
+    let reds = if sinks.is_empty() {
+        1 + rng.below(4)
+    } else {
+        rng.below(4)
+    };
+    for _ in 0..reds {
+        let op = rng.pick(&[RedOp::Sum, RedOp::Sum, RedOp::Max, RedOp::Min]);
+        let value = if op == RedOp::Sum {
+            b.f64(rng)
+        } else {
+            b.f32(rng)
+        };
+        sinks.push(Sink::Reduce { op, value });
+    }
+    // Interleave stores and reductions.
+    for i in (1..sinks.len()).rev() {
+        sinks.swap(i, rng.below(i + 1));
+    }
+    sinks
+}
+
+/// A random kernel of `kind` over `rows x cols`.
+pub fn random_kernel(rng: &mut Rng, kind: KernelKind, rows: usize, cols: usize) -> Kernel {
+    let n_inputs = 1 + rng.below(4);
+    let inputs = (0..n_inputs)
+        .map(|_| KInput {
+            dtype: rng.pick(&DTYPES),
+            mode: if rng.chance(50) {
+                Mode::Full
+            } else {
+                rng.pick(&MODES)
+            },
+        })
+        .collect();
+    let mut k = Kernel {
+        name: format!("k{}", rng.next() % 1000),
+        kind,
+        rows,
+        cols,
+        inputs,
+        body: vec![],
+        sinks: vec![],
+        n_f32: 1 + rng.below(3) as u32,
+        n_f64: 1 + rng.below(2) as u32,
+        n_u64: 4,
+    };
+    let mut b = Body {
+        insts: vec![],
+        f32s: vec![],
+        f64s: vec![],
+    };
+    for j in 0..n_inputs {
+        b.push(Inst::Load(j as u32), false);
+    }
+    b.push(Inst::Arg(rng.below(k.n_f32 as usize) as u32), false);
+    let a = b.f32(rng);
+    b.push(Inst::Widen(a), true);
+    for _ in 0..4 + rng.below(24) {
+        random_inst(rng, &mut b, &k);
+    }
+    // TopSel: thresholds at u64 arguments 0..2 (t) and 1..3 (cut).
+    for inst in &mut b.insts {
+        if let Inst::TopSel { t, cut, .. } = inst {
+            *t = rng.below(2) as u32 * 2;
+            *cut = 1 + rng.below(2) as u32 * 2;
+        }
+    }
+    k.sinks = random_sinks(rng, &b, kind);
+    k.body = b.insts;
+    k
+}
+
+/// Random arguments for `k`: u64 slots 0 and 2 are top-k thresholds (magnitude
+/// keys), 1 and 3 cut indices; every slot also serves as a random-stream key.
+pub fn random_args(rng: &mut Rng, k: &Kernel) -> Args {
+    let n = k.numel() as u64;
+    let key = |rng: &mut Rng| match rng.below(4) {
+        0 => rng.next(),
+        1 => 1u64 << 32 | rng.next() % 4,
+        2 => u32::MAX as u64,
+        _ => (value(rng).to_bits() & 0x7fff_ffff) as u64,
+    };
+    let cut = |rng: &mut Rng| match rng.below(3) {
+        0 => rng.next() % (n + 10),
+        1 => rng.next(),
+        _ => rng.next() % 20,
+    };
+    Args {
+        f32: (0..k.n_f32).map(|_| value(rng)).collect(),
+        f64: (0..k.n_f64).map(|_| value(rng) as f64 * 1.5).collect(),
+        u64: vec![key(rng), cut(rng), key(rng), cut(rng)],
+    }
+}
+
+/// Random input buffers for `k`.
+pub fn random_inputs(rng: &mut Rng, k: &Kernel) -> Vec<Vec<u8>> {
+    k.inputs
+        .iter()
+        .map(|inp| data(rng, inp.dtype, k.input_len(inp.mode)))
+        .collect()
+}
+
+/// Output buffers of `k`: one per store (filled with `fill`), one per reduction.
+pub fn outputs(k: &Kernel, fill: u8) -> (Vec<Vec<u8>>, Vec<Vec<f64>>) {
+    let stores = k
+        .sinks
+        .iter()
+        .filter_map(|s| match s {
+            Sink::Store { dtype, .. } => Some(vec![fill; k.numel() * dtype.size()]),
+            Sink::Reduce { .. } => None,
+        })
+        .collect();
+    let reds = (0..k.n_reductions())
+        .map(|_| vec![f64::from_bits(fill as u64); k.n_units()])
+        .collect();
+    (stores, reds)
+}
+
+/// The dtype of each store sink, in order.
+pub fn store_dtypes(k: &Kernel) -> Vec<BufDtype> {
+    k.sinks
+        .iter()
+        .filter_map(|s| match s {
+            Sink::Store { dtype, .. } => Some(*dtype),
+            Sink::Reduce { .. } => None,
+        })
+        .collect()
+}
+
+/// First difference between two results, treating NaN == NaN (any payload).
+pub fn compare(
+    k: &Kernel,
+    (sa, ra): (&[Vec<u8>], &[Vec<f64>]),
+    (sb, rb): (&[Vec<u8>], &[Vec<f64>]),
+) -> Option<String> {
+    for (s, dt) in store_dtypes(k).into_iter().enumerate() {
+        for i in 0..k.numel() {
+            let (x, y) = (dt.load(&sa[s], i), dt.load(&sb[s], i));
+            let sz = dt.size();
+            let same = sa[s][sz * i..sz * (i + 1)] == sb[s][sz * i..sz * (i + 1)];
+            if !same && !(x.is_nan() && y.is_nan()) {
+                return Some(format!("store {s} ({dt:?}) element {i}: {x:?} vs {y:?}"));
+            }
+        }
+    }
+    for (r, (a, b)) in ra.iter().zip(rb).enumerate() {
+        for u in 0..a.len() {
+            let (x, y) = (a[u], b[u]);
+            if x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()) {
+                return Some(format!("reduction {r} unit {u}: {x:?} vs {y:?}"));
+            }
+        }
+    }
+    None
+}
