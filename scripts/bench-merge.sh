@@ -3,7 +3,12 @@
 # same run, wall time and peak RSS per merge, page cache warm. A script, not a test.
 #
 #   scripts/bench-merge.sh [DIR] [--arch mistral-2] [--only-mergec] [--methods "task_arithmetic ties"]
-#                          [--density 0.5] [--repeat 1] [--keep] [--check]
+#                          [--density 0.5] [--repeat 1] [--keep] [--check] [--backends "jit interp"]
+#                          [--mergec PATH] [--device cpu]
+#
+# --backends: mergec's engines to run, each labelled mergec-BACKEND (jit: the compiled kernels, the
+# default; interp: the reference interpreter; cuda: the GPU, with --device cuda). --mergec: a prebuilt
+# binary (no cargo build; for GPU machines without Rust).
 #
 # DIR (default /tmp/mergec-bench) holds the checkpoints, DIR/ckpt-ARCH/{base,model-1..3}, written by
 # `mergec synth --arch ARCH --models 3 --dtype bf16` unless already there (then reused). The default
@@ -40,6 +45,9 @@ DENSITY=0.5
 REPEAT=1
 KEEP=0
 CHECK=0
+BACKENDS="jit interp"
+MERGEC_BIN=""
+DEVICE=cpu
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch) ARCH="$2"; shift 2 ;;
@@ -49,6 +57,9 @@ while [ $# -gt 0 ]; do
         --repeat) REPEAT="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --check) CHECK=1; shift ;;
+        --backends) BACKENDS="$2"; shift 2 ;;
+        --mergec) MERGEC_BIN="$2"; shift 2 ;;
+        --device) DEVICE="$2"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) DIR="$1"; shift ;;
@@ -67,9 +78,13 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 [ -n "$TIME" ] || echo "== GNU time not available: measuring with getrusage from Python" >&2
 
-echo "== cargo build --release" >&2
-(cd "$ROOT" && cargo build --release --quiet)
-MERGEC="${CARGO_TARGET_DIR:-$ROOT/target}/release/mergec"
+if [ -n "$MERGEC_BIN" ]; then
+    MERGEC="$MERGEC_BIN"
+else
+    echo "== cargo build --release" >&2
+    (cd "$ROOT" && cargo build --release --quiet)
+    MERGEC="${CARGO_TARGET_DIR:-$ROOT/target}/release/mergec"
+fi
 MKYAML=""
 if [ "$ONLY_MERGEC" = 0 ]; then
     PY="$(python3 "$ROOT/scripts/conformance/ensure_venv.py")"
@@ -134,16 +149,19 @@ for method in $METHODS; do
         mk_density=", density: $DENSITY"
     fi
     for r in $(seq 1 "$REPEAT"); do
-        out="$DIR/out-mergec-$method"
+      for backend in $BACKENDS; do
+        out="$DIR/out-mergec-$backend-$method"
         rm -rf "$out"
         warm
-        echo "== mergec $method (run $r)" >&2
-        measure "mergec_${method}_$r" "$MERGEC" merge "$method" --base "$CKPT/base" --model "$CKPT/model-1" \
-            --model "$CKPT/model-2" --model "$CKPT/model-3" "${set_args[@]}" --dtype bf16 --out "$out" --quiet
+        echo "== mergec --backend $backend $method (run $r)" >&2
+        measure "mergec-${backend}_${method}_$r" "$MERGEC" merge "$method" --base "$CKPT/base" --model "$CKPT/model-1" \
+            --model "$CKPT/model-2" --model "$CKPT/model-3" "${set_args[@]}" --dtype bf16 --out "$out" --quiet \
+            --backend "$backend" --device "$DEVICE"
         if [ "$CHECK" = 1 ] && [ "$r" = 1 ] && [ -n "${PY:-}" ]; then
             "$PY" "$ROOT/scripts/check-output.py" "$out" --quiet --expect-dtype bf16 2>/dev/null | tail -4 >&2 || true
         fi
         [ "$KEEP" = 1 ] || rm -rf "$out"
+      done
 
         [ "$ONLY_MERGEC" = 1 ] && continue
         cfg="$DIR/mergekit-$method.yml"
@@ -177,8 +195,9 @@ echo "Merge benchmark: $ARCH (base + 3 models, bf16), $IN_SIZE of inputs ($IN_BY
 echo "machine: $(nproc) cores ($cpu), $mem RAM, $(uname -sr); $params$([ "$ONLY_MERGEC" = 0 ] && echo "; mergekit $("$PY" -c 'import importlib.metadata as m; print(m.version("mergekit"), "/ torch", m.version("torch"))')")"
 echo "page cache warm; peak RSS from $([ -n "$TIME" ] && echo "GNU time -v" || echo "getrusage(RUSAGE_CHILDREN)"), wall time and peak anon from scripts/conformance/memwatch.py"
 echo
-printf '| %-18s | %-8s | %10s | %13s | %15s | %s\n' "merge" "tool" "wall (s)" "peak RSS (GB)" "peak anon (GB)" "note"
-printf '|%s|%s|%s|%s|%s|%s\n' "--------------------" "----------" "-----------:" "--------------:" "----------------:" "------"
+OUT_BYTES=$(du -cb "$CKPT"/base/*.safetensors | tail -1 | cut -f1)
+printf '| %-18s | %-12s | %10s | %13s | %15s | %9s | %s\n' "merge" "tool" "wall (s)" "peak RSS (GB)" "peak anon (GB)" "GB/s moved" "note"
+printf '|%s|%s|%s|%s|%s|%s|%s\n' "--------------------" "--------------" "-----------:" "--------------:" "----------------:" "----------:" "------"
 while read -r label wall rss anon status; do
     case "$label" in
         first_read) m="read inputs (cat)"; tool="-"; note="first read" ;;
@@ -186,8 +205,11 @@ while read -r label wall rss anon status; do
         *) tool="${label%%_*}"; rest="${label#*_}"; m="${rest%_*}"; note="run ${rest##*_}" ;;
     esac
     [ "$status" != 0 ] && note="$note, FAILED (exit $status)"
-    printf '| %-18s | %-8s | %10.2f | %13.3f | %15.3f | %s\n' "$m" "$tool" "$wall" \
-        "$(echo "$rss / 1048576" | bc -l)" "$(echo "$anon / 1048576" | bc -l)" "$note"
+    # bytes moved: inputs read once plus the output written once (a plain read moves only the inputs)
+    case "$label" in *_read) moved=$IN_BYTES ;; *) moved=$((IN_BYTES + OUT_BYTES)) ;; esac
+    printf '| %-18s | %-12s | %10.2f | %13.3f | %15.3f | %9.2f | %s\n' "$m" "$tool" "$wall" \
+        "$(echo "$rss / 1048576" | bc -l)" "$(echo "$anon / 1048576" | bc -l)" \
+        "$(echo "$moved / $wall / 1000000000" | bc -l)" "$note"
 done <"$RESULTS"
 rm -f "$RESULTS"
 echo

@@ -53,6 +53,30 @@ enum Command {
         #[arg(long, default_value = "model.layers.1.mlp.up_proj.weight")]
         tensor: String,
     },
+    /// Print a compiled form of a merge: typed tree, graph IR, fused kernels, Cranelift IR or CUDA C.
+    Compile {
+        /// A .merge file, or a stdlib method such as `ties`.
+        program: String,
+        #[arg(long)]
+        merge: Option<String>,
+        /// Number of candidate models to unroll for.
+        #[arg(long, default_value_t = 3)]
+        models: usize,
+        /// typed, ir, kernels, clif or cuda.
+        #[arg(long, default_value = "kernels")]
+        emit: String,
+        /// Tensor shape, e.g. 4096x4096 or 783.
+        #[arg(long, default_value = "4096x4096")]
+        shape: String,
+        /// Storage dtype of inputs and output.
+        #[arg(long, default_value = "bf16")]
+        dtype: String,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// The tensor name the program sees (for name, kind, layer).
+        #[arg(long, default_value = "model.layers.1.mlp.up_proj.weight")]
+        tensor: String,
+    },
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
     Merge(cli::merge::MergeArgs),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
@@ -143,6 +167,31 @@ fn main() -> ExitCode {
             }
         },
         Command::Merge(args) => cli::merge::run(&args),
+        Command::Compile {
+            program,
+            merge,
+            models,
+            emit,
+            shape,
+            dtype,
+            sets,
+            tensor,
+        } => match parse_shape(&shape) {
+            Ok(shape) => cli::compile::run(&cli::compile::CompileArgs {
+                program: &program,
+                merge: merge.as_deref(),
+                models,
+                shape,
+                sets: &sets,
+                emit: &emit,
+                dtype: &dtype,
+                tensor: &tensor,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
         Command::Synth {
             arch,
             models,

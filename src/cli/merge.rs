@@ -60,6 +60,37 @@ pub struct MergeArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Engine for merged tensors: jit (compiled kernels on the CPU), interp (the
+    /// reference interpreter), ref (the kernel reference evaluator) or cuda.
+    #[arg(long, default_value = "jit")]
+    pub backend: String,
+    /// Where to run: cpu, cuda, or auto (the GPU when one is usable, else the CPU, saying so).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// The backend from --backend and --device.
+pub fn choose_backend(a: &MergeArgs) -> Result<crate::runtime::compiled::Backend, String> {
+    use crate::runtime::compiled::Backend;
+    let b = Backend::parse(&a.backend)?;
+    match a.device.as_str() {
+        "cpu" if b == Backend::Cuda => Err("--backend cuda needs --device cuda or auto".into()),
+        "cpu" => Ok(b),
+        "cuda" => {
+            gpu_probe()?;
+            Ok(Backend::Cuda)
+        }
+        "auto" => match gpu_probe() {
+            Ok(_) => Ok(Backend::Cuda),
+            Err(why) => {
+                if !a.quiet {
+                    eprintln!("note: no usable GPU ({why}); merging on the CPU");
+                }
+                Ok(if b == Backend::Cuda { Backend::Jit } else { b })
+            }
+        },
+        other => Err(format!("--device `{other}`: use cpu, cuda or auto")),
+    }
 }
 
 pub fn is_config(path: &str) -> bool {
@@ -120,6 +151,7 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
         allow_nonfinite: a.allow_nonfinite,
         tokenizer_from: a.tokenizer_from.clone(),
         quiet: a.quiet,
+        backend: choose_backend(a)?,
         extra: serde_json::Value::Null,
     })
 }
@@ -192,4 +224,8 @@ pub fn run(a: &MergeArgs) -> i32 {
             }
         }
     }
+}
+
+fn gpu_probe() -> Result<String, String> {
+    Err("the CUDA backend is not available in this build".into())
 }

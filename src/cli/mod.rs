@@ -1,6 +1,7 @@
 //! Subcommand implementations behind the thin `main.rs`.
 
 pub mod check;
+pub mod compile;
 pub mod docs;
 pub mod merge;
 pub mod methods;

@@ -226,6 +226,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             allow_nonfinite: false,
             tokenizer_from: None,
             quiet: true,
+            backend: crate::runtime::compiled::Backend::Jit,
             extra: serde_json::Value::Null,
         };
         let s = crate::runtime::run(&job)?;

@@ -172,6 +172,7 @@ pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
         allow_nonfinite: a.allow_nonfinite,
         tokenizer_from,
         quiet: a.quiet,
+        backend: crate::cli::merge::choose_backend(a)?,
         extra,
     })
 }

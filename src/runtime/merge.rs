@@ -76,6 +76,8 @@ pub struct MergeJob {
     pub allow_nonfinite: bool,
     pub tokenizer_from: Option<PathBuf>,
     pub quiet: bool,
+    /// Which engine runs the merged tensors.
+    pub backend: super::compiled::Backend,
     /// Extra provenance (e.g. the mergekit config text).
     pub extra: serde_json::Value,
 }
@@ -138,6 +140,8 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
     )?;
     let checked = check_ranks(job, &plan)?;
     validate_params(job, &plan, &checked, inputs.models.len())?;
+    let compiled = super::compiled::engine(job.backend)?
+        .map(|e| super::compiled::Compiled::new(e, &checked));
     let out = OutputDir::create(&job.out, job.force)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
@@ -151,6 +155,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
             &inputs,
             &plan,
             &checked,
+            compiled.as_ref(),
             shard,
             &out.path().join(file),
             &bar,
@@ -287,6 +292,7 @@ fn write_shard(
     inputs: &Inputs,
     plan: &Plan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
+    compiled: Option<&super::compiled::Compiled>,
     shard: &[usize],
     path: &std::path::Path,
     bar: &ProgressBar,
@@ -314,17 +320,20 @@ fn write_shard(
     let mut i = 0;
     while i < shard.len() {
         // A batch: consecutive tensors whose working memory fits the budget (at least one).
+        // (Compiled kernels use every core themselves: one tensor at a time.)
         let mut end = i;
         let mut mem = 0u64;
         while end < shard.len()
-            && (end == i || mem + working_bytes(&plan.tensors[shard[end]], k) <= job.max_memory)
+            && (end == i
+                || (compiled.is_none()
+                    && mem + working_bytes(&plan.tensors[shard[end]], k) <= job.max_memory))
         {
             mem += working_bytes(&plan.tensors[shard[end]], k);
             end += 1;
         }
         let results: Vec<Result<Vec<u8>, String>> = shard[i..end]
             .par_iter()
-            .map(|&ti| produce(job, inputs, plan, checked, &plan.tensors[ti]))
+            .map(|&ti| produce(job, inputs, plan, checked, compiled, &plan.tensors[ti]))
             .collect();
         for (r, &ti) in results.into_iter().zip(&shard[i..end]) {
             let bytes = r?;
@@ -346,10 +355,17 @@ fn produce(
     inputs: &Inputs,
     plan: &Plan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
+    compiled: Option<&super::compiled::Compiled>,
     t: &PlannedTensor,
 ) -> Result<Vec<u8>, String> {
     if CANCELLED.load(Ordering::Relaxed) {
         return Err("interrupted: nothing was written to the output".into());
+    }
+    if let Some(c) = compiled
+        && t.action == Action::Merge
+        && let Some(bytes) = c.produce(job, &inputs.base, &inputs.models, plan.n_layers, t)
+    {
+        return Ok(bytes);
     }
     let out_dtype = Dtype::from_header(&t.out_dtype);
     let base_info = inputs.base.info(&t.name).map_err(|e| e.to_string())?;

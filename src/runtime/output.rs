@@ -211,6 +211,7 @@ pub fn write_provenance(
         },
         "parameters": job.params.describe(),
         "seed": job.seed,
+        "backend": job.backend.name(),
         "dtype": job.dtype.map(|d| d.torch_name()),
         "only": job.only.as_ref().map(|r| r.as_str()),
         "inputs": {

@@ -63,6 +63,19 @@ impl Jit {
         }
     }
 
+    /// The Cranelift IR of `k`'s function, as text (`mergec compile --emit clif`).
+    pub(crate) fn clif(&self, k: &Kernel, p: &Plan) -> Result<String, String> {
+        let module = JITModule::new(JITBuilder::with_isa(
+            self.isa.clone(),
+            default_libcall_names(),
+        ));
+        let mut ctx = module.make_context();
+        let mut fctx = FunctionBuilderContext::new();
+        let cc = self.isa.default_call_conv();
+        translate(&mut ctx.func, &mut fctx, k, p, cc, module.target_config())?;
+        Ok(ctx.func.display().to_string())
+    }
+
     fn compile_inner(&self, k: &Kernel, p: &Plan) -> Result<Compiled, String> {
         let mut module = JITModule::new(JITBuilder::with_isa(
             self.isa.clone(),

@@ -54,3 +54,10 @@ impl Engine for JitEngine {
         }))
     }
 }
+
+/// The Cranelift IR of a kernel's function, as text.
+pub fn clif_text(k: &Kernel) -> Result<String, String> {
+    let p = plan::plan(k)?;
+    let jit = jit::Jit::new()?;
+    Ok(format!("; kernel {}\n{}", k.name, jit.clif(k, &p)?))
+}

@@ -1,0 +1,214 @@
+//! The compiled path of `mergec merge`: each merged tensor runs as fused kernels on
+//! its storage bytes (bf16/f16/f32 converted inside the kernels), with plans cached
+//! by shape, dtype, parameters and (when the program reads them) the tensor's facts.
+//! Anything the compiler declines, and every failure, goes through the interpreter,
+//! which produces the result or the exact error message.
+
+use super::merge::MergeJob;
+use super::plan::PlannedTensor;
+use super::safetensors::Checkpoint;
+use crate::codegen::Engine;
+use crate::exec::compile::{PlanCache, PlanKey, compile_merge};
+use crate::exec::run::{RunInputs, execute};
+use crate::interp::{TensorFacts, resolve_params};
+use crate::ir::kernel::BufDtype;
+use crate::types::CheckedMerge;
+use crate::types::tast::{TExpr, TKind};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Which engine runs merged tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+    /// Cranelift-compiled kernels on the CPU.
+    Jit,
+    /// The kernel-form reference evaluator (slow; for checking).
+    Ref,
+    /// CUDA kernels on the GPU (feature `cuda`).
+    Cuda,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Result<Backend, String> {
+        Ok(match s {
+            "interp" => Backend::Interp,
+            "jit" => Backend::Jit,
+            "ref" => Backend::Ref,
+            "cuda" => Backend::Cuda,
+            other => {
+                return Err(format!(
+                    "unknown backend `{other}`: use interp, jit, ref or cuda"
+                ));
+            }
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+            Backend::Jit => "jit",
+            Backend::Ref => "ref",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+/// The engine for a backend (None for the interpreter).
+pub fn engine(b: Backend) -> Result<Option<Box<dyn Engine>>, String> {
+    Ok(match b {
+        Backend::Interp => None,
+        Backend::Ref => Some(Box::new(crate::codegen::RefEngine)),
+        Backend::Jit => Some(Box::new(crate::codegen::cpu::JitEngine::new()?)),
+        Backend::Cuda => return Err("the CUDA backend is not available in this build".into()),
+    })
+}
+
+fn uses_facts(e: &TExpr) -> bool {
+    match &e.kind {
+        TKind::Fact(_) => true,
+        TKind::Int(_)
+        | TKind::F32(_)
+        | TKind::Bool(_)
+        | TKind::Str(_)
+        | TKind::TensorLit { .. }
+        | TKind::Var(_) => false,
+        TKind::Op(_, xs) | TKind::List(xs) => xs.iter().any(uses_facts),
+        TKind::Let(_, a, b) | TKind::Index(a, b) | TKind::Splat(a, b) => {
+            uses_facts(a) || uses_facts(b)
+        }
+        TKind::If(a, b, c) => uses_facts(a) || uses_facts(b) || uses_facts(c),
+        TKind::Fold { list, init, body, .. } => {
+            uses_facts(list) || init.as_deref().is_some_and(uses_facts) || uses_facts(body)
+        }
+        TKind::Repeat { count, init, body, .. } => {
+            uses_facts(count) || uses_facts(init) || uses_facts(body)
+        }
+    }
+}
+
+fn buf_dtype(header: &str) -> Option<BufDtype> {
+    match header {
+        "F32" => Some(BufDtype::F32),
+        "F16" => Some(BufDtype::F16),
+        "BF16" => Some(BufDtype::BF16),
+        _ => None,
+    }
+}
+
+/// Compiled-path state for one merge job.
+pub struct Compiled {
+    engine: Box<dyn Engine>,
+    caches: HashMap<usize, (Arc<CheckedMerge>, PlanCache)>,
+    /// Tensors that went through the interpreter instead (declined or failed).
+    pub fallbacks: AtomicUsize,
+}
+
+impl Compiled {
+    pub fn new(engine: Box<dyn Engine>, checked: &HashMap<usize, Arc<CheckedMerge>>) -> Compiled {
+        let caches = checked
+            .iter()
+            .map(|(&rank, m)| (rank, (m.clone(), PlanCache::new(uses_facts(&m.body)))))
+            .collect();
+        Compiled { engine, caches, fallbacks: AtomicUsize::new(0) }
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// Plans compiled so far.
+    pub fn plans(&self) -> usize {
+        self.caches.values().map(|(_, c)| c.len()).sum()
+    }
+
+    /// The merged tensor's output bytes, or None to use the interpreter.
+    pub fn produce(
+        &self,
+        job: &MergeJob,
+        base: &Checkpoint,
+        models: &[Checkpoint],
+        n_layers: i64,
+        t: &PlannedTensor,
+    ) -> Option<Vec<u8>> {
+        let r = self.try_produce(job, base, models, n_layers, t);
+        self.engine.end_tensor();
+        if r.is_none() {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn try_produce(
+        &self,
+        job: &MergeJob,
+        base: &Checkpoint,
+        models: &[Checkpoint],
+        n_layers: i64,
+        t: &PlannedTensor,
+    ) -> Option<Vec<u8>> {
+        let out_dtype = buf_dtype(&t.out_dtype)?;
+        let (m, cache) = self.caches.get(&t.shape.len())?;
+        let numel: usize = t.shape.iter().product();
+        if numel == 0 {
+            return None;
+        }
+        let mut tensors = Vec::with_capacity(models.len() + 1);
+        for ck in std::iter::once(base).chain(models) {
+            let info = ck.info(&t.name).ok()?;
+            if info.shape != t.shape {
+                return None;
+            }
+            tensors.push((ck.raw_bytes(&t.name).ok()?, buf_dtype(&info.dtype)?));
+        }
+        let facts = TensorFacts::from_name(&t.name, n_layers);
+        let overrides = job.params.params_for(&t.name, facts.layer, n_layers).ok()?;
+        let key = PlanKey {
+            params: format!("{overrides:?}"),
+            facts: if cache.uses_facts {
+                (facts.name.clone(), facts.kind.clone(), facts.layer, facts.n_layers)
+            } else {
+                Default::default()
+            },
+            shapes: vec![t.shape.clone(); tensors.len()],
+            in_dtypes: tensors.iter().map(|x| x.1).collect(),
+            out_dtype,
+        };
+        let plan = cache.get_or_compile(key.clone(), || {
+            let params = resolve_params(m, &overrides, models.len())?;
+            compile_merge(
+                m,
+                params,
+                &facts,
+                key.shapes.clone(),
+                &key.in_dtypes,
+                out_dtype,
+                self.engine.as_ref(),
+            )
+        });
+        let plan = plan.as_ref().as_ref().ok()?;
+        let mut out = vec![0u8; numel * out_dtype.size()];
+        let inp = RunInputs { tensors, seed: job.seed, name: &t.name };
+        execute(plan, &inp, &mut out).ok()?;
+        if !job.allow_nonfinite && !all_finite(&out, out_dtype) {
+            return None;
+        }
+        Some(out)
+    }
+}
+
+/// Whether every stored value is finite.
+fn all_finite(bytes: &[u8], d: BufDtype) -> bool {
+    match d {
+        BufDtype::F32 => bytes
+            .chunks_exact(4)
+            .all(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 != 0x7f80_0000),
+        BufDtype::BF16 => bytes
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 != 0x7f80),
+        BufDtype::F16 => bytes
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 != 0x7c00),
+    }
+}
