@@ -84,6 +84,8 @@ fn args(program: &str, out: &Path) -> MergeArgs {
         tokenizer_from: None,
         quiet: true,
         threads: None,
+        backend: "jit".into(),
+        device: "cpu".into(),
     }
 }
 

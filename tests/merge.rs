@@ -772,6 +772,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         allow_nonfinite: false,
         tokenizer_from: None,
         quiet: true,
+        backend: mergec::runtime::compiled::Backend::Jit,
         extra: Json::Null,
     };
     let s = mergec::runtime::run(&job).unwrap();
