@@ -4,6 +4,7 @@
 pub mod compile;
 pub mod run;
 pub mod select;
+pub mod topk;
 
 use crate::codegen::Engine;
 use crate::interp::{RuntimeError, Tensor, TensorFacts, check_finite, resolve_params};

@@ -17,6 +17,8 @@ use zerocopy::IntoBytes;
 pub struct Compiled {
     pub plan: Plan,
     code: Vec<Vec<Box<dyn Code>>>,
+    /// Per stage, per select: the key kernel for a full chunk and for the last one.
+    sel_code: Vec<Vec<(Box<dyn Code>, Box<dyn Code>)>>,
 }
 
 impl Compiled {
@@ -26,7 +28,30 @@ impl Compiled {
             .iter()
             .map(|s| s.launches.iter().map(|l| engine.compile(&l.kernel)).collect())
             .collect::<Result<_, _>>()?;
-        Ok(Compiled { plan, code })
+        let sel_code = plan
+            .stages
+            .iter()
+            .map(|s| {
+                s.selects
+                    .iter()
+                    .map(|sel| {
+                        let full = engine.compile(&sel.launch.kernel)?;
+                        let mut tail = sel.launch.kernel.clone();
+                        tail.rows = tail_rows(sel);
+                        Ok((full, engine.compile(&tail)?))
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Compiled { plan, code, sel_code })
+    }
+}
+
+/// Rows of a select's last chunk.
+fn tail_rows(sel: &crate::ir::plan::Select) -> usize {
+    match sel.rows % sel.chunk_rows {
+        0 => sel.chunk_rows,
+        r => r,
     }
 }
 
@@ -75,13 +100,30 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
         }
     }
     let mut out = Some(out);
+    let timing = std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time"));
     for (si, stage) in c.plan.stages.iter().enumerate() {
+        let t0 = std::time::Instant::now();
         for &h in &stage.host {
+            if stage.selects.iter().any(|sel| sel.topk.contains(&h)) {
+                continue;
+            }
             let v = st.eval_host(h);
             st.host[h as usize] = Some(v);
         }
+        for (j, sel) in stage.selects.iter().enumerate() {
+            st.select(si, j, sel);
+        }
+        let t1 = std::time::Instant::now();
         for (li, l) in stage.launches.iter().enumerate() {
             st.launch(si, li, l, &mut out);
+        }
+        if timing {
+            eprintln!(
+                "{}: stage {si}: host {:.3} s, kernels {:.3} s",
+                inp.name,
+                (t1 - t0).as_secs_f64(),
+                t1.elapsed().as_secs_f64()
+            );
         }
     }
     if let Some(e) = st.poison_of(c.plan.graph.output) {
@@ -194,7 +236,7 @@ impl State<'_> {
                 let (k, skip) = select::topk_counts(n_el, k, skip);
                 let cuts = [select::topk_cut(x, k + skip), select::topk_cut(x, skip)];
                 if self.c.plan.mask_buffers.contains(&n) {
-                    let m = mask_from_cuts(x, &cuts);
+                    let m = mask_from_cuts(x, &cuts, 0);
                     self.buffers.insert(n, m);
                 }
                 HVal::Cuts(cuts)
@@ -219,6 +261,125 @@ impl State<'_> {
             }
             other => panic!("executor: {} is not host work", other.name()),
         })
+    }
+
+    /// Resolves a chunked top-k group: its cut points (and mask buffers if needed).
+    fn select(&mut self, si: usize, j: usize, sel: &crate::ir::plan::Select) {
+        let g = &self.c.plan.graph;
+        let cols = sel.launch.kernel.cols;
+        let n = sel.rows * cols;
+        let mut requests = Vec::new();
+        let mut ok = Vec::new();
+        for &t in &sel.topk {
+            let node = g.node(t);
+            let args = node.args.clone();
+            let counts = self.poison_of(args[0]).map_or_else(
+                || -> Result<(usize, usize), RuntimeError> {
+                    let count = |v: Value| match v {
+                        Value::Int(k) => k.clamp(0, n as i64) as usize,
+                        other => sem::fraction_count(other.as_f32().unwrap_or(f32::NAN), n),
+                    };
+                    Ok((count(self.scalar(args[1])?), count(self.scalar(args[2])?)))
+                },
+                Err,
+            );
+            match counts {
+                Ok((k, skip)) => {
+                    let (k, skip) = select::topk_counts(n, k, skip);
+                    let key = sel.keys.iter().position(|&x| x == args[0]).expect("select key");
+                    requests.push(super::topk::Request { key, count: k + skip });
+                    requests.push(super::topk::Request { key, count: skip });
+                    ok.push(t);
+                }
+                Err(e) => self.host[t as usize] = Some(Err(e)),
+            }
+        }
+        let chunks = sel.rows.div_ceil(sel.chunk_rows);
+        let cuts = {
+            let mut fill = |c: usize, bufs: &mut [Vec<f32>]| self.key_chunk(si, j, sel, c, bufs);
+            super::topk::select_chunked(sel.keys.len(), n, chunks, &requests, &mut fill)
+        };
+        for (i, &t) in ok.iter().enumerate() {
+            let c = [cuts[2 * i], cuts[2 * i + 1]];
+            self.host[t as usize] = Some(Ok(HVal::Cuts(c)));
+            if self.c.plan.mask_buffers.contains(&t) {
+                let x = g.node(t).args[0];
+                let key = sel.keys.iter().position(|&k| k == x).expect("select key");
+                let mut mask = Vec::with_capacity(n);
+                let mut bufs = vec![Vec::new(); sel.keys.len()];
+                for ch in 0..chunks {
+                    let start = self.key_chunk(si, j, sel, ch, &mut bufs);
+                    mask.extend(mask_from_cuts(&bufs[key], &c, start));
+                }
+                self.buffers.insert(t, mask);
+            }
+        }
+    }
+
+    /// Computes chunk `c` of a select's keys into `bufs`; returns its first element's index.
+    fn key_chunk(
+        &self,
+        si: usize,
+        j: usize,
+        sel: &crate::ir::plan::Select,
+        c: usize,
+        bufs: &mut [Vec<f32>],
+    ) -> usize {
+        let l = &sel.launch;
+        let cols = l.kernel.cols;
+        let r0 = c * sel.chunk_rows;
+        let r1 = (r0 + sel.chunk_rows).min(sel.rows);
+        let len = (r1 - r0) * cols;
+        let args = self.args(l);
+        let inputs: Vec<&[u8]> = l
+            .loads
+            .iter()
+            .zip(&l.kernel.inputs)
+            .map(|(src, ki)| {
+                let bytes = match src {
+                    Source::Input(i) => self.inp.tensors[*i as usize].0,
+                    Source::Buffer(n) => self.buffer(*n).as_bytes(),
+                };
+                let size = ki.dtype.size();
+                match ki.mode {
+                    crate::ir::kernel::Mode::Full => &bytes[r0 * cols * size..r1 * cols * size],
+                    crate::ir::kernel::Mode::Row => &bytes[r0 * size..r1 * size],
+                    _ => bytes,
+                }
+            })
+            .collect();
+        for b in bufs.iter_mut() {
+            b.resize(len, 0.0);
+        }
+        let mut io = KernelIo {
+            inputs,
+            args: &args,
+            stores: bufs.iter_mut().map(|b| b.as_mut_slice().as_mut_bytes()).collect(),
+            reductions: Vec::new(),
+        };
+        let code = &self.c.sel_code[si][j];
+        if r1 - r0 == sel.chunk_rows {
+            code.0.launch(&mut io);
+        } else {
+            code.1.launch(&mut io);
+        }
+        r0 * cols
+    }
+
+    fn args(&self, l: &crate::ir::plan::Launch) -> Args {
+        Args {
+            f32: l
+                .f32_args
+                .iter()
+                .map(|&a| match self.value(a) {
+                    Ok(HVal::V(v)) => v.as_f32().unwrap_or(f32::NAN),
+                    Ok(HVal::D(x)) => x as f32,
+                    _ => f32::NAN,
+                })
+                .collect(),
+            f64: l.f64_args.iter().map(|&a| self.f64_of(a).unwrap_or(f64::NAN)).collect(),
+            u64: l.u64_args.iter().map(|a| self.u64_arg(a)).collect(),
+        }
     }
 
     /// The deferred error a tensor node carries, if its chosen inputs failed.
@@ -275,19 +436,7 @@ impl State<'_> {
 
     fn launch(&mut self, si: usize, li: usize, l: &crate::ir::plan::Launch, out: &mut Option<&mut [u8]>) {
         let k = &l.kernel;
-        let args = Args {
-            f32: l
-                .f32_args
-                .iter()
-                .map(|&a| match self.value(a) {
-                    Ok(HVal::V(v)) => v.as_f32().unwrap_or(f32::NAN),
-                    Ok(HVal::D(x)) => x as f32,
-                    _ => f32::NAN,
-                })
-                .collect(),
-            f64: l.f64_args.iter().map(|&a| self.f64_of(a).unwrap_or(f64::NAN)).collect(),
-            u64: l.u64_args.iter().map(|a| self.u64_arg(a)).collect(),
-        };
+        let args = self.args(l);
         // Buffers this launch stores into, taken out while it runs.
         let mut owned: Vec<Vec<f32>> = l
             .stores
@@ -357,7 +506,7 @@ fn finish_rows(aop: AxisOp, rows: &[f64], x_shape: Vec<usize>) -> Vec<f32> {
 }
 
 /// The 0/1 mask of a top-k selection, as a buffer.
-fn mask_from_cuts(x: &[f32], cuts: &[select::TopkCut; 2]) -> Vec<f32> {
+fn mask_from_cuts(x: &[f32], cuts: &[select::TopkCut; 2], start: usize) -> Vec<f32> {
     let before = |c: &select::TopkCut, i: usize, key: u64| {
         key > c.t as u64 || (key == c.t as u64 && (i as u64) < c.cut)
     };
@@ -365,6 +514,7 @@ fn mask_from_cuts(x: &[f32], cuts: &[select::TopkCut; 2]) -> Vec<f32> {
         .enumerate()
         .map(|(i, &v)| {
             let key = crate::ir::reference::magnitude_key(v) as u64;
+            let i = start + i;
             sem::from_bool(before(&cuts[0], i, key) && !before(&cuts[1], i, key))
         })
         .collect()

@@ -51,7 +51,24 @@ pub struct Launch {
 pub struct Stage {
     /// Nodes evaluated on the host before this stage's kernels, in order.
     pub host: Vec<NodeId>,
+    /// Top-k selections resolved on the host before this stage's kernels (after `host`).
+    pub selects: Vec<Select>,
     pub launches: Vec<Launch>,
+}
+
+/// Top-k selections over keys recomputed chunk by chunk (whole rows at a time), so
+/// no key buffer of the tensor's size is ever held: the launch's kernel computes the
+/// keys of `chunk_rows` rows (its stores: one f32 buffer per key node, in order).
+#[derive(Clone, Debug)]
+pub struct Select {
+    pub launch: Launch,
+    /// The key nodes, in store order.
+    pub keys: Vec<NodeId>,
+    /// The `TopkMask` nodes resolved (each reads one of `keys`).
+    pub topk: Vec<NodeId>,
+    /// Rows of the key domain.
+    pub rows: usize,
+    pub chunk_rows: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +90,15 @@ impl Plan {
         for (i, s) in self.stages.iter().enumerate() {
             let host: Vec<String> = s.host.iter().map(|n| format!("%{n}")).collect();
             let _ = writeln!(out, "stage {i}: host [{}]", host.join(" "));
+            for sel in &s.selects {
+                let _ = writeln!(
+                    out,
+                    "  select {:?} over keys {:?} ({} rows, {} per chunk):",
+                    sel.topk, sel.keys, sel.rows, sel.chunk_rows
+                );
+                out.push_str(&print_kernel(&sel.launch.kernel));
+                let _ = writeln!(out, "    loads {:?}", sel.launch.loads);
+            }
             for l in &s.launches {
                 out.push_str(&print_kernel(&l.kernel));
                 let _ = writeln!(

@@ -8,7 +8,31 @@ use crate::ir::graph::{Graph, NTy, NodeId, NodeOp, Red};
 use crate::ir::kernel::{
     Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
 };
-use crate::ir::plan::{Launch, Plan, Source, Stage, StoreTarget, U64Arg};
+use crate::ir::plan::{Launch, Plan, Select, Source, Stage, StoreTarget, U64Arg};
+
+/// Elements per chunk of a chunked top-k selection's keys.
+const SELECT_CHUNK: usize = 1 << 22;
+
+/// Whether `x`'s keys can be computed a chunk of rows at a time: a 2-D value whose
+/// kernel cone does not depend on element positions (random draws, top-k masks).
+fn chunkable(g: &Graph, x: NodeId) -> bool {
+    fn position_free(g: &Graph, n: NodeId, seen: &mut HashSet<NodeId>) -> bool {
+        if !seen.insert(n) {
+            return true;
+        }
+        let node = g.node(n);
+        if !node.ty.is_tensor() {
+            return true;
+        }
+        match node.op {
+            NodeOp::Uniform { .. } | NodeOp::TopkMask => false,
+            NodeOp::Input(_) | NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..) => true,
+            _ => node.args.iter().all(|&a| position_free(g, a, seen)),
+        }
+    }
+    let rank2 = g.node(x).ty.shape().is_some_and(|s| s.len() == 2 && s[0] > 1);
+    rank2 && position_free(g, x, &mut HashSet::new())
+}
 use crate::types::ops::AxisOp;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -57,6 +81,8 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
     // Sinks per (stage, kind, domain).
     let mut groups: BTreeMap<(usize, bool, (usize, usize)), Vec<Want>> = BTreeMap::new();
     let mut materialized: HashMap<NodeId, usize> = HashMap::new();
+    // Chunked top-k selections per (stage, key domain): (keys, topk nodes).
+    let mut selects: BTreeMap<(usize, (usize, usize)), (Vec<NodeId>, Vec<NodeId>)> = BTreeMap::new();
     let shape = |n: NodeId| g.node(n).ty.shape().map(<[usize]>::to_vec).unwrap_or_default();
     for (i, n) in g.nodes.iter().enumerate() {
         let id = i as NodeId;
@@ -69,6 +95,14 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
             NodeOp::Axis(..) if is_last_axis(&g, id) => {
                 let x = n.args[0];
                 groups.entry((lv(x), true, dims2(&shape(x)))).or_default().push(Want::Rows(id));
+            }
+            NodeOp::TopkMask if chunkable(&g, n.args[0]) => {
+                let x = n.args[0];
+                let e = selects.entry((s.level[i] as usize, dims2(&shape(x)))).or_default();
+                if !e.0.contains(&x) {
+                    e.0.push(x);
+                }
+                e.1.push(id);
             }
             NodeOp::Axis(..) | NodeOp::Ranks(_) | NodeOp::Quantile | NodeOp::TopkMask => {
                 let x = n.args[0];
@@ -98,22 +132,22 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
         }
     }
     let mut mask_buffers = HashSet::new();
+    for ((stage, domain), (keys, topk)) in selects {
+        let mut kb = Builder::new(&g, domain, stage, &materialized, in_dtypes, &mut mask_buffers);
+        let mut sinks = Vec::new();
+        let mut stores = Vec::new();
+        for (j, &x) in keys.iter().enumerate() {
+            let v = kb.val(x);
+            sinks.push(Sink::Store { value: v, buf: j as u32, dtype: BufDtype::F32 });
+            stores.push(StoreTarget::Buffer(x));
+        }
+        let chunk_rows = (SELECT_CHUNK / domain.1.max(1)).clamp(1, domain.0);
+        let name = format!("s{stage}_keys{}", stages[stage].selects.len());
+        let launch = kb.finish(name, KernelKind::Flat, (chunk_rows, domain.1), sinks, stores, vec![]);
+        stages[stage].selects.push(Select { launch, keys, topk, rows: domain.0, chunk_rows });
+    }
     for ((stage, rows, domain), wants) in groups {
-        let mut kb = Builder {
-            g: &g,
-            domain,
-            stage,
-            materialized: &materialized,
-            in_dtypes,
-            mask_buffers: &mut mask_buffers,
-            body: Vec::new(),
-            memo: HashMap::new(),
-            inputs: Vec::new(),
-            launch_loads: Vec::new(),
-            f32_args: Vec::new(),
-            f64_args: Vec::new(),
-            u64_args: Vec::new(),
-        };
+        let mut kb = Builder::new(&g, domain, stage, &materialized, in_dtypes, &mut mask_buffers);
         let mut sinks = Vec::new();
         let mut stores = Vec::new();
         let mut reductions = Vec::new();
@@ -140,28 +174,10 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
                 }
             }
         }
-        let k = stages[stage].launches.len();
-        let kernel = Kernel {
-            name: format!("s{stage}_k{k}"),
-            kind: if rows { KernelKind::Rows } else { KernelKind::Flat },
-            rows: domain.0,
-            cols: domain.1,
-            inputs: kb.inputs,
-            body: kb.body,
-            sinks,
-            n_f32: kb.f32_args.len() as u32,
-            n_f64: kb.f64_args.len() as u32,
-            n_u64: kb.u64_args.len() as u32,
-        };
-        stages[stage].launches.push(Launch {
-            kernel,
-            loads: kb.launch_loads,
-            f32_args: kb.f32_args,
-            f64_args: kb.f64_args,
-            u64_args: kb.u64_args,
-            stores,
-            reductions,
-        });
+        let name = format!("s{stage}_k{}", stages[stage].launches.len());
+        let kind = if rows { KernelKind::Rows } else { KernelKind::Flat };
+        let launch = kb.finish(name, kind, domain, sinks, stores, reductions);
+        stages[stage].launches.push(launch);
     }
     let mut mask_buffers: Vec<NodeId> = mask_buffers.into_iter().collect();
     mask_buffers.sort_unstable();
@@ -189,7 +205,65 @@ struct Builder<'a> {
     u64_args: Vec<U64Arg>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(
+        g: &'a Graph,
+        domain: (usize, usize),
+        stage: usize,
+        materialized: &'a HashMap<NodeId, usize>,
+        in_dtypes: &'a [BufDtype],
+        mask_buffers: &'a mut HashSet<NodeId>,
+    ) -> Builder<'a> {
+        Builder {
+            g,
+            domain,
+            stage,
+            materialized,
+            in_dtypes,
+            mask_buffers,
+            body: Vec::new(),
+            memo: HashMap::new(),
+            inputs: Vec::new(),
+            launch_loads: Vec::new(),
+            f32_args: Vec::new(),
+            f64_args: Vec::new(),
+            u64_args: Vec::new(),
+        }
+    }
+
+    /// The launch of the kernel built, over `dims` (rows x cols).
+    fn finish(
+        self,
+        name: String,
+        kind: KernelKind,
+        dims: (usize, usize),
+        sinks: Vec<Sink>,
+        stores: Vec<StoreTarget>,
+        reductions: Vec<NodeId>,
+    ) -> Launch {
+        let kernel = Kernel {
+            name,
+            kind,
+            rows: dims.0,
+            cols: dims.1,
+            inputs: self.inputs,
+            body: self.body,
+            sinks,
+            n_f32: self.f32_args.len() as u32,
+            n_f64: self.f64_args.len() as u32,
+            n_u64: self.u64_args.len() as u32,
+        };
+        Launch {
+            kernel,
+            loads: self.launch_loads,
+            f32_args: self.f32_args,
+            f64_args: self.f64_args,
+            u64_args: self.u64_args,
+            stores,
+            reductions,
+        }
+    }
+
     fn emit(&mut self, i: Inst) -> V {
         self.body.push(i);
         self.body.len() as V - 1
@@ -256,8 +330,11 @@ impl Builder<'_> {
             self.f32_args.push(n);
             return self.emit(Inst::Arg(slot));
         }
+        // A value materialized by an earlier stage is loaded, unless recomputing it
+        // from what this kernel reads anyway is cheaper than reading 4 bytes more.
         if let Some(&st) = self.materialized.get(&n)
             && st < self.stage
+            && !self.cheap(n, 6)
         {
             return self.load(Source::Buffer(n), n);
         }
@@ -290,7 +367,11 @@ impl Builder<'_> {
                     self.mask_buffers.insert(n);
                     return self.load(Source::Buffer(n), n);
                 }
-                let x = self.load(Source::Buffer(args[0]), args[0]);
+                let x = if self.cheap(args[0], 6) {
+                    self.val(args[0])
+                } else {
+                    self.load(Source::Buffer(args[0]), args[0])
+                };
                 let sel = |b: &mut Self, which: u8| {
                     let t = b.u64_arg(U64Arg::TopT { node: n, which });
                     let cut = b.u64_arg(U64Arg::TopCut { node: n, which });
@@ -303,6 +384,25 @@ impl Builder<'_> {
             }
             other => panic!("compiler bug: {} is not a kernel tensor op", other.name()),
         }
+    }
+
+    /// Whether `n` is a small pointwise function of checkpoint inputs and constants
+    /// (at most `budget` nodes).
+    fn cheap(&self, n: NodeId, budget: usize) -> bool {
+        fn walk(g: &Graph, n: NodeId, left: &mut usize) -> bool {
+            if *left == 0 {
+                return false;
+            }
+            *left -= 1;
+            let node = g.node(n);
+            match node.op {
+                NodeOp::Input(_) | NodeOp::Const(_) => true,
+                NodeOp::Un(_) | NodeOp::Bin(_) => node.args.iter().all(|&a| walk(g, a, left)),
+                _ => false,
+            }
+        }
+        let mut left = budget;
+        walk(self.g, n, &mut left)
     }
 
     fn widen(&mut self, n: NodeId) -> V {
