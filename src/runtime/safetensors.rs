@@ -216,6 +216,44 @@ impl Checkpoint {
             .ok_or_else(|| Error::at(&shard.path, format!("tensor `{name}`: data out of range")))
     }
 
+    /// Drops a tensor's pages from this process: `madvise(MADV_DONTNEED)` over the page-aligned
+    /// range its stored bytes cover. Pages of a mapped input stay resident once touched and
+    /// count toward the process's RSS (and its peak, VmHWM) until the map goes; a merge calls
+    /// this when it has finished with a tensor so that its peak stays near one working set,
+    /// not the sum of the inputs. A later read faults the bytes in again (from the page cache
+    /// or the file), unchanged. Nothing happens for an unknown name, an empty tensor, or
+    /// where madvise is unavailable (off Unix).
+    ///
+    /// Contract: call it only when no slice of this tensor's bytes (from
+    /// [`Checkpoint::raw_bytes`]) is alive and no read of it is under way, i.e. after its
+    /// data have been copied or converted. The first and last pages may be shared with the
+    /// neighbouring tensors and are dropped too; they come back on their next read.
+    pub fn release(&self, name: &str) {
+        #[cfg(unix)]
+        if let Some(info) = self.tensors.get(name)
+            && info.end > info.start
+        {
+            let shard = &self.shards[info.shard];
+            // In bounds: `parse_entry` checked `end` against the data section. memmap2 rounds
+            // the offset down to a page boundary and the kernel rounds the length up.
+            let (offset, len) = (shard.data_start + info.start, info.end - info.start);
+            // SAFETY: the map is read-only and file-backed (memmap2 maps it MAP_SHARED,
+            // PROT_READ), so no page in it was ever written: DONTNEED only drops this
+            // process's mappings of cached file pages, and any later access re-reads the same
+            // bytes from the file. The contract above (no live slice of the range) keeps
+            // callers from depending even on that.
+            let dropped = unsafe {
+                shard
+                    .map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+            // Advisory: failing only leaves the pages resident.
+            debug_assert!(dropped.is_ok(), "madvise(DONTNEED): {dropped:?}");
+        }
+        #[cfg(not(unix))]
+        let _ = name;
+    }
+
     /// SHA-256 of each file's header (length and JSON), hex: what was read, for provenance.
     pub fn header_digests(&self) -> Vec<(PathBuf, String)> {
         use sha2::{Digest, Sha256};
