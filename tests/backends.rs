@@ -215,3 +215,28 @@ fn random_programs_match_the_interpreter() {
     assert!(failures.is_empty(), "{} mismatches; the first:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n----\n"));
     assert!(unsupported * 100 <= runs, "too many unsupported: {unsupported} of {runs}");
 }
+
+/// Top-k selections on tensors larger than one selection chunk (2^21 elements), so
+/// keys are recomputed over several chunks of rows, the last one shorter.
+#[test]
+fn chunked_selections_match_the_interpreter() {
+    let jit = mergec::codegen::cpu::JitEngine::new().expect("the JIT starts");
+    let mut rng = SplitMix64::new(3);
+    let shape: &[usize] = &[1100, 2000];
+    for (method, sets) in [
+        ("ties", vec!["density=0.3"]),
+        ("breadcrumbs", vec!["density=0.5", "gamma=0.01"]),
+        ("sce", vec!["select_topk=0.5"]),
+    ] {
+        let m = mergec::stdlib::method(method).expect("method");
+        let cm = instantiate_merge(&m.program, method, 2).expect("instantiate");
+        let overrides: Vec<(String, Const)> =
+            sets.iter().map(|s| Const::parse_assignment(s).expect("set")).collect();
+        let base = random_tensor(&mut rng, shape, 1.0);
+        let models: Vec<Tensor> = (0..3).map(|_| random_tensor(&mut rng, shape, 1.0)).collect();
+        match compare(&cm, &base, &models, &overrides, NAMES[0], &jit, false) {
+            Ok(Out::Ok) => {}
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+}

@@ -12,31 +12,38 @@ use rayon::prelude::*;
 
 const BINS: usize = 1 << 16;
 /// Elements per parallel histogram task.
-const TASK: usize = 1 << 18;
+const TASK: usize = 1 << 20;
 
 fn histogram(keys: &[f32], bucket: Option<u32>) -> Vec<u64> {
-    keys.par_chunks(TASK)
+    let parts: Vec<Vec<u32>> = keys
+        .par_chunks(TASK)
         .map(|part| {
-            let mut h = vec![0u64; BINS];
-            for &x in part {
-                let k = magnitude_key(x);
-                match bucket {
-                    None => h[(k >> 16) as usize] += 1,
-                    Some(b) if k >> 16 == b => h[(k & 0xffff) as usize] += 1,
-                    Some(_) => {}
+            let mut h = vec![0u32; BINS];
+            match bucket {
+                None => {
+                    for &x in part {
+                        h[(magnitude_key(x) >> 16) as usize] += 1;
+                    }
+                }
+                Some(b) => {
+                    for &x in part {
+                        let k = magnitude_key(x);
+                        if k >> 16 == b {
+                            h[(k & 0xffff) as usize] += 1;
+                        }
+                    }
                 }
             }
             h
         })
-        .reduce(
-            || vec![0u64; BINS],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        )
+        .collect();
+    let mut out = vec![0u64; BINS];
+    for p in parts {
+        for (o, x) in out.iter_mut().zip(&p) {
+            *o += *x as u64;
+        }
+    }
+    out
 }
 
 /// The bin holding rank `r` (1-based, counting from the largest bin down) and the

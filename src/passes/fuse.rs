@@ -11,7 +11,7 @@ use crate::ir::kernel::{
 use crate::ir::plan::{Launch, Plan, Select, Source, Stage, StoreTarget, U64Arg};
 
 /// Elements per chunk of a chunked top-k selection's keys.
-const SELECT_CHUNK: usize = 1 << 22;
+const SELECT_CHUNK: usize = 1 << 21;
 
 /// Whether `x`'s keys can be computed a chunk of rows at a time: a 2-D value whose
 /// kernel cone does not depend on element positions (random draws, top-k masks).
@@ -367,7 +367,10 @@ impl<'a> Builder<'a> {
                     self.mask_buffers.insert(n);
                     return self.load(Source::Buffer(n), n);
                 }
-                let x = if self.cheap(args[0], 6) {
+                // The keys: recomputed (cheap ones, and chunk-selected ones, which have
+                // no buffer), else read back.
+                let stored = self.materialized.contains_key(&args[0]) || buffer_backed(self.g, args[0]);
+                let x = if self.cheap(args[0], 6) || !stored {
                     self.val(args[0])
                 } else {
                     self.load(Source::Buffer(args[0]), args[0])

@@ -331,16 +331,37 @@ fn write_shard(
             mem += working_bytes(&plan.tensors[shard[end]], k);
             end += 1;
         }
+        let t_batch = std::time::Instant::now();
         let results: Vec<Result<Vec<u8>, String>> = shard[i..end]
             .par_iter()
-            .map(|&ti| produce(job, inputs, plan, checked, compiled, &plan.tensors[ti]))
+            .map(|&ti| {
+                let t = &plan.tensors[ti];
+                let r = produce(job, inputs, plan, checked, compiled, t);
+                // Nothing of this tensor's inputs is borrowed any more: drop their pages
+                // from this process (they stay in the page cache), so peak memory is one
+                // tensor's worth, not the checkpoints'.
+                inputs.base.release(&t.name);
+                for m in &inputs.models {
+                    m.release(&t.name);
+                }
+                r
+            })
             .collect();
+        let t_write = std::time::Instant::now();
         for (r, &ti) in results.into_iter().zip(&shard[i..end]) {
             let bytes = r?;
             debug_assert_eq!(bytes.len(), plan.tensors[ti].out_bytes);
             w.write_all(&bytes).map_err(io)?;
             total += bytes.len() as u64;
             bar.inc(bytes.len() as u64);
+        }
+        if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
+            eprintln!(
+                "batch of {}: produce {:.3} s, write {:.3} s",
+                end - i,
+                (t_write - t_batch).as_secs_f64(),
+                t_write.elapsed().as_secs_f64()
+            );
         }
         i = end;
     }
