@@ -2,8 +2,9 @@
 //! random well-formed kernels on odd domains must give the same bytes (NaN
 //! payloads aside), for any thread count. Run in release:
 //! `cargo test --release --test jit -- --nocapture` (prints counts and timings);
-//! `MERGEC_JIT_CASES` sets the number of random kernels per test.
-//! Benchmarks: `cargo test --release --test jit -- --ignored --nocapture bench`.
+//! `MERGEC_JIT_CASES` sets the number of random kernels per test, `MERGEC_JIT_SEED`
+//! shifts their seeds.
+//! Benchmarks: `cargo run --release --example jit_bench`.
 
 #[path = "common/kernels.rs"]
 mod kernels;
@@ -60,6 +61,10 @@ fn run(
 
 /// Compiles and runs `n` random kernels of `kind`; panics on the first mismatch.
 fn check_random(kind: KernelKind, seed: u64, n: usize) {
+    let shift = std::env::var("MERGEC_JIT_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    let seed = seed ^ shift.unwrap_or(0) << 40;
     let engine = JitEngine::new().expect("jit");
     let t0 = Instant::now();
     let mut compile = 0.0;
@@ -157,7 +162,7 @@ fn half_conversions_are_exhaustively_exact() {
             vec![Inst::Load(0)],
             stores_of(0),
         );
-        assert_same(&engine, &k, &[all.clone()], &Args::default());
+        assert_same(&engine, &k, std::slice::from_ref(&all), &Args::default());
     }
 }
 
@@ -246,7 +251,7 @@ fn topsel_ties_follow_the_cut() {
                     u64: vec![t, cut],
                     ..Args::default()
                 };
-                assert_same(&engine, &k, &[data.clone()], &args);
+                assert_same(&engine, &k, std::slice::from_ref(&data), &args);
             }
         }
     }
@@ -281,7 +286,7 @@ fn degenerate_kernels() {
             );
             (k.kind, k.rows, k.cols) = (kind, rows, cols);
             let data = vec![0x3fu8; 2 * rows];
-            assert_same(&engine, &k, &[data.clone()], &Args::default());
+            assert_same(&engine, &k, std::slice::from_ref(&data), &Args::default());
             k.sinks.clear();
             assert_same(&engine, &k, &[data], &Args::default());
         }
@@ -333,174 +338,4 @@ fn results_do_not_depend_on_thread_count() {
             );
         }
     }
-}
-
-/// Best of `reps` timings of `f`, in seconds.
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-fn bf16_input() -> KInput {
-    KInput {
-        dtype: BufDtype::BF16,
-        mode: Mode::Full,
-    }
-}
-
-/// out = a + l * ((b - a) + (c - a) + (d - a)), all bf16.
-fn task_arithmetic(n: usize) -> Kernel {
-    use BinOp::{Add, Mul, Sub};
-    let body = vec![
-        Inst::Load(0),
-        Inst::Load(1),
-        Inst::Load(2),
-        Inst::Load(3),
-        Inst::Arg(0),
-        Inst::Bin(Sub, 1, 0),
-        Inst::Bin(Sub, 2, 0),
-        Inst::Bin(Sub, 3, 0),
-        Inst::Bin(Add, 5, 6),
-        Inst::Bin(Add, 8, 7),
-        Inst::Bin(Mul, 4, 9),
-        Inst::Bin(Add, 0, 10),
-    ];
-    let sinks = vec![Sink::Store {
-        value: 11,
-        buf: 0,
-        dtype: BufDtype::BF16,
-    }];
-    let mut k = flat("task_arithmetic", n, vec![bf16_input(); 4], body, sinks);
-    k.n_f32 = 1;
-    k
-}
-
-/// Two f64 sums: sum(a * b) and sum(a * a) (a cosine similarity's parts).
-fn two_sums(n: usize) -> Kernel {
-    let body = vec![
-        Inst::Load(0),
-        Inst::Load(1),
-        Inst::Widen(0),
-        Inst::Widen(1),
-        Inst::B64(Bin64::Mul, 2, 3),
-        Inst::B64(Bin64::Mul, 2, 2),
-    ];
-    let sinks = vec![
-        Sink::Reduce {
-            op: RedOp::Sum,
-            value: 4,
-        },
-        Sink::Reduce {
-            op: RedOp::Sum,
-            value: 5,
-        },
-    ];
-    flat("two_sums", n, vec![bf16_input(); 2], body, sinks)
-}
-
-#[test]
-#[ignore]
-fn bench_jit() {
-    let engine = JitEngine::new().expect("jit");
-    // Compile latency over a mix of random kernels.
-    let mut rng = Rng::new(77);
-    let ks: Vec<Kernel> = (0..400)
-        .map(|i| {
-            let kind = if i % 2 == 0 {
-                KernelKind::Flat
-            } else {
-                KernelKind::Rows
-            };
-            random_kernel(&mut rng, kind, 7, 783, false)
-        })
-        .collect();
-    let t = Instant::now();
-    for k in &ks {
-        engine.compile(k).expect("compile");
-    }
-    let per = t.elapsed().as_secs_f64() / ks.len() as f64;
-    let t = Instant::now();
-    let ta = engine.compile(&task_arithmetic(1)).expect("compile");
-    println!(
-        "compile: {:.2} ms per random kernel; task arithmetic {:.2} ms",
-        per * 1e3,
-        t.elapsed().as_secs_f64() * 1e3
-    );
-
-    let n = 58_700_000;
-    let data: Vec<Vec<u8>> = (0..4u8)
-        .map(|j| {
-            (0..2 * n)
-                .map(|i| (i as u8).wrapping_mul(31) ^ j | 0x3c)
-                .collect()
-        })
-        .collect();
-    let mb = (2 * n) as f64 / 1e6;
-    let ta_k = task_arithmetic(n);
-    let ta = {
-        drop(ta);
-        engine.compile(&ta_k).expect("compile")
-    };
-    let ts = engine.compile(&two_sums(n)).expect("compile");
-    let args = Args {
-        f32: vec![0.3],
-        ..Args::default()
-    };
-    let mut out = vec![0u8; 2 * n];
-    let mut red = vec![vec![0.0f64; n.div_ceil(4096)]; 2];
-    let mut copy = vec![0u8; 2 * n];
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("pool");
-        pool.install(|| {
-            let t_ta = best(3, || {
-                let mut io = KernelIo {
-                    inputs: data.iter().map(|v| v.as_slice()).collect(),
-                    args: &args,
-                    stores: vec![&mut out],
-                    reductions: vec![],
-                };
-                ta.launch(&mut io);
-            });
-            let t_ts = best(3, || {
-                let mut io = KernelIo {
-                    inputs: data[..2].iter().map(|v| v.as_slice()).collect(),
-                    args: &args,
-                    stores: vec![],
-                    reductions: red.iter_mut().map(|v| v.as_mut_slice()).collect(),
-                };
-                ts.launch(&mut io);
-            });
-            let t_cp = best(3, || {
-                use rayon::prelude::*;
-                copy.par_chunks_mut(1 << 20).zip(data[0].par_chunks(1 << 20)).for_each(|(d, s)| d.copy_from_slice(s));
-            });
-            println!(
-                "{threads} thread(s): task arithmetic (4 x {mb:.0} MB in, {mb:.0} MB out) {:.1} ms = {:.2} GB/s moved; \
-                 two sums (2 x {mb:.0} MB in) {:.1} ms = {:.2} GB/s; memcpy {mb:.0} MB {:.1} ms = {:.2} GB/s moved \
-                 (memcpy-equivalent of task arithmetic: {:.1} ms)",
-                t_ta * 1e3,
-                5.0 * mb / 1e3 / t_ta,
-                t_ts * 1e3,
-                2.0 * mb / 1e3 / t_ts,
-                t_cp * 1e3,
-                2.0 * mb / 1e3 / t_cp,
-                2.5 * t_cp * 1e3,
-            );
-        });
-    }
-}
-
-#[test]
-#[ignore]
-fn dump_task_arithmetic() {
-    let engine = JitEngine::new().expect("jit");
-    engine.compile(&task_arithmetic(1000)).expect("compile");
 }

@@ -93,8 +93,8 @@ pub const SPECIAL: [f32; 24] = [
     -65519.99,
     6.0e-8,
     2.98e-8,
-    1.00390625,
-    1.01171875,
+    1.0 + 1.0 / 256.0,
+    1.0 + 3.0 / 256.0,
     3.0,
     -2.5,
 ];
@@ -141,6 +141,9 @@ struct Body {
     insts: Vec<Inst>,
     f32s: Vec<V>,
     f64s: Vec<V>,
+    /// Sometimes read an f64 value where an f32 is expected and vice versa (the
+    /// reference defines these reads as casts).
+    cross: bool,
 }
 
 impl Body {
@@ -155,6 +158,9 @@ impl Body {
         v
     }
     fn f32(&self, rng: &mut Rng) -> V {
+        if self.cross && !self.f64s.is_empty() && rng.chance(10) {
+            return rng.pick(&self.f64s);
+        }
         // Prefer recent values, so chains get deep.
         let n = self.f32s.len();
         if rng.chance(60) {
@@ -164,6 +170,9 @@ impl Body {
         }
     }
     fn f64(&self, rng: &mut Rng) -> V {
+        if self.cross && rng.chance(10) {
+            return rng.pick(&self.f32s);
+        }
         rng.pick(&self.f64s)
     }
 }
@@ -220,7 +229,7 @@ fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel, wild: bool) {
 
 fn random_sinks(rng: &mut Rng, b: &Body, kind: KernelKind) -> Vec<Sink> {
     let mut sinks = vec![];
-    let stores = if kind == KernelKind::Flat {
+    let stores = if kind == KernelKind::Flat || rng.chance(25) {
         rng.below(4)
     } else {
         0
@@ -289,6 +298,7 @@ pub fn random_kernel(
         insts: vec![],
         f32s: vec![],
         f64s: vec![],
+        cross: rng.chance(10),
     };
     for j in 0..n_inputs {
         b.push(Inst::Load(j as u32), false);
@@ -317,7 +327,7 @@ pub fn random_args(rng: &mut Rng, k: &Kernel, wild: bool) -> Args {
     let n = k.numel() as u64;
     let key = |rng: &mut Rng| match rng.below(4) {
         0 => rng.next(),
-        1 => 1u64 << 32 | rng.next() % 4,
+        1 => (1u64 << 32) | (rng.next() % 4),
         2 => u32::MAX as u64,
         _ => (value(rng, wild).to_bits() & 0x7fff_ffff) as u64,
     };
@@ -381,7 +391,7 @@ pub fn compare(
             let (x, y) = (dt.load(&sa[s], i), dt.load(&sb[s], i));
             let sz = dt.size();
             let same = sa[s][sz * i..sz * (i + 1)] == sb[s][sz * i..sz * (i + 1)];
-            if !same && !(x.is_nan() && y.is_nan()) {
+            if !(same || x.is_nan() && y.is_nan()) {
                 return Some(format!("store {s} ({dt:?}) element {i}: {x:?} vs {y:?}"));
             }
         }
