@@ -76,16 +76,12 @@ impl Tr<'_, '_> {
         let eight = self.b.ins().iconst(I64, 8);
         let m = self.b.ins().umin(rem, eight);
         self.b.def_var(self.v.m, m);
-        let mut ok = self.b.ins().icmp_imm_s(IntCC::Equal, m, 8);
-        if self.p.rc && self.k.kind == KernelKind::Flat {
-            let c0 = self.b.use_var(self.v.c0);
-            let c8 = self.b.ins().iadd_imm_s(c0, 8);
-            let fits =
-                self.b
-                    .ins()
-                    .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, c8, self.k.cols as i64);
-            ok = self.b.ins().band(ok, fits);
-        }
+        let whole = self.b.ins().icmp_imm_s(IntCC::Equal, m, 8);
+        let c0 = self.b.use_var(self.v.c0);
+        let c8 = self.b.ins().iadd_imm_s(c0, 8);
+        let cols = self.k.cols as i64;
+        let fits = (self.b.ins()).icmp_imm_s(IntCC::UnsignedLessThanOrEqual, c8, cols);
+        let ok = self.b.ins().band(whole, fits);
         self.b.ins().brif(ok, fast, &[], slow, &[]);
 
         self.b.switch_to_block(fast);
