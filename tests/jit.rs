@@ -13,8 +13,7 @@ use kernels::{Rng, compare, outputs, random_args, random_inputs, random_kernel};
 use mergec::codegen::Engine;
 use mergec::codegen::cpu::JitEngine;
 use mergec::ir::kernel::{
-    Args, Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink,
-    UnOp,
+    Args, BufDtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink, UnOp,
 };
 use mergec::ir::reference;
 use std::time::Instant;
