@@ -93,31 +93,44 @@ pub const SPECIAL: [f32; 24] = [
     -65519.99,
     6.0e-8,
     2.98e-8,
-    1.00390625,
-    1.01171875,
+    1.0 + 1.0 / 256.0,
+    1.0 + 3.0 / 256.0,
     3.0,
     -2.5,
 ];
 
-/// A random f32: special values, random bit patterns, or ordinary numbers.
-pub fn value(rng: &mut Rng) -> f32 {
+/// A random f32. Wild: special values, random bit patterns, or ordinary numbers.
+/// Tame (so that sums stay finite and their order shows): finite values of
+/// widely varying magnitude, zeros and a few subnormals.
+pub fn value(rng: &mut Rng, wild: bool) -> f32 {
+    let ordinary = |rng: &mut Rng| ((rng.next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0) * 3.0;
+    if !wild {
+        return match rng.below(12) {
+            0 => rng.pick(&[0.0, -0.0, 1.0, -1.0, 1.0e-40, -3.0e-42]),
+            1..=3 => {
+                let e = (rng.below(60) as i32 - 30) as f32;
+                ordinary(rng) * e.exp2()
+            }
+            _ => ordinary(rng),
+        };
+    }
     match rng.below(10) {
         0..=2 => rng.pick(&SPECIAL),
         3 => f32::from_bits(rng.next() as u32),
         4 => f32::from_bits(rng.next() as u32 & 0x807f_ffff),
-        _ => ((rng.next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0) * 3.0,
+        _ => ordinary(rng),
     }
 }
 
 /// `n` random elements of `dtype` as little-endian bytes.
-pub fn data(rng: &mut Rng, dtype: BufDtype, n: usize) -> Vec<u8> {
+pub fn data(rng: &mut Rng, dtype: BufDtype, n: usize, wild: bool) -> Vec<u8> {
     let mut out = vec![0u8; n * dtype.size()];
     for i in 0..n {
-        if dtype != BufDtype::F32 && rng.chance(25) {
+        if wild && dtype != BufDtype::F32 && rng.chance(25) {
             let bits = rng.next() as u16;
             out[2 * i..2 * i + 2].copy_from_slice(&bits.to_le_bytes());
         } else {
-            dtype.store(&mut out, i, value(rng));
+            dtype.store(&mut out, i, value(rng, wild));
         }
     }
     out
@@ -128,6 +141,9 @@ struct Body {
     insts: Vec<Inst>,
     f32s: Vec<V>,
     f64s: Vec<V>,
+    /// Sometimes read an f64 value where an f32 is expected and vice versa (the
+    /// reference defines these reads as casts).
+    cross: bool,
 }
 
 impl Body {
@@ -142,6 +158,9 @@ impl Body {
         v
     }
     fn f32(&self, rng: &mut Rng) -> V {
+        if self.cross && !self.f64s.is_empty() && rng.chance(10) {
+            return rng.pick(&self.f64s);
+        }
         // Prefer recent values, so chains get deep.
         let n = self.f32s.len();
         if rng.chance(60) {
@@ -151,11 +170,14 @@ impl Body {
         }
     }
     fn f64(&self, rng: &mut Rng) -> V {
+        if self.cross && rng.chance(10) {
+            return rng.pick(&self.f32s);
+        }
         rng.pick(&self.f64s)
     }
 }
 
-fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel) {
+fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel, wild: bool) {
     match rng.below(20) {
         0..=3 => {
             let (op, a) = (rng.pick(&UN_OPS), b.f32(rng));
@@ -190,7 +212,11 @@ fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel) {
             b.push(Inst::Arg64(j), true);
         }
         17 => {
-            let c = rng.pick(&SPECIAL);
+            let c = if wild {
+                rng.pick(&SPECIAL)
+            } else {
+                value(rng, false)
+            };
             b.push(Inst::Const(c), false);
         }
         _ => {
@@ -203,7 +229,7 @@ fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel) {
 
 fn random_sinks(rng: &mut Rng, b: &Body, kind: KernelKind) -> Vec<Sink> {
     let mut sinks = vec![];
-    let stores = if kind == KernelKind::Flat {
+    let stores = if kind == KernelKind::Flat || rng.chance(25) {
         rng.below(4)
     } else {
         0
@@ -237,8 +263,14 @@ fn random_sinks(rng: &mut Rng, b: &Body, kind: KernelKind) -> Vec<Sink> {
     sinks
 }
 
-/// A random kernel of `kind` over `rows x cols`.
-pub fn random_kernel(rng: &mut Rng, kind: KernelKind, rows: usize, cols: usize) -> Kernel {
+/// A random kernel of `kind` over `rows x cols` (`wild`: constants may be special values).
+pub fn random_kernel(
+    rng: &mut Rng,
+    kind: KernelKind,
+    rows: usize,
+    cols: usize,
+    wild: bool,
+) -> Kernel {
     let n_inputs = 1 + rng.below(4);
     let inputs = (0..n_inputs)
         .map(|_| KInput {
@@ -266,6 +298,7 @@ pub fn random_kernel(rng: &mut Rng, kind: KernelKind, rows: usize, cols: usize) 
         insts: vec![],
         f32s: vec![],
         f64s: vec![],
+        cross: rng.chance(10),
     };
     for j in 0..n_inputs {
         b.push(Inst::Load(j as u32), false);
@@ -274,7 +307,7 @@ pub fn random_kernel(rng: &mut Rng, kind: KernelKind, rows: usize, cols: usize) 
     let a = b.f32(rng);
     b.push(Inst::Widen(a), true);
     for _ in 0..4 + rng.below(24) {
-        random_inst(rng, &mut b, &k);
+        random_inst(rng, &mut b, &k, wild);
     }
     // TopSel: thresholds at u64 arguments 0..2 (t) and 1..3 (cut).
     for inst in &mut b.insts {
@@ -290,13 +323,13 @@ pub fn random_kernel(rng: &mut Rng, kind: KernelKind, rows: usize, cols: usize) 
 
 /// Random arguments for `k`: u64 slots 0 and 2 are top-k thresholds (magnitude
 /// keys), 1 and 3 cut indices; every slot also serves as a random-stream key.
-pub fn random_args(rng: &mut Rng, k: &Kernel) -> Args {
+pub fn random_args(rng: &mut Rng, k: &Kernel, wild: bool) -> Args {
     let n = k.numel() as u64;
     let key = |rng: &mut Rng| match rng.below(4) {
         0 => rng.next(),
-        1 => 1u64 << 32 | rng.next() % 4,
+        1 => (1u64 << 32) | (rng.next() % 4),
         2 => u32::MAX as u64,
-        _ => (value(rng).to_bits() & 0x7fff_ffff) as u64,
+        _ => (value(rng, wild).to_bits() & 0x7fff_ffff) as u64,
     };
     let cut = |rng: &mut Rng| match rng.below(3) {
         0 => rng.next() % (n + 10),
@@ -304,17 +337,19 @@ pub fn random_args(rng: &mut Rng, k: &Kernel) -> Args {
         _ => rng.next() % 20,
     };
     Args {
-        f32: (0..k.n_f32).map(|_| value(rng)).collect(),
-        f64: (0..k.n_f64).map(|_| value(rng) as f64 * 1.5).collect(),
+        f32: (0..k.n_f32).map(|_| value(rng, wild)).collect(),
+        f64: (0..k.n_f64)
+            .map(|_| value(rng, wild) as f64 * 1.5)
+            .collect(),
         u64: vec![key(rng), cut(rng), key(rng), cut(rng)],
     }
 }
 
 /// Random input buffers for `k`.
-pub fn random_inputs(rng: &mut Rng, k: &Kernel) -> Vec<Vec<u8>> {
+pub fn random_inputs(rng: &mut Rng, k: &Kernel, wild: bool) -> Vec<Vec<u8>> {
     k.inputs
         .iter()
-        .map(|inp| data(rng, inp.dtype, k.input_len(inp.mode)))
+        .map(|inp| data(rng, inp.dtype, k.input_len(inp.mode), wild))
         .collect()
 }
 
@@ -356,7 +391,7 @@ pub fn compare(
             let (x, y) = (dt.load(&sa[s], i), dt.load(&sb[s], i));
             let sz = dt.size();
             let same = sa[s][sz * i..sz * (i + 1)] == sb[s][sz * i..sz * (i + 1)];
-            if !same && !(x.is_nan() && y.is_nan()) {
+            if !(same || x.is_nan() && y.is_nan()) {
                 return Some(format!("store {s} ({dt:?}) element {i}: {x:?} vs {y:?}"));
             }
         }

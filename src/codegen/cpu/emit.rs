@@ -3,7 +3,7 @@
 //! 128-bit vectors. A group of 8 elements is two f32x4 halves (lanes 0-3, 4-7) or
 //! four f64x2 quarters.
 
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64X2, I8X16, I16X8, I32X4, I64X2};
 use cranelift_codegen::ir::{ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -104,13 +104,16 @@ pub(crate) fn demote(b: &mut Fb, v: [Value; 4]) -> [Value; 2] {
     [lo, hi]
 }
 
-/// bf16 storage (8 lanes of u16) to f32: the bits shifted up by 16.
+/// bf16 storage (8 lanes of u16) to f32: the bits shifted up by 16, by
+/// interleaving zero words below them.
 pub(crate) fn bf16_to_f32(b: &mut Fb, raw: Value) -> [Value; 2] {
-    let lo = b.ins().uwiden_low(raw);
-    let hi = b.ins().uwiden_high(raw);
-    [lo, hi].map(|h| {
-        let s = b.ins().ishl_imm_s(h, 16);
-        cast(b, F32X4, s)
+    let zero = const_i32x4(b, [0; 4]);
+    [0u8, 8].map(|w| {
+        let mask: [u8; 16] = std::array::from_fn(|i| {
+            let word = w + (i / 4) as u8 * 2 + (i % 2) as u8;
+            if i % 4 < 2 { word } else { 16 + word }
+        });
+        shuffle(b, F32X4, zero, raw, mask)
     })
 }
 
@@ -154,8 +157,8 @@ fn f16_half(b: &mut Fb, h: Value) -> Value {
 /// f32 to bf16 storage, as `half::bf16::from_f32`: round to nearest even; NaN
 /// keeps its sign and high bits, with the quiet bit set.
 pub(crate) fn f32_to_bf16(b: &mut Fb, v: [Value; 2]) -> Value {
-    let [lo, hi] = v.map(|x| {
-        let x = cast(b, I32X4, x);
+    let [lo, hi] = v.map(|f| {
+        let x = cast(b, I32X4, f);
         let one = splat_i32(b, 1);
         let lsb = b.ins().ushr_imm_s(x, 16);
         let lsb = b.ins().band(lsb, one);
@@ -163,10 +166,8 @@ pub(crate) fn f32_to_bf16(b: &mut Fb, v: [Value; 2]) -> Value {
         let r = b.ins().iadd(x, half);
         let r = b.ins().iadd(r, lsb);
         let r = b.ins().ushr_imm_s(r, 16);
-        let abs_m = splat_i32(b, 0x7fff_ffff);
-        let abs = b.ins().band(x, abs_m);
-        let inf = splat_i32(b, 0x7f80_0000);
-        let is_nan = b.ins().icmp(IntCC::SignedGreaterThan, abs, inf);
+        let is_nan = b.ins().fcmp(FloatCC::NotEqual, f, f);
+        let is_nan = cast(b, I32X4, is_nan);
         let qb = splat_i32(b, 0x0040);
         let n = b.ins().ushr_imm_s(x, 16);
         let n = b.ins().bor(n, qb);

@@ -190,8 +190,8 @@ impl Tr<'_, '_> {
             };
             store_group(&mut self.b, dt, x, addr);
         }
-        let m = self.b.use_var(self.v.m);
-        if part && !self.p.stores.is_empty() {
+        let m = part.then(|| self.b.use_var(self.v.m));
+        if let (Some(m), false) = (m, self.p.stores.is_empty()) {
             let zero = self.b.ins().iconst(I64, 0);
             self.counted(zero, m, 1, &mut |t, lane| {
                 t.scatter_lane(e0, lane);
@@ -200,7 +200,7 @@ impl Tr<'_, '_> {
         }
         for i in 0..self.p.reds.len() {
             let v = get(self.p.reds[i].1)?;
-            self.accumulate(i, v, part.then_some(m));
+            self.accumulate(i, v, m);
         }
         Ok(())
     }

@@ -88,9 +88,17 @@ impl Jit {
         let id = module
             .declare_function("kernel", Linkage::Local, &ctx.func.signature)
             .map_err(describe)?;
+        let dump = std::env::var_os("MERGEC_JIT_DUMP").is_some();
+        ctx.set_disasm(dump);
+        if dump {
+            eprintln!("{}", ctx.func.display());
+        }
         module
             .define_function(id, &mut ctx)
             .map_err(|e| format!("jit: kernel {}: {e:?}", k.name))?;
+        if let Some(code) = ctx.compiled_code().filter(|_| dump) {
+            eprintln!("{}", code.vcode.as_deref().unwrap_or(""));
+        }
         module.finalize_definitions().map_err(describe)?;
         let code = module.get_finalized_function(id);
         // SAFETY: `code` is the finalized (executable) entry of a function built by

@@ -20,6 +20,18 @@ pub(crate) struct RawIo {
     u64s: *const u64,
 }
 
+// The generated code reads the fields at these offsets.
+const _: () = {
+    use super::translate::{IO_F32, IO_F64, IO_INPUTS, IO_REDS, IO_STORES, IO_U64};
+    use std::mem::offset_of;
+    assert!(offset_of!(RawIo, inputs) == IO_INPUTS as usize);
+    assert!(offset_of!(RawIo, stores) == IO_STORES as usize);
+    assert!(offset_of!(RawIo, reds) == IO_REDS as usize);
+    assert!(offset_of!(RawIo, f32s) == IO_F32 as usize);
+    assert!(offset_of!(RawIo, f64s) == IO_F64 as usize);
+    assert!(offset_of!(RawIo, u64s) == IO_U64 as usize);
+};
+
 /// Elements per chunk of work.
 const CHUNK: usize = 1 << 16;
 

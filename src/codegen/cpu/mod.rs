@@ -10,6 +10,7 @@ mod group;
 mod jit;
 mod launch;
 mod plan;
+mod steps;
 mod translate;
 
 use crate::codegen::{Engine, Launch};

@@ -6,8 +6,7 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I16, I64, I64X2};
 use cranelift_codegen::ir::{
-    AbiParam, Block, Function, InstBuilder, Signature, StackSlot, StackSlotData, StackSlotKind,
-    Value,
+    AbiParam, Function, InstBuilder, Signature, StackSlot, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -378,94 +377,6 @@ impl<'a, 'f> Tr<'a, 'f> {
         })?;
         self.b.ins().return_(&[]);
         Ok(())
-    }
-
-    /// Groups of 8 elements from `e0` (a variable) to `end`.
-    fn group_loop(&mut self, end: Value) -> Result<(), String> {
-        let bl: Vec<Block> = (0..8).map(|_| self.b.create_block()).collect();
-        let [head, pre, fast, slow, body, full, part, done] = bl[..] else {
-            return Err("blocks".into());
-        };
-        self.b.set_cold_block(slow);
-        self.b.set_cold_block(part);
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let e0 = self.b.use_var(self.v.e0);
-        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, e0, end);
-        self.b.ins().brif(more, pre, &[], done, &[]);
-
-        self.b.switch_to_block(pre);
-        let rem = self.b.ins().isub(end, e0);
-        let eight = self.iconst(8);
-        let m = self.b.ins().umin(rem, eight);
-        self.b.def_var(self.v.m, m);
-        let mut ok = self.b.ins().icmp_imm_s(IntCC::Equal, m, 8);
-        if self.p.rc && self.k.kind == KernelKind::Flat {
-            let c0 = self.b.use_var(self.v.c0);
-            let c8 = self.b.ins().iadd_imm_s(c0, 8);
-            let fits =
-                self.b
-                    .ins()
-                    .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, c8, self.k.cols as i64);
-            ok = self.b.ins().band(ok, fits);
-        }
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-
-        self.b.switch_to_block(fast);
-        self.fast_loads();
-        self.b.ins().jump(body, &[]);
-        self.b.switch_to_block(slow);
-        self.slow_loads()?;
-        self.b.ins().jump(body, &[]);
-
-        self.b.switch_to_block(body);
-        let g = self.group();
-        let vals = super::body::emit_body(&mut self.b, self.k, self.p, &self.sc, &g)?;
-        let m = self.b.use_var(self.v.m);
-        let is8 = self.b.ins().icmp_imm_s(IntCC::Equal, m, 8);
-        self.b.ins().brif(is8, full, &[], part, &[]);
-        self.b.switch_to_block(full);
-        self.sinks(&vals, false)?;
-        self.advance(head);
-        self.b.switch_to_block(part);
-        self.sinks(&vals, true)?;
-        self.advance(head);
-        self.b.switch_to_block(done);
-        Ok(())
-    }
-
-    /// Moves to the next group and jumps back to `head`.
-    fn advance(&mut self, head: Block) {
-        let e0 = self.b.use_var(self.v.e0);
-        let e1 = self.b.ins().iadd_imm_s(e0, 8);
-        self.b.def_var(self.v.e0, e1);
-        if !self.p.rc {
-            self.b.ins().jump(head, &[]);
-            return;
-        }
-        let c0 = self.b.use_var(self.v.c0);
-        let c1 = self.b.ins().iadd_imm_s(c0, 8);
-        self.b.def_var(self.v.c0, c1);
-        if self.k.kind == KernelKind::Rows {
-            self.b.ins().jump(head, &[]);
-            return;
-        }
-        // Flat: carry whole rows from the column into the row.
-        let wrap = self.b.create_block();
-        let over =
-            self.b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, c1, self.k.cols as i64);
-        self.b.ins().brif(over, wrap, &[], head, &[]);
-        self.b.switch_to_block(wrap);
-        let cols = self.iconst(self.k.cols);
-        let dr = self.b.ins().udiv(c1, cols);
-        let c2 = self.b.ins().urem(c1, cols);
-        let r0 = self.b.use_var(self.v.r0);
-        let r1 = self.b.ins().iadd(r0, dr);
-        self.b.def_var(self.v.r0, r1);
-        self.b.def_var(self.v.c0, c2);
-        self.b.ins().jump(head, &[]);
     }
 }
 
