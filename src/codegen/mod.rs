@@ -1,6 +1,8 @@
 //! Backends for the kernel form: each turns a `Kernel` into something that runs it.
 //! The reference evaluator (`ir::reference`) defines what they must compute.
 
+pub mod cuda;
+
 use crate::ir::kernel::{Kernel, KernelIo};
 
 /// A kernel ready to run on host memory.
