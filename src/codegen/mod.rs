@@ -2,6 +2,7 @@
 //! The reference evaluator (`ir::reference`) defines what they must compute.
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::ir::kernel::{Kernel, KernelIo};
 

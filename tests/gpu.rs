@@ -1,0 +1,348 @@
+//! The CUDA engine on a real GPU, against `ir::reference`. The device tests are ignored
+//! (no GPU in CI); run them with
+//! `cargo test --release --features cuda --test gpu -- --ignored --test-threads 1`,
+//! or with scripts/gpu-check.sh on a GPU machine from prebuilt binaries.
+//!
+//! Exact: every kernel without transcendentals, bit for bit (all NaNs alike: the GPU
+//! canonicalises NaN payloads). Transcendentals (exp, log, tanh, sigmoid, sin, cos, acos,
+//! pow) use CUDA's libdevice, which differs from the host libm by a few ulps: f32
+//! results within `TRANSCENDENTAL_ULPS`, 16-bit stores within one ulp of their dtype.
+
+#[path = "common/cuda_kernels.rs"]
+mod cuda_kernels;
+
+/// Without a driver, `probe` says why instead of panicking (with one, it names the GPU).
+#[test]
+fn probe_reports_instead_of_panicking() {
+    let r = mergec::codegen::cuda::probe();
+    eprintln!("probe: {r:?}");
+    if !std::path::Path::new("/dev/nvidiactl").exists() {
+        assert!(r.is_err(), "no GPU here, yet probe found one: {r:?}");
+    }
+    let bw = mergec::codegen::cuda::copy_bandwidth_gbs();
+    if r.is_err() {
+        assert!(bw.is_err());
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod device {
+    use super::cuda_kernels::*;
+    use mergec::codegen::Engine;
+    use mergec::codegen::cuda::CudaEngine;
+    use mergec::interp::semantics;
+    use mergec::ir::kernel::{
+        Args, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, Sink, UnOp,
+    };
+
+    /// Tolerance of CUDA's transcendental functions against the host's libm, in f32 ulps
+    /// (CUDA documents at most 1-4 ulps for these; glibc's are within 1).
+    const TRANSCENDENTAL_ULPS: u32 = 8;
+
+    fn engine() -> CudaEngine {
+        let e = CudaEngine::new().unwrap_or_else(|e| panic!("no CUDA device: {e}"));
+        eprintln!("device: {}", e.device());
+        e
+    }
+
+    #[test]
+    fn without_a_gpu_the_engine_is_an_error() {
+        if std::path::Path::new("/dev/nvidiactl").exists() {
+            return;
+        }
+        assert!(CudaEngine::new().is_err());
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn random_exact_kernels_match_the_reference() {
+        let e = engine();
+        let start = std::time::Instant::now();
+        let domains: Vec<(usize, usize)> = DOMAINS.iter().copied().chain([(3, 8193)]).collect();
+        let mut failures = Vec::new();
+        let mut total = 0;
+        for (d, &(rows, cols)) in domains.iter().enumerate() {
+            let mut rng = Rng::new(5000 + d as u64);
+            let style = Style {
+                transcendentals: false,
+            };
+            let cases: Vec<Case> = (0..24)
+                .map(|i| {
+                    let kind = if i % 3 == 2 {
+                        KernelKind::Rows
+                    } else {
+                        KernelKind::Flat
+                    };
+                    let name = format!("gpu {rows}x{cols} #{i}");
+                    let k = random_kernel(&mut rng, &name, kind, rows, cols, style);
+                    random_case(&mut rng, k)
+                })
+                .collect();
+            let kernels: Vec<Kernel> = cases.iter().map(|c| c.kernel.clone()).collect();
+            // One NVRTC call per domain; a few through `compile` too.
+            let launches = e.compile_all(&kernels).expect("compile");
+            for (i, (case, launch)) in cases.iter().zip(&launches).enumerate() {
+                total += 1;
+                let got = if i < 2 {
+                    run_engine(&e, case).expect("compile one")
+                } else {
+                    run_launch(launch.as_ref(), case)
+                };
+                e.end_tensor();
+                let want = run_reference(case);
+                if let Err(msg) = compare(case, &want, &got, Tolerance::Exact) {
+                    failures.push(format!("{}: {msg}\n{:?}", case.kernel.name, case.kernel));
+                }
+            }
+        }
+        eprintln!("{total} random kernels in {:.1?}", start.elapsed());
+        assert!(
+            failures.is_empty(),
+            "{} of {total} differ; first:\n{}",
+            failures.len(),
+            failures[0]
+        );
+    }
+
+    fn probe_kernel(name: &str, n: usize, body: Vec<Inst>, two_inputs: bool) -> Kernel {
+        let input = KInput {
+            dtype: BufDtype::F32,
+            mode: Mode::Full,
+        };
+        let last = body.len() as u32 - 1;
+        Kernel {
+            name: name.to_string(),
+            kind: KernelKind::Flat,
+            rows: 1,
+            cols: n,
+            inputs: if two_inputs {
+                vec![input, input]
+            } else {
+                vec![input]
+            },
+            body,
+            sinks: [BufDtype::F32, BufDtype::BF16, BufDtype::F16]
+                .iter()
+                .enumerate()
+                .map(|(i, &dtype)| Sink::Store {
+                    value: last,
+                    buf: i as u32,
+                    dtype,
+                })
+                .collect(),
+            n_f32: 0,
+            n_f64: 0,
+            n_u64: 0,
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn transcendentals_within_tolerance() {
+        let e = engine();
+        let n = 100_003;
+        let mut rng = Rng::new(77);
+        let ops = [
+            UnOp::Exp,
+            UnOp::Log,
+            UnOp::Tanh,
+            UnOp::Sigmoid,
+            UnOp::Sin,
+            UnOp::Cos,
+            UnOp::Acos,
+        ];
+        let mut cases: Vec<Case> = ops
+            .iter()
+            .map(|&op| {
+                let k = probe_kernel(
+                    &format!("{op:?}"),
+                    n,
+                    vec![Inst::Load(0), Inst::Un(op, 0)],
+                    false,
+                );
+                let x = random_storage(&mut rng, BufDtype::F32, n, 0.02);
+                Case {
+                    kernel: k,
+                    inputs: vec![x],
+                    args: Args::default(),
+                }
+            })
+            .collect();
+        let pow = vec![Inst::Load(0), Inst::Load(1), Inst::Bin(BinOp::Pow, 0, 1)];
+        cases.push(Case {
+            kernel: probe_kernel("Pow", n, pow, true),
+            inputs: vec![
+                random_storage(&mut rng, BufDtype::F32, n, 0.02),
+                random_storage(&mut rng, BufDtype::F32, n, 0.02),
+            ],
+            args: Args::default(),
+        });
+        let mut report = Vec::new();
+        for case in &cases {
+            let got = run_engine(&e, case).expect("compile");
+            let want = run_reference(case);
+            let exact = compare(case, &want, &got, Tolerance::Exact).is_ok();
+            let worst = (0..n)
+                .map(|i| {
+                    let (w, g) = (
+                        BufDtype::F32.load(&want.stores[0], i),
+                        BufDtype::F32.load(&got.stores[0], i),
+                    );
+                    if w.is_nan() || g.is_nan() {
+                        if w.is_nan() == g.is_nan() {
+                            0
+                        } else {
+                            u64::MAX
+                        }
+                    } else {
+                        ulps(w, g)
+                    }
+                })
+                .max()
+                .unwrap_or(0);
+            report.push(format!(
+                "{}: worst {worst} ulps{}",
+                case.kernel.name,
+                if exact { " (exact)" } else { "" }
+            ));
+            compare(case, &want, &got, Tolerance::Ulps(TRANSCENDENTAL_ULPS))
+                .unwrap_or_else(|m| panic!("{}: {m}", case.kernel.name));
+        }
+        eprintln!("{}", report.join("\n"));
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn topk_and_quantiles_match_semantics() {
+        let e = engine();
+        let mut rng = Rng::new(3);
+        for n in [1, 50, 783, 4097, 1_000_003] {
+            let mut x: Vec<f32> = (0..n).map(|_| random_f32_with(&mut rng, 0.01)).collect();
+            for i in (0..n).step_by(5) {
+                x[i] = 0.5; // ties
+            }
+            for k in [0, 1, n / 3, n / 5 + 1, n] {
+                let (t, cut) = e.topk_cut(&x, k).expect("top-k");
+                let mask = semantics::topk_mask(&x, k, 0);
+                for (i, &m) in mask.iter().enumerate() {
+                    let key = mergec::ir::reference::magnitude_key(x[i]) as u64;
+                    assert_eq!(
+                        key > t || (key == t && (i as u64) < cut),
+                        m,
+                        "n={n} k={k} i={i}"
+                    );
+                }
+            }
+            let clean: Vec<f32> = x
+                .iter()
+                .map(|v| if v.is_nan() { 0.0 } else { *v })
+                .collect();
+            for q in [0.0, 0.2, 0.5, 0.9, 1.0] {
+                let got = e.quantile(&clean, q).expect("quantile");
+                assert_eq!(
+                    got.to_bits(),
+                    semantics::quantile(&clean, q).to_bits(),
+                    "n={n} q={q}"
+                );
+            }
+        }
+    }
+
+    /// A merge-shaped kernel (base + sum of weighted deltas of 3 bf16 models, bf16 out)
+    /// at a full Mistral MLP size; prints device time and effective bandwidth.
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn merge_kernel_throughput() {
+        let e = engine();
+        let (rows, cols) = (14336, 4096);
+        let bf16 = KInput {
+            dtype: BufDtype::BF16,
+            mode: Mode::Full,
+        };
+        let mut body = vec![Inst::Load(0)];
+        let mut acc = 0u32;
+        for m in 1..4u32 {
+            let base = body.len() as u32;
+            body.push(Inst::Load(m));
+            body.push(Inst::Bin(BinOp::Sub, base, 0));
+            body.push(Inst::Arg(m - 1));
+            body.push(Inst::Bin(BinOp::Mul, base + 1, base + 2));
+            body.push(Inst::Bin(BinOp::Add, acc, base + 3));
+            acc = base + 4;
+        }
+        let k = Kernel {
+            name: "task_arithmetic".to_string(),
+            kind: KernelKind::Flat,
+            rows,
+            cols,
+            inputs: vec![bf16; 4],
+            body,
+            sinks: vec![Sink::Store {
+                value: acc,
+                buf: 0,
+                dtype: BufDtype::BF16,
+            }],
+            n_f32: 3,
+            n_f64: 0,
+            n_u64: 0,
+        };
+        // Finite bf16 values of both signs in [2^-7, 2^-2), cheap to make.
+        let inputs: Vec<Vec<u8>> = (0..4u64)
+            .map(|m| {
+                (0..(rows * cols) as u64)
+                    .flat_map(|i| {
+                        let h = (i ^ (m << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                        let sign = ((h & 1) as u16) << 15;
+                        (sign | 0x3c00 | ((h >> 1) as u16 & 0x3ff)).to_le_bytes()
+                    })
+                    .collect()
+            })
+            .collect();
+        let case = Case {
+            kernel: k,
+            inputs,
+            args: Args {
+                f32: vec![0.3, 0.5, 0.2],
+                ..Args::default()
+            },
+        };
+        let launch = e.compile(&case.kernel).expect("compile");
+        let t0 = std::time::Instant::now();
+        let first = run_launch(launch.as_ref(), &case);
+        let with_upload = t0.elapsed();
+        let t1 = std::time::Instant::now();
+        let again = run_launch(launch.as_ref(), &case);
+        let cached = t1.elapsed();
+        e.end_tensor();
+        assert_eq!(first, again);
+        let ms = e.last_kernel_ms().expect("kernel time") as f64;
+        let bytes = (5 * rows * cols * 2) as f64;
+        eprintln!(
+            "merge kernel {rows}x{cols} (4 bf16 in, 1 bf16 out): kernel {ms:.3} ms = {:.0} GB/s; \
+             launch with uploads {with_upload:.1?}, with cached inputs {cached:.1?}",
+            bytes / (ms / 1e3) / 1e9
+        );
+        // Spot-check rows against the reference (the whole tensor is slow on the host).
+        let mut small = case.kernel.clone();
+        small.rows = 2;
+        let part = Case {
+            kernel: small,
+            inputs: case
+                .inputs
+                .iter()
+                .map(|b| b[..2 * cols * 2].to_vec())
+                .collect(),
+            args: case.args.clone(),
+        };
+        let want = run_reference(&part);
+        assert_eq!(want.stores[0][..], first.stores[0][..2 * cols * 2]);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn copy_bandwidth_is_measured() {
+        let gbs = mergec::codegen::cuda::copy_bandwidth_gbs().expect("bandwidth");
+        eprintln!("device-to-device copy: {gbs:.0} GB/s (read + write)");
+        assert!(gbs > 10.0);
+    }
+}
