@@ -11,22 +11,53 @@ typedef unsigned short mg_u16;
 // The canonical NaN (Rust's f32::NAN) that semantics::max/min return.
 static __device__ __forceinline__ float mg_nan(void) { return __uint_as_float(0x7fc00000u); }
 
-static __device__ __forceinline__ int mg_isnan(float x) { return x != x; }
+static __device__ __forceinline__ int mg_isnan(float x) {
+    return (__float_as_uint(x) & 0x7fffffffu) > 0x7f800000u;
+}
 
 static __device__ __forceinline__ float mg_bool(int b) { return b ? 1.0f : 0.0f; }
+
+// Signs and orders are integer operations, never left to the compiler's float rules.
+// Seen with CUDA 13.0 on an H200: NVVM folded the sign flip of a 0/1 mask into a select
+// between the float constants -1.0 and -0.0, and the code ptxas made from that (inlined
+// into a max reduction) produced +0 where -0 was due. The asm keeps NVVM from folding;
+// max/min compare integer keys.
+static __device__ __forceinline__ float mg_neg(float x) {
+    mg_u32 u = __float_as_uint(x);
+#ifdef __CUDA_ARCH__
+    asm("xor.b32 %0, %0, 0x80000000;" : "+r"(u));
+#else
+    u ^= 0x80000000u;
+#endif
+    return __uint_as_float(u);
+}
+
+static __device__ __forceinline__ float mg_abs(float x) {
+    mg_u32 u = __float_as_uint(x);
+#ifdef __CUDA_ARCH__
+    asm("and.b32 %0, %0, 0x7fffffff;" : "+r"(u));
+#else
+    u &= 0x7fffffffu;
+#endif
+    return __uint_as_float(u);
+}
+
+// A strictly increasing integer key of a non-NaN float (-0 below +0).
+static __device__ __forceinline__ int mg_order(float x) {
+    int i = (int)__float_as_uint(x);
+    return i < 0 ? -(i & 0x7fffffff) - 1 : i;
+}
 
 // semantics::max: IEEE 754-2019 maximum (NaN if either is NaN; +0 beats -0).
 static __device__ __forceinline__ float mg_max(float a, float b) {
     if (mg_isnan(a) || mg_isnan(b)) return mg_nan();
-    if (a > b || (a == b && (__float_as_uint(b) >> 31))) return a;
-    return b;
+    return mg_order(a) >= mg_order(b) ? a : b;
 }
 
 // semantics::min: IEEE 754-2019 minimum (NaN if either is NaN; -0 beats +0).
 static __device__ __forceinline__ float mg_min(float a, float b) {
     if (mg_isnan(a) || mg_isnan(b)) return mg_nan();
-    if (a < b || (a == b && (__float_as_uint(a) >> 31))) return a;
-    return b;
+    return mg_order(a) <= mg_order(b) ? a : b;
 }
 
 // semantics::sign: -1, 1, or x itself for +-0 and NaN.

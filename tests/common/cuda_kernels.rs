@@ -427,13 +427,21 @@ pub fn ulps(a: f32, b: f32) -> u64 {
     (ord(a) - ord(b)).unsigned_abs()
 }
 
-fn same_f32(a: f32, b: f32, tol: Tolerance, allowed: u32) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return a.is_nan() && b.is_nan();
-    }
-    match tol {
-        Tolerance::Exact => a.to_bits() == b.to_bits(),
-        Tolerance::Ulps(_) => a.to_bits() == b.to_bits() || ulps(a, b) <= allowed as u64,
+/// Distance in ulps of their dtype between two stored elements (neither NaN).
+fn stored_ulps(dtype: BufDtype, a: &[u8], b: &[u8]) -> u64 {
+    match dtype {
+        BufDtype::F32 => ulps(
+            f32::from_le_bytes(a.try_into().expect("4 bytes")),
+            f32::from_le_bytes(b.try_into().expect("4 bytes")),
+        ),
+        BufDtype::F16 | BufDtype::BF16 => {
+            let ord = |x: &[u8]| {
+                let h = u16::from_le_bytes(x.try_into().expect("2 bytes"));
+                let m = (h & 0x7fff) as i64;
+                if h >> 15 == 1 { -m } else { m }
+            };
+            (ord(a) - ord(b)).unsigned_abs()
+        }
     }
 }
 
@@ -452,7 +460,13 @@ pub fn compare(case: &Case, want: &Outputs, got: &Outputs, tol: Tolerance) -> Re
                 dtype.load(&got.stores[s], i),
             );
             let raw = |b: &[u8]| b[i * dtype.size()..(i + 1) * dtype.size()].to_vec();
-            if !same_f32(w, g, tol, allowed) {
+            let close = if w.is_nan() || g.is_nan() {
+                w.is_nan() && g.is_nan()
+            } else {
+                let (rw, rg) = (raw(&want.stores[s]), raw(&got.stores[s]));
+                rw == rg || stored_ulps(dtype, &rw, &rg) <= allowed as u64
+            };
+            if !close {
                 return Err(format!(
                     "store {s} ({dtype:?}) element {i} (row {}, col {}): want {w:e} {:02x?}, got {g:e} {:02x?}",
                     i / k.cols,

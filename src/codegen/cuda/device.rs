@@ -165,6 +165,18 @@ impl CudaEngine {
             .collect()
     }
 
+    /// Runs kernel `index` of a CUDA translation unit written for `ks` by `render`, possibly
+    /// edited by hand (to try a variant of the prelude, say).
+    pub fn compile_source(
+        &self,
+        src: &str,
+        index: usize,
+        k: &Kernel,
+    ) -> Result<Box<dyn Launch>, String> {
+        let module = self.inner.module(src)?;
+        self.launcher(&module, index, k)
+    }
+
     fn launcher(
         &self,
         module: &Arc<CudaModule>,

@@ -137,6 +137,9 @@ impl Body<'_> {
                 }
             }
             Inst::Arg(j) => format!("af{j}"),
+            // -0.0 as a sign flip: no negative-zero float immediate reaches ptxas (see
+            // mg_neg in the prelude).
+            Inst::Const(x) if x.to_bits() == 0x8000_0000 => "mg_neg(0.0f)".to_string(),
             Inst::Const(x) => format!("__uint_as_float(0x{:08x}u)", x.to_bits()),
             Inst::Un(op, a) => un(op, &self.f(a)),
             Inst::Bin(op, a, b) => bin(op, &self.f(a), &self.f(b)),
@@ -199,9 +202,9 @@ fn mode_index(mode: Mode) -> &'static str {
 
 fn un(op: UnOp, x: &str) -> String {
     let f = match op {
-        UnOp::Neg => return format!("(-{x})"),
+        UnOp::Neg => "mg_neg",
         UnOp::Not => return format!("mg_bool({x} == 0.0f)"),
-        UnOp::Abs => "fabsf",
+        UnOp::Abs => "mg_abs",
         UnOp::Sign => "mg_sign",
         UnOp::Sqrt => "sqrtf",
         UnOp::Exp => "expf",
