@@ -79,7 +79,7 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
             }
             out
         }
-        "cuda" => return Err("the CUDA renderer is not available in this build".into()),
+        "cuda" => crate::codegen::cuda::render(&kernels),
         other => return Err(format!("--emit `{other}`: use typed, ir, kernels, clif or cuda")),
     })
 }

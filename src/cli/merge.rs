@@ -74,13 +74,18 @@ pub fn choose_backend(a: &MergeArgs) -> Result<crate::runtime::compiled::Backend
     use crate::runtime::compiled::Backend;
     let b = Backend::parse(&a.backend)?;
     match a.device.as_str() {
-        "cpu" if b == Backend::Cuda => Err("--backend cuda needs --device cuda or auto".into()),
+        "cpu" if b == Backend::Cuda => {
+            crate::codegen::cuda::probe()
+                .map_err(|why| format!("--backend cuda: no usable GPU: {why}"))?;
+            Ok(b)
+        }
         "cpu" => Ok(b),
         "cuda" => {
-            gpu_probe()?;
+            crate::codegen::cuda::probe()
+                .map_err(|why| format!("--device cuda: no usable GPU: {why}"))?;
             Ok(Backend::Cuda)
         }
-        "auto" => match gpu_probe() {
+        "auto" => match crate::codegen::cuda::probe() {
             Ok(_) => Ok(Backend::Cuda),
             Err(why) => {
                 if !a.quiet {
@@ -224,8 +229,4 @@ pub fn run(a: &MergeArgs) -> i32 {
             }
         }
     }
-}
-
-fn gpu_probe() -> Result<String, String> {
-    Err("the CUDA backend is not available in this build".into())
 }

@@ -80,8 +80,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Every kernel: each stage's selection key kernels, then its launches.
     pub fn kernels(&self) -> impl Iterator<Item = &Kernel> {
-        self.stages.iter().flat_map(|s| s.launches.iter().map(|l| &l.kernel))
+        self.stages.iter().flat_map(|s| {
+            s.selects
+                .iter()
+                .map(|x| &x.launch.kernel)
+                .chain(s.launches.iter().map(|l| &l.kernel))
+        })
     }
 
     /// Text form of the stages and kernels.

@@ -61,7 +61,7 @@ pub fn engine(b: Backend) -> Result<Option<Box<dyn Engine>>, String> {
         Backend::Interp => None,
         Backend::Ref => Some(Box::new(crate::codegen::RefEngine)),
         Backend::Jit => Some(Box::new(crate::codegen::cpu::JitEngine::new()?)),
-        Backend::Cuda => return Err("the CUDA backend is not available in this build".into()),
+        Backend::Cuda => Some(crate::codegen::cuda::engine()?),
     })
 }
 

@@ -99,3 +99,16 @@ pub fn probe() -> Result<String, String> {
 pub fn copy_bandwidth_gbs() -> Result<f64, String> {
     probe().map(|_| 0.0)
 }
+
+/// The CUDA engine, or why there is none (probed first: never a panic without a driver).
+pub fn engine() -> Result<Box<dyn crate::codegen::Engine>, String> {
+    #[cfg(feature = "cuda")]
+    {
+        probe()?;
+        Ok(Box::new(CudaEngine::new()?))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err(probe().err().unwrap_or_default())
+    }
+}
