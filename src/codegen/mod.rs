@@ -16,6 +16,10 @@ pub trait Launch: Send + Sync {
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String>;
+    /// Compiles several kernels (a device engine compiles them as one module).
+    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+        ks.iter().map(|k| self.compile(k)).collect()
+    }
     /// Called after the last launch of one tensor (device engines drop cached uploads).
     fn end_tensor(&self) {}
 }

@@ -23,26 +23,30 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn new(plan: Plan, engine: &dyn Engine) -> Result<Compiled, String> {
-        let code = plan
-            .stages
-            .iter()
-            .map(|s| s.launches.iter().map(|l| engine.compile(&l.kernel)).collect())
-            .collect::<Result<_, _>>()?;
-        let sel_code = plan
-            .stages
-            .iter()
-            .map(|s| {
-                s.selects
-                    .iter()
-                    .map(|sel| {
-                        let full = engine.compile(&sel.launch.kernel)?;
-                        let mut tail = sel.launch.kernel.clone();
-                        tail.rows = tail_rows(sel);
-                        Ok((full, engine.compile(&tail)?))
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-            })
-            .collect::<Result<_, _>>()?;
+        // Every kernel in one list (one module on a device): per stage, each select's
+        // full-chunk and last-chunk key kernels, then the launches.
+        let mut all = Vec::new();
+        for s in &plan.stages {
+            for sel in &s.selects {
+                let mut tail = sel.launch.kernel.clone();
+                tail.rows = tail_rows(sel);
+                all.push(sel.launch.kernel.clone());
+                all.push(tail);
+            }
+            all.extend(s.launches.iter().map(|l| l.kernel.clone()));
+        }
+        let mut compiled = engine.compile_many(&all)?.into_iter();
+        let mut next = || compiled.next().ok_or("engine returned too few kernels");
+        let mut code = Vec::new();
+        let mut sel_code = Vec::new();
+        for s in &plan.stages {
+            let mut sc = Vec::new();
+            for _ in &s.selects {
+                sc.push((next()?, next()?));
+            }
+            sel_code.push(sc);
+            code.push(s.launches.iter().map(|_| next()).collect::<Result<Vec<_>, _>>()?);
+        }
         Ok(Compiled { plan, code, sel_code })
     }
 }

@@ -323,6 +323,10 @@ impl Engine for CudaEngine {
         self.launcher(&module, 0, k)
     }
 
+    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+        self.compile_all(ks)
+    }
+
     fn end_tensor(&self) {
         let me = std::thread::current().id();
         if let Ok(mut uploads) = self.inner.uploads.lock() {
