@@ -9,12 +9,19 @@ use super::body::emit_body;
 use super::translate::Tr;
 use crate::ir::kernel::KernelKind;
 
+/// Whole groups per iteration of the fast loop (2 measured best: fewer loop and
+/// spill instructions per group; 4 gains nothing and compiles slower).
+const UNROLL: i64 = 2;
+
 impl Tr<'_, '_> {
-    /// Groups of 8 elements from `e0` (a variable) to `end`.
+    /// Groups of 8 elements from `e0` (a variable) to `end`: `UNROLL` whole groups
+    /// per iteration on the fast path, then the rest (under 8 * UNROLL elements)
+    /// one masked group at a time.
     pub(super) fn group_loop(&mut self, end: Value) -> Result<(), String> {
         if self.p.rc && self.k.kind == KernelKind::Flat {
             return self.general_loop(end);
         }
+        let unroll = UNROLL;
         let (head, whole, tail, part, done) = (
             self.b.create_block(),
             self.b.create_block(),
@@ -25,7 +32,7 @@ impl Tr<'_, '_> {
         self.b.set_cold_block(part);
         let e0 = self.b.use_var(self.v.e0);
         let len = self.b.ins().isub(end, e0);
-        let len = self.b.ins().band_imm_s(len, !7);
+        let len = self.b.ins().band_imm_s(len, !(8 * unroll - 1));
         let wend = self.b.ins().iadd(e0, len);
         self.b.ins().jump(head, &[]);
 
@@ -34,26 +41,44 @@ impl Tr<'_, '_> {
         let more = self.b.ins().icmp(IntCC::UnsignedLessThan, e0, wend);
         self.b.ins().brif(more, whole, &[], tail, &[]);
         self.b.switch_to_block(whole);
-        self.fast_loads();
-        let g = self.group();
-        let vals = emit_body(&mut self.b, self.k, self.p, &self.sc, &g)?;
-        self.sinks(&vals, false)?;
-        self.advance(head);
+        for _ in 0..unroll {
+            self.fast_loads();
+            let g = self.group();
+            let vals = emit_body(&mut self.b, self.k, self.p, &self.sc, &g)?;
+            self.sinks(&vals, false)?;
+            self.step();
+        }
+        self.b.ins().jump(head, &[]);
 
         self.b.switch_to_block(tail);
         let e0 = self.b.use_var(self.v.e0);
         let more = self.b.ins().icmp(IntCC::UnsignedLessThan, e0, end);
         self.b.ins().brif(more, part, &[], done, &[]);
         self.b.switch_to_block(part);
-        let m = self.b.ins().isub(end, e0);
+        let rem = self.b.ins().isub(end, e0);
+        let eight = self.b.ins().iconst(I64, 8);
+        let m = self.b.ins().umin(rem, eight);
         self.b.def_var(self.v.m, m);
         self.slow_loads()?;
         let g = self.group();
         let vals = emit_body(&mut self.b, self.k, self.p, &self.sc, &g)?;
         self.sinks(&vals, true)?;
-        self.b.ins().jump(done, &[]);
+        self.step();
+        self.b.ins().jump(tail, &[]);
         self.b.switch_to_block(done);
         Ok(())
+    }
+
+    /// Moves to the next group (within a row: Rows kernels, or no row/column reads).
+    fn step(&mut self) {
+        let e0 = self.b.use_var(self.v.e0);
+        let e1 = self.b.ins().iadd_imm_s(e0, 8);
+        self.b.def_var(self.v.e0, e1);
+        if self.p.rc {
+            let c0 = self.b.use_var(self.v.c0);
+            let c1 = self.b.ins().iadd_imm_s(c0, 8);
+            self.b.def_var(self.v.c0, c1);
+        }
     }
 
     /// Groups of 8 elements, for Flat kernels that read by row or column: a group
