@@ -1,5 +1,7 @@
 //! Iterating the groups of 8 elements of one canonical block (`e0`, a variable,
-//! to `end`): whole groups on the fast path, then the partial last group masked.
+//! to `end`): whole groups on the fast path (contiguous loads, splats), and the
+//! rest - the partial last group, or a group that crosses a row boundary in a
+//! Flat kernel that reads by row or column - on the masked path.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
