@@ -95,6 +95,35 @@ fn two_sums(n: usize) -> Kernel {
     flat("two_sums", n, 2, body, sinks)
 }
 
+/// out = a * s[row] + c[col] (bf16 a and out, f32 row and column vectors), on a
+/// 4096-column matrix: the row-segment path of Flat kernels.
+fn broadcast(n: usize) -> Kernel {
+    use BinOp::{Add, Mul};
+    let body = vec![
+        Inst::Load(0),
+        Inst::Load(1),
+        Inst::Load(2),
+        Inst::Bin(Mul, 0, 1),
+        Inst::Bin(Add, 3, 2),
+    ];
+    let sinks = vec![Sink::Store {
+        value: 4,
+        buf: 0,
+        dtype: BufDtype::BF16,
+    }];
+    let mut k = flat("broadcast", n, 1, body, sinks);
+    (k.rows, k.cols) = (n / 4096, 4096);
+    k.inputs.push(KInput {
+        dtype: BufDtype::F32,
+        mode: Mode::Row,
+    });
+    k.inputs.push(KInput {
+        dtype: BufDtype::F32,
+        mode: Mode::Col,
+    });
+    k
+}
+
 fn compile_latency(engine: &JitEngine) {
     let mut rng = kernels::Rng::new(77);
     let ks: Vec<Kernel> = (0..400)
@@ -134,6 +163,9 @@ fn throughput(engine: &JitEngine, n: usize, threads: usize) {
         .collect();
     let ta = engine.compile(&task_arithmetic(n)).expect("compile");
     let ts = engine.compile(&two_sums(n)).expect("compile");
+    let bk = broadcast(n);
+    let bc = engine.compile(&bk).expect("compile");
+    let (rowv, colv) = (vec![0x3fu8; 4 * bk.rows], vec![0x3eu8; 4 * bk.cols]);
     let args = Args {
         f32: vec![0.3],
         ..Args::default()
@@ -145,7 +177,7 @@ fn throughput(engine: &JitEngine, n: usize, threads: usize) {
         .num_threads(threads)
         .build()
         .expect("pool");
-    let (t_ta, t_ts, t_cp) = pool.install(|| {
+    let (t_ta, t_ts, t_bc, t_cp) = pool.install(|| {
         let t_ta = best(5, || {
             let inputs = data.iter().map(|v| v.as_slice()).collect();
             let mut io = KernelIo {
@@ -167,13 +199,23 @@ fn throughput(engine: &JitEngine, n: usize, threads: usize) {
             };
             ts.launch(&mut io);
         });
+        let t_bc = best(5, || {
+            let inputs = vec![&data[0][..2 * bk.numel()], &rowv[..], &colv[..]];
+            let mut io = KernelIo {
+                inputs,
+                args: &args,
+                stores: vec![&mut out],
+                reductions: vec![],
+            };
+            bc.launch(&mut io);
+        });
         let t_cp = best(5, || {
             let chunks = copy
                 .par_chunks_mut(1 << 17)
                 .zip(data[0].par_chunks(1 << 17));
             chunks.for_each(|(d, s)| d.copy_from_slice(s));
         });
-        (t_ta, t_ts, t_cp)
+        (t_ta, t_ts, t_bc, t_cp)
     });
     let mb = (2 * n) as f64 / 1e6;
     let gbs = |bytes: f64, t: f64| bytes / 1e3 / t;
@@ -181,6 +223,7 @@ fn throughput(engine: &JitEngine, n: usize, threads: usize) {
         "{threads} thread(s), {n} elements ({mb:.0} MB per bf16 tensor):\n  \
          task arithmetic (4 in, 1 out) {:.1} ms = {:.2} ns/element, {:.1} GB/s read+written\n  \
          two sums (2 in)               {:.1} ms = {:.2} ns/element, {:.1} GB/s read\n  \
+         a * row + col (bf16 in/out)   {:.1} ms = {:.2} ns/element\n  \
          memcpy of one tensor          {:.1} ms = {:.1} GB/s read+written \
          (the same 5 tensors' traffic as task arithmetic: {:.1} ms)",
         t_ta * 1e3,
@@ -189,6 +232,8 @@ fn throughput(engine: &JitEngine, n: usize, threads: usize) {
         t_ts * 1e3,
         t_ts * 1e9 / n as f64,
         gbs(2.0 * mb, t_ts),
+        t_bc * 1e3,
+        t_bc * 1e9 / bk.numel() as f64,
         t_cp * 1e3,
         gbs(2.0 * mb, t_cp),
         2.5 * t_cp * 1e3,

@@ -2,6 +2,17 @@
 //! Cranelift, that runs a range of units (blocks or rows) with 128-bit SIMD, 8
 //! elements per step; launches split the units across rayon's threads. Results
 //! match `ir::reference` bit for bit (NaN payloads aside), for any thread count.
+//!
+//! - `plan`: validation, value types (f32/f64 as the reference has them), liveness.
+//! - `translate`: the function and its unit / canonical-block loops, reductions.
+//! - `steps`: the group loops (fast whole groups, masked partial or row-crossing ones).
+//! - `group`: a group's loads (vector loads, or lane-by-lane through stack buffers)
+//!   and sinks; `body`: the instructions; `emit`: vector conversions (bf16, f16,
+//!   promote/demote) and the random draw; `fns`: per-lane Rust helpers (exp, powf..).
+//! - `jit`: Cranelift setup, linking, the native entry point; `launch`: buffer checks,
+//!   raw pointers, rayon. The only `unsafe` code is in these two files.
+//!
+//! `MERGEC_JIT_DUMP=1` prints each compiled kernel's CLIF and machine code to stderr.
 
 mod body;
 mod emit;
