@@ -18,7 +18,7 @@ echo "== cargo build --release --features cuda (mergec)" >&2
 cargo build --release --features cuda --bin mergec --quiet
 echo "== cargo test --release --features cuda --test gpu --no-run" >&2
 TESTS="$(cargo test --release --features cuda --test gpu --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
+    grep '"test":true' | grep '"name":"gpu"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
 [ -x "$TESTS" ] || { echo "gpu-bundle: could not find the gpu test binary" >&2; exit 1; }
 
 mkdir -p "$OUT"

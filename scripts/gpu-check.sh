@@ -28,6 +28,8 @@ for f in gpu-tests mergec; do
 done
 STATUS=0
 step() { echo; echo "== $*"; }
+# Seconds since a `date +%s%N` stamp, with millisecond precision (no bc needed).
+secs() { local ms=$(( ($(date +%s%N) - $1) / 1000000 )); printf '%d.%03d' $((ms / 1000)) $((ms % 1000)); }
 
 step "1. device and libraries (bundle $BUNDLE, commit $(cat "$BUNDLE/COMMIT" 2>/dev/null || echo '?'))"
 timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
@@ -71,19 +73,19 @@ if timeout 120 "$M" synth --arch "$ARCH" --models 3 --dtype bf16 --out "$WORK/ck
     timeout 60 "$M" synth --arch tiny-2 --models 3 --dtype bf16 --out "$WORK/tiny" >/dev/null; then
     IN=("$WORK"/ckpt/base/*.safetensors "$WORK"/ckpt/model-*/*.safetensors)
     bytes=$(du -cb "${IN[@]}" | tail -1 | cut -f1)
-    s=$(date +%s.%N); cat "${IN[@]}" >/dev/null; cat "${IN[@]}" >/dev/null
-    s=$(date +%s.%N); cat "${IN[@]}" >/dev/null
-    echo "plain read of the inputs ($bytes bytes, warm): $(echo "$(date +%s.%N) - $s" | bc) s"
+    cat "${IN[@]}" >/dev/null; cat "${IN[@]}" >/dev/null
+    s=$(date +%s%N); cat "${IN[@]}" >/dev/null
+    echo "plain read of the inputs ($bytes bytes, warm): $(secs "$s") s"
     for method in task_arithmetic "ties --set density=0.5"; do
         for backend in jit cuda; do
             cat "${IN[@]}" >/dev/null
-            s=$(date +%s.%N)
+            s=$(date +%s%N)
             # shellcheck disable=SC2086
             timeout 120 "$M" merge $method --base "$WORK/ckpt/base" --model "$WORK/ckpt/model-1" \
                 --model "$WORK/ckpt/model-2" --model "$WORK/ckpt/model-3" --dtype bf16 \
                 --out "$WORK/out-$backend" --quiet --backend "$backend" ||
                 { STATUS=1; echo "merge $method ($backend) failed"; }
-            echo "merge $method ($ARCH, base + 3, bf16) --backend $backend: $(echo "$(date +%s.%N) - $s" | bc) s"
+            echo "merge $method ($ARCH, base + 3, bf16) --backend $backend: $(secs "$s") s"
         done
         if cmp -s "$WORK/out-cuda/model.safetensors" "$WORK/out-jit/model.safetensors" ||
             diff -r -q -x mergec.json "$WORK/out-cuda" "$WORK/out-jit" >/dev/null; then
