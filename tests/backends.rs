@@ -56,9 +56,9 @@ enum Out {
 
 fn same(a: &[u32], b: &[u32]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x == y || (f32::from_bits(*x).is_nan() && f32::from_bits(*y).is_nan())
-        })
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (f32::from_bits(*x).is_nan() && f32::from_bits(*y).is_nan()))
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
@@ -78,7 +78,16 @@ fn compare(
     let facts = TensorFacts::from_name(name, 4);
     let ctx = Context::new(7, facts.clone());
     let want = run_merge(m, base, models, overrides, &ctx, allow_nonfinite);
-    let got = run_merge_compiled(m, base, models, overrides, 7, &facts, engine, allow_nonfinite);
+    let got = run_merge_compiled(
+        m,
+        base,
+        models,
+        overrides,
+        7,
+        &facts,
+        engine,
+        allow_nonfinite,
+    );
     let out = match (&want, got) {
         (_, Err(LowerError::Unsupported(why))) => Out::Unsupported(why),
         (Ok(w), Ok(g)) => {
@@ -99,16 +108,31 @@ fn compare(
         }
         (Err(_), Err(LowerError::Runtime(_))) => Out::Err,
         (Ok(_), Err(LowerError::Runtime(e))) => {
-            return Err(format!("{}: compiled failed ({e}) where the interpreter ran", engine.name()));
+            return Err(format!(
+                "{}: compiled failed ({e}) where the interpreter ran",
+                engine.name()
+            ));
         }
         (Err(e), Ok(_)) => {
-            return Err(format!("{}: compiled ran where the interpreter failed ({e})", engine.name()));
+            return Err(format!(
+                "{}: compiled ran where the interpreter failed ({e})",
+                engine.name()
+            ));
         }
     };
     Ok(out)
 }
 
-const SHAPES: [&[usize]; 8] = [&[1], &[3], &[50], &[783], &[4096], &[3, 50], &[50, 3], &[7, 783]];
+const SHAPES: [&[usize]; 8] = [
+    &[1],
+    &[3],
+    &[50],
+    &[783],
+    &[4096],
+    &[3, 50],
+    &[50, 3],
+    &[7, 783],
+];
 
 fn stdlib_settings(name: &str) -> Vec<Vec<&'static str>> {
     let mut v = vec![vec![]];
@@ -140,7 +164,8 @@ fn every_stdlib_method_matches_the_interpreter() {
                 .map(|s| Const::parse_assignment(s).expect("setting"))
                 .collect();
             for shape in SHAPES {
-                let Ok(m) = instantiate_merge(&method.program, &method.sig.name, shape.len()) else {
+                let Ok(m) = instantiate_merge(&method.program, &method.sig.name, shape.len())
+                else {
                     continue;
                 };
                 for k in 1..=3 {
@@ -156,7 +181,15 @@ fn every_stdlib_method_matches_the_interpreter() {
                         .collect();
                     for e in &engines {
                         runs += 1;
-                        match compare(&m, &base, &models, &overrides, NAMES[k - 1], e.as_ref(), false) {
+                        match compare(
+                            &m,
+                            &base,
+                            &models,
+                            &overrides,
+                            NAMES[k - 1],
+                            e.as_ref(),
+                            false,
+                        ) {
                             Ok(Out::Unsupported(why)) => failures.push(format!(
                                 "{} {settings:?} {shape:?} k={k}: unsupported: {why}",
                                 method.sig.name
@@ -172,8 +205,16 @@ fn every_stdlib_method_matches_the_interpreter() {
             }
         }
     }
-    println!("stdlib: {runs} compiled runs compared, {} failures", failures.len());
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "stdlib: {runs} compiled runs compared, {} failures",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -193,13 +234,25 @@ fn random_programs_match_the_interpreter() {
         programs += 1;
         for sig in &sigs {
             let shape = shapes[(seed as usize + sig.name.len()) % shapes.len()];
-            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else { continue };
+            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else {
+                continue;
+            };
             let k = 1 + (seed % 3) as usize;
             let base = random_tensor(&mut rng, shape, 1.0);
-            let models: Vec<Tensor> = (0..k).map(|_| random_tensor(&mut rng, shape, 1.0)).collect();
+            let models: Vec<Tensor> = (0..k)
+                .map(|_| random_tensor(&mut rng, shape, 1.0))
+                .collect();
             for e in &engines {
                 runs += 1;
-                match compare(&m, &base, &models, &[], NAMES[seed as usize % 3], e.as_ref(), seed % 2 == 0) {
+                match compare(
+                    &m,
+                    &base,
+                    &models,
+                    &[],
+                    NAMES[seed as usize % 3],
+                    e.as_ref(),
+                    seed % 2 == 0,
+                ) {
                     Ok(Out::Ok) => ok += 1,
                     Ok(Out::Err) => errs += 1,
                     Ok(Out::Unsupported(_)) => unsupported += 1,
@@ -212,8 +265,16 @@ fn random_programs_match_the_interpreter() {
         "random: {programs} programs, {runs} compiled runs: {ok} equal results, {errs} equal failures, {unsupported} unsupported, {} mismatches",
         failures.len()
     );
-    assert!(failures.is_empty(), "{} mismatches; the first:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n----\n"));
-    assert!(unsupported * 100 <= runs, "too many unsupported: {unsupported} of {runs}");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches; the first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(3)].join("\n----\n")
+    );
+    assert!(
+        unsupported * 100 <= runs,
+        "too many unsupported: {unsupported} of {runs}"
+    );
 }
 
 /// Top-k selections on tensors larger than one selection chunk (2^21 elements), so
@@ -230,10 +291,14 @@ fn chunked_selections_match_the_interpreter() {
     ] {
         let m = mergec::stdlib::method(method).expect("method");
         let cm = instantiate_merge(&m.program, method, 2).expect("instantiate");
-        let overrides: Vec<(String, Const)> =
-            sets.iter().map(|s| Const::parse_assignment(s).expect("set")).collect();
+        let overrides: Vec<(String, Const)> = sets
+            .iter()
+            .map(|s| Const::parse_assignment(s).expect("set"))
+            .collect();
         let base = random_tensor(&mut rng, shape, 1.0);
-        let models: Vec<Tensor> = (0..3).map(|_| random_tensor(&mut rng, shape, 1.0)).collect();
+        let models: Vec<Tensor> = (0..3)
+            .map(|_| random_tensor(&mut rng, shape, 1.0))
+            .collect();
         match compare(&cm, &base, &models, &overrides, NAMES[0], &jit, false) {
             Ok(Out::Ok) => {}
             other => panic!("{method}: {other:?}"),

@@ -36,7 +36,10 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
     })?;
     let name = match a.merge {
         Some(n) => n.to_string(),
-        None => sigs.first().map(|s| s.name.clone()).ok_or("the program defines no merge")?,
+        None => sigs
+            .first()
+            .map(|s| s.name.clone())
+            .ok_or("the program defines no merge")?,
     };
     if a.models == 0 {
         return Err("--models must be at least 1".into());
@@ -60,7 +63,9 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
     let typed = m.body.pretty(&m.var_names);
     let g = lower_merge(&m, params, &facts, shapes).map_err(|e| match e {
         LowerError::Runtime(r) => format!("`{name}` fails on this tensor: {r}"),
-        LowerError::Unsupported(why) => format!("the compiler declines `{name}`: {why} (the interpreter runs it)"),
+        LowerError::Unsupported(why) => {
+            format!("the compiler declines `{name}`: {why} (the interpreter runs it)")
+        }
     })?;
     if a.emit == "typed" {
         return Ok(typed);
@@ -69,7 +74,10 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
     let plan = crate::passes::compile_graph(g, d, &vec![d; a.models + 1]);
     let kernels: Vec<_> = plan.kernels().cloned().collect();
     Ok(match a.emit {
-        "ir" => format!("{ir_before}\n== after the passes ==\n{}", plan.graph.print()),
+        "ir" => format!(
+            "{ir_before}\n== after the passes ==\n{}",
+            plan.graph.print()
+        ),
         "kernels" => plan.print(),
         "clif" => {
             let mut out = String::new();
@@ -80,7 +88,11 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
             out
         }
         "cuda" => crate::codegen::cuda::render(&kernels),
-        other => return Err(format!("--emit `{other}`: use typed, ir, kernels, clif or cuda")),
+        other => {
+            return Err(format!(
+                "--emit `{other}`: use typed, ir, kernels, clif or cuda"
+            ));
+        }
     })
 }
 

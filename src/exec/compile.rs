@@ -28,7 +28,12 @@ pub fn lower_merge(
     facts: &TensorFacts,
     shapes: Vec<Vec<usize>>,
 ) -> Result<Graph, LowerError> {
-    lower(&LowerInput { merge: m, params, facts, shapes })
+    lower(&LowerInput {
+        merge: m,
+        params,
+        facts,
+        shapes,
+    })
 }
 
 /// Compiles one merge for one tensor's shapes, facts and parameters.
@@ -55,7 +60,10 @@ pub struct PlanCache {
 
 impl PlanCache {
     pub fn new(uses_facts: bool) -> PlanCache {
-        PlanCache { plans: Mutex::new(HashMap::new()), uses_facts }
+        PlanCache {
+            plans: Mutex::new(HashMap::new()),
+            uses_facts,
+        }
     }
 
     pub fn get_or_compile(
@@ -67,7 +75,10 @@ impl PlanCache {
             return p.clone();
         }
         let p = Arc::new(compile());
-        self.plans.lock().expect("plan cache").insert(key, p.clone());
+        self.plans
+            .lock()
+            .expect("plan cache")
+            .insert(key, p.clone());
         p
     }
 

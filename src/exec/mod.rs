@@ -15,6 +15,7 @@ use zerocopy::IntoBytes;
 
 /// Compiles and runs one merge on f32 tensors, with the interpreter's checks (the
 /// differential tests and small merges use it; `mergec merge` streams storage bytes).
+#[allow(clippy::too_many_arguments)]
 pub fn run_merge_compiled(
     m: &CheckedMerge,
     base: &Tensor,
@@ -37,7 +38,11 @@ pub fn run_merge_compiled(
     let mut out = vec![0.0f32; shape.iter().product()];
     let mut tensors = vec![(base.data.as_bytes(), BufDtype::F32)];
     tensors.extend(models.iter().map(|t| (t.data.as_bytes(), BufDtype::F32)));
-    let inp = run::RunInputs { tensors, seed, name: &facts.name };
+    let inp = run::RunInputs {
+        tensors,
+        seed,
+        name: &facts.name,
+    };
     run::execute(&c, &inp, out.as_mut_bytes())?;
     let t = Tensor::new(shape, out);
     if !allow_nonfinite {

@@ -18,7 +18,7 @@ pub struct Compiled {
     pub plan: Plan,
     code: Vec<Vec<Box<dyn Code>>>,
     /// Per stage, per select: the key kernel for a full chunk and for the last one.
-    sel_code: Vec<Vec<(Box<dyn Code>, Box<dyn Code>)>>,
+    sel_code: Vec<Vec<KeyCode>>,
 }
 
 impl Compiled {
@@ -45,9 +45,18 @@ impl Compiled {
                 sc.push((next()?, next()?));
             }
             sel_code.push(sc);
-            code.push(s.launches.iter().map(|_| next()).collect::<Result<Vec<_>, _>>()?);
+            code.push(
+                s.launches
+                    .iter()
+                    .map(|_| next())
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
         }
-        Ok(Compiled { plan, code, sel_code })
+        Ok(Compiled {
+            plan,
+            code,
+            sel_code,
+        })
     }
 }
 
@@ -58,6 +67,9 @@ fn tail_rows(sel: &crate::ir::plan::Select) -> usize {
         r => r,
     }
 }
+
+/// A select's key kernel for a full chunk of rows and for the last chunk.
+type KeyCode = (Box<dyn Code>, Box<dyn Code>);
 
 /// One tensor's inputs and facts.
 pub struct RunInputs<'a> {
@@ -174,7 +186,14 @@ impl State<'_> {
     }
 
     fn shape(&self, n: NodeId) -> Vec<usize> {
-        self.c.plan.graph.node(n).ty.shape().map(<[usize]>::to_vec).unwrap_or_default()
+        self.c
+            .plan
+            .graph
+            .node(n)
+            .ty
+            .shape()
+            .map(<[usize]>::to_vec)
+            .unwrap_or_default()
     }
 
     fn eval_host(&mut self, n: NodeId) -> HR {
@@ -193,7 +212,10 @@ impl State<'_> {
             NodeOp::Const(_) => return self.value(n),
             NodeOp::Poison(e) => return Err(e.clone()),
             NodeOp::Host(op) => {
-                let vals = args.iter().map(|&a| self.scalar(a)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args
+                    .iter()
+                    .map(|&a| self.scalar(a))
+                    .collect::<Result<Vec<_>, _>>()?;
                 HVal::V(elem_op(*op, &vals)?)
             }
             NodeOp::Select => match self.scalar(args[0])? {
@@ -216,12 +238,18 @@ impl State<'_> {
             NodeOp::Reduce(red, _) => {
                 let p = self.partials.remove(&n).unwrap_or_default();
                 HVal::D(match red {
-                    Red::Max => p.iter().fold(None, |a: Option<f32>, &x| {
-                        Some(a.map_or(x as f32, |a| sem::max(a, x as f32)))
-                    }).map_or(f64::NAN, |x| x as f64),
-                    Red::Min => p.iter().fold(None, |a: Option<f32>, &x| {
-                        Some(a.map_or(x as f32, |a| sem::min(a, x as f32)))
-                    }).map_or(f64::NAN, |x| x as f64),
+                    Red::Max => p
+                        .iter()
+                        .fold(None, |a: Option<f32>, &x| {
+                            Some(a.map_or(x as f32, |a| sem::max(a, x as f32)))
+                        })
+                        .map_or(f64::NAN, |x| x as f64),
+                    Red::Min => p
+                        .iter()
+                        .fold(None, |a: Option<f32>, &x| {
+                            Some(a.map_or(x as f32, |a| sem::min(a, x as f32)))
+                        })
+                        .map_or(f64::NAN, |x| x as f64),
                     _ => p.iter().fold(0.0, |a, &x| a + x),
                 })
             }
@@ -290,8 +318,15 @@ impl State<'_> {
             match counts {
                 Ok((k, skip)) => {
                     let (k, skip) = select::topk_counts(n, k, skip);
-                    let key = sel.keys.iter().position(|&x| x == args[0]).expect("select key");
-                    requests.push(super::topk::Request { key, count: k + skip });
+                    let key = sel
+                        .keys
+                        .iter()
+                        .position(|&x| x == args[0])
+                        .expect("select key");
+                    requests.push(super::topk::Request {
+                        key,
+                        count: k + skip,
+                    });
                     requests.push(super::topk::Request { key, count: skip });
                     ok.push(t);
                 }
@@ -358,7 +393,10 @@ impl State<'_> {
         let mut io = KernelIo {
             inputs,
             args: &args,
-            stores: bufs.iter_mut().map(|b| b.as_mut_slice().as_mut_bytes()).collect(),
+            stores: bufs
+                .iter_mut()
+                .map(|b| b.as_mut_slice().as_mut_bytes())
+                .collect(),
             reductions: Vec::new(),
         };
         let code = &self.c.sel_code[si][j];
@@ -381,7 +419,11 @@ impl State<'_> {
                     _ => f32::NAN,
                 })
                 .collect(),
-            f64: l.f64_args.iter().map(|&a| self.f64_of(a).unwrap_or(f64::NAN)).collect(),
+            f64: l
+                .f64_args
+                .iter()
+                .map(|&a| self.f64_of(a).unwrap_or(f64::NAN))
+                .collect(),
             u64: l.u64_args.iter().map(|a| self.u64_arg(a)).collect(),
         }
     }
@@ -422,13 +464,19 @@ impl State<'_> {
 
     fn u64_arg(&self, a: &U64Arg) -> u64 {
         match a {
-            U64Arg::Key { model, stream } => {
-                sem::stream_key(self.inp.seed, sem::name_hash(self.inp.name), *model, *stream)
-            }
+            U64Arg::Key { model, stream } => sem::stream_key(
+                self.inp.seed,
+                sem::name_hash(self.inp.name),
+                *model,
+                *stream,
+            ),
             U64Arg::TopT { node, which } | U64Arg::TopCut { node, which } => {
                 let cut = match self.value(*node) {
                     Ok(HVal::Cuts(c)) => c[*which as usize],
-                    _ => select::TopkCut { t: u32::MAX, cut: 0 },
+                    _ => select::TopkCut {
+                        t: u32::MAX,
+                        cut: 0,
+                    },
                 };
                 match a {
                     U64Arg::TopT { .. } => cut.t as u64,
@@ -438,7 +486,13 @@ impl State<'_> {
         }
     }
 
-    fn launch(&mut self, si: usize, li: usize, l: &crate::ir::plan::Launch, out: &mut Option<&mut [u8]>) {
+    fn launch(
+        &mut self,
+        si: usize,
+        li: usize,
+        l: &crate::ir::plan::Launch,
+        out: &mut Option<&mut [u8]>,
+    ) {
         let k = &l.kernel;
         let args = self.args(l);
         // Buffers this launch stores into, taken out while it runs.
@@ -472,9 +526,11 @@ impl State<'_> {
                     StoreTarget::Buffer(_) => {
                         stores.push(owned_it.next().expect("store buffer").as_mut_bytes())
                     }
-                    StoreTarget::Output => {
-                        stores.push(out_slot.take().expect("executor: the output is stored once"))
-                    }
+                    StoreTarget::Output => stores.push(
+                        out_slot
+                            .take()
+                            .expect("executor: the output is stored once"),
+                    ),
                 }
             }
             let mut io = KernelIo {
@@ -488,7 +544,8 @@ impl State<'_> {
         let mut owned_it = owned.into_iter();
         for s in &l.stores {
             if let StoreTarget::Buffer(n) = s {
-                self.buffers.insert(*n, owned_it.next().expect("store buffer"));
+                self.buffers
+                    .insert(*n, owned_it.next().expect("store buffer"));
             }
         }
         for (r, p) in l.reductions.iter().zip(reds) {

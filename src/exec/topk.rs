@@ -88,8 +88,14 @@ pub fn select_chunked(
     let mut st: Vec<State> = requests
         .iter()
         .map(|r| match r.count {
-            0 => State::Done(TopkCut { t: u32::MAX, cut: 0 }),
-            c if c >= n => State::Done(TopkCut { t: 0, cut: n as u64 }),
+            0 => State::Done(TopkCut {
+                t: u32::MAX,
+                cut: 0,
+            }),
+            c if c >= n => State::Done(TopkCut {
+                t: 0,
+                cut: n as u64,
+            }),
             c => State::Bucket(0, c as u64),
         })
         .collect();
@@ -101,7 +107,12 @@ pub fn select_chunked(
     // Pass 1: top 16 bits.
     let mut hi = vec![vec![0u64; BINS]; n_keys];
     let wanted: Vec<bool> = (0..n_keys)
-        .map(|k| requests.iter().zip(&st).any(|(r, s)| r.key == k && !matches!(s, State::Done(_))))
+        .map(|k| {
+            requests
+                .iter()
+                .zip(&st)
+                .any(|(r, s)| r.key == k && !matches!(s, State::Done(_)))
+        })
         .collect();
     for c in 0..chunks {
         fill(c, &mut bufs);
@@ -174,7 +185,10 @@ fn scan_ties(keys: &[f32], start: usize, t: u32, m: u64, seen: u64) -> State {
         if magnitude_key(x) == t {
             s += 1;
             if s == m {
-                return State::Done(TopkCut { t, cut: (start + i) as u64 + 1 });
+                return State::Done(TopkCut {
+                    t,
+                    cut: (start + i) as u64 + 1,
+                });
             }
         }
     }
@@ -213,7 +227,18 @@ mod tests {
             seed
         };
         for &n in &[1usize, 2, 3, 50, 783, 4097, 70_001] {
-            let pool = [0.0f32, -0.0, 1.0, -1.0, 0.5, 2.0, f32::NAN, 1e-30, 3.5, -3.5];
+            let pool = [
+                0.0f32,
+                -0.0,
+                1.0,
+                -1.0,
+                0.5,
+                2.0,
+                f32::NAN,
+                1e-30,
+                3.5,
+                -3.5,
+            ];
             let x: Vec<f32> = (0..n)
                 .map(|_| {
                     let r = next();
@@ -238,7 +263,11 @@ mod tests {
                 };
                 let cuts = select_chunked(1, n, chunks, &reqs, &mut fill);
                 for (&k, c) in ks.iter().zip(cuts) {
-                    assert_eq!(mask(&x, c), topk_mask(&x, k, 0), "n {n} k {k} chunk {chunk}");
+                    assert_eq!(
+                        mask(&x, c),
+                        topk_mask(&x, k, 0),
+                        "n {n} k {k} chunk {chunk}"
+                    );
                 }
             }
         }

@@ -128,7 +128,10 @@ pub enum NodeOp {
     /// A tensor of the node's shape filled with a scalar: args [value].
     Fill,
     /// Uniform draws of stream `stream` for model `model`, indexed over the node's shape.
-    Uniform { model: u32, stream: u32 },
+    Uniform {
+        model: u32,
+        stream: u32,
+    },
     /// Whole-tensor reduction over `domain` (the arguments broadcast to it): args [x] or
     /// [x, y] (Dot) or [x, m] (DevSq).
     Reduce(Red, Vec<usize>),
@@ -217,14 +220,21 @@ impl Graph {
         for (i, n) in self.nodes.iter().enumerate() {
             for &a in &n.args {
                 if a as usize >= i {
-                    return Err(format!("%{i} ({}) reads %{a}, not defined before it", n.op.name()));
+                    return Err(format!(
+                        "%{i} ({}) reads %{a}, not defined before it",
+                        n.op.name()
+                    ));
                 }
             }
             let want = arity(&n.op);
             if let Some(w) = want
                 && n.args.len() != w
             {
-                return Err(format!("%{i} ({}) has {} args, wants {w}", n.op.name(), n.args.len()));
+                return Err(format!(
+                    "%{i} ({}) has {} args, wants {w}",
+                    n.op.name(),
+                    n.args.len()
+                ));
             }
             let tensor_op = matches!(
                 n.op,
@@ -244,7 +254,11 @@ impl Graph {
             }
             let scalar_op = matches!(
                 n.op,
-                NodeOp::Const(_) | NodeOp::Host(_) | NodeOp::H64(_) | NodeOp::Reduce(..) | NodeOp::Quantile
+                NodeOp::Const(_)
+                    | NodeOp::Host(_)
+                    | NodeOp::H64(_)
+                    | NodeOp::Reduce(..)
+                    | NodeOp::Quantile
             );
             if scalar_op && n.ty.is_tensor() {
                 return Err(format!("%{i} ({}) should be a scalar", n.op.name()));
@@ -260,7 +274,13 @@ impl Graph {
         let _ = writeln!(out, "graph inputs {} -> %{}", shapes.join(" "), self.output);
         for (i, n) in self.nodes.iter().enumerate() {
             let args: Vec<String> = n.args.iter().map(|a| format!("%{a}")).collect();
-            let _ = writeln!(out, "  %{i} = {} {} : {}", n.op.name(), args.join(" "), n.ty);
+            let _ = writeln!(
+                out,
+                "  %{i} = {} {} : {}",
+                n.op.name(),
+                args.join(" "),
+                n.ty
+            );
         }
         out
     }

@@ -166,12 +166,19 @@ pub enum Inst {
     Select(V, V, V),
     /// f32: `semantics::uniform_at(args.u64[key], idx)` where idx is the element's index
     /// under `mode` (Full: r * cols + c; Row: r; Col: c; One: 0).
-    Uniform { key: u32, mode: Mode },
+    Uniform {
+        key: u32,
+        mode: Mode,
+    },
     /// f32 0/1: top-k membership of element with magnitude key `mk(x)` (`mk(x)` =
     /// `x.to_bits() & 0x7fff_ffff`, or `u32::MAX` if x is NaN): with `t = args.u64[t]` and
     /// `cut = args.u64[cut]`, 1.0 iff `mk(x) > t || (mk(x) == t && i < cut)`, where `i` is
     /// the element's Full index.
-    TopSel { x: V, t: u32, cut: u32 },
+    TopSel {
+        x: V,
+        t: u32,
+        cut: u32,
+    },
     /// f64: exact widening of an f32 value.
     Widen(V),
     /// f64: `args.f64[i]`.

@@ -11,10 +11,10 @@ use super::graph::{Graph, H64, NTy, Node, NodeId, NodeOp, Red, STy, Scalar};
 use super::kernel::{BinOp, UnOp};
 use crate::interp::tensor_ops::broadcast_shapes;
 use crate::interp::{MAX_RUNTIME_REPEAT, RuntimeError, TensorFacts, Value, elem_op};
-use crate::types::ops::Op;
-use crate::types::tast::{Fact, TExpr, TKind};
 use crate::types::CheckedMerge;
+use crate::types::ops::Op;
 use crate::types::tast::VarId;
+use crate::types::tast::{Fact, TExpr, TKind};
 
 /// Most nodes a lowered graph may have.
 pub const MAX_NODES: usize = 200_000;
@@ -67,11 +67,19 @@ pub fn lower(input: &LowerInput) -> R<Graph> {
         env: vec![None; m.var_names.len()],
         facts: input.facts,
     };
-    let base = l.push(NodeOp::Input(0), vec![], NTy::Tensor(input.shapes[0].clone()))?;
+    let base = l.push(
+        NodeOp::Input(0),
+        vec![],
+        NTy::Tensor(input.shapes[0].clone()),
+    )?;
     l.set(m.base, SV::N(base));
     let mut models = Vec::new();
     for (i, s) in input.shapes.iter().enumerate().skip(1) {
-        models.push(SV::N(l.push(NodeOp::Input(i as u32), vec![], NTy::Tensor(s.clone()))?));
+        models.push(SV::N(l.push(
+            NodeOp::Input(i as u32),
+            vec![],
+            NTy::Tensor(s.clone()),
+        )?));
     }
     l.set(m.models, SV::L(models));
     for ((_, var), v) in m.params.iter().zip(&input.params) {
@@ -125,7 +133,8 @@ impl Lowerer<'_> {
     }
 
     fn lower(&mut self, e: &TExpr) -> R<SV> {
-        stacker::maybe_grow(64 * 1024, 4 * 1024 * 1024, || self.lower_inner(e)).map_err(|x| match x {
+        stacker::maybe_grow(64 * 1024, 4 * 1024 * 1024, || self.lower_inner(e)).map_err(|x| match x
+        {
             LowerError::Runtime(r) => LowerError::Runtime(r.at(e.span)),
             other => other,
         })
@@ -306,7 +315,11 @@ impl Lowerer<'_> {
                 let ty = self.sv_ty(&like)?;
                 let xn = self.node_of(x, &ty)?;
                 let yn = self.node_of(y, &ty)?;
-                let ty = if self.ty(xn).is_tensor() { self.ty(xn).clone() } else { self.ty(yn).clone() };
+                let ty = if self.ty(xn).is_tensor() {
+                    self.ty(xn).clone()
+                } else {
+                    self.ty(yn).clone()
+                };
                 if self.ty(xn).is_tensor() != self.ty(yn).is_tensor() {
                     return unsupported("a data-dependent choice between a tensor and a number");
                 }
@@ -329,11 +342,17 @@ impl Lowerer<'_> {
     fn node_of(&mut self, v: SV, ty: &NTy) -> R<NodeId> {
         match v {
             SV::N(n) => Ok(n),
-            SV::K(Value::F32(x)) => self.push(NodeOp::Const(Scalar::F32(x)), vec![], NTy::Scalar(STy::F32)),
-            SV::K(Value::Int(x)) => self.push(NodeOp::Const(Scalar::Int(x)), vec![], NTy::Scalar(STy::Int)),
-            SV::K(Value::Bool(x)) => {
-                self.push(NodeOp::Const(Scalar::Bool(x)), vec![], NTy::Scalar(STy::Bool))
+            SV::K(Value::F32(x)) => {
+                self.push(NodeOp::Const(Scalar::F32(x)), vec![], NTy::Scalar(STy::F32))
             }
+            SV::K(Value::Int(x)) => {
+                self.push(NodeOp::Const(Scalar::Int(x)), vec![], NTy::Scalar(STy::Int))
+            }
+            SV::K(Value::Bool(x)) => self.push(
+                NodeOp::Const(Scalar::Bool(x)),
+                vec![],
+                NTy::Scalar(STy::Bool),
+            ),
             SV::P(e) => self.push(NodeOp::Poison(e), vec![], ty.clone()),
             other => unsupported(format!("{other:?} as a graph value")),
         }
@@ -355,8 +374,10 @@ impl Lowerer<'_> {
             }
             SV::N(_) => {
                 // A chain of choices; out of range fails only if reached.
-                let mut acc = SV::P(RuntimeError::new("index out of range for the model list")
-                    .with_hint(format!("valid indices are 0..{} and -{n}..-1", n - 1)));
+                let mut acc = SV::P(
+                    RuntimeError::new("index out of range for the model list")
+                        .with_hint(format!("valid indices are 0..{} and -{n}..-1", n - 1)),
+                );
                 for (j, x) in xs.into_iter().enumerate().rev() {
                     let j = j as i64;
                     let a = self.op(Op::Eq, vec![i.clone(), SV::K(Value::Int(j))])?;
@@ -403,7 +424,9 @@ impl Lowerer<'_> {
             SV::L(l) => Some(l.len()),
             _ => None,
         });
-        let Some(n) = n else { return self.elem(op, args, 0) };
+        let Some(n) = n else {
+            return self.elem(op, args, 0);
+        };
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let row = args.iter().map(|a| item(a, i, n)).collect::<R<Vec<_>>>()?;
@@ -459,9 +482,19 @@ impl Lowerer<'_> {
             ids.push(self.node_of(a.clone(), &ty)?);
         }
         let ty = match op {
-            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::And | Op::Or | Op::Not => STy::Bool,
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::And | Op::Or | Op::Not => {
+                STy::Bool
+            }
             Op::ToInt => STy::Int,
-            Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Abs | Op::Sign | Op::Min | Op::Max | Op::Clamp
+            Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Neg
+            | Op::Abs
+            | Op::Sign
+            | Op::Min
+            | Op::Max
+            | Op::Clamp
                 if all_int =>
             {
                 STy::Int
@@ -524,7 +557,11 @@ impl Lowerer<'_> {
         self.push(NodeOp::Reduce(r, domain), args, NTy::Scalar(STy::F64))
     }
     pub(super) fn h64(&mut self, h: H64, args: Vec<NodeId>) -> R<NodeId> {
-        let ty = if matches!(h, H64::ToF32 | H64::Cos) { STy::F32 } else { STy::F64 };
+        let ty = if matches!(h, H64::ToF32 | H64::Cos) {
+            STy::F32
+        } else {
+            STy::F64
+        };
         self.push(NodeOp::H64(h), args, NTy::Scalar(ty))
     }
     pub(super) fn pick(&mut self, c: &SV, a: SV, b: SV) -> R<SV> {

@@ -18,7 +18,10 @@ fn known(xs: &[Sym]) -> Option<Vec<Value>> {
 
 pub(super) fn list_op(st: &mut State, op: Op, args: Vec<Sym>) -> R<Sym> {
     let Sym::L(xs) = &args[0] else {
-        return Err(LowerError::Unsupported(format!("{} of a non-list", op.name())));
+        return Err(LowerError::Unsupported(format!(
+            "{} of a non-list",
+            op.name()
+        )));
     };
     if op == Op::Len {
         return Ok(Sym::K(Value::Int(xs.len() as i64)));
@@ -33,7 +36,7 @@ pub(super) fn list_op(st: &mut State, op: Op, args: Vec<Sym>) -> R<Sym> {
         let rest: Option<Vec<Value>> = args[1..]
             .iter()
             .map(|a| match a {
-                Sym::L(l) => known(l).map(|v| Value::list(v)),
+                Sym::L(l) => known(l).map(Value::list),
                 Sym::K(v) => Some(v.clone()),
                 _ => None,
             })

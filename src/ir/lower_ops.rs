@@ -177,8 +177,16 @@ pub(super) fn tensor_op(
         Op::Ranks(axis) => {
             let x = first()?;
             if sh0.is_empty() {
-                let z = st.node(NodeOp::Const(Scalar::F32(0.0)), vec![], NTy::Scalar(STy::F32))?;
-                return Ok(Sym::N(st.node(NodeOp::Fill, vec![z], NTy::Tensor(vec![]))?));
+                let z = st.node(
+                    NodeOp::Const(Scalar::F32(0.0)),
+                    vec![],
+                    NTy::Scalar(STy::F32),
+                )?;
+                return Ok(Sym::N(st.node(
+                    NodeOp::Fill,
+                    vec![z],
+                    NTy::Tensor(vec![]),
+                )?));
             }
             Sym::N(st.node(NodeOp::Ranks(axis as u8), vec![x], NTy::Tensor(sh0))?)
         }
@@ -191,7 +199,11 @@ pub(super) fn tensor_op(
             } else {
                 s.remove(a);
             }
-            Sym::N(st.node(NodeOp::Axis(aop, axis as u8, keepdim), vec![x], NTy::Tensor(s))?)
+            Sym::N(st.node(
+                NodeOp::Axis(aop, axis as u8, keepdim),
+                vec![x],
+                NTy::Tensor(s),
+            )?)
         }
         Op::Uniform(stream) => {
             let u = st.node(NodeOp::Uniform { model, stream }, vec![], NTy::Tensor(sh0))?;
@@ -205,7 +217,11 @@ pub(super) fn tensor_op(
                 Some(ps) => broadcast_shapes(&[&xs, &ps])?,
                 None => xs,
             };
-            let u = st.node(NodeOp::Uniform { model, stream }, vec![], NTy::Tensor(shape))?;
+            let u = st.node(
+                NodeOp::Uniform { model, stream },
+                vec![],
+                NTy::Tensor(shape),
+            )?;
             Sym::N(st.bin(BinOp::Lt, u, p)?)
         }
         other => return unsupported(format!("`{}` on tensors", other.name())),

@@ -3,8 +3,8 @@
 
 pub mod graph;
 pub mod kernel;
-pub mod plan;
 pub mod lower;
 mod lower_lists;
 mod lower_ops;
+pub mod plan;
 pub mod reference;

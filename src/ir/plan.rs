@@ -17,10 +17,19 @@ pub enum Source {
 #[derive(Clone, Debug, PartialEq)]
 pub enum U64Arg {
     /// The random stream key of (model, stream) for this tensor and seed.
-    Key { model: u32, stream: u32 },
+    Key {
+        model: u32,
+        stream: u32,
+    },
     /// Top-k cut of a `TopkMask` node: `which` 0 = before(k + skip), 1 = before(skip).
-    TopT { node: NodeId, which: u8 },
-    TopCut { node: NodeId, which: u8 },
+    TopT {
+        node: NodeId,
+        which: u8,
+    },
+    TopCut {
+        node: NodeId,
+        which: u8,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

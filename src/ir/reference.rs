@@ -164,7 +164,10 @@ pub fn run_units(k: &Kernel, io: &mut KernelIo, lo: usize, hi: usize) {
     let n = k.numel();
     for unit in lo..hi {
         let (start, end) = match k.kind {
-            KernelKind::Flat => (unit * super::kernel::BLOCK, ((unit + 1) * super::kernel::BLOCK).min(n)),
+            KernelKind::Flat => (
+                unit * super::kernel::BLOCK,
+                ((unit + 1) * super::kernel::BLOCK).min(n),
+            ),
             KernelKind::Rows => (unit * k.cols, (unit + 1) * k.cols),
         };
         let mut accs = vec![Acc::new(); red.len()];

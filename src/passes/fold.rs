@@ -45,8 +45,11 @@ pub fn fold_constants(mut g: Graph) -> Graph {
                 }
             }
             NodeOp::Host(op) if !n.args.is_empty() => {
-                let vals: Option<Vec<Value>> =
-                    n.args.iter().map(|&a| constant(&g, a).and_then(value)).collect();
+                let vals: Option<Vec<Value>> = n
+                    .args
+                    .iter()
+                    .map(|&a| constant(&g, a).and_then(value))
+                    .collect();
                 let folded = vals
                     .and_then(|v| elem_op(*op, &v).ok())
                     .and_then(|v| scalar(&v))

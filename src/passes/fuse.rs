@@ -30,7 +30,11 @@ fn chunkable(g: &Graph, x: NodeId) -> bool {
             _ => node.args.iter().all(|&a| position_free(g, a, seen)),
         }
     }
-    let rank2 = g.node(x).ty.shape().is_some_and(|s| s.len() == 2 && s[0] > 1);
+    let rank2 = g
+        .node(x)
+        .ty
+        .shape()
+        .is_some_and(|s| s.len() == 2 && s[0] > 1);
     rank2 && position_free(g, x, &mut HashSet::new())
 }
 use crate::types::ops::AxisOp;
@@ -63,10 +67,15 @@ fn mode(s: (usize, usize), d: (usize, usize)) -> Mode {
 
 fn is_last_axis(g: &Graph, n: NodeId) -> bool {
     let node = g.node(n);
-    let NodeOp::Axis(_, axis, _) = node.op else { return false };
+    let NodeOp::Axis(_, axis, _) = node.op else {
+        return false;
+    };
     let rank = g.node(node.args[0]).ty.shape().map_or(0, <[usize]>::len);
     axis as usize + 1 == rank
 }
+
+/// A chunked selection group: its key nodes and the top-k nodes reading them.
+type SelectGroup = (Vec<NodeId>, Vec<NodeId>);
 
 /// What a sink computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,23 +91,37 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
     let mut groups: BTreeMap<(usize, bool, (usize, usize)), Vec<Want>> = BTreeMap::new();
     let mut materialized: HashMap<NodeId, usize> = HashMap::new();
     // Chunked top-k selections per (stage, key domain): (keys, topk nodes).
-    let mut selects: BTreeMap<(usize, (usize, usize)), (Vec<NodeId>, Vec<NodeId>)> = BTreeMap::new();
-    let shape = |n: NodeId| g.node(n).ty.shape().map(<[usize]>::to_vec).unwrap_or_default();
+    let mut selects: BTreeMap<(usize, (usize, usize)), SelectGroup> = BTreeMap::new();
+    let shape = |n: NodeId| {
+        g.node(n)
+            .ty
+            .shape()
+            .map(<[usize]>::to_vec)
+            .unwrap_or_default()
+    };
     for (i, n) in g.nodes.iter().enumerate() {
         let id = i as NodeId;
         let lv = |a: NodeId| s.level[a as usize] as usize;
         match &n.op {
             NodeOp::Reduce(_, domain) => {
                 let st = n.args.iter().map(|&a| lv(a)).max().unwrap_or(0);
-                groups.entry((st, false, dims2(domain))).or_default().push(Want::Reduce(id));
+                groups
+                    .entry((st, false, dims2(domain)))
+                    .or_default()
+                    .push(Want::Reduce(id));
             }
             NodeOp::Axis(..) if is_last_axis(&g, id) => {
                 let x = n.args[0];
-                groups.entry((lv(x), true, dims2(&shape(x)))).or_default().push(Want::Rows(id));
+                groups
+                    .entry((lv(x), true, dims2(&shape(x))))
+                    .or_default()
+                    .push(Want::Rows(id));
             }
             NodeOp::TopkMask if chunkable(&g, n.args[0]) => {
                 let x = n.args[0];
-                let e = selects.entry((s.level[i] as usize, dims2(&shape(x)))).or_default();
+                let e = selects
+                    .entry((s.level[i] as usize, dims2(&shape(x))))
+                    .or_default();
                 if !e.0.contains(&x) {
                     e.0.push(x);
                 }
@@ -133,21 +156,52 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
     }
     let mut mask_buffers = HashSet::new();
     for ((stage, domain), (keys, topk)) in selects {
-        let mut kb = Builder::new(&g, domain, stage, &materialized, in_dtypes, &mut mask_buffers);
+        let mut kb = Builder::new(
+            &g,
+            domain,
+            stage,
+            &materialized,
+            in_dtypes,
+            &mut mask_buffers,
+        );
         let mut sinks = Vec::new();
         let mut stores = Vec::new();
         for (j, &x) in keys.iter().enumerate() {
             let v = kb.val(x);
-            sinks.push(Sink::Store { value: v, buf: j as u32, dtype: BufDtype::F32 });
+            sinks.push(Sink::Store {
+                value: v,
+                buf: j as u32,
+                dtype: BufDtype::F32,
+            });
             stores.push(StoreTarget::Buffer(x));
         }
         let chunk_rows = (SELECT_CHUNK / domain.1.max(1)).clamp(1, domain.0);
         let name = format!("s{stage}_keys{}", stages[stage].selects.len());
-        let launch = kb.finish(name, KernelKind::Flat, (chunk_rows, domain.1), sinks, stores, vec![]);
-        stages[stage].selects.push(Select { launch, keys, topk, rows: domain.0, chunk_rows });
+        let launch = kb.finish(
+            name,
+            KernelKind::Flat,
+            (chunk_rows, domain.1),
+            sinks,
+            stores,
+            vec![],
+        );
+        stages[stage].selects.push(Select {
+            launch,
+            keys,
+            topk,
+            rows: domain.0,
+            chunk_rows,
+        });
     }
     for ((stage, rows, domain), wants) in groups {
-        let mut kb = Builder::new(&g, domain, stage, &materialized, in_dtypes, &mut mask_buffers);
+        let mut kb = Builder::new(
+            &g,
+            domain,
+            stage,
+            &materialized,
+            in_dtypes,
+            &mut mask_buffers,
+        );
         let mut sinks = Vec::new();
         let mut stores = Vec::new();
         let mut reductions = Vec::new();
@@ -155,13 +209,21 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
             match w {
                 Want::Output => {
                     let v = kb.val(out);
-                    sinks.push(Sink::Store { value: v, buf: stores.len() as u32, dtype: out_dtype });
+                    sinks.push(Sink::Store {
+                        value: v,
+                        buf: stores.len() as u32,
+                        dtype: out_dtype,
+                    });
                     stores.push(StoreTarget::Output);
                 }
                 Want::Materialize(x) => {
                     let v = kb.val(x);
                     let buf = stores.len() as u32;
-                    sinks.push(Sink::Store { value: v, buf, dtype: BufDtype::F32 });
+                    sinks.push(Sink::Store {
+                        value: v,
+                        buf,
+                        dtype: BufDtype::F32,
+                    });
                     stores.push(StoreTarget::Buffer(x));
                 }
                 Want::Reduce(r) => {
@@ -175,18 +237,29 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
             }
         }
         let name = format!("s{stage}_k{}", stages[stage].launches.len());
-        let kind = if rows { KernelKind::Rows } else { KernelKind::Flat };
+        let kind = if rows {
+            KernelKind::Rows
+        } else {
+            KernelKind::Flat
+        };
         let launch = kb.finish(name, kind, domain, sinks, stores, reductions);
         stages[stage].launches.push(launch);
     }
     let mut mask_buffers: Vec<NodeId> = mask_buffers.into_iter().collect();
     mask_buffers.sort_unstable();
-    Plan { graph: g, stages, mask_buffers }
+    Plan {
+        graph: g,
+        stages,
+        mask_buffers,
+    }
 }
 
 /// Nodes whose value the host leaves in an f32 buffer.
 fn buffer_backed(g: &Graph, n: NodeId) -> bool {
-    matches!(g.node(n).op, NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..))
+    matches!(
+        g.node(n).op,
+        NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..)
+    )
 }
 
 struct Builder<'a> {
@@ -340,7 +413,9 @@ impl<'a> Builder<'a> {
         }
         match &node.op {
             NodeOp::Input(i) => self.load(Source::Input(*i), n),
-            NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..) => self.load(Source::Buffer(n), n),
+            NodeOp::Literal(_) | NodeOp::Ranks(_) | NodeOp::Axis(..) => {
+                self.load(Source::Buffer(n), n)
+            }
             NodeOp::Poison(_) => self.emit(Inst::Const(f32::NAN)),
             NodeOp::Un(u) => {
                 let a = self.val(args[0]);
@@ -356,7 +431,10 @@ impl<'a> Builder<'a> {
             }
             NodeOp::Fill => self.val(args[0]),
             NodeOp::Uniform { model, stream } => {
-                let key = self.u64_arg(U64Arg::Key { model: *model, stream: *stream });
+                let key = self.u64_arg(U64Arg::Key {
+                    model: *model,
+                    stream: *stream,
+                });
                 let s = dims2(node.ty.shape().unwrap_or(&[]));
                 let m = mode(s, self.domain);
                 self.emit(Inst::Uniform { key, mode: m })
@@ -369,7 +447,8 @@ impl<'a> Builder<'a> {
                 }
                 // The keys: recomputed (cheap ones, and chunk-selected ones, which have
                 // no buffer), else read back.
-                let stored = self.materialized.contains_key(&args[0]) || buffer_backed(self.g, args[0]);
+                let stored =
+                    self.materialized.contains_key(&args[0]) || buffer_backed(self.g, args[0]);
                 let x = if self.cheap(args[0], 6) || !stored {
                     self.val(args[0])
                 } else {
@@ -415,7 +494,9 @@ impl<'a> Builder<'a> {
 
     fn reduce_sink(&mut self, r: NodeId) -> Sink {
         let node = self.g.node(r);
-        let NodeOp::Reduce(red, _) = node.op else { unreachable!() };
+        let NodeOp::Reduce(red, _) = node.op else {
+            unreachable!()
+        };
         let a = node.args.clone();
         let (op, value) = match red {
             Red::Sum => (RedOp::Sum, self.widen(a[0])),
@@ -441,7 +522,9 @@ impl<'a> Builder<'a> {
 
     fn rows_sink(&mut self, a: NodeId) -> Sink {
         let node = self.g.node(a);
-        let NodeOp::Axis(aop, _, _) = node.op else { unreachable!() };
+        let NodeOp::Axis(aop, _, _) = node.op else {
+            unreachable!()
+        };
         let x = node.args[0];
         let (op, value) = match aop {
             AxisOp::Sum | AxisOp::Mean => (RedOp::Sum, self.widen(x)),

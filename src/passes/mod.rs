@@ -23,9 +23,18 @@ pub struct Pass {
 /// The graph passes, in order.
 pub fn pipeline() -> Vec<Pass> {
     vec![
-        Pass { name: "fold_constants", run: fold::fold_constants },
-        Pass { name: "cse", run: cse::cse },
-        Pass { name: "dce", run: dce::dce },
+        Pass {
+            name: "fold_constants",
+            run: fold::fold_constants,
+        },
+        Pass {
+            name: "cse",
+            run: cse::cse,
+        },
+        Pass {
+            name: "dce",
+            run: dce::dce,
+        },
     ]
 }
 
@@ -59,7 +68,10 @@ pub fn compile_graph(g: Graph, out_dtype: BufDtype, input_dtypes: &[BufDtype]) -
 
 fn check(g: &Graph, pass: &str) {
     if let Err(e) = g.verify() {
-        panic!("compiler bug: the graph is invalid after `{pass}`: {e}\n{}", g.print());
+        panic!(
+            "compiler bug: the graph is invalid after `{pass}`: {e}\n{}",
+            g.print()
+        );
     }
 }
 

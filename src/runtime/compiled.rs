@@ -14,9 +14,10 @@ use crate::interp::{TensorFacts, resolve_params};
 use crate::ir::kernel::BufDtype;
 use crate::types::CheckedMerge;
 use crate::types::tast::{TExpr, TKind};
+use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Which engine runs merged tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +80,12 @@ fn uses_facts(e: &TExpr) -> bool {
             uses_facts(a) || uses_facts(b)
         }
         TKind::If(a, b, c) => uses_facts(a) || uses_facts(b) || uses_facts(c),
-        TKind::Fold { list, init, body, .. } => {
-            uses_facts(list) || init.as_deref().is_some_and(uses_facts) || uses_facts(body)
-        }
-        TKind::Repeat { count, init, body, .. } => {
-            uses_facts(count) || uses_facts(init) || uses_facts(body)
-        }
+        TKind::Fold {
+            list, init, body, ..
+        } => uses_facts(list) || init.as_deref().is_some_and(uses_facts) || uses_facts(body),
+        TKind::Repeat {
+            count, init, body, ..
+        } => uses_facts(count) || uses_facts(init) || uses_facts(body),
     }
 }
 
@@ -103,6 +104,7 @@ pub struct Compiled {
     caches: HashMap<usize, (Arc<CheckedMerge>, PlanCache)>,
     /// Tensors that went through the interpreter instead (declined or failed).
     pub fallbacks: AtomicUsize,
+    pool: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Compiled {
@@ -111,7 +113,12 @@ impl Compiled {
             .iter()
             .map(|(&rank, m)| (rank, (m.clone(), PlanCache::new(uses_facts(&m.body)))))
             .collect();
-        Compiled { engine, caches, fallbacks: AtomicUsize::new(0) }
+        Compiled {
+            engine,
+            caches,
+            fallbacks: AtomicUsize::new(0),
+            pool: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn engine_name(&self) -> &'static str {
@@ -121,6 +128,22 @@ impl Compiled {
     /// Plans compiled so far.
     pub fn plans(&self) -> usize {
         self.caches.values().map(|(_, c)| c.len()).sum()
+    }
+
+    /// An output buffer of `len` bytes, reusing a recycled one (no fresh pages to fault in).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = pool.pop().unwrap_or_default();
+        b.resize(len, 0);
+        b
+    }
+
+    /// Returns an output buffer once written, for the next tensor.
+    pub fn recycle(&self, b: Vec<u8>) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 2 {
+            pool.push(b);
+        }
     }
 
     /// The merged tensor's output bytes, or None to use the interpreter.
@@ -155,7 +178,9 @@ impl Compiled {
             return None;
         }
         let mut tensors = Vec::with_capacity(models.len() + 1);
-        for ck in std::iter::once(base).chain(models) {
+        let all: Vec<&Checkpoint> = std::iter::once(base).chain(models).collect();
+        all.par_iter().for_each(|ck| ck.prefetch(&t.name));
+        for ck in all {
             let info = ck.info(&t.name).ok()?;
             if info.shape != t.shape {
                 return None;
@@ -167,7 +192,12 @@ impl Compiled {
         let key = PlanKey {
             params: format!("{overrides:?}"),
             facts: if cache.uses_facts {
-                (facts.name.clone(), facts.kind.clone(), facts.layer, facts.n_layers)
+                (
+                    facts.name.clone(),
+                    facts.kind.clone(),
+                    facts.layer,
+                    facts.n_layers,
+                )
             } else {
                 Default::default()
             },
@@ -188,8 +218,12 @@ impl Compiled {
             )
         });
         let plan = plan.as_ref().as_ref().ok()?;
-        let mut out = vec![0u8; numel * out_dtype.size()];
-        let inp = RunInputs { tensors, seed: job.seed, name: &t.name };
+        let mut out = self.buffer(numel * out_dtype.size());
+        let inp = RunInputs {
+            tensors,
+            seed: job.seed,
+            name: &t.name,
+        };
         execute(plan, &inp, &mut out).ok()?;
         if !job.allow_nonfinite && !all_finite(&out, out_dtype) {
             return None;
@@ -200,6 +234,11 @@ impl Compiled {
 
 /// Whether every stored value is finite.
 fn all_finite(bytes: &[u8], d: BufDtype) -> bool {
+    let step = d.size() << 20;
+    bytes.par_chunks(step).all(|c| all_finite_seq(c, d))
+}
+
+fn all_finite_seq(bytes: &[u8], d: BufDtype) -> bool {
     match d {
         BufDtype::F32 => bytes
             .chunks_exact(4)

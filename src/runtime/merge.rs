@@ -140,8 +140,8 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
     )?;
     let checked = check_ranks(job, &plan)?;
     validate_params(job, &plan, &checked, inputs.models.len())?;
-    let compiled = super::compiled::engine(job.backend)?
-        .map(|e| super::compiled::Compiled::new(e, &checked));
+    let compiled =
+        super::compiled::engine(job.backend)?.map(|e| super::compiled::Compiled::new(e, &checked));
     let out = OutputDir::create(&job.out, job.force)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
@@ -287,6 +287,7 @@ fn working_bytes(t: &PlannedTensor, k: usize) -> u64 {
 }
 
 /// Writes one shard: header, then tensors in order, computed in parallel batches within the budget.
+#[allow(clippy::too_many_arguments)]
 fn write_shard(
     job: &MergeJob,
     inputs: &Inputs,
@@ -311,11 +312,63 @@ fn write_shard(
         .collect();
     let file = std::fs::File::create(path)
         .map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
-    let io = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
     let header = header_bytes(&entries);
-    w.write_all(&header).map_err(io)?;
-    let mut total = header.len() as u64;
+    // A writer thread stores each tensor while the next one is computed.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
+    let in_flight = std::sync::atomic::AtomicU64::new(0);
+    let in_flight = &in_flight;
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<u64, String> {
+            let io = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+            let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
+            w.write_all(&header).map_err(io)?;
+            let mut total = header.len() as u64;
+            for bytes in rx {
+                w.write_all(&bytes).map_err(io)?;
+                total += bytes.len() as u64;
+                bar.inc(bytes.len() as u64);
+                in_flight.fetch_sub(bytes.len() as u64, Ordering::SeqCst);
+                if let Some(c) = compiled {
+                    c.recycle(bytes);
+                }
+            }
+            w.flush().map_err(io)?;
+            w.get_ref().sync_all().map_err(io)?;
+            Ok(total)
+        });
+        let produced = produce_shard(job, inputs, plan, checked, compiled, shard, &tx, in_flight);
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(format!("the writer of `{}` failed", path.display())));
+        produced?;
+        written
+    })
+}
+
+/// Most bytes (outputs being written plus the next tensors' inputs and outputs) for
+/// which computing goes on while the writer stores the previous output.
+const OVERLAP_BYTES: u64 = 1 << 30;
+
+/// A tensor's input bytes (base and models) and output bytes.
+fn tensor_bytes(inputs: &Inputs, t: &PlannedTensor) -> u64 {
+    let input = |c: &Checkpoint| c.info(&t.name).map_or(0, |i| i.nbytes() as u64);
+    input(&inputs.base) + inputs.models.iter().map(input).sum::<u64>() + t.out_bytes as u64
+}
+
+/// Computes a shard's tensors in order, in batches within the memory budget, and
+/// hands each to the writer.
+#[allow(clippy::too_many_arguments)]
+fn produce_shard(
+    job: &MergeJob,
+    inputs: &Inputs,
+    plan: &Plan,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+    compiled: Option<&super::compiled::Compiled>,
+    shard: &[usize],
+    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    in_flight: &std::sync::atomic::AtomicU64,
+) -> Result<(), String> {
     let k = inputs.models.len();
     let mut i = 0;
     while i < shard.len() {
@@ -330,6 +383,17 @@ fn write_shard(
         {
             mem += working_bytes(&plan.tensors[shard[end]], k);
             end += 1;
+        }
+        // Computing overlaps the writing of the previous output only while both fit in
+        // OVERLAP_BYTES (the inputs' pages and the outputs count toward peak memory).
+        let need: u64 = shard[i..end]
+            .iter()
+            .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
+            .sum();
+        while in_flight.load(Ordering::SeqCst) > 0
+            && in_flight.load(Ordering::SeqCst) + need > OVERLAP_BYTES
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let t_batch = std::time::Instant::now();
         let results: Vec<Result<Vec<u8>, String>> = shard[i..end]
@@ -347,27 +411,25 @@ fn write_shard(
                 r
             })
             .collect();
-        let t_write = std::time::Instant::now();
+        if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
+            eprintln!(
+                "batch of {}: produce {:.3} s",
+                end - i,
+                t_batch.elapsed().as_secs_f64()
+            );
+        }
         for (r, &ti) in results.into_iter().zip(&shard[i..end]) {
             let bytes = r?;
             debug_assert_eq!(bytes.len(), plan.tensors[ti].out_bytes);
-            w.write_all(&bytes).map_err(io)?;
-            total += bytes.len() as u64;
-            bar.inc(bytes.len() as u64);
-        }
-        if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
-            eprintln!(
-                "batch of {}: produce {:.3} s, write {:.3} s",
-                end - i,
-                (t_write - t_batch).as_secs_f64(),
-                t_write.elapsed().as_secs_f64()
-            );
+            in_flight.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+            if tx.send(bytes).is_err() {
+                // The writer stopped: its error is reported.
+                return Ok(());
+            }
         }
         i = end;
     }
-    w.flush().map_err(io)?;
-    w.get_ref().sync_all().map_err(io)?;
-    Ok(total)
+    Ok(())
 }
 
 /// The output bytes of one tensor: merged by the program, or copied from the base.
