@@ -133,6 +133,9 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
         for (li, l) in stage.launches.iter().enumerate() {
             st.launch(si, li, l, &mut out);
         }
+        for n in &stage.frees {
+            st.buffers.remove(n);
+        }
         if timing {
             eprintln!(
                 "{}: stage {si}: host {:.3} s, kernels {:.3} s",

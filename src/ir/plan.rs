@@ -63,6 +63,8 @@ pub struct Stage {
     /// Top-k selections resolved on the host before this stage's kernels (after `host`).
     pub selects: Vec<Select>,
     pub launches: Vec<Launch>,
+    /// Buffers no later stage reads: freed after this stage.
+    pub frees: Vec<NodeId>,
 }
 
 /// Top-k selections over keys recomputed chunk by chunk (whole rows at a time), so

@@ -141,6 +141,7 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
             _ => {}
         }
     }
+    materialize_expensive(&g, s, &mut materialized, &mut groups);
     let out = g.output;
     groups
         .entry((s.level[out as usize] as usize, false, dims2(&shape(out))))
@@ -247,10 +248,89 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
     }
     let mut mask_buffers: Vec<NodeId> = mask_buffers.into_iter().collect();
     mask_buffers.sort_unstable();
+    plan_frees(&g, &mut stages);
     Plan {
         graph: g,
         stages,
         mask_buffers,
+    }
+}
+
+/// Largest kernel cone (in nodes) recomputed by a later stage; bigger values used by
+/// later stages are stored where they are computed and read back.
+const RECOMPUTE_LIMIT: usize = 32;
+
+/// Marks values whose recomputation in later stages would cost more than reading them
+/// back (long chains such as the iterations of a `repeat`), and stores them.
+fn materialize_expensive(
+    g: &Graph,
+    s: &Schedule,
+    materialized: &mut HashMap<NodeId, usize>,
+    groups: &mut BTreeMap<(usize, bool, (usize, usize)), Vec<Want>>,
+) {
+    // The latest stage that evaluates each node's value inside a kernel.
+    let mut used_in = vec![0usize; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        let st = match n.op {
+            NodeOp::Reduce(..) | NodeOp::Axis(..) | NodeOp::Ranks(_) | NodeOp::Quantile => {
+                (s.level[i] as usize).saturating_sub(1)
+            }
+            _ => s.level[i] as usize,
+        };
+        for &a in &n.args {
+            used_in[a as usize] = used_in[a as usize].max(st);
+        }
+    }
+    let mut cost = vec![0usize; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        let id = i as NodeId;
+        if !n.ty.is_tensor() || on_host(&n.op, true) || buffer_backed(g, id) {
+            continue;
+        }
+        let c = 1 + n
+            .args
+            .iter()
+            .map(|&a| if materialized.contains_key(&a) { 1 } else { cost[a as usize] })
+            .sum::<usize>();
+        let lv = s.level[i] as usize;
+        if c > RECOMPUTE_LIMIT && used_in[i] > lv && !matches!(n.op, NodeOp::Input(_)) {
+            materialized.insert(id, lv);
+            let shape = n.ty.shape().unwrap_or(&[]);
+            groups.entry((lv, false, dims2(shape))).or_default().push(Want::Materialize(id));
+            cost[i] = 1;
+        } else {
+            cost[i] = c;
+        }
+    }
+}
+
+/// After which stage each buffer is read for the last time (then it is freed).
+fn plan_frees(g: &Graph, stages: &mut [Stage]) {
+    let mut last: HashMap<NodeId, usize> = HashMap::new();
+    for (si, st) in stages.iter().enumerate() {
+        let loads = st
+            .launches
+            .iter()
+            .chain(st.selects.iter().map(|x| &x.launch))
+            .flat_map(|l| l.loads.iter());
+        for src in loads {
+            if let Source::Buffer(n) = src {
+                last.insert(*n, si);
+            }
+        }
+        for &h in &st.host {
+            for &a in &g.node(h).args {
+                if g.node(a).ty.is_tensor() {
+                    last.insert(a, si);
+                }
+            }
+        }
+    }
+    for (n, si) in last {
+        stages[si].frees.push(n);
+    }
+    for st in stages.iter_mut() {
+        st.frees.sort_unstable();
     }
 }
 

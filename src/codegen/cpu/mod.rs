@@ -30,6 +30,9 @@ use crate::ir::kernel::{Kernel, KernelIo};
 /// The Cranelift JIT engine (`--backend jit`).
 pub struct JitEngine {
     jit: jit::Jit,
+    /// Compiled code by kernel structure (names aside): the same kernel in another
+    /// stage, tensor or iteration is compiled once.
+    cache: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<jit::Compiled>>>,
 }
 
 impl JitEngine {
@@ -37,13 +40,14 @@ impl JitEngine {
     pub fn new() -> Result<JitEngine, String> {
         Ok(JitEngine {
             jit: jit::Jit::new()?,
+            cache: Default::default(),
         })
     }
 }
 
 struct JitLaunch {
     kernel: Kernel,
-    code: jit::Compiled,
+    code: std::sync::Arc<jit::Compiled>,
 }
 
 impl Launch for JitLaunch {
@@ -57,9 +61,26 @@ impl Engine for JitEngine {
         "jit"
     }
 
+    /// Kernels compile independently (one module each), so in parallel.
+    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+        use rayon::prelude::*;
+        ks.par_iter().map(|k| self.compile(k)).collect()
+    }
+
     fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
-        let p = plan::plan(k)?;
-        let code = self.jit.compile(k, &p)?;
+        let key = format!("{:?}", Kernel { name: String::new(), ..k.clone() });
+        let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
+        let code = match cached {
+            Some(c) => c,
+            None => {
+                let p = plan::plan(k)?;
+                let c = std::sync::Arc::new(self.jit.compile(k, &p)?);
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.insert(key, c.clone());
+                }
+                c
+            }
+        };
         Ok(Box::new(JitLaunch {
             kernel: k.clone(),
             code,
