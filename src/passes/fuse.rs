@@ -540,6 +540,15 @@ impl<'a> Builder<'a> {
                     b.emit(Inst::TopSel { x, t, cut })
                 };
                 let upto = sel(self, 0);
+                // Nothing skipped (the usual case): the first cut alone is the mask.
+                let no_skip = matches!(
+                    self.g.node(args[2]).op,
+                    NodeOp::Const(crate::ir::graph::Scalar::Int(0))
+                        | NodeOp::Const(crate::ir::graph::Scalar::F32(0.0))
+                );
+                if no_skip {
+                    return upto;
+                }
                 let skipped = sel(self, 1);
                 let keep = self.emit(Inst::Un(UnOp::Not, skipped));
                 self.emit(Inst::Bin(BinOp::And, upto, keep))
