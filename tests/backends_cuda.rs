@@ -109,7 +109,11 @@ fn record(
             Ok(())
         }
         (Err(_), Err(_)) => Ok(()),
-        (w, g) => Err(format!("interp {:?} vs compiled {:?}", w.is_ok(), g.is_ok())),
+        (w, g) => Err(format!(
+            "interp {:?} vs compiled {:?}",
+            w.is_ok(),
+            g.is_ok()
+        )),
     }
 }
 
@@ -132,7 +136,9 @@ fn replay(rec: &Recorder) -> (usize, Vec<String>) {
         });
         let reds_ok = want.reductions.iter().zip(&got.reductions).all(|(a, b)| {
             a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
         });
         if !(stores_ok && reds_ok) {
             bad.push(format!("launch {i} ({}) differs", case.kernel.name));
@@ -159,21 +165,35 @@ fn stdlib_and_random_programs_replay_under_emulated_cuda() {
         eprintln!("SKIPPED: no C compiler (`cc`) to emulate CUDA with");
         return;
     }
-    let shapes: [&[usize]; 8] = [&[1], &[3], &[50], &[783], &[4096], &[3, 50], &[50, 3], &[7, 783]];
+    let shapes: [&[usize]; 8] = [
+        &[1],
+        &[3],
+        &[50],
+        &[783],
+        &[4096],
+        &[3, 50],
+        &[50, 3],
+        &[7, 783],
+    ];
     let mut rng = SplitMix64::new(21);
     let rec = Recorder::default();
     let (mut programs, mut launches, mut failures) = (0usize, 0usize, Vec::new());
     for method in mergec::stdlib::methods() {
         for settings in stdlib_settings(&method.sig.name) {
-            let ov: Vec<(String, Const)> =
-                settings.iter().map(|s| Const::parse_assignment(s).expect("set")).collect();
+            let ov: Vec<(String, Const)> = settings
+                .iter()
+                .map(|s| Const::parse_assignment(s).expect("set"))
+                .collect();
             for (si, shape) in shapes.iter().enumerate() {
-                let Ok(m) = instantiate_merge(&method.program, &method.sig.name, shape.len()) else {
+                let Ok(m) = instantiate_merge(&method.program, &method.sig.name, shape.len())
+                else {
                     continue;
                 };
                 let k = 1 + si % 3;
                 let base = random_tensor(&mut rng, shape, 1.0);
-                let models: Vec<Tensor> = (0..k).map(|_| random_tensor(&mut rng, shape, 1.0)).collect();
+                let models: Vec<Tensor> = (0..k)
+                    .map(|_| random_tensor(&mut rng, shape, 1.0))
+                    .collect();
                 programs += 1;
                 if let Err(e) = record(&m, &base, &models, &ov, &rec) {
                     failures.push(format!("{} {settings:?} {shape:?}: {e}", method.sig.name));
@@ -196,10 +216,14 @@ fn stdlib_and_random_programs_replay_under_emulated_cuda() {
         random += 1;
         for sig in &sigs {
             let shape = rshapes[(seed as usize + sig.name.len()) % rshapes.len()];
-            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else { continue };
+            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else {
+                continue;
+            };
             let k = 1 + (seed % 3) as usize;
             let base = random_tensor(&mut rng, shape, 1.0);
-            let models: Vec<Tensor> = (0..k).map(|_| random_tensor(&mut rng, shape, 1.0)).collect();
+            let models: Vec<Tensor> = (0..k)
+                .map(|_| random_tensor(&mut rng, shape, 1.0))
+                .collect();
             if let Err(e) = record(&m, &base, &models, &[], &rec) {
                 failures.push(format!("seed {seed}: {e}\n{src}"));
             }
@@ -208,12 +232,19 @@ fn stdlib_and_random_programs_replay_under_emulated_cuda() {
         if (seed + 1) % 250 == 0 || seed + 1 == total {
             let (n, bad) = replay(&rec);
             launches += n;
-            failures.extend(bad.into_iter().map(|b| format!("random batch ending at seed {seed}: {b}")));
+            failures.extend(
+                bad.into_iter()
+                    .map(|b| format!("random batch ending at seed {seed}: {b}")),
+            );
         }
     }
     println!(
         "emulated CUDA: {programs} stdlib runs + {random} random programs, {launches} kernel launches replayed, {} failures",
         failures.len()
     );
-    assert!(failures.is_empty(), "{}", failures[..failures.len().min(5)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures[..failures.len().min(5)].join("\n")
+    );
 }

@@ -76,7 +76,8 @@ fn compile_latency_of_every_stdlib_method_is_under_20_ms() {
             let (p, _) = mergec::check_source(m.source).expect("checks");
             let cm = mergec::types::instantiate_merge(&p, &name, 2).expect("rank 2");
             let params = mergec::interp::resolve_params(&cm, &overrides, 3).expect("params");
-            let facts = mergec::interp::TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 32);
+            let facts =
+                mergec::interp::TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 32);
             let dt = mergec::ir::kernel::BufDtype::BF16;
             mergec::exec::compile::compile_merge(
                 &cm,
@@ -97,6 +98,11 @@ fn compile_latency_of_every_stdlib_method_is_under_20_ms() {
     }
     println!("worst: {} {:.2} ms", worst.1, worst.0);
     if !cfg!(debug_assertions) {
-        assert!(worst.0 <= 20.0, "{} takes {:.2} ms to compile", worst.1, worst.0);
+        assert!(
+            worst.0 <= 20.0,
+            "{} takes {:.2} ms to compile",
+            worst.1,
+            worst.0
+        );
     }
 }

@@ -290,13 +290,22 @@ fn materialize_expensive(
         let c = 1 + n
             .args
             .iter()
-            .map(|&a| if materialized.contains_key(&a) { 1 } else { cost[a as usize] })
+            .map(|&a| {
+                if materialized.contains_key(&a) {
+                    1
+                } else {
+                    cost[a as usize]
+                }
+            })
             .sum::<usize>();
         let lv = s.level[i] as usize;
         if c > RECOMPUTE_LIMIT && used_in[i] > lv && !matches!(n.op, NodeOp::Input(_)) {
             materialized.insert(id, lv);
             let shape = n.ty.shape().unwrap_or(&[]);
-            groups.entry((lv, false, dims2(shape))).or_default().push(Want::Materialize(id));
+            groups
+                .entry((lv, false, dims2(shape)))
+                .or_default()
+                .push(Want::Materialize(id));
             cost[i] = 1;
         } else {
             cost[i] = c;

@@ -68,7 +68,13 @@ impl Engine for JitEngine {
     }
 
     fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
-        let key = format!("{:?}", Kernel { name: String::new(), ..k.clone() });
+        let key = format!(
+            "{:?}",
+            Kernel {
+                name: String::new(),
+                ..k.clone()
+            }
+        );
         let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
         let code = match cached {
             Some(c) => c,
