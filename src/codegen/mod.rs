@@ -10,6 +10,12 @@ use crate::ir::kernel::{Kernel, KernelIo};
 pub trait Launch: Send + Sync {
     /// Runs the whole domain, filling every store and reduction of `io`.
     fn launch(&self, io: &mut KernelIo);
+    /// As `launch`, but a device failure (out of memory, a lost device) is an error, not
+    /// a panic. CPU engines cannot fail once compiled.
+    fn try_launch(&self, io: &mut KernelIo) -> Result<(), String> {
+        self.launch(io);
+        Ok(())
+    }
 }
 
 /// A backend: compiles kernels for one target.

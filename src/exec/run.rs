@@ -127,11 +127,11 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
             st.host[h as usize] = Some(v);
         }
         for (j, sel) in stage.selects.iter().enumerate() {
-            st.select(si, j, sel);
+            st.select(si, j, sel).map_err(backend_error)?;
         }
         let t1 = std::time::Instant::now();
         for (li, l) in stage.launches.iter().enumerate() {
-            st.launch(si, li, l, &mut out);
+            st.launch(si, li, l, &mut out).map_err(backend_error)?;
         }
         for n in &stage.frees {
             st.buffers.remove(n);
@@ -299,7 +299,7 @@ impl State<'_> {
     }
 
     /// Resolves a chunked top-k group: its cut points (and mask buffers if needed).
-    fn select(&mut self, si: usize, j: usize, sel: &crate::ir::plan::Select) {
+    fn select(&mut self, si: usize, j: usize, sel: &crate::ir::plan::Select) -> Result<(), String> {
         let g = &self.c.plan.graph;
         let cols = sel.launch.kernel.cols;
         let n = sel.rows * cols;
@@ -337,10 +337,21 @@ impl State<'_> {
             }
         }
         let chunks = sel.rows.div_ceil(sel.chunk_rows);
+        let mut failed = None;
         let cuts = {
-            let mut fill = |c: usize, bufs: &mut [Vec<f32>]| self.key_chunk(si, j, sel, c, bufs);
+            let mut fill =
+                |c: usize, bufs: &mut [Vec<f32>]| match self.key_chunk(si, j, sel, c, bufs) {
+                    Ok(start) => start,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        c * sel.chunk_rows * cols
+                    }
+                };
             super::topk::select_chunked(sel.keys.len(), n, chunks, &requests, &mut fill)
         };
+        if let Some(e) = failed {
+            return Err(e);
+        }
         for (i, &t) in ok.iter().enumerate() {
             let c = [cuts[2 * i], cuts[2 * i + 1]];
             self.host[t as usize] = Some(Ok(HVal::Cuts(c)));
@@ -350,12 +361,13 @@ impl State<'_> {
                 let mut mask = Vec::with_capacity(n);
                 let mut bufs = vec![Vec::new(); sel.keys.len()];
                 for ch in 0..chunks {
-                    let start = self.key_chunk(si, j, sel, ch, &mut bufs);
+                    let start = self.key_chunk(si, j, sel, ch, &mut bufs)?;
                     mask.extend(mask_from_cuts(&bufs[key], &c, start));
                 }
                 self.buffers.insert(t, mask);
             }
         }
+        Ok(())
     }
 
     /// Computes chunk `c` of a select's keys into `bufs`; returns its first element's index.
@@ -366,7 +378,7 @@ impl State<'_> {
         sel: &crate::ir::plan::Select,
         c: usize,
         bufs: &mut [Vec<f32>],
-    ) -> usize {
+    ) -> Result<usize, String> {
         let l = &sel.launch;
         let cols = l.kernel.cols;
         let r0 = c * sel.chunk_rows;
@@ -404,11 +416,11 @@ impl State<'_> {
         };
         let code = &self.c.sel_code[si][j];
         if r1 - r0 == sel.chunk_rows {
-            code.0.launch(&mut io);
+            code.0.try_launch(&mut io)?;
         } else {
-            code.1.launch(&mut io);
+            code.1.try_launch(&mut io)?;
         }
-        r0 * cols
+        Ok(r0 * cols)
     }
 
     fn args(&self, l: &crate::ir::plan::Launch) -> Args {
@@ -495,7 +507,7 @@ impl State<'_> {
         li: usize,
         l: &crate::ir::plan::Launch,
         out: &mut Option<&mut [u8]>,
-    ) {
+    ) -> Result<(), String> {
         let k = &l.kernel;
         let args = self.args(l);
         // Buffers this launch stores into, taken out while it runs.
@@ -542,7 +554,7 @@ impl State<'_> {
                 stores,
                 reductions: reds.iter_mut().map(|r| r.as_mut_slice()).collect(),
             };
-            self.c.code[si][li].launch(&mut io);
+            self.c.code[si][li].try_launch(&mut io)?;
         }
         let mut owned_it = owned.into_iter();
         for s in &l.stores {
@@ -554,7 +566,15 @@ impl State<'_> {
         for (r, p) in l.reductions.iter().zip(reds) {
             self.partials.insert(*r, p);
         }
+        Ok(())
     }
+}
+
+/// Marks a device failure (not the program's): callers may retry elsewhere.
+pub const BACKEND_ERROR: &str = "backend error: ";
+
+fn backend_error(e: String) -> RuntimeError {
+    RuntimeError::new(format!("{BACKEND_ERROR}{e}"))
 }
 
 /// Row reduction results (one f64 per row) finished as the interpreter does.

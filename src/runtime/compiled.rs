@@ -224,7 +224,15 @@ impl Compiled {
             seed: job.seed,
             name: &t.name,
         };
-        execute(plan, &inp, &mut out).ok()?;
+        if let Err(e) = execute(plan, &inp, &mut out) {
+            if e.message.starts_with(crate::exec::run::BACKEND_ERROR) && !job.quiet {
+                eprintln!(
+                    "note: tensor `{}`: {}; the interpreter merges it instead",
+                    t.name, e.message
+                );
+            }
+            return None;
+        }
         if !job.allow_nonfinite && !all_finite(&out, out_dtype) {
             return None;
         }

@@ -343,9 +343,14 @@ struct CudaLaunch {
 
 impl Launch for CudaLaunch {
     fn launch(&self, io: &mut KernelIo) {
-        if let Err(e) = self.run(io) {
-            panic!("cuda: kernel `{}` failed: {e}", self.kernel.name);
+        if let Err(e) = self.try_launch(io) {
+            panic!("{e}");
         }
+    }
+
+    fn try_launch(&self, io: &mut KernelIo) -> Result<(), String> {
+        self.run(io)
+            .map_err(|e| format!("cuda: kernel `{}` failed: {e}", self.kernel.name))
     }
 }
 
