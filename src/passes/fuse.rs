@@ -74,6 +74,9 @@ fn is_last_axis(g: &Graph, n: NodeId) -> bool {
     axis as usize + 1 == rank
 }
 
+/// Sinks per (stage, rows kernel?, domain).
+type Groups = BTreeMap<(usize, bool, (usize, usize)), Vec<Want>>;
+
 /// A chunked selection group: its key nodes and the top-k nodes reading them.
 type SelectGroup = (Vec<NodeId>, Vec<NodeId>);
 
@@ -88,7 +91,7 @@ enum Want {
 
 pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype]) -> Plan {
     // Sinks per (stage, kind, domain).
-    let mut groups: BTreeMap<(usize, bool, (usize, usize)), Vec<Want>> = BTreeMap::new();
+    let mut groups: Groups = BTreeMap::new();
     let mut materialized: HashMap<NodeId, usize> = HashMap::new();
     // Chunked top-k selections per (stage, key domain): (keys, topk nodes).
     let mut selects: BTreeMap<(usize, (usize, usize)), SelectGroup> = BTreeMap::new();
@@ -266,7 +269,7 @@ fn materialize_expensive(
     g: &Graph,
     s: &Schedule,
     materialized: &mut HashMap<NodeId, usize>,
-    groups: &mut BTreeMap<(usize, bool, (usize, usize)), Vec<Want>>,
+    groups: &mut Groups,
 ) {
     // The latest stage that evaluates each node's value inside a kernel.
     let mut used_in = vec![0usize; g.nodes.len()];
