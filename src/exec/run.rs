@@ -5,7 +5,7 @@
 use super::select;
 use crate::codegen::{Engine, Launch as Code};
 use crate::interp::semantics as sem;
-use crate::interp::{RuntimeError, Value, elem_op};
+use crate::interp::{RuntimeError, Value, elem_op, topk_count};
 use crate::ir::graph::{H64, NTy, NodeId, NodeOp, Red, Scalar};
 use crate::ir::kernel::{Args, BufDtype, KernelIo};
 use crate::ir::plan::{Plan, Source, StoreTarget, U64Arg};
@@ -263,11 +263,7 @@ impl State<'_> {
             NodeOp::TopkMask => {
                 let x = self.buffer(args[0]);
                 let n_el = x.len();
-                let count = |v: Value| match v {
-                    Value::Int(k) => k.clamp(0, n_el as i64) as usize,
-                    other => sem::fraction_count(other.as_f32().unwrap_or(f32::NAN), n_el),
-                };
-                let (k, skip) = (count(self.scalar(args[1])?), count(self.scalar(args[2])?));
+                let (k, skip) = self.topk_counts(&args, n_el)?;
                 let (k, skip) = select::topk_counts(n_el, k, skip);
                 let cuts = [select::topk_cut(x, k + skip), select::topk_cut(x, skip)];
                 if self.c.plan.mask_buffers.contains(&n) {
@@ -308,16 +304,10 @@ impl State<'_> {
         for &t in &sel.topk {
             let node = g.node(t);
             let args = node.args.clone();
-            let counts = self.poison_of(args[0]).map_or_else(
-                || -> Result<(usize, usize), RuntimeError> {
-                    let count = |v: Value| match v {
-                        Value::Int(k) => k.clamp(0, n as i64) as usize,
-                        other => sem::fraction_count(other.as_f32().unwrap_or(f32::NAN), n),
-                    };
-                    Ok((count(self.scalar(args[1])?), count(self.scalar(args[2])?)))
-                },
-                Err,
-            );
+            let counts = match self.poison_of(args[0]) {
+                Some(e) => Err(e),
+                None => self.topk_counts(&args, n),
+            };
             match counts {
                 Ok((k, skip)) => {
                     let (k, skip) = select::topk_counts(n, k, skip);
@@ -368,6 +358,12 @@ impl State<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The (k, skip) counts of a `TopkMask` node's arguments over `n` elements.
+    fn topk_counts(&self, args: &[NodeId], n: usize) -> Result<(usize, usize), RuntimeError> {
+        let k = topk_count(&self.scalar(args[1])?, n);
+        Ok((k, topk_count(&self.scalar(args[2])?, n)))
     }
 
     /// Computes chunk `c` of a select's keys into `bufs`; returns its first element's index.

@@ -441,11 +441,7 @@ pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
         Op::TopkMask => {
             let x = a[0].as_tensor().expect("topk x");
             let n = x.numel();
-            let count = |v: &Value| match v {
-                V::Int(k) => (*k).clamp(0, n as i64) as usize,
-                other => sem::fraction_count(f32_of(other), n),
-            };
-            let m = sem::topk_mask(&x.data, count(&a[1]), count(&a[2]));
+            let m = sem::topk_mask(&x.data, topk_count(&a[1], n), topk_count(&a[2], n));
             Ok(V::mask(Tensor::new(
                 x.shape.clone(),
                 m.into_iter().map(sem::from_bool).collect(),
@@ -504,6 +500,14 @@ pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
         }
         Op::ToF32 => Ok(V::F32(f32_of(&a[0]))),
         _ => pointwise(op, a),
+    }
+}
+
+/// A top-k count argument of a tensor of `n` elements: an int (clamped), else a fraction.
+pub(crate) fn topk_count(v: &Value, n: usize) -> usize {
+    match v {
+        Value::Int(k) => (*k).clamp(0, n as i64) as usize,
+        other => sem::fraction_count(f32_of(other), n),
     }
 }
 

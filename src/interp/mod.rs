@@ -9,7 +9,7 @@ pub mod tensor_ops;
 mod value;
 
 pub use eval::{Context, Evaluator, Loader, MAX_RUNTIME_REPEAT};
-pub(crate) use eval::{elem_op, list_op};
+pub(crate) use eval::{elem_op, list_op, topk_count};
 pub use value::{RuntimeError, Tensor, TensorFacts, Value, classify, layer_index};
 
 use crate::types::ty::Ty;

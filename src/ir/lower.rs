@@ -392,10 +392,7 @@ impl Lowerer<'_> {
     }
 
     fn op(&mut self, op: Op, args: Vec<SV>) -> R<SV> {
-        if let Some(e) = args.iter().find_map(|a| match a {
-            SV::P(e) => Some(e.clone()),
-            _ => None,
-        }) {
+        if let Some(e) = first_failure(&args) {
             return Ok(SV::P(e));
         }
         match op {
@@ -437,10 +434,7 @@ impl Lowerer<'_> {
 
     /// One op on non-list values.
     pub(super) fn elem(&mut self, op: Op, args: &[SV], model: u32) -> R<SV> {
-        if let Some(e) = args.iter().find_map(|a| match a {
-            SV::P(e) => Some(e.clone()),
-            _ => None,
-        }) {
+        if let Some(e) = first_failure(args) {
             return Ok(SV::P(e));
         }
         if args.iter().all(|a| matches!(a, SV::K(_))) && !needs_tensor(op) {
@@ -594,6 +588,14 @@ fn needs_tensor(op: Op) -> bool {
             | Op::OnesLike
             | Op::FullLike
     )
+}
+
+/// The first failed (speculated) argument: an op on it fails the same way.
+fn first_failure(args: &[SV]) -> Option<RuntimeError> {
+    args.iter().find_map(|a| match a {
+        SV::P(e) => Some(e.clone()),
+        _ => None,
+    })
 }
 
 /// Element `i` of a list argument; non-lists stand for every element.
