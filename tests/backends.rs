@@ -305,3 +305,63 @@ fn chunked_selections_match_the_interpreter() {
         }
     }
 }
+
+/// Failures inside data-dependent branches: lowered speculatively as poison, they must
+/// fail the compiled run exactly when the interpreter fails (the branch is taken), and
+/// never otherwise.
+#[test]
+fn speculated_failures_match_the_interpreter() {
+    let programs = [
+        // An out-of-range index in a branch taken only when `big` is small.
+        "merge a(base: Tensor, models: [Tensor], big: f32 = 1e30) -> Tensor {
+            let i = int(sum_all(abs(base)) * 0.0 + 5.0)
+            return if sum_all(abs(base)) > big { models[i] } else { base + models[0] }
+        }",
+        // A data-dependent index (-1 is the last model) and an int() that overflows for
+        // large inputs.
+        "merge a(base: Tensor, models: [Tensor], big: f32 = 1e20) -> Tensor {
+            let j = if sum_all(base) > 0.0 { 0 } else { -1 }
+            return base + models[j] * float(int(max_all(abs(base)) * big))
+        }",
+        // Non-finite results unless d != 0.
+        "merge a(base: Tensor, models: [Tensor], d: f32 = 0.0) -> Tensor {
+            return base / d + models[0]
+        }",
+    ];
+    let engines = engines();
+    let mut rng = SplitMix64::new(8);
+    let (mut ok, mut failed) = (0, 0);
+    for src in programs {
+        let (p, _) = mergec::check_source(src).expect("checks");
+        for shape in [&[3usize][..], &[50], &[3, 50]] {
+            let m = instantiate_merge(&p, "a", shape.len()).expect("instantiate");
+            for set in [None, Some("big=0.0"), Some("big=1.0"), Some("d=2.0")] {
+                let overrides: Vec<(String, Const)> = set
+                    .filter(|s| {
+                        m.params
+                            .iter()
+                            .any(|(q, _)| s.starts_with(&format!("{}=", q.name)))
+                    })
+                    .map(|s| Const::parse_assignment(s).expect("set"))
+                    .into_iter()
+                    .collect();
+                let base = random_tensor(&mut rng, shape, 1.0);
+                let models: Vec<Tensor> = (0..2)
+                    .map(|_| random_tensor(&mut rng, shape, 1.0))
+                    .collect();
+                for e in &engines {
+                    match compare(&m, &base, &models, &overrides, NAMES[0], e.as_ref(), false) {
+                        Ok(Out::Ok) => ok += 1,
+                        Ok(Out::Err) => failed += 1,
+                        other => panic!("{src} {shape:?} {set:?}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    println!("speculated failures: {ok} equal results, {failed} equal failures");
+    assert!(
+        ok > 0 && failed > 0,
+        "both outcomes must occur: {ok} ok, {failed} failed"
+    );
+}
