@@ -206,3 +206,69 @@ fn docs_reference_is_current() {
         "docs/language.md is out of date with the builtin table: run `cargo run -- docs --write`"
     );
 }
+
+#[test]
+fn compile_prints_every_form() {
+    for (emit, marker) in [
+        ("typed", "topk_mask"),
+        ("ir", "== after the passes =="),
+        ("kernels", "kernel s1_k0 Flat"),
+        ("clif", "function u0:0(i64, i64, i64)"),
+        ("cuda", "extern \"C\" __global__"),
+    ] {
+        let out = mergec(&[
+            "compile",
+            "ties",
+            "--set",
+            "density=0.5",
+            "--shape",
+            "50x3",
+            "--emit",
+            emit,
+        ]);
+        assert!(out.status.success(), "{emit}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(marker), "{emit}: no `{marker}`");
+    }
+    let out = mergec(&["compile", "ties", "--emit", "asm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--emit `asm`: use typed, ir, kernels, clif or cuda"));
+}
+
+#[test]
+fn compile_debug_prints_the_graph_after_every_pass() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mergec"))
+        .args(["compile", "linear", "--models", "2", "--shape", "8"])
+        .env("MERGEC_DEBUG", "ir")
+        .output()
+        .expect("run mergec");
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    for pass in ["lower", "fold_constants", "cse", "dce", "schedule + fuse"] {
+        assert!(
+            err.contains(&format!("== after {pass} ==")),
+            "{pass}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_gpu_is_a_clear_error_not_a_panic() {
+    let out = mergec(&[
+        "merge",
+        "ties",
+        "--base",
+        "/nonexistent/b",
+        "--model",
+        "/nonexistent/m",
+        "--out",
+        "/nonexistent/o",
+        "--backend",
+        "cuda",
+    ]);
+    // Without the cuda feature (or without a GPU) the backend is refused up front.
+    if !cfg!(feature = "cuda") {
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--backend cuda: no usable GPU"));
+    }
+    assert!(!text(&out.stderr).contains("panicked"));
+}
