@@ -10,12 +10,16 @@
 //! Run: `cargo test --release --test backends -- --nocapture` (prints the counts).
 //! MERGEC_DIFF_PROGRAMS sets the number of random programs (default 10000).
 
+#[path = "common/programs.rs"]
+mod programs;
+
 use mergec::codegen::{Engine, RefEngine};
 use mergec::exec::run_merge_compiled;
-use mergec::r#gen::{SplitMix64, generate_source};
+use mergec::r#gen::SplitMix64;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::lower::LowerError;
 use mergec::types::{CheckedMerge, Const, instantiate_merge};
+use programs::{random_cases, random_tensor, stdlib_settings};
 
 const NAMES: [&str; 3] = [
     "model.layers.2.mlp.up_proj.weight",
@@ -28,22 +32,6 @@ fn engines() -> Vec<Box<dyn Engine>> {
         Box::new(RefEngine),
         Box::new(mergec::codegen::cpu::JitEngine::new().expect("the JIT starts")),
     ]
-}
-
-fn random_tensor(rng: &mut SplitMix64, shape: &[usize], scale: f32) -> Tensor {
-    let n = shape.iter().product();
-    // Quantized values make ties (top-k, signs) common, as in bf16 checkpoints.
-    let data = (0..n)
-        .map(|_| {
-            if rng.chance(0.05) {
-                0.0
-            } else {
-                let x = scale * rng.normal();
-                half::bf16::from_f32(x).to_f32()
-            }
-        })
-        .collect();
-    Tensor::new(shape.to_vec(), data)
 }
 
 /// Outcome of one run, for comparison.
@@ -134,24 +122,6 @@ const SHAPES: [&[usize]; 8] = [
     &[7, 783],
 ];
 
-fn stdlib_settings(name: &str) -> Vec<Vec<&'static str>> {
-    let mut v = vec![vec![]];
-    match name {
-        "ties" | "dare_ties" | "della" | "breadcrumbs" | "breadcrumbs_ties" | "della_linear"
-        | "dare_linear" => {
-            v.push(vec!["density=0.5"]);
-            v.push(vec!["density=0.3", "rescale=true"]);
-            v.push(vec!["density=0.7", "normalize=false", "lambda=0.8"]);
-        }
-        "task_arithmetic" => v.push(vec!["normalize=true", "lambda=0.5"]),
-        "sce" => v.push(vec!["select_topk=0.5"]),
-        "model_stock" => v.push(vec!["filter_wise=true"]),
-        "slerp" | "nuslerp" => v.push(vec!["t=0.3"]),
-        _ => {}
-    }
-    v
-}
-
 #[test]
 fn every_stdlib_method_matches_the_interpreter() {
     let engines = engines();
@@ -225,38 +195,25 @@ fn random_programs_match_the_interpreter() {
         .unwrap_or(10_000);
     let engines = engines();
     let mut rng = SplitMix64::new(5);
-    let shapes: [&[usize]; 6] = [&[1], &[3], &[50], &[783], &[3, 50], &[50, 3]];
     let (mut programs, mut runs, mut ok, mut errs, mut unsupported) = (0, 0, 0, 0, 0);
     let mut failures = Vec::new();
     for seed in 0..n {
-        let src = generate_source(seed, 8 + (seed as usize * 7) % 120);
-        let (p, sigs) = mergec::check_source(&src).expect("generated programs check");
         programs += 1;
-        for sig in &sigs {
-            let shape = shapes[(seed as usize + sig.name.len()) % shapes.len()];
-            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else {
-                continue;
-            };
-            let k = 1 + (seed % 3) as usize;
-            let base = random_tensor(&mut rng, shape, 1.0);
-            let models: Vec<Tensor> = (0..k)
-                .map(|_| random_tensor(&mut rng, shape, 1.0))
-                .collect();
+        for c in random_cases(seed, &mut rng) {
             for e in &engines {
                 runs += 1;
-                match compare(
-                    &m,
-                    &base,
-                    &models,
-                    &[],
-                    NAMES[seed as usize % 3],
-                    e.as_ref(),
-                    seed % 2 == 0,
-                ) {
+                let strict = seed % 2 == 0;
+                let name = NAMES[seed as usize % 3];
+                match compare(&c.merge, &c.base, &c.models, &[], name, e.as_ref(), strict) {
                     Ok(Out::Ok) => ok += 1,
                     Ok(Out::Err) => errs += 1,
                     Ok(Out::Unsupported(_)) => unsupported += 1,
-                    Err(msg) => failures.push(format!("seed {seed} {shape:?} k={k}: {msg}\n{src}")),
+                    Err(msg) => failures.push(format!(
+                        "seed {seed} {:?} k={}: {msg}\n{}",
+                        c.base.shape,
+                        c.models.len(),
+                        c.source
+                    )),
                 }
             }
         }

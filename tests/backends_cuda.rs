@@ -16,16 +16,19 @@
 mod cuda_harness;
 #[path = "common/cuda_kernels.rs"]
 mod cuda_kernels;
+#[path = "common/programs.rs"]
+mod programs;
 
 use cuda_harness::{emulate_cases, have_cc};
 use cuda_kernels::{Case, Outputs};
 use mergec::codegen::{Engine, Launch};
 use mergec::exec::run_merge_compiled;
-use mergec::r#gen::{SplitMix64, generate_source};
+use mergec::r#gen::SplitMix64;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::kernel::{Kernel, KernelIo};
 use mergec::ir::reference;
 use mergec::types::{CheckedMerge, Const, instantiate_merge};
+use programs::{random_cases, random_tensor, stdlib_settings};
 use std::sync::{Arc, Mutex};
 
 /// Runs kernels on the reference evaluator and records every launch.
@@ -57,20 +60,6 @@ impl Engine for Recorder {
     fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
         Ok(Box::new(RecLaunch(k.clone(), self.clone())))
     }
-}
-
-fn random_tensor(rng: &mut SplitMix64, shape: &[usize], scale: f32) -> Tensor {
-    let n = shape.iter().product();
-    let data = (0..n)
-        .map(|_| {
-            if rng.chance(0.05) {
-                0.0
-            } else {
-                half::bf16::from_f32(scale * rng.normal()).to_f32()
-            }
-        })
-        .collect();
-    Tensor::new(shape.to_vec(), data)
 }
 
 fn same_f32(a: &[u8], b: &[u8]) -> bool {
@@ -147,18 +136,6 @@ fn replay(rec: &Recorder) -> (usize, Vec<String>) {
     (n, bad)
 }
 
-fn stdlib_settings(name: &str) -> Vec<Vec<&'static str>> {
-    let mut v = vec![vec![]];
-    match name {
-        "ties" | "dare_ties" | "della" | "breadcrumbs" | "breadcrumbs_ties" | "della_linear"
-        | "dare_linear" => v.push(vec!["density=0.5"]),
-        "sce" => v.push(vec!["select_topk=0.5"]),
-        "model_stock" => v.push(vec!["filter_wise=true"]),
-        _ => {}
-    }
-    v
-}
-
 #[test]
 fn stdlib_and_random_programs_replay_under_emulated_cuda() {
     if !have_cc() {
@@ -208,24 +185,12 @@ fn stdlib_and_random_programs_replay_under_emulated_cuda() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let rshapes: [&[usize]; 6] = [&[1], &[3], &[50], &[783], &[3, 50], &[50, 3]];
     let mut random = 0;
     for seed in 0..total {
-        let src = generate_source(seed, 8 + (seed as usize * 7) % 120);
-        let (p, sigs) = mergec::check_source(&src).expect("generated programs check");
         random += 1;
-        for sig in &sigs {
-            let shape = rshapes[(seed as usize + sig.name.len()) % rshapes.len()];
-            let Ok(m) = instantiate_merge(&p, &sig.name, shape.len()) else {
-                continue;
-            };
-            let k = 1 + (seed % 3) as usize;
-            let base = random_tensor(&mut rng, shape, 1.0);
-            let models: Vec<Tensor> = (0..k)
-                .map(|_| random_tensor(&mut rng, shape, 1.0))
-                .collect();
-            if let Err(e) = record(&m, &base, &models, &[], &rec) {
-                failures.push(format!("seed {seed}: {e}\n{src}"));
+        for c in random_cases(seed, &mut rng) {
+            if let Err(e) = record(&c.merge, &c.base, &c.models, &[], &rec) {
+                failures.push(format!("seed {seed}: {e}\n{}", c.source));
             }
         }
         // Replay in batches (one host compile per batch).

@@ -119,6 +119,24 @@ pub enum UnOp {
     Acos,
 }
 
+impl UnOp {
+    pub const ALL: [UnOp; 13] = [
+        UnOp::Neg,
+        UnOp::Not,
+        UnOp::Abs,
+        UnOp::Sign,
+        UnOp::Sqrt,
+        UnOp::Exp,
+        UnOp::Log,
+        UnOp::Tanh,
+        UnOp::Sigmoid,
+        UnOp::Floor,
+        UnOp::Sin,
+        UnOp::Cos,
+        UnOp::Acos,
+    ];
+}
+
 /// (f32, f32) -> f32 operations. Comparisons and logic give 1.0 or 0.0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
@@ -142,6 +160,26 @@ pub enum BinOp {
     And,
     /// a != 0 || b != 0
     Or,
+}
+
+impl BinOp {
+    pub const ALL: [BinOp; 15] = [
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Div,
+        BinOp::Pow,
+        BinOp::Min,
+        BinOp::Max,
+        BinOp::Eq,
+        BinOp::Ne,
+        BinOp::Lt,
+        BinOp::Le,
+        BinOp::Gt,
+        BinOp::Ge,
+        BinOp::And,
+        BinOp::Or,
+    ];
 }
 
 /// (f64, f64) -> f64 operations, for reduction operands.

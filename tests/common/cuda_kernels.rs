@@ -41,38 +41,8 @@ impl Rng {
     }
 }
 
-pub const UN_OPS: [UnOp; 13] = [
-    UnOp::Neg,
-    UnOp::Not,
-    UnOp::Abs,
-    UnOp::Sign,
-    UnOp::Sqrt,
-    UnOp::Exp,
-    UnOp::Log,
-    UnOp::Tanh,
-    UnOp::Sigmoid,
-    UnOp::Floor,
-    UnOp::Sin,
-    UnOp::Cos,
-    UnOp::Acos,
-];
-pub const BIN_OPS: [BinOp; 15] = [
-    BinOp::Add,
-    BinOp::Sub,
-    BinOp::Mul,
-    BinOp::Div,
-    BinOp::Pow,
-    BinOp::Min,
-    BinOp::Max,
-    BinOp::Eq,
-    BinOp::Ne,
-    BinOp::Lt,
-    BinOp::Le,
-    BinOp::Gt,
-    BinOp::Ge,
-    BinOp::And,
-    BinOp::Or,
-];
+pub const UN_OPS: [UnOp; 13] = UnOp::ALL;
+pub const BIN_OPS: [BinOp; 15] = BinOp::ALL;
 pub const BIN64: [Bin64; 3] = [Bin64::Add, Bin64::Sub, Bin64::Mul];
 pub const MODES: [Mode; 4] = [Mode::Full, Mode::Row, Mode::Col, Mode::One];
 pub const DTYPES: [BufDtype; 3] = [BufDtype::F32, BufDtype::F16, BufDtype::BF16];
