@@ -9,6 +9,7 @@ pub mod cli;
 pub mod codegen;
 pub mod config;
 pub mod diag;
+pub mod eval;
 pub mod exec;
 pub mod r#gen;
 pub mod interp;

@@ -1,0 +1,5 @@
+//! Evaluation of merged models (the evaluation issue). So far: GSM8K-format data,
+//! answer extraction and scoring, splits, few-shot prompts and accuracy intervals.
+//! Inference (candle) and the testbed zoo come next.
+
+pub mod gsm8k;
