@@ -58,10 +58,10 @@ pub fn normalize_number(s: &str) -> Option<String> {
 /// The answer a completion gives: the number after the first `####`, else the last
 /// number in the text; normalised.
 pub fn extract_answer(text: &str) -> Option<String> {
-    if let Some((_, after)) = text.split_once("####") {
-        if let Some(m) = NUMBER.find(after) {
-            return normalize_number(m.as_str());
-        }
+    if let Some((_, after)) = text.split_once("####")
+        && let Some(m) = NUMBER.find(after)
+    {
+        return normalize_number(m.as_str());
     }
     NUMBER
         .find_iter(text)
