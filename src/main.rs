@@ -77,6 +77,15 @@ enum Command {
         #[arg(long, default_value = "model.layers.1.mlp.up_proj.weight")]
         tensor: String,
     },
+    /// Score a model directory. For now through an external evaluator (in-process GSM8K
+    /// inference comes with the evaluation issue): prints the accuracy as a fraction.
+    Eval {
+        model: std::path::PathBuf,
+        /// command:CMD with {model}, e.g. 'command:lm_eval --model vllm --model_args pretrained={model} ...';
+        /// the score is the last line (0.62 or 62%) or a JSON object with "accuracy".
+        #[arg(long)]
+        evaluator: Option<String>,
+    },
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
     Merge(cli::merge::MergeArgs),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
@@ -167,6 +176,26 @@ fn main() -> ExitCode {
             }
         },
         Command::Merge(args) => cli::merge::run(&args),
+        Command::Eval { model, evaluator } => {
+            let r = match evaluator.as_deref() {
+                Some(e) => {
+                    mergec::eval::external::Evaluator::parse(e).and_then(|e| e.score(&model))
+                }
+                None => Err("in-process GSM8K inference is not built yet: pass \
+                             --evaluator 'command:CMD {model}'"
+                    .to_string()),
+            };
+            match r {
+                Ok(score) => {
+                    println!("{score}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
         Command::Compile {
             program,
             merge,

@@ -272,3 +272,18 @@ fn a_missing_gpu_is_a_clear_error_not_a_panic() {
     }
     assert!(!text(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn eval_reads_an_external_evaluators_score() {
+    let out = mergec(&[
+        "eval",
+        "examples",
+        "--evaluator",
+        "command:test -d {model} && echo 62.5%",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "0.625");
+    let out = mergec(&["eval", "examples", "--evaluator", "command:echo {model}"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("printed no score"));
+}

@@ -2,4 +2,5 @@
 //! answer extraction and scoring, splits, few-shot prompts and accuracy intervals.
 //! Inference (candle) and the testbed zoo come next.
 
+pub mod external;
 pub mod gsm8k;
