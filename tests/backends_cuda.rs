@@ -18,6 +18,8 @@ mod cuda_harness;
 mod cuda_kernels;
 #[path = "common/programs.rs"]
 mod programs;
+#[path = "common/rng.rs"]
+mod rng;
 
 use cuda_harness::{emulate_cases, have_cc};
 use cuda_kernels::{Case, Outputs};

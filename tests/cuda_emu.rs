@@ -10,6 +10,8 @@
 mod cuda_harness;
 #[path = "common/cuda_kernels.rs"]
 mod cuda_kernels;
+#[path = "common/rng.rs"]
+mod rng;
 
 use cuda_harness::*;
 use cuda_kernels::*;

@@ -10,6 +10,8 @@
 
 #[path = "common/cuda_kernels.rs"]
 mod cuda_kernels;
+#[path = "common/rng.rs"]
+mod rng;
 
 /// Without a driver, `probe` says why instead of panicking (with one, it names the GPU).
 #[test]

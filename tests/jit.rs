@@ -8,6 +8,8 @@
 
 #[path = "common/kernels.rs"]
 mod kernels;
+#[path = "common/rng.rs"]
+mod rng;
 
 use kernels::{Rng, compare, outputs, random_args, random_inputs, random_kernel};
 use mergec::codegen::Engine;
@@ -74,7 +76,7 @@ fn check_random(kind: KernelKind, seed: u64, n: usize) {
     for case in 0..n {
         let mut rng = Rng::new(seed ^ (case as u64) << 20);
         let (rows, cols) = DOMAINS[rng.below(DOMAINS.len())];
-        let wild = rng.chance(50);
+        let wild = rng.percent(50);
         let k = random_kernel(&mut rng, kind, rows, cols, wild);
         let args = random_args(&mut rng, &k, wild);
         let inputs = random_inputs(&mut rng, &k, wild);
@@ -184,7 +186,7 @@ fn f32_stores_round_like_half() {
         ]);
     }
     let mut rng = Rng::new(9);
-    xs.extend((0..1 << 18).map(|_| f32::from_bits(rng.next() as u32)));
+    xs.extend((0..1 << 18).map(|_| f32::from_bits(rng.next_u64() as u32)));
     let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
     let input = KInput {
         dtype: BufDtype::F32,

@@ -9,30 +9,7 @@ use mergec::ir::kernel::{
     Args, Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
 };
 
-/// SplitMix64 (independent of mergec's generator).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-}
+pub use crate::rng::Rng;
 
 pub const UN_OPS: [UnOp; 13] = UnOp::ALL;
 
@@ -73,7 +50,8 @@ pub const SPECIAL: [f32; 24] = [
 /// Tame (so that sums stay finite and their order shows): finite values of
 /// widely varying magnitude, zeros and a few subnormals.
 pub fn value(rng: &mut Rng, wild: bool) -> f32 {
-    let ordinary = |rng: &mut Rng| ((rng.next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0) * 3.0;
+    let ordinary =
+        |rng: &mut Rng| ((rng.next_u64() >> 40) as f32 / (1u64 << 22) as f32 - 2.0) * 3.0;
     if !wild {
         return match rng.below(12) {
             0 => rng.pick(&[0.0, -0.0, 1.0, -1.0, 1.0e-40, -3.0e-42]),
@@ -86,8 +64,8 @@ pub fn value(rng: &mut Rng, wild: bool) -> f32 {
     }
     match rng.below(10) {
         0..=2 => rng.pick(&SPECIAL),
-        3 => f32::from_bits(rng.next() as u32),
-        4 => f32::from_bits(rng.next() as u32 & 0x807f_ffff),
+        3 => f32::from_bits(rng.next_u64() as u32),
+        4 => f32::from_bits(rng.next_u64() as u32 & 0x807f_ffff),
         _ => ordinary(rng),
     }
 }
@@ -96,8 +74,8 @@ pub fn value(rng: &mut Rng, wild: bool) -> f32 {
 pub fn data(rng: &mut Rng, dtype: BufDtype, n: usize, wild: bool) -> Vec<u8> {
     let mut out = vec![0u8; n * dtype.size()];
     for i in 0..n {
-        if wild && dtype != BufDtype::F32 && rng.chance(25) {
-            let bits = rng.next() as u16;
+        if wild && dtype != BufDtype::F32 && rng.percent(25) {
+            let bits = rng.next_u64() as u16;
             out[2 * i..2 * i + 2].copy_from_slice(&bits.to_le_bytes());
         } else {
             dtype.store(&mut out, i, value(rng, wild));
@@ -128,19 +106,19 @@ impl Body {
         v
     }
     fn f32(&self, rng: &mut Rng) -> V {
-        if self.cross && !self.f64s.is_empty() && rng.chance(10) {
+        if self.cross && !self.f64s.is_empty() && rng.percent(10) {
             return rng.pick(&self.f64s);
         }
         // Prefer recent values, so chains get deep.
         let n = self.f32s.len();
-        if rng.chance(60) {
+        if rng.percent(60) {
             self.f32s[n - 1 - rng.below(n.min(4))]
         } else {
             rng.pick(&self.f32s)
         }
     }
     fn f64(&self, rng: &mut Rng) -> V {
-        if self.cross && rng.chance(10) {
+        if self.cross && rng.percent(10) {
             return rng.pick(&self.f32s);
         }
         rng.pick(&self.f64s)
@@ -199,7 +177,7 @@ fn random_inst(rng: &mut Rng, b: &mut Body, k: &Kernel, wild: bool) {
 
 fn random_sinks(rng: &mut Rng, b: &Body, kind: KernelKind) -> Vec<Sink> {
     let mut sinks = vec![];
-    let stores = if kind == KernelKind::Flat || rng.chance(25) {
+    let stores = if kind == KernelKind::Flat || rng.percent(25) {
         rng.below(4)
     } else {
         0
@@ -245,7 +223,7 @@ pub fn random_kernel(
     let inputs = (0..n_inputs)
         .map(|_| KInput {
             dtype: rng.pick(&DTYPES),
-            mode: if rng.chance(50) {
+            mode: if rng.percent(50) {
                 Mode::Full
             } else {
                 rng.pick(&MODES)
@@ -253,7 +231,7 @@ pub fn random_kernel(
         })
         .collect();
     let mut k = Kernel {
-        name: format!("k{}", rng.next() % 1000),
+        name: format!("k{}", rng.next_u64() % 1000),
         kind,
         rows,
         cols,
@@ -268,7 +246,7 @@ pub fn random_kernel(
         insts: vec![],
         f32s: vec![],
         f64s: vec![],
-        cross: rng.chance(10),
+        cross: rng.percent(10),
     };
     for j in 0..n_inputs {
         b.push(Inst::Load(j as u32), false);
@@ -296,15 +274,15 @@ pub fn random_kernel(
 pub fn random_args(rng: &mut Rng, k: &Kernel, wild: bool) -> Args {
     let n = k.numel() as u64;
     let key = |rng: &mut Rng| match rng.below(4) {
-        0 => rng.next(),
-        1 => (1u64 << 32) | (rng.next() % 4),
+        0 => rng.next_u64(),
+        1 => (1u64 << 32) | (rng.next_u64() % 4),
         2 => u32::MAX as u64,
         _ => (value(rng, wild).to_bits() & 0x7fff_ffff) as u64,
     };
     let cut = |rng: &mut Rng| match rng.below(3) {
-        0 => rng.next() % (n + 10),
-        1 => rng.next(),
-        _ => rng.next() % 20,
+        0 => rng.next_u64() % (n + 10),
+        1 => rng.next_u64(),
+        _ => rng.next_u64() % 20,
     };
     Args {
         f32: (0..k.n_f32).map(|_| value(rng, wild)).collect(),
