@@ -8,6 +8,8 @@
 
 #[path = "../tests/common/kernels.rs"]
 mod kernels;
+#[path = "../tests/common/rng.rs"]
+mod rng;
 
 use mergec::codegen::Engine;
 use mergec::codegen::cpu::JitEngine;
