@@ -1,0 +1,58 @@
+//! Language models on the CPU with candle (the evaluation issue): one llama-family
+//! implementation (llama, mistral, qwen2; Hugging Face directories and llama-family GGUF
+//! files) used both to score merged models and to train the testbed zoo.
+//!
+//! - [`config::LlamaConfig`]: the architecture, read from / written to HF `config.json`.
+//! - [`llama::Llama`]: the network. `forward_train` (differentiable, all positions) and
+//!   `forward_step` (inference with a KV cache, left padding and per-sequence positions).
+//! - [`tokenizer::Tok`]: a `tokenizers` tokenizer plus special tokens and chat template.
+//! - [`generate`]: batched greedy decoding with stop strings.
+//! - [`LoadedModel`]: a model loaded from a path, implementing [`TextModel`].
+
+pub mod config;
+pub mod generate;
+pub mod llama;
+pub mod load;
+pub mod tokenizer;
+
+pub use load::LoadedModel;
+
+/// Result type of this module: candle errors, I/O and format problems all become text
+/// that says what and where.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Settings for greedy generation.
+#[derive(Clone, Debug)]
+pub struct GenOptions {
+    /// At most this many new tokens per prompt.
+    pub max_new_tokens: usize,
+    /// A completion ends at the first of these strings (which is cut off), or at EOS.
+    pub stop: Vec<String>,
+    /// Prompts decoded together.
+    pub batch_size: usize,
+}
+
+/// A chat turn for [`TextModel::chat_prompt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// What the evaluator needs from a model.
+pub trait TextModel {
+    /// Greedy completions, one per prompt, in order. `progress` is called with the
+    /// number of prompts finished so far.
+    fn generate(
+        &mut self,
+        prompts: &[String],
+        opts: &GenOptions,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<String>>;
+    /// The prompt text for a conversation through the model's chat template (ending
+    /// with the assistant's turn opened), or None if the model has no template.
+    fn chat_prompt(&self, turns: &[(Role, String)]) -> Option<String>;
+    /// A hash of the weights, config and tokenizer (hex), for result caching.
+    fn content_hash(&self) -> String;
+}
