@@ -14,6 +14,7 @@ pub mod exec;
 pub mod r#gen;
 pub mod interp;
 pub mod ir;
+pub mod model;
 pub mod passes;
 pub mod repl;
 pub mod runtime;

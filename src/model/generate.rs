@@ -1,0 +1,174 @@
+//! Batched greedy decoding with a KV cache.
+//!
+//! Prompts are sorted by length and decoded `batch_size` at a time, left-padded: each
+//! sequence has its own positions and a mask that hides its padding. Finished sequences
+//! (EOS, a stop string, or the token limit) leave the batch and the cache.
+
+use super::llama::{KvCache, Llama};
+use super::tokenizer::Tok;
+use super::{GenOptions, Result};
+use candle_core::{D, Device, Tensor};
+
+struct Seq {
+    /// Index into the prompts.
+    idx: usize,
+    /// Left padding in the cache.
+    pad: usize,
+    /// Next position of this sequence.
+    pos: usize,
+    out: Vec<u32>,
+}
+
+fn err(e: candle_core::Error) -> String {
+    format!("generate: {e}")
+}
+
+/// The text before the first stop string, and whether one was found.
+pub fn cut_at_stop(text: &str, stop: &[String]) -> (String, bool) {
+    let first = stop
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min();
+    match first {
+        Some(i) => (text[..i].to_string(), true),
+        None => (text.to_string(), false),
+    }
+}
+
+/// Greedy completions of `prompts`, in order.
+pub fn generate(
+    model: &Llama,
+    tok: &Tok,
+    prompts: &[String],
+    opts: &GenOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<String>> {
+    let max_pos = model.config().max_position_embeddings.clamp(1, 1 << 15);
+    let mut encoded = Vec::with_capacity(prompts.len());
+    for (i, p) in prompts.iter().enumerate() {
+        let ids = tok.encode(p)?;
+        if ids.is_empty() {
+            return Err(format!("prompt {i} is empty after tokenization"));
+        }
+        if ids.len() + opts.max_new_tokens > max_pos {
+            return Err(format!(
+                "prompt {i} has {} tokens; with {} new tokens it exceeds the model's {max_pos} positions",
+                ids.len(),
+                opts.max_new_tokens
+            ));
+        }
+        encoded.push(ids);
+    }
+    // Longest first, ties in input order: batches hold similar lengths.
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
+    let mut results = vec![String::new(); prompts.len()];
+    let mut done = 0;
+    for chunk in order.chunks(opts.batch_size.max(1)) {
+        for (idx, text) in decode_batch(model, tok, &encoded, chunk, opts)? {
+            results[idx] = text;
+            done += 1;
+        }
+        progress(done);
+    }
+    Ok(results)
+}
+
+fn decode_batch(
+    model: &Llama,
+    tok: &Tok,
+    encoded: &[Vec<u32>],
+    chunk: &[usize],
+    opts: &GenOptions,
+) -> Result<Vec<(usize, String)>> {
+    let dev = Device::Cpu;
+    let longest = chunk.iter().map(|&i| encoded[i].len()).max().unwrap_or(0);
+    let pad_id = tok.eos.first().copied().unwrap_or(0);
+    let mut seqs: Vec<Seq> = chunk
+        .iter()
+        .map(|&i| Seq {
+            idx: i,
+            pad: longest - encoded[i].len(),
+            pos: encoded[i].len(),
+            out: vec![],
+        })
+        .collect();
+    // Prefill: all prompts, left-padded.
+    let b = seqs.len();
+    let mut toks = Vec::with_capacity(b * longest);
+    let mut pos = Vec::with_capacity(b * longest);
+    let mut mask = Vec::with_capacity(b * longest * longest);
+    for s in &seqs {
+        toks.extend(std::iter::repeat_n(pad_id, s.pad));
+        toks.extend(&encoded[s.idx]);
+        pos.extend((0..longest).map(|j| j.saturating_sub(s.pad) as u32));
+        for i in 0..longest {
+            // Padding rows see themselves only, so no row is fully masked.
+            mask.extend((0..longest).map(|j| {
+                if j == i || (j <= i && j >= s.pad) {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
+        }
+    }
+    let mut cache = KvCache::default();
+    let mut logits = model.forward_step(
+        &Tensor::from_vec(toks, (b, longest), &dev).map_err(err)?,
+        &Tensor::from_vec(pos, (b, longest), &dev).map_err(err)?,
+        &Tensor::from_vec(mask, (b, 1, longest, longest), &dev).map_err(err)?,
+        &mut cache,
+    )?;
+    let mut finished = Vec::with_capacity(b);
+    loop {
+        let next: Vec<u32> = logits
+            .argmax(D::Minus1)
+            .and_then(|t| t.to_vec1())
+            .map_err(err)?;
+        let before = seqs.len();
+        let mut keep = Vec::with_capacity(before);
+        let mut still = Vec::with_capacity(seqs.len());
+        for (row, (mut s, t)) in seqs.drain(..).zip(next).enumerate() {
+            let eos = tok.eos.contains(&t);
+            if !eos {
+                s.out.push(t);
+                s.pos += 1;
+            }
+            let text = tok.decode(&s.out)?;
+            let (text, stopped) = cut_at_stop(&text, &opts.stop);
+            if eos || stopped || s.out.len() >= opts.max_new_tokens {
+                finished.push((s.idx, text));
+            } else {
+                keep.push(row as u32);
+                still.push(s);
+            }
+        }
+        seqs = still;
+        if seqs.is_empty() {
+            break;
+        }
+        if keep.len() != before {
+            cache.retain(&keep)?;
+        }
+        let total = cache.len() + 1;
+        let b = seqs.len();
+        let toks: Vec<u32> = seqs
+            .iter()
+            .map(|s| *s.out.last().expect("a token"))
+            .collect();
+        let pos: Vec<u32> = seqs.iter().map(|s| (s.pos - 1) as u32).collect();
+        let mut mask = Vec::with_capacity(b * total);
+        for s in &seqs {
+            mask.extend((0..total).map(|j| if j >= s.pad { 0f32 } else { f32::NEG_INFINITY }));
+        }
+        logits = model.forward_step(
+            &Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
+            &Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
+            &Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
+            &mut cache,
+        )?;
+    }
+    Ok(finished)
+}

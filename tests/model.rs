@@ -1,0 +1,197 @@
+//! The llama-family model: inference paths agree with the training forward, batching
+//! and padding do not change results, and the real SmolLM2 GGUF (when fetched) answers.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use mergec::model::config::{Family, LlamaConfig};
+use mergec::model::llama::{KvCache, Llama};
+use mergec::model::{GenOptions, LoadedModel, Role, TextModel};
+use std::path::Path;
+
+fn tiny_config() -> LlamaConfig {
+    LlamaConfig {
+        family: Family::Llama,
+        vocab_size: 40,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 128,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    }
+}
+
+fn tiny_model() -> Llama {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    Llama::new(vb, &tiny_config()).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn config_round_trips_through_hf_json() {
+    let c = tiny_config();
+    assert_eq!(LlamaConfig::from_hf_json(&c.to_hf_json()).unwrap(), c);
+    let e = LlamaConfig::from_hf_json(r#"{"model_type": "gpt2"}"#).unwrap_err();
+    assert!(e.contains("gpt2") && e.contains("not supported"), "{e}");
+}
+
+/// The cached, padded inference path gives the training forward's logits.
+#[test]
+fn step_with_cache_and_padding_matches_training_forward() {
+    let m = tiny_model();
+    let dev = Device::Cpu;
+    let seq: Vec<u32> = vec![1, 5, 9, 3, 17, 22, 8];
+    let t = seq.len();
+    let full = m
+        .forward_train(
+            &Tensor::new(seq.as_slice(), &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+        )
+        .unwrap();
+    // Prefill 4 tokens left-padded by 3, then 3 single steps.
+    let pad = 3;
+    let mut toks = vec![0u32; pad];
+    toks.extend(&seq[..4]);
+    let n = toks.len();
+    let pos: Vec<u32> = (0..n).map(|j| j.saturating_sub(pad) as u32).collect();
+    let mask: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            (0..n).map(move |j| {
+                if j == i || (j <= i && j >= pad) {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    let mut cache = KvCache::default();
+    let mut logits = m
+        .forward_step(
+            &Tensor::from_vec(toks, (1, n), &dev).unwrap(),
+            &Tensor::from_vec(pos, (1, n), &dev).unwrap(),
+            &Tensor::from_vec(mask, (1, 1, n, n), &dev).unwrap(),
+            &mut cache,
+        )
+        .unwrap();
+    for (k, &tokn) in seq.iter().enumerate().skip(4) {
+        let want = full
+            .get(0)
+            .unwrap()
+            .get(k - 1)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        assert!(max_abs_diff(&logits, &want) < 1e-4, "position {}", k - 1);
+        let total = cache.len() + 1;
+        let mask: Vec<f32> = (0..total)
+            .map(|j| if j >= pad { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        logits = m
+            .forward_step(
+                &Tensor::new(&[[tokn]], &dev).unwrap(),
+                &Tensor::new(&[[k as u32]], &dev).unwrap(),
+                &Tensor::from_vec(mask, (1, 1, 1, total), &dev).unwrap(),
+                &mut cache,
+            )
+            .unwrap();
+    }
+    let want = full
+        .get(0)
+        .unwrap()
+        .get(t - 1)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    assert!(max_abs_diff(&logits, &want) < 1e-4);
+}
+
+fn smollm2() -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} not fetched (scripts/fetch-assets.sh)",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn smollm2_gguf_chat_and_batched_greedy() {
+    let Some(p) = smollm2() else { return };
+    let mut m = LoadedModel::load(&p).unwrap();
+    let prompt = m
+        .chat_prompt(&[(Role::User, "What is the capital of France?".into())])
+        .expect("SmolLM2 has a chat template");
+    assert!(prompt.starts_with("<|im_start|>system\n"), "{prompt}");
+    assert!(
+        prompt.ends_with(
+            "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+        ),
+        "{prompt}"
+    );
+    let short = m.chat_prompt(&[(Role::User, "Say hello.".into())]).unwrap();
+    let opts = GenOptions {
+        max_new_tokens: 12,
+        stop: vec![],
+        batch_size: 4,
+    };
+    let t0 = std::time::Instant::now();
+    let both = m
+        .generate(&[prompt.clone(), short.clone()], &opts, &mut |_| {})
+        .unwrap();
+    eprintln!("batched: {both:?} in {:?}", t0.elapsed());
+    assert!(both[0].contains("Paris"), "{both:?}");
+    let one = m
+        .generate(
+            &[prompt],
+            &GenOptions {
+                batch_size: 1,
+                ..opts.clone()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let two = m
+        .generate(
+            &[short],
+            &GenOptions {
+                batch_size: 1,
+                ..opts
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        both,
+        vec![one[0].clone(), two[0].clone()],
+        "padding changed a greedy completion"
+    );
+}
