@@ -77,15 +77,9 @@ enum Command {
         #[arg(long, default_value = "model.layers.1.mlp.up_proj.weight")]
         tensor: String,
     },
-    /// Score a model directory. For now through an external evaluator (in-process GSM8K
-    /// inference comes with the evaluation issue): prints the accuracy as a fraction.
-    Eval {
-        model: std::path::PathBuf,
-        /// command:CMD with {model}, e.g. 'command:lm_eval --model vllm --model_args pretrained={model} ...';
-        /// the score is the last line (0.62 or 62%) or a JSON object with "accuracy".
-        #[arg(long)]
-        evaluator: Option<String>,
-    },
+    /// Score a model on GSM8K-format data in process (--data), or through an external
+    /// evaluator (--evaluator); see docs/eval.md.
+    Eval(cli::eval::EvalArgs),
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
     Merge(cli::merge::MergeArgs),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
@@ -176,26 +170,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Merge(args) => cli::merge::run(&args),
-        Command::Eval { model, evaluator } => {
-            let r = match evaluator.as_deref() {
-                Some(e) => {
-                    mergec::eval::external::Evaluator::parse(e).and_then(|e| e.score(&model))
-                }
-                None => Err("in-process GSM8K inference is not built yet: pass \
-                             --evaluator 'command:CMD {model}'"
-                    .to_string()),
-            };
-            match r {
-                Ok(score) => {
-                    println!("{score}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            }
-        }
+        Command::Eval(args) => cli::eval::run(&args, &|_| {
+            Err("model loading lands with src/model".to_string())
+        }),
         Command::Compile {
             program,
             merge,

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod compile;
 pub mod docs;
+pub mod eval;
 pub mod merge;
 pub mod methods;
 pub mod run;

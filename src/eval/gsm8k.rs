@@ -152,6 +152,17 @@ impl Split {
     }
 }
 
+impl std::fmt::Display for Split {
+    /// The canonical text [`Split::parse`] reads back: `all`, `dev:N` or `test:N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Split::All => write!(f, "all"),
+            Split::Dev(n) => write!(f, "dev:{n}"),
+            Split::Test(n) => write!(f, "test:{n}"),
+        }
+    }
+}
+
 /// A k-shot prompt: worked examples, then the question.
 pub fn few_shot_prompt(shots: &[Problem], q: &Problem) -> String {
     let mut p = String::new();
@@ -248,6 +259,9 @@ mod tests {
         assert_eq!(dev, Split::Dev(100).indices(1000, 7), "deterministic");
         assert_ne!(dev, Split::Dev(100).indices(1000, 8), "seeded");
         assert!(Split::parse("train").is_err());
+        for s in [Split::All, Split::Dev(7), Split::Test(100)] {
+            assert_eq!(Split::parse(&s.to_string()), Ok(s));
+        }
         assert!(Split::parse("dev:x").is_err());
     }
 

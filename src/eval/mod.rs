@@ -1,6 +1,9 @@
-//! Evaluation of merged models (the evaluation issue). So far: GSM8K-format data,
-//! answer extraction and scoring, splits, few-shot prompts and accuracy intervals.
-//! Inference (candle) and the testbed zoo come next.
+//! Evaluation of merged models (the evaluation issue): GSM8K-format data, answer
+//! extraction and scoring, splits, few-shot prompts and accuracy intervals
+//! ([`gsm8k`]); in-process evaluation through a [`crate::model::TextModel`] with a
+//! result cache ([`run`]); and external evaluators such as lm-evaluation-harness
+//! ([`external`]). See docs/eval.md.
 
 pub mod external;
 pub mod gsm8k;
+pub mod run;
