@@ -170,8 +170,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Merge(args) => cli::merge::run(&args),
-        Command::Eval(args) => cli::eval::run(&args, &|_| {
-            Err("model loading lands with src/model".to_string())
+        Command::Eval(args) => cli::eval::run(&args, &|p| {
+            mergec::model::LoadedModel::load(p)
+                .map(|m| Box::new(m) as Box<dyn mergec::model::TextModel>)
         }),
         Command::Compile {
             program,

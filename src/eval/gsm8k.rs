@@ -187,7 +187,18 @@ pub fn accuracy(correct: usize, n: usize) -> (f64, f64, f64) {
     let denom = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    (p, (centre - half).max(0.0), (centre + half).min(1.0))
+    // At 0 (or all) correct the bound is exactly 0 (or 1); rounding would leave 1e-17.
+    let lo = if correct == 0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
+    (p, lo, hi)
 }
 
 #[cfg(test)]
