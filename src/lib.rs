@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod codegen;
 pub mod config;
+pub mod develop;
 pub mod diag;
 pub mod eval;
 pub mod exec;

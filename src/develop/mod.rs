@@ -1,0 +1,7 @@
+//! The self-develop loop (issue 6), in pieces so far: the generation prompt, program
+//! extraction, candidate assessment with canonical hashes, and the append-only run record.
+
+pub mod candidate;
+pub mod extract;
+pub mod prompt;
+pub mod record;

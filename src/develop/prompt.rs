@@ -1,0 +1,44 @@
+//! The generation prompt: one fixed template (`prompts/develop.md`) holding the language
+//! reference card, generated from the checker's builtin table so it never drifts, and one
+//! example program (task arithmetic from the standard library).
+
+/// The template as shipped.
+pub const TEMPLATE: &str = include_str!("../../prompts/develop.md");
+
+/// The prompt: `template` with `{{card}}` and `{{example}}` filled in.
+pub fn render(template: &str) -> String {
+    let example = crate::stdlib::method("task_arithmetic")
+        .map(|m| strip_comments(m.source))
+        .unwrap_or_default();
+    template
+        .replace("{{card}}", &crate::cli::methods::builtins_text())
+        .replace("{{example}}", example.trim())
+}
+
+/// The default prompt.
+pub fn default_prompt() -> String {
+    render(TEMPLATE)
+}
+
+/// A program without its `#` comment lines (the example's header documents sources,
+/// which a generator should not copy).
+fn strip_comments(src: &str) -> String {
+    src.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_prompt_holds_the_card_and_a_checking_example() {
+        let p = super::default_prompt();
+        assert!(!p.contains("{{"), "unfilled placeholder");
+        assert!(p.contains("merge task_arithmetic("));
+        assert!(p.contains(crate::cli::methods::builtins_text().trim()));
+        let start = p.find("```merge\n").unwrap() + 9;
+        let end = start + p[start..].find("```").unwrap();
+        crate::check_source(&p[start..end]).expect("the example checks");
+    }
+}

@@ -1,0 +1,109 @@
+//! The run's append-only record: one JSON object per line, each written with a single
+//! `write` and synced before the next step starts, so a killed run loses at most the line
+//! being written. Opening an existing record reads every complete line back (for
+//! `--resume`) and cuts a torn last line off.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct RunLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl RunLog {
+    /// Opens (or creates) the record at `path`; returns it and the records already in it.
+    pub fn open<T: DeserializeOwned>(path: &Path) -> Result<(RunLog, Vec<T>), String> {
+        let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let text = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) => return Err(at(&e)),
+        };
+        let mut records = vec![];
+        let mut good = 0usize;
+        let mut off = 0usize;
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            off += line.len();
+            if line.last() != Some(&b'\n') {
+                break; // torn: written when the run was killed
+            }
+            let body = &line[..line.len() - 1];
+            if body.iter().all(u8::is_ascii_whitespace) {
+                good = off;
+                continue;
+            }
+            match serde_json::from_slice::<T>(body) {
+                Ok(r) => {
+                    records.push(r);
+                    good = off;
+                }
+                Err(e) => {
+                    let line_no = records.len() + 1;
+                    return Err(at(&format!(
+                        "line {line_no} is not a record of this version of mergec ({e}); \
+                         start a new run directory"
+                    )));
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| at(&e))?;
+        if good < text.len() {
+            file.set_len(good as u64).map_err(|e| at(&e))?;
+        }
+        Ok((
+            RunLog {
+                path: path.to_path_buf(),
+                file,
+            },
+            records,
+        ))
+    }
+
+    /// Appends one record and syncs it to disk.
+    pub fn append<T: Serialize>(&mut self, rec: &T) -> Result<(), String> {
+        let mut line = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_reads_complete_lines_and_cuts_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("programs.jsonl");
+        {
+            let (mut log, old) = RunLog::open::<Vec<u32>>(&p).unwrap();
+            assert!(old.is_empty());
+            log.append(&vec![1u32]).unwrap();
+            log.append(&vec![2u32, 3]).unwrap();
+        }
+        // A kill in the middle of a write.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"[4, 5").unwrap();
+        drop(f);
+        let (mut log, old) = RunLog::open::<Vec<u32>>(&p).unwrap();
+        assert_eq!(old, vec![vec![1], vec![2, 3]]);
+        log.append(&vec![6u32]).unwrap();
+        let (_, again) = RunLog::open::<Vec<u32>>(&p).unwrap();
+        assert_eq!(again, vec![vec![1], vec![2, 3], vec![6]]);
+    }
+}
