@@ -3,5 +3,6 @@
 
 pub mod candidate;
 pub mod extract;
+pub mod openai;
 pub mod prompt;
 pub mod record;
