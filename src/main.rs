@@ -82,6 +82,9 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
     Merge(cli::merge::MergeArgs),
+    /// The self-develop loop: generate merge programs, merge, score on dev, learn (DPO),
+    /// repeat; see docs/develop.md.
+    Develop(Box<cli::develop::DevelopArgs>),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
     Synth {
         /// mistral-N (Mistral-7B shapes, N layers) or tiny-N.
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Merge(args) => cli::merge::run(&args),
+        Command::Develop(args) => cli::develop::run(&args),
         Command::Eval(args) => cli::eval::run(&args, &|p| {
             mergec::model::LoadedModel::load(p)
                 .map(|m| Box::new(m) as Box<dyn mergec::model::TextModel>)

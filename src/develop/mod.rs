@@ -2,7 +2,10 @@
 //! extraction, candidate assessment with canonical hashes, and the append-only run record.
 
 pub mod candidate;
+pub mod config;
+pub mod driver;
 pub mod extract;
+pub mod generator;
 pub mod openai;
 pub mod prompt;
 pub mod record;

@@ -1,0 +1,88 @@
+//! Where programs come from: the [`Generator`] interface, shared by the built-in `tiny`
+//! model and the `openai:URL` client.
+
+use std::path::Path;
+
+/// One preference pair: for the same prompt, a program that scored well and one that
+/// scored badly.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: String,
+}
+
+/// What learning from one iteration's pairs did.
+#[derive(Clone, Debug, Default)]
+pub struct LearnReport {
+    pub steps: usize,
+    pub losses: Vec<f64>,
+    /// Mean chosen-minus-rejected log-ratio per step.
+    pub margins: Vec<f64>,
+    pub note: String,
+}
+
+pub trait Generator {
+    /// Name and version recorded with every program (e.g. `tiny-v1@<hash>`).
+    fn id(&self) -> String;
+    /// `n` completions of `prompt` at `temperature`, deterministic for a seed.
+    fn sample(
+        &mut self,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>, String>;
+    /// Learns from preference pairs (DPO); `dir` is where this iteration's weights or
+    /// exports go.
+    fn learn(
+        &mut self,
+        pairs: &[Pair],
+        iteration: usize,
+        dir: &Path,
+    ) -> Result<LearnReport, String>;
+}
+
+impl Generator for super::openai::OpenAiGenerator {
+    fn id(&self) -> String {
+        super::openai::OpenAiGenerator::id(self)
+    }
+
+    fn sample(
+        &mut self,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>, String> {
+        super::openai::OpenAiGenerator::sample(self, prompt, n, temperature, seed)
+    }
+
+    fn learn(
+        &mut self,
+        pairs: &[Pair],
+        iteration: usize,
+        dir: &Path,
+    ) -> Result<LearnReport, String> {
+        let triples: Vec<(String, String, String)> = pairs
+            .iter()
+            .map(|p| (p.prompt.clone(), p.chosen.clone(), p.rejected.clone()))
+            .collect();
+        let ex = self.export(&triples, iteration, dir)?;
+        Ok(LearnReport {
+            steps: 0,
+            losses: vec![],
+            margins: vec![],
+            note: format!(
+                "{} pairs written to {}{}",
+                ex.pairs,
+                ex.pairs_file.display(),
+                match &ex.new_endpoint {
+                    Some(u) => format!("; the hook moved the endpoint to {u}"),
+                    None if self.hook.is_some() => "; hook ran".to_string(),
+                    None => "; no hook configured (train externally, e.g. with TRL)".to_string(),
+                }
+            ),
+        })
+    }
+}
