@@ -171,6 +171,29 @@ fn a_run_records_every_program_once_and_learns_from_pairs() {
     for r in progs.iter().filter(|r| r["outcome"] == "scored") {
         assert!(scored.insert(r["assessed"]["canonical"].as_str().unwrap().to_string()));
     }
+    let run = tmp.path().join("run");
+    for f in [
+        "report.md",
+        "report.json",
+        "dev-scores.png",
+        "valid-rate.png",
+        "best-so-far.png",
+    ] {
+        assert!(run.join(f).is_file(), "no {f}");
+    }
+    if let Ok(keep) = std::env::var("MERGEC_KEEP_RUN") {
+        let _ = Command::new("cp").arg("-r").arg(&run).arg(keep).status();
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("Table 1") && report.contains("task_arithmetic lambda="),
+        "{report}"
+    );
+    assert!(std::fs::read_dir(run.join("best")).unwrap().count() >= 1);
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "score" && r["key"] == "seed test")
+    );
     let learned: Vec<_> = recs.iter().filter(|r| r["event"] == "learned").collect();
     assert_eq!(learned.len(), 2);
     assert!(

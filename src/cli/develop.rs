@@ -203,5 +203,15 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         &crate::runtime::CANCELLED,
         &mut say,
     )?;
+    if ended == Ended::Interrupted {
+        return Ok(ended);
+    }
+    eprintln!("scoring the best programs on test, the baselines and the transfer");
+    let fin = crate::develop::report::finalize(&cfg, &mut log, &events, &mut say)?;
+    if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
+        return Ok(Ended::Interrupted);
+    }
+    println!("{}", crate::develop::report::summary_table(&fin));
+    eprintln!("report: {}", cfg.run_dir.join("report.md").display());
     Ok(ended)
 }

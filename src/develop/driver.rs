@@ -75,6 +75,14 @@ pub enum Event {
         iteration: usize,
         seconds: f64,
     },
+    /// A score of the final stage (test scores, baselines, transfer), kept so that a
+    /// resumed run does not score anything twice.
+    Score {
+        key: String,
+        accuracy: f64,
+        correct: usize,
+        n: usize,
+    },
 }
 
 /// Everything the loop needs besides the generator.
@@ -141,6 +149,7 @@ pub fn eval_settings(cfg: &RunConfig) -> EvalSettings {
 pub fn merge_and_score(
     cfg: &RunConfig,
     program: &str,
+    params: Vec<(String, crate::types::Const)>,
     base: &Path,
     models: &[PathBuf],
     problems: &[Problem],
@@ -157,7 +166,7 @@ pub fn merge_and_score(
         base: base.to_path_buf(),
         models: models.to_vec(),
         out: out.to_path_buf(),
-        params: Box::new(crate::runtime::merge::FixedParams(vec![])),
+        params: Box::new(crate::runtime::merge::FixedParams(params)),
         dtype: None,
         only: Some(regex::Regex::new(&cfg.tensors).map_err(|e| e.to_string())?),
         seed: cfg.seed,
@@ -298,6 +307,7 @@ pub fn run_iterations(
                         match merge_and_score(
                             cfg,
                             a.program.as_deref().unwrap_or(""),
+                            vec![],
                             &cfg.base,
                             &cfg.models,
                             &setup.dev,

@@ -7,5 +7,7 @@ pub mod driver;
 pub mod extract;
 pub mod generator;
 pub mod openai;
+pub mod plots;
 pub mod prompt;
 pub mod record;
+pub mod report;
