@@ -75,15 +75,80 @@ pub struct DevelopArgs {
     /// Continue the run in --run-dir where it stopped: nothing lost, nothing scored twice.
     #[arg(long)]
     pub resume: bool,
+    /// The whole loop on the built-in testbed: builds the zoo (cached) into --zoo, then
+    /// runs the `tiny` generator on family 1 with family 2 for transfer, demo-sized.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where --demo builds (or finds) the testbed zoo.
+    #[arg(long, default_value = "runs/zoo")]
+    pub zoo: PathBuf,
     #[command(flatten)]
     pub flags: ConfigFlags,
 }
 
 const LIST_FIELDS: &[&str] = &["models", "baseline_grid", "transfer_models"];
 
-/// The config: defaults, then the file, then the flags.
+/// The demo's settings on a zoo at `zoo` (flags and a config file still win).
+pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
+    let experts = |fam: &str| -> Result<Vec<toml::Value>, String> {
+        let dir = zoo.join(fam);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("expert-"))
+            .map(|e| e.path().display().to_string())
+            .collect();
+        v.sort();
+        Ok(v.into_iter().map(toml::Value::String).collect())
+    };
+    let p = |rel: &str| toml::Value::String(zoo.join(rel).display().to_string());
+    let mut t = toml::Table::new();
+    t.insert("run_dir".into(), toml::Value::String("runs/demo".into()));
+    t.insert("base".into(), p("family1/base"));
+    t.insert("models".into(), toml::Value::Array(experts("family1")?));
+    t.insert("dev".into(), p("family1/dev.jsonl"));
+    t.insert("test".into(), p("family1/test.jsonl"));
+    t.insert("dev_limit".into(), toml::Value::Integer(200));
+    t.insert("transfer_base".into(), p("family2/base"));
+    t.insert(
+        "transfer_models".into(),
+        toml::Value::Array(experts("family2")?),
+    );
+    t.insert("transfer_dev".into(), p("family2/dev.jsonl"));
+    t.insert("transfer_test".into(), p("family2/test.jsonl"));
+    t.insert("generator".into(), toml::Value::String("tiny".into()));
+    t.insert("iterations".into(), toml::Value::Integer(3));
+    t.insert("programs".into(), toml::Value::Integer(40));
+    t.insert("top_test".into(), toml::Value::Integer(5));
+    Ok(t)
+}
+
+/// Builds the zoo (a no-op when it is built and current) with this binary.
+fn build_zoo(zoo: &std::path::Path) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = std::process::Command::new(exe)
+        .arg("zoo")
+        .arg("--out")
+        .arg(zoo)
+        .status()
+        .map_err(|e| format!("mergec zoo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the testbed zoo in {} failed",
+            zoo.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The config: defaults, then the demo's settings (--demo), then the file, then the flags.
 pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
-    let mut table = match &a.config {
+    let mut table = if a.demo {
+        demo_table(&a.zoo)?
+    } else {
+        toml::Table::new()
+    };
+    let file = match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             text.parse::<toml::Table>()
@@ -91,6 +156,7 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
         }
         None => toml::Table::new(),
     };
+    table.extend(file);
     for (key, raw) in a.flags.given() {
         let parsed = format!("v = {raw}")
             .parse::<toml::Table>()
@@ -155,6 +221,9 @@ pub fn run(a: &DevelopArgs) -> i32 {
 }
 
 fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
+    if a.demo {
+        build_zoo(&a.zoo)?;
+    }
     let cfg = resolve_config(a)?;
     let _ = ctrlc::set_handler(|| {
         if crate::runtime::CANCELLED.swap(true, Ordering::SeqCst) {
