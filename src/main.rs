@@ -105,6 +105,9 @@ enum Command {
         #[arg(long, default_value = "2GB")]
         shard_size: String,
     },
+    /// Build the testbed zoo: tiny llama families (a base and experts) trained on the CPU,
+    /// with mixed GSM8K-format dev and test sets (docs/zoo.md).
+    Zoo(cli::zoo::ZooArgs),
     /// Check and run every stdlib method on example tensors (the quick tour).
     Demo {
         #[arg(long, default_value_t = 0)]
@@ -212,6 +215,7 @@ fn main() -> ExitCode {
             delta,
             shard_size,
         } => cli::synth::run(&arch, models, &out, &dtype, seed, delta, &shard_size),
+        Command::Zoo(args) => cli::zoo::run(&args),
         Command::Demo { seed } => cli::run::demo(seed),
         Command::Repl { seed, files } => mergec::repl::run_terminal(seed, &files),
         Command::Docs { write } => cli::docs::run(write),

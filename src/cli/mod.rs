@@ -9,6 +9,7 @@ pub mod merge;
 pub mod methods;
 pub mod run;
 pub mod synth;
+pub mod zoo;
 
 /// Whether to colour diagnostics: only on a terminal, and never with NO_COLOR.
 pub fn use_color() -> bool {
