@@ -190,9 +190,32 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
     Ok(cfg)
 }
 
-/// Builds the configured generator.
-pub fn make_generator(cfg: &RunConfig) -> Result<Box<dyn Generator>, String> {
+/// Builds the configured generator; `finished` iterations of the run are done (a
+/// resumed `tiny` generator continues from the weights saved after the last of them).
+pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>, String> {
     let g = cfg.generator.as_str();
+    if g == "tiny" {
+        use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
+        let cache = crate::eval::run::default_cache_dir()
+            .and_then(|d| d.parent().map(|p| p.to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from("runs/cache"));
+        let dpo = DpoSettings {
+            beta: cfg.dpo_beta,
+            lr: cfg.dpo_lr,
+            max_steps: cfg.dpo_steps,
+            seed: cfg.seed,
+            ..DpoSettings::default()
+        };
+        let t = TinyGenerator::for_run(
+            &cache,
+            &TinySpec::default(),
+            &cfg.run_dir.join("generator"),
+            finished,
+            dpo,
+            &mut |m| eprintln!("{m}"),
+        )?;
+        return Ok(Box::new(t));
+    }
     if g.starts_with("openai:") || g.starts_with("openai-chat:") {
         let mut o =
             crate::develop::openai::OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?;
@@ -262,7 +285,11 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
             events.push(ev);
         }
     }
-    let mut generator = make_generator(&cfg)?;
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::IterationDone { .. }))
+        .count();
+    let mut generator = make_generator(&cfg, finished)?;
     let mut say = |m: &str| eprintln!("{m}");
     let ended = driver::run_iterations(
         &setup,

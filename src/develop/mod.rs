@@ -1,5 +1,7 @@
-//! The self-develop loop (issue 6), in pieces so far: the generation prompt, program
-//! extraction, candidate assessment with canonical hashes, and the append-only run record.
+//! The self-develop loop (issue 6): the generation prompt, program extraction, candidate
+//! assessment with canonical hashes, the append-only run record, the driver and the end
+//! of run report, the [`generator::Generator`] interface with the built-in
+//! [`tiny::TinyGenerator`] and the `openai:URL` client.
 
 pub mod candidate;
 pub mod config;
@@ -11,3 +13,5 @@ pub mod plots;
 pub mod prompt;
 pub mod record;
 pub mod report;
+pub mod tiny;
+pub mod tiny_corpus;

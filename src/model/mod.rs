@@ -7,13 +7,17 @@
 //!   `forward_step` (inference with a KV cache, left padding and per-sequence positions).
 //! - [`tokenizer::Tok`]: a `tokenizers` tokenizer plus special tokens and chat template.
 //! - [`generate`]: batched greedy decoding with stop strings.
+//! - [`sample`]: batched temperature / top-p sampling with seeded per-completion streams.
+//! - [`train`]: seeded initialisation, sequence log-probabilities, the DPO loss.
 //! - [`LoadedModel`]: a model loaded from a path, implementing [`TextModel`].
 
 pub mod config;
 pub mod generate;
 pub mod llama;
 pub mod load;
+pub mod sample;
 pub mod tokenizer;
+pub mod train;
 
 pub use load::LoadedModel;
 
