@@ -23,6 +23,7 @@ pub mod show;
 pub mod stdlib;
 pub mod syntax;
 pub mod types;
+pub mod zoo;
 
 use diag::Diagnostic;
 use syntax::ast::Program;

@@ -82,6 +82,9 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
     Merge(cli::merge::MergeArgs),
+    /// The self-develop loop: generate merge programs, merge, score on dev, learn (DPO),
+    /// repeat; see docs/develop.md.
+    Develop(Box<cli::develop::DevelopArgs>),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
     Synth {
         /// mistral-N (Mistral-7B shapes, N layers) or tiny-N.
@@ -102,6 +105,9 @@ enum Command {
         #[arg(long, default_value = "2GB")]
         shard_size: String,
     },
+    /// Build the testbed zoo: tiny llama families (a base and experts) trained on the CPU,
+    /// with mixed GSM8K-format dev and test sets (docs/zoo.md).
+    Zoo(cli::zoo::ZooArgs),
     /// Check and run every stdlib method on example tensors (the quick tour).
     Demo {
         #[arg(long, default_value_t = 0)]
@@ -170,6 +176,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Merge(args) => cli::merge::run(&args),
+        Command::Develop(args) => cli::develop::run(&args),
         Command::Eval(args) => cli::eval::run(&args, &|p| {
             mergec::model::LoadedModel::load(p)
                 .map(|m| Box::new(m) as Box<dyn mergec::model::TextModel>)
@@ -208,6 +215,7 @@ fn main() -> ExitCode {
             delta,
             shard_size,
         } => cli::synth::run(&arch, models, &out, &dtype, seed, delta, &shard_size),
+        Command::Zoo(args) => cli::zoo::run(&args),
         Command::Demo { seed } => cli::run::demo(seed),
         Command::Repl { seed, files } => mergec::repl::run_terminal(seed, &files),
         Command::Docs { write } => cli::docs::run(write),

@@ -8,6 +8,10 @@ use mergec::model::llama::{KvCache, Llama};
 use mergec::model::{GenOptions, LoadedModel, Role, TextModel};
 use std::path::Path;
 
+#[path = "common/tiny_llama.rs"]
+mod tiny_llama;
+use tiny_llama::char_tokenizer_json;
+
 fn tiny_config() -> LlamaConfig {
     LlamaConfig {
         family: Family::Llama,
@@ -194,35 +198,6 @@ fn smollm2_gguf_chat_and_batched_greedy() {
         vec![one[0].clone(), two[0].clone()],
         "padding changed a greedy completion"
     );
-}
-
-/// A character-level tokenizer.json over `chars` (ids 0..3 are <pad>, <s>, </s>).
-fn char_tokenizer_json(chars: &str) -> String {
-    let mut vocab = serde_json::Map::new();
-    for (i, t) in ["<pad>", "<s>", "</s>"].iter().enumerate() {
-        vocab.insert(t.to_string(), serde_json::json!(i));
-    }
-    for c in chars.chars() {
-        let n = vocab.len();
-        vocab.insert(c.to_string(), serde_json::json!(n));
-    }
-    let added: Vec<serde_json::Value> = ["<pad>", "<s>", "</s>"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": null, "pre_tokenizer": null, "post_processor": null,
-        "decoder": {"type": "Fuse"},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null,
-            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
-            "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
-    })
-    .to_string()
 }
 
 /// Greedy continuation by re-running the training forward on the whole sequence.

@@ -2,12 +2,14 @@
 
 pub mod check;
 pub mod compile;
+pub mod develop;
 pub mod docs;
 pub mod eval;
 pub mod merge;
 pub mod methods;
 pub mod run;
 pub mod synth;
+pub mod zoo;
 
 /// Whether to colour diagnostics: only on a terminal, and never with NO_COLOR.
 pub fn use_color() -> bool {

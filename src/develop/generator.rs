@@ -1,39 +1,29 @@
-//! The program generator interface of the develop loop (issue 6, item 2): something that
-//! writes merge programs when prompted and learns from preference pairs (DPO).
-//!
-//! Implementations: [`super::tiny::TinyGenerator`], a built-in small transformer trained
-//! in process; the OpenAI-compatible endpoint generator (it exports pairs for external
-//! training instead).
+//! Where programs come from: the [`Generator`] interface, shared by the built-in `tiny`
+//! model and the `openai:URL` client.
 
 use std::path::Path;
 
-/// One preference pair: for `prompt`, `chosen` is preferred to `rejected`. For the
-/// TRL-format export these are the JSONL fields of the same names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One preference pair: for the same prompt, a program that scored well and one that
+/// scored badly.
+#[derive(Clone, Debug)]
 pub struct Pair {
     pub prompt: String,
     pub chosen: String,
     pub rejected: String,
 }
 
-/// What [`Generator::learn`] did.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What learning from one iteration's pairs did.
+#[derive(Clone, Debug, Default)]
 pub struct LearnReport {
-    /// Optimizer steps taken (0 when training happens elsewhere).
     pub steps: usize,
-    /// The DPO loss at each step.
     pub losses: Vec<f64>,
-    /// The mean chosen-minus-rejected log-ratio margin
-    /// `(log pi(c) - log ref(c)) - (log pi(r) - log ref(r))` at each step.
+    /// Mean chosen-minus-rejected log-ratio per step.
     pub margins: Vec<f64>,
-    /// Anything worth recording (where the weights or exports went, timings).
     pub note: String,
 }
 
-/// A program generator.
 pub trait Generator {
-    /// Name and version recorded with every program (e.g. `tiny-v1@<hash>`); changes
-    /// when the generator learns.
+    /// Name and version recorded with every program (e.g. `tiny-v1@<hash>`).
     fn id(&self) -> String;
     /// `n` completions of `prompt` at `temperature`, deterministic for a seed.
     fn sample(
@@ -51,4 +41,48 @@ pub trait Generator {
         iteration: usize,
         dir: &Path,
     ) -> Result<LearnReport, String>;
+}
+
+impl Generator for super::openai::OpenAiGenerator {
+    fn id(&self) -> String {
+        super::openai::OpenAiGenerator::id(self)
+    }
+
+    fn sample(
+        &mut self,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>, String> {
+        super::openai::OpenAiGenerator::sample(self, prompt, n, temperature, seed)
+    }
+
+    fn learn(
+        &mut self,
+        pairs: &[Pair],
+        iteration: usize,
+        dir: &Path,
+    ) -> Result<LearnReport, String> {
+        let triples: Vec<(String, String, String)> = pairs
+            .iter()
+            .map(|p| (p.prompt.clone(), p.chosen.clone(), p.rejected.clone()))
+            .collect();
+        let ex = self.export(&triples, iteration, dir)?;
+        Ok(LearnReport {
+            steps: 0,
+            losses: vec![],
+            margins: vec![],
+            note: format!(
+                "{} pairs written to {}{}",
+                ex.pairs,
+                ex.pairs_file.display(),
+                match &ex.new_endpoint {
+                    Some(u) => format!("; the hook moved the endpoint to {u}"),
+                    None if self.hook.is_some() => "; hook ran".to_string(),
+                    None => "; no hook configured (train externally, e.g. with TRL)".to_string(),
+                }
+            ),
+        })
+    }
 }

@@ -1,11 +1,17 @@
-//! The self-develop loop (issue 6), in pieces so far: the generation prompt, program
-//! extraction, candidate assessment with canonical hashes, the append-only run record,
-//! the [`generator::Generator`] interface and the built-in [`tiny::TinyGenerator`].
+//! The self-develop loop (issue 6): the generation prompt, program extraction, candidate
+//! assessment with canonical hashes, the append-only run record, the driver and its
+//! config, the [`generator::Generator`] interface with the `openai:URL` client and the
+//! built-in [`tiny::TinyGenerator`], and the end-of-run report.
 
 pub mod candidate;
+pub mod config;
+pub mod driver;
 pub mod extract;
 pub mod generator;
+pub mod openai;
+pub mod plots;
 pub mod prompt;
 pub mod record;
+pub mod report;
 pub mod tiny;
 pub mod tiny_corpus;

@@ -178,13 +178,7 @@ fn build_prompts(
 /// A completion cut at the first of the stop strings (models should already do this;
 /// scoring must not depend on it).
 fn cut_at_stop(text: &str, stop: &[String]) -> String {
-    let end = stop
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
-        .unwrap_or(text.len());
-    text[..end].to_string()
+    crate::model::generate::cut_at_stop(text, stop).0
 }
 
 /// Scores `model` on `problems`, each prompted with `settings.shots` worked examples

@@ -1,0 +1,286 @@
+//! `mergec develop`: the self-develop loop from a TOML config, flags, or `--demo`.
+
+use crate::develop::config::RunConfig;
+use crate::develop::driver::{self, Ended, Event};
+use crate::develop::generator::Generator;
+use crate::develop::record::RunLog;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+macro_rules! config_flags {
+    ($($field:ident),* $(,)?) => {
+        /// Every config field as a flag (`--programs 40`, `--models a,b,c`); flags win
+        /// over the config file.
+        #[derive(clap::Args, Debug, Default, Clone)]
+        pub struct ConfigFlags {
+            $(
+                #[arg(long, value_name = "VALUE", help_heading = "Run settings (also TOML keys; see docs/develop.md)")]
+                pub $field: Option<String>,
+            )*
+        }
+
+        impl ConfigFlags {
+            fn given(&self) -> Vec<(&'static str, &str)> {
+                let mut v = vec![];
+                $( if let Some(x) = &self.$field { v.push((stringify!($field), x.as_str())); } )*
+                v
+            }
+        }
+    };
+}
+
+config_flags!(
+    run_dir,
+    base,
+    models,
+    tensors,
+    evaluator,
+    dev,
+    test,
+    dev_limit,
+    test_limit,
+    shots,
+    train,
+    max_new_tokens,
+    eval_batch,
+    generator,
+    generator_model,
+    hook,
+    iterations,
+    programs,
+    temperature,
+    temperature_decay,
+    chosen_fraction,
+    rejected_fraction,
+    elites,
+    repair,
+    dpo_beta,
+    dpo_lr,
+    dpo_steps,
+    top_test,
+    baseline_grid,
+    transfer_base,
+    transfer_models,
+    transfer_dev,
+    transfer_test,
+    keep_best,
+    seed,
+);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevelopArgs {
+    /// A TOML file of run settings (every key is also a flag below).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in --run-dir where it stopped: nothing lost, nothing scored twice.
+    #[arg(long)]
+    pub resume: bool,
+    /// The whole loop on the built-in testbed: builds the zoo (cached) into --zoo, then
+    /// runs the `tiny` generator on family 1 with family 2 for transfer, demo-sized.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where --demo builds (or finds) the testbed zoo.
+    #[arg(long, default_value = "runs/zoo")]
+    pub zoo: PathBuf,
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+}
+
+const LIST_FIELDS: &[&str] = &["models", "baseline_grid", "transfer_models"];
+
+/// The demo's settings on a zoo at `zoo` (flags and a config file still win).
+pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
+    let experts = |fam: &str| -> Result<Vec<toml::Value>, String> {
+        let dir = zoo.join(fam);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("expert-"))
+            .map(|e| e.path().display().to_string())
+            .collect();
+        v.sort();
+        Ok(v.into_iter().map(toml::Value::String).collect())
+    };
+    let p = |rel: &str| toml::Value::String(zoo.join(rel).display().to_string());
+    let mut t = toml::Table::new();
+    t.insert("run_dir".into(), toml::Value::String("runs/demo".into()));
+    t.insert("base".into(), p("family1/base"));
+    t.insert("models".into(), toml::Value::Array(experts("family1")?));
+    t.insert("dev".into(), p("family1/dev.jsonl"));
+    t.insert("test".into(), p("family1/test.jsonl"));
+    t.insert("dev_limit".into(), toml::Value::Integer(200));
+    t.insert("transfer_base".into(), p("family2/base"));
+    t.insert(
+        "transfer_models".into(),
+        toml::Value::Array(experts("family2")?),
+    );
+    t.insert("transfer_dev".into(), p("family2/dev.jsonl"));
+    t.insert("transfer_test".into(), p("family2/test.jsonl"));
+    t.insert("generator".into(), toml::Value::String("tiny".into()));
+    t.insert("iterations".into(), toml::Value::Integer(3));
+    t.insert("programs".into(), toml::Value::Integer(40));
+    t.insert("top_test".into(), toml::Value::Integer(5));
+    Ok(t)
+}
+
+/// Builds the zoo (a no-op when it is built and current) with this binary.
+fn build_zoo(zoo: &std::path::Path) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = std::process::Command::new(exe)
+        .arg("zoo")
+        .arg("--out")
+        .arg(zoo)
+        .status()
+        .map_err(|e| format!("mergec zoo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the testbed zoo in {} failed",
+            zoo.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The config: defaults, then the demo's settings (--demo), then the file, then the flags.
+pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
+    let mut table = if a.demo {
+        demo_table(&a.zoo)?
+    } else {
+        toml::Table::new()
+    };
+    let file = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            text.parse::<toml::Table>()
+                .map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    table.extend(file);
+    for (key, raw) in a.flags.given() {
+        let parsed = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"));
+        let list = LIST_FIELDS.contains(&key);
+        let value = match parsed {
+            Some(v) if list && v.is_array() => v,
+            _ if list => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse::<f64>()
+                            .map(toml::Value::Float)
+                            .unwrap_or_else(|_| toml::Value::String(s.to_string()))
+                    })
+                    .collect(),
+            ),
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => v,
+            Some(toml::Value::String(s)) => toml::Value::String(s),
+            _ => toml::Value::String(raw.to_string()),
+        };
+        table.insert(key.to_string(), value);
+    }
+    let cfg: RunConfig = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("run settings: {e}"))?;
+    Ok(cfg)
+}
+
+/// Builds the configured generator.
+pub fn make_generator(cfg: &RunConfig) -> Result<Box<dyn Generator>, String> {
+    let g = cfg.generator.as_str();
+    if g.starts_with("openai:") || g.starts_with("openai-chat:") {
+        let mut o =
+            crate::develop::openai::OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?;
+        o.hook = cfg.hook.clone();
+        return Ok(Box::new(o));
+    }
+    Err(format!(
+        "generator `{g}`: use tiny, openai:URL or openai-chat:URL"
+    ))
+}
+
+pub fn run(a: &DevelopArgs) -> i32 {
+    match run_inner(a) {
+        Ok(Ended::Finished) => 0,
+        Ok(Ended::Interrupted) => {
+            eprintln!(
+                "interrupted: everything scored so far is in the record; continue with --resume"
+            );
+            130
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
+    if a.demo {
+        build_zoo(&a.zoo)?;
+    }
+    let cfg = resolve_config(a)?;
+    let _ = ctrlc::set_handler(|| {
+        if crate::runtime::CANCELLED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the current step; the run can be resumed");
+    });
+    let setup = driver::Setup::new(&cfg)?;
+    std::fs::create_dir_all(&cfg.run_dir).map_err(|e| format!("{}: {e}", cfg.run_dir.display()))?;
+    let record = cfg.run_dir.join("programs.jsonl");
+    let (mut log, mut events) = RunLog::open::<Event>(&record)?;
+    if !events.is_empty() && !a.resume {
+        return Err(format!(
+            "{} already holds a run; pass --resume to continue it, or choose another --run-dir",
+            cfg.run_dir.display()
+        ));
+    }
+    let settings = cfg.to_toml();
+    match events.first() {
+        Some(Event::Start { config, .. }) if *config != settings => {
+            return Err(format!(
+                "{}: the run was started with other settings; resume with the same ones \
+                 (they are in {}/config.toml)",
+                cfg.run_dir.display(),
+                cfg.run_dir.display()
+            ));
+        }
+        Some(_) => eprintln!("resuming {}: {} records", record.display(), events.len()),
+        None => {
+            crate::eval::run::write_atomic(&cfg.run_dir.join("config.toml"), settings.as_bytes())?;
+            let ev = Event::Start {
+                config: settings,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            log.append(&ev)?;
+            events.push(ev);
+        }
+    }
+    let mut generator = make_generator(&cfg)?;
+    let mut say = |m: &str| eprintln!("{m}");
+    let ended = driver::run_iterations(
+        &setup,
+        generator.as_mut(),
+        &mut log,
+        &mut events,
+        &crate::runtime::CANCELLED,
+        &mut say,
+    )?;
+    if ended == Ended::Interrupted {
+        return Ok(ended);
+    }
+    eprintln!("scoring the best programs on test, the baselines and the transfer");
+    let fin = crate::develop::report::finalize(&cfg, &mut log, &events, &mut say)?;
+    if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
+        return Ok(Ended::Interrupted);
+    }
+    println!("{}", crate::develop::report::summary_table(&fin));
+    eprintln!("report: {}", cfg.run_dir.join("report.md").display());
+    Ok(ended)
+}

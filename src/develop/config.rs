@@ -1,0 +1,187 @@
+//! `mergec develop --config RUN.toml`: every setting of a run, each also a flag.
+//! Field names are the TOML keys; `docs/develop.md` lists them with their defaults.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The run directory: record, best programs, scratch merges, report.
+    pub run_dir: PathBuf,
+    /// The seed model (the base of every merge).
+    pub base: PathBuf,
+    /// Candidate fine-tunes, merged in this order.
+    pub models: Vec<PathBuf>,
+    /// Regex over tensor names: which tensors are merged (others are copied from the
+    /// base). The paper merged MLP weights only.
+    pub tensors: String,
+    /// `builtin` (in-process GSM8K-format scoring) or `command:CMD {model}`.
+    pub evaluator: String,
+    /// GSM8K-format dev and test files.
+    pub dev: PathBuf,
+    pub test: PathBuf,
+    /// Problems of the dev file used (0: all).
+    pub dev_limit: usize,
+    /// Problems of the test file used (0: all).
+    pub test_limit: usize,
+    /// Worked examples before each question (from `train`, when given).
+    pub shots: usize,
+    pub train: Option<PathBuf>,
+    pub max_new_tokens: usize,
+    pub eval_batch: usize,
+    /// `tiny`, `openai:URL` or `openai-chat:URL`.
+    pub generator: String,
+    pub generator_model: Option<String>,
+    /// For openai generators: run after each iteration's pairs are written
+    /// (`{pairs}`, `{iteration}`, `{endpoint}` are replaced).
+    pub hook: Option<String>,
+    pub iterations: usize,
+    pub programs: usize,
+    /// Temperature of iteration t: temperature / (1 + temperature_decay * (t - 1)).
+    pub temperature: f64,
+    pub temperature_decay: f64,
+    /// Fractions of the scored programs that become "chosen" and "rejected".
+    pub chosen_fraction: f64,
+    pub rejected_fraction: f64,
+    /// Best programs of each earlier iteration kept among the chosen.
+    pub elites: usize,
+    /// Feed diagnostics back once to fix a program that does not check (prompted
+    /// generators only).
+    pub repair: bool,
+    pub dpo_beta: f64,
+    pub dpo_lr: f64,
+    pub dpo_steps: usize,
+    /// The best programs on dev scored on test at the end.
+    pub top_test: usize,
+    /// Baseline grid: task arithmetic's lambda and TIES' weight/density.
+    pub baseline_grid: Vec<f64>,
+    /// A second family for the transfer test (optional).
+    pub transfer_base: Option<PathBuf>,
+    pub transfer_models: Vec<PathBuf>,
+    pub transfer_dev: Option<PathBuf>,
+    pub transfer_test: Option<PathBuf>,
+    /// Checkpoints kept in the scratch directory (the best so far).
+    pub keep_best: usize,
+    pub seed: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            run_dir: PathBuf::from("runs/develop"),
+            base: PathBuf::new(),
+            models: vec![],
+            tensors: r"mlp\.".into(),
+            evaluator: "builtin".into(),
+            dev: PathBuf::new(),
+            test: PathBuf::new(),
+            dev_limit: 0,
+            test_limit: 0,
+            shots: 0,
+            train: None,
+            max_new_tokens: 96,
+            eval_batch: 128,
+            generator: "tiny".into(),
+            generator_model: None,
+            hook: None,
+            iterations: 3,
+            programs: 100,
+            temperature: 1.2,
+            temperature_decay: 0.2,
+            chosen_fraction: 0.03,
+            rejected_fraction: 0.10,
+            elites: 3,
+            repair: true,
+            dpo_beta: 0.1,
+            dpo_lr: 1e-4,
+            dpo_steps: 40,
+            top_test: 15,
+            baseline_grid: vec![0.2, 0.4, 0.6],
+            transfer_base: None,
+            transfer_models: vec![],
+            transfer_dev: None,
+            transfer_test: None,
+            keep_best: 3,
+            seed: 0,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file; unknown keys are errors (with the key and line).
+    pub fn from_toml(path: &std::path::Path) -> Result<RunConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    /// Temperature of iteration `t` (1-based).
+    pub fn temperature_at(&self, t: usize) -> f64 {
+        self.temperature / (1.0 + self.temperature_decay * (t.max(1) - 1) as f64)
+    }
+
+    /// Checks what can be checked before any work: files exist, numbers make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        let need = |p: &std::path::Path, what: &str| {
+            if p.as_os_str().is_empty() {
+                Err(format!(
+                    "no {what} given (set `{what}` in the config or pass --{what})"
+                ))
+            } else if !p.exists() {
+                Err(format!("{what} `{}` does not exist", p.display()))
+            } else {
+                Ok(())
+            }
+        };
+        need(&self.base, "base")?;
+        need(&self.dev, "dev")?;
+        need(&self.test, "test")?;
+        if self.models.is_empty() {
+            return Err("no candidate models (set `models` or pass --models)".into());
+        }
+        for m in &self.models {
+            need(m, "models")?;
+        }
+        regex::Regex::new(&self.tensors).map_err(|e| format!("tensors: {e}"))?;
+        if self.iterations == 0 || self.programs == 0 {
+            return Err("iterations and programs must be at least 1".into());
+        }
+        for (name, f) in [
+            ("chosen_fraction", self.chosen_fraction),
+            ("rejected_fraction", self.rejected_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("{name} must be within 0..1, not {f}"));
+            }
+        }
+        if self.temperature <= 0.0 {
+            return Err("temperature must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_defaults_and_unknown_keys() {
+        let c = RunConfig::default();
+        assert_eq!(toml::from_str::<RunConfig>(&c.to_toml()).unwrap(), c);
+        let partial: RunConfig = toml::from_str("programs = 7\nseed = 3").unwrap();
+        assert_eq!(
+            (partial.programs, partial.seed, partial.iterations),
+            (7, 3, 3)
+        );
+        let e = toml::from_str::<RunConfig>("progams = 7")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("progams"), "{e}");
+        assert!((c.temperature_at(3) - 1.2 / 1.4).abs() < 1e-12);
+    }
+}

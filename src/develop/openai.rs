@@ -1,0 +1,224 @@
+//! `openai:URL`: programs from any OpenAI-compatible completion endpoint (vLLM, the
+//! llama.cpp server, Ollama, hosted APIs). `URL` is the API base, e.g.
+//! `http://localhost:8000/v1`; requests go to `URL/completions`, or to
+//! `URL/chat/completions` with `openai-chat:URL` (the prompt becomes one user message).
+//! The model name comes from `--generator-model` / `generator_model` (else the server's
+//! first model); `OPENAI_API_KEY`, when set, is sent as a bearer token.
+//!
+//! Learning happens outside: each iteration's preference pairs are written as TRL-format
+//! JSONL (`prompt`, `chosen`, `rejected`) and an optional hook command trains on them
+//! (e.g. TRL's DPO trainer) and restarts the server; if the hook's last output line is
+//! `endpoint: URL`, the next iteration samples from that URL.
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+pub struct OpenAiGenerator {
+    pub base: String,
+    pub chat: bool,
+    pub model: Option<String>,
+    pub max_tokens: usize,
+    pub top_p: f64,
+    /// Shell command run after the pairs are written; `{pairs}`, `{iteration}` and
+    /// `{endpoint}` are replaced.
+    pub hook: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// The result of one iteration's learning step.
+#[derive(Clone, Debug, Default)]
+pub struct Exported {
+    pub pairs_file: std::path::PathBuf,
+    pub pairs: usize,
+    pub hook_output: String,
+    pub new_endpoint: Option<String>,
+}
+
+impl OpenAiGenerator {
+    /// From a generator spec `openai:URL` or `openai-chat:URL`.
+    pub fn from_spec(spec: &str, model: Option<String>) -> Result<OpenAiGenerator, String> {
+        let (chat, url) = if let Some(u) = spec.strip_prefix("openai-chat:") {
+            (true, u)
+        } else if let Some(u) = spec.strip_prefix("openai:") {
+            (false, u)
+        } else {
+            return Err(format!(
+                "generator `{spec}`: expected openai:URL or openai-chat:URL"
+            ));
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "generator `{spec}`: the URL must start with http:// or https:// \
+                 (e.g. openai:http://localhost:8000/v1)"
+            ));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(OpenAiGenerator {
+            base: url.trim_end_matches('/').to_string(),
+            chat,
+            model,
+            max_tokens: 768,
+            top_p: 0.95,
+            hook: None,
+            agent,
+        })
+    }
+
+    pub fn id(&self) -> String {
+        format!(
+            "openai{}:{}#{}",
+            if self.chat { "-chat" } else { "" },
+            self.base,
+            self.model.as_deref().unwrap_or("default")
+        )
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.post(&url);
+        if let Ok(key) = std::env::var("OPENAI_API_KEY") {
+            req = req.header("Authorization", &format!("Bearer {key}"));
+        }
+        let mut resp = req
+            .send_json(body)
+            .map_err(|e| format!("{url}: {e} (is the server running?)"))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("{url}: reading the reply: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}: {}", text.trim()));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{url}: the reply is not JSON: {e}"))
+    }
+
+    fn model_name(&mut self) -> Result<String, String> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        let url = format!("{}/models", self.base);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| format!("{url}: {e} (is the server running?)"))?;
+        let v: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let m = v["data"][0]["id"]
+            .as_str()
+            .ok_or_else(|| format!("{url}: no model listed; pass --generator-model"))?
+            .to_string();
+        self.model = Some(m.clone());
+        Ok(m)
+    }
+
+    /// `n` completions at `temperature`. Servers that return fewer choices than asked
+    /// (some ignore `n`) are asked again with the next seeds until there are `n`.
+    pub fn sample(
+        &mut self,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>, String> {
+        let model = self.model_name()?;
+        let mut out = Vec::with_capacity(n);
+        let mut round = 0u64;
+        while out.len() < n {
+            let want = (n - out.len()).min(16);
+            let mut body = json!({
+                "model": model, "n": want, "temperature": temperature,
+                "top_p": self.top_p, "max_tokens": self.max_tokens,
+                "seed": seed.wrapping_add(round),
+            });
+            let path = if self.chat {
+                body["messages"] = json!([{"role": "user", "content": prompt}]);
+                "/chat/completions"
+            } else {
+                body["prompt"] = json!(prompt);
+                "/completions"
+            };
+            let v = self.post(path, &body)?;
+            let choices = v["choices"]
+                .as_array()
+                .ok_or_else(|| format!("{}{path}: no `choices` in the reply: {v}", self.base))?;
+            if choices.is_empty() {
+                return Err(format!("{}{path}: empty `choices`", self.base));
+            }
+            for c in choices.iter().take(n - out.len()) {
+                let text = if self.chat {
+                    c["message"]["content"].as_str()
+                } else {
+                    c["text"].as_str()
+                };
+                out.push(text.unwrap_or_default().to_string());
+            }
+            round += 1;
+        }
+        Ok(out)
+    }
+
+    /// Writes the pairs as TRL-format JSONL under `dir` and runs the hook, if any.
+    pub fn export(
+        &mut self,
+        pairs: &[(String, String, String)],
+        iteration: usize,
+        dir: &Path,
+    ) -> Result<Exported, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join(format!("dpo-pairs-iter{iteration}.jsonl"));
+        let mut text = String::new();
+        for (prompt, chosen, rejected) in pairs {
+            text.push_str(
+                &json!({"prompt": prompt, "chosen": chosen, "rejected": rejected}).to_string(),
+            );
+            text.push('\n');
+        }
+        crate::eval::run::write_atomic(&file, text.as_bytes())?;
+        let mut ex = Exported {
+            pairs_file: file.clone(),
+            pairs: pairs.len(),
+            ..Exported::default()
+        };
+        if let Some(hook) = &self.hook {
+            let cmd = hook
+                .replace("{pairs}", &file.display().to_string())
+                .replace("{iteration}", &iteration.to_string())
+                .replace("{endpoint}", &self.base);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .output()
+                .map_err(|e| format!("hook `{cmd}`: {e}"))?;
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            if !out.status.success() {
+                return Err(format!(
+                    "hook `{cmd}` failed ({}): {}{}",
+                    out.status,
+                    stdout.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            if let Some(url) = stdout
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .and_then(|l| l.trim().strip_prefix("endpoint:"))
+            {
+                let url = url.trim().trim_end_matches('/').to_string();
+                self.base = url.clone();
+                ex.new_endpoint = Some(url);
+            }
+            ex.hook_output = stdout;
+        }
+        Ok(ex)
+    }
+}

@@ -1,0 +1,292 @@
+//! `mergec develop` end to end with a scripted OpenAI-compatible generator on a family
+//! of tiny random models: the record, duplicates, invalid programs and the repair round,
+//! preference pairs, and resuming a run killed mid-iteration with nothing lost and
+//! nothing scored twice.
+
+#[path = "common/tiny_llama.rs"]
+mod tiny_llama;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+const VALID: &str = "merge m(base: Tensor, models: [Tensor], w: f32 = 0.3) -> Tensor {\n    return base + w * sum(models - base)\n}";
+
+/// The replies, cycled by the request's seed: valid ones (several distinct), a renamed
+/// duplicate, one that does not check, and prose without a program.
+fn reply(k: u64) -> String {
+    match k % 6 {
+        0 => format!("```merge\n{VALID}\n```"),
+        1 => VALID.replace("0.3", "0.6").to_string(),
+        2 => "```merge\nmerge zz(b: Tensor, ms: [Tensor], w: f32 = 0.3) -> Tensor {\n    return b + w * sum(ms - b)\n}\n```".into(),
+        3 => "```merge\nmerge bad(base: Tensor, models: [Tensor]) -> Tensor {\n    return base + nosuch(models)\n}\n```".into(),
+        4 => "I would average them.".into(),
+        _ => VALID.replace("0.3", &format!("0.{}", 1 + k % 5)).replace("sum(", "mean("),
+    }
+}
+
+/// A completion server: `n` replies per request, by seed; repair prompts get a valid
+/// program. Sleeps `delay_ms` per request (to give the kill test a window).
+fn server(delay_ms: u64) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let seed = req["seed"].as_u64().unwrap_or(0);
+            let n = req["n"].as_u64().unwrap_or(1);
+            let repair = req["prompt"]
+                .as_str()
+                .unwrap_or("")
+                .contains("was rejected");
+            let choices: Vec<_> = (0..n)
+                .map(|i| {
+                    let text = if repair {
+                        VALID.replace("0.3", "0.45")
+                    } else {
+                        reply(i)
+                    };
+                    serde_json::json!({"text": text, "seed": seed})
+                })
+                .collect();
+            let text = serde_json::json!({"choices": choices}).to_string();
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    url
+}
+
+fn family(dir: &Path) {
+    tiny_llama::write_tiny_model(&dir.join("base"), 1, 0.3);
+    tiny_llama::write_tiny_model(&dir.join("m1"), 2, 0.3);
+    tiny_llama::write_tiny_model(&dir.join("m2"), 3, 0.3);
+    let mut data = String::new();
+    for i in 0..6 {
+        data.push_str(
+            &serde_json::json!({"question": format!("what is {i}+1?"), "answer": format!("{i}+1={}\n#### {}", i + 1, i + 1)})
+                .to_string(),
+        );
+        data.push('\n');
+    }
+    std::fs::write(dir.join("dev.jsonl"), &data).unwrap();
+    std::fs::write(dir.join("test.jsonl"), &data).unwrap();
+}
+
+fn develop(dir: &Path, url: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mergec"));
+    c.arg("develop")
+        .args([
+            "--generator",
+            &format!("openai:{url}"),
+            "--generator-model",
+            "mock",
+        ])
+        .arg("--base")
+        .arg(dir.join("base"))
+        .arg("--models")
+        .arg(format!(
+            "{},{}",
+            dir.join("m1").display(),
+            dir.join("m2").display()
+        ))
+        .arg("--dev")
+        .arg(dir.join("dev.jsonl"))
+        .arg("--test")
+        .arg(dir.join("test.jsonl"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .args([
+            "--iterations",
+            "2",
+            "--programs",
+            "6",
+            "--max-new-tokens",
+            "4",
+        ])
+        .args(["--tensors", "mlp"])
+        .args(extra);
+    c
+}
+
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("run/programs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_run_records_every_program_once_and_learns_from_pairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    family(tmp.path());
+    let url = server(0);
+    let out = develop(tmp.path(), &url, &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(tmp.path());
+    assert_eq!(recs[0]["event"], "start");
+    let progs: Vec<_> = recs.iter().filter(|r| r["event"] == "program").collect();
+    assert_eq!(progs.len(), 12);
+    let by = |o: &str| progs.iter().filter(|r| r["outcome"] == o).count();
+    // Per iteration: 0, 1 and 5 are new programs the first time; 2 duplicates 0; 3 is
+    // repaired into a new valid program; 4 has no program.
+    assert_eq!(by("invalid"), 2, "{progs:#?}");
+    assert!(by("scored") >= 4, "{progs:#?}");
+    assert!(by("duplicate") >= 5, "{progs:#?}");
+    assert!(progs.iter().any(|r| r["repaired"] == true));
+    let no_prog = progs.iter().find(|r| r["index"] == 4).unwrap();
+    assert_eq!(no_prog["assessed"]["stage"], "no_program");
+    // No compiled program is scored twice.
+    let mut scored = HashSet::new();
+    for r in progs.iter().filter(|r| r["outcome"] == "scored") {
+        assert!(scored.insert(r["assessed"]["canonical"].as_str().unwrap().to_string()));
+    }
+    let run = tmp.path().join("run");
+    for f in [
+        "report.md",
+        "report.json",
+        "dev-scores.png",
+        "valid-rate.png",
+        "best-so-far.png",
+    ] {
+        assert!(run.join(f).is_file(), "no {f}");
+    }
+    if let Ok(keep) = std::env::var("MERGEC_KEEP_RUN") {
+        let _ = Command::new("cp").arg("-r").arg(&run).arg(keep).status();
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("Table 1") && report.contains("task_arithmetic lambda="),
+        "{report}"
+    );
+    assert!(std::fs::read_dir(run.join("best")).unwrap().count() >= 1);
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "score" && r["key"] == "seed test")
+    );
+    let learned: Vec<_> = recs.iter().filter(|r| r["event"] == "learned").collect();
+    assert_eq!(learned.len(), 2);
+    assert!(
+        tmp.path()
+            .join("run/generator/dpo-pairs-iter1.jsonl")
+            .is_file()
+    );
+    // A second run without --resume refuses to touch the record.
+    let again = develop(tmp.path(), &url, &[]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+#[test]
+fn a_killed_run_resumes_with_nothing_lost_and_nothing_scored_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    family(tmp.path());
+    let url = server(0);
+    // The reference: one uninterrupted run.
+    let reference = tempfile::tempdir().unwrap();
+    family(reference.path());
+    assert!(
+        develop(reference.path(), &url, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = develop(tmp.path(), &url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rec = tmp.path().join("run/programs.jsonl");
+    let t0 = std::time::Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&rec)
+            .map(|t| t.matches("\"event\":\"program\"").count())
+            .unwrap_or(0);
+        if n >= 3 || t0.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-iteration
+    child.wait().unwrap();
+    let before = records(tmp.path()).len();
+    assert!(
+        before < records(reference.path()).len(),
+        "the kill came too late to test anything"
+    );
+    let out = develop(tmp.path(), &url, &["--resume"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(tmp.path());
+    let mut seen = HashMap::new();
+    for r in recs.iter().filter(|r| r["event"] == "program") {
+        let key = (
+            r["iteration"].as_u64().unwrap(),
+            r["index"].as_u64().unwrap(),
+        );
+        assert!(
+            seen.insert(key, r.clone()).is_none(),
+            "{key:?} recorded twice"
+        );
+    }
+    assert_eq!(seen.len(), 12);
+    let scored: Vec<_> = recs
+        .iter()
+        .filter(|r| r["outcome"] == "scored")
+        .map(|r| r["assessed"]["canonical"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        scored.len(),
+        scored.iter().collect::<HashSet<_>>().len(),
+        "a program scored twice"
+    );
+    // Same outcomes as the uninterrupted run.
+    let outcome = |v: &[serde_json::Value]| {
+        let mut o: Vec<(u64, u64, String)> = v
+            .iter()
+            .filter(|r| r["event"] == "program")
+            .map(|r| {
+                (
+                    r["iteration"].as_u64().unwrap(),
+                    r["index"].as_u64().unwrap(),
+                    r["outcome"].to_string(),
+                )
+            })
+            .collect();
+        o.sort();
+        o
+    };
+    assert_eq!(outcome(&recs), outcome(&records(reference.path())));
+}

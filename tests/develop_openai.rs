@@ -1,0 +1,149 @@
+//! The `openai:URL` generator against a local mock server: completions and chat
+//! endpoints, servers that return fewer choices than asked, HTTP errors, and the
+//! TRL-format pair export with its hook.
+
+use mergec::develop::openai::OpenAiGenerator;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// (path, JSON body) of each request the mock server saw.
+type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// Serves requests until the test ends; records (path, body) of each.
+fn mock_server(status: u16) -> (String, Seen) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(vec![]));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            r.read_line(&mut first).unwrap();
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            log.lock().unwrap().push((path.clone(), req.clone()));
+            let n = req["n"].as_u64().unwrap_or(1).min(2); // a server that caps n at 2
+            let seed = req["seed"].as_u64().unwrap_or(0);
+            let reply = if path.ends_with("/models") {
+                serde_json::json!({"data": [{"id": "mock-model"}]})
+            } else if path.ends_with("/chat/completions") {
+                let c: Vec<_> = (0..n)
+                    .map(|i| serde_json::json!({"message": {"role": "assistant", "content": format!("chat {seed}.{i}")}}))
+                    .collect();
+                serde_json::json!({"choices": c})
+            } else {
+                let c: Vec<_> = (0..n)
+                    .map(|i| serde_json::json!({"text": format!("text {seed}.{i}")}))
+                    .collect();
+                serde_json::json!({"choices": c})
+            };
+            let text = if status == 200 {
+                reply.to_string()
+            } else {
+                "{\"error\": \"model overloaded\"}".into()
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn completions_fill_n_from_servers_that_cap_it() {
+    let (url, seen) = mock_server(200);
+    let mut g = OpenAiGenerator::from_spec(&format!("openai:{url}"), None).unwrap();
+    let out = g.sample("PROMPT", 5, 1.2, 40).unwrap();
+    assert_eq!(
+        out,
+        [
+            "text 40.0",
+            "text 40.1",
+            "text 41.0",
+            "text 41.1",
+            "text 42.0"
+        ]
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/v1/models");
+    assert_eq!(seen[1].0, "/v1/completions");
+    assert_eq!(seen[1].1["prompt"], "PROMPT");
+    assert_eq!(seen[1].1["model"], "mock-model");
+    assert_eq!(seen[1].1["temperature"], 1.2);
+    assert_eq!(g.id(), format!("openai:{url}#mock-model"));
+}
+
+#[test]
+fn chat_endpoint_sends_one_user_message() {
+    let (url, seen) = mock_server(200);
+    let mut g =
+        OpenAiGenerator::from_spec(&format!("openai-chat:{url}"), Some("m".into())).unwrap();
+    assert_eq!(g.sample("P", 1, 0.7, 3).unwrap(), ["chat 3.0"]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/v1/chat/completions");
+    assert_eq!(seen[0].1["messages"][0]["content"], "P");
+}
+
+#[test]
+fn errors_say_what_and_where() {
+    let (url, _) = mock_server(503);
+    let mut g = OpenAiGenerator::from_spec(&format!("openai:{url}"), Some("m".into())).unwrap();
+    let e = g.sample("P", 1, 1.0, 0).unwrap_err();
+    assert!(
+        e.contains("HTTP 503") && e.contains("model overloaded") && e.contains("/completions"),
+        "{e}"
+    );
+    let e = OpenAiGenerator::from_spec("openai:localhost:8000", None)
+        .err()
+        .unwrap();
+    assert!(e.contains("http://"), "{e}");
+    // Nothing listening.
+    let mut g =
+        OpenAiGenerator::from_spec("openai:http://127.0.0.1:9/v1", Some("m".into())).unwrap();
+    let e = g.sample("P", 1, 1.0, 0).unwrap_err();
+    assert!(e.contains("is the server running"), "{e}");
+}
+
+#[test]
+fn pairs_are_exported_in_trl_format_and_the_hook_can_move_the_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g =
+        OpenAiGenerator::from_spec("openai:http://127.0.0.1:1/v1", Some("m".into())).unwrap();
+    g.hook = Some("wc -l < {pairs} && echo 'endpoint: http://127.0.0.1:2/v1/'".into());
+    let pairs = vec![
+        ("p".to_string(), "good".to_string(), "bad".to_string()),
+        ("p".to_string(), "good2".to_string(), "bad2".to_string()),
+    ];
+    let ex = g.export(&pairs, 1, dir.path()).unwrap();
+    let text = std::fs::read_to_string(&ex.pairs_file).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"prompt": "p", "chosen": "good", "rejected": "bad"})
+    );
+    assert_eq!(ex.hook_output.lines().next().unwrap().trim(), "2");
+    assert_eq!(ex.new_endpoint.as_deref(), Some("http://127.0.0.1:2/v1"));
+    assert_eq!(g.base, "http://127.0.0.1:2/v1");
+    g.hook = Some("echo training failed >&2; exit 3".into());
+    let e = g.export(&pairs, 2, dir.path()).unwrap_err();
+    assert!(e.contains("training failed"), "{e}");
+}

@@ -1,0 +1,242 @@
+//! The testbed zoo (docs/zoo.md): the task generator is deterministic and its answers
+//! are right, the tokenizer round-trips through the `tokenizers` crate, training lowers
+//! the loss deterministically, and a tiny family builds, is cached, and loads for
+//! generation.
+
+use mergec::eval::gsm8k::{is_correct, parse_jsonl};
+use mergec::r#gen::SplitMix64;
+use mergec::zoo::tasks::{self, Facts, Kind, Skill};
+use mergec::zoo::{self, tokenizer, train};
+use std::collections::BTreeSet;
+
+const ALL_KINDS: [Kind; 13] = [
+    Kind::PackCount,
+    Kind::PackPlus,
+    Kind::PriceOne,
+    Kind::PricePlus,
+    Kind::Times,
+    Kind::Share,
+    Kind::PackTimes,
+    Kind::TimesShare,
+    Kind::PackTimesShare,
+    Kind::AddPackTimes,
+    Kind::PriceTimes,
+    Kind::PackPrice,
+    Kind::AddPriceTimes,
+];
+
+#[test]
+fn generated_problems_are_right_and_deterministic() {
+    for family in [1, 2] {
+        let w = tasks::world(family, 42, 0.5);
+        let mut rng = SplitMix64::new(7);
+        let mut again = SplitMix64::new(7);
+        for i in 0..3000 {
+            let kind = ALL_KINDS[i % ALL_KINDS.len()];
+            let p = w.problem(&mut rng, kind, Facts::All);
+            assert_eq!(p, w.problem(&mut again, kind, Facts::All), "deterministic");
+            tasks::verify(&w, &p).unwrap_or_else(|e| panic!("{e}: {p:?}"));
+            // The evaluator reads the same answer back from the JSONL record.
+            let parsed = parse_jsonl(&p.to_json(), "gen").expect("parses");
+            assert_eq!(parsed[0].target, p.answer.to_string());
+            assert!(is_correct(&p.solution, &parsed[0].target));
+            // Every fact the text uses is listed, within the tables' ranges.
+            for f in &p.facts {
+                assert!(
+                    tasks::all_facts(&w, f.skill()).contains(f),
+                    "{f:?} outside its table"
+                );
+            }
+        }
+    }
+    // Another seed gives other tables.
+    assert_ne!(
+        tasks::world(1, 42, 0.5).items,
+        tasks::world(1, 43, 0.5).items
+    );
+}
+
+#[test]
+fn the_base_sees_only_its_share_of_each_experts_facts() {
+    let w = tasks::world(1, 5, 0.5);
+    for &s in &w.experts {
+        let all = tasks::all_facts(&w, s);
+        let known = all.iter().filter(|f| w.base_known.contains(f)).count();
+        assert_eq!(known, (all.len() as f64 * 0.5).round() as usize, "{s:?}");
+    }
+    let mut rng = SplitMix64::new(1);
+    for _ in 0..2000 {
+        let p = w.problem_of(&mut rng, &w.base_kinds, Facts::Known(None));
+        for f in &p.facts {
+            assert!(
+                f.skill() == Skill::Add || w.base_known.contains(f),
+                "base data uses unknown {f:?}"
+            );
+        }
+        let p = w.problem_of(
+            &mut rng,
+            &w.expert_kinds[1],
+            Facts::Known(Some(w.experts[1])),
+        );
+        assert!(p.facts.iter().all(|f| f.skill() == w.experts[1]
+            || f.skill() == Skill::Add
+            || w.base_known.contains(f)));
+    }
+    // Mixed problems need at least two experts' skills.
+    for &k in &w.mixed_kinds {
+        let p = w.problem(&mut rng, k, Facts::All);
+        let skills: BTreeSet<Skill> = p
+            .facts
+            .iter()
+            .map(|f| f.skill())
+            .filter(|s| w.experts.contains(s))
+            .collect();
+        assert!(skills.len() >= 2, "{k:?} needs {skills:?}");
+    }
+}
+
+#[test]
+fn mixed_sets_are_disjoint_and_seeded() {
+    let mut spec = zoo::default_spec(1);
+    spec.dev = 300;
+    spec.test = 500;
+    spec.train = 100;
+    let w = tasks::world(1, spec.seed, spec.base_known);
+    let (dev, test, train) = zoo::mixed_sets(&w, &spec);
+    assert_eq!((dev.len(), test.len(), train.len()), (300, 500, 100));
+    let qs: BTreeSet<&str> = dev
+        .iter()
+        .chain(&test)
+        .chain(&train)
+        .map(|p| p.question.as_str())
+        .collect();
+    assert_eq!(qs.len(), 900, "no question twice");
+    let (dev2, _, _) = zoo::mixed_sets(&w, &spec);
+    assert_eq!(dev, dev2);
+}
+
+#[test]
+fn tokenizer_round_trips_through_the_tokenizers_crate() {
+    let json = tokenizer::tokenizer_json().expect("builds");
+    let tok: tokenizers::Tokenizer = json.parse().expect("loads");
+    assert_eq!(tok.get_vocab_size(true), tokenizer::vocab_size());
+    let text = "Question: Ann buys 5 trays of eggs. How many eggs?\nAnswer: 4 eggs per tray.\n\
+                5 * 4 = 20.\n#### 20 ~{|}$";
+    let enc = tok.encode(text, true).expect("encodes");
+    let mut want = vec![tokenizer::BOS];
+    want.extend(tokenizer::encode_text(text));
+    assert_eq!(
+        enc.get_ids(),
+        want.as_slice(),
+        "BOS, then one token a character"
+    );
+    assert_eq!(tok.decode(enc.get_ids(), true).expect("decodes"), text);
+    // Specials written in text are single tokens; decoding drops them.
+    let enc = tok.encode("  #### 7</s>", false).expect("encodes");
+    assert_eq!(enc.get_ids().last(), Some(&tokenizer::EOS));
+    assert_eq!(
+        tok.decode(enc.get_ids(), true).expect("decodes"),
+        "  #### 7"
+    );
+    // Characters outside the set become <unk>.
+    let enc = tok.encode("é", false).expect("encodes");
+    assert_eq!(enc.get_ids(), &[tokenizer::UNK]);
+}
+
+fn tiny_spec(family: u32) -> zoo::FamilySpec {
+    let mut s = zoo::default_spec(family);
+    s.model = train::ModelSpec {
+        hidden: 32,
+        layers: 2,
+        heads: 2,
+        kv_heads: 2,
+        intermediate: 64,
+        max_positions: 192,
+    };
+    s.base.steps = 6;
+    s.base.batch = 4;
+    s.base.warmup = 2;
+    s.expert.steps = 2;
+    s.expert.batch = 4;
+    s.expert.warmup = 1;
+    s.dev = 20;
+    s.test = 30;
+    s.train = 10;
+    s
+}
+
+#[test]
+fn training_lowers_the_loss_deterministically() {
+    let spec = tiny_spec(1);
+    let w = tasks::world(1, 3, 0.5);
+    let mut rng = SplitMix64::new(9);
+    let data: Vec<train::Example> = (0..16)
+        .map(|_| {
+            let p = w.problem_of(&mut rng, &w.base_kinds, Facts::All);
+            train::example(&p.question, &p.solution)
+        })
+        .collect();
+    let refs: Vec<&train::Example> = data.iter().collect();
+    let mut ts = spec.base.clone();
+    ts.steps = 25;
+    ts.lr = 1e-2;
+    ts.warmup = 1;
+    let run = || {
+        let mut t = train::Trainer::new(&spec.model.config(), 11).expect("model");
+        let tune = regex::Regex::new(".").expect("regex");
+        let before = t.loss(&refs, 0.0).expect("loss");
+        for _ in 0..ts.steps {
+            t.step(&ts, &tune, &refs).expect("step");
+        }
+        let after = t.loss(&refs, 0.0).expect("loss");
+        let w: Vec<Vec<f32>> = t.weights().iter().map(|(_, _, d)| d.to_vec()).collect();
+        (before, after, w)
+    };
+    let (before, after, w1) = run();
+    assert!(after < 0.6 * before, "loss {before} -> {after}");
+    let (_, _, w2) = run();
+    assert!(w1 == w2, "same seed, same bits");
+}
+
+#[test]
+fn a_tiny_family_builds_caches_and_generates() {
+    use mergec::model::{LoadedModel, TextModel};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = tiny_spec(2);
+    let built = zoo::build_family(dir.path(), &spec, false, &mut |_| {}).expect("builds");
+    assert!(built.trained);
+    let fam = dir.path().join("family2");
+    for m in ["base", "expert-packs", "expert-prices", "expert-times"] {
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors",
+        ] {
+            assert!(fam.join(m).join(f).is_file(), "{m}/{f}");
+        }
+    }
+    let dev = mergec::eval::gsm8k::load_jsonl(&fam.join("dev.jsonl")).expect("dev");
+    assert_eq!(dev.len(), 20);
+    let stamp = std::fs::metadata(fam.join("base/model.safetensors"))
+        .and_then(|m| m.modified())
+        .expect("stamp");
+    let again = zoo::build_family(dir.path(), &spec, false, &mut |_| {}).expect("cached");
+    assert!(!again.trained, "same spec: not rebuilt");
+    let stamp2 = std::fs::metadata(fam.join("base/model.safetensors"))
+        .and_then(|m| m.modified())
+        .expect("stamp");
+    assert_eq!(stamp, stamp2);
+    // The saved model loads through the inference path and answers something.
+    let mut m = LoadedModel::load(&fam.join("expert-times")).expect("loads");
+    let outs = m
+        .generate(
+            &["Question: How many pens are in a box?\nAnswer:".to_string()],
+            &zoo::score::gen_options(),
+            &mut |_| {},
+        )
+        .expect("generates");
+    assert_eq!(outs.len(), 1);
+    let s = zoo::score::score_dir(&fam.join("base"), &dev[..5]).expect("scores");
+    assert_eq!(s.total, 5);
+}
