@@ -190,9 +190,34 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
     Ok(cfg)
 }
 
-/// Builds the configured generator.
-pub fn make_generator(cfg: &RunConfig) -> Result<Box<dyn Generator>, String> {
+/// Builds the configured generator. `finished` is the last iteration the run has
+/// finished (0 for a new run): a resumed `tiny` generator continues from the weights
+/// that iteration's learning saved under `run_dir/generator`. The pretrained `tiny`
+/// generator is cached under the eval cache directory (`MERGEC_CACHE_DIR`, else
+/// `~/.cache/mergec/eval`), else under `run_dir/cache`.
+pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>, String> {
     let g = cfg.generator.as_str();
+    if g == "tiny" {
+        use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
+        let cache =
+            crate::eval::run::default_cache_dir().unwrap_or_else(|| cfg.run_dir.join("cache"));
+        let dpo = DpoSettings {
+            beta: cfg.dpo_beta,
+            lr: cfg.dpo_lr,
+            max_steps: cfg.dpo_steps,
+            seed: cfg.seed,
+            ..DpoSettings::default()
+        };
+        let t = TinyGenerator::for_run(
+            &cache,
+            &TinySpec::default(),
+            &cfg.run_dir.join("generator"),
+            finished,
+            dpo,
+            &mut |m| eprintln!("{m}"),
+        )?;
+        return Ok(Box::new(t));
+    }
     if g.starts_with("openai:") || g.starts_with("openai-chat:") {
         let mut o =
             crate::develop::openai::OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?;
@@ -262,7 +287,15 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
             events.push(ev);
         }
     }
-    let mut generator = make_generator(&cfg)?;
+    let finished = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IterationDone { iteration, .. } => Some(*iteration),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut generator = make_generator(&cfg, finished)?;
     let mut say = |m: &str| eprintln!("{m}");
     let ended = driver::run_iterations(
         &setup,
