@@ -5,11 +5,15 @@
 //! Fast tests use `TinySpec::test()` (a 2-layer, 32-wide model and a few dozen steps).
 //! `shipped_generator_quality` (ignored; `cargo test --release --test tiny_generator --
 //! --ignored --nocapture`) pretrains the shipped spec and reports its valid rate and
-//! diversity.
+//! diversity; `develop_runs_with_the_tiny_generator` (ignored, same cache) runs `mergec
+//! develop --generator tiny` end to end on tiny random models and resumes it.
 
 use mergec::develop::generator::{Generator, Pair};
 use mergec::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
 use mergec::develop::tiny_corpus::{compose, normalize, usable};
+#[path = "common/tiny_llama.rs"]
+mod tiny_llama;
+
 use mergec::r#gen::SplitMix64;
 use std::collections::HashSet;
 use std::path::Path;
@@ -270,4 +274,120 @@ fn shipped_generator_quality() {
         r.margins.last().unwrap()
     );
     report(&mut g, 1);
+}
+
+/// `mergec develop --generator tiny` on a family of tiny random models: the shipped
+/// generator (cached under `TINY_CACHE`, default `target/tiny-cache`, else pretrained)
+/// writes programs, learns after each iteration, and a resumed run continues from the
+/// saved weights. Slow without the cache.
+#[test]
+#[ignore]
+fn develop_runs_with_the_tiny_generator() {
+    let cache = std::env::var("TINY_CACHE").unwrap_or_else(|_| "target/tiny-cache".into());
+    let cache = std::fs::canonicalize(".").unwrap().join(cache);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tiny_llama::write_tiny_model(&dir.join("base"), 1, 0.3);
+    tiny_llama::write_tiny_model(&dir.join("m1"), 2, 0.3);
+    tiny_llama::write_tiny_model(&dir.join("m2"), 3, 0.3);
+    let mut data = String::new();
+    for i in 0..6 {
+        data.push_str(
+            &serde_json::json!({"question": format!("what is {i}+1?"),
+                "answer": format!("{i}+1={}\n#### {}", i + 1, i + 1)})
+            .to_string(),
+        );
+        data.push('\n');
+    }
+    std::fs::write(dir.join("dev.jsonl"), &data).unwrap();
+    std::fs::write(dir.join("test.jsonl"), &data).unwrap();
+    let run = |iterations: &str, resume: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mergec"));
+        c.env("MERGEC_CACHE_DIR", &cache)
+            .arg("develop")
+            .args(["--generator", "tiny"])
+            .arg("--base")
+            .arg(dir.join("base"))
+            .arg("--models")
+            .arg(format!(
+                "{},{}",
+                dir.join("m1").display(),
+                dir.join("m2").display()
+            ))
+            .arg("--dev")
+            .arg(dir.join("dev.jsonl"))
+            .arg("--test")
+            .arg(dir.join("test.jsonl"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .args(["--iterations", iterations, "--programs", "16"])
+            .args(["--max-new-tokens", "4", "--tensors", "mlp"])
+            .args(["--chosen-fraction", "0.25", "--rejected-fraction", "0.25"])
+            .args(["--dpo-steps", "4"]);
+        if resume {
+            c.arg("--resume");
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = run("2", false);
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("run/programs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let recs = records();
+    let progs: Vec<_> = recs.iter().filter(|r| r["event"] == "program").collect();
+    assert_eq!(progs.len(), 32);
+    let id_of = |t: u64| {
+        let ids: HashSet<&str> = progs
+            .iter()
+            .filter(|r| r["iteration"] == t)
+            .map(|r| r["generator"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids.into_iter().next().unwrap().to_string()
+    };
+    for t in [1, 2] {
+        let valid = progs
+            .iter()
+            .filter(|r| r["iteration"] == t && r["assessed"]["stage"] == "valid")
+            .count();
+        eprintln!("iteration {t}: {valid}/16 valid, generator {}", id_of(t));
+        assert!(valid >= 4, "{valid}/16 valid\n{err}");
+    }
+    let learned: Vec<_> = recs.iter().filter(|r| r["event"] == "learned").collect();
+    assert_eq!(learned.len(), 2);
+    // (Random models often score all alike, and then there are no pairs.)
+    for l in &learned {
+        let pairs = l["pairs"].as_u64().unwrap();
+        assert_eq!(l["steps"], if pairs > 0 { 4 } else { 0 }, "{l}");
+        eprintln!("learned: {}", l["note"]);
+    }
+    // Iteration 2 sampled from the weights iteration 1's learning saved.
+    let saved = |t: usize| {
+        TinyGenerator::load(&mergec::develop::tiny::iteration_dir(
+            &dir.join("run/generator"),
+            t,
+        ))
+        .unwrap()
+        .id()
+    };
+    assert!(id_of(1).starts_with("tiny-v1@"));
+    if learned[0]["pairs"].as_u64().unwrap() > 0 {
+        assert_ne!(id_of(1), saved(1));
+    }
+    assert_eq!(id_of(2), saved(1));
+    // A resumed (finished) run continues from iteration 2's weights and adds nothing.
+    let err = run("2", true);
+    assert!(
+        err.contains(&format!("tiny generator: resuming {}", saved(2))),
+        "{err}"
+    );
+    let n = records().iter().filter(|r| r["event"] == "program").count();
+    assert_eq!(n, 32);
 }
