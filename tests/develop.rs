@@ -3,12 +3,12 @@
 //! preference pairs, and resuming a run killed mid-iteration with nothing lost and
 //! nothing scored twice.
 
+#[path = "common/mock_http.rs"]
+mod mock_http;
 #[path = "common/tiny_llama.rs"]
 mod tiny_llama;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
@@ -28,58 +28,27 @@ fn reply(k: u64) -> String {
 }
 
 /// A completion server: `n` replies per request, by seed; repair prompts get a valid
-/// program. Sleeps `delay_ms` per request (to give the kill test a window).
-fn server(delay_ms: u64) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut first = String::new();
-            if r.read_line(&mut first).is_err() {
-                continue;
-            }
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-            let seed = req["seed"].as_u64().unwrap_or(0);
-            let n = req["n"].as_u64().unwrap_or(1);
-            let repair = req["prompt"]
-                .as_str()
-                .unwrap_or("")
-                .contains("was rejected");
-            let choices: Vec<_> = (0..n)
-                .map(|i| {
-                    let text = if repair {
-                        VALID.replace("0.3", "0.45")
-                    } else {
-                        reply(i)
-                    };
-                    serde_json::json!({"text": text, "seed": seed})
-                })
-                .collect();
-            let text = serde_json::json!({"choices": choices}).to_string();
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
-    });
-    url
+/// program.
+fn server() -> String {
+    mock_http::serve(|_, req| {
+        let seed = req["seed"].as_u64().unwrap_or(0);
+        let n = req["n"].as_u64().unwrap_or(1);
+        let repair = req["prompt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("was rejected");
+        let choices: Vec<_> = (0..n)
+            .map(|i| {
+                let text = if repair {
+                    VALID.replace("0.3", "0.45")
+                } else {
+                    reply(i)
+                };
+                serde_json::json!({"text": text, "seed": seed})
+            })
+            .collect();
+        (200, serde_json::json!({"choices": choices}).to_string())
+    })
 }
 
 fn family(dir: &Path) {
@@ -146,7 +115,7 @@ fn records(dir: &Path) -> Vec<serde_json::Value> {
 fn a_run_records_every_program_once_and_learns_from_pairs() {
     let tmp = tempfile::tempdir().unwrap();
     family(tmp.path());
-    let url = server(0);
+    let url = server();
     let out = develop(tmp.path(), &url, &[]).output().unwrap();
     assert!(
         out.status.success(),
@@ -211,7 +180,7 @@ fn a_run_records_every_program_once_and_learns_from_pairs() {
 fn a_killed_run_resumes_with_nothing_lost_and_nothing_scored_twice() {
     let tmp = tempfile::tempdir().unwrap();
     family(tmp.path());
-    let url = server(0);
+    let url = server();
     // The reference: one uninterrupted run.
     let reference = tempfile::tempdir().unwrap();
     family(reference.path());

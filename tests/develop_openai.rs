@@ -3,66 +3,38 @@
 //! TRL-format pair export with its hook.
 
 use mergec::develop::openai::OpenAiGenerator;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+#[path = "common/mock_http.rs"]
+mod mock_http;
 use std::sync::{Arc, Mutex};
 
 /// (path, JSON body) of each request the mock server saw.
 type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
-/// Serves requests until the test ends; records (path, body) of each.
+/// A server that caps `n` at 2 and answers with `status`; records every request.
 fn mock_server(status: u16) -> (String, Seen) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(vec![]));
+    let seen: Seen = Arc::new(Mutex::new(vec![]));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let mut s = s.unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut first = String::new();
-            r.read_line(&mut first).unwrap();
-            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            log.lock().unwrap().push((path.clone(), req.clone()));
-            let n = req["n"].as_u64().unwrap_or(1).min(2); // a server that caps n at 2
-            let seed = req["seed"].as_u64().unwrap_or(0);
-            let reply = if path.ends_with("/models") {
-                serde_json::json!({"data": [{"id": "mock-model"}]})
-            } else if path.ends_with("/chat/completions") {
-                let c: Vec<_> = (0..n)
-                    .map(|i| serde_json::json!({"message": {"role": "assistant", "content": format!("chat {seed}.{i}")}}))
-                    .collect();
-                serde_json::json!({"choices": c})
-            } else {
-                let c: Vec<_> = (0..n)
-                    .map(|i| serde_json::json!({"text": format!("text {seed}.{i}")}))
-                    .collect();
-                serde_json::json!({"choices": c})
-            };
-            let text = if status == 200 {
-                reply.to_string()
-            } else {
-                "{\"error\": \"model overloaded\"}".into()
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
+    let url = mock_http::serve(move |path, req| {
+        log.lock().unwrap().push((path.to_string(), req.clone()));
+        let n = req["n"].as_u64().unwrap_or(1).min(2);
+        let seed = req["seed"].as_u64().unwrap_or(0);
+        let reply = if path.ends_with("/models") {
+            serde_json::json!({"data": [{"id": "mock-model"}]})
+        } else if path.ends_with("/chat/completions") {
+            let c: Vec<_> = (0..n)
+                .map(|i| serde_json::json!({"message": {"role": "assistant", "content": format!("chat {seed}.{i}")}}))
+                .collect();
+            serde_json::json!({"choices": c})
+        } else {
+            let c: Vec<_> = (0..n)
+                .map(|i| serde_json::json!({"text": format!("text {seed}.{i}")}))
+                .collect();
+            serde_json::json!({"choices": c})
+        };
+        if status == 200 {
+            (200, reply.to_string())
+        } else {
+            (status, "{\"error\": \"model overloaded\"}".to_string())
         }
     });
     (url, seen)

@@ -10,28 +10,7 @@ use std::path::Path;
 
 #[path = "common/tiny_llama.rs"]
 mod tiny_llama;
-use tiny_llama::char_tokenizer_json;
-
-fn tiny_config() -> LlamaConfig {
-    LlamaConfig {
-        family: Family::Llama,
-        vocab_size: 40,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-    }
-}
+use tiny_llama::{char_tokenizer_json, tiny_config};
 
 fn tiny_model() -> Llama {
     let vm = VarMap::new();

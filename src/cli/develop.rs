@@ -190,17 +190,15 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
     Ok(cfg)
 }
 
-/// Builds the configured generator. `finished` is the last iteration the run has
-/// finished (0 for a new run): a resumed `tiny` generator continues from the weights
-/// that iteration's learning saved under `run_dir/generator`. The pretrained `tiny`
-/// generator is cached under the eval cache directory (`MERGEC_CACHE_DIR`, else
-/// `~/.cache/mergec/eval`), else under `run_dir/cache`.
+/// Builds the configured generator; `finished` iterations of the run are done (a
+/// resumed `tiny` generator continues from the weights saved after the last of them).
 pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>, String> {
     let g = cfg.generator.as_str();
     if g == "tiny" {
         use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
-        let cache =
-            crate::eval::run::default_cache_dir().unwrap_or_else(|| cfg.run_dir.join("cache"));
+        let cache = crate::eval::run::default_cache_dir()
+            .and_then(|d| d.parent().map(|p| p.to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from("runs/cache"));
         let dpo = DpoSettings {
             beta: cfg.dpo_beta,
             lr: cfg.dpo_lr,
@@ -289,12 +287,8 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
     }
     let finished = events
         .iter()
-        .filter_map(|e| match e {
-            Event::IterationDone { iteration, .. } => Some(*iteration),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
+        .filter(|e| matches!(e, Event::IterationDone { .. }))
+        .count();
     let mut generator = make_generator(&cfg, finished)?;
     let mut say = |m: &str| eprintln!("{m}");
     let ended = driver::run_iterations(

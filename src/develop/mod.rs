@@ -1,7 +1,7 @@
 //! The self-develop loop (issue 6): the generation prompt, program extraction, candidate
-//! assessment with canonical hashes, the append-only run record, the driver and its
-//! config, the [`generator::Generator`] interface with the `openai:URL` client and the
-//! built-in [`tiny::TinyGenerator`], and the end-of-run report.
+//! assessment with canonical hashes, the append-only run record, the driver and the end
+//! of run report, the [`generator::Generator`] interface with the built-in
+//! [`tiny::TinyGenerator`] and the `openai:URL` client.
 
 pub mod candidate;
 pub mod config;

@@ -57,14 +57,14 @@ pub fn default_spec(family: u32) -> FamilySpec {
         family,
         seed: 1000 * family as u64 + 7,
         base_known: 0.5,
-        base_leak: 0.0,
+        base_leak: 0.2,
         model: ModelSpec {
             hidden: 128,
             layers: 4,
             heads: 4,
             kv_heads: 4,
             intermediate: 384,
-            max_positions: 256,
+            max_positions: 1024,
         },
         base: TrainSpec {
             steps: 600,
@@ -80,6 +80,8 @@ pub fn default_spec(family: u32) -> FamilySpec {
             clip: 1.0,
             tune: String::new(),
             question_loss: 0.0,
+            density: 1.0,
+            mask_batches: 0,
         },
         expert: TrainSpec {
             steps: 150,
@@ -95,9 +97,11 @@ pub fn default_spec(family: u32) -> FamilySpec {
             clip: 1.0,
             tune: String::new(),
             question_loss: 0.0,
+            density: 1.0,
+            mask_batches: 0,
         },
         expert_replay: 0.2,
-        expert_mixed: 0.0,
+        expert_mixed: 0.5,
         dev: 800,
         test: 1200,
         train: 500,
@@ -112,16 +116,22 @@ pub fn apply_overrides(spec: &FamilySpec, sets: &[String]) -> Result<FamilySpec>
         let (k, val) = s
             .split_once('=')
             .ok_or_else(|| format!("--set `{s}`: use KEY=VALUE"))?;
+        let parts: Vec<&str> = k.split('.').collect();
+        let (last, path) = parts.split_last().expect("split gives one part");
         let mut slot = &mut v;
-        for part in k.split('.') {
+        for part in path {
             slot = slot
-                .get_mut(part)
+                .get_mut(*part)
                 .ok_or_else(|| format!("--set `{s}`: no field `{k}` in the zoo spec"))?;
         }
-        *slot = match serde_json::from_str(val) {
+        let value = match serde_json::from_str(val) {
             Ok(x) => x,
             Err(_) => serde_json::Value::String(val.to_string()),
         };
+        // Fields left out at their defaults may be set too; unknown names fail below.
+        slot.as_object_mut()
+            .ok_or_else(|| format!("--set `{s}`: `{k}` is not a field of the zoo spec"))?
+            .insert(last.to_string(), value);
     }
     serde_json::from_value(v).map_err(|e| format!("--set: {e}"))
 }
@@ -218,6 +228,13 @@ fn run_training(
     })
     .map_err(|e| format!("tune regex: {e}"))?;
     let t0 = std::time::Instant::now();
+    if spec.density < 1.0 {
+        let batches: Vec<Vec<Example>> = (0..spec.mask_batches.max(1))
+            .map(|_| (0..spec.batch).map(|_| draw()).collect())
+            .collect();
+        let refs: Vec<Vec<&Example>> = batches.iter().map(|b| b.iter().collect()).collect();
+        t.select_mask(spec.density, &tune, &refs, spec.question_loss)?;
+    }
     let mut acc = 0f32;
     let mut k = 0;
     for step in 0..spec.steps {

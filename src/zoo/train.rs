@@ -77,6 +77,25 @@ pub struct TrainSpec {
     pub tune: String,
     /// Loss weight of the question's tokens (the answer's weigh 1).
     pub question_loss: f32,
+    /// Sparse fine-tuning: only this fraction of each tuned tensor's elements changes,
+    /// those with the largest gradient magnitude summed over `mask_batches` batches
+    /// before training (1: dense).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub density: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mask_batches: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+
+fn is_zero(x: &usize) -> bool {
+    *x == 0
 }
 
 /// A tokenized example: `<s>Question: ...\nAnswer:` then ` solution</s>`.
@@ -111,6 +130,8 @@ struct Param {
     start: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
+    /// Elements that may change (sparse fine-tuning); empty: all.
+    mask: Vec<bool>,
 }
 
 /// A model being trained: the network over a `VarMap`, and the optimizer's state.
@@ -159,6 +180,7 @@ impl Trainer {
                 start: data.clone(),
                 m: vec![0.0; n],
                 v: vec![0.0; n],
+                mask: Vec::new(),
                 data,
             };
             p.var
@@ -280,7 +302,11 @@ impl Trainer {
         for (p, g) in self.params.iter_mut().zip(gs) {
             let Some(g) = g else { continue };
             let decay = !p.name.ends_with("norm.weight");
+            let sparse = !p.mask.is_empty();
             for (i, &gi) in g.iter().enumerate() {
+                if sparse && !p.mask[i] {
+                    continue;
+                }
                 let gi = gi * scale;
                 let upd = if adam {
                     p.m[i] = b1 * p.m[i] + (1.0 - b1) * gi;
@@ -303,6 +329,60 @@ impl Trainer {
                 .map_err(cerr)?;
         }
         Ok(loss)
+    }
+
+    /// Chooses the elements sparse fine-tuning may change: per tuned tensor, the
+    /// `density` fraction with the largest summed gradient magnitude over `batches`.
+    pub fn select_mask(
+        &mut self,
+        density: f64,
+        tune: &regex::Regex,
+        batches: &[Vec<&Example>],
+        question_loss: f32,
+    ) -> Result<()> {
+        let mut acc: Vec<Vec<f32>> = self
+            .params
+            .iter()
+            .map(|p| vec![0.0; p.data.len()])
+            .collect();
+        for b in batches {
+            let (inp, tgt, w) = tensors(b, question_loss)?;
+            let logits = self.model.forward_train(&inp)?;
+            let loss = masked_cross_entropy(&logits, &tgt, &w)?;
+            let grads = loss.backward().map_err(cerr)?;
+            for (p, a) in self.params.iter().zip(acc.iter_mut()) {
+                if let Some(g) = grads.get(p.var.as_tensor()) {
+                    let g = g
+                        .flatten_all()
+                        .and_then(|g| g.to_vec1::<f32>())
+                        .map_err(cerr)?;
+                    for (x, y) in a.iter_mut().zip(g) {
+                        *x += y.abs();
+                    }
+                }
+            }
+        }
+        for (p, a) in self.params.iter_mut().zip(acc) {
+            if !tune.is_match(&p.name) {
+                continue;
+            }
+            let k = ((a.len() as f64 * density).ceil() as usize).clamp(1, a.len());
+            let mut sorted = a.clone();
+            sorted.sort_by(|x, y| y.total_cmp(x));
+            let cut = sorted[k - 1];
+            let mut left = k;
+            p.mask = a
+                .iter()
+                .map(|&x| {
+                    let keep = x > cut || (x == cut && left > 0);
+                    if keep {
+                        left = left.saturating_sub(1);
+                    }
+                    keep
+                })
+                .collect();
+        }
+        Ok(())
     }
 
     /// Writes `model.safetensors` (f32, names sorted), `config.json` and the tokenizer

@@ -40,14 +40,11 @@ pub fn char_tokenizer_json(chars: &str) -> String {
     .to_string()
 }
 
-/// Writes a random tiny llama (weights ~ N(0, `scale`), seeded) with a character
-/// tokenizer to `dir`.
-pub fn write_tiny_model(dir: &Path, seed: u64, scale: f32) {
-    std::fs::create_dir_all(dir).unwrap();
-    let chars = CHARS;
-    let cfg = LlamaConfig {
+/// A tiny llama-family architecture (2 layers, grouped-query attention, tied embeddings).
+pub fn tiny_config() -> LlamaConfig {
+    LlamaConfig {
         family: Family::Llama,
-        vocab_size: 3 + chars.chars().count(),
+        vocab_size: 40,
         hidden_size: 32,
         intermediate_size: 64,
         num_hidden_layers: 2,
@@ -57,11 +54,23 @@ pub fn write_tiny_model(dir: &Path, seed: u64, scale: f32) {
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
         rope_scaling: None,
-        max_position_embeddings: 512,
+        max_position_embeddings: 128,
         tie_word_embeddings: true,
         attention_bias: false,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
+    }
+}
+
+/// Writes a random tiny llama (weights ~ N(0, `scale`), seeded) with a character
+/// tokenizer to `dir`.
+pub fn write_tiny_model(dir: &Path, seed: u64, scale: f32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let chars = CHARS;
+    let cfg = LlamaConfig {
+        vocab_size: 3 + chars.chars().count(),
+        max_position_embeddings: 512,
+        ..tiny_config()
     };
     let dev = Device::Cpu;
     let vm = VarMap::new();
