@@ -303,7 +303,8 @@ fn develop_runs_with_the_tiny_generator() {
     std::fs::write(dir.join("test.jsonl"), &data).unwrap();
     let run = |iterations: &str, resume: bool| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mergec"));
-        c.env("MERGEC_CACHE_DIR", &cache)
+        // The tiny generator is cached next to the eval cache.
+        c.env("MERGEC_CACHE_DIR", cache.join("eval"))
             .arg("develop")
             .args(["--generator", "tiny"])
             .arg("--base")
