@@ -82,7 +82,6 @@ fn decode_batch(
     chunk: &[usize],
     opts: &GenOptions,
 ) -> Result<Vec<(usize, String)>> {
-    let dev = Device::Cpu;
     let longest = chunk.iter().map(|&i| encoded[i].len()).max().unwrap_or(0);
     let pad_id = tok.eos.first().copied().unwrap_or(0);
     let mut seqs: Vec<Seq> = chunk
@@ -96,31 +95,9 @@ fn decode_batch(
         .collect();
     // Prefill: all prompts, left-padded.
     let b = seqs.len();
-    let mut toks = Vec::with_capacity(b * longest);
-    let mut pos = Vec::with_capacity(b * longest);
-    let mut mask = Vec::with_capacity(b * longest * longest);
-    for s in &seqs {
-        toks.extend(std::iter::repeat_n(pad_id, s.pad));
-        toks.extend(&encoded[s.idx]);
-        pos.extend((0..longest).map(|j| j.saturating_sub(s.pad) as u32));
-        for i in 0..longest {
-            // Padding rows see themselves only, so no row is fully masked.
-            mask.extend((0..longest).map(|j| {
-                if j == i || (j <= i && j >= s.pad) {
-                    0f32
-                } else {
-                    f32::NEG_INFINITY
-                }
-            }));
-        }
-    }
     let mut cache = KvCache::default();
-    let mut logits = model.forward_step(
-        &Tensor::from_vec(toks, (b, longest), &dev).map_err(err)?,
-        &Tensor::from_vec(pos, (b, longest), &dev).map_err(err)?,
-        &Tensor::from_vec(mask, (b, 1, longest, longest), &dev).map_err(err)?,
-        &mut cache,
-    )?;
+    let prompts: Vec<&[u32]> = seqs.iter().map(|s| encoded[s.idx].as_slice()).collect();
+    let mut logits = prefill(model, &prompts, pad_id, &mut cache)?;
     let mut finished = Vec::with_capacity(b);
     loop {
         let next: Vec<u32> = logits
@@ -152,23 +129,74 @@ fn decode_batch(
         if keep.len() != before {
             cache.retain(&keep)?;
         }
-        let total = cache.len() + 1;
-        let b = seqs.len();
-        let toks: Vec<u32> = seqs
+        let live: Vec<(u32, usize, usize)> = seqs
             .iter()
-            .map(|s| *s.out.last().expect("a token"))
+            .map(|s| (*s.out.last().expect("a token"), s.pos - 1, s.pad))
             .collect();
-        let pos: Vec<u32> = seqs.iter().map(|s| (s.pos - 1) as u32).collect();
-        let mut mask = Vec::with_capacity(b * total);
-        for s in &seqs {
-            mask.extend((0..total).map(|j| if j >= s.pad { 0f32 } else { f32::NEG_INFINITY }));
-        }
-        logits = model.forward_step(
-            &Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
-            &Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
-            &Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
-            &mut cache,
-        )?;
+        logits = super::generate::decode_step(model, &live, &mut cache)?;
     }
     Ok(finished)
+}
+
+/// Prefill for batched decoding: `prompts` left-padded with `pad_id` to the longest,
+/// each sequence with its own positions and a mask hiding its padding (padding rows see
+/// themselves only, so no row is fully masked). Fills `cache`; returns the logits of the
+/// last position, `(batch, vocab)`.
+pub(crate) fn prefill(
+    model: &Llama,
+    prompts: &[&[u32]],
+    pad_id: u32,
+    cache: &mut KvCache,
+) -> Result<Tensor> {
+    let dev = Device::Cpu;
+    let b = prompts.len();
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let mut toks = Vec::with_capacity(b * longest);
+    let mut pos = Vec::with_capacity(b * longest);
+    let mut mask = Vec::with_capacity(b * longest * longest);
+    for p in prompts {
+        let pad = longest - p.len();
+        toks.extend(std::iter::repeat_n(pad_id, pad));
+        toks.extend(p.iter());
+        pos.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
+        for i in 0..longest {
+            mask.extend((0..longest).map(|j| {
+                if j == i || (j <= i && j >= pad) {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
+        }
+    }
+    model.forward_step(
+        &Tensor::from_vec(toks, (b, longest), &dev).map_err(err)?,
+        &Tensor::from_vec(pos, (b, longest), &dev).map_err(err)?,
+        &Tensor::from_vec(mask, (b, 1, longest, longest), &dev).map_err(err)?,
+        cache,
+    )
+}
+
+/// One decoding step of the live sequences, each given as (its last token, that token's
+/// position, its left padding in the cache). Returns the next logits, `(batch, vocab)`.
+pub(crate) fn decode_step(
+    model: &Llama,
+    live: &[(u32, usize, usize)],
+    cache: &mut KvCache,
+) -> Result<Tensor> {
+    let dev = Device::Cpu;
+    let total = cache.len() + 1;
+    let b = live.len();
+    let toks: Vec<u32> = live.iter().map(|l| l.0).collect();
+    let pos: Vec<u32> = live.iter().map(|l| l.1 as u32).collect();
+    let mut mask = Vec::with_capacity(b * total);
+    for &(_, _, pad) in live {
+        mask.extend((0..total).map(|j| if j >= pad { 0f32 } else { f32::NEG_INFINITY }));
+    }
+    model.forward_step(
+        &Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
+        &Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
+        &Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
+        cache,
+    )
 }

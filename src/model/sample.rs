@@ -15,7 +15,6 @@ use super::llama::{KvCache, Llama};
 use super::tokenizer::Tok;
 use super::{Result, generate::cut_at_stop};
 use crate::r#gen::SplitMix64;
-use candle_core::{Device, Tensor};
 
 /// Settings for [`sample`].
 #[derive(Clone, Debug)]
@@ -193,7 +192,6 @@ fn sample_batch(
     opts: &SampleOptions,
     stop: &dyn Fn(&[u32]) -> bool,
 ) -> Result<Vec<(usize, Completion)>> {
-    let dev = Device::Cpu;
     let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
     let mut seqs: Vec<Seq> = chunk
         .iter()
@@ -220,31 +218,9 @@ fn sample_batch(
             })
             .collect());
     }
-    let b = seqs.len();
-    let mut toks = Vec::with_capacity(b * longest);
-    let mut pos = Vec::with_capacity(b * longest);
-    let mut mask = Vec::with_capacity(b * longest * longest);
-    for s in &seqs {
-        toks.extend(std::iter::repeat_n(pad_id, s.pad));
-        toks.extend(&prompts[s.idx]);
-        pos.extend((0..longest).map(|j| j.saturating_sub(s.pad) as u32));
-        for i in 0..longest {
-            mask.extend((0..longest).map(|j| {
-                if j == i || (j <= i && j >= s.pad) {
-                    0f32
-                } else {
-                    f32::NEG_INFINITY
-                }
-            }));
-        }
-    }
     let mut cache = KvCache::default();
-    let mut logits = model.forward_step(
-        &Tensor::from_vec(toks, (b, longest), &dev).map_err(err)?,
-        &Tensor::from_vec(pos, (b, longest), &dev).map_err(err)?,
-        &Tensor::from_vec(mask, (b, 1, longest, longest), &dev).map_err(err)?,
-        &mut cache,
-    )?;
+    let batch: Vec<&[u32]> = seqs.iter().map(|s| prompts[s.idx].as_slice()).collect();
+    let mut logits = super::generate::prefill(model, &batch, pad_id, &mut cache)?;
     loop {
         let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(err)?;
         let before = seqs.len();
@@ -279,23 +255,11 @@ fn sample_batch(
         if keep.len() != before {
             cache.retain(&keep)?;
         }
-        let total = cache.len() + 1;
-        let b = seqs.len();
-        let toks: Vec<u32> = seqs
+        let live: Vec<(u32, usize, usize)> = seqs
             .iter()
-            .map(|s| *s.out.last().expect("a token"))
+            .map(|s| (*s.out.last().expect("a token"), s.pos - 1, s.pad))
             .collect();
-        let pos: Vec<u32> = seqs.iter().map(|s| (s.pos - 1) as u32).collect();
-        let mut mask = Vec::with_capacity(b * total);
-        for s in &seqs {
-            mask.extend((0..total).map(|j| if j >= s.pad { 0f32 } else { f32::NEG_INFINITY }));
-        }
-        logits = model.forward_step(
-            &Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
-            &Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
-            &Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
-            &mut cache,
-        )?;
+        logits = super::generate::decode_step(model, &live, &mut cache)?;
     }
     Ok(finished)
 }
