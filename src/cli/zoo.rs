@@ -60,10 +60,17 @@ fn build(a: &ZooArgs) -> Result<(), String> {
         _ => vec![1, 2],
     };
     let t0 = std::time::Instant::now();
-    for f in families {
-        let spec = zoo::apply_overrides(&zoo::default_spec(f), &a.sets)?;
-        let out = a.out.as_ref().ok_or("--out DIR is needed")?;
-        let built = zoo::build_family(out, &spec, a.force, &mut |m| eprintln!("{m}"))?;
+    let out = a.out.as_ref().ok_or("--out DIR is needed")?;
+    let specs = families
+        .iter()
+        .map(|&f| zoo::apply_overrides(&zoo::default_spec(f), &a.sets))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Families are independent: with two or more cores they train side by side, each
+    // on its share of the cores (the bits do not depend on it).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let build_one = |spec: &zoo::FamilySpec| -> Result<(), String> {
+        let f = spec.family;
+        let built = zoo::build_family(out, spec, a.force, &mut |m| eprintln!("{m}"))?;
         if built.trained {
             eprintln!(
                 "family{f}: built in {:.1}s -> {}",
@@ -73,9 +80,39 @@ fn build(a: &ZooArgs) -> Result<(), String> {
         } else {
             eprintln!(
                 "family{f}: up to date (spec {}) -> {}",
-                zoo::spec_hash(&spec),
+                zoo::spec_hash(spec),
                 built.dir.display()
             );
+        }
+        Ok(())
+    };
+    if specs.len() > 1 && cores >= 2 {
+        crate::model::elementwise_on_caller_thread();
+        let per = (cores / specs.len()).max(1);
+        let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = specs
+                .iter()
+                .map(|spec| {
+                    let build_one = &build_one;
+                    s.spawn(move || {
+                        match rayon::ThreadPoolBuilder::new().num_threads(per).build() {
+                            Ok(pool) => pool.install(|| build_one(spec)),
+                            Err(_) => build_one(spec),
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a family's build panicked".into()))
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    } else {
+        for spec in &specs {
+            build_one(spec)?;
         }
     }
     eprintln!("zoo: {:.1}s", t0.elapsed().as_secs_f64());

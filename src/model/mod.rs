@@ -21,6 +21,20 @@ pub mod train;
 
 pub use load::LoadedModel;
 
+/// Makes candle run its element-wise operations on the calling thread (unless
+/// `CANDLE_NUM_THREADS` is set). Needed before several threads use candle at once:
+/// its element-wise pool is one per process, taken by one caller at a time, and its
+/// workers spin while they wait, so concurrent callers would queue behind each other.
+/// Matrix products still use each thread's rayon pool. Call it while the process has
+/// one thread, before candle runs anything.
+pub fn elementwise_on_caller_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called at the start of a command, before any other thread exists
+        // that could read the environment.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 /// Result type of this module: candle errors, I/O and format problems all become text
 /// that says what and where.
 pub type Result<T> = std::result::Result<T, String>;

@@ -25,6 +25,10 @@ type Result<T> = std::result::Result<T, String>;
 /// Bumped whenever the generator or the training code changes what a spec builds.
 pub const ZOO_VERSION: u32 = 1;
 
+/// Bumped whenever only the dev/test/train sets change: a rebuild rewrites them and
+/// keeps the trained models.
+pub const DATA_VERSION: u32 = 2;
+
 /// Everything that determines a family's files.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +49,11 @@ pub struct FamilySpec {
     /// (with the other skills' facts limited to what the base knows); the rest are
     /// its single-skill kinds.
     pub expert_mixed: f64,
+    /// Per-expert `tune` regexes (in the order of the family's experts), overriding
+    /// `expert.tune`: e.g. each expert tuning the MLP of its own layer, so that their
+    /// task vectors touch disjoint weights. Empty: every expert uses `expert.tune`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expert_tune: Vec<String>,
     /// Sizes of the mixed dev and test sets and the few-shot pool (`train.jsonl`).
     pub dev: usize,
     pub test: usize,
@@ -84,9 +93,9 @@ pub fn default_spec(family: u32) -> FamilySpec {
             mask_batches: 0,
         },
         expert: TrainSpec {
-            steps: 150,
+            steps: 100,
             batch: 32,
-            lr: 1e-3,
+            lr: 3e-3,
             warmup: 10,
             min_lr_frac: 0.1,
             optimizer: "adamw".into(),
@@ -102,6 +111,8 @@ pub fn default_spec(family: u32) -> FamilySpec {
         },
         expert_replay: 0.2,
         expert_mixed: 0.5,
+        // Each expert tunes the MLP of its own layer: disjoint task vectors.
+        expert_tune: (1..=3).map(|l| format!(r"layers\.{l}\.mlp")).collect(),
         dev: 800,
         test: 1200,
         train: 500,
@@ -139,7 +150,7 @@ pub fn apply_overrides(spec: &FamilySpec, sets: &[String]) -> Result<FamilySpec>
 /// A spec's cache key: the code version and the spec.
 pub fn spec_hash(spec: &FamilySpec) -> String {
     let mut h = Sha256::new();
-    h.update(format!("zoo v{ZOO_VERSION}\n").as_bytes());
+    h.update(format!("zoo v{ZOO_VERSION} data v{DATA_VERSION}\n").as_bytes());
     h.update(
         serde_json::to_string(spec)
             .expect("spec serializes")
@@ -172,26 +183,30 @@ fn jsonl(ps: &[Problem]) -> String {
     ps.iter().map(|p| p.to_json() + "\n").collect()
 }
 
-/// The mixed dev, test and few-shot sets: disjoint questions, all facts allowed.
+/// The mixed dev, test and few-shot sets: disjoint questions, all facts allowed. One
+/// pool of distinct problems is drawn, shuffled and split, so the three sets follow the
+/// same distribution (drawing them one after the other would leave the later sets the
+/// rarer questions once the common ones are taken).
 pub fn mixed_sets(w: &World, spec: &FamilySpec) -> (Vec<Problem>, Vec<Problem>, Vec<Problem>) {
     let mut rng = SplitMix64::new(spec.seed ^ 0xD5E7);
+    let want = spec.dev + spec.test + spec.train;
     let mut seen = HashSet::new();
-    let mut take = |n: usize, rng: &mut SplitMix64| {
-        let mut out = Vec::with_capacity(n);
-        let mut tries = 0;
-        while out.len() < n && tries < 100 * n + 1000 {
-            tries += 1;
-            let p = w.problem_of(rng, &w.mixed_kinds, Facts::All);
-            if seen.insert(p.question.clone()) {
-                out.push(p);
-            }
+    let mut pool = Vec::with_capacity(want);
+    let mut tries = 0;
+    while pool.len() < want && tries < 100 * want + 1000 {
+        tries += 1;
+        let p = w.problem_of(&mut rng, &w.mixed_kinds, Facts::All);
+        if seen.insert(p.question.clone()) {
+            pool.push(p);
         }
-        out
-    };
-    let dev = take(spec.dev, &mut rng);
-    let test = take(spec.test, &mut rng);
-    let train = take(spec.train, &mut rng);
-    (dev, test, train)
+    }
+    for i in (1..pool.len()).rev() {
+        let j = rng.below(i + 1);
+        pool.swap(i, j);
+    }
+    let mut test = pool.split_off(spec.dev.min(pool.len()));
+    let train = test.split_off(spec.test.min(test.len()));
+    (pool, test, train)
 }
 
 fn world_json(w: &World) -> String {
@@ -354,8 +369,12 @@ pub fn build_family(
     for (e, skill) in w.experts.iter().enumerate() {
         let t1 = std::time::Instant::now();
         let name = format!("expert-{}", skill.name());
+        let mut train = spec.expert.clone();
+        if let Some(t) = spec.expert_tune.get(e).filter(|t| !t.is_empty()) {
+            train.tune = t.clone();
+        }
         let key = json_hash(&serde_json::json!({
-            "base": base_key, "skill": skill.name(), "train": spec.expert,
+            "base": base_key, "skill": skill.name(), "train": train,
             "replay": spec.expert_replay, "mixed": spec.expert_mixed,
         }));
         if reuse(&dir.join(&name), &key, keep.as_deref()).is_some() {
@@ -368,7 +387,7 @@ pub fn build_family(
         let (replay, mixed_frac) = (spec.expert_replay, spec.expert_mixed);
         run_training(
             &mut t,
-            &spec.expert,
+            &train,
             || {
                 let p = if rng.chance(replay) {
                     w.problem_of(&mut rng, &w.base_kinds, Facts::Known(None))
