@@ -259,3 +259,75 @@ fn a_killed_run_resumes_with_nothing_lost_and_nothing_scored_twice() {
     };
     assert_eq!(outcome(&recs), outcome(&records(reference.path())));
 }
+
+/// (iteration, index) -> (outcome, dev score) of a run's programs.
+fn outcomes(dir: &Path) -> Vec<(u64, u64, String, Option<f64>)> {
+    records(dir)
+        .iter()
+        .filter(|r| r["event"] == "program")
+        .map(|r| {
+            let dev = r["dev"].as_f64();
+            (
+                r["iteration"].as_u64().unwrap(),
+                r["index"].as_u64().unwrap(),
+                r["outcome"].as_str().unwrap().to_string(),
+                dev,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn candidates_scored_in_parallel_match_one_at_a_time_and_a_time_limit_fails_them() {
+    let url = server();
+    let serial = tempfile::tempdir().unwrap();
+    family(serial.path());
+    let out = develop(serial.path(), &url, &["--jobs", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parallel = tempfile::tempdir().unwrap();
+    family(parallel.path());
+    let out = develop(parallel.path(), &url, &["--jobs", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (outcomes(serial.path()), outcomes(parallel.path()));
+    assert_eq!(a, b);
+    assert!(a.iter().any(|o| o.2 == "scored"));
+
+    // Over the time limit: every runnable program fails with the reason, nothing is
+    // scored, and the run still ends with its report.
+    let slow = tempfile::tempdir().unwrap();
+    family(slow.path());
+    let out = develop(slow.path(), &url, &["--time-limit-s", "0.000001"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(slow.path());
+    let failed: Vec<_> = recs.iter().filter(|r| r["outcome"] == "failed").collect();
+    assert!(!failed.is_empty());
+    assert!(recs.iter().all(|r| r["outcome"] != "scored"));
+    for r in failed {
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("over the time limit"),
+            "{r}"
+        );
+    }
+    assert!(slow.path().join("run/report.md").is_file());
+}

@@ -57,6 +57,8 @@ config_flags!(
     dpo_beta,
     dpo_lr,
     dpo_steps,
+    dpo_epochs,
+    dpo_nll,
     top_test,
     baseline_grid,
     transfer_base,
@@ -64,6 +66,9 @@ config_flags!(
     transfer_dev,
     transfer_test,
     keep_best,
+    jobs,
+    memory_budget_gb,
+    time_limit_s,
     seed,
 );
 
@@ -120,6 +125,9 @@ pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
     t.insert("iterations".into(), toml::Value::Integer(3));
     t.insert("programs".into(), toml::Value::Integer(40));
     t.insert("top_test".into(), toml::Value::Integer(5));
+    // 40 programs give too few pairs at the paper's 3% / 10%.
+    t.insert("chosen_fraction".into(), toml::Value::Float(0.15));
+    t.insert("rejected_fraction".into(), toml::Value::Float(0.2));
     Ok(t)
 }
 
@@ -203,7 +211,9 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
             beta: cfg.dpo_beta,
             lr: cfg.dpo_lr,
             max_steps: cfg.dpo_steps,
+            epochs: cfg.dpo_epochs,
             seed: cfg.seed,
+            nll: cfg.dpo_nll,
             ..DpoSettings::default()
         };
         let t = TinyGenerator::for_run(
@@ -248,6 +258,9 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         build_zoo(&a.zoo)?;
     }
     let cfg = resolve_config(a)?;
+    if driver::resolve_jobs(&cfg) > 1 {
+        crate::model::elementwise_on_caller_thread();
+    }
     let _ = ctrlc::set_handler(|| {
         if crate::runtime::CANCELLED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);

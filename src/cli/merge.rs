@@ -158,6 +158,7 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
         quiet: a.quiet,
         backend: choose_backend(a)?,
         extra: serde_json::Value::Null,
+        deadline: None,
     })
 }
 

@@ -228,6 +228,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             quiet: true,
             backend: crate::runtime::compiled::Backend::Jit,
             extra: serde_json::Value::Null,
+            deadline: None,
         };
         let s = crate::runtime::run(&job)?;
         let out = Checkpoint::open(&job.out).map_err(|e| e.to_string())?;

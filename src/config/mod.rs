@@ -174,6 +174,7 @@ pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
         quiet: a.quiet,
         backend: crate::cli::merge::choose_backend(a)?,
         extra,
+        deadline: None,
     })
 }
 

@@ -52,6 +52,10 @@ pub struct RunConfig {
     pub dpo_beta: f64,
     pub dpo_lr: f64,
     pub dpo_steps: usize,
+    /// Passes over the pairs (`tiny`): DPO stops after this many or `dpo_steps` steps.
+    pub dpo_epochs: usize,
+    /// Weight of the chosen programs' per-token NLL added to the DPO loss (`tiny`).
+    pub dpo_nll: f64,
     /// The best programs on dev scored on test at the end.
     pub top_test: usize,
     /// Baseline grid: task arithmetic's lambda and TIES' weight/density.
@@ -63,6 +67,15 @@ pub struct RunConfig {
     pub transfer_test: Option<PathBuf>,
     /// Checkpoints kept in the scratch directory (the best so far).
     pub keep_best: usize,
+    /// Candidates merged and scored at once (0: as many as the cores and
+    /// `memory_budget_gb` allow).
+    pub jobs: usize,
+    /// Memory the candidates scored at once may use together, in GiB (each is
+    /// estimated from the size of the base checkpoint).
+    pub memory_budget_gb: f64,
+    /// A candidate whose merge and scoring take longer than this many seconds fails
+    /// with "over the time limit" (0: no limit).
+    pub time_limit_s: f64,
     pub seed: u64,
 }
 
@@ -96,6 +109,8 @@ impl Default for RunConfig {
             dpo_beta: 0.1,
             dpo_lr: 1e-4,
             dpo_steps: 40,
+            dpo_epochs: 2,
+            dpo_nll: 1.0,
             top_test: 15,
             baseline_grid: vec![0.2, 0.4, 0.6],
             transfer_base: None,
@@ -103,6 +118,9 @@ impl Default for RunConfig {
             transfer_dev: None,
             transfer_test: None,
             keep_best: 3,
+            jobs: 0,
+            memory_budget_gb: 8.0,
+            time_limit_s: 600.0,
             seed: 0,
         }
     }
@@ -157,6 +175,18 @@ impl RunConfig {
             if !(0.0..=1.0).contains(&f) {
                 return Err(format!("{name} must be within 0..1, not {f}"));
             }
+        }
+        if self.memory_budget_gb.is_nan() || self.memory_budget_gb <= 0.0 {
+            return Err(format!(
+                "memory_budget_gb must be positive, not {}",
+                self.memory_budget_gb
+            ));
+        }
+        if self.time_limit_s.is_nan() || self.time_limit_s < 0.0 {
+            return Err(format!(
+                "time_limit_s must be 0 (no limit) or positive, not {}",
+                self.time_limit_s
+            ));
         }
         if self.temperature <= 0.0 {
             return Err("temperature must be positive".into());

@@ -146,6 +146,7 @@ pub fn eval_settings(cfg: &RunConfig) -> EvalSettings {
 
 /// Merges `program` (its first merge, default parameters) of `base` and `models` into
 /// `out`, then scores it on `problems`. Returns (accuracy, correct, merge s, eval s).
+/// Fails with "over the time limit" when `cfg.time_limit_s` (if set) runs out.
 pub fn merge_and_score(
     cfg: &RunConfig,
     program: &str,
@@ -156,6 +157,8 @@ pub fn merge_and_score(
     out: &Path,
 ) -> Result<(f64, usize, f64, f64), String> {
     let t0 = Instant::now();
+    let deadline =
+        (cfg.time_limit_s > 0.0).then(|| t0 + std::time::Duration::from_secs_f64(cfg.time_limit_s));
     let (prog, sigs) = crate::check_source(program).map_err(|_| "does not check".to_string())?;
     let name = sigs.first().ok_or("no merge")?.name.clone();
     let job = crate::runtime::merge::MergeJob {
@@ -179,11 +182,12 @@ pub fn merge_and_score(
         quiet: true,
         backend: crate::runtime::compiled::Backend::Jit,
         extra: serde_json::Value::Null,
+        deadline,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;
     let merge_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let (acc, correct) = score_model(cfg, out, problems)?;
+    let (acc, correct) = score_model_until(cfg, out, problems, deadline)?;
     Ok((acc, correct, merge_s, t1.elapsed().as_secs_f64()))
 }
 
@@ -192,6 +196,18 @@ pub fn score_model(
     cfg: &RunConfig,
     dir: &Path,
     problems: &[Problem],
+) -> Result<(f64, usize), String> {
+    score_model_until(cfg, dir, problems, None)
+}
+
+/// [`score_model`], failing with "over the time limit" if `deadline` passes (checked
+/// between batches: greedy decoding does not depend on the batching, so the score is
+/// the same as in one call).
+fn score_model_until(
+    cfg: &RunConfig,
+    dir: &Path,
+    problems: &[Problem],
+    deadline: Option<Instant>,
 ) -> Result<(f64, usize), String> {
     if cfg.evaluator != "builtin" {
         let ev = crate::eval::external::Evaluator::parse(&cfg.evaluator)?;
@@ -203,9 +219,38 @@ pub fn score_model(
         Some(t) => crate::eval::gsm8k::load_jsonl(t)?,
         None => vec![],
     };
-    let r = crate::eval::run::evaluate(&mut m, problems, &train, &eval_settings(cfg), &mut |_| {})
-        .map_err(|e| format!("eval: {e}"))?;
-    Ok((r.accuracy, r.correct))
+    let settings = eval_settings(cfg);
+    let mut correct = 0;
+    for chunk in problems.chunks(settings.batch_size.max(1)) {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(format!(
+                "eval: over the time limit of {} s (time_limit_s)",
+                cfg.time_limit_s
+            ));
+        }
+        let r = crate::eval::run::evaluate(&mut m, chunk, &train, &settings, &mut |_| {})
+            .map_err(|e| format!("eval: {e}"))?;
+        correct += r.correct;
+    }
+    let (acc, _, _) = crate::eval::gsm8k::accuracy(correct, problems.len());
+    Ok((acc, correct))
+}
+
+/// How many candidates are merged and scored at once: `jobs`, or (0) as many as the
+/// cores allow and fit `memory_budget_gb`, each estimated at twice the base
+/// checkpoint (its merge output plus the model loaded for scoring) and the merge's
+/// working memory for one tensor of each input.
+pub fn resolve_jobs(cfg: &RunConfig) -> usize {
+    if cfg.jobs > 0 {
+        return cfg.jobs;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let base_bytes = crate::runtime::safetensors::Checkpoint::open(&cfg.base)
+        .map(|c| c.tensors().map(|t| t.nbytes() as u64).sum::<u64>())
+        .unwrap_or(1 << 30);
+    let per = 2 * base_bytes + (64 << 20);
+    let fit = (cfg.memory_budget_gb * (1u64 << 30) as f64 / per as f64).floor() as usize;
+    cores.min(fit).max(1)
 }
 
 /// The prompt of the repair round: the program and what the checker said.
@@ -264,6 +309,7 @@ pub fn run_iterations(
         }
     }
     let mut best: Vec<(f64, PathBuf)> = vec![];
+    let jobs = resolve_jobs(cfg);
     for t in 1..=cfg.iterations {
         if finished_iters.contains(&t) {
             continue;
@@ -277,6 +323,10 @@ pub fn run_iterations(
         ));
         let replies = generator.sample(&setup.prompt, cfg.programs, temp, seed)?;
         let gen_id = generator.id();
+        // Assess every new reply (with its repair round) first, then merge and score
+        // the new programs `jobs` at a time; records are appended in index order after
+        // each group, so a killed run loses at most the group in flight.
+        let mut pending: Vec<(usize, String, Assessed, bool)> = vec![];
         for (i, reply) in replies.iter().enumerate() {
             if done.contains(&(t, i)) {
                 continue;
@@ -298,61 +348,76 @@ pub fn run_iterations(
                     }
                 }
             }
-            let (mut merge_s, mut eval_s) = (0.0, 0.0);
-            let outcome = match (&a.stage, &a.canonical) {
-                (Stage::Valid, Some(c)) => match known.get(c) {
-                    Some(dev) => Outcome::Duplicate { dev: *dev },
-                    None => {
-                        let out = scratch.join(&c[..16]);
-                        match merge_and_score(
-                            cfg,
-                            a.program.as_deref().unwrap_or(""),
-                            vec![],
-                            &cfg.base,
-                            &cfg.models,
-                            &setup.dev,
-                            &out,
-                        ) {
-                            Ok((dev, correct, ms, es)) => {
-                                merge_s = ms;
-                                eval_s = es;
-                                known.insert(c.clone(), Some(dev));
-                                keep_best(&mut best, dev, out, cfg.keep_best);
-                                Outcome::Scored {
-                                    dev,
-                                    correct,
-                                    n: setup.dev.len(),
-                                }
-                            }
-                            Err(_) if stop.load(Ordering::SeqCst) => {
-                                // Interrupted, not failed: nothing recorded, redone on resume.
-                                let _ = std::fs::remove_dir_all(&out);
-                                return Ok(Ended::Interrupted);
-                            }
-                            Err(reason) => {
-                                let _ = std::fs::remove_dir_all(&out);
-                                known.insert(c.clone(), None);
-                                Outcome::Failed { reason }
+            pending.push((i, reply_text, a, repaired));
+        }
+        let mut next = 0;
+        while next < pending.len() {
+            // The group: items up to the one holding the `jobs`-th new canonical program.
+            let mut fresh: Vec<usize> = vec![];
+            let mut seen = std::collections::HashSet::new();
+            let mut end = next;
+            while end < pending.len() && fresh.len() < jobs {
+                if let (Stage::Valid, Some(c)) = (&pending[end].2.stage, &pending[end].2.canonical)
+                    && !known.contains_key(c)
+                    && seen.insert(c.clone())
+                {
+                    fresh.push(end);
+                }
+                end += 1;
+            }
+            let results = score_group(cfg, setup, &scratch, &pending, &fresh, jobs);
+            if stop.load(Ordering::SeqCst) {
+                for &k in &fresh {
+                    let c = pending[k].2.canonical.as_deref().unwrap_or_default();
+                    let _ = std::fs::remove_dir_all(scratch.join(&c[..16.min(c.len())]));
+                }
+                return Ok(Ended::Interrupted);
+            }
+            let mut by_item: HashMap<usize, CandidateResult> =
+                fresh.into_iter().zip(results).collect();
+            for (k, (i, reply_text, a, repaired)) in pending.iter().enumerate().take(end).skip(next)
+            {
+                let (mut merge_s, mut eval_s) = (0.0, 0.0);
+                let outcome = match (&a.stage, &a.canonical) {
+                    (Stage::Valid, Some(c)) => match by_item.remove(&k) {
+                        Some((out, Ok((dev, correct, ms, es)))) => {
+                            merge_s = ms;
+                            eval_s = es;
+                            known.insert(c.clone(), Some(dev));
+                            keep_best(&mut best, dev, out, cfg.keep_best);
+                            Outcome::Scored {
+                                dev,
+                                correct,
+                                n: setup.dev.len(),
                             }
                         }
-                    }
-                },
-                _ => Outcome::Invalid,
-            };
-            let rec = ProgramRecord {
-                iteration: t,
-                index: i,
-                generator: gen_id.clone(),
-                reply: reply_text,
-                assessed: a,
-                repaired,
-                outcome,
-                merge_s,
-                eval_s,
-            };
-            let ev = Event::Program(rec);
-            log.append(&ev)?;
-            events.push(ev);
+                        Some((out, Err(reason))) => {
+                            let _ = std::fs::remove_dir_all(&out);
+                            known.insert(c.clone(), None);
+                            Outcome::Failed { reason }
+                        }
+                        None => Outcome::Duplicate {
+                            dev: known.get(c).copied().flatten(),
+                        },
+                    },
+                    _ => Outcome::Invalid,
+                };
+                let rec = ProgramRecord {
+                    iteration: t,
+                    index: *i,
+                    generator: gen_id.clone(),
+                    reply: reply_text.clone(),
+                    assessed: a.clone(),
+                    repaired: *repaired,
+                    outcome,
+                    merge_s,
+                    eval_s,
+                };
+                let ev = Event::Program(rec);
+                log.append(&ev)?;
+                events.push(ev);
+            }
+            next = end;
         }
         let pairs = preference_pairs(cfg, events, t, &setup.prompt);
         say(&format!(
@@ -378,6 +443,80 @@ pub fn run_iterations(
         events.push(ev);
     }
     Ok(Ended::Finished)
+}
+
+/// Where a candidate was merged, and its merge-and-score result.
+type CandidateResult = (PathBuf, Result<(f64, usize, f64, f64), String>);
+
+/// Merges and scores the programs of `pending[k]` for each `k` in `fresh`, `jobs` at
+/// a time on threads, each thread's tensor work on its own share of the cores.
+fn score_group(
+    cfg: &RunConfig,
+    setup: &Setup,
+    scratch: &Path,
+    pending: &[(usize, String, Assessed, bool)],
+    fresh: &[usize],
+    jobs: usize,
+) -> Vec<CandidateResult> {
+    parallel_map(fresh, jobs, |&k| -> CandidateResult {
+        let a = &pending[k].2;
+        let c = a.canonical.as_deref().unwrap_or_default();
+        let out = scratch.join(&c[..16.min(c.len())]);
+        let r = merge_and_score(
+            cfg,
+            a.program.as_deref().unwrap_or(""),
+            vec![],
+            &cfg.base,
+            &cfg.models,
+            &setup.dev,
+            &out,
+        );
+        (out, r)
+    })
+}
+
+/// `f` over `items`, `jobs` at a time on threads (in order when `jobs` is 1), each
+/// thread's tensor work on its own share of the cores; results in the items' order.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let workers = jobs.min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = (cores / workers).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let work = || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(item) = items.get(i) else { break };
+                        let r = f(item);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    }
+                };
+                match rayon::ThreadPoolBuilder::new().num_threads(per).build() {
+                    Ok(pool) => pool.install(work),
+                    Err(_) => work(),
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every item is computed")
+        })
+        .collect()
 }
 
 /// Whether the generator reads the prompt (the repair round needs one that does).

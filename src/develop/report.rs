@@ -5,7 +5,9 @@
 //! twice.
 
 use super::config::RunConfig;
-use super::driver::{Event, Outcome, ProgramRecord, merge_and_score, score_model};
+use super::driver::{
+    Event, Outcome, ProgramRecord, merge_and_score, parallel_map, resolve_jobs, score_model,
+};
 use super::record::RunLog;
 use crate::eval::gsm8k::{Problem, accuracy, load_jsonl};
 use crate::types::Const;
@@ -66,8 +68,27 @@ struct Scorer<'a> {
     cfg: &'a RunConfig,
     log: &'a mut RunLog,
     memo: HashMap<String, Acc>,
+    /// Programs whose merge failed in [`Scorer::prefetch`], with the reason.
+    failed: HashMap<String, String>,
     scratch: PathBuf,
     say: &'a mut dyn FnMut(&str),
+}
+
+/// One scoring of the final stage: a model directory, or a program merged on a family.
+struct Job<'p> {
+    key: String,
+    what: JobKind,
+    problems: &'p [Problem],
+}
+
+enum JobKind {
+    Model(PathBuf),
+    Program {
+        src: String,
+        params: Params,
+        base: PathBuf,
+        models: Vec<PathBuf>,
+    },
 }
 
 impl Scorer<'_> {
@@ -85,6 +106,52 @@ impl Scorer<'_> {
         };
         self.memo.insert(key.to_string(), a);
         Ok(a)
+    }
+
+    /// Scores the jobs not scored yet, `jobs` at a time, and records them in order; the
+    /// calls of [`Scorer::model`] and [`Scorer::program`] that follow find them.
+    fn prefetch(&mut self, jobs: Vec<Job>) -> Result<(), String> {
+        let todo: Vec<(usize, Job)> = jobs
+            .into_iter()
+            .filter(|j| !self.memo.contains_key(&j.key) && !self.failed.contains_key(&j.key))
+            .enumerate()
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        (self.say)(&format!("scoring {} models and merges", todo.len()));
+        let (cfg, scratch) = (self.cfg, &self.scratch);
+        let results = parallel_map(&todo, resolve_jobs(cfg), |(i, j)| match &j.what {
+            JobKind::Model(dir) => score_model(cfg, dir, j.problems),
+            JobKind::Program {
+                src,
+                params,
+                base,
+                models,
+            } => {
+                let out = scratch.join(format!("final-{i}"));
+                let r = merge_and_score(cfg, src, params.clone(), base, models, j.problems, &out);
+                let _ = std::fs::remove_dir_all(&out);
+                r.map(|(acc, correct, ..)| (acc, correct))
+            }
+        });
+        if crate::runtime::CANCELLED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
+        for ((_, j), r) in todo.iter().zip(results) {
+            match (r, &j.what) {
+                (Ok((acc, correct)), _) => {
+                    self.record(&j.key, acc, correct, j.problems.len())?;
+                }
+                (Err(e), JobKind::Program { .. }) => {
+                    self.failed.insert(j.key.clone(), e);
+                }
+                (Err(e), JobKind::Model(dir)) => {
+                    return Err(format!("{}: {e}", dir.display()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A model directory's score (memoized under `key`).
@@ -110,6 +177,10 @@ impl Scorer<'_> {
     ) -> Result<Option<Acc>, String> {
         if let Some(a) = self.memo.get(key) {
             return Ok(Some(*a));
+        }
+        if let Some(e) = self.failed.get(key) {
+            (self.say)(&format!("{key}: {e}"));
+            return Ok(None);
         }
         (self.say)(&format!("scoring {key}"));
         let out = self.scratch.join("final");
@@ -216,7 +287,6 @@ fn baselines(
     test: &[Problem],
 ) -> Result<(Vec<Row>, Vec<Row>), String> {
     let mut grid = vec![];
-    let mut best: HashMap<&str, (f64, String, Params)> = HashMap::new();
     for (name, method, params) in grid_params(s.cfg) {
         let src = crate::stdlib::method(method).ok_or("stdlib method")?.source;
         let d = s.program(
@@ -232,17 +302,9 @@ fn baselines(
             dev: d,
             test: None,
         });
-        if let Some(d) = d
-            && best.get(method).is_none_or(|b| d.accuracy > b.0)
-        {
-            best.insert(method, (d.accuracy, name, params));
-        }
     }
     let mut tuned = vec![];
-    for method in ["task_arithmetic", "ties"] {
-        let Some((_, name, params)) = best.get(method).cloned() else {
-            continue;
-        };
+    for (method, name, params) in tuned_choices(s, tag) {
         let src = crate::stdlib::method(method).ok_or("stdlib method")?.source;
         let dev = s.memo.get(&format!("{tag} dev {name}")).copied();
         let test = s.program(
@@ -260,6 +322,91 @@ fn baselines(
         });
     }
     Ok((grid, tuned))
+}
+
+/// Each baseline method's best grid point on dev among those scored under `tag`:
+/// (method, label, parameters), task arithmetic first.
+fn tuned_choices(s: &Scorer, tag: &str) -> Vec<(&'static str, String, Params)> {
+    let mut best: HashMap<&str, (f64, String, Params)> = HashMap::new();
+    for (name, method, params) in grid_params(s.cfg) {
+        if let Some(d) = s.memo.get(&format!("{tag} dev {name}"))
+            && best.get(method).is_none_or(|b| d.accuracy > b.0)
+        {
+            best.insert(method, (d.accuracy, name, params));
+        }
+    }
+    ["task_arithmetic", "ties"]
+        .into_iter()
+        .filter_map(|m| best.remove(m).map(|(_, name, params)| (m, name, params)))
+        .collect()
+}
+
+/// The jobs of a family's baselines: the grid on dev, or (`tuned`) the tuned choices
+/// on test.
+fn baseline_jobs<'p>(
+    s: &Scorer,
+    tag: &str,
+    base: &Path,
+    models: &[PathBuf],
+    problems: &'p [Problem],
+    tuned: bool,
+) -> Vec<Job<'p>> {
+    let points: Vec<(&'static str, String, Params)> = if tuned {
+        tuned_choices(s, tag)
+    } else {
+        grid_params(s.cfg)
+            .into_iter()
+            .map(|(name, method, params)| (method, name, params))
+            .collect()
+    };
+    points
+        .into_iter()
+        .filter_map(|(method, name, params)| {
+            Some(Job {
+                key: format!("{tag} {} {name}", if tuned { "test" } else { "dev" }),
+                what: JobKind::Program {
+                    src: crate::stdlib::method(method)?.source.to_string(),
+                    params,
+                    base: base.to_path_buf(),
+                    models: models.to_vec(),
+                },
+                problems,
+            })
+        })
+        .collect()
+}
+
+/// The `top_test` best distinct programs on dev (ties: the earliest).
+fn top_programs<'e>(cfg: &RunConfig, events: &'e [Event]) -> Vec<&'e ProgramRecord> {
+    let mut by_hash: HashMap<&str, &ProgramRecord> = HashMap::new();
+    for r in programs(events) {
+        if let (Some(c), Outcome::Scored { .. }) = (r.assessed.canonical.as_deref(), &r.outcome) {
+            by_hash.entry(c).or_insert(r);
+        }
+    }
+    let mut top: Vec<&ProgramRecord> = by_hash.into_values().collect();
+    top.sort_by(|a, b| {
+        b.dev()
+            .unwrap_or(0.0)
+            .total_cmp(&a.dev().unwrap_or(0.0))
+            .then((a.iteration, a.index).cmp(&(b.iteration, b.index)))
+    });
+    top.truncate(cfg.top_test);
+    top
+}
+
+/// Which of the first three discovered programs scored best on the transfer family's
+/// dev set (the first of equals).
+fn best_transfer(s: &Scorer, n: usize) -> Option<usize> {
+    let mut best: Option<(f64, usize)> = None;
+    for i in 0..n.min(3) {
+        if let Some(d) = s.memo.get(&format!("transfer dev discovered {i}"))
+            && best.is_none_or(|b| d.accuracy > b.0)
+        {
+            best = Some((d.accuracy, i));
+        }
+    }
+    best.map(|b| b.1)
 }
 
 /// Runs the final stage and writes `report.md`, `report.json`, the plots and `best/`.
@@ -293,11 +440,102 @@ pub fn finalize(
         cfg,
         log,
         memo,
+        failed: HashMap::new(),
         scratch,
         say,
     };
     let dev = load(&cfg.dev, cfg.dev_limit)?;
     let test = load(&cfg.test, cfg.test_limit)?;
+    let top = top_programs(cfg, events);
+    let second = match (&cfg.transfer_base, &cfg.transfer_dev, &cfg.transfer_test) {
+        (Some(tb), Some(td), Some(tt)) if !cfg.transfer_models.is_empty() => Some((
+            tb.clone(),
+            load(td, cfg.dev_limit)?,
+            load(tt, cfg.test_limit)?,
+        )),
+        _ => None,
+    };
+    // Everything that does not depend on another score, in parallel; then the tuned
+    // baselines and the transfer choice on test. The tables below then read the scores.
+    let model = |key: String, dir: &Path, problems| Job {
+        key,
+        what: JobKind::Model(dir.to_path_buf()),
+        problems,
+    };
+    let program = |key: String, src: &str, base: &Path, models: &[PathBuf], problems| Job {
+        key,
+        what: JobKind::Program {
+            src: src.to_string(),
+            params: vec![],
+            base: base.to_path_buf(),
+            models: models.to_vec(),
+        },
+        problems,
+    };
+    let mut jobs = vec![
+        model("seed dev".into(), &cfg.base, &dev),
+        model("seed test".into(), &cfg.base, &test),
+    ];
+    for (i, m) in cfg.models.iter().enumerate() {
+        jobs.push(model(format!("candidate {i} dev"), m, &dev));
+        jobs.push(model(format!("candidate {i} test"), m, &test));
+    }
+    jobs.extend(baseline_jobs(
+        &s,
+        "family",
+        &cfg.base,
+        &cfg.models,
+        &dev,
+        false,
+    ));
+    for r in &top {
+        let c = r.assessed.canonical.as_deref().unwrap_or_default();
+        let src = r.assessed.program.as_deref().unwrap_or_default();
+        jobs.push(program(
+            format!("program {} test", &c[..16]),
+            src,
+            &cfg.base,
+            &cfg.models,
+            &test,
+        ));
+    }
+    if let Some((tb, tdev, ttest)) = &second {
+        let tm = &cfg.transfer_models;
+        jobs.push(model("transfer seed dev".into(), tb, tdev));
+        jobs.push(model("transfer seed test".into(), tb, ttest));
+        for (i, m) in tm.iter().enumerate() {
+            jobs.push(model(format!("transfer candidate {i} dev"), m, tdev));
+            jobs.push(model(format!("transfer candidate {i} test"), m, ttest));
+        }
+        jobs.extend(baseline_jobs(&s, "transfer", tb, tm, tdev, false));
+        for (i, r) in top.iter().enumerate().take(3) {
+            let src = r.assessed.program.as_deref().unwrap_or_default();
+            jobs.push(program(
+                format!("transfer dev discovered {i}"),
+                src,
+                tb,
+                tm,
+                tdev,
+            ));
+        }
+    }
+    s.prefetch(jobs)?;
+    let mut jobs = baseline_jobs(&s, "family", &cfg.base, &cfg.models, &test, true);
+    if let Some((tb, _, ttest)) = &second {
+        let tm = &cfg.transfer_models;
+        jobs.extend(baseline_jobs(&s, "transfer", tb, tm, ttest, true));
+        if let Some(i) = best_transfer(&s, top.len()) {
+            let src = top[i].assessed.program.as_deref().unwrap_or_default();
+            jobs.push(program(
+                format!("transfer test discovered {i}"),
+                src,
+                tb,
+                tm,
+                ttest,
+            ));
+        }
+    }
+    s.prefetch(jobs)?;
     let mut main = vec![];
     let seed_dev = s.model("seed dev", &cfg.base, &dev)?;
     let seed_test = s.model("seed test", &cfg.base, &test)?;
@@ -321,21 +559,6 @@ pub fn finalize(
     }
     let (grid, tuned) = baselines(&mut s, "family", &cfg.base, &cfg.models, &dev, &test)?;
     main.extend(tuned);
-    // The best distinct programs on dev.
-    let mut by_hash: HashMap<&str, &ProgramRecord> = HashMap::new();
-    for r in programs(events) {
-        if let (Some(c), Outcome::Scored { .. }) = (r.assessed.canonical.as_deref(), &r.outcome) {
-            by_hash.entry(c).or_insert(r);
-        }
-    }
-    let mut top: Vec<&ProgramRecord> = by_hash.into_values().collect();
-    top.sort_by(|a, b| {
-        b.dev()
-            .unwrap_or(0.0)
-            .total_cmp(&a.dev().unwrap_or(0.0))
-            .then((a.iteration, a.index).cmp(&(b.iteration, b.index)))
-    });
-    top.truncate(cfg.top_test);
     let best_dir = cfg.run_dir.join("best");
     std::fs::create_dir_all(&best_dir).map_err(|e| format!("{}: {e}", best_dir.display()))?;
     let mut discovered = vec![];
@@ -386,22 +609,18 @@ pub fn finalize(
     }
     // Transfer: the best programs, unchanged, on the second family.
     let mut transfer = vec![];
-    if let (Some(tb), Some(td), Some(tt)) =
-        (&cfg.transfer_base, &cfg.transfer_dev, &cfg.transfer_test)
-        && !cfg.transfer_models.is_empty()
-    {
-        let tdev = load(td, cfg.dev_limit)?;
-        let ttest = load(tt, cfg.test_limit)?;
-        let b_dev = s.model("transfer seed dev", tb, &tdev)?;
-        let b_test = s.model("transfer seed test", tb, &ttest)?;
+    if let Some((tb, tdev, ttest)) = &second {
+        let (tdev, ttest) = (tdev.as_slice(), ttest.as_slice());
+        let b_dev = s.model("transfer seed dev", tb, tdev)?;
+        let b_test = s.model("transfer seed test", tb, ttest)?;
         transfer.push(Row {
             name: "seed model (base)".into(),
             dev: Some(b_dev),
             test: Some(b_test),
         });
         for (i, m) in cfg.transfer_models.iter().enumerate() {
-            let t = s.model(&format!("transfer candidate {i} test"), m, &ttest)?;
-            let d = s.model(&format!("transfer candidate {i} dev"), m, &tdev)?;
+            let t = s.model(&format!("transfer candidate {i} test"), m, ttest)?;
+            let d = s.model(&format!("transfer candidate {i} dev"), m, tdev)?;
             transfer.push(Row {
                 name: format!(
                     "candidate: {}",
@@ -413,24 +632,10 @@ pub fn finalize(
                 test: Some(t),
             });
         }
-        let (_, tuned) = baselines(&mut s, "transfer", tb, &cfg.transfer_models, &tdev, &ttest)?;
+        let (_, tuned) = baselines(&mut s, "transfer", tb, &cfg.transfer_models, tdev, ttest)?;
         transfer.extend(tuned);
         // The discovered programs are chosen on the new family's dev set, then tested.
-        let mut best: Option<(f64, usize)> = None;
-        for (i, (_, _, src)) in discovered.iter().enumerate().take(3) {
-            if let Some(d) = s.program(
-                &format!("transfer dev discovered {i}"),
-                src,
-                vec![],
-                tb,
-                &cfg.transfer_models,
-                &tdev,
-            )? && best.is_none_or(|b| d.accuracy > b.0)
-            {
-                best = Some((d.accuracy, i));
-            }
-        }
-        if let Some((_, i)) = best {
+        if let Some(i) = best_transfer(&s, discovered.len()) {
             let src = discovered[i].2.clone();
             let d = s.memo.get(&format!("transfer dev discovered {i}")).copied();
             let t = s.program(
@@ -439,7 +644,7 @@ pub fn finalize(
                 vec![],
                 tb,
                 &cfg.transfer_models,
-                &ttest,
+                ttest,
             )?;
             transfer.push(Row {
                 name: format!("discovered #{} (chosen on this family's dev)", i + 1),

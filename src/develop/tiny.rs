@@ -433,10 +433,9 @@ pub struct DpoSettings {
     /// 7B model).
     pub beta: f64,
     pub lr: f64,
-    /// Passes over the pairs (when `max_steps` is 0).
+    /// Passes over the pairs.
     pub epochs: usize,
-    /// Exactly this many steps, passing over the pairs as often as it takes (0: use
-    /// `epochs`).
+    /// At most this many steps (0: no limit besides `epochs`).
     pub max_steps: usize,
     /// Pairs per step.
     pub batch_pairs: usize,
@@ -444,6 +443,10 @@ pub struct DpoSettings {
     pub clip: f64,
     /// Seed of the pair order ([`Generator::learn`] adds the iteration).
     pub seed: u64,
+    /// Weight of the chosen programs' mean per-token negative log-likelihood added to
+    /// the DPO loss (as in RPO, Pang et al. 2024): it keeps the chosen programs likely,
+    /// so DPO on a few pairs does not push the generator off well-formed programs.
+    pub nll: f64,
 }
 
 impl Default for DpoSettings {
@@ -457,6 +460,7 @@ impl Default for DpoSettings {
             weight_decay: 0.0,
             clip: 1.0,
             seed: 0,
+            nll: 1.0,
         }
     }
 }
@@ -844,13 +848,9 @@ impl TinyGenerator {
         let mut rng = SplitMix64::new(s.seed ^ 0x6470_6f5f_7061_6972);
         let dev = Device::Cpu;
         let mut report = LearnReport::default();
-        // With max_steps, exactly that many steps (as many passes as it takes).
-        let passes = if s.max_steps > 0 {
-            usize::MAX
-        } else {
-            s.epochs.max(1)
-        };
-        'epochs: for _ in 0..passes {
+        // `epochs` passes, cut at `max_steps`: a few pairs get a few steps, not dozens of
+        // passes that collapse the generator onto them.
+        'epochs: for _ in 0..s.epochs.max(1) {
             let mut order: Vec<usize> = (0..pairs.len()).collect();
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i + 1));
@@ -871,7 +871,21 @@ impl TinyGenerator {
                     Tensor::from_vec(xs, k, &dev).map_err(cerr)
                 };
                 let (loss, margin) = dpo_loss(&pc, &pr, &sel(&ref_c)?, &sel(&ref_r)?, s.beta)?;
-                let (grads, _) = clipped_grads(&loss, &vars, s.clip)?;
+                let objective = if s.nll > 0.0 {
+                    let tokens: Vec<f32> = chunk
+                        .iter()
+                        .map(|&i| (chosen[i].len().max(2) - 1) as f32)
+                        .collect();
+                    let tokens = Tensor::from_vec(tokens, k, &dev).map_err(cerr)?;
+                    let nll = (pc / tokens)
+                        .and_then(|x| x.mean_all())
+                        .and_then(|x| x * (-s.nll))
+                        .map_err(cerr)?;
+                    (&loss + nll).map_err(cerr)?
+                } else {
+                    loss.clone()
+                };
+                let (grads, _) = clipped_grads(&objective, &vars, s.clip)?;
                 opt.step(&grads).map_err(cerr)?;
                 report.steps += 1;
                 report
@@ -887,11 +901,12 @@ impl TinyGenerator {
         }
         self.weights = weights_hash(&self.vm)?;
         report.note = format!(
-            "DPO on {} pairs: {} steps, beta {}, lr {}, {:.1}s",
+            "DPO on {} pairs: {} steps, beta {}, lr {}, nll {}, {:.1}s",
             pairs.len(),
             report.steps,
             s.beta,
             s.lr,
+            s.nll,
             t0.elapsed().as_secs_f64()
         );
         Ok(report)

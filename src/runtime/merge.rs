@@ -80,6 +80,9 @@ pub struct MergeJob {
     pub backend: super::compiled::Backend,
     /// Extra provenance (e.g. the mergekit config text).
     pub extra: serde_json::Value,
+    /// The merge fails ("over the time limit"), writing nothing, if it is still
+    /// running at this instant.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What a finished merge reports.
@@ -443,6 +446,9 @@ fn produce(
 ) -> Result<Vec<u8>, String> {
     if CANCELLED.load(Ordering::Relaxed) {
         return Err("interrupted: nothing was written to the output".into());
+    }
+    if job.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+        return Err("over the time limit: nothing was written to the output".into());
     }
     if let Some(c) = compiled
         && t.action == Action::Merge
