@@ -107,7 +107,7 @@ impl Default for RunConfig {
             elites: 3,
             repair: true,
             dpo_beta: 0.1,
-            dpo_lr: 1e-4,
+            dpo_lr: 3e-5,
             dpo_steps: 40,
             dpo_epochs: 2,
             dpo_nll: 1.0,
