@@ -277,45 +277,31 @@ fn outcomes(dir: &Path) -> Vec<(u64, u64, String, Option<f64>)> {
         .collect()
 }
 
+/// A fresh family and a finished `mergec develop` run on it with `extra` flags.
+fn finished_run(url: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    let out = develop(dir.path(), url, extra).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 #[test]
 fn candidates_scored_in_parallel_match_one_at_a_time_and_a_time_limit_fails_them() {
     let url = server();
-    let serial = tempfile::tempdir().unwrap();
-    family(serial.path());
-    let out = develop(serial.path(), &url, &["--jobs", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parallel = tempfile::tempdir().unwrap();
-    family(parallel.path());
-    let out = develop(parallel.path(), &url, &["--jobs", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let serial = finished_run(&url, &["--jobs", "1"]);
+    let parallel = finished_run(&url, &["--jobs", "3"]);
     let (a, b) = (outcomes(serial.path()), outcomes(parallel.path()));
     assert_eq!(a, b);
     assert!(a.iter().any(|o| o.2 == "scored"));
 
     // Over the time limit: every runnable program fails with the reason, nothing is
     // scored, and the run still ends with its report.
-    let slow = tempfile::tempdir().unwrap();
-    family(slow.path());
-    let out = develop(slow.path(), &url, &["--time-limit-s", "0.000001"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let slow = finished_run(&url, &["--time-limit-s", "0.000001"]);
     let recs = records(slow.path());
     let failed: Vec<_> = recs.iter().filter(|r| r["outcome"] == "failed").collect();
     assert!(!failed.is_empty());
