@@ -44,9 +44,9 @@ use crate::model::config::{Family, LlamaConfig};
 use crate::model::llama::{Llama, masked_cross_entropy};
 use crate::model::sample::{SampleOptions, sample};
 use crate::model::train::{
-    Batch, clipped_grads, copy_vars, dpo_loss, seeded_init, sequence_logprobs, weights_hash,
+    Batch, clipped_grads, copy_vars, seeded_init, sequence_logprobs, weights_hash,
 };
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,225 +54,18 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod dpo;
+mod vocab;
+pub use dpo::DpoSettings;
+pub use vocab::{BOS, EOS, PAD, Vocab};
+
 /// Version of the model format, corpus layout and training procedure; part of every
 /// cache key and of [`Generator::id`].
 pub const FORMAT: &str = "tiny-v1";
-/// Beginning of a program.
-pub const BOS: u32 = 256;
-/// End of a program.
-pub const EOS: u32 = 257;
-/// Padding (never scored, never generated in practice).
-pub const PAD: u32 = 258;
-/// The first word token's id.
-const FIRST_WORD: u32 = 259;
-
 type Result<T> = std::result::Result<T, String>;
 
 fn cerr(e: candle_core::Error) -> String {
     format!("tiny generator: {e}")
-}
-
-/// Multi-byte tokens besides the checker's builtin and tensor-fact names: keywords,
-/// types, common names and layout of the corpus. Part of [`FORMAT`].
-const WORDS: &[&str] = &[
-    "merge ",
-    "fn ",
-    "    let ",
-    "    return ",
-    "(base: Tensor, models: [Tensor]",
-    ") -> Tensor {\n",
-    "\n}\n",
-    ": f32 = ",
-    ": bool = ",
-    ": [f32] = ",
-    ": int = ",
-    ": [int] = ",
-    ": [bool] = ",
-    ": Tensor",
-    ": [Tensor]",
-    ": Mask",
-    ": f32",
-    ": bool",
-    ": int",
-    "axis=0",
-    "axis=-1",
-    " } else { ",
-    " else { ",
-    " { ",
-    " }",
-    "if ",
-    " and ",
-    " or ",
-    "not ",
-    " + ",
-    " - ",
-    " * ",
-    " / ",
-    " >= ",
-    " > ",
-    " <= ",
-    " < ",
-    " == ",
-    " = ",
-    ", ",
-    "1.0",
-    "0.0",
-    "0.5",
-    "1e-",
-    "models - base",
-    "))",
-    ")\n",
-    "true",
-    "false",
-    "Tensor",
-    "Mask",
-    "f32",
-    "bool",
-    "int",
-    "models",
-    "base",
-    "return",
-    "let",
-    "merge",
-    "tau",
-    "weight",
-    "density",
-    "lambda",
-    "normalize",
-    "rescale",
-    "merged",
-    "kept",
-    "mixed",
-    "divisor",
-    "total",
-    "before",
-    "after",
-    "agree",
-    "elected",
-    "acc",
-    "trimmed",
-    "dropped",
-    "epsilon",
-    "gamma",
-    "theta",
-    "other",
-    "mlp",
-    "attention",
-];
-
-/// The token vocabulary: ids 0..=255 are bytes, then [`BOS`], [`EOS`], [`PAD`], then
-/// word tokens (whole keywords, builtin names and common phrases of the corpus, about
-/// three bytes per token on average). Text is encoded greedily, longest word first,
-/// falling back to bytes, so every text has an encoding and decoding is concatenation.
-/// A saved generator keeps its word list (`meta.json`), so a later change of the
-/// builtin table does not break it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Vocab {
-    words: Vec<String>,
-    /// Word ids by first byte, longest first.
-    by_first: Vec<Vec<u32>>,
-}
-
-impl Vocab {
-    /// A vocabulary of `words` (duplicates and words shorter than 2 bytes dropped).
-    pub fn new(words: &[String]) -> Vocab {
-        let mut kept: Vec<String> = vec![];
-        for w in words {
-            if w.len() >= 2 && !kept.contains(w) {
-                kept.push(w.clone());
-            }
-        }
-        let mut by_first: Vec<Vec<u32>> = vec![vec![]; 256];
-        for (i, w) in kept.iter().enumerate() {
-            by_first[w.as_bytes()[0] as usize].push(FIRST_WORD + i as u32);
-        }
-        for ids in &mut by_first {
-            ids.sort_by_key(|&id| {
-                (
-                    std::cmp::Reverse(kept[(id - FIRST_WORD) as usize].len()),
-                    id,
-                )
-            });
-        }
-        Vocab {
-            words: kept,
-            by_first,
-        }
-    }
-
-    /// The shipped vocabulary: [`WORDS`], then the checker's builtin names (REPL-only
-    /// ones left out) and the tensor facts.
-    pub fn builtin() -> Vocab {
-        use crate::types::builtins::{BUILTINS, Group};
-        let mut w: Vec<String> = WORDS.iter().map(|s| s.to_string()).collect();
-        w.extend(
-            BUILTINS
-                .iter()
-                .filter(|b| b.group != Group::Repl)
-                .map(|b| b.name.to_string()),
-        );
-        w.extend(
-            crate::types::tast::Fact::ALL
-                .iter()
-                .map(|f| f.0.to_string()),
-        );
-        Vocab::new(&w)
-    }
-
-    pub fn words(&self) -> &[String] {
-        &self.words
-    }
-
-    /// The model's vocabulary size: every id, rounded up to a multiple of 8.
-    pub fn size(&self) -> usize {
-        (FIRST_WORD as usize + self.words.len()).div_ceil(8) * 8
-    }
-
-    /// The token ids of `text` (no specials).
-    pub fn encode(&self, text: &str) -> Vec<u32> {
-        let b = text.as_bytes();
-        let mut out = Vec::with_capacity(b.len() / 2 + 1);
-        let mut i = 0;
-        while i < b.len() {
-            let hit = self.by_first[b[i] as usize]
-                .iter()
-                .find(|&&id| b[i..].starts_with(self.words[(id - FIRST_WORD) as usize].as_bytes()));
-            match hit {
-                Some(&id) => {
-                    out.push(id);
-                    i += self.words[(id - FIRST_WORD) as usize].len();
-                }
-                None => {
-                    out.push(b[i] as u32);
-                    i += 1;
-                }
-            }
-        }
-        out
-    }
-
-    /// `BOS tokens EOS`.
-    pub fn encode_program(&self, text: &str) -> Vec<u32> {
-        let mut v = vec![BOS];
-        v.extend(self.encode(text));
-        v.push(EOS);
-        v
-    }
-
-    /// The text of `ids` (specials and unknown ids dropped; invalid UTF-8 replaced).
-    pub fn decode(&self, ids: &[u32]) -> String {
-        let mut bytes: Vec<u8> = Vec::with_capacity(ids.len() * 3);
-        for &id in ids {
-            if id < 256 {
-                bytes.push(id as u8);
-            } else if id >= FIRST_WORD
-                && let Some(w) = self.words.get((id - FIRST_WORD) as usize)
-            {
-                bytes.extend(w.as_bytes());
-            }
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
 }
 
 /// The network's shape.
@@ -423,45 +216,6 @@ impl TinySpec {
             h.update(p.as_bytes());
         }
         format!("{:x}", h.finalize())[..16].to_string()
-    }
-}
-
-/// DPO settings of [`TinyGenerator::dpo`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DpoSettings {
-    /// Strength of the KL anchor to the reference (the paper's 0.01 was for LoRA on a
-    /// 7B model).
-    pub beta: f64,
-    pub lr: f64,
-    /// Passes over the pairs.
-    pub epochs: usize,
-    /// At most this many steps (0: no limit besides `epochs`).
-    pub max_steps: usize,
-    /// Pairs per step.
-    pub batch_pairs: usize,
-    pub weight_decay: f64,
-    pub clip: f64,
-    /// Seed of the pair order ([`Generator::learn`] adds the iteration).
-    pub seed: u64,
-    /// Weight of the chosen programs' mean per-token negative log-likelihood added to
-    /// the DPO loss (as in RPO, Pang et al. 2024): it keeps the chosen programs likely,
-    /// so DPO on a few pairs does not push the generator off well-formed programs.
-    pub nll: f64,
-}
-
-impl Default for DpoSettings {
-    fn default() -> Self {
-        DpoSettings {
-            beta: 0.1,
-            lr: 3e-4,
-            epochs: 3,
-            max_steps: 0,
-            batch_pairs: 8,
-            weight_decay: 0.0,
-            clip: 1.0,
-            seed: 0,
-            nll: 1.0,
-        }
     }
 }
 
@@ -791,126 +545,6 @@ impl TinyGenerator {
         s.truncate(self.spec.model.max_positions);
         s
     }
-
-    /// The DPO loss and mean margin of `pairs` for this policy against `reference`
-    /// (e.g. on held-out pairs). Prompts are ignored.
-    pub fn evaluate_pairs(&self, reference: &TinyGenerator, pairs: &[Pair]) -> Result<(f64, f64)> {
-        if pairs.is_empty() {
-            return Ok((0.0, 0.0));
-        }
-        let c: Vec<&str> = pairs.iter().map(|p| p.chosen.as_str()).collect();
-        let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
-        let (pc, pr) = (self.logprobs(&c, 16)?, self.logprobs(&r, 16)?);
-        let (rc, rr) = (reference.logprobs(&c, 16)?, reference.logprobs(&r, 16)?);
-        let beta = self.dpo.beta;
-        let mut loss = 0.0;
-        let mut margin = 0.0;
-        for (((pc, pr), rc), rr) in pc.iter().zip(&pr).zip(&rc).zip(&rr) {
-            let m = (pc - rc) - (pr - rr);
-            margin += m;
-            // -log sigmoid(beta m) = softplus(-beta m)
-            let z = -beta * m;
-            loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
-        }
-        let n = pairs.len() as f64;
-        Ok((loss / n, margin / n))
-    }
-
-    /// DPO on `pairs` against a frozen copy of the current weights, with `s`. Returns
-    /// the loss and mean margin at every step; the weights are updated in place.
-    pub fn dpo(&mut self, pairs: &[Pair], s: &DpoSettings) -> Result<LearnReport> {
-        let t0 = Instant::now();
-        if pairs.is_empty() {
-            return Ok(LearnReport {
-                note: "no pairs: nothing learned".into(),
-                ..LearnReport::default()
-            });
-        }
-        let chosen: Vec<Vec<u32>> = pairs.iter().map(|p| self.sequence(&p.chosen)).collect();
-        let rejected: Vec<Vec<u32>> = pairs.iter().map(|p| self.sequence(&p.rejected)).collect();
-        // The frozen reference's log-probabilities, once.
-        let c: Vec<&str> = pairs.iter().map(|p| p.chosen.as_str()).collect();
-        let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
-        let ref_c = self.logprobs(&c, 16)?;
-        let ref_r = self.logprobs(&r, 16)?;
-        let vars = self.vm.all_vars();
-        let mut opt = AdamW::new(
-            vars.clone(),
-            ParamsAdamW {
-                lr: s.lr,
-                beta1: 0.9,
-                beta2: 0.99,
-                eps: 1e-8,
-                weight_decay: s.weight_decay,
-            },
-        )
-        .map_err(cerr)?;
-        let mut rng = SplitMix64::new(s.seed ^ 0x6470_6f5f_7061_6972);
-        let dev = Device::Cpu;
-        let mut report = LearnReport::default();
-        // `epochs` passes, cut at `max_steps`: a few pairs get a few steps, not dozens of
-        // passes that collapse the generator onto them.
-        'epochs: for _ in 0..s.epochs.max(1) {
-            let mut order: Vec<usize> = (0..pairs.len()).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
-            for chunk in order.chunks(s.batch_pairs.max(1)) {
-                if s.max_steps > 0 && report.steps >= s.max_steps {
-                    break 'epochs;
-                }
-                let k = chunk.len();
-                let mut views: Vec<&[u32]> = chunk.iter().map(|&i| chosen[i].as_slice()).collect();
-                views.extend(chunk.iter().map(|&i| rejected[i].as_slice()));
-                let b = Batch::new(&views, &[], PAD, &dev)?;
-                let lp = sequence_logprobs(&self.model.forward_train(&b.inputs)?, &b)?;
-                let pc = lp.narrow(0, 0, k).map_err(cerr)?;
-                let pr = lp.narrow(0, k, k).map_err(cerr)?;
-                let sel = |v: &[f64]| {
-                    let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
-                    Tensor::from_vec(xs, k, &dev).map_err(cerr)
-                };
-                let (loss, margin) = dpo_loss(&pc, &pr, &sel(&ref_c)?, &sel(&ref_r)?, s.beta)?;
-                let objective = if s.nll > 0.0 {
-                    let tokens: Vec<f32> = chunk
-                        .iter()
-                        .map(|&i| (chosen[i].len().max(2) - 1) as f32)
-                        .collect();
-                    let tokens = Tensor::from_vec(tokens, k, &dev).map_err(cerr)?;
-                    let nll = (pc / tokens)
-                        .and_then(|x| x.mean_all())
-                        .and_then(|x| x * (-s.nll))
-                        .map_err(cerr)?;
-                    (&loss + nll).map_err(cerr)?
-                } else {
-                    loss.clone()
-                };
-                let (grads, _) = clipped_grads(&objective, &vars, s.clip)?;
-                opt.step(&grads).map_err(cerr)?;
-                report.steps += 1;
-                report
-                    .losses
-                    .push(loss.to_scalar::<f32>().map_err(cerr)? as f64);
-                report.margins.push(
-                    margin
-                        .mean_all()
-                        .and_then(|m| m.to_scalar::<f32>())
-                        .map_err(cerr)? as f64,
-                );
-            }
-        }
-        self.weights = weights_hash(&self.vm)?;
-        report.note = format!(
-            "DPO on {} pairs: {} steps, beta {}, lr {}, nll {}, {:.1}s",
-            pairs.len(),
-            report.steps,
-            s.beta,
-            s.lr,
-            s.nll,
-            t0.elapsed().as_secs_f64()
-        );
-        Ok(report)
-    }
 }
 
 /// One epoch's batches: the sequences shuffled, sorted by length within windows of 64
@@ -1052,6 +686,7 @@ pub fn cache_dir(cache: &Path, spec: &TinySpec) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::vocab::FIRST_WORD;
     use super::*;
 
     #[test]

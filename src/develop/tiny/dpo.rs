@@ -1,0 +1,172 @@
+//! DPO for the tiny generator: against a frozen reference, with an NLL anchor on the
+//! chosen programs.
+
+use super::{PAD, Result, TinyGenerator, cerr};
+use crate::develop::generator::{LearnReport, Pair};
+use crate::r#gen::SplitMix64;
+use crate::model::train::{Batch, clipped_grads, dpo_loss, sequence_logprobs, weights_hash};
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// DPO settings of [`TinyGenerator::dpo`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DpoSettings {
+    /// Strength of the KL anchor to the reference (the paper's 0.01 was for LoRA on a
+    /// 7B model).
+    pub beta: f64,
+    pub lr: f64,
+    /// Passes over the pairs.
+    pub epochs: usize,
+    /// At most this many steps (0: no limit besides `epochs`).
+    pub max_steps: usize,
+    /// Pairs per step.
+    pub batch_pairs: usize,
+    pub weight_decay: f64,
+    pub clip: f64,
+    /// Seed of the pair order ([`Generator::learn`] adds the iteration).
+    pub seed: u64,
+    /// Weight of the chosen programs' mean per-token negative log-likelihood added to
+    /// the DPO loss (as in RPO, Pang et al. 2024): it keeps the chosen programs likely,
+    /// so DPO on a few pairs does not push the generator off well-formed programs.
+    pub nll: f64,
+}
+
+impl Default for DpoSettings {
+    fn default() -> Self {
+        DpoSettings {
+            beta: 0.1,
+            lr: 3e-4,
+            epochs: 3,
+            max_steps: 0,
+            batch_pairs: 8,
+            weight_decay: 0.0,
+            clip: 1.0,
+            seed: 0,
+            nll: 1.0,
+        }
+    }
+}
+
+impl TinyGenerator {
+    /// The DPO loss and mean margin of `pairs` for this policy against `reference`
+    /// (e.g. on held-out pairs). Prompts are ignored.
+    pub fn evaluate_pairs(&self, reference: &TinyGenerator, pairs: &[Pair]) -> Result<(f64, f64)> {
+        if pairs.is_empty() {
+            return Ok((0.0, 0.0));
+        }
+        let c: Vec<&str> = pairs.iter().map(|p| p.chosen.as_str()).collect();
+        let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
+        let (pc, pr) = (self.logprobs(&c, 16)?, self.logprobs(&r, 16)?);
+        let (rc, rr) = (reference.logprobs(&c, 16)?, reference.logprobs(&r, 16)?);
+        let beta = self.dpo.beta;
+        let mut loss = 0.0;
+        let mut margin = 0.0;
+        for (((pc, pr), rc), rr) in pc.iter().zip(&pr).zip(&rc).zip(&rr) {
+            let m = (pc - rc) - (pr - rr);
+            margin += m;
+            // -log sigmoid(beta m) = softplus(-beta m)
+            let z = -beta * m;
+            loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
+        }
+        let n = pairs.len() as f64;
+        Ok((loss / n, margin / n))
+    }
+
+    /// DPO on `pairs` against a frozen copy of the current weights, with `s`. Returns
+    /// the loss and mean margin at every step; the weights are updated in place.
+    pub fn dpo(&mut self, pairs: &[Pair], s: &DpoSettings) -> Result<LearnReport> {
+        let t0 = Instant::now();
+        if pairs.is_empty() {
+            return Ok(LearnReport {
+                note: "no pairs: nothing learned".into(),
+                ..LearnReport::default()
+            });
+        }
+        let chosen: Vec<Vec<u32>> = pairs.iter().map(|p| self.sequence(&p.chosen)).collect();
+        let rejected: Vec<Vec<u32>> = pairs.iter().map(|p| self.sequence(&p.rejected)).collect();
+        // The frozen reference's log-probabilities, once.
+        let c: Vec<&str> = pairs.iter().map(|p| p.chosen.as_str()).collect();
+        let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
+        let ref_c = self.logprobs(&c, 16)?;
+        let ref_r = self.logprobs(&r, 16)?;
+        let vars = self.vm.all_vars();
+        let mut opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: s.lr,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+                weight_decay: s.weight_decay,
+            },
+        )
+        .map_err(cerr)?;
+        let mut rng = SplitMix64::new(s.seed ^ 0x6470_6f5f_7061_6972);
+        let dev = Device::Cpu;
+        let mut report = LearnReport::default();
+        // `epochs` passes, cut at `max_steps`: a few pairs get a few steps, not dozens of
+        // passes that collapse the generator onto them.
+        'epochs: for _ in 0..s.epochs.max(1) {
+            let mut order: Vec<usize> = (0..pairs.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+            for chunk in order.chunks(s.batch_pairs.max(1)) {
+                if s.max_steps > 0 && report.steps >= s.max_steps {
+                    break 'epochs;
+                }
+                let k = chunk.len();
+                let mut views: Vec<&[u32]> = chunk.iter().map(|&i| chosen[i].as_slice()).collect();
+                views.extend(chunk.iter().map(|&i| rejected[i].as_slice()));
+                let b = Batch::new(&views, &[], PAD, &dev)?;
+                let lp = sequence_logprobs(&self.model.forward_train(&b.inputs)?, &b)?;
+                let pc = lp.narrow(0, 0, k).map_err(cerr)?;
+                let pr = lp.narrow(0, k, k).map_err(cerr)?;
+                let sel = |v: &[f64]| {
+                    let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
+                    Tensor::from_vec(xs, k, &dev).map_err(cerr)
+                };
+                let (loss, margin) = dpo_loss(&pc, &pr, &sel(&ref_c)?, &sel(&ref_r)?, s.beta)?;
+                let objective = if s.nll > 0.0 {
+                    let tokens: Vec<f32> = chunk
+                        .iter()
+                        .map(|&i| (chosen[i].len().max(2) - 1) as f32)
+                        .collect();
+                    let tokens = Tensor::from_vec(tokens, k, &dev).map_err(cerr)?;
+                    let nll = (pc / tokens)
+                        .and_then(|x| x.mean_all())
+                        .and_then(|x| x * (-s.nll))
+                        .map_err(cerr)?;
+                    (&loss + nll).map_err(cerr)?
+                } else {
+                    loss.clone()
+                };
+                let (grads, _) = clipped_grads(&objective, &vars, s.clip)?;
+                opt.step(&grads).map_err(cerr)?;
+                report.steps += 1;
+                report
+                    .losses
+                    .push(loss.to_scalar::<f32>().map_err(cerr)? as f64);
+                report.margins.push(
+                    margin
+                        .mean_all()
+                        .and_then(|m| m.to_scalar::<f32>())
+                        .map_err(cerr)? as f64,
+                );
+            }
+        }
+        self.weights = weights_hash(&self.vm)?;
+        report.note = format!(
+            "DPO on {} pairs: {} steps, beta {}, lr {}, nll {}, {:.1}s",
+            pairs.len(),
+            report.steps,
+            s.beta,
+            s.lr,
+            s.nll,
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(report)
+    }
+}
