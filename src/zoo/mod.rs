@@ -62,6 +62,23 @@ pub struct FamilySpec {
 
 /// The default spec of family 1 or 2.
 pub fn default_spec(family: u32) -> FamilySpec {
+    let base = TrainSpec {
+        steps: 600,
+        batch: 32,
+        lr: 3e-3,
+        warmup: 30,
+        min_lr_frac: 0.1,
+        optimizer: "adamw".into(),
+        beta1: 0.9,
+        beta2: 0.99,
+        weight_decay: 0.0,
+        decay_to_start: false,
+        clip: 1.0,
+        tune: String::new(),
+        question_loss: 0.0,
+        density: 1.0,
+        mask_batches: 0,
+    };
     FamilySpec {
         family,
         seed: 1000 * family as u64 + 7,
@@ -75,40 +92,13 @@ pub fn default_spec(family: u32) -> FamilySpec {
             intermediate: 384,
             max_positions: 1024,
         },
-        base: TrainSpec {
-            steps: 600,
-            batch: 32,
-            lr: 3e-3,
-            warmup: 30,
-            min_lr_frac: 0.1,
-            optimizer: "adamw".into(),
-            beta1: 0.9,
-            beta2: 0.99,
-            weight_decay: 0.0,
-            decay_to_start: false,
-            clip: 1.0,
-            tune: String::new(),
-            question_loss: 0.0,
-            density: 1.0,
-            mask_batches: 0,
-        },
+        // Experts differ from the base only in length.
         expert: TrainSpec {
             steps: 100,
-            batch: 32,
-            lr: 3e-3,
             warmup: 10,
-            min_lr_frac: 0.1,
-            optimizer: "adamw".into(),
-            beta1: 0.9,
-            beta2: 0.99,
-            weight_decay: 0.0,
-            decay_to_start: false,
-            clip: 1.0,
-            tune: String::new(),
-            question_loss: 0.0,
-            density: 1.0,
-            mask_batches: 0,
+            ..base.clone()
         },
+        base,
         expert_replay: 0.2,
         expert_mixed: 0.5,
         // Each expert tunes the MLP of its own layer: disjoint task vectors.
