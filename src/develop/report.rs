@@ -290,7 +290,7 @@ fn baselines(
     for (name, method, params) in grid_params(s.cfg) {
         let src = crate::stdlib::method(method).ok_or("stdlib method")?.source;
         let d = s.program(
-            &format!("{tag} dev {name}"),
+            &grid_key(tag, "dev", &name),
             src,
             params.clone(),
             base,
@@ -306,9 +306,9 @@ fn baselines(
     let mut tuned = vec![];
     for (method, name, params) in tuned_choices(s, tag) {
         let src = crate::stdlib::method(method).ok_or("stdlib method")?.source;
-        let dev = s.memo.get(&format!("{tag} dev {name}")).copied();
+        let dev = s.memo.get(&grid_key(tag, "dev", &name)).copied();
         let test = s.program(
-            &format!("{tag} test {name}"),
+            &grid_key(tag, "test", &name),
             src,
             params,
             base,
@@ -324,12 +324,17 @@ fn baselines(
     Ok((grid, tuned))
 }
 
+/// The record key of a baseline grid point's score on a family (`tag`) and split.
+fn grid_key(tag: &str, split: &str, name: &str) -> String {
+    format!("{tag} {split} {name}")
+}
+
 /// Each baseline method's best grid point on dev among those scored under `tag`:
 /// (method, label, parameters), task arithmetic first.
 fn tuned_choices(s: &Scorer, tag: &str) -> Vec<(&'static str, String, Params)> {
     let mut best: HashMap<&str, (f64, String, Params)> = HashMap::new();
     for (name, method, params) in grid_params(s.cfg) {
-        if let Some(d) = s.memo.get(&format!("{tag} dev {name}"))
+        if let Some(d) = s.memo.get(&grid_key(tag, "dev", &name))
             && best.get(method).is_none_or(|b| d.accuracy > b.0)
         {
             best.insert(method, (d.accuracy, name, params));
@@ -363,7 +368,7 @@ fn baseline_jobs<'p>(
         .into_iter()
         .filter_map(|(method, name, params)| {
             Some(Job {
-                key: format!("{tag} {} {name}", if tuned { "test" } else { "dev" }),
+                key: grid_key(tag, if tuned { "test" } else { "dev" }, &name),
                 what: JobKind::Program {
                     src: crate::stdlib::method(method)?.source.to_string(),
                     params,
