@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use mergec::r#gen::SplitMix64;
 use mergec::model::config::{Family, LlamaConfig};
 use mergec::model::llama::{KvCache, Llama};
 use mergec::model::{GenOptions, LoadedModel, Role, TextModel};
@@ -219,10 +220,21 @@ fn hf_directories_of_each_family_load_and_decode_like_the_reference() {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let m = Llama::new(vb, &cfg).unwrap();
-        // Larger random weights so greedy decoding does not collapse onto one token.
-        for v in vm.all_vars() {
-            let r = Tensor::randn(0f32, 0.5, v.shape(), &Device::Cpu).unwrap();
-            v.set(&r).unwrap();
+        // Larger random weights so greedy decoding does not collapse onto one token;
+        // seeded (by family and sorted name) so the test is the same on every machine.
+        {
+            let data = vm.data().lock().unwrap();
+            let mut names: Vec<&String> = data.keys().collect();
+            names.sort();
+            let mut rng = SplitMix64::new(7 + family as u64);
+            for name in names {
+                let v = &data[name];
+                let vals: Vec<f32> = (0..v.shape().elem_count())
+                    .map(|_| 0.5 * rng.normal())
+                    .collect();
+                let r = Tensor::from_vec(vals, v.shape(), &Device::Cpu).unwrap();
+                v.set(&r).unwrap();
+            }
         }
         vm.save(dir.path().join("model.safetensors")).unwrap();
         let text = cfg.to_hf_json();
