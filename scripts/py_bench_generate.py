@@ -27,6 +27,11 @@ What it does, per batch size B (each of --batch):
     out of the prefill).
   * torch.manual_seed(--seed) before each timed generate.
 
+  * OMP_WAIT_POLICY=PASSIVE unless the environment sets it (recorded as "omp_wait_policy"): torch's
+    OpenMP (libgomp) threads otherwise spin at each barrier, and on a 2-core machine shared with
+    another busy process that made generation 2.7x (batch 1) and 1.9x (batch 16) slower with 2
+    threads (measured 2026-11-27 with a rustc build beside it). Set OMP_WAIT_POLICY=ACTIVE to compare.
+
 One JSON line per batch size on stdout; progress on stderr.
 """
 
@@ -59,6 +64,8 @@ def main():
     ap.add_argument("--show", action="store_true", help="print the first sample's text to stderr")
     args = ap.parse_args()
 
+    # Must be set before torch loads libgomp (see the docstring).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
