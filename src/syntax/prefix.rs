@@ -20,7 +20,7 @@ use super::limits::{self, Limits};
 use crate::types::builtins::{BUILTINS, Builtin};
 use crate::types::tast::Fact;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Viability {
     /// No completion of this text is a valid program.
     Invalid,
@@ -1106,7 +1106,8 @@ mod tests {
         if parsed.is_some() {
             assert_ne!(u, Invalid, "parses but Invalid:\n{t}");
         }
-        if parsed.is_some() && crate::check_source(t).is_ok() {
+        let checked = parsed.is_some().then(|| crate::check_source(t).map(|_| ()));
+        if let Some(Ok(())) = checked {
             // The checker accepts it: scoped mode must not reject it.
             let want = if parsed == Some(true) {
                 Complete
@@ -1117,10 +1118,20 @@ mod tests {
         }
         if s == Complete {
             assert_eq!(parsed, Some(true), "scoped Complete but parse fails:\n{t}");
-            if let Err(diags) = crate::check_source(t) {
+            // No name errors of the kinds scoped mode rules out.
+            let name_errors = [
+                "unknown",
+                "has no parameter",
+                "recursion:",
+                "is available only in the REPL",
+                "is defined twice",
+                "is a builtin",
+                "lists cannot be nested",
+            ];
+            if let Some(Err(diags)) = &checked {
                 for d in diags {
                     assert!(
-                        !d.message.starts_with("unknown"),
+                        !name_errors.iter().any(|e| d.message.contains(e)),
                         "scoped Complete but `{}`:\n{t}",
                         d.message
                     );
@@ -1155,7 +1166,8 @@ mod tests {
             (state % n as u64) as usize
         };
         let mut mutated = 0;
-        let mut counts = std::collections::BTreeMap::new();
+        // counts[unscoped][scoped], in the order Invalid, Incomplete, Complete
+        let mut counts = [[0usize; 3]; 3];
         while mutated < 2400 {
             let t = &texts[rand(texts.len())];
             let bounds: Vec<usize> = t.char_indices().map(|(i, _)| i).chain([t.len()]).collect();
@@ -1176,13 +1188,61 @@ mod tests {
                     format!("{}{}", &t[..j], &t[k..])
                 }
             };
-            *counts.entry(assert_sound(&m)).or_insert(0) += 1;
+            let verdict = assert_sound(&m);
+            if verdict.1 == Invalid {
+                assert_no_easy_completion(&m, verdict.0 == Invalid);
+            }
+            counts[verdict.0 as usize][verdict.1 as usize] += 1;
             mutated += 1;
         }
-        eprintln!("mutations (unscoped, scoped): {counts:?}");
+        eprintln!(
+            "mutations, counts[unscoped][scoped] (Invalid, Incomplete, Complete): {counts:?}"
+        );
         // Enough of each verdict to mean something.
-        assert!(counts.get(&(Complete, Complete)).is_some_and(|&n| n > 100));
-        assert!(counts.get(&(Invalid, Invalid)).is_some_and(|&n| n > 100));
+        assert!(counts[Complete as usize][Complete as usize] > 100);
+        assert!(counts[Invalid as usize][Invalid as usize] > 100);
+    }
+
+    /// An Invalid text must not become a valid program with a few common endings.
+    fn assert_no_easy_completion(t: &str, unscoped_invalid: bool) {
+        let mids = [
+            "",
+            "0",
+            "e5",
+            "\"",
+            " base",
+            "= base",
+            "> base",
+            "(base)",
+            "x",
+            "| x",
+            " else { base }",
+        ];
+        let ends = [
+            "",
+            " }",
+            ") }",
+            ")) }",
+            "] }",
+            "]) }",
+            " } else { base } }",
+            "}) }",
+        ];
+        for mid in mids {
+            for end in ends {
+                if mid.is_empty() && end.is_empty() {
+                    continue; // assert_sound covers the text itself
+                }
+                let c = format!("{t}{mid}{end}");
+                if crate::syntax::parse_program(&c).is_ok() {
+                    assert!(!unscoped_invalid, "Invalid, but this parses:\n{c}");
+                    assert!(
+                        crate::check_source(&c).is_err(),
+                        "scoped Invalid, but this checks:\n{c}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -1330,7 +1390,7 @@ mod tests {
             (format!("{ok}\n# done\n"), Complete, Complete),
             (format!("{ok} x"), Invalid, Invalid),
             (format!("{ok} f"), Incomplete, Incomplete),
-            (format!("fn g(x: Tensor) -> Tensor {{ return x }}"), Incomplete, Incomplete),
+            ("fn g(x: Tensor) -> Tensor { return x }".into(), Incomplete, Incomplete),
             ("merge f(x: Tensr".into(), Incomplete, Invalid),
             ("merge f(x: Tens".into(), Incomplete, Incomplete),
             ("merge f(x: Tensr)".into(), Incomplete, Invalid),
