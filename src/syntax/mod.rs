@@ -4,6 +4,7 @@ pub mod ast;
 mod errors;
 pub mod limits;
 mod parse;
+pub mod prefix;
 pub mod print;
 
 pub use parse::{parse_expr, parse_let, parse_program};
