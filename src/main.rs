@@ -108,6 +108,9 @@ enum Command {
     /// Build the testbed zoo: tiny llama families (a base and experts) trained on the CPU,
     /// with mixed GSM8K-format dev and test sets (docs/zoo.md).
     Zoo(cli::zoo::ZooArgs),
+    /// Sample merge programs from a generator (a local model or `tiny`) with valid rates,
+    /// or measure generation throughput (--bench).
+    Generate(cli::generate::GenerateArgs),
     /// Check and run every stdlib method on example tensors (the quick tour).
     Demo {
         #[arg(long, default_value_t = 0)]
@@ -216,6 +219,7 @@ fn main() -> ExitCode {
             shard_size,
         } => cli::synth::run(&arch, models, &out, &dtype, seed, delta, &shard_size),
         Command::Zoo(args) => cli::zoo::run(&args),
+        Command::Generate(args) => cli::generate::run(&args),
         Command::Demo { seed } => cli::run::demo(seed),
         Command::Repl { seed, files } => mergec::repl::run_terminal(seed, &files),
         Command::Docs { write } => cli::docs::run(write),

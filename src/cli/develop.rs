@@ -59,6 +59,14 @@ config_flags!(
     dpo_steps,
     dpo_epochs,
     dpo_nll,
+    guided,
+    top_p,
+    generator_batch,
+    generator_max_tokens,
+    lora_rank,
+    lora_alpha,
+    lora_lr,
+    prompt,
     top_test,
     baseline_grid,
     transfer_base,
@@ -216,7 +224,7 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
             nll: cfg.dpo_nll,
             ..DpoSettings::default()
         };
-        let t = TinyGenerator::for_run(
+        let mut t = TinyGenerator::for_run(
             &cache,
             &TinySpec::default(),
             &cfg.run_dir.join("generator"),
@@ -224,7 +232,37 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
             dpo,
             &mut |m| eprintln!("{m}"),
         )?;
+        t.guided = cfg.guided;
         return Ok(Box::new(t));
+    }
+    if let Some(path) = g.strip_prefix("local:") {
+        use crate::develop::local::{LocalGenerator, LocalSettings};
+        use crate::develop::tiny::DpoSettings;
+        use crate::model::llama::LoraSpec;
+        let settings = LocalSettings {
+            guided: cfg.guided,
+            top_p: cfg.top_p,
+            batch_size: cfg.generator_batch,
+            max_new_tokens: cfg.generator_max_tokens,
+            lora: LoraSpec::new(cfg.lora_rank, cfg.lora_alpha),
+            dpo: DpoSettings {
+                beta: cfg.dpo_beta,
+                lr: cfg.lora_lr,
+                max_steps: cfg.dpo_steps,
+                epochs: cfg.dpo_epochs,
+                seed: cfg.seed,
+                nll: cfg.dpo_nll,
+                ..LocalSettings::default().dpo
+            },
+        };
+        let l = LocalGenerator::for_run(
+            std::path::Path::new(path),
+            settings,
+            &cfg.run_dir.join("generator"),
+            finished,
+            &mut |m| eprintln!("{m}"),
+        )?;
+        return Ok(Box::new(l));
     }
     if g.starts_with("openai:") || g.starts_with("openai-chat:") {
         let mut o =
@@ -233,7 +271,7 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
         return Ok(Box::new(o));
     }
     Err(format!(
-        "generator `{g}`: use tiny, openai:URL or openai-chat:URL"
+        "generator `{g}`: use tiny, local:PATH, openai:URL or openai-chat:URL"
     ))
 }
 

@@ -51,6 +51,32 @@ pub fn builtins_text() -> String {
     out
 }
 
+/// The reference card in brief, for small models' prompts: each group's functions by
+/// their first signature, without docs (REPL-only functions left out).
+pub fn builtins_compact() -> String {
+    let mut out = String::from(
+        "Operators: + - * / ** (elementwise, lists per model), == != < <= > >= (masks), and or not, xs[i], if c { a } else { b }\n",
+    );
+    let facts: Vec<&str> = Fact::ALL.iter().map(|f| f.0).collect();
+    out.push_str(&format!("Tensor facts: {}\n", facts.join(", ")));
+    let mut group = None;
+    for b in BUILTINS.iter().filter(|b| !b.repl_only()) {
+        if group != Some(b.group) {
+            if group.is_some() {
+                out.push('\n');
+            }
+            group = Some(b.group);
+            out.push_str(&format!("{}: ", b.group.title()));
+        } else {
+            out.push_str("; ");
+        }
+        let sig = b.sigs[0];
+        out.push_str(sig.split(" -> ").next().unwrap_or(sig));
+    }
+    out.push('\n');
+    out
+}
+
 pub fn run(builtins: bool) -> i32 {
     if builtins {
         print!("{}", builtins_text());

@@ -5,6 +5,7 @@ pub mod compile;
 pub mod develop;
 pub mod docs;
 pub mod eval;
+pub mod generate;
 pub mod merge;
 pub mod methods;
 pub mod run;

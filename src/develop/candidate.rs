@@ -139,6 +139,21 @@ pub fn assess_program(src: &str, n_models: usize, probes: &[ProbeTensor]) -> Ass
     }
 }
 
+/// Probe tensors of the testbed's shapes (MLP up and down projections), for assessing
+/// programs without a checkpoint at hand.
+pub fn default_probes() -> Vec<ProbeTensor> {
+    vec![
+        ProbeTensor {
+            name: "model.layers.1.mlp.up_proj.weight".into(),
+            shape: vec![512, 128],
+        },
+        ProbeTensor {
+            name: "model.layers.1.mlp.down_proj.weight".into(),
+            shape: vec![128, 512],
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

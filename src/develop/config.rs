@@ -30,7 +30,8 @@ pub struct RunConfig {
     pub train: Option<PathBuf>,
     pub max_new_tokens: usize,
     pub eval_batch: usize,
-    /// `tiny`, `openai:URL` or `openai-chat:URL`.
+    /// `tiny`, `local:PATH` (a llama-family HF directory or .gguf file), `openai:URL`
+    /// or `openai-chat:URL`.
     pub generator: String,
     pub generator_model: Option<String>,
     /// For openai generators: run after each iteration's pairs are written
@@ -56,6 +57,23 @@ pub struct RunConfig {
     pub dpo_epochs: usize,
     /// Weight of the chosen programs' per-token NLL added to the DPO loss (`tiny`).
     pub dpo_nll: f64,
+    /// Grammar-guided decoding (`tiny` and `local:`): every sampled token keeps the
+    /// program a viable prefix of the language, names resolved.
+    pub guided: bool,
+    /// Nucleus of `local:` sampling.
+    pub top_p: f64,
+    /// Sequences a `local:` generator decodes together.
+    pub generator_batch: usize,
+    /// At most this many tokens per program (`local:`).
+    pub generator_max_tokens: usize,
+    /// LoRA adapters of a `local:` generator: rank, alpha (scale alpha / rank) and
+    /// learning rate of their DPO.
+    pub lora_rank: usize,
+    pub lora_alpha: f64,
+    pub lora_lr: f64,
+    /// The prompt: `auto` (`compact` for `local:`, else `full`), `full`, `compact`, or a
+    /// file holding a template with `{{card}}` and `{{example}}`.
+    pub prompt: String,
     /// The best programs on dev scored on test at the end.
     pub top_test: usize,
     /// Baseline grid: task arithmetic's lambda and TIES' weight/density.
@@ -111,6 +129,14 @@ impl Default for RunConfig {
             dpo_steps: 40,
             dpo_epochs: 2,
             dpo_nll: 1.0,
+            guided: false,
+            top_p: 0.95,
+            generator_batch: 16,
+            generator_max_tokens: 320,
+            lora_rank: 8,
+            lora_alpha: 16.0,
+            lora_lr: 2e-4,
+            prompt: "auto".into(),
             top_test: 15,
             baseline_grid: vec![0.2, 0.4, 0.6],
             transfer_base: None,
@@ -187,6 +213,12 @@ impl RunConfig {
                 "time_limit_s must be 0 (no limit) or positive, not {}",
                 self.time_limit_s
             ));
+        }
+        if self.lora_rank == 0 {
+            return Err("lora_rank must be at least 1".into());
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p must be within (0, 1], not {}", self.top_p));
         }
         if self.temperature <= 0.0 {
             return Err("temperature must be positive".into());

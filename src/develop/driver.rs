@@ -104,7 +104,7 @@ impl Setup {
             cfg: cfg.clone(),
             dev,
             probes: probes(&cfg.base, &cfg.tensors)?,
-            prompt: super::prompt::default_prompt(),
+            prompt: super::prompt::for_run(cfg)?,
         })
     }
 }

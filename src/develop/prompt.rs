@@ -20,6 +20,39 @@ pub fn default_prompt() -> String {
     render(TEMPLATE)
 }
 
+/// The short template for small local models (`prompts/develop-compact.md`): the card
+/// as signatures only, so the prompt stays near a thousand tokens (it is prefilled for
+/// every sample batch and under every DPO step).
+pub const COMPACT_TEMPLATE: &str = include_str!("../../prompts/develop-compact.md");
+
+/// The compact prompt.
+pub fn compact_prompt() -> String {
+    let example = crate::stdlib::method("task_arithmetic")
+        .map(|m| strip_comments(m.source))
+        .unwrap_or_default();
+    COMPACT_TEMPLATE
+        .replace(
+            "{{card}}",
+            crate::cli::methods::builtins_compact().trim_end(),
+        )
+        .replace("{{example}}", example.trim())
+}
+
+/// The prompt of a run: its `prompt` setting (`auto` is `compact` for `local:`
+/// generators, else `full`; anything else names a template file).
+pub fn for_run(cfg: &super::config::RunConfig) -> Result<String, String> {
+    match cfg.prompt.as_str() {
+        "auto" if cfg.generator.starts_with("local:") => Ok(compact_prompt()),
+        "auto" | "full" => Ok(default_prompt()),
+        "compact" => Ok(compact_prompt()),
+        file => {
+            let t = std::fs::read_to_string(file)
+                .map_err(|e| format!("prompt `{file}`: {e} (use auto, full, compact or a file)"))?;
+            Ok(render(&t))
+        }
+    }
+}
+
 /// A program without its `#` comment lines (the example's header documents sources,
 /// which a generator should not copy).
 fn strip_comments(src: &str) -> String {

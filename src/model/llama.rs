@@ -8,20 +8,96 @@
 use super::Result;
 use super::config::LlamaConfig;
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 
 fn err(e: candle_core::Error) -> String {
     format!("model: {e}")
 }
 
+/// A projection: a frozen linear map, plus optionally a trainable low-rank (LoRA)
+/// update `scale * B A x` (Hu et al. 2021), `A` `(rank, in)`, `B` `(out, rank)`.
+#[derive(Clone)]
+struct Proj {
+    lin: Linear,
+    lora: Option<(Linear, Linear, f64)>,
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.lin.forward(x)?;
+        match &self.lora {
+            None => Ok(y),
+            Some((a, b, scale)) => y + (b.forward(&a.forward(x)?)? * *scale)?,
+        }
+    }
+}
+
+impl From<Linear> for Proj {
+    fn from(lin: Linear) -> Proj {
+        Proj { lin, lora: None }
+    }
+}
+
+/// Where LoRA adapters go and how big they are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraSpec {
+    pub rank: usize,
+    /// The update is scaled by `alpha / rank`.
+    pub alpha: f64,
+    /// Projection names: any of `q_proj k_proj v_proj o_proj gate_proj up_proj down_proj`.
+    pub targets: Vec<String>,
+}
+
+impl LoraSpec {
+    /// All attention and MLP projections.
+    pub const ALL: [&'static str; 7] = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+
+    pub fn new(rank: usize, alpha: f64) -> LoraSpec {
+        LoraSpec {
+            rank,
+            alpha,
+            targets: Self::ALL.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The keys and values of a prompt shared by every sequence of a batch (batch 1,
+/// detached from any gradient): `(1, kv_heads, positions, head_dim)` per layer.
+pub struct Prefix {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl Prefix {
+    /// Positions in the prefix.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .map(|(k, _)| k.dim(2).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone)]
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
     ln_attn: Tensor,
     ln_mlp: Tensor,
 }
@@ -66,6 +142,7 @@ impl KvCache {
     }
 }
 
+#[derive(Clone)]
 pub struct Llama {
     cfg: LlamaConfig,
     embed: Embedding,
@@ -121,13 +198,13 @@ impl Llama {
             let p = l.pp("mlp");
             let b = cfg.attention_bias;
             layers.push(Layer {
-                q: linear(&a, h, nh * hd, b, "q_proj")?,
-                k: linear(&a, h, nkv * hd, b, "k_proj")?,
-                v: linear(&a, h, nkv * hd, b, "v_proj")?,
-                o: linear(&a, nh * hd, h, false, "o_proj")?,
-                gate: linear(&p, h, cfg.intermediate_size, false, "gate_proj")?,
-                up: linear(&p, h, cfg.intermediate_size, false, "up_proj")?,
-                down: linear(&p, cfg.intermediate_size, h, false, "down_proj")?,
+                q: linear(&a, h, nh * hd, b, "q_proj")?.into(),
+                k: linear(&a, h, nkv * hd, b, "k_proj")?.into(),
+                v: linear(&a, h, nkv * hd, b, "v_proj")?.into(),
+                o: linear(&a, nh * hd, h, false, "o_proj")?.into(),
+                gate: linear(&p, h, cfg.intermediate_size, false, "gate_proj")?.into(),
+                up: linear(&p, h, cfg.intermediate_size, false, "up_proj")?.into(),
+                down: linear(&p, cfg.intermediate_size, h, false, "down_proj")?.into(),
                 ln_attn: l
                     .pp("input_layernorm")
                     .get_with_hints(h, "weight", one)
@@ -159,6 +236,144 @@ impl Llama {
 
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// Adds LoRA adapters as trainable variables of `vm` (PEFT names, e.g.
+    /// `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`): `A` seeded
+    /// uniform in `±1/sqrt(in)`, `B` zero, so the network's output is unchanged until
+    /// trained. Variables already in `vm` (e.g. loaded adapters) are kept.
+    pub fn attach_lora(&mut self, spec: &LoraSpec, vm: &VarMap, seed: u64) -> Result<()> {
+        if spec.rank == 0 {
+            return Err("LoRA rank must be at least 1".into());
+        }
+        for t in &spec.targets {
+            if !LoraSpec::ALL.contains(&t.as_str()) {
+                return Err(format!(
+                    "LoRA target `{t}`: use any of {}",
+                    LoraSpec::ALL.join(", ")
+                ));
+            }
+        }
+        let dev = self.embed.embeddings().device().clone();
+        let vb = VarBuilder::from_varmap(vm, DType::F32, &dev);
+        let scale = spec.alpha / spec.rank as f64;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            for (name, proj) in [
+                ("q_proj", &mut l.q),
+                ("k_proj", &mut l.k),
+                ("v_proj", &mut l.v),
+                ("o_proj", &mut l.o),
+                ("gate_proj", &mut l.gate),
+                ("up_proj", &mut l.up),
+                ("down_proj", &mut l.down),
+            ] {
+                if !spec.targets.iter().any(|t| t == name) {
+                    continue;
+                }
+                let group = match name {
+                    "gate_proj" | "up_proj" | "down_proj" => "mlp",
+                    _ => "self_attn",
+                };
+                let (out, inp) = proj.lin.weight().dims2().map_err(err)?;
+                let key = format!("base_model.model.model.layers.{i}.{group}.{name}");
+                let fresh = !vm
+                    .data()
+                    .lock()
+                    .map_err(|_| "poisoned var map")?
+                    .contains_key(&format!("{key}.lora_A.weight"));
+                let pv = vb.pp(&key);
+                let a = pv
+                    .get_with_hints(
+                        (spec.rank, inp),
+                        "lora_A.weight",
+                        candle_nn::Init::Const(0.0),
+                    )
+                    .map_err(err)?;
+                let b = pv
+                    .get_with_hints(
+                        (out, spec.rank),
+                        "lora_B.weight",
+                        candle_nn::Init::Const(0.0),
+                    )
+                    .map_err(err)?;
+                if fresh {
+                    let mut h = crate::r#gen::SplitMix64::new(
+                        seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                            ^ name.len() as u64 * 0x1000_0001,
+                    );
+                    for c in name.bytes() {
+                        h = crate::r#gen::SplitMix64::new(h.next_u64() ^ c as u64);
+                    }
+                    let bound = 1.0 / (inp as f64).sqrt();
+                    let vals: Vec<f32> = (0..spec.rank * inp)
+                        .map(|_| ((h.unit() * 2.0 - 1.0) * bound) as f32)
+                        .collect();
+                    let data = vm.data().lock().map_err(|_| "poisoned var map")?;
+                    data[&format!("{key}.lora_A.weight")]
+                        .set(&Tensor::from_vec(vals, (spec.rank, inp), &dev).map_err(err)?)
+                        .map_err(err)?;
+                }
+                proj.lora = Some((Linear::new(a, None), Linear::new(b, None), scale));
+            }
+        }
+        Ok(())
+    }
+
+    /// This network with every LoRA update folded into its weights (`W + scale B A`):
+    /// the same function, cheaper to run, with nothing trainable.
+    pub fn with_merged_lora(&self) -> Result<Llama> {
+        let mut m = self.clone();
+        for l in &mut m.layers {
+            for proj in [
+                &mut l.q,
+                &mut l.k,
+                &mut l.v,
+                &mut l.o,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ] {
+                if let Some((a, b, scale)) = proj.lora.take() {
+                    let delta =
+                        (b.weight().matmul(a.weight()).map_err(err)? * scale).map_err(err)?;
+                    let w = (proj.lin.weight().detach() + delta.detach()).map_err(err)?;
+                    proj.lin = Linear::new(w, proj.lin.bias().cloned());
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// Runs one prompt (no padding) and returns its keys and values, to be shared by
+    /// every sequence that continues it, and the logits of its last position `(1, vocab)`.
+    pub fn prefill_prefix(&self, tokens: &[u32]) -> Result<(Prefix, Tensor)> {
+        let t = tokens.len();
+        if t == 0 {
+            return Err("model: an empty prompt".into());
+        }
+        let dev = self.embed.embeddings().device().clone();
+        let toks = Tensor::new(tokens, &dev)
+            .and_then(|x| x.unsqueeze(0))
+            .map_err(err)?;
+        let pos: Vec<u32> = (0..t as u32).collect();
+        let pos = Tensor::new(pos.as_slice(), &dev)
+            .and_then(|x| x.unsqueeze(0))
+            .map_err(err)?;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, 1, t, t), &dev).map_err(err)?;
+        let mut cache = KvCache::default();
+        let logits = self.forward_step(&toks, &pos, &mask, &mut cache)?;
+        let layers = cache
+            .layers
+            .into_iter()
+            .map(|l| {
+                let (k, v) = l.expect("every layer cached");
+                (k.detach(), v.detach())
+            })
+            .collect();
+        Ok((Prefix { layers }, logits.detach()))
     }
 
     /// Logits `(batch, time, vocab)` for every position of `tokens` `(batch, time)`,
@@ -221,8 +436,79 @@ impl Llama {
         mask: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        self.forward_step_inner(tokens, positions, mask, cache)
+        self.forward_step_inner(tokens, positions, mask, None, cache)
             .map_err(err)
+    }
+
+    /// [`Self::forward_step`] for sequences that all continue `prefix`: they attend to
+    /// it (without copying it per sequence) and, through `mask`
+    /// `(batch, 1, time, cached + time)`, to their own cache and themselves.
+    pub fn forward_step_shared(
+        &self,
+        prefix: &Prefix,
+        tokens: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        self.forward_step_inner(tokens, positions, mask, Some(prefix), cache)
+            .map_err(err)
+    }
+
+    /// Logits `(batch, time, vocab)` for sequences `tokens` `(batch, time)` that continue
+    /// `prefix` (positions from `prefix.len()` on; right padding is harmless, since each
+    /// position sees only earlier ones), with differentiable ops: for training adapters
+    /// on completions of one shared prompt. The prefix is a constant: gradients reach
+    /// the weights through the sequences' own positions only.
+    pub fn forward_train_after(&self, prefix: &Prefix, tokens: &Tensor) -> Result<Tensor> {
+        self.forward_train_after_inner(prefix, tokens).map_err(err)
+    }
+
+    fn forward_train_after_inner(
+        &self,
+        prefix: &Prefix,
+        tokens: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let eps = cfg.rms_norm_eps as f32;
+        let p = prefix.len();
+        if p + t > self.cos.dim(0)? {
+            candle_core::bail!(
+                "{} positions are more than the model's {}",
+                p + t,
+                self.cos.dim(0)?
+            );
+        }
+        let cos = self.cos.narrow(0, p, t)?.reshape((1, 1, t, hd / 2))?;
+        let sin = self.sin.narrow(0, p, t)?.reshape((1, 1, t, hd / 2))?;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, 1, t, t), tokens.device())?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut x = self.embed.forward(tokens)?;
+        for (l, pkv) in self.layers.iter().zip(&prefix.layers) {
+            let h = candle_nn::ops::rms_norm_slow(&x, &l.ln_attn, eps)?;
+            let q = heads(&l.q.forward(&h)?, b, t, nh, hd)?;
+            let k = heads(&l.k.forward(&h)?, b, t, nkv, hd)?;
+            let v = heads(&l.v.forward(&h)?, b, t, nkv, hd)?;
+            let q = rope_diff(&q, &cos, &sin)?;
+            let k = rope_diff(&k, &cos, &sin)?;
+            let y = attend_after_prefix(&q, &k, &v, pkv, &mask, scale, false)?;
+            let y = y.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+            x = (x + l.o.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm_slow(&x, &l.ln_mlp, eps)?;
+            let m = (l.gate.forward(&h)?.silu()? * l.up.forward(&h)?)?;
+            x = (x + l.down.forward(&m)?)?;
+        }
+        let x = candle_nn::ops::rms_norm_slow(&x, &self.norm, eps)?;
+        self.lm_head.forward(&x)
     }
 
     fn forward_step_inner(
@@ -230,6 +516,7 @@ impl Llama {
         tokens: &Tensor,
         positions: &Tensor,
         mask: &Tensor,
+        prefix: Option<&Prefix>,
         cache: &mut KvCache,
     ) -> candle_core::Result<Tensor> {
         let (b, t) = tokens.dims2()?;
@@ -248,7 +535,7 @@ impl Llama {
         }
         let scale = 1.0 / (hd as f64).sqrt();
         let mut x = self.embed.forward(tokens)?;
-        for (l, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (i, (l, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &l.ln_attn, eps)?;
             let q = heads(&l.q.forward(&h)?, b, t, nh, hd)?;
             let k = heads(&l.k.forward(&h)?, b, t, nkv, hd)?;
@@ -260,11 +547,16 @@ impl Llama {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
             };
             *slot = Some((k.clone(), v.clone()));
-            let k = repeat_kv(&k, nh / nkv)?;
-            let v = repeat_kv(&v, nh / nkv)?;
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+            let y = if let Some(prefix) = prefix {
+                attend_after_prefix(&q, &k, &v, &prefix.layers[i], mask, scale, true)?
+            } else {
+                let k = repeat_kv(&k, nh / nkv)?;
+                let v = repeat_kv(&v, nh / nkv)?;
+                let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                att.matmul(&v)?
+            };
+            let y = y.transpose(1, 2)?.reshape((b, t, nh * hd))?;
             x = (x + l.o.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &l.ln_mlp, eps)?;
             let m = (l.gate.forward(&h)?.silu()? * l.up.forward(&h)?)?;
@@ -274,6 +566,61 @@ impl Llama {
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         self.lm_head.forward(&x)
     }
+}
+
+/// Attention of queries `q` `(b, nh, t, hd)` over a shared prefix's keys and values
+/// `pkv` (batch 1, `(1, nkv, p, hd)`, all visible) and each sequence's own `k`, `v`
+/// `(b, nkv, s, hd)` (through `mask` `(b or 1, 1, t, s)`). One softmax over both parts.
+/// The prefix is never copied per sequence: each key/value head multiplies the queries
+/// of every sequence and every query head it serves in one matrix product.
+fn attend_after_prefix(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    pkv: &(Tensor, Tensor),
+    mask: &Tensor,
+    scale: f64,
+    fused: bool,
+) -> candle_core::Result<Tensor> {
+    let (b, nh, t, hd) = q.dims4()?;
+    let nkv = k.dim(1)?;
+    let rep = nh / nkv;
+    let (pk, pv) = pkv;
+    let p = pk.dim(2)?;
+    // (b, nkv, rep, t, hd) -> (nkv, b*rep*t, hd)
+    let qg = q
+        .reshape((b, nkv, rep, t, hd))?
+        .permute((1, 0, 2, 3, 4))?
+        .contiguous()?
+        .reshape((nkv, b * rep * t, hd))?;
+    let sp = (qg.matmul(&pk.squeeze(0)?.t()?)? * scale)?
+        .reshape((nkv, b, rep, t, p))?
+        .permute((1, 0, 2, 3, 4))?
+        .reshape((b, nh, t, p))?;
+    let so = (q.matmul(&repeat_kv(k, rep)?.t()?)? * scale)?.broadcast_add(mask)?;
+    let s = Tensor::cat(&[&sp, &so], 3)?;
+    let att = if fused {
+        candle_nn::ops::softmax_last_dim(&s)?
+    } else {
+        candle_nn::ops::softmax(&s, D::Minus1)?
+    };
+    let own = att.dim(3)? - p;
+    let ap = att
+        .narrow(3, 0, p)?
+        .reshape((b, nkv, rep, t, p))?
+        .permute((1, 0, 2, 3, 4))?
+        .contiguous()?
+        .reshape((nkv, b * rep * t, p))?;
+    let yp = ap
+        .matmul(&pv.squeeze(0)?.contiguous()?)?
+        .reshape((nkv, b, rep, t, hd))?
+        .permute((1, 0, 2, 3, 4))?
+        .reshape((b, nh, t, hd))?;
+    let yo = att
+        .narrow(3, p, own)?
+        .contiguous()?
+        .matmul(&repeat_kv(v, rep)?)?;
+    yp + yo
 }
 
 /// `(b, t, n*hd)` to contiguous `(b, n, t, hd)`.

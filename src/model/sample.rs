@@ -64,6 +64,28 @@ pub fn stream(seed: u64, index: usize) -> SplitMix64 {
 /// Ties in probability are ordered by token id, so the choice is a pure function of
 /// the logits and `u`.
 pub fn pick_token(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
+    pick_from(&nucleus(logits, temperature, top_p), u)
+}
+
+/// The token whose share of the candidates' mass covers `u * mass` (walking in order).
+fn pick_from(kept: &[(u32, f64)], u: f64) -> u32 {
+    let mass: f64 = kept.iter().map(|p| p.1).sum();
+    let target = u * mass;
+    let mut acc = 0.0;
+    for &(id, p) in kept {
+        acc += p;
+        if target < acc {
+            return id;
+        }
+    }
+    kept.last().map(|p| p.0).unwrap_or(0)
+}
+
+/// The candidates [`pick_token`] chooses among, most probable first (ties by id), with
+/// unnormalised probabilities: after `temperature`, the smallest set whose mass reaches
+/// `top_p`. Greedy (`temperature <= 0`) or degenerate logits give the first largest
+/// logit alone.
+pub fn nucleus(logits: &[f32], temperature: f64, top_p: f64) -> Vec<(u32, f64)> {
     let argmax = || {
         let mut best = 0;
         for (i, &l) in logits.iter().enumerate() {
@@ -71,7 +93,7 @@ pub fn pick_token(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
                 best = i;
             }
         }
-        best as u32
+        vec![(best as u32, 1.0)]
     };
     if temperature <= 0.0 || logits.is_empty() {
         return argmax();
@@ -100,34 +122,142 @@ pub fn pick_token(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
     if !(total > 0.0 && total.is_finite()) {
         return argmax();
     }
-    // Most probable first, ties by id (a stable sort on ids already in order).
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let keep = if top_p >= 1.0 {
-        probs.len()
-    } else {
-        let want = top_p.max(0.0) * total;
+    if top_p >= 1.0 {
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        return probs;
+    }
+    let want = top_p.max(0.0) * total;
+    // Most probable first, ties by id (a stable sort on ids already in order). Large
+    // vocabularies: sort only the tokens above a tiny share of the largest first; when
+    // they already reach the mass, the sorted head is the same as a full sort's.
+    let cut = |probs: &[(u32, f64)]| {
         let mut acc = 0.0;
         let mut k = 0;
         while k < probs.len() {
             acc += probs[k].1;
             k += 1;
             if acc >= want {
-                break;
+                return Some(k.max(1));
             }
         }
-        k.max(1)
+        None
     };
-    let kept = &probs[..keep];
-    let mass: f64 = kept.iter().map(|p| p.1).sum();
-    let target = u * mass;
-    let mut acc = 0.0;
-    for &(id, p) in kept {
-        acc += p;
-        if target < acc {
-            return id;
+    if probs.len() > 4096 {
+        let mut head: Vec<(u32, f64)> = probs.iter().copied().filter(|p| p.1 >= 1e-9).collect();
+        head.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if let Some(k) = cut(&head) {
+            head.truncate(k);
+            return head;
         }
     }
-    kept.last().map(|p| p.0).unwrap_or(0)
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let keep = cut(&probs).unwrap_or(probs.len()).max(1);
+    probs.truncate(keep);
+    probs
+}
+
+/// Whether a text may still be continued to a valid output, for guided decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// No continuation is valid.
+    No,
+    /// A valid output may follow.
+    Prefix,
+    /// A whole valid output: the completion ends here.
+    Whole,
+}
+
+/// Grammar-guided decoding: every sampled token keeps the completion's text a valid
+/// prefix (checked by `fit` on the text so far plus the token's text).
+///
+/// A token is drawn from the usual distribution (temperature, top-p); one that does not
+/// fit is removed and another drawn, up to `tries` times; then the most likely tokens
+/// (up to `scan`) are tried in order. A completion with no fitting token ends
+/// unfinished. The end token is allowed only when the text is whole; a whole text ends
+/// the completion at once.
+pub struct Guide<'a> {
+    /// Each token's text; None for tokens never emitted under guidance (special
+    /// tokens, byte fragments).
+    pub pieces: &'a [Option<String>],
+    pub fit: &'a (dyn Fn(&str) -> Fit + Sync),
+    pub tries: usize,
+    pub scan: usize,
+    /// At a dead end, a completion drops its current line and samples it again, at
+    /// most this many times; then it ends unfinished.
+    pub backtracks: usize,
+    /// Tokens drawn and refused, lines redone, and completions that found no fitting
+    /// token.
+    pub refused: std::sync::atomic::AtomicUsize,
+    pub backtracked: std::sync::atomic::AtomicUsize,
+    pub dead_ends: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> Guide<'a> {
+    pub fn new(pieces: &'a [Option<String>], fit: &'a (dyn Fn(&str) -> Fit + Sync)) -> Self {
+        Guide {
+            pieces,
+            fit,
+            tries: 32,
+            scan: 512,
+            backtracks: 8,
+            refused: Default::default(),
+            backtracked: Default::default(),
+            dead_ends: Default::default(),
+        }
+    }
+
+    /// Whether token `t` may follow `text`: None if not, else whether the text is then
+    /// whole (or, for an end token, that it ends here).
+    fn judge(&self, text: &str, t: u32, eos: &[u32]) -> Option<bool> {
+        if eos.contains(&t) {
+            return ((self.fit)(text) == Fit::Whole).then_some(true);
+        }
+        let piece = self.pieces.get(t as usize)?.as_ref()?;
+        let mut next = String::with_capacity(text.len() + piece.len());
+        next.push_str(text);
+        next.push_str(piece);
+        match (self.fit)(&next) {
+            Fit::No => None,
+            Fit::Prefix => Some(false),
+            Fit::Whole => Some(true),
+        }
+    }
+
+    /// The guided choice for one completion: the token and whether the completion is
+    /// then whole, or None at a dead end.
+    fn choose(
+        &self,
+        logits: &[f32],
+        text: &str,
+        eos: &[u32],
+        opts: &SampleOptions,
+        rng: &mut SplitMix64,
+    ) -> Option<(u32, bool)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut cand = nucleus(logits, opts.temperature, opts.top_p);
+        for _ in 0..self.tries {
+            if cand.is_empty() {
+                break;
+            }
+            let t = pick_from(&cand, rng.unit());
+            if let Some(whole) = self.judge(text, t, eos) {
+                return Some((t, whole));
+            }
+            self.refused.fetch_add(1, Relaxed);
+            cand.retain(|c| c.0 != t);
+        }
+        let mut order: Vec<u32> = (0..logits.len() as u32)
+            .filter(|&i| logits[i as usize].is_finite())
+            .collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        for &t in order.iter().take(self.scan) {
+            if let Some(whole) = self.judge(text, t, eos) {
+                return Some((t, whole));
+            }
+        }
+        self.dead_ends.fetch_add(1, Relaxed);
+        None
+    }
 }
 
 fn err(e: candle_core::Error) -> String {
@@ -140,6 +270,14 @@ struct Seq {
     pos: usize,
     out: Vec<u32>,
     rng: SplitMix64,
+    /// The completion's text so far (guided decoding only).
+    text: String,
+    /// Guided decoding: the text's length after each token, the cache index of the
+    /// first generated token, cache entries hidden by backtracking, and backtracks left.
+    ends: Vec<usize>,
+    own_from: usize,
+    hidden: Vec<usize>,
+    backtracks: usize,
 }
 
 /// Samples one completion per prompt (token ids, each non-empty), in order.
@@ -147,7 +285,8 @@ struct Seq {
 /// Completions end at a token in `eos`, when `stop` says so (it sees the new tokens so
 /// far; the tokens stay in the result), or after `opts.max_new_tokens` tokens. `pad_id`
 /// fills the left padding of shorter prompts (it is masked out). For `n` samples of one
-/// prompt, pass the prompt `n` times: completion `i` uses stream `(opts.seed, i)`.
+/// prompt, pass the prompt `n` times (completion `i` uses stream `(opts.seed, i)`), or
+/// better use [`sample_shared`]. With a `guide`, only fitting tokens are emitted.
 pub fn sample(
     model: &Llama,
     prompts: &[Vec<u32>],
@@ -155,6 +294,7 @@ pub fn sample(
     pad_id: u32,
     opts: &SampleOptions,
     stop: &dyn Fn(&[u32]) -> bool,
+    guide: Option<&Guide>,
 ) -> Result<Vec<Completion>> {
     let max_pos = model.config().max_position_embeddings.clamp(1, 1 << 15);
     for (i, p) in prompts.iter().enumerate() {
@@ -173,7 +313,52 @@ pub fn sample(
     order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
     let mut results: Vec<Option<Completion>> = vec![None; prompts.len()];
     for chunk in order.chunks(opts.batch_size.max(1)) {
-        for (idx, c) in sample_batch(model, prompts, chunk, eos, pad_id, opts, stop)? {
+        let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
+        let seqs: Vec<Seq> = chunk
+            .iter()
+            .map(|&i| Seq {
+                idx: i,
+                pad: longest - prompts[i].len(),
+                pos: prompts[i].len(),
+                out: vec![],
+                rng: stream(opts.seed, i),
+                text: String::new(),
+                ends: vec![],
+                own_from: longest,
+                hidden: vec![],
+                backtracks: guide.map_or(0, |g| g.backtracks),
+            })
+            .collect();
+        if opts.max_new_tokens == 0 {
+            for s in seqs {
+                results[s.idx] = Some(Completion {
+                    ids: vec![],
+                    finished: false,
+                });
+            }
+            continue;
+        }
+        let mut cache = KvCache::default();
+        let batch: Vec<&[u32]> = seqs.iter().map(|s| prompts[s.idx].as_slice()).collect();
+        let first = super::generate::prefill(model, &batch, pad_id, &mut cache)?;
+        let mut step = |live: &[(u32, usize, usize)], hidden: &[&[usize]], cache: &mut KvCache| {
+            if hidden.iter().all(|h| h.is_empty()) {
+                return super::generate::decode_step(model, live, cache);
+            }
+            let dev = candle_core::Device::Cpu;
+            let b = live.len();
+            let total = cache.len() + 1;
+            let toks: Vec<u32> = live.iter().map(|l| l.0).collect();
+            let pos: Vec<u32> = live.iter().map(|l| l.1 as u32).collect();
+            let mask = visibility(live.iter().map(|l| l.2), hidden, total);
+            model.forward_step(
+                &candle_core::Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
+                &candle_core::Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
+                &candle_core::Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
+                cache,
+            )
+        };
+        for (idx, c) in decode(seqs, first, cache, eos, opts, stop, guide, &mut step)? {
             results[idx] = Some(c);
         }
     }
@@ -183,58 +368,196 @@ pub fn sample(
         .collect())
 }
 
-fn sample_batch(
+/// `n` completions of one prompt, completion `i` from stream `(opts.seed, i)`: the
+/// prompt is run once and its keys and values are shared by every sequence (never
+/// copied per sequence), in batches of `opts.batch_size`. Otherwise as [`sample`].
+pub fn sample_shared(
     model: &Llama,
-    prompts: &[Vec<u32>],
-    chunk: &[usize],
+    prompt: &[u32],
+    n: usize,
     eos: &[u32],
-    pad_id: u32,
     opts: &SampleOptions,
     stop: &dyn Fn(&[u32]) -> bool,
-) -> Result<Vec<(usize, Completion)>> {
-    let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
-    let mut seqs: Vec<Seq> = chunk
-        .iter()
-        .map(|&i| Seq {
-            idx: i,
-            pad: longest - prompts[i].len(),
-            pos: prompts[i].len(),
-            out: vec![],
-            rng: stream(opts.seed, i),
-        })
-        .collect();
-    let mut finished = Vec::with_capacity(seqs.len());
-    if opts.max_new_tokens == 0 {
-        return Ok(seqs
-            .into_iter()
-            .map(|s| {
-                (
-                    s.idx,
-                    Completion {
-                        ids: vec![],
-                        finished: false,
-                    },
-                )
-            })
-            .collect());
+    guide: Option<&Guide>,
+) -> Result<Vec<Completion>> {
+    let max_pos = model.config().max_position_embeddings.clamp(1, 1 << 15);
+    if prompt.is_empty() {
+        return Err("the prompt has no tokens".into());
     }
-    let mut cache = KvCache::default();
-    let batch: Vec<&[u32]> = seqs.iter().map(|s| prompts[s.idx].as_slice()).collect();
-    let mut logits = super::generate::prefill(model, &batch, pad_id, &mut cache)?;
+    if prompt.len() + opts.max_new_tokens > max_pos {
+        return Err(format!(
+            "the prompt has {} tokens; with {} new tokens it exceeds the model's {max_pos} positions",
+            prompt.len(),
+            opts.max_new_tokens
+        ));
+    }
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    if opts.max_new_tokens == 0 {
+        return Ok(vec![
+            Completion {
+                ids: vec![],
+                finished: false
+            };
+            n
+        ]);
+    }
+    let (prefix, last) = model.prefill_prefix(prompt)?;
+    let mut out = Vec::with_capacity(n);
+    let idx: Vec<usize> = (0..n).collect();
+    for chunk in idx.chunks(opts.batch_size.max(1)) {
+        let seqs: Vec<Seq> = chunk
+            .iter()
+            .map(|&i| Seq {
+                idx: i,
+                pad: 0,
+                pos: prompt.len(),
+                out: vec![],
+                rng: stream(opts.seed, i),
+                text: String::new(),
+                ends: vec![],
+                own_from: 0,
+                hidden: vec![],
+                backtracks: guide.map_or(0, |g| g.backtracks),
+            })
+            .collect();
+        let first = last
+            .broadcast_as((chunk.len(), last.dim(1).map_err(err)?))
+            .and_then(|t| t.contiguous())
+            .map_err(err)?;
+        let mut step = |live: &[(u32, usize, usize)], hidden: &[&[usize]], cache: &mut KvCache| {
+            let dev = candle_core::Device::Cpu;
+            let b = live.len();
+            let total = cache.len() + 1;
+            let toks: Vec<u32> = live.iter().map(|l| l.0).collect();
+            let pos: Vec<u32> = live.iter().map(|l| l.1 as u32).collect();
+            let mask = visibility(live.iter().map(|_| 0), hidden, total);
+            model.forward_step_shared(
+                &prefix,
+                &candle_core::Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
+                &candle_core::Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
+                &candle_core::Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
+                cache,
+            )
+        };
+        let mut done = decode(
+            seqs,
+            first,
+            KvCache::default(),
+            eos,
+            opts,
+            stop,
+            guide,
+            &mut step,
+        )?;
+        done.sort_by_key(|d| d.0);
+        out.extend(done.into_iter().map(|d| d.1));
+    }
+    Ok(out)
+}
+
+/// Backtracking of guided decoding at a dead end: drops the tokens of the current
+/// line (at least one token) and hides their cache entries, and the entry of the token
+/// before them, which is fed again for fresh logits. False when only the first line (the
+/// header) is left to drop.
+fn backtrack(s: &mut Seq) -> bool {
+    let line_start = s.text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    // Keep the tokens that end at or before the line's start.
+    let keep = s.ends.iter().take_while(|&&e| e <= line_start).count();
+    if keep == 0 || keep == s.out.len() {
+        return false;
+    }
+    s.backtracks -= 1;
+    // Cache entry j holds token j (fed after it was picked); the last picked token
+    // has no entry yet.
+    let fed = s.out.len() - 1;
+    s.hidden.extend((keep - 1..fed).map(|j| s.own_from + j));
+    s.out.truncate(keep);
+    s.ends.truncate(keep);
+    s.text.truncate(s.ends[keep - 1]);
+    s.pos -= fed + 1 - keep;
+    true
+}
+
+/// Attention masks `(b, 1, 1, total)` of one decoding step: each row's left padding and
+/// its hidden cache entries masked.
+fn visibility(pads: impl Iterator<Item = usize>, hidden: &[&[usize]], total: usize) -> Vec<f32> {
+    let mut mask = Vec::with_capacity(hidden.len() * total);
+    for (pad, h) in pads.zip(hidden) {
+        let row = mask.len();
+        mask.extend((0..total).map(|j| if j >= pad { 0f32 } else { f32::NEG_INFINITY }));
+        for &j in h.iter() {
+            mask[row + j] = f32::NEG_INFINITY;
+        }
+    }
+    mask
+}
+
+/// The decoding loop of one batch: picks each live sequence's next token from its
+/// logits row, retires finished sequences from `cache`, and steps the rest.
+#[allow(clippy::too_many_arguments)]
+fn decode(
+    mut seqs: Vec<Seq>,
+    first: candle_core::Tensor,
+    mut cache: KvCache,
+    eos: &[u32],
+    opts: &SampleOptions,
+    stop: &dyn Fn(&[u32]) -> bool,
+    guide: Option<&Guide>,
+    step: &mut dyn FnMut(
+        &[(u32, usize, usize)],
+        &[&[usize]],
+        &mut KvCache,
+    ) -> Result<candle_core::Tensor>,
+) -> Result<Vec<(usize, Completion)>> {
+    let mut finished = Vec::with_capacity(seqs.len());
+    let mut logits = first;
     loop {
         let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(err)?;
         let before = seqs.len();
         let mut keep = Vec::with_capacity(before);
         let mut still = Vec::with_capacity(before);
         for (row, (mut s, l)) in seqs.drain(..).zip(rows).enumerate() {
-            let u = s.rng.unit();
-            let t = pick_token(&l, opts.temperature, opts.top_p, u);
+            let (t, whole) = match guide {
+                None => (
+                    pick_token(&l, opts.temperature, opts.top_p, s.rng.unit()),
+                    false,
+                ),
+                Some(g) => match g.choose(&l, &s.text, eos, opts, &mut s.rng) {
+                    Some(c) => c,
+                    None if s.backtracks > 0 && backtrack(&mut s) => {
+                        // Redo the current line: the token before it is fed again.
+                        g.backtracked
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        keep.push(row as u32);
+                        still.push(s);
+                        continue;
+                    }
+                    None => {
+                        finished.push((
+                            s.idx,
+                            Completion {
+                                ids: s.out,
+                                finished: false,
+                            },
+                        ));
+                        continue;
+                    }
+                },
+            };
             let end = eos.contains(&t);
             if !end {
                 s.out.push(t);
                 s.pos += 1;
+                if let Some(g) = guide {
+                    if let Some(Some(p)) = g.pieces.get(t as usize) {
+                        s.text.push_str(p);
+                    }
+                    s.ends.push(s.text.len());
+                }
             }
-            let stopped = !end && stop(&s.out);
+            let stopped = !end && (whole || stop(&s.out));
             if end || stopped || s.out.len() >= opts.max_new_tokens {
                 finished.push((
                     s.idx,
@@ -259,7 +582,8 @@ fn sample_batch(
             .iter()
             .map(|s| (*s.out.last().expect("a token"), s.pos - 1, s.pad))
             .collect();
-        logits = super::generate::decode_step(model, &live, &mut cache)?;
+        let hidden: Vec<&[usize]> = seqs.iter().map(|s| s.hidden.as_slice()).collect();
+        logits = step(&live, &hidden, &mut cache)?;
     }
     Ok(finished)
 }
@@ -285,7 +609,7 @@ pub fn sample_text(
                 .map(|t| cut_at_stop(&t, stop).1)
                 .unwrap_or(false)
     };
-    let out = sample(model, &encoded, &tok.eos, pad, opts, &stop_fn)?;
+    let out = sample(model, &encoded, &tok.eos, pad, opts, &stop_fn, None)?;
     out.iter()
         .map(|c| tok.decode(&c.ids).map(|t| cut_at_stop(&t, stop).0))
         .collect()

@@ -188,6 +188,46 @@ impl Tok {
             .map_err(|e| terr("tokenizer", e))
     }
 
+    /// Token ids of `text` as a continuation: no BOS, nothing added.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| terr("tokenizer", e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The text each token adds after other text (for guided decoding), by id: the
+    /// decoding of an anchor token followed by it, less the anchor's. None for special
+    /// tokens, tokens that add nothing, and byte fragments that are not text alone.
+    pub fn pieces(&self) -> Vec<Option<String>> {
+        let n = self.inner.get_vocab_size(true) as u32;
+        let anchor = self.encode_plain("a").ok().and_then(|v| v.first().copied());
+        let special: std::collections::HashSet<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .collect();
+        (0..n)
+            .map(|id| {
+                if special.contains(&id) || self.eos.contains(&id) {
+                    return None;
+                }
+                let text = match anchor {
+                    Some(a) => {
+                        let both = self.inner.decode(&[a, id], false).ok()?;
+                        let alone = self.inner.decode(&[a], false).ok()?;
+                        both.strip_prefix(&alone)?.to_string()
+                    }
+                    None => self.inner.decode(&[id], false).ok()?,
+                };
+                (!text.is_empty() && !text.contains('\u{FFFD}')).then_some(text)
+            })
+            .collect()
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -37,6 +37,11 @@ pub struct PrefixOptions {
     /// builtins (not REPL-only) or earlier items, keyword arguments parameters of
     /// the called function.
     pub scoped: bool,
+    /// For generation (with `scoped`): functions must be defined before they are called
+    /// (no forward references, so an unfinished word must start an existing name), and
+    /// keywords need a word boundary (`merges(` is not `merge s(`, `lettuce` is no
+    /// `let`). Stricter than the language: every strict-viable text is viable.
+    pub strict: bool,
 }
 
 /// How far `text` is from a valid program; see [`Viability`].
@@ -49,6 +54,7 @@ pub fn check_prefix(text: &str, opts: &PrefixOptions) -> Viability {
         src: text,
         pos: 0,
         scoped: opts.scoped,
+        strict: opts.strict && opts.scoped,
         scope: Vec::new(),
         floor: 0,
         facts: true,
@@ -182,6 +188,8 @@ struct Snap {
 }
 
 struct Recognizer<'a> {
+    /// See [`PrefixOptions::strict`].
+    strict: bool,
     s: &'a [u8],
     src: &'a str,
     pos: usize,
@@ -267,6 +275,12 @@ impl<'a> Recognizer<'a> {
         self.ws();
         let rest = self.rest();
         if rest.starts_with(l.as_bytes()) {
+            if self.strict
+                && l.bytes().all(is_ident_char)
+                && rest.get(l.len()).is_some_and(|&b| is_ident_char(b))
+            {
+                return Ok(false);
+            }
             self.pos += l.len();
             Ok(true)
         } else if l.as_bytes().starts_with(rest) {
@@ -367,8 +381,26 @@ impl<'a> Recognizer<'a> {
         match BUILTINS.iter().find(|b| b.name == name) {
             Some(b) if b.repl_only() => None,
             Some(b) => Some(Callee::Builtin(b)),
+            None if self.strict => None,
             None => Some(Callee::Forward(name)),
         }
+    }
+
+    /// Strict mode: whether an unfinished word in value position can still become
+    /// something that fits there (a value in scope, a fact, a callable function, or a
+    /// keyword that starts an expression).
+    fn word_may_grow(&self, w: &str) -> bool {
+        self.value_ok(w, true)
+            || ["true", "false", "if", "not"]
+                .iter()
+                .any(|k| k.starts_with(w))
+            || self
+                .items
+                .iter()
+                .any(|it| it.name.starts_with(w) && it.name != self.current)
+            || BUILTINS
+                .iter()
+                .any(|b| !b.repl_only() && b.name.starts_with(w))
     }
 
     fn kwarg_ok(&self, callee: Callee<'a>, name: &str, partial: bool) -> bool {
@@ -688,7 +720,9 @@ impl<'a> Recognizer<'a> {
         };
         // if_expr: "if" has no word boundary in the grammar, so `iffy {..} else {..}`
         // is an `if`; when that fails, the word is an identifier.
-        if self.rest().starts_with(b"if") {
+        // In strict mode a word that only starts with `if` is a name.
+        let glued = self.strict && self.s.get(self.pos + 2).is_some_and(|&c| is_ident_char(c));
+        if self.rest().starts_with(b"if") && !glued {
             let partial = self.word()?.is_some_and(|(_, _, partial)| partial);
             if partial {
                 return Err(Stop::Incomplete);
@@ -722,7 +756,11 @@ impl<'a> Recognizer<'a> {
         };
         if partial {
             // Unfinished: a call, a boolean or a name. Any word can still grow into
-            // the name of an item defined later, so a call always fits.
+            // the name of an item defined later, so a call always fits (not in
+            // strict mode, where calls go to earlier items only).
+            if self.strict && !self.word_may_grow(w) {
+                return Err(Stop::Invalid);
+            }
             return Err(Stop::Incomplete);
         }
         if w == "true" || w == "false" {
@@ -977,6 +1015,7 @@ fn node_count(text: &str) -> usize {
         src: text,
         pos: 0,
         scoped: false,
+        strict: false,
         scope: Vec::new(),
         floor: 0,
         facts: true,
@@ -997,8 +1036,51 @@ mod tests {
     use super::*;
     use crate::syntax::ast::ItemKind;
 
-    const UNSCOPED: PrefixOptions = PrefixOptions { scoped: false };
-    const SCOPED: PrefixOptions = PrefixOptions { scoped: true };
+    const UNSCOPED: PrefixOptions = PrefixOptions {
+        scoped: false,
+        strict: false,
+    };
+    const SCOPED: PrefixOptions = PrefixOptions {
+        scoped: true,
+        strict: false,
+    };
+    const STRICT: PrefixOptions = PrefixOptions {
+        scoped: true,
+        strict: true,
+    };
+
+    #[test]
+    fn strict_mode_wants_earlier_functions_and_word_boundaries() {
+        use Viability::*;
+        const H: &str = "merge f(base: Tensor, models: [Tensor]) -> Tensor {";
+        for (text, want) in [
+            (format!("{H} return ba"), Incomplete),
+            (format!("{H} return bse"), Invalid),
+            (format!("{H} return su"), Incomplete),
+            (format!("{H} return helper(base)"), Invalid),
+            (format!("{H} return sum(models - base) }}"), Complete),
+            (format!("{H} lettuce = 1"), Invalid),
+            (format!("{H} let x = if"), Incomplete),
+            (format!("{H} let x = iffy"), Invalid),
+            ("merges(".to_string(), Invalid),
+            (
+                "fn h(x: Tensor) -> Tensor { return x }\n".to_string() + H + " return h(base) }",
+                Complete,
+            ),
+        ] {
+            assert_eq!(check_prefix(&text, &STRICT), want, "{text:?}");
+        }
+        // Strict never accepts what the plain scoped mode rejects.
+        for m in crate::stdlib::methods() {
+            let src = m.source;
+            for (i, _) in src.char_indices() {
+                let p = &src[..i];
+                if check_prefix(p, &SCOPED) == Invalid {
+                    assert_eq!(check_prefix(p, &STRICT), Invalid, "{p:?}");
+                }
+            }
+        }
+    }
     const H: &str = "merge f(base: Tensor, models: [Tensor]) -> Tensor {";
 
     fn un(t: &str) -> Viability {

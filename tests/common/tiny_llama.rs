@@ -65,8 +65,12 @@ pub fn tiny_config() -> LlamaConfig {
 /// Writes a random tiny llama (weights ~ N(0, `scale`), seeded) with a character
 /// tokenizer to `dir`.
 pub fn write_tiny_model(dir: &Path, seed: u64, scale: f32) {
+    write_char_model(dir, seed, scale, CHARS);
+}
+
+/// [`write_tiny_model`] over the characters `chars`.
+pub fn write_char_model(dir: &Path, seed: u64, scale: f32, chars: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    let chars = CHARS;
     let cfg = LlamaConfig {
         vocab_size: 3 + chars.chars().count(),
         max_position_embeddings: 512,

@@ -42,7 +42,7 @@ use super::tiny_corpus::{self, CorpusSpec};
 use crate::r#gen::SplitMix64;
 use crate::model::config::{Family, LlamaConfig};
 use crate::model::llama::{Llama, masked_cross_entropy};
-use crate::model::sample::{SampleOptions, sample};
+use crate::model::sample::{Guide, SampleOptions, sample};
 use crate::model::train::{
     Batch, clipped_grads, copy_vars, seeded_init, sequence_logprobs, weights_hash,
 };
@@ -249,6 +249,8 @@ pub struct TinyGenerator {
     pub top_p: f64,
     /// Completions decoded together.
     pub batch_size: usize,
+    /// Grammar-guided decoding (every token keeps the program a viable prefix).
+    pub guided: bool,
     /// Settings of [`Generator::learn`].
     pub dpo: DpoSettings,
 }
@@ -372,6 +374,7 @@ impl TinyGenerator {
             history: vec![],
             top_p: 0.95,
             batch_size: 32,
+            guided: false,
             dpo: DpoSettings::default(),
         })
     }
@@ -438,6 +441,7 @@ impl TinyGenerator {
             history,
             top_p,
             batch_size: 32,
+            guided: false,
             dpo,
         })
     }
@@ -501,6 +505,7 @@ impl TinyGenerator {
             history: self.history.clone(),
             top_p: self.top_p,
             batch_size: self.batch_size,
+            guided: self.guided,
             dpo: self.dpo.clone(),
         })
     }
@@ -516,7 +521,11 @@ impl TinyGenerator {
             seed,
         };
         let prompts = vec![vec![BOS]; n];
-        let out = sample(&self.model, &prompts, &[EOS], PAD, &opts, &|_| false)?;
+        let pieces = self.vocab.pieces();
+        let fit = |t: &str| crate::develop::local::program_fit(t);
+        let guide = Guide::new(&pieces, &fit);
+        let guide = self.guided.then_some(&guide);
+        let out = sample(&self.model, &prompts, &[EOS], PAD, &opts, &|_| false, guide)?;
         Ok(out.iter().map(|c| self.vocab.decode(&c.ids)).collect())
     }
 
@@ -595,7 +604,8 @@ fn lr_at(step: usize, t: &TrainSpec) -> f64 {
 
 impl Generator for TinyGenerator {
     fn id(&self) -> String {
-        format!("{FORMAT}@{}", &self.weights[..12])
+        let g = if self.guided { "+guided" } else { "" };
+        format!("{FORMAT}@{}{g}", &self.weights[..12])
     }
 
     /// The prompt is ignored: the tiny generator is unconditioned.

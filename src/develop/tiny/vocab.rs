@@ -197,6 +197,22 @@ impl Vocab {
         v
     }
 
+    /// Each id's text for guided decoding: ASCII bytes and words; None for specials
+    /// and bytes that are not text alone.
+    pub fn pieces(&self) -> Vec<Option<String>> {
+        (0..self.size() as u32)
+            .map(|id| {
+                if id < 128 {
+                    Some((id as u8 as char).to_string())
+                } else if id >= FIRST_WORD {
+                    self.words.get((id - FIRST_WORD) as usize).cloned()
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// The text of `ids` (specials and unknown ids dropped; invalid UTF-8 replaced).
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes: Vec<u8> = Vec::with_capacity(ids.len() * 3);

@@ -1,0 +1,219 @@
+//! `mergec generate`: merge programs sampled from a generator (a local model, or the
+//! built-in `tiny`), with valid rates; and `--bench`, generation throughput.
+
+use crate::develop::candidate::{Stage, assess};
+use crate::develop::generator::Generator;
+use crate::develop::local::{LocalGenerator, LocalSettings};
+use crate::model::sample::{SampleOptions, sample_shared};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The command line of `mergec generate`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// `tiny` (the built-in generator), or a llama-family model: a Hugging Face directory
+    /// or a .gguf file (as `local:PATH` in a develop run).
+    pub model: String,
+    /// The prompt (default: the develop loop's prompt for this generator).
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// Programs to sample.
+    #[arg(short, long, default_value_t = 16)]
+    pub n: usize,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 320)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Grammar-guided decoding: every token keeps the program a viable prefix.
+    #[arg(long)]
+    pub guided: bool,
+    /// LoRA adapters to load (a directory saved by a develop run's `learn`).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Print a JSON summary of the valid rates instead of the programs.
+    #[arg(long)]
+    pub summary: bool,
+    /// Throughput instead: for each batch size in `--batches`, that many sequences of
+    /// exactly `--new-tokens` tokens (no early end), one JSON line each.
+    #[arg(long)]
+    pub bench: bool,
+    #[arg(long, default_value = "1,16")]
+    pub batches: String,
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Print the exact prompt text the model is given (chat template and the opened
+    /// merge block included) and stop: other tools can then tokenize the same text.
+    #[arg(long)]
+    pub print_prompt: bool,
+}
+
+pub fn run(a: &GenerateArgs) -> i32 {
+    match run_inner(a) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn prompt(a: &GenerateArgs, local: bool) -> Result<String, String> {
+    match &a.prompt_file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())),
+        None if local => Ok(crate::develop::prompt::compact_prompt()),
+        None => Ok(crate::develop::prompt::default_prompt()),
+    }
+}
+
+fn run_inner(a: &GenerateArgs) -> Result<(), String> {
+    let local = a.model != "tiny";
+    let prompt = prompt(a, local)?;
+    let mut g: Box<dyn Generator> = if local {
+        let settings = LocalSettings {
+            guided: a.guided,
+            top_p: a.top_p,
+            batch_size: a.batch,
+            max_new_tokens: a.max_new_tokens,
+            ..LocalSettings::default()
+        };
+        let path = PathBuf::from(a.model.strip_prefix("local:").unwrap_or(&a.model));
+        let mut l = LocalGenerator::load(&path, settings)?;
+        if let Some(d) = &a.adapter {
+            l.load_adapter(d)?;
+        }
+        if a.print_prompt {
+            print!("{}", l.prompt_text(&prompt)?);
+            return Ok(());
+        }
+        if a.bench {
+            return bench(a, &l, &prompt);
+        }
+        Box::new(l)
+    } else {
+        if a.bench {
+            return Err("--bench needs a model path".into());
+        }
+        let cache = crate::eval::run::default_cache_dir()
+            .and_then(|d| d.parent().map(|p| p.to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from("runs/cache"));
+        let mut t = crate::develop::tiny::TinyGenerator::pretrained(
+            &cache,
+            &crate::develop::tiny::TinySpec::default(),
+            &mut |m| eprintln!("{m}"),
+        )?;
+        t.guided = a.guided;
+        t.top_p = a.top_p;
+        t.batch_size = a.batch;
+        Box::new(t)
+    };
+    let t0 = Instant::now();
+    let replies = g.sample(&prompt, a.n, a.temperature, a.seed)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let probes = crate::develop::candidate::default_probes();
+    let mut counts = [0usize; 4];
+    for (i, r) in replies.iter().enumerate() {
+        let s = assess(r, 3, &probes);
+        let k = match s.stage {
+            Stage::NoProgram => 0,
+            Stage::Check => {
+                if s.program
+                    .as_deref()
+                    .is_some_and(|p| crate::syntax::parse_program(p).is_ok())
+                {
+                    1
+                } else {
+                    0
+                }
+            }
+            Stage::Instantiate => 2,
+            Stage::Valid => 3,
+        };
+        counts[k] += 1;
+        if !a.summary {
+            println!("# program {i}: {:?}", s.stage);
+            println!("{}", s.program.as_deref().unwrap_or(r.trim()));
+            if s.stage != Stage::Valid && !s.diagnostics.is_empty() {
+                for l in s.diagnostics.lines().take(6) {
+                    println!("#   {l}");
+                }
+            }
+            println!();
+        }
+    }
+    let n = replies.len().max(1) as f64;
+    let parsed = counts[1] + counts[2] + counts[3];
+    let checked = counts[2] + counts[3];
+    println!(
+        "{}",
+        json!({
+            "generator": g.id(),
+            "guided": a.guided,
+            "programs": replies.len(),
+            "parse_valid": parsed as f64 / n,
+            "check_valid": checked as f64 / n,
+            "runnable": counts[3] as f64 / n,
+            "seconds": secs,
+            "temperature": a.temperature,
+            "seed": a.seed,
+        })
+    );
+    Ok(())
+}
+
+/// Tokens per second at each batch size: exactly `new_tokens` per sequence (no end
+/// token, no stop), the prompt prefilled once and shared.
+fn bench(a: &GenerateArgs, g: &LocalGenerator, prompt: &str) -> Result<(), String> {
+    let ids = g.prompt_ids(prompt)?;
+    let model = g.snapshot()?;
+    let threads = rayon::current_num_threads();
+    // Warm-up: a few tokens.
+    let warm = SampleOptions {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        max_new_tokens: 4,
+        batch_size: 1,
+        seed: a.seed,
+    };
+    sample_shared(&model, &ids, 1, &[], &warm, &|_| false, None)?;
+    for b in a.batches.split(',') {
+        let b: usize = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("--batches: `{b}` is not a number"))?;
+        let opts = SampleOptions {
+            max_new_tokens: a.new_tokens,
+            batch_size: b,
+            ..warm.clone()
+        };
+        let t0 = Instant::now();
+        let (_prefix, _) = model.prefill_prefix(&ids)?;
+        let prefill = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let out = sample_shared(&model, &ids, b, &[], &opts, &|_| false, None)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let tokens: usize = out.iter().map(|c| c.ids.len()).sum();
+        println!(
+            "{}",
+            json!({
+                "impl": "mergec",
+                "batch": b,
+                "new_tokens": a.new_tokens,
+                "prompt_tokens": ids.len(),
+                "seconds": secs,
+                "prefill_seconds": prefill,
+                "tokens_per_s": tokens as f64 / secs,
+                "decode_tokens_per_s": tokens as f64 / (secs - prefill).max(1e-9),
+                "threads": threads,
+            })
+        );
+    }
+    Ok(())
+}

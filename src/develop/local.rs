@@ -1,0 +1,875 @@
+//! `local:PATH`: a pretrained llama-family model (a Hugging Face directory or a GGUF
+//! file) as the generator, in process, with LoRA adapters trained by DPO.
+//!
+//! - Sampling: the prompt goes through the model's chat template with the assistant's
+//!   reply opened by a ```` ```merge ```` fence; it is run once and its keys and values
+//!   are shared by every sampled sequence ([`crate::model::sample::sample_shared`]).
+//! - Grammar-guided decoding (optional): every token keeps the program a viable prefix
+//!   of the language ([`crate::syntax::prefix`], names resolved), and a program ends at
+//!   the brace that closes its `merge`.
+//! - Learning: DPO on LoRA adapters of the attention and MLP projections, against the
+//!   frozen policy at the start of the iteration, plus the chosen programs' NLL (as the
+//!   tiny generator). Adapters are saved per iteration in PEFT's layout
+//!   (`adapter_model.safetensors`, `adapter_config.json`) and loaded to resume.
+
+use super::generator::{Generator, LearnReport, Pair};
+use super::tiny::{DpoSettings, iteration_dir};
+use crate::r#gen::SplitMix64;
+use crate::model::LoadedModel;
+use crate::model::llama::{Llama, LoraSpec};
+use crate::model::sample::{Fit, Guide, SampleOptions, sample_shared};
+use crate::model::train::{Batch, clipped_grads, dpo_loss, sequence_logprobs};
+use crate::model::{Role, TextModel};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn cerr(e: candle_core::Error) -> String {
+    format!("local generator: {e}")
+}
+
+/// What opens the assistant's reply: the model continues inside a merge block.
+pub const REPLY_OPEN: &str = "```merge\n";
+/// What closes a program (an unguided completion stops at it).
+pub const REPLY_CLOSE: &str = "```";
+
+/// Settings of a [`LocalGenerator`].
+#[derive(Clone, Debug)]
+pub struct LocalSettings {
+    /// Grammar-guided decoding.
+    pub guided: bool,
+    pub top_p: f64,
+    /// Sequences decoded together.
+    pub batch_size: usize,
+    /// At most this many tokens per program.
+    pub max_new_tokens: usize,
+    pub lora: LoraSpec,
+    pub dpo: DpoSettings,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        LocalSettings {
+            guided: true,
+            top_p: 0.95,
+            batch_size: 16,
+            max_new_tokens: 320,
+            lora: LoraSpec::new(8, 16.0),
+            dpo: DpoSettings {
+                beta: 0.1,
+                lr: 2e-4,
+                epochs: 2,
+                max_steps: 0,
+                batch_pairs: 2,
+                weight_decay: 0.0,
+                clip: 1.0,
+                seed: 0,
+                nll: 1.0,
+            },
+        }
+    }
+}
+
+/// Guided-decoding counts of the last [`LocalGenerator::sample_programs`].
+#[derive(Clone, Debug, Default)]
+pub struct GuideStats {
+    pub tokens: usize,
+    pub refused: usize,
+    pub backtracked: usize,
+    pub dead_ends: usize,
+}
+
+/// A local model generating merge programs.
+pub struct LocalGenerator {
+    base: LoadedModel,
+    /// The base with adapters attached (trainable through `vm`).
+    policy: Llama,
+    vm: VarMap,
+    /// The policy with the adapters folded in, for sampling; rebuilt after learning.
+    merged: Option<Llama>,
+    pub settings: LocalSettings,
+    pieces: Vec<Option<String>>,
+    /// Where the current adapters came from (iteration), if any were trained or loaded.
+    adapter_iteration: Option<usize>,
+    adapter_hash: Option<String>,
+    pub last_stats: GuideStats,
+}
+
+/// The viability of a program prefix for guided decoding: a viable prefix of the
+/// language with names resolved ([`crate::syntax::prefix`], strict), with a runnable
+/// merge header ([`header_fits`]), within [`tidy`] limits (so a small model cannot
+/// wander off into endless comments, names, numbers or blank space that the grammar
+/// allows), one statement per line, and type-checked at every statement boundary (and
+/// at the header's end): the program closed there (`return base }`) must have no error
+/// before that point. A whole program must pass the checker.
+pub fn program_fit(text: &str) -> Fit {
+    use crate::syntax::prefix::{PrefixOptions, Viability, check_prefix};
+    const STRICT: PrefixOptions = PrefixOptions {
+        scoped: true,
+        strict: true,
+    };
+    if !tidy(text) || !header_fits(text) {
+        return Fit::No;
+    }
+    match check_prefix(text, &STRICT) {
+        Viability::Invalid => Fit::No,
+        Viability::Complete => {
+            if crate::check_source(text).is_ok() {
+                Fit::Whole
+            } else {
+                Fit::No
+            }
+        }
+        Viability::Incomplete => {
+            // Statement boundaries: the program closed right there must check up to
+            // there. A line ends only at one (or right after the header). Tokens may
+            // hold a newline and indentation, so the boundary is the last newline when
+            // only blanks follow it.
+            let Some(header_end) = text.find('{') else {
+                return Fit::Prefix;
+            };
+            let trimmed = text.trim_end();
+            let last_nl = text
+                .rfind('\n')
+                .filter(|&i| text[i + 1..].trim().is_empty());
+            let (upto, probe) = if trimmed.len() == header_end + 1 {
+                (trimmed, format!("{trimmed}\nreturn base\n}}"))
+            } else if let Some(i) = last_nl {
+                (&text[..=i], format!("{}return base\n}}", &text[..=i]))
+            } else if trimmed.ends_with(';') {
+                (trimmed, format!("{trimmed}\nreturn base\n}}"))
+            } else {
+                return Fit::Prefix;
+            };
+            if check_prefix(&probe, &STRICT) != Viability::Complete {
+                let right_after_header = text[header_end + 1..upto.len().max(header_end + 1)]
+                    .trim()
+                    .is_empty();
+                if last_nl.is_some() && !right_after_header {
+                    return Fit::No;
+                }
+            } else if let Err(diags) = crate::check_source(&probe)
+                && diags.iter().any(|d| d.span.start < upto.len())
+            {
+                return Fit::No;
+            }
+            Fit::Prefix
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_fits;
+
+    #[test]
+    fn guided_programs_have_a_runnable_merge_header() {
+        for ok in [
+            "",
+            "mer",
+            "merge",
+            "merge m",
+            "merge m(base: Tensor, models: [Tensor]",
+            "merge m(base: Tensor, models: [Tensor], w",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 0.",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = -1e-",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1e-3, k: int = 2, t: bool = tr",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = [0.5, -1",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = [0.5, 1.0]) -> Tensor {",
+            "merge m(base: Tensor, models: [Tensor],) -",
+            "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n  return base }",
+        ] {
+            assert!(header_fits(ok), "{ok:?}");
+        }
+        for bad in [
+            "fn h",
+            "merge m(x",
+            "merge m(base: f32",
+            "merge m(base: Tensor, models: [Tensor], w: f32)",
+            "merge m(base: Tensor, models: [Tensor], w: Tensor = 1.0",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = x",
+            "merge m(base: Tensor, models: [Tensor], k: int = 1.5",
+            "merge m(base: Tensor, models: [Tensor], w: [f32] = [x",
+            "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
+            "merge let(",
+        ] {
+            assert!(!header_fits(bad), "{bad:?}");
+        }
+    }
+}
+
+/// Parameters of a guided merge besides `base` and `models`.
+pub const MAX_PARAMS: usize = 6;
+/// Statements (lines) of a guided merge body; then it must return.
+pub const MAX_STATEMENTS: usize = 8;
+/// Longest body line of a guided program.
+const MAX_LINE: usize = 120;
+
+/// Layout limits of guided programs: no comments, the header on one line (at most 200
+/// characters), no blank lines, at most [`MAX_STATEMENTS`] statements before the
+/// `return`, body lines of at most 120 characters, words of at most 32 characters,
+/// numbers of at most 12 digits and no runs of more than 8 spaces.
+pub fn tidy(text: &str) -> bool {
+    if text.contains('#') || text.contains("         ") {
+        return false;
+    }
+    // One line of header; no blank (or whitespace-only) lines.
+    let header_end = text.find('{').unwrap_or(text.len());
+    if text[..header_end].contains('\n') {
+        return false;
+    }
+    let mut blank = false;
+    for (i, line) in text.split('\n').enumerate().skip(1) {
+        let l = line.trim();
+        if blank || l.len() > MAX_LINE {
+            return false;
+        }
+        // Each line starts a statement (or closes the body); after MAX_STATEMENTS
+        // statements, only `return` (then `}`).
+        let starts = |w: &str| w.starts_with(l) || l.starts_with(&format!("{w} "));
+        let ending = starts("return") || l.starts_with('}');
+        if !(ending || starts("let")) || (i > MAX_STATEMENTS && !ending) {
+            return false;
+        }
+        blank = l.is_empty();
+    }
+    let mut word = 0;
+    let mut digits = 0;
+    let mut line = 0;
+    for c in text.chars() {
+        word = if c.is_ascii_alphanumeric() || c == '_' {
+            word + 1
+        } else {
+            0
+        };
+        digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+        line = if c == '\n' { 0 } else { line + 1 };
+        if word > 32 || digits > 12 || line > 200 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Guided programs are one merge whose header is
+/// `merge NAME(base: Tensor, models: [Tensor]` then parameters with literal defaults
+/// (`, NAME: f32|int|bool = LITERAL`) then `) -> Tensor {`: what the loop can run. Whether
+/// `text` can still have that header.
+pub fn header_fits(text: &str) -> bool {
+    let head = match text.find('{') {
+        Some(i) => &text[..=i],
+        None => text,
+    };
+    let toks = header_tokens(head);
+    let open_end = !text.contains('{') && !text.ends_with(|c: char| c.is_whitespace());
+    const FIXED: [&str; 12] = [
+        "merge", "\0", "(", "base", ":", "Tensor", ",", "models", ":", "[", "Tensor", "]",
+    ];
+    let mut st = 0usize; // 0..12: FIXED; 12: after a parameter; 20+: in a parameter; 30+: tail
+    let mut ty = "";
+    let mut params = 0;
+    for (k, tok) in toks.iter().enumerate() {
+        let partial = open_end && k + 1 == toks.len();
+        let is_word = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let is_number = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                && (t.parse::<f64>().is_ok()
+                    || (partial && (t.ends_with(['e', 'E', '-', '+', '.']))))
+        };
+        let word_ok = |want: &str| tok == want || (partial && want.starts_with(tok.as_str()));
+        let ok = match st {
+            1 => is_word(tok) && (partial || !KEYWORDS.contains(&tok.as_str())),
+            0..=11 => word_ok(FIXED[st]),
+            12 => word_ok(",") || word_ok(")"),
+            20 => is_word(tok) && (partial || !KEYWORDS.contains(&tok.as_str())) || word_ok(")"),
+            21 => word_ok(":"),
+            22 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)) || word_ok("["),
+            26 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)),
+            27 => word_ok("]"),
+            // A list literal's elements.
+            28 => word_ok("-") || is_number(tok) || word_ok("]"),
+            29 => is_number(tok),
+            40 => word_ok(",") || word_ok("]"),
+            23 => word_ok("="),
+            24 if ty == "bool" => word_ok("true") || word_ok("false"),
+            24 | 25 if ty == "int" => {
+                (st == 24 && word_ok("-")) || tok.chars().all(|c| c.is_ascii_digit())
+            }
+            24 if ty == "list" => word_ok("-") || is_number(tok) || word_ok("["),
+            24 => word_ok("-") || is_number(tok),
+            25 => is_number(tok),
+            30 => word_ok("->"),
+            31 => word_ok("Tensor"),
+            32 => word_ok("{"),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        if st == 20 && tok != ")" {
+            params += 1;
+            if params > MAX_PARAMS {
+                return false;
+            }
+        }
+        if st == 22 {
+            ty = ["f32", "int", "bool", "["]
+                .into_iter()
+                .find(|t| t == tok)
+                .map(|t| if t == "[" { "list" } else { t })
+                .unwrap_or("");
+        }
+        st = match (st, tok.as_str()) {
+            (11, _) => 12,
+            (12, ",") => 20,
+            (12, _) | (20, ")") => 30,
+            (22, "[") => 26,
+            (26, _) => 27,
+            (27, _) => 23,
+            (24, "-") => 25,
+            (24, "[") => 28,
+            (28, "-") => 29,
+            (28, "]") | (40, "]") => 12,
+            (28, _) | (29, _) => 40,
+            (40, _) => 28,
+            (24, _) | (25, _) => 12,
+            (s, _) if s < 12 || (20..32).contains(&s) => s + 1,
+            (s, _) => s,
+        };
+    }
+    true
+}
+
+const KEYWORDS: [&str; 11] = [
+    "merge", "fn", "let", "return", "if", "else", "true", "false", "and", "or", "not",
+];
+
+/// The header's tokens: words and numbers (with exponents), `->`, other characters one
+/// by one; whitespace separates.
+fn header_tokens(s: &str) -> Vec<String> {
+    let b = s.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
+            let start = i;
+            let number = c.is_ascii_digit() || c == b'.';
+            while i < b.len() {
+                let d = b[i];
+                let exp_sign =
+                    number && (d == b'-' || d == b'+') && matches!(b[i - 1], b'e' | b'E');
+                if d.is_ascii_alphanumeric() || d == b'_' || (number && d == b'.') || exp_sign {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            out.push(s[start..i].to_string());
+        } else if c == b'-' && b.get(i + 1) == Some(&b'>') {
+            out.push("->".into());
+            i += 2;
+        } else {
+            out.push((c as char).to_string());
+            i += 1;
+        }
+    }
+    out
+}
+
+impl LocalGenerator {
+    /// Loads the model at `path` (no adapters yet).
+    pub fn load(path: &Path, settings: LocalSettings) -> Result<Self> {
+        let base = LoadedModel::load(path)?;
+        let vm = VarMap::new();
+        let mut policy = base.model.clone();
+        policy.attach_lora(&settings.lora, &vm, settings.dpo.seed)?;
+        let pieces = base.tok.pieces();
+        Ok(LocalGenerator {
+            base,
+            policy,
+            vm,
+            merged: None,
+            settings,
+            pieces,
+            adapter_iteration: None,
+            adapter_hash: None,
+            last_stats: GuideStats::default(),
+        })
+    }
+
+    /// The generator for a develop run: the model at `path` with the adapters that
+    /// [`Generator::learn`] saved under `generator_dir` for the latest of the first
+    /// `finished` iterations (resuming), if any.
+    pub fn for_run(
+        path: &Path,
+        settings: LocalSettings,
+        generator_dir: &Path,
+        finished: usize,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
+        let mut g = Self::load(path, settings)?;
+        for t in (1..=finished).rev() {
+            let d = iteration_dir(generator_dir, t);
+            if d.join("adapter_model.safetensors").is_file() {
+                g.load_adapter(&d)?;
+                g.adapter_iteration = Some(t);
+                log(&format!("local generator: resuming {}", g.id()));
+                break;
+            }
+        }
+        Ok(g)
+    }
+
+    /// Loads adapters saved by [`Self::save_adapter`] (rank and targets must match the
+    /// settings).
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<()> {
+        let file = dir.join("adapter_model.safetensors");
+        self.vm
+            .load(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        self.merged = None;
+        self.adapter_hash = Some(crate::model::train::weights_hash(&self.vm)?);
+        Ok(())
+    }
+
+    /// Writes the adapters to `dir` in PEFT's layout.
+    pub fn save_adapter(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let tmp = dir.join("adapter_model.safetensors.tmp");
+        self.vm
+            .save(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let file = dir.join("adapter_model.safetensors");
+        std::fs::rename(&tmp, &file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let cfg = json!({
+            "peft_type": "LORA",
+            "r": self.settings.lora.rank,
+            "lora_alpha": self.settings.lora.alpha,
+            "target_modules": self.settings.lora.targets,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": self.base.path.display().to_string(),
+            "base_content_hash": self.base.content_hash(),
+        });
+        crate::eval::run::write_atomic(
+            &dir.join("adapter_config.json"),
+            serde_json::to_string_pretty(&cfg).expect("json").as_bytes(),
+        )
+    }
+
+    /// The prompt as the model sees it: chat template (when the model has one) around
+    /// `prompt`, then the opened merge block.
+    pub fn prompt_text(&self, prompt: &str) -> Result<String> {
+        let head = match self.base.chat_prompt(&[(Role::User, prompt.to_string())]) {
+            Some(p) => p,
+            None => format!("{prompt}\n\n"),
+        };
+        Ok(format!("{head}{REPLY_OPEN}"))
+    }
+
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        self.base.tok.encode(&self.prompt_text(prompt)?)
+    }
+
+    /// `n` completions of `prompt` (the text after the opened merge block, without the
+    /// closing fence), completion `i` from stream `(seed, i)`.
+    pub fn sample_programs(
+        &mut self,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>> {
+        let ids = self.prompt_ids(prompt)?;
+        let opts = SampleOptions {
+            temperature,
+            top_p: self.settings.top_p,
+            max_new_tokens: self.settings.max_new_tokens,
+            batch_size: self.settings.batch_size,
+            seed,
+        };
+        let eos = self.base.tok.eos.clone();
+        let guided = self.settings.guided;
+        if self.merged.is_none() {
+            self.merged = Some(self.policy.with_merged_lora()?);
+        }
+        let model = self.merged.as_ref().expect("just built");
+        let tok = &self.base.tok;
+        let pieces = &self.pieces;
+        let fit = |t: &str| program_fit(t);
+        let guide = Guide::new(pieces, &fit);
+        let out = if guided {
+            sample_shared(model, &ids, n, &eos, &opts, &|_| false, Some(&guide))?
+        } else {
+            let stop = |ids: &[u32]| {
+                // Only the last few tokens can complete the fence.
+                let from = ids.len().saturating_sub(4);
+                tok.decode(&ids[from..])
+                    .map(|t| t.contains(REPLY_CLOSE))
+                    .unwrap_or(false)
+            };
+            sample_shared(model, &ids, n, &eos, &opts, &stop, None)?
+        };
+        let texts = out
+            .iter()
+            .map(|c| {
+                if guided {
+                    Ok(c.ids
+                        .iter()
+                        .filter_map(|&t| pieces.get(t as usize).cloned().flatten())
+                        .collect::<String>())
+                } else {
+                    tok.decode(&c.ids).map(|t| match t.find(REPLY_CLOSE) {
+                        Some(i) => t[..i].to_string(),
+                        None => t,
+                    })
+                }
+            })
+            .collect::<Result<Vec<String>>>()?;
+        self.last_stats = GuideStats {
+            tokens: out.iter().map(|c| c.ids.len()).sum(),
+            refused: guide.refused.load(Relaxed),
+            backtracked: guide.backtracked.load(Relaxed),
+            dead_ends: guide.dead_ends.load(Relaxed),
+        };
+        if guided {
+            let st = &self.last_stats;
+            eprintln!(
+                "guided: {} tokens, {} drawn tokens refused, {} lines redone, {} dead ends",
+                st.tokens, st.refused, st.backtracked, st.dead_ends
+            );
+        }
+        Ok(texts)
+    }
+
+    /// Token ids scored for a program: the program, then the closing fence.
+    fn completion_ids(&self, program: &str) -> Result<Vec<u32>> {
+        let mut text = program.trim_end().to_string();
+        text.push('\n');
+        text.push_str(REPLY_CLOSE);
+        self.base.tok.encode_plain(&text)
+    }
+
+    /// Summed log-probabilities of `completions` (token ids) after `prompt` (ids) under
+    /// `model`, in batches of `batch`. The prompt but its last token is run once (a
+    /// constant prefix); each sequence is that last token then the completion.
+    fn logprobs_of(
+        model: &Llama,
+        prompt: &[u32],
+        completions: &[Vec<u32>],
+        batch: usize,
+    ) -> Result<Vec<f64>> {
+        let (head, last) = prompt.split_at(prompt.len().saturating_sub(1));
+        let (prefix, _) = model.prefill_prefix(head)?;
+        let seqs: Vec<Vec<u32>> = completions
+            .iter()
+            .map(|c| last.iter().chain(c).copied().collect())
+            .collect();
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(batch.max(1)) {
+            let views: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+            let b = Batch::new(&views, &[], 0, &Device::Cpu)?;
+            let logits = model.forward_train_after(&prefix, &b.inputs)?;
+            let lp = sequence_logprobs(&logits, &b)?;
+            out.extend(
+                lp.to_vec1::<f32>()
+                    .map_err(cerr)?
+                    .into_iter()
+                    .map(f64::from),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Log-probabilities of `programs` as completions of `prompt` under the current
+    /// policy.
+    pub fn logprobs(&self, prompt: &str, programs: &[&str]) -> Result<Vec<f64>> {
+        let ids = self.prompt_ids(prompt)?;
+        let comps = programs
+            .iter()
+            .map(|p| self.completion_ids(p))
+            .collect::<Result<Vec<_>>>()?;
+        Self::logprobs_of(&self.policy, &ids, &comps, 4)
+    }
+
+    /// A frozen copy of the current policy, to be a DPO reference.
+    pub fn snapshot(&self) -> Result<Llama> {
+        self.policy.with_merged_lora()
+    }
+
+    /// The DPO loss and mean chosen-minus-rejected log-ratio margin of `pairs` for the
+    /// current policy against `reference` (e.g. a [`Self::snapshot`] before training,
+    /// on held-out pairs).
+    pub fn evaluate_pairs(&self, reference: &Llama, pairs: &[Pair]) -> Result<(f64, f64)> {
+        if pairs.is_empty() {
+            return Ok((0.0, 0.0));
+        }
+        let beta = self.settings.dpo.beta;
+        let mut loss = 0.0;
+        let mut margin = 0.0;
+        for p in pairs {
+            let ids = self.prompt_ids(&p.prompt)?;
+            let comps = vec![
+                self.completion_ids(&p.chosen)?,
+                self.completion_ids(&p.rejected)?,
+            ];
+            let pi = Self::logprobs_of(&self.policy, &ids, &comps, 2)?;
+            let rf = Self::logprobs_of(reference, &ids, &comps, 2)?;
+            let m = (pi[0] - rf[0]) - (pi[1] - rf[1]);
+            margin += m;
+            let z = -beta * m;
+            loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
+        }
+        let n = pairs.len() as f64;
+        Ok((loss / n, margin / n))
+    }
+
+    /// DPO on `pairs` (LoRA adapters only) against the policy as it is now; returns the
+    /// loss and mean margin of every step.
+    pub fn dpo(&mut self, pairs: &[Pair], s: &DpoSettings) -> Result<LearnReport> {
+        let t0 = Instant::now();
+        if pairs.is_empty() {
+            return Ok(LearnReport {
+                note: "no pairs: nothing learned".into(),
+                ..LearnReport::default()
+            });
+        }
+        let dev = Device::Cpu;
+        // Pairs grouped by prompt (the loop has one); each group shares its prefix.
+        let mut prompts: Vec<String> = vec![];
+        for p in pairs {
+            if !prompts.contains(&p.prompt) {
+                prompts.push(p.prompt.clone());
+            }
+        }
+        let prompt_ids = prompts
+            .iter()
+            .map(|p| self.prompt_ids(p))
+            .collect::<Result<Vec<_>>>()?;
+        let group: Vec<usize> = pairs
+            .iter()
+            .map(|p| prompts.iter().position(|q| q == &p.prompt).expect("listed"))
+            .collect();
+        let chosen = pairs
+            .iter()
+            .map(|p| self.completion_ids(&p.chosen))
+            .collect::<Result<Vec<_>>>()?;
+        let rejected = pairs
+            .iter()
+            .map(|p| self.completion_ids(&p.rejected))
+            .collect::<Result<Vec<_>>>()?;
+        // The frozen reference's log-probabilities, once.
+        let mut ref_c = vec![0.0; pairs.len()];
+        let mut ref_r = vec![0.0; pairs.len()];
+        for (g, ids) in prompt_ids.iter().enumerate() {
+            let members: Vec<usize> = (0..pairs.len()).filter(|&i| group[i] == g).collect();
+            let c: Vec<Vec<u32>> = members.iter().map(|&i| chosen[i].clone()).collect();
+            let r: Vec<Vec<u32>> = members.iter().map(|&i| rejected[i].clone()).collect();
+            let lc = Self::logprobs_of(&self.policy, ids, &c, 4)?;
+            let lr = Self::logprobs_of(&self.policy, ids, &r, 4)?;
+            for (k, &i) in members.iter().enumerate() {
+                ref_c[i] = lc[k];
+                ref_r[i] = lr[k];
+            }
+        }
+        let vars = self.vm.all_vars();
+        let mut opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: s.lr,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+                weight_decay: s.weight_decay,
+            },
+        )
+        .map_err(cerr)?;
+        let mut rng = SplitMix64::new(s.seed ^ 0x6c6f_7261_5f64_706f);
+        let mut report = LearnReport::default();
+        'epochs: for _ in 0..s.epochs.max(1) {
+            let mut order: Vec<usize> = (0..pairs.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+            // Steps take pairs of one prompt.
+            order.sort_by_key(|&i| group[i]);
+            let mut steps: Vec<Vec<usize>> = vec![];
+            for &i in &order {
+                match steps.last_mut() {
+                    Some(st) if st.len() < s.batch_pairs.max(1) && group[st[0]] == group[i] => {
+                        st.push(i)
+                    }
+                    _ => steps.push(vec![i]),
+                }
+            }
+            for chunk in steps {
+                if s.max_steps > 0 && report.steps >= s.max_steps {
+                    break 'epochs;
+                }
+                let ids = &prompt_ids[group[chunk[0]]];
+                let (head, last) = ids.split_at(ids.len() - 1);
+                let (prefix, _) = self.policy.prefill_prefix(head)?;
+                let k = chunk.len();
+                let seqs: Vec<Vec<u32>> = chunk
+                    .iter()
+                    .map(|&i| &chosen[i])
+                    .chain(chunk.iter().map(|&i| &rejected[i]))
+                    .map(|c| last.iter().chain(c).copied().collect())
+                    .collect();
+                let views: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+                let b = Batch::new(&views, &[], 0, &dev)?;
+                let lp =
+                    sequence_logprobs(&self.policy.forward_train_after(&prefix, &b.inputs)?, &b)?;
+                let pc = lp.narrow(0, 0, k).map_err(cerr)?;
+                let pr = lp.narrow(0, k, k).map_err(cerr)?;
+                let sel = |v: &[f64]| {
+                    let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
+                    Tensor::from_vec(xs, k, &dev).map_err(cerr)
+                };
+                let (loss, margin) = dpo_loss(&pc, &pr, &sel(&ref_c)?, &sel(&ref_r)?, s.beta)?;
+                let objective = if s.nll > 0.0 {
+                    let tokens: Vec<f32> = chunk.iter().map(|&i| chosen[i].len() as f32).collect();
+                    let tokens = Tensor::from_vec(tokens, k, &dev).map_err(cerr)?;
+                    let nll = (pc / tokens)
+                        .and_then(|x| x.mean_all())
+                        .and_then(|x| x * (-s.nll))
+                        .map_err(cerr)?;
+                    (&loss + nll).map_err(cerr)?
+                } else {
+                    loss.clone()
+                };
+                let (grads, _) = clipped_grads(&objective, &vars, s.clip)?;
+                opt.step(&grads).map_err(cerr)?;
+                report.steps += 1;
+                report
+                    .losses
+                    .push(loss.to_scalar::<f32>().map_err(cerr)? as f64);
+                report.margins.push(
+                    margin
+                        .mean_all()
+                        .and_then(|m| m.to_scalar::<f32>())
+                        .map_err(cerr)? as f64,
+                );
+            }
+        }
+        self.merged = None;
+        self.adapter_hash = Some(crate::model::train::weights_hash(&self.vm)?);
+        report.note = format!(
+            "LoRA DPO (rank {}, alpha {}) on {} pairs: {} steps, beta {}, lr {}, nll {}, {:.1}s",
+            self.settings.lora.rank,
+            self.settings.lora.alpha,
+            pairs.len(),
+            report.steps,
+            s.beta,
+            s.lr,
+            s.nll,
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(report)
+    }
+
+    /// The model's path.
+    pub fn path(&self) -> &PathBuf {
+        &self.base.path
+    }
+
+    /// Trainable adapter parameters.
+    pub fn adapter_parameters(&self) -> usize {
+        self.vm
+            .all_vars()
+            .iter()
+            .map(|v| v.as_tensor().elem_count())
+            .sum()
+    }
+
+    /// The dtype the model computes in (always f32 on the CPU).
+    pub fn dtype(&self) -> DType {
+        DType::F32
+    }
+}
+
+impl Generator for LocalGenerator {
+    fn id(&self) -> String {
+        let name = self
+            .base
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let base = format!("local:{name}@{}", &self.base.content_hash()[..12]);
+        match (&self.adapter_hash, self.settings.guided) {
+            (Some(h), g) => format!(
+                "{base}+lora{}@{}{}",
+                self.settings.lora.rank,
+                &h[..12],
+                if g { "+guided" } else { "" }
+            ),
+            (None, true) => format!("{base}+guided"),
+            (None, false) => base,
+        }
+    }
+
+    fn sample(
+        &mut self,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>> {
+        let programs = self.sample_programs(prompt, n, temperature, seed)?;
+        // Replies as a chat model would write them, for the extractor.
+        Ok(programs
+            .into_iter()
+            .map(|p| format!("{REPLY_OPEN}{}\n{REPLY_CLOSE}\n", p.trim_end()))
+            .collect())
+    }
+
+    /// LoRA DPO with the settings' DPO (seed + iteration); the adapters then go to
+    /// `dir/iteration-<t>` in PEFT's layout.
+    fn learn(&mut self, pairs: &[Pair], iteration: usize, dir: &Path) -> Result<LearnReport> {
+        let mut s = self.settings.dpo.clone();
+        s.seed = s.seed.wrapping_add(iteration as u64);
+        // Every fifth pair is held out (with 5 or more) to measure what DPO did on pairs
+        // it did not train on.
+        let mut train = vec![];
+        let mut held = vec![];
+        for (i, p) in pairs.iter().enumerate() {
+            if pairs.len() >= 5 && i % 5 == 4 {
+                held.push(p.clone());
+            } else {
+                train.push(p.clone());
+            }
+        }
+        let reference = (!held.is_empty()).then(|| self.snapshot()).transpose()?;
+        let before = match &reference {
+            Some(r) => Some(self.evaluate_pairs(r, &held)?),
+            None => None,
+        };
+        let mut report = self.dpo(&train, &s)?;
+        if let (Some(r), Some((l0, m0))) = (&reference, before) {
+            let (l1, m1) = self.evaluate_pairs(r, &held)?;
+            report.note = format!(
+                "{}; {} held-out pairs: loss {l0:.4} -> {l1:.4}, margin {m0:.3} -> {m1:.3}",
+                report.note,
+                held.len()
+            );
+        }
+        self.adapter_iteration = Some(iteration);
+        let to = iteration_dir(dir, iteration);
+        self.save_adapter(&to)?;
+        report.note = format!("{}; adapters saved to {}", report.note, to.display());
+        Ok(report)
+    }
+}

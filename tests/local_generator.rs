@@ -1,0 +1,264 @@
+//! The `local:` generator's machinery on tiny random llamas: shared-prefix decoding and
+//! training forwards agree with the plain ones, LoRA starts as a no-op and folds into
+//! the weights, guided sampling only emits viable programs, and DPO on LoRA adapters
+//! lowers the loss and raises the log-ratio margin on held-out pairs.
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use mergec::develop::generator::Pair;
+use mergec::develop::local::{LocalGenerator, LocalSettings};
+use mergec::model::llama::{KvCache, Llama, LoraSpec};
+use mergec::model::sample::{Fit, Guide, SampleOptions, sample, sample_shared};
+
+#[path = "common/tiny_llama.rs"]
+mod tiny_llama;
+use tiny_llama::{tiny_config, write_char_model};
+
+fn random_llama(seed: u64, vocab: usize) -> Llama {
+    let mut cfg = tiny_config();
+    cfg.vocab_size = vocab;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let m = Llama::new(vb, &cfg).unwrap();
+    mergec::model::train::seeded_init(&vm, seed, 0.5, cfg.num_hidden_layers).unwrap();
+    m
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn shared_prefix_forwards_match_the_plain_ones() {
+    let m = random_llama(3, 40);
+    let prompt: Vec<u32> = vec![1, 5, 9, 12, 7, 30, 22, 4];
+    let conts: [Vec<u32>; 3] = [vec![3, 8, 8, 10], vec![17, 2, 25, 6], vec![39, 0, 1, 33]];
+    // Training forward after a prefix = the plain training forward's tail.
+    let (prefix, last) = m.prefill_prefix(&prompt).unwrap();
+    assert_eq!(prefix.len(), prompt.len());
+    let flat: Vec<u32> = conts.iter().flatten().copied().collect();
+    let batch = Tensor::from_vec(flat, (3, 4), &Device::Cpu).unwrap();
+    let after = m.forward_train_after(&prefix, &batch).unwrap();
+    for (i, c) in conts.iter().enumerate() {
+        let whole: Vec<u32> = prompt.iter().chain(c).copied().collect();
+        let t = Tensor::new(whole.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let full = m.forward_train(&t).unwrap();
+        let tail = full.i((0, prompt.len()..)).unwrap();
+        let d = max_diff(&after.i(i).unwrap(), &tail);
+        assert!(d < 1e-4, "sequence {i}: {d}");
+        let d = max_diff(&last.i(0).unwrap(), &full.i((0, prompt.len() - 1)).unwrap());
+        assert!(d < 1e-4, "prefix logits: {d}");
+    }
+    // Decoding steps that share the prefix = steps on a per-sequence copy of it.
+    let mut shared = KvCache::default();
+    let mut plain = KvCache::default();
+    let reps: Vec<&[u32]> = vec![&prompt; 3].into_iter().map(|p| p.as_slice()).collect();
+    let b = reps.len();
+    let t = prompt.len();
+    let toks: Vec<u32> = reps.iter().flat_map(|p| p.iter().copied()).collect();
+    let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    let mask: Vec<f32> = (0..b)
+        .flat_map(|_| {
+            (0..t).flat_map(move |i| {
+                (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })
+            })
+        })
+        .collect();
+    let dev = Device::Cpu;
+    m.forward_step(
+        &Tensor::from_vec(toks, (b, t), &dev).unwrap(),
+        &Tensor::from_vec(pos, (b, t), &dev).unwrap(),
+        &Tensor::from_vec(mask, (b, 1, t, t), &dev).unwrap(),
+        &mut plain,
+    )
+    .unwrap();
+    for step in 0..4 {
+        let tok: Vec<u32> = conts.iter().map(|c| c[step]).collect();
+        let pos = vec![(t + step) as u32; b];
+        let x = Tensor::from_vec(tok, (b, 1), &dev).unwrap();
+        let p = Tensor::from_vec(pos, (b, 1), &dev).unwrap();
+        let m_plain = Tensor::zeros((b, 1, 1, t + step + 1), DType::F32, &dev).unwrap();
+        let m_shared = Tensor::zeros((b, 1, 1, step + 1), DType::F32, &dev).unwrap();
+        let a = m.forward_step(&x, &p, &m_plain, &mut plain).unwrap();
+        let s = m
+            .forward_step_shared(&prefix, &x, &p, &m_shared, &mut shared)
+            .unwrap();
+        let d = max_diff(&a, &s);
+        assert!(d < 1e-4, "step {step}: {d}");
+    }
+}
+
+#[test]
+fn shared_sampling_matches_padded_sampling_and_guides() {
+    let m = random_llama(5, 40);
+    let prompt: Vec<u32> = vec![1, 5, 9, 12, 7];
+    let opts = SampleOptions {
+        temperature: 0.0,
+        top_p: 1.0,
+        max_new_tokens: 12,
+        batch_size: 3,
+        seed: 1,
+    };
+    let a = sample(
+        &m,
+        &vec![prompt.clone(); 5],
+        &[2],
+        0,
+        &opts,
+        &|_| false,
+        None,
+    )
+    .unwrap();
+    let b = sample_shared(&m, &prompt, 5, &[2], &opts, &|_| false, None).unwrap();
+    assert_eq!(a, b);
+    // Sampling at temperature 1: the same per-completion streams whatever the batch.
+    let hot = SampleOptions {
+        temperature: 1.0,
+        top_p: 0.9,
+        ..opts.clone()
+    };
+    let x = sample_shared(&m, &prompt, 5, &[2], &hot, &|_| false, None).unwrap();
+    let y = sample_shared(
+        &m,
+        &prompt,
+        5,
+        &[2],
+        &SampleOptions {
+            batch_size: 2,
+            ..hot.clone()
+        },
+        &|_| false,
+        None,
+    )
+    .unwrap();
+    assert_eq!(x, y);
+    // A guide that allows only even tokens and ends after four of them.
+    let pieces: Vec<Option<String>> = (0..40).map(|i| Some(format!("{i},"))).collect();
+    let fit = |t: &str| {
+        let ids: Vec<u32> = t
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        if ids.iter().any(|i| i % 2 == 1) {
+            Fit::No
+        } else if ids.len() == 4 {
+            Fit::Whole
+        } else {
+            Fit::Prefix
+        }
+    };
+    let guide = Guide::new(&pieces, &fit);
+    let g = sample_shared(&m, &prompt, 6, &[2], &hot, &|_| false, Some(&guide)).unwrap();
+    for c in &g {
+        assert_eq!(c.ids.len(), 4, "{c:?}");
+        assert!(c.finished);
+        assert!(c.ids.iter().all(|i| i % 2 == 0), "{c:?}");
+    }
+}
+
+#[test]
+fn lora_starts_as_a_no_op_and_folds_into_the_weights() {
+    let mut m = random_llama(7, 40);
+    let t = Tensor::new(&[[1u32, 4, 9, 16, 25]], &Device::Cpu).unwrap();
+    let before = m.forward_train(&t).unwrap();
+    let vm = VarMap::new();
+    m.attach_lora(&LoraSpec::new(4, 8.0), &vm, 0).unwrap();
+    assert_eq!(vm.all_vars().len(), 2 * 7 * 2);
+    assert_eq!(max_diff(&before, &m.forward_train(&t).unwrap()), 0.0);
+    // Move B off zero: the output changes, and the merged copy computes the same.
+    for (name, v) in vm.data().lock().unwrap().iter() {
+        if name.ends_with("lora_B.weight") {
+            let r = Tensor::ones(v.shape(), DType::F32, &Device::Cpu).unwrap() * 0.05;
+            v.set(&r.unwrap()).unwrap();
+        }
+    }
+    let adapted = m.forward_train(&t).unwrap();
+    assert!(max_diff(&before, &adapted) > 1e-3);
+    let merged = m.with_merged_lora().unwrap();
+    assert!(max_diff(&adapted, &merged.forward_train(&t).unwrap()) < 1e-4);
+    assert!(
+        m.attach_lora(
+            &LoraSpec {
+                targets: vec!["wq".into()],
+                ..LoraSpec::new(2, 2.0)
+            },
+            &VarMap::new(),
+            0
+        )
+        .is_err()
+    );
+}
+
+const CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789 +-*/=()[]{}<>,.:;_|!#\"\n`";
+
+fn pairs(prompt: &str, n: usize, offset: usize) -> Vec<Pair> {
+    // Chosen programs scale by a "w" parameter; rejected ones take the max.
+    (0..n)
+        .map(|i| {
+            let k = i + offset;
+            Pair {
+                prompt: prompt.to_string(),
+                chosen: format!("merge m{k}(base: Tensor, models: [Tensor], w: f32 = 0.{k}) -> Tensor {{\n  return base + w * sum(models - base)\n}}"),
+                rejected: format!("merge r{k}(base: Tensor, models: [Tensor]) -> Tensor {{\n  let d = max(models - base)\n  return base + d * {k}.0\n}}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn lora_dpo_lowers_the_loss_and_raises_the_held_out_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    write_char_model(dir.path(), 11, 0.2, CHARS);
+    let settings = LocalSettings {
+        lora: LoraSpec::new(4, 8.0),
+        ..LocalSettings::default()
+    };
+    let mut g = LocalGenerator::load(dir.path(), settings).unwrap();
+    let prompt = "write a merge";
+    let train = pairs(prompt, 8, 1);
+    let held = pairs(prompt, 4, 11);
+    let reference = g.snapshot().unwrap();
+    let (loss0, margin0) = g.evaluate_pairs(&reference, &held).unwrap();
+    assert!(margin0.abs() < 1e-3, "{margin0}");
+    let mut s = g.settings.dpo.clone();
+    s.lr = 3e-3;
+    s.epochs = 4;
+    s.nll = 0.0;
+    let r = g.dpo(&train, &s).unwrap();
+    assert_eq!(r.steps, 16);
+    let first: f64 = r.losses[..4].iter().sum::<f64>() / 4.0;
+    let last: f64 = r.losses[r.losses.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(last < first, "loss {first} -> {last}");
+    let (loss1, margin1) = g.evaluate_pairs(&reference, &held).unwrap();
+    assert!(
+        margin1 > margin0 + 0.5,
+        "held-out margin {margin0} -> {margin1}"
+    );
+    assert!(loss1 < loss0, "held-out loss {loss0} -> {loss1}");
+    // Saved adapters load back to the same log-probabilities.
+    let out = dir.path().join("adapters");
+    g.save_adapter(&out).unwrap();
+    assert!(out.join("adapter_config.json").is_file());
+    let mut h = LocalGenerator::load(dir.path(), g.settings.clone()).unwrap();
+    h.load_adapter(&out).unwrap();
+    let texts: Vec<&str> = held.iter().map(|p| p.chosen.as_str()).collect();
+    assert_eq!(
+        g.logprobs(prompt, &texts).unwrap(),
+        h.logprobs(prompt, &texts).unwrap()
+    );
+    use mergec::develop::generator::Generator;
+    assert_eq!(g.id(), h.id());
+}
