@@ -67,16 +67,22 @@ fn family(dir: &Path) {
     std::fs::write(dir.join("test.jsonl"), &data).unwrap();
 }
 
+/// `mergec develop` on the family in `dir` with the mock server at `url` (or, for a
+/// `local:` url, that generator); `extra` flags replace the defaults they name.
 fn develop(dir: &Path, url: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mergec"));
-    c.arg("develop")
-        .args([
+    c.arg("develop");
+    if url.starts_with("local:") {
+        c.args(["--generator", url]);
+    } else {
+        c.args([
             "--generator",
             &format!("openai:{url}"),
             "--generator-model",
             "mock",
-        ])
-        .arg("--base")
+        ]);
+    }
+    c.arg("--base")
         .arg(dir.join("base"))
         .arg("--models")
         .arg(format!(
@@ -89,17 +95,18 @@ fn develop(dir: &Path, url: &str, extra: &[&str]) -> Command {
         .arg("--test")
         .arg(dir.join("test.jsonl"))
         .arg("--run-dir")
-        .arg(dir.join("run"))
-        .args([
-            "--iterations",
-            "2",
-            "--programs",
-            "6",
-            "--max-new-tokens",
-            "4",
-        ])
-        .args(["--tensors", "mlp"])
-        .args(extra);
+        .arg(dir.join("run"));
+    for (flag, value) in [
+        ("--iterations", "2"),
+        ("--programs", "6"),
+        ("--max-new-tokens", "4"),
+        ("--tensors", "mlp"),
+    ] {
+        if !extra.contains(&flag) {
+            c.args([flag, value]);
+        }
+    }
+    c.args(extra);
     c
 }
 
@@ -316,4 +323,97 @@ fn candidates_scored_in_parallel_match_one_at_a_time_and_a_time_limit_fails_them
         );
     }
     assert!(slow.path().join("run/report.md").is_file());
+}
+
+/// The loop with SmolLM2 in process (`local:`, guided) on the tiny family: programs are
+/// generated, assessed and scored, the iteration's adapters are saved, and a resumed run
+/// continues from them. Needs the assets of `scripts/fetch-assets.sh` (CI fetches them).
+#[test]
+fn a_local_guided_generator_runs_the_loop_and_resumes_from_its_adapters() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model.is_file() {
+        eprintln!("SKIPPED: no SmolLM2 (run scripts/fetch-assets.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    let generator = format!("local:{}", model.display());
+    let run = |iterations: &str, resume: bool| {
+        let mut flags = vec![
+            "--guided",
+            "true",
+            "--temperature",
+            "0.6",
+            "--repair",
+            "false",
+            "--iterations",
+            iterations,
+            "--programs",
+            "4",
+            "--generator-batch",
+            "4",
+            "--dpo-steps",
+            "1",
+            "--top-test",
+            "1",
+            "--chosen-fraction",
+            "0.5",
+            "--rejected-fraction",
+            "0.5",
+        ];
+        if resume {
+            flags.push("--resume");
+        }
+        let mut c = develop(dir.path(), &generator, &flags);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    run("2", false);
+    let recs = records(dir.path());
+    let programs: Vec<_> = recs.iter().filter(|r| r["event"] == "program").collect();
+    assert_eq!(programs.len(), 8);
+    assert!(
+        programs
+            .iter()
+            .all(|r| r["generator"].as_str().unwrap().contains("+guided")),
+        "{:?}",
+        programs[0]
+    );
+    assert!(
+        programs.iter().any(|r| r["assessed"]["stage"] == "valid"),
+        "no valid program: {programs:?}"
+    );
+    let adapters = dir.path().join("run/generator/iteration-1");
+    assert!(adapters.join("adapter_model.safetensors").is_file());
+    assert!(adapters.join("adapter_config.json").is_file());
+    let second = |recs: &[serde_json::Value]| -> Vec<(String, String)> {
+        recs.iter()
+            .filter(|r| r["event"] == "program" && r["iteration"] == 2)
+            .map(|r| (r["generator"].to_string(), r["reply"].to_string()))
+            .collect()
+    };
+    let want = second(&recs);
+    assert!(want[0].0.contains("+lora8@"), "{:?}", want[0]);
+    // As if killed right after iteration 1: the resumed run takes the saved adapters
+    // and samples the same second iteration.
+    let text = std::fs::read_to_string(dir.path().join("run/programs.jsonl")).unwrap();
+    let cut = text
+        .lines()
+        .position(|l| l.contains("\"iteration_done\"") && l.contains("\"iteration\":1"))
+        .expect("iteration 1 done");
+    let kept: String = text
+        .lines()
+        .take(cut + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("run/programs.jsonl"), kept).unwrap();
+    let log = run("2", true);
+    assert!(log.contains("local generator: resuming"), "{log}");
+    assert_eq!(second(&records(dir.path())), want);
 }

@@ -163,46 +163,6 @@ pub fn program_fit(text: &str) -> Fit {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::header_fits;
-
-    #[test]
-    fn guided_programs_have_a_runnable_merge_header() {
-        for ok in [
-            "",
-            "mer",
-            "merge",
-            "merge m",
-            "merge m(base: Tensor, models: [Tensor]",
-            "merge m(base: Tensor, models: [Tensor], w",
-            "merge m(base: Tensor, models: [Tensor], w: f32 = 0.",
-            "merge m(base: Tensor, models: [Tensor], w: f32 = -1e-",
-            "merge m(base: Tensor, models: [Tensor], w: f32 = 1e-3, k: int = 2, t: bool = tr",
-            "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = [0.5, -1",
-            "merge m(base: Tensor, models: [Tensor], weight: [f32] = [0.5, 1.0]) -> Tensor {",
-            "merge m(base: Tensor, models: [Tensor],) -",
-            "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n  return base }",
-        ] {
-            assert!(header_fits(ok), "{ok:?}");
-        }
-        for bad in [
-            "fn h",
-            "merge m(x",
-            "merge m(base: f32",
-            "merge m(base: Tensor, models: [Tensor], w: f32)",
-            "merge m(base: Tensor, models: [Tensor], w: Tensor = 1.0",
-            "merge m(base: Tensor, models: [Tensor], w: f32 = x",
-            "merge m(base: Tensor, models: [Tensor], k: int = 1.5",
-            "merge m(base: Tensor, models: [Tensor], w: [f32] = [x",
-            "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
-            "merge let(",
-        ] {
-            assert!(!header_fits(bad), "{bad:?}");
-        }
-    }
-}
-
 /// Parameters of a guided merge besides `base` and `models`.
 pub const MAX_PARAMS: usize = 6;
 /// Statements (lines) of a guided merge body; then it must return.
@@ -233,7 +193,7 @@ pub fn tidy(text: &str) -> bool {
         // statements, only `return` (then `}`).
         let starts = |w: &str| w.starts_with(l) || l.starts_with(&format!("{w} "));
         let ending = starts("return") || l.starts_with('}');
-        if !(ending || starts("let")) || (i > MAX_STATEMENTS && !ending) {
+        if !ending && (!starts("let") || i > MAX_STATEMENTS) {
             return false;
         }
         blank = l.is_empty();
@@ -867,9 +827,52 @@ impl Generator for LocalGenerator {
             );
         }
         self.adapter_iteration = Some(iteration);
+        // The generator now has (possibly untrained) adapters, as a resumed run that
+        // loads them will: the same id either way.
+        self.adapter_hash = Some(crate::model::train::weights_hash(&self.vm)?);
         let to = iteration_dir(dir, iteration);
         self.save_adapter(&to)?;
         report.note = format!("{}; adapters saved to {}", report.note, to.display());
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_fits;
+
+    #[test]
+    fn guided_programs_have_a_runnable_merge_header() {
+        for ok in [
+            "",
+            "mer",
+            "merge",
+            "merge m",
+            "merge m(base: Tensor, models: [Tensor]",
+            "merge m(base: Tensor, models: [Tensor], w",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 0.",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = -1e-",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1e-3, k: int = 2, t: bool = tr",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = [0.5, -1",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = [0.5, 1.0]) -> Tensor {",
+            "merge m(base: Tensor, models: [Tensor],) -",
+            "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n  return base }",
+        ] {
+            assert!(header_fits(ok), "{ok:?}");
+        }
+        for bad in [
+            "fn h",
+            "merge m(x",
+            "merge m(base: f32",
+            "merge m(base: Tensor, models: [Tensor], w: f32)",
+            "merge m(base: Tensor, models: [Tensor], w: Tensor = 1.0",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = x",
+            "merge m(base: Tensor, models: [Tensor], k: int = 1.5",
+            "merge m(base: Tensor, models: [Tensor], w: [f32] = [x",
+            "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
+            "merge let(",
+        ] {
+            assert!(!header_fits(bad), "{bad:?}");
+        }
     }
 }

@@ -299,7 +299,7 @@ impl Llama {
                 if fresh {
                     let mut h = crate::r#gen::SplitMix64::new(
                         seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                            ^ name.len() as u64 * 0x1000_0001,
+                            ^ (name.len() as u64 * 0x1000_0001),
                     );
                     for c in name.bytes() {
                         h = crate::r#gen::SplitMix64::new(h.next_u64() ^ c as u64);

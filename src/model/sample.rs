@@ -494,6 +494,11 @@ fn visibility(pads: impl Iterator<Item = usize>, hidden: &[&[usize]], total: usi
     mask
 }
 
+/// One decoding step of the live sequences (last token, its position, left padding),
+/// each with its hidden cache entries; returns the next logits `(batch, vocab)`.
+type StepFn<'a> = dyn FnMut(&[(u32, usize, usize)], &[&[usize]], &mut KvCache) -> Result<candle_core::Tensor>
+    + 'a;
+
 /// The decoding loop of one batch: picks each live sequence's next token from its
 /// logits row, retires finished sequences from `cache`, and steps the rest.
 #[allow(clippy::too_many_arguments)]
@@ -505,11 +510,7 @@ fn decode(
     opts: &SampleOptions,
     stop: &dyn Fn(&[u32]) -> bool,
     guide: Option<&Guide>,
-    step: &mut dyn FnMut(
-        &[(u32, usize, usize)],
-        &[&[usize]],
-        &mut KvCache,
-    ) -> Result<candle_core::Tensor>,
+    step: &mut StepFn,
 ) -> Result<Vec<(usize, Completion)>> {
     let mut finished = Vec::with_capacity(seqs.len());
     let mut logits = first;
