@@ -170,12 +170,12 @@ pub const MAX_STATEMENTS: usize = 8;
 /// Longest body line of a guided program.
 const MAX_LINE: usize = 120;
 
-/// Layout limits of guided programs: no comments, the header on one line (at most 200
-/// characters), no blank lines, at most [`MAX_STATEMENTS`] statements before the
-/// `return`, body lines of at most 120 characters, words of at most 32 characters,
+/// Layout limits of guided programs: no comments or tabs, the header on one line (at
+/// most 200 characters), no blank lines, at most [`MAX_STATEMENTS`] statements before
+/// the `return` and nothing but `}` after it, body lines of at most 120 characters, words of at most 32 characters,
 /// numbers of at most 12 digits and no runs of more than 8 spaces.
 pub fn tidy(text: &str) -> bool {
-    if text.contains('#') || text.contains("         ") {
+    if text.contains(['#', '\t', '\r']) || text.contains("         ") {
         return false;
     }
     // One line of header; no blank (or whitespace-only) lines.
@@ -184,11 +184,13 @@ pub fn tidy(text: &str) -> bool {
         return false;
     }
     let mut blank = false;
+    let mut returned = false;
     for (i, line) in text.split('\n').enumerate().skip(1) {
         let l = line.trim();
-        if blank || l.len() > MAX_LINE {
+        if blank || l.len() > MAX_LINE || (returned && !l.is_empty() && !l.starts_with('}')) {
             return false;
         }
+        returned = l.starts_with("return ");
         // Each line starts a statement (or closes the body); after MAX_STATEMENTS
         // statements, only `return` (then `}`).
         let starts = |w: &str| w.starts_with(l) || l.starts_with(&format!("{w} "));
