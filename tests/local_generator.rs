@@ -262,3 +262,85 @@ fn lora_dpo_lowers_the_loss_and_raises_the_held_out_margin() {
     use mergec::develop::generator::Generator;
     assert_eq!(g.id(), h.id());
 }
+
+/// SmolLM2 LoRA DPO on the preference pairs of a finished `local:` run, with a fifth of
+/// them held out: prints the loss and margin curves and the held-out loss and margin
+/// before and after. An experiment, not a check (it needs a run):
+/// `MERGEC_DPO_RUN=runs/smol cargo test --release --test local_generator -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn smollm2_lora_dpo_on_a_runs_pairs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run =
+        std::path::PathBuf::from(std::env::var("MERGEC_DPO_RUN").unwrap_or("runs/smol".into()));
+    let model = root.join("assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    // Every scored program pairs with every one scoring at least 10 points less.
+    let mut scored: Vec<(f64, String)> = vec![];
+    for l in std::fs::read_to_string(root.join(&run).join("programs.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        if e["event"] == "program" && e["outcome"] == "scored" {
+            let p = e["assessed"]["program"].as_str().unwrap().to_string();
+            if !scored.iter().any(|s| s.1 == p) {
+                scored.push((e["dev"].as_f64().unwrap(), p));
+            }
+        }
+    }
+    let prompt = mergec::develop::prompt::compact_prompt();
+    let mut pairs = vec![];
+    for a in &scored {
+        for b in &scored {
+            if a.0 >= b.0 + 0.1 {
+                pairs.push(Pair {
+                    prompt: prompt.clone(),
+                    chosen: a.1.clone(),
+                    rejected: b.1.clone(),
+                });
+            }
+        }
+    }
+    let held: Vec<Pair> = pairs.iter().skip(4).step_by(5).cloned().collect();
+    let train: Vec<Pair> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 4 || (i - 4) % 5 != 0)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let mut g = LocalGenerator::load(&model, LocalSettings::default()).unwrap();
+    let reference = g.snapshot().unwrap();
+    let before = g.evaluate_pairs(&reference, &held).unwrap();
+    let s = g.settings.dpo.clone();
+    let t0 = std::time::Instant::now();
+    let r = g.dpo(&train, &s).unwrap();
+    let after = g.evaluate_pairs(&reference, &held).unwrap();
+    println!(
+        "{} programs, {} pairs: {} train, {} held out; {} steps in {:.0} s",
+        scored.len(),
+        pairs.len(),
+        train.len(),
+        held.len(),
+        r.steps,
+        t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "train loss per step:   {:?}",
+        r.losses
+            .iter()
+            .map(|x| (x * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "train margin per step: {:?}",
+        r.margins
+            .iter()
+            .map(|x| (x * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "held-out loss {:.4} -> {:.4}, margin {:.3} -> {:.3}",
+        before.0, after.0, before.1, after.1
+    );
+    assert!(after.1 > before.1);
+}
