@@ -22,6 +22,26 @@ pub struct LearnReport {
     pub note: String,
 }
 
+impl LearnReport {
+    /// Records one step's DPO loss and mean margin.
+    pub fn record_step(
+        &mut self,
+        loss: &candle_core::Tensor,
+        margin: &candle_core::Tensor,
+    ) -> Result<(), String> {
+        let e = |e: candle_core::Error| format!("learning: {e}");
+        self.steps += 1;
+        self.losses.push(loss.to_scalar::<f32>().map_err(e)? as f64);
+        self.margins.push(
+            margin
+                .mean_all()
+                .and_then(|m| m.to_scalar::<f32>())
+                .map_err(e)? as f64,
+        );
+        Ok(())
+    }
+}
+
 pub trait Generator {
     /// Name and version recorded with every program (e.g. `tiny-v1@<hash>`).
     fn id(&self) -> String;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod driver;
 pub mod extract;
 pub mod generator;
+pub mod guided;
 pub mod local;
 pub mod openai;
 pub mod plots;

@@ -195,6 +195,32 @@ pub fn dpo_loss(
     Ok((loss, margin.detach()))
 }
 
+/// The objective of one DPO step on `k` pairs: [`dpo_loss`], plus `nll` times the
+/// chosen sequences' mean per-token negative log-likelihood (sequence `i` scores
+/// `chosen_tokens[i]` tokens) when `nll > 0` (as in RPO). Returns the objective, the
+/// DPO loss and the margins (detached).
+pub fn dpo_objective(
+    pc: &Tensor,
+    pr: &Tensor,
+    ref_c: &Tensor,
+    ref_r: &Tensor,
+    chosen_tokens: &[f32],
+    beta: f64,
+    nll: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (loss, margin) = dpo_loss(pc, pr, ref_c, ref_r, beta)?;
+    if nll <= 0.0 {
+        return Ok((loss.clone(), loss, margin));
+    }
+    let tokens =
+        Tensor::from_vec(chosen_tokens.to_vec(), chosen_tokens.len(), pc.device()).map_err(err)?;
+    let penalty = (pc / tokens)
+        .and_then(|x| x.mean_all())
+        .and_then(|x| x * (-nll))
+        .map_err(err)?;
+    Ok(((&loss + penalty).map_err(err)?, loss, margin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use super::{PAD, Result, TinyGenerator, cerr};
 use crate::develop::generator::{LearnReport, Pair};
 use crate::r#gen::SplitMix64;
-use crate::model::train::{Batch, clipped_grads, dpo_loss, sequence_logprobs, weights_hash};
+use crate::model::train::{Batch, clipped_grads, dpo_objective, sequence_logprobs, weights_hash};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
@@ -128,33 +128,22 @@ impl TinyGenerator {
                     let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
                     Tensor::from_vec(xs, k, &dev).map_err(cerr)
                 };
-                let (loss, margin) = dpo_loss(&pc, &pr, &sel(&ref_c)?, &sel(&ref_r)?, s.beta)?;
-                let objective = if s.nll > 0.0 {
-                    let tokens: Vec<f32> = chunk
-                        .iter()
-                        .map(|&i| (chosen[i].len().max(2) - 1) as f32)
-                        .collect();
-                    let tokens = Tensor::from_vec(tokens, k, &dev).map_err(cerr)?;
-                    let nll = (pc / tokens)
-                        .and_then(|x| x.mean_all())
-                        .and_then(|x| x * (-s.nll))
-                        .map_err(cerr)?;
-                    (&loss + nll).map_err(cerr)?
-                } else {
-                    loss.clone()
-                };
+                let tokens: Vec<f32> = chunk
+                    .iter()
+                    .map(|&i| (chosen[i].len().max(2) - 1) as f32)
+                    .collect();
+                let (objective, loss, margin) = dpo_objective(
+                    &pc,
+                    &pr,
+                    &sel(&ref_c)?,
+                    &sel(&ref_r)?,
+                    &tokens,
+                    s.beta,
+                    s.nll,
+                )?;
                 let (grads, _) = clipped_grads(&objective, &vars, s.clip)?;
                 opt.step(&grads).map_err(cerr)?;
-                report.steps += 1;
-                report
-                    .losses
-                    .push(loss.to_scalar::<f32>().map_err(cerr)? as f64);
-                report.margins.push(
-                    margin
-                        .mean_all()
-                        .and_then(|m| m.to_scalar::<f32>())
-                        .map_err(cerr)? as f64,
-                );
+                report.record_step(&loss, &margin)?;
             }
         }
         self.weights = weights_hash(&self.vm)?;

@@ -522,7 +522,7 @@ impl TinyGenerator {
         };
         let prompts = vec![vec![BOS]; n];
         let pieces = self.vocab.pieces();
-        let fit = |t: &str| crate::develop::local::program_fit(t);
+        let fit = |t: &str| crate::develop::guided::program_fit(t);
         let guide = Guide::new(&pieces, &fit);
         let guide = self.guided.then_some(&guide);
         let out = sample(&self.model, &prompts, &[EOS], PAD, &opts, &|_| false, guide)?;

@@ -1,0 +1,294 @@
+//! What grammar-guided decoding accepts from a generator: a program prefix that can
+//! still become one runnable, well-typed merge ([`program_fit`]), for
+//! [`crate::model::sample::Guide`]. Used by the `local:` and `tiny` generators.
+
+use crate::model::sample::Fit;
+
+/// The viability of a program prefix for guided decoding: a viable prefix of the
+/// language with names resolved ([`crate::syntax::prefix`], strict), with a runnable
+/// merge header ([`header_fits`]), within [`tidy`] limits (so a small model cannot
+/// wander off into endless comments, names, numbers or blank space that the grammar
+/// allows), one statement per line, and type-checked at every statement boundary (and
+/// at the header's end): the program closed there (`return base }`) must have no error
+/// before that point. A whole program must pass the checker.
+pub fn program_fit(text: &str) -> Fit {
+    use crate::syntax::prefix::{PrefixOptions, Viability, check_prefix};
+    const STRICT: PrefixOptions = PrefixOptions {
+        scoped: true,
+        strict: true,
+    };
+    if !tidy(text) || !header_fits(text) {
+        return Fit::No;
+    }
+    match check_prefix(text, &STRICT) {
+        Viability::Invalid => Fit::No,
+        Viability::Complete => {
+            if crate::check_source(text).is_ok() {
+                Fit::Whole
+            } else {
+                Fit::No
+            }
+        }
+        Viability::Incomplete => {
+            // Statement boundaries: the program closed right there must check up to
+            // there. A line ends only at one (or right after the header). Tokens may
+            // hold a newline and indentation, so the boundary is the last newline when
+            // only blanks follow it.
+            let Some(header_end) = text.find('{') else {
+                return Fit::Prefix;
+            };
+            let trimmed = text.trim_end();
+            let last_nl = text
+                .rfind('\n')
+                .filter(|&i| text[i + 1..].trim().is_empty());
+            let (upto, probe) = if trimmed.len() == header_end + 1 {
+                (trimmed, format!("{trimmed}\nreturn base\n}}"))
+            } else if let Some(i) = last_nl {
+                (&text[..=i], format!("{}return base\n}}", &text[..=i]))
+            } else if trimmed.ends_with(';') {
+                (trimmed, format!("{trimmed}\nreturn base\n}}"))
+            } else {
+                return Fit::Prefix;
+            };
+            if check_prefix(&probe, &STRICT) != Viability::Complete {
+                let right_after_header = text[header_end + 1..upto.len().max(header_end + 1)]
+                    .trim()
+                    .is_empty();
+                if last_nl.is_some() && !right_after_header {
+                    return Fit::No;
+                }
+            } else if let Err(diags) = crate::check_source(&probe)
+                && diags.iter().any(|d| d.span.start < upto.len())
+            {
+                return Fit::No;
+            }
+            Fit::Prefix
+        }
+    }
+}
+
+/// Parameters of a guided merge besides `base` and `models`.
+pub const MAX_PARAMS: usize = 6;
+/// Statements (lines) of a guided merge body; then it must return.
+pub const MAX_STATEMENTS: usize = 8;
+/// Longest body line of a guided program.
+const MAX_LINE: usize = 120;
+
+/// Layout limits of guided programs: no comments or tabs, the header on one line (at
+/// most 200 characters), no blank lines, at most [`MAX_STATEMENTS`] statements before
+/// the `return` and nothing but `}` after it, body lines of at most 120 characters, words of at most 32 characters,
+/// numbers of at most 12 digits and no runs of more than 8 spaces.
+pub fn tidy(text: &str) -> bool {
+    if text.contains(['#', '\t', '\r']) || text.contains("         ") {
+        return false;
+    }
+    // One line of header; no blank (or whitespace-only) lines.
+    let header_end = text.find('{').unwrap_or(text.len());
+    if text[..header_end].contains('\n') {
+        return false;
+    }
+    let mut blank = false;
+    let mut returned = false;
+    for (i, line) in text.split('\n').enumerate().skip(1) {
+        let l = line.trim();
+        if blank || l.len() > MAX_LINE || (returned && !l.is_empty() && !l.starts_with('}')) {
+            return false;
+        }
+        returned = l.starts_with("return ");
+        // Each line starts a statement (or closes the body); after MAX_STATEMENTS
+        // statements, only `return` (then `}`).
+        let starts = |w: &str| w.starts_with(l) || l.starts_with(&format!("{w} "));
+        let ending = starts("return") || l.starts_with('}');
+        if !ending && (!starts("let") || i > MAX_STATEMENTS) {
+            return false;
+        }
+        blank = l.is_empty();
+    }
+    let mut word = 0;
+    let mut digits = 0;
+    let mut line = 0;
+    for c in text.chars() {
+        word = if c.is_ascii_alphanumeric() || c == '_' {
+            word + 1
+        } else {
+            0
+        };
+        digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+        line = if c == '\n' { 0 } else { line + 1 };
+        if word > 32 || digits > 12 || line > 200 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Guided programs are one merge whose header is
+/// `merge NAME(base: Tensor, models: [Tensor]` then parameters with literal defaults
+/// (`, NAME: f32|int|bool = LITERAL`) then `) -> Tensor {`: what the loop can run. Whether
+/// `text` can still have that header.
+pub fn header_fits(text: &str) -> bool {
+    let head = match text.find('{') {
+        Some(i) => &text[..=i],
+        None => text,
+    };
+    let toks = header_tokens(head);
+    let open_end = !text.contains('{') && !text.ends_with(|c: char| c.is_whitespace());
+    const FIXED: [&str; 12] = [
+        "merge", "\0", "(", "base", ":", "Tensor", ",", "models", ":", "[", "Tensor", "]",
+    ];
+    let mut st = 0usize; // 0..12: FIXED; 12: after a parameter; 20+: in a parameter; 30+: tail
+    let mut ty = "";
+    let mut params = 0;
+    for (k, tok) in toks.iter().enumerate() {
+        let partial = open_end && k + 1 == toks.len();
+        let is_word = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let is_number = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                && (t.parse::<f64>().is_ok()
+                    || (partial && (t.ends_with(['e', 'E', '-', '+', '.']))))
+        };
+        let word_ok = |want: &str| tok == want || (partial && want.starts_with(tok.as_str()));
+        let ok = match st {
+            1 => is_word(tok) && (partial || !KEYWORDS.contains(&tok.as_str())),
+            0..=11 => word_ok(FIXED[st]),
+            12 => word_ok(",") || word_ok(")"),
+            20 => is_word(tok) && (partial || !KEYWORDS.contains(&tok.as_str())) || word_ok(")"),
+            21 => word_ok(":"),
+            22 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)) || word_ok("["),
+            26 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)),
+            27 => word_ok("]"),
+            // A list literal's elements.
+            28 => word_ok("-") || is_number(tok) || word_ok("]"),
+            29 => is_number(tok),
+            40 => word_ok(",") || word_ok("]"),
+            23 => word_ok("="),
+            24 if ty == "bool" => word_ok("true") || word_ok("false"),
+            24 | 25 if ty == "int" => {
+                (st == 24 && word_ok("-")) || tok.chars().all(|c| c.is_ascii_digit())
+            }
+            24 if ty == "list" => word_ok("-") || is_number(tok) || word_ok("["),
+            24 => word_ok("-") || is_number(tok),
+            25 => is_number(tok),
+            30 => word_ok("->"),
+            31 => word_ok("Tensor"),
+            32 => word_ok("{"),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        if st == 20 && tok != ")" {
+            params += 1;
+            if params > MAX_PARAMS {
+                return false;
+            }
+        }
+        if st == 22 {
+            ty = ["f32", "int", "bool", "["]
+                .into_iter()
+                .find(|t| t == tok)
+                .map(|t| if t == "[" { "list" } else { t })
+                .unwrap_or("");
+        }
+        st = match (st, tok.as_str()) {
+            (11, _) => 12,
+            (12, ",") => 20,
+            (12, _) | (20, ")") => 30,
+            (22, "[") => 26,
+            (26, _) => 27,
+            (27, _) => 23,
+            (24, "-") => 25,
+            (24, "[") => 28,
+            (28, "-") => 29,
+            (28, "]") | (40, "]") => 12,
+            (28, _) | (29, _) => 40,
+            (40, _) => 28,
+            (24, _) | (25, _) => 12,
+            (s, _) if s < 12 || (20..32).contains(&s) => s + 1,
+            (s, _) => s,
+        };
+    }
+    true
+}
+
+const KEYWORDS: [&str; 11] = [
+    "merge", "fn", "let", "return", "if", "else", "true", "false", "and", "or", "not",
+];
+
+/// The header's tokens: words and numbers (with exponents), `->`, other characters one
+/// by one; whitespace separates.
+fn header_tokens(s: &str) -> Vec<String> {
+    let b = s.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
+            let start = i;
+            let number = c.is_ascii_digit() || c == b'.';
+            while i < b.len() {
+                let d = b[i];
+                let exp_sign =
+                    number && (d == b'-' || d == b'+') && matches!(b[i - 1], b'e' | b'E');
+                if d.is_ascii_alphanumeric() || d == b'_' || (number && d == b'.') || exp_sign {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            out.push(s[start..i].to_string());
+        } else if c == b'-' && b.get(i + 1) == Some(&b'>') {
+            out.push("->".into());
+            i += 2;
+        } else {
+            out.push((c as char).to_string());
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_fits;
+
+    #[test]
+    fn guided_programs_have_a_runnable_merge_header() {
+        for ok in [
+            "",
+            "mer",
+            "merge",
+            "merge m",
+            "merge m(base: Tensor, models: [Tensor]",
+            "merge m(base: Tensor, models: [Tensor], w",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 0.",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = -1e-",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1e-3, k: int = 2, t: bool = tr",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = [0.5, -1",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = [0.5, 1.0]) -> Tensor {",
+            "merge m(base: Tensor, models: [Tensor],) -",
+            "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n  return base }",
+        ] {
+            assert!(header_fits(ok), "{ok:?}");
+        }
+        for bad in [
+            "fn h",
+            "merge m(x",
+            "merge m(base: f32",
+            "merge m(base: Tensor, models: [Tensor], w: f32)",
+            "merge m(base: Tensor, models: [Tensor], w: Tensor = 1.0",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = x",
+            "merge m(base: Tensor, models: [Tensor], k: int = 1.5",
+            "merge m(base: Tensor, models: [Tensor], w: [f32] = [x",
+            "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
+            "merge let(",
+        ] {
+            assert!(!header_fits(bad), "{bad:?}");
+        }
+    }
+}
