@@ -237,6 +237,7 @@ fn lora_dpo_lowers_the_loss_and_raises_the_held_out_margin() {
     s.lr = 3e-3;
     s.epochs = 4;
     s.nll = 0.0;
+    s.batch_pairs = 2;
     let r = g.dpo(&train, &s).unwrap();
     assert_eq!(r.steps, 16);
     let first: f64 = r.losses[..4].iter().sum::<f64>() / 4.0;

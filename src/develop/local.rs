@@ -66,7 +66,7 @@ impl Default for LocalSettings {
                 lr: 2e-4,
                 epochs: 2,
                 max_steps: 0,
-                batch_pairs: 2,
+                batch_pairs: 1,
                 weight_decay: 0.0,
                 clip: 1.0,
                 seed: 0,
