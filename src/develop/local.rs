@@ -19,7 +19,7 @@ use crate::r#gen::SplitMix64;
 use crate::model::LoadedModel;
 use crate::model::llama::{Llama, LoraSpec};
 use crate::model::sample::{Guide, SampleOptions, sample_shared};
-use crate::model::train::{Batch, clipped_grads, dpo_objective, sequence_logprobs};
+use crate::model::train::{Batch, clipped_grads, dpo_objective, dpo_summary, sequence_logprobs};
 use crate::model::{Role, TextModel};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -330,9 +330,7 @@ impl LocalGenerator {
         if pairs.is_empty() {
             return Ok((0.0, 0.0));
         }
-        let beta = self.settings.dpo.beta;
-        let mut loss = 0.0;
-        let mut margin = 0.0;
+        let mut lps = Vec::with_capacity(pairs.len());
         for p in pairs {
             let ids = self.prompt_ids(&p.prompt)?;
             let comps = vec![
@@ -341,13 +339,9 @@ impl LocalGenerator {
             ];
             let pi = Self::logprobs_of(&self.policy, &ids, &comps, 2)?;
             let rf = Self::logprobs_of(reference, &ids, &comps, 2)?;
-            let m = (pi[0] - rf[0]) - (pi[1] - rf[1]);
-            margin += m;
-            let z = -beta * m;
-            loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
+            lps.push((pi[0], pi[1], rf[0], rf[1]));
         }
-        let n = pairs.len() as f64;
-        Ok((loss / n, margin / n))
+        Ok(dpo_summary(lps.into_iter(), self.settings.dpo.beta))
     }
 
     /// DPO on `pairs` (LoRA adapters only) against the policy as it is now; returns the

@@ -195,6 +195,25 @@ pub fn dpo_loss(
     Ok((loss, margin.detach()))
 }
 
+/// The mean DPO loss and mean margin of pairs from plain log-probabilities (policy
+/// chosen, policy rejected, reference chosen, reference rejected per pair), e.g. to
+/// evaluate held-out pairs: `-log sigmoid(beta m)` with `m` as in [`dpo_loss`].
+pub fn dpo_summary(lps: impl Iterator<Item = (f64, f64, f64, f64)>, beta: f64) -> (f64, f64) {
+    let (mut loss, mut margin, mut n) = (0.0, 0.0, 0usize);
+    for (pc, pr, rc, rr) in lps {
+        let m = (pc - rc) - (pr - rr);
+        margin += m;
+        // -log sigmoid(beta m) = softplus(-beta m)
+        let z = -beta * m;
+        loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
+        n += 1;
+    }
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    (loss / n as f64, margin / n as f64)
+}
+
 /// The objective of one DPO step on `k` pairs: [`dpo_loss`], plus `nll` times the
 /// chosen sequences' mean per-token negative log-likelihood (sequence `i` scores
 /// `chosen_tokens[i]` tokens) when `nll > 0` (as in RPO). Returns the objective, the

@@ -4,7 +4,9 @@
 use super::{PAD, Result, TinyGenerator, cerr};
 use crate::develop::generator::{LearnReport, Pair};
 use crate::r#gen::SplitMix64;
-use crate::model::train::{Batch, clipped_grads, dpo_objective, sequence_logprobs, weights_hash};
+use crate::model::train::{
+    Batch, clipped_grads, dpo_objective, dpo_summary, sequence_logprobs, weights_hash,
+};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
@@ -60,18 +62,8 @@ impl TinyGenerator {
         let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
         let (pc, pr) = (self.logprobs(&c, 16)?, self.logprobs(&r, 16)?);
         let (rc, rr) = (reference.logprobs(&c, 16)?, reference.logprobs(&r, 16)?);
-        let beta = self.dpo.beta;
-        let mut loss = 0.0;
-        let mut margin = 0.0;
-        for (((pc, pr), rc), rr) in pc.iter().zip(&pr).zip(&rc).zip(&rr) {
-            let m = (pc - rc) - (pr - rr);
-            margin += m;
-            // -log sigmoid(beta m) = softplus(-beta m)
-            let z = -beta * m;
-            loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
-        }
-        let n = pairs.len() as f64;
-        Ok((loss / n, margin / n))
+        let lps = (0..pairs.len()).map(|i| (pc[i], pr[i], rc[i], rr[i]));
+        Ok(dpo_summary(lps, self.dpo.beta))
     }
 
     /// DPO on `pairs` against a frozen copy of the current weights, with `s`. Returns
