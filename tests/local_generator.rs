@@ -48,6 +48,11 @@ fn shared_prefix_forwards_match_the_plain_ones() {
     let flat: Vec<u32> = conts.iter().flatten().copied().collect();
     let batch = Tensor::from_vec(flat, (3, 4), &Device::Cpu).unwrap();
     let after = m.forward_train_after(&prefix, &batch).unwrap();
+    // The gradient-free version: the same bits.
+    assert_eq!(
+        max_diff(&after, &m.forward_after(&prefix, &batch).unwrap()),
+        0.0
+    );
     for (i, c) in conts.iter().enumerate() {
         let whole: Vec<u32> = prompt.iter().chain(c).copied().collect();
         let t = Tensor::new(whole.as_slice(), &Device::Cpu)
@@ -200,6 +205,58 @@ fn lora_starts_as_a_no_op_and_folds_into_the_weights() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn checkpointed_gradients_equal_plain_backpropagation() {
+    let mut m = random_llama(11, 40);
+    let vm = VarMap::new();
+    m.attach_lora(&LoraSpec::new(4, 8.0), &vm, 5).unwrap();
+    // B off zero, so that every A gets a gradient too.
+    for (i, (name, v)) in vm.data().lock().unwrap().iter().enumerate() {
+        if name.ends_with("lora_B.weight") {
+            let r = (Tensor::ones(v.shape(), DType::F32, &Device::Cpu).unwrap()
+                * (0.01 * (1 + i % 5) as f64))
+                .unwrap();
+            v.set(&r).unwrap();
+        }
+    }
+    let vars = vm.all_vars();
+    let (prefix, _) = m.prefill_prefix(&[1, 5, 9, 12, 7, 30]).unwrap();
+    let batch = Tensor::new(&[[3u32, 8, 8, 10, 2], [17, 2, 25, 6, 6]], &Device::Cpu).unwrap();
+    // A scalar that uses every logit unevenly.
+    let weights = Tensor::arange(0f32, 2.0 * 5.0 * 40.0, &Device::Cpu)
+        .unwrap()
+        .reshape((2, 5, 40))
+        .unwrap()
+        .sin()
+        .unwrap();
+    let objective = |logits: &Tensor| {
+        candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)
+            .and_then(|l| l * &weights)
+            .and_then(|l| l.sum_all())
+            .map_err(|e| e.to_string())
+    };
+    let plain = objective(&m.forward_train_after(&prefix, &batch).unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    let (checkpointed, value) = m
+        .grads_after(&prefix, &batch, &vars, |logits| {
+            let o = objective(logits)?;
+            Ok((o.clone(), o.detach()))
+        })
+        .unwrap();
+    let plain_value = objective(&m.forward_train_after(&prefix, &batch).unwrap()).unwrap();
+    assert!(max_diff(&value, &plain_value) < 1e-5);
+    assert_eq!(vars.len(), 2 * 7 * 2);
+    for v in &vars {
+        let (a, b) = (plain.get(v).unwrap(), checkpointed.get(v).unwrap());
+        let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let scale = scale.to_scalar::<f32>().unwrap();
+        assert!(scale > 1e-6, "a LoRA weight got no gradient");
+        assert!(max_diff(a, b) / scale < 1e-4, "{}", max_diff(a, b) / scale);
+    }
 }
 
 const CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789 +-*/=()[]{}<>,.:;_|!#\"\n`";

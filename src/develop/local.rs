@@ -19,7 +19,7 @@ use crate::r#gen::SplitMix64;
 use crate::model::LoadedModel;
 use crate::model::llama::{Llama, LoraSpec};
 use crate::model::sample::{Guide, SampleOptions, sample_shared};
-use crate::model::train::{Batch, clipped_grads, dpo_objective, dpo_summary, sequence_logprobs};
+use crate::model::train::{Batch, clip_grads, dpo_objective, dpo_summary, sequence_logprobs};
 use crate::model::{Role, TextModel};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -295,7 +295,7 @@ impl LocalGenerator {
         for chunk in seqs.chunks(batch.max(1)) {
             let views: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
             let b = Batch::new(&views, &[], 0, &Device::Cpu)?;
-            let logits = model.forward_train_after(&prefix, &b.inputs)?;
+            let logits = model.forward_after(&prefix, &b.inputs)?;
             let lp = sequence_logprobs(&logits, &b)?;
             out.extend(
                 lp.to_vec1::<f32>()
@@ -438,25 +438,24 @@ impl LocalGenerator {
                     .collect();
                 let views: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
                 let b = Batch::new(&views, &[], 0, &dev)?;
-                let lp =
-                    sequence_logprobs(&self.policy.forward_train_after(&prefix, &b.inputs)?, &b)?;
-                let pc = lp.narrow(0, 0, k).map_err(cerr)?;
-                let pr = lp.narrow(0, k, k).map_err(cerr)?;
                 let sel = |v: &[f64]| {
                     let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
                     Tensor::from_vec(xs, k, &dev).map_err(cerr)
                 };
                 let tokens: Vec<f32> = chunk.iter().map(|&i| chosen[i].len() as f32).collect();
-                let (objective, loss, margin) = dpo_objective(
-                    &pc,
-                    &pr,
-                    &sel(&ref_c)?,
-                    &sel(&ref_r)?,
-                    &tokens,
-                    s.beta,
-                    s.nll,
-                )?;
-                let (grads, _) = clipped_grads(&objective, &vars, s.clip)?;
+                let (ref_pc, ref_pr) = (sel(&ref_c)?, sel(&ref_r)?);
+                // Checkpointed: one layer's attention over the prompt at a time.
+                let (grads, (loss, margin)) =
+                    self.policy
+                        .grads_after(&prefix, &b.inputs, &vars, |logits| {
+                            let lp = sequence_logprobs(logits, &b)?;
+                            let pc = lp.narrow(0, 0, k).map_err(cerr)?;
+                            let pr = lp.narrow(0, k, k).map_err(cerr)?;
+                            let (objective, loss, margin) =
+                                dpo_objective(&pc, &pr, &ref_pc, &ref_pr, &tokens, s.beta, s.nll)?;
+                            Ok((objective, (loss.detach(), margin.detach())))
+                        })?;
+                let (grads, _) = clip_grads(grads, &vars, s.clip)?;
                 opt.step(&grads).map_err(cerr)?;
                 report.record_step(&loss, &margin)?;
             }

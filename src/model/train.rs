@@ -148,7 +148,15 @@ pub fn clipped_grads(
     vars: &[candle_core::Var],
     max_norm: f64,
 ) -> Result<(candle_core::backprop::GradStore, f64)> {
-    let mut grads = loss.backward().map_err(err)?;
+    clip_grads(loss.backward().map_err(err)?, vars, max_norm)
+}
+
+/// [`clipped_grads`] for gradients already computed.
+pub fn clip_grads(
+    mut grads: candle_core::backprop::GradStore,
+    vars: &[candle_core::Var],
+    max_norm: f64,
+) -> Result<(candle_core::backprop::GradStore, f64)> {
     let mut sq = 0f64;
     for v in vars {
         if let Some(g) = grads.get(v) {
