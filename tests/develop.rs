@@ -327,12 +327,8 @@ fn candidates_scored_in_parallel_match_one_at_a_time_and_a_time_limit_fails_them
 
 /// The loop with SmolLM2 in process (`local:`, guided) on the tiny family: programs are
 /// generated, assessed and scored, the iteration's adapters are saved, and a resumed run
-/// continues from them. Needs the assets of `scripts/fetch-assets.sh`. Ignored in CI:
-/// when the tiny family yields preference pairs, SmolLM2's LoRA DPO step was seen at 21 GB
-/// resident (not yet understood), too close to CI's 24 GB. Run it with
-/// `cargo test --release --test develop -- --ignored a_local`.
+/// continues from them. Needs the assets of `scripts/fetch-assets.sh`.
 #[test]
-#[ignore]
 fn a_local_guided_generator_runs_the_loop_and_resumes_from_its_adapters() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");

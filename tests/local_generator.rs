@@ -172,6 +172,51 @@ fn shared_sampling_matches_padded_sampling_and_guides() {
         assert!(c.finished);
         assert!(c.ids.iter().all(|i| i % 2 == 0), "{c:?}");
     }
+    // Lines: a one-token header line, then a body line that can never end (at most 3
+    // tokens, no newline): every body line dead-ends, is dropped and redone, and after
+    // the backtracks the completion closes under a fit that wants one token and a
+    // newline.
+    let mut pieces: Vec<Option<String>> = (0..40).map(|i| Some(format!("x{i} "))).collect();
+    pieces[0] = Some("\n".into());
+    let words = |l: &str| l.matches(' ').count();
+    let open = |t: &str| {
+        let lines: Vec<&str> = t.split('\n').collect();
+        match lines.len() {
+            1 if words(lines[0]) <= 1 => Fit::Prefix,
+            _ if words(lines[0]) != 1 => Fit::No,
+            2 if words(lines[1]) <= 3 => Fit::Prefix,
+            _ => Fit::No,
+        }
+    };
+    let close = |t: &str| {
+        let lines: Vec<&str> = t.split('\n').collect();
+        match lines.len() {
+            _ if words(lines[0]) != 1 => Fit::No,
+            2 if words(lines[1]) <= 1 => Fit::Prefix,
+            3 if words(lines[1]) == 1 && lines[2].is_empty() => Fit::Whole,
+            _ => Fit::No,
+        }
+    };
+    let mut guide = Guide::new(&pieces, &open);
+    guide.closing = Some(&close);
+    guide.reserve = 2;
+    let long = SampleOptions {
+        max_new_tokens: 40,
+        ..hot.clone()
+    };
+    let g = sample_shared(&m, &prompt, 6, &[2], &long, &|_| false, Some(&guide)).unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(guide.closed.load(Relaxed), 6);
+    assert!(guide.backtracked.load(Relaxed) >= 6 * (guide.backtracks + 1));
+    for c in &g {
+        assert!(c.finished, "{c:?}");
+        assert_eq!(c.ids.len(), 4, "{c:?}");
+        assert_eq!((c.ids[1], c.ids[3]), (0, 0), "{c:?}");
+    }
+    // Without a closing fit, the same completions end unfinished.
+    let guide = Guide::new(&pieces, &open);
+    let g = sample_shared(&m, &prompt, 6, &[2], &long, &|_| false, Some(&guide)).unwrap();
+    assert!(g.iter().all(|c| !c.finished));
 }
 
 #[test]

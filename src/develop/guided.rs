@@ -2,7 +2,7 @@
 //! still become one runnable, well-typed merge ([`program_fit`]), for
 //! [`crate::model::sample::Guide`]. Used by the `local:` and `tiny` generators.
 
-use crate::model::sample::Fit;
+use crate::model::sample::{Fit, Guide};
 
 /// The viability of a program prefix for guided decoding: a viable prefix of the
 /// language with names resolved ([`crate::syntax::prefix`], strict), with a runnable
@@ -41,8 +41,20 @@ pub fn program_fit(text: &str) -> Fit {
             let last_nl = text
                 .rfind('\n')
                 .filter(|&i| text[i + 1..].trim().is_empty());
+            // The line a newline just ended, if it was the `return`: then only `}`
+            // is missing.
+            let returned = last_nl.is_some_and(|i| {
+                text[..i]
+                    .rsplit('\n')
+                    .next()
+                    .is_some_and(|l| l.trim_start().starts_with("return "))
+            });
             let (upto, probe) = if trimmed.len() == header_end + 1 {
                 (trimmed, format!("{trimmed}\nreturn base\n}}"))
+            } else if let Some(i) = last_nl
+                && returned
+            {
+                (&text[..=i], format!("{}}}", &text[..=i]))
             } else if let Some(i) = last_nl {
                 (&text[..=i], format!("{}return base\n}}", &text[..=i]))
             } else if trimmed.ends_with(';') {
@@ -66,6 +78,46 @@ pub fn program_fit(text: &str) -> Fit {
         }
     }
 }
+
+/// The guide of program sampling: [`program_fit`]'s rules, lines ending as soon as they
+/// can after [`SOFT_LINE`] characters.
+pub fn program_guide<'a>(
+    pieces: &'a [Option<String>],
+    fit: &'a (dyn Fn(&str) -> Fit + Sync),
+) -> Guide<'a> {
+    let mut g = Guide::new(pieces, fit);
+    g.closing = Some(&closing_fit);
+    g.soft_line = SOFT_LINE;
+    g
+}
+
+/// [`program_fit`] for a program that must finish: the body line being written must be
+/// the `return` (or the closing `}`), of at most [`CLOSING_LINE`] characters.
+fn closing_fit(text: &str) -> Fit {
+    if let Some(i) = text.rfind('\n')
+        && text.find('{').is_some_and(|h| h < i)
+    {
+        let l = text[i + 1..].trim_start();
+        if l.len() > CLOSING_LINE {
+            return Fit::No;
+        }
+        if !(l.is_empty()
+            || "return".starts_with(l)
+            || l.starts_with("return ")
+            || l.starts_with('}'))
+        {
+            return Fit::No;
+        }
+    }
+    program_fit(text)
+}
+
+/// Longest `return` line of a program that must finish (long ones were mostly
+/// `+ 1.0 + 1.0 ...` loops that never became a tensor).
+const CLOSING_LINE: usize = 64;
+
+/// Body lines this long end at their first statement boundary (see [`Guide::soft_line`]).
+pub const SOFT_LINE: usize = 80;
 
 /// Parameters of a guided merge besides `base` and `models`.
 pub const MAX_PARAMS: usize = 6;
@@ -91,7 +143,9 @@ pub fn tidy(text: &str) -> bool {
     let mut returned = false;
     for (i, line) in text.split('\n').enumerate().skip(1) {
         let l = line.trim();
-        if blank || l.len() > MAX_LINE || (returned && !l.is_empty() && !l.starts_with('}')) {
+        // After the return, only `}`, unindented (an indented line there is a dead end
+        // for a model that then expects code, not a brace).
+        if blank || l.len() > MAX_LINE || (returned && (l != line || !"}".starts_with(l))) {
             return false;
         }
         returned = l.starts_with("return ");
@@ -154,7 +208,9 @@ pub fn header_fits(text: &str) -> bool {
         let ok = match st {
             1 => is_word(tok) && (partial || !KEYWORDS.contains(&tok.as_str())),
             0..=11 => word_ok(FIXED[st]),
-            12 => word_ok(",") || word_ok(")"),
+            // No comma after the last parameter allowed: `)` is then unlikely enough
+            // to fall outside the tokens tried, and the header cannot be redone.
+            12 => (params < MAX_PARAMS && word_ok(",")) || word_ok(")"),
             20 => is_word(tok) && (partial || !KEYWORDS.contains(&tok.as_str())) || word_ok(")"),
             21 => word_ok(":"),
             22 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)) || word_ok("["),
@@ -255,7 +311,27 @@ fn header_tokens(s: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::header_fits;
+    use super::{Fit, header_fits, program_fit};
+
+    #[test]
+    fn a_return_line_can_end_before_its_brace() {
+        let h =
+            "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    let d = models[0] - base\n";
+        assert_eq!(
+            program_fit(&format!("{h}    return base + d\n")),
+            Fit::Prefix
+        );
+        assert_eq!(
+            program_fit(&format!("{h}    return base + d\n}}")),
+            Fit::Whole
+        );
+        assert_eq!(program_fit(&format!("{h}    return 1.0\n")), Fit::No);
+        assert_eq!(
+            program_fit(&format!("{h}    return base\n    let")),
+            Fit::No
+        );
+        assert_eq!(program_fit(&format!("{h}    return base\n    ")), Fit::No);
+    }
 
     #[test]
     fn guided_programs_have_a_runnable_merge_header() {
@@ -287,6 +363,8 @@ mod tests {
             "merge m(base: Tensor, models: [Tensor], w: [f32] = [x",
             "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
             "merge let(",
+            "merge m(base: Tensor, models: [Tensor], a: f32 = 1.0, b: f32 = 1.0, c: f32 = 1.0, \
+             d: f32 = 1.0, e: f32 = 1.0, f: f32 = 1.0,",
         ] {
             assert!(!header_fits(bad), "{bad:?}");
         }

@@ -14,11 +14,12 @@
 
 use super::generator::{Generator, LearnReport, Pair};
 pub use super::guided::program_fit;
+use super::guided::program_guide;
 use super::tiny::{DpoSettings, iteration_dir};
 use crate::r#gen::SplitMix64;
 use crate::model::LoadedModel;
 use crate::model::llama::{Llama, LoraSpec};
-use crate::model::sample::{Guide, SampleOptions, sample_shared};
+use crate::model::sample::{SampleOptions, sample_shared};
 use crate::model::train::{Batch, clip_grads, dpo_objective, dpo_summary, sequence_logprobs};
 use crate::model::{Role, TextModel};
 use candle_core::{DType, Device, Tensor};
@@ -83,6 +84,7 @@ pub struct GuideStats {
     pub refused: usize,
     pub backtracked: usize,
     pub dead_ends: usize,
+    pub closed: usize,
 }
 
 /// A local model generating merge programs.
@@ -223,7 +225,7 @@ impl LocalGenerator {
         let tok = &self.base.tok;
         let pieces = &self.pieces;
         let fit = |t: &str| program_fit(t);
-        let guide = Guide::new(pieces, &fit);
+        let guide = program_guide(pieces, &fit);
         let out = if guided {
             sample_shared(model, &ids, n, &eos, &opts, &|_| false, Some(&guide))?
         } else {
@@ -257,12 +259,14 @@ impl LocalGenerator {
             refused: guide.refused.load(Relaxed),
             backtracked: guide.backtracked.load(Relaxed),
             dead_ends: guide.dead_ends.load(Relaxed),
+            closed: guide.closed.load(Relaxed),
         };
         if guided {
             let st = &self.last_stats;
             eprintln!(
-                "guided: {} tokens, {} drawn tokens refused, {} lines redone, {} dead ends",
-                st.tokens, st.refused, st.backtracked, st.dead_ends
+                "guided: {} tokens, {} drawn tokens refused, {} lines redone, {} dead ends, \
+                 {} programs closed early",
+                st.tokens, st.refused, st.backtracked, st.dead_ends, st.closed
             );
         }
         Ok(texts)

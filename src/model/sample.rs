@@ -185,11 +185,24 @@ pub struct Guide<'a> {
     /// At a dead end, a completion drops its current line and samples it again, at
     /// most this many times; then it ends unfinished.
     pub backtracks: usize,
-    /// Tokens drawn and refused, lines redone, and completions that found no fitting
-    /// token.
+    /// A line but the first (a header) at least this long (leading blanks aside) ends
+    /// as soon as it can: the tokens that end it (their text holds a newline) or end the
+    /// completion are tried first, the same way, and the line goes on only if none
+    /// fits. 0: no limit. (Trying bracket-closing tokens next made SmolLM2's programs
+    /// less often valid: 75-81% against 88-97%.)
+    pub soft_line: usize,
+    /// Closing: a completion whose backtracks are spent, or with fewer than `reserve`
+    /// tokens left, drops its current line and goes on under this stricter fit (which
+    /// should only let it finish: for programs, the next line must be the `return`),
+    /// with twice its backtracks anew. None: such a completion ends unfinished.
+    pub closing: Option<&'a (dyn Fn(&str) -> Fit + Sync)>,
+    pub reserve: usize,
+    /// Tokens drawn and refused, lines redone, completions that found no fitting
+    /// token, and completions that went closing.
     pub refused: std::sync::atomic::AtomicUsize,
     pub backtracked: std::sync::atomic::AtomicUsize,
     pub dead_ends: std::sync::atomic::AtomicUsize,
+    pub closed: std::sync::atomic::AtomicUsize,
 }
 
 impl<'a> Guide<'a> {
@@ -200,23 +213,31 @@ impl<'a> Guide<'a> {
             tries: 32,
             scan: 512,
             backtracks: 8,
+            soft_line: 0,
+            closing: None,
+            reserve: 64,
             refused: Default::default(),
             backtracked: Default::default(),
             dead_ends: Default::default(),
+            closed: Default::default(),
         }
     }
 
     /// Whether token `t` may follow `text`: None if not, else whether the text is then
     /// whole (or, for an end token, that it ends here).
-    fn judge(&self, text: &str, t: u32, eos: &[u32]) -> Option<bool> {
+    fn judge(&self, text: &str, t: u32, eos: &[u32], closing: bool) -> Option<bool> {
+        let fit = match self.closing {
+            Some(f) if closing => f,
+            _ => self.fit,
+        };
         if eos.contains(&t) {
-            return ((self.fit)(text) == Fit::Whole).then_some(true);
+            return (fit(text) == Fit::Whole).then_some(true);
         }
         let piece = self.pieces.get(t as usize)?.as_ref()?;
         let mut next = String::with_capacity(text.len() + piece.len());
         next.push_str(text);
         next.push_str(piece);
-        match (self.fit)(&next) {
+        match fit(&next) {
             Fit::No => None,
             Fit::Prefix => Some(false),
             Fit::Whole => Some(true),
@@ -232,31 +253,59 @@ impl<'a> Guide<'a> {
         eos: &[u32],
         opts: &SampleOptions,
         rng: &mut SplitMix64,
+        closing: bool,
+    ) -> Option<(u32, bool)> {
+        let line_start = text.rfind('\n').map(|i| i + 1);
+        let line = text[line_start.unwrap_or(0)..].trim_start();
+        if self.soft_line > 0 && line_start.is_some() && line.len() >= self.soft_line {
+            let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
+            let ends = |t: u32| eos.contains(&t) || piece(t).is_some_and(|p| p.contains('\n'));
+            if let Some(c) = self.search(logits, text, eos, opts, rng, closing, &ends) {
+                return Some(c);
+            }
+        }
+        let c = self.search(logits, text, eos, opts, rng, closing, &|_| true);
+        if c.is_none() {
+            self.dead_ends
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        c
+    }
+
+    /// [`Self::choose`] among the tokens `allowed` says: draws, then the most likely.
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &self,
+        logits: &[f32],
+        text: &str,
+        eos: &[u32],
+        opts: &SampleOptions,
+        rng: &mut SplitMix64,
+        closing: bool,
+        allowed: &dyn Fn(u32) -> bool,
     ) -> Option<(u32, bool)> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut cand = nucleus(logits, opts.temperature, opts.top_p);
+        cand.retain(|c| allowed(c.0));
         for _ in 0..self.tries {
             if cand.is_empty() {
                 break;
             }
             let t = pick_from(&cand, rng.unit());
-            if let Some(whole) = self.judge(text, t, eos) {
+            if let Some(whole) = self.judge(text, t, eos, closing) {
                 return Some((t, whole));
             }
             self.refused.fetch_add(1, Relaxed);
             cand.retain(|c| c.0 != t);
         }
         let mut order: Vec<u32> = (0..logits.len() as u32)
-            .filter(|&i| logits[i as usize].is_finite())
+            .filter(|&i| logits[i as usize].is_finite() && allowed(i))
             .collect();
         order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        for &t in order.iter().take(self.scan) {
-            if let Some(whole) = self.judge(text, t, eos) {
-                return Some((t, whole));
-            }
-        }
-        self.dead_ends.fetch_add(1, Relaxed);
-        None
+        order
+            .iter()
+            .take(self.scan)
+            .find_map(|&t| self.judge(text, t, eos, closing).map(|whole| (t, whole)))
     }
 }
 
@@ -278,6 +327,11 @@ struct Seq {
     own_from: usize,
     hidden: Vec<usize>,
     backtracks: usize,
+    /// Where the last dropped line started, and how many times in a row it was.
+    dropped_at: usize,
+    dropped_times: usize,
+    /// Guided decoding: finishing under the guide's closing fit.
+    closing: bool,
 }
 
 /// Samples one completion per prompt (token ids, each non-empty), in order.
@@ -327,6 +381,9 @@ pub fn sample(
                 own_from: longest,
                 hidden: vec![],
                 backtracks: guide.map_or(0, |g| g.backtracks),
+                dropped_at: usize::MAX,
+                dropped_times: 0,
+                closing: false,
             })
             .collect();
         if opts.max_new_tokens == 0 {
@@ -420,6 +477,9 @@ pub fn sample_shared(
                 own_from: 0,
                 hidden: vec![],
                 backtracks: guide.map_or(0, |g| g.backtracks),
+                dropped_at: usize::MAX,
+                dropped_times: 0,
+                closing: false,
             })
             .collect();
         let first = last
@@ -459,10 +519,23 @@ pub fn sample_shared(
 
 /// Backtracking of guided decoding at a dead end: drops the tokens of the current
 /// line (at least one token) and hides their cache entries, and the entry of the token
-/// before them, which is fed again for fresh logits. False when only the first line (the
-/// header) is left to drop.
+/// before them, which is fed again for fresh logits. A line dropped [`ESCALATE`] times
+/// in a row takes the line before it along (not the first line): what trapped it may
+/// have been decided there. False when only the first line (the header) is left to drop.
 fn backtrack(s: &mut Seq) -> bool {
-    let line_start = s.text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let mut line_start = s.text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    if line_start == s.dropped_at {
+        s.dropped_times += 1;
+    } else {
+        s.dropped_times = 1;
+    }
+    if s.dropped_times > ESCALATE
+        && let Some(prev) = s.text[..line_start.saturating_sub(1)].rfind('\n')
+    {
+        line_start = prev + 1;
+        s.dropped_times = 1;
+    }
+    s.dropped_at = line_start;
     // Keep the tokens that end at or before the line's start.
     let keep = s.ends.iter().take_while(|&&e| e <= line_start).count();
     if keep == 0 || keep == s.out.len() {
@@ -479,6 +552,25 @@ fn backtrack(s: &mut Seq) -> bool {
     s.pos -= fed + 1 - keep;
     true
 }
+
+/// A guided completion at a dead end, or short of tokens: backtracks, or once its
+/// backtracks are spent (or it is short of tokens) goes closing if the guide can.
+/// False: it ends unfinished.
+fn recover(s: &mut Seq, g: &Guide, opts: &SampleOptions) -> bool {
+    let short = s.out.len() + g.reserve >= opts.max_new_tokens;
+    if (s.backtracks == 0 || short) && !s.closing {
+        if g.closing.is_none() {
+            return false;
+        }
+        s.closing = true;
+        s.backtracks = 2 * g.backtracks;
+        g.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    s.backtracks > 0 && backtrack(s)
+}
+
+/// Drops of one line in a row before [`backtrack`] drops the line before it too.
+const ESCALATE: usize = 2;
 
 /// Attention masks `(b, 1, 1, total)` of one decoding step: each row's left padding and
 /// its hidden cache entries masked.
@@ -525,27 +617,39 @@ fn decode(
                     pick_token(&l, opts.temperature, opts.top_p, s.rng.unit()),
                     false,
                 ),
-                Some(g) => match g.choose(&l, &s.text, eos, opts, &mut s.rng) {
-                    Some(c) => c,
-                    None if s.backtracks > 0 && backtrack(&mut s) => {
-                        // Redo the current line: the token before it is fed again.
-                        g.backtracked
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        keep.push(row as u32);
-                        still.push(s);
-                        continue;
+                Some(g) => {
+                    // Too few tokens left to go on: close now.
+                    let short = g.closing.is_some()
+                        && !s.closing
+                        && s.out.len() + g.reserve >= opts.max_new_tokens;
+                    let closing = s.closing;
+                    let choice = if short {
+                        None
+                    } else {
+                        g.choose(&l, &s.text, eos, opts, &mut s.rng, closing)
+                    };
+                    match choice {
+                        Some(c) => c,
+                        None if recover(&mut s, g, opts) => {
+                            // Redo the current line: the token before it is fed again.
+                            g.backtracked
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            keep.push(row as u32);
+                            still.push(s);
+                            continue;
+                        }
+                        None => {
+                            finished.push((
+                                s.idx,
+                                Completion {
+                                    ids: s.out,
+                                    finished: false,
+                                },
+                            ));
+                            continue;
+                        }
                     }
-                    None => {
-                        finished.push((
-                            s.idx,
-                            Completion {
-                                ids: s.out,
-                                finished: false,
-                            },
-                        ));
-                        continue;
-                    }
-                },
+                }
             };
             let end = eos.contains(&t);
             if !end {

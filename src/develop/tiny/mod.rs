@@ -42,7 +42,7 @@ use super::tiny_corpus::{self, CorpusSpec};
 use crate::r#gen::SplitMix64;
 use crate::model::config::{Family, LlamaConfig};
 use crate::model::llama::{Llama, masked_cross_entropy};
-use crate::model::sample::{Guide, SampleOptions, sample};
+use crate::model::sample::{SampleOptions, sample};
 use crate::model::train::{
     Batch, clipped_grads, copy_vars, seeded_init, sequence_logprobs, weights_hash,
 };
@@ -523,7 +523,7 @@ impl TinyGenerator {
         let prompts = vec![vec![BOS]; n];
         let pieces = self.vocab.pieces();
         let fit = |t: &str| crate::develop::guided::program_fit(t);
-        let guide = Guide::new(&pieces, &fit);
+        let guide = crate::develop::guided::program_guide(&pieces, &fit);
         let guide = self.guided.then_some(&guide);
         let out = sample(&self.model, &prompts, &[EOS], PAD, &opts, &|_| false, guide)?;
         Ok(out.iter().map(|c| self.vocab.decode(&c.ids)).collect())
