@@ -264,8 +264,8 @@ impl LocalGenerator {
         if guided {
             let st = &self.last_stats;
             eprintln!(
-                "guided: {} tokens, {} drawn tokens refused, {} lines redone, {} dead ends, \
-                 {} programs closed early",
+                "guided: {} tokens, {} drawn tokens refused, {} lines redone, {} dead ends; \
+                 programs closed early (a return forced after the retries): {} of {n}",
                 st.tokens, st.refused, st.backtracked, st.dead_ends, st.closed
             );
         }
