@@ -557,7 +557,9 @@ impl Llama {
             upstream = g.remove(x.as_tensor());
         }
         // The embedding, should it be trained.
-        if let Some(dy) = upstream {
+        let embedding = self.embed.embeddings().id();
+        if let Some(dy) = upstream.filter(|_| vars.iter().any(|v| v.as_tensor().id() == embedding))
+        {
             let s = (self.embed.forward(tokens).map_err(err)? * dy)
                 .and_then(|t| t.sum_all())
                 .map_err(err)?;

@@ -553,15 +553,11 @@ fn backtrack(s: &mut Seq) -> bool {
     true
 }
 
-/// A guided completion at a dead end, or short of tokens: backtracks, or once its
-/// backtracks are spent (or it is short of tokens) goes closing if the guide can.
-/// False: it ends unfinished.
-fn recover(s: &mut Seq, g: &Guide, opts: &SampleOptions) -> bool {
-    let short = s.out.len() + g.reserve >= opts.max_new_tokens;
-    if (s.backtracks == 0 || short) && !s.closing {
-        if g.closing.is_none() {
-            return false;
-        }
+/// A guided completion at a dead end, or short of tokens: backtracks; once its
+/// backtracks are spent (or it is short of tokens) it first goes closing, if the guide
+/// can. False: it ends unfinished.
+fn recover(s: &mut Seq, g: &Guide, short: bool) -> bool {
+    if g.closing.is_some() && !s.closing && (s.backtracks == 0 || short) {
         s.closing = true;
         s.backtracks = 2 * g.backtracks;
         g.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -619,18 +615,16 @@ fn decode(
                 ),
                 Some(g) => {
                     // Too few tokens left to go on: close now.
-                    let short = g.closing.is_some()
-                        && !s.closing
-                        && s.out.len() + g.reserve >= opts.max_new_tokens;
+                    let short = s.out.len() + g.reserve >= opts.max_new_tokens;
                     let closing = s.closing;
-                    let choice = if short {
+                    let choice = if short && g.closing.is_some() && !closing {
                         None
                     } else {
                         g.choose(&l, &s.text, eos, opts, &mut s.rng, closing)
                     };
                     match choice {
                         Some(c) => c,
-                        None if recover(&mut s, g, opts) => {
+                        None if recover(&mut s, g, short) => {
                             // Redo the current line: the token before it is fed again.
                             g.backtracked
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
