@@ -225,9 +225,10 @@ impl<'a> Guide<'a> {
 
     /// Whether token `t` may follow `text`: None if not, else whether the text is then
     /// whole (or, for an end token, that it ends here).
-    fn judge(&self, text: &str, t: u32, eos: &[u32], closing: bool) -> Option<bool> {
+    fn judge(&self, at: &Choice, t: u32) -> Option<bool> {
+        let Choice { text, eos, .. } = *at;
         let fit = match self.closing {
-            Some(f) if closing => f,
+            Some(f) if at.closing => f,
             _ => self.fit,
         };
         if eos.contains(&t) {
@@ -246,25 +247,18 @@ impl<'a> Guide<'a> {
 
     /// The guided choice for one completion: the token and whether the completion is
     /// then whole, or None at a dead end.
-    fn choose(
-        &self,
-        logits: &[f32],
-        text: &str,
-        eos: &[u32],
-        opts: &SampleOptions,
-        rng: &mut SplitMix64,
-        closing: bool,
-    ) -> Option<(u32, bool)> {
+    fn choose(&self, at: &Choice, rng: &mut SplitMix64) -> Option<(u32, bool)> {
+        let text = at.text;
         let line_start = text.rfind('\n').map(|i| i + 1);
         let line = text[line_start.unwrap_or(0)..].trim_start();
         if self.soft_line > 0 && line_start.is_some() && line.len() >= self.soft_line {
             let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
-            let ends = |t: u32| eos.contains(&t) || piece(t).is_some_and(|p| p.contains('\n'));
-            if let Some(c) = self.search(logits, text, eos, opts, rng, closing, &ends) {
+            let ends = |t: u32| at.eos.contains(&t) || piece(t).is_some_and(|p| p.contains('\n'));
+            if let Some(c) = self.search(at, rng, &ends) {
                 return Some(c);
             }
         }
-        let c = self.search(logits, text, eos, opts, rng, closing, &|_| true);
+        let c = self.search(at, rng, &|_| true);
         if c.is_none() {
             self.dead_ends
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -273,18 +267,14 @@ impl<'a> Guide<'a> {
     }
 
     /// [`Self::choose`] among the tokens `allowed` says: draws, then the most likely.
-    #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
-        logits: &[f32],
-        text: &str,
-        eos: &[u32],
-        opts: &SampleOptions,
+        at: &Choice,
         rng: &mut SplitMix64,
-        closing: bool,
         allowed: &dyn Fn(u32) -> bool,
     ) -> Option<(u32, bool)> {
         use std::sync::atomic::Ordering::Relaxed;
+        let (logits, opts) = (at.logits, at.opts);
         let mut cand = nucleus(logits, opts.temperature, opts.top_p);
         cand.retain(|c| allowed(c.0));
         for _ in 0..self.tries {
@@ -292,7 +282,7 @@ impl<'a> Guide<'a> {
                 break;
             }
             let t = pick_from(&cand, rng.unit());
-            if let Some(whole) = self.judge(text, t, eos, closing) {
+            if let Some(whole) = self.judge(at, t) {
                 return Some((t, whole));
             }
             self.refused.fetch_add(1, Relaxed);
@@ -305,8 +295,18 @@ impl<'a> Guide<'a> {
         order
             .iter()
             .take(self.scan)
-            .find_map(|&t| self.judge(text, t, eos, closing).map(|whole| (t, whole)))
+            .find_map(|&t| self.judge(at, t).map(|whole| (t, whole)))
     }
+}
+
+/// What one guided choice sees: the completion's next-token logits and text, the end
+/// tokens, the sampling options, and whether the completion is closing.
+struct Choice<'a> {
+    logits: &'a [f32],
+    text: &'a str,
+    eos: &'a [u32],
+    opts: &'a SampleOptions,
+    closing: bool,
 }
 
 fn err(e: candle_core::Error) -> String {
@@ -620,7 +620,14 @@ fn decode(
                     let choice = if short && g.closing.is_some() && !closing {
                         None
                     } else {
-                        g.choose(&l, &s.text, eos, opts, &mut s.rng, closing)
+                        let at = Choice {
+                            logits: &l,
+                            text: &s.text,
+                            eos,
+                            opts,
+                            closing,
+                        };
+                        g.choose(&at, &mut s.rng)
                     };
                     match choice {
                         Some(c) => c,
