@@ -81,11 +81,8 @@ pub fn program_fit(text: &str) -> Fit {
 
 /// The guide of program sampling: [`program_fit`]'s rules, lines ending as soon as they
 /// can after [`SOFT_LINE`] characters.
-pub fn program_guide<'a>(
-    pieces: &'a [Option<String>],
-    fit: &'a (dyn Fn(&str) -> Fit + Sync),
-) -> Guide<'a> {
-    let mut g = Guide::new(pieces, fit);
+pub fn program_guide(pieces: &[Option<String>]) -> Guide<'_> {
+    let mut g = Guide::new(pieces, &program_fit);
     g.closing = Some(&closing_fit);
     g.soft_line = SOFT_LINE;
     g
@@ -101,11 +98,7 @@ fn closing_fit(text: &str) -> Fit {
         if l.len() > CLOSING_LINE {
             return Fit::No;
         }
-        if !(l.is_empty()
-            || "return".starts_with(l)
-            || l.starts_with("return ")
-            || l.starts_with('}'))
-        {
+        if !(starts_with_word(l, "return") || l.starts_with('}')) {
             return Fit::No;
         }
     }
@@ -151,9 +144,8 @@ pub fn tidy(text: &str) -> bool {
         returned = l.starts_with("return ");
         // Each line starts a statement (or closes the body); after MAX_STATEMENTS
         // statements, only `return` (then `}`).
-        let starts = |w: &str| w.starts_with(l) || l.starts_with(&format!("{w} "));
-        let ending = starts("return") || l.starts_with('}');
-        if !ending && (!starts("let") || i > MAX_STATEMENTS) {
+        let ending = starts_with_word(l, "return") || l.starts_with('}');
+        if !ending && (!starts_with_word(l, "let") || i > MAX_STATEMENTS) {
             return false;
         }
         blank = l.is_empty();
@@ -174,6 +166,12 @@ pub fn tidy(text: &str) -> bool {
         }
     }
     true
+}
+
+/// Whether line `l` (trimmed) can still start with the word `w`: it is a prefix of it
+/// (the empty line too) or starts with it and a space.
+fn starts_with_word(l: &str, w: &str) -> bool {
+    w.starts_with(l) || l.strip_prefix(w).is_some_and(|r| r.starts_with(' '))
 }
 
 /// Guided programs are one merge whose header is

@@ -224,8 +224,7 @@ impl LocalGenerator {
         let model = self.merged.as_ref().expect("just built");
         let tok = &self.base.tok;
         let pieces = &self.pieces;
-        let fit = |t: &str| program_fit(t);
-        let guide = program_guide(pieces, &fit);
+        let guide = program_guide(pieces);
         let out = if guided {
             sample_shared(model, &ids, n, &eos, &opts, &|_| false, Some(&guide))?
         } else {

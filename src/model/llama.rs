@@ -461,7 +461,7 @@ impl Llama {
     /// on completions of one shared prompt. The prefix is a constant: gradients reach
     /// the weights through the sequences' own positions only.
     pub fn forward_train_after(&self, prefix: &Prefix, tokens: &Tensor) -> Result<Tensor> {
-        self.forward_train_after_inner(prefix, tokens).map_err(err)
+        self.forward_after_inner(prefix, tokens, false).map_err(err)
     }
 
     /// [`Self::forward_train_after`]'s logits, the same bits, with no gradient: each
@@ -469,14 +469,6 @@ impl Llama {
     /// (with trainable adapters, the whole graph would be kept until the logits drop).
     pub fn forward_after(&self, prefix: &Prefix, tokens: &Tensor) -> Result<Tensor> {
         self.forward_after_inner(prefix, tokens, true).map_err(err)
-    }
-
-    fn forward_train_after_inner(
-        &self,
-        prefix: &Prefix,
-        tokens: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        self.forward_after_inner(prefix, tokens, false)
     }
 
     fn forward_after_inner(

@@ -334,6 +334,35 @@ struct Seq {
     closing: bool,
 }
 
+impl Seq {
+    /// Completion `idx` (random stream `(opts.seed, idx)`), after `pad` left padding, at
+    /// position `pos`, its own cache entries from `own_from`.
+    fn new(
+        idx: usize,
+        pad: usize,
+        pos: usize,
+        own_from: usize,
+        opts: &SampleOptions,
+        guide: Option<&Guide>,
+    ) -> Seq {
+        Seq {
+            idx,
+            pad,
+            pos,
+            out: vec![],
+            rng: stream(opts.seed, idx),
+            text: String::new(),
+            ends: vec![],
+            own_from,
+            hidden: vec![],
+            backtracks: guide.map_or(0, |g| g.backtracks),
+            dropped_at: usize::MAX,
+            dropped_times: 0,
+            closing: false,
+        }
+    }
+}
+
 /// Samples one completion per prompt (token ids, each non-empty), in order.
 ///
 /// Completions end at a token in `eos`, when `stop` says so (it sees the new tokens so
@@ -370,20 +399,15 @@ pub fn sample(
         let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
         let seqs: Vec<Seq> = chunk
             .iter()
-            .map(|&i| Seq {
-                idx: i,
-                pad: longest - prompts[i].len(),
-                pos: prompts[i].len(),
-                out: vec![],
-                rng: stream(opts.seed, i),
-                text: String::new(),
-                ends: vec![],
-                own_from: longest,
-                hidden: vec![],
-                backtracks: guide.map_or(0, |g| g.backtracks),
-                dropped_at: usize::MAX,
-                dropped_times: 0,
-                closing: false,
+            .map(|&i| {
+                Seq::new(
+                    i,
+                    longest - prompts[i].len(),
+                    prompts[i].len(),
+                    longest,
+                    opts,
+                    guide,
+                )
             })
             .collect();
         if opts.max_new_tokens == 0 {
@@ -466,21 +490,7 @@ pub fn sample_shared(
     for chunk in idx.chunks(opts.batch_size.max(1)) {
         let seqs: Vec<Seq> = chunk
             .iter()
-            .map(|&i| Seq {
-                idx: i,
-                pad: 0,
-                pos: prompt.len(),
-                out: vec![],
-                rng: stream(opts.seed, i),
-                text: String::new(),
-                ends: vec![],
-                own_from: 0,
-                hidden: vec![],
-                backtracks: guide.map_or(0, |g| g.backtracks),
-                dropped_at: usize::MAX,
-                dropped_times: 0,
-                closing: false,
-            })
+            .map(|&i| Seq::new(i, 0, prompt.len(), 0, opts, guide))
             .collect();
         let first = last
             .broadcast_as((chunk.len(), last.dim(1).map_err(err)?))

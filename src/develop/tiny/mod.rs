@@ -522,8 +522,7 @@ impl TinyGenerator {
         };
         let prompts = vec![vec![BOS]; n];
         let pieces = self.vocab.pieces();
-        let fit = |t: &str| crate::develop::guided::program_fit(t);
-        let guide = crate::develop::guided::program_guide(&pieces, &fit);
+        let guide = crate::develop::guided::program_guide(&pieces);
         let guide = self.guided.then_some(&guide);
         let out = sample(&self.model, &prompts, &[EOS], PAD, &opts, &|_| false, guide)?;
         Ok(out.iter().map(|c| self.vocab.decode(&c.ids)).collect())
