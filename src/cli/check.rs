@@ -9,6 +9,8 @@ struct JsonMerge {
     name: String,
     signature: String,
     ranks: Vec<usize>,
+    /// The static cost bound (operations per element, unrolled nodes).
+    cost: crate::types::cost::Cost,
 }
 
 #[derive(Serialize)]
@@ -51,6 +53,7 @@ pub fn run(files: &[String], json: bool) -> i32 {
                         name: s.name.clone(),
                         signature: s.signature(),
                         ranks: s.ranks.clone(),
+                        cost: s.cost,
                     });
                 }
             }

@@ -76,9 +76,19 @@ pub fn reference_markdown() -> String {
             l.max_inlined_nodes as i64,
         ),
         ("literal repeat count", l.max_repeat),
+        ("repeat count at run time", l.max_runtime_repeat),
+        ("models one merge takes", l.max_models as i64),
         (
-            "repeat count at run time",
-            crate::interp::MAX_RUNTIME_REPEAT,
+            "operations per element, bounded statically (see below)",
+            l.max_ops_per_element as i64,
+        ),
+        (
+            "nodes of one merge once loops and lists are unrolled",
+            l.max_unrolled_nodes as i64,
+        ),
+        (
+            "expressions typed in one check (inlining and lambda re-checks included)",
+            l.max_check_work as i64,
         ),
         (
             "elements of a tensor literal (REPL)",
@@ -87,8 +97,30 @@ pub fn reference_markdown() -> String {
     ] {
         out.push_str(&format!("| {what} | {v} |\n"));
     }
+    out.push_str(COST_BOUND);
     out
 }
+
+/// How the static cost bound is computed (docs/language.md, under the limits).
+const COST_BOUND: &str = "
+**The cost bound.** While it checks a merge, the checker counts every expression it
+types (inlined helper bodies and re-checked lambda bodies included) and stops with
+\"program too large to check\" at the call that expands too much once the budget
+above is spent, so a check never builds a large tree: every program up to the source
+size limit is checked in under 100 ms and 256 MB. It then bounds the checked merge's
+cost: operations per element of the merged tensor (an elementwise operation 1, a
+transcendental function, `pow`, `sqrt` or a random draw 4, `norm`, `dot`, `cos_sim`,
+`std` and `softmax` 3, a selection (`topk_mask`, `quantile`, `ranks`) 16, each times the
+number of models when it works on a per-model list), with every `fold` over the models
+multiplied by the number of models and every `repeat` by its count; and the nodes the
+compiler unrolls. A `repeat` count that is a literal, a parameter (its default when
+checking) or arithmetic of those is used as is; any other count is taken as the run-time
+limit. `mergec check` assumes the largest number of models; a merge over either limit is
+rejected with the innermost loop that passes it. `mergec check --format json` reports both
+figures per merge (`cost.ops_per_element`, `cost.unrolled_nodes`). A run checks the bound
+again with the real number of models and the parameters' given values (`--set`), before
+any tensor is read.
+";
 
 /// `text` with the part between the markers replaced by the generated reference.
 pub fn splice(text: &str) -> Option<String> {

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 /// Largest repeat count accepted at run time.
-pub const MAX_RUNTIME_REPEAT: i64 = 1000;
+pub const MAX_RUNTIME_REPEAT: i64 = crate::syntax::limits::Limits::DEFAULT.max_runtime_repeat;
 
 /// Loads a tensor for the REPL's `load(path, name)`.
 pub type Loader<'a> = &'a dyn Fn(&str, &str) -> Result<Tensor, String>;

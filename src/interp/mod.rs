@@ -12,6 +12,7 @@ pub use eval::{Context, Evaluator, Loader, MAX_RUNTIME_REPEAT};
 pub(crate) use eval::{elem_op, list_op, topk_count};
 pub use value::{RuntimeError, Tensor, TensorFacts, Value, classify, layer_index};
 
+use crate::diag::Span;
 use crate::types::ty::Ty;
 use crate::types::{CheckedMerge, Const, MergeParam};
 use std::sync::Arc;
@@ -197,5 +198,44 @@ pub fn resolve_params(
             })?;
             param_value(p, c, n_models)
         })
-        .collect()
+        .collect::<Result<Vec<Value>, RuntimeError>>()
+        .and_then(|values| {
+            check_run_cost(m, &values, n_models)?;
+            Ok(values)
+        })
+}
+
+/// The static cost bound again, with the real number of models and the parameters'
+/// values: a count given with --set cannot make a checked program run away.
+fn check_run_cost(m: &CheckedMerge, values: &[Value], n_models: usize) -> Result<(), RuntimeError> {
+    let limits = crate::syntax::limits::Limits::DEFAULT;
+    if n_models > limits.max_models {
+        return Err(RuntimeError::new(format!(
+            "{n_models} models given; a merge takes at most {}",
+            limits.max_models
+        )));
+    }
+    let ints = m
+        .params
+        .iter()
+        .zip(values)
+        .filter_map(|((_, var), v)| match v {
+            Value::Int(n) => Some((*var, *n)),
+            _ => None,
+        })
+        .collect();
+    let env = crate::types::cost::CostEnv {
+        models: n_models,
+        ints,
+    };
+    crate::types::cost::check_cost(&m.body, &limits, env, Span::new(0, 0))
+        .map(|_| ())
+        .map_err(|d| {
+            let label = d.label.map(|l| format!(" ({l})")).unwrap_or_default();
+            RuntimeError {
+                message: format!("`{}`: {}{label}", m.name, d.message),
+                span: Some(d.span),
+                hint: d.hint,
+            }
+        })
 }

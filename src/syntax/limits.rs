@@ -23,8 +23,19 @@ pub struct Limits {
     pub max_inlined_nodes: usize,
     /// Largest `repeat` count.
     pub max_repeat: i64,
+    /// Largest `repeat` count at run time (a count that is not a literal).
+    pub max_runtime_repeat: i64,
     /// Largest tensor literal (REPL).
     pub max_literal_elems: usize,
+    /// Most models one merge takes (the static cost bound assumes this many).
+    pub max_models: usize,
+    /// Operations per element of the merged tensor, as bounded by the checker.
+    pub max_ops_per_element: u64,
+    /// Nodes of one merge once `repeat`s and per-model lists are unrolled.
+    pub max_unrolled_nodes: u64,
+    /// Expressions the checker may type in one check, inlined helpers and
+    /// re-checked lambda bodies included: bounds the time and memory of a check.
+    pub max_check_work: u64,
 }
 
 impl Limits {
@@ -38,7 +49,12 @@ impl Limits {
         max_expr_depth: 64,
         max_inlined_nodes: 20_000,
         max_repeat: 64,
+        max_runtime_repeat: 1000,
         max_literal_elems: 1 << 20,
+        max_models: 64,
+        max_ops_per_element: 1_000_000,
+        max_unrolled_nodes: 4_000_000,
+        max_check_work: 200_000,
     };
 }
 

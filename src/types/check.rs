@@ -7,7 +7,9 @@ use super::{ops::Op, suggest::did_you_mean};
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast::*;
 use crate::syntax::limits::Limits;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Resolves the shape of `load(path, tensor)` in the REPL.
 pub type LoadShapeFn<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<usize>, String>;
@@ -24,6 +26,13 @@ pub(crate) struct Checker<'p> {
     pub allow_facts: bool,
     pub load_shape: Option<LoadShapeFn<'p>>,
     pub limits: Limits,
+    /// Expressions this check may still type ([`Limits::max_check_work`]), shared by
+    /// every checker of one program.
+    pub work_left: Rc<Cell<u64>>,
+    /// Where each helper on `call_stack` was called (the merge itself has none).
+    pub call_spans: Vec<Span>,
+    /// Whether this checker has reported running out of work.
+    out_of_work: bool,
 }
 
 /// How an elementwise operation types its result.
@@ -54,7 +63,47 @@ impl<'p> Checker<'p> {
             allow_facts: true,
             load_shape: None,
             limits: Limits::DEFAULT,
+            work_left: Rc::new(Cell::new(Limits::DEFAULT.max_check_work)),
+            call_spans: Vec::new(),
+            out_of_work: false,
         }
+    }
+
+    /// Shares `budget` (the work left) with the other checkers of one program.
+    pub fn with_budget(mut self, budget: &Rc<Cell<u64>>) -> Self {
+        self.work_left = Rc::clone(budget);
+        self
+    }
+
+    /// Spends `n` units of the check's work; false (after reporting it once) when
+    /// the budget is spent: the program is too large to check.
+    pub fn spend(&mut self, n: u64, span: Span) -> bool {
+        let left = self.work_left.get();
+        if left >= n {
+            self.work_left.set(left - n);
+            return true;
+        }
+        self.work_left.set(0);
+        if !self.out_of_work {
+            self.out_of_work = true;
+            let at = self.call_spans.first().copied().unwrap_or(span);
+            let chain = self.call_stack.join(" -> ");
+            self.error(
+                Diagnostic::error(
+                    at,
+                    format!(
+                        "program too large to check: more than {} expressions once helpers are inlined",
+                        self.limits.max_check_work
+                    ),
+                )
+                .with_label("expands too much from here")
+                .with_note(format!("inlining {chain}"))
+                .with_hint(
+                    "every call of a helper is inlined: a helper that calls another one twice doubles the size at each level; call helpers fewer times, or bind a result with `let` and reuse it",
+                ),
+            );
+        }
+        false
     }
 
     pub fn error(&mut self, d: Diagnostic) {
@@ -226,6 +275,9 @@ impl<'p> Checker<'p> {
 
     /// `expect` only steers array literals: `[0.5, 0.5]` is a list where a list is expected.
     pub fn check_expr_expect(&mut self, e: &Expr, expect: Option<&Ty>) -> TExpr {
+        if !self.spend(1, e.span) {
+            return TExpr::error(e.span);
+        }
         stacker::maybe_grow(64 * 1024, 4 * 1024 * 1024, || {
             self.check_expr_inner(e, expect)
         })
@@ -634,6 +686,9 @@ impl<'p> Checker<'p> {
         }
         if data.len() > self.limits.max_literal_elems {
             self.error(Diagnostic::error(span, "tensor literal too large"));
+            return TExpr::error(span);
+        }
+        if !self.spend(data.len() as u64, span) {
             return TExpr::error(span);
         }
         if let Some(bad) = data.iter().find(|v| !v.is_finite()) {

@@ -3,10 +3,12 @@
 pub mod builtins;
 mod calls;
 mod check;
+pub mod cost;
 mod loops;
 pub mod ops;
 mod program;
 mod repl_calls;
+mod size;
 mod suggest;
 pub mod tast;
 pub mod ty;

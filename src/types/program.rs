@@ -2,12 +2,16 @@
 //! and the checked merge handed to the interpreter.
 
 use super::check::{Checker, LoadShapeFn};
+use super::cost::Cost;
 use super::suggest::did_you_mean;
 use super::tast::{TExpr, VarId};
 use super::ty::{Ty, base_shape, shape_str};
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast::*;
+use crate::syntax::limits::Limits;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 /// Ranks a merge is checked for by default: norms and biases (1-D) and weight matrices (2-D).
 pub const CHECKED_RANKS: [usize; 2] = [2, 1];
@@ -52,6 +56,8 @@ pub struct MergeSig {
     pub params: Vec<MergeParam>,
     pub ranks: Vec<usize>,
     pub span: Span,
+    /// The static cost bound, the largest over the checked ranks.
+    pub cost: Cost,
 }
 
 impl MergeSig {
@@ -83,6 +89,7 @@ pub struct CheckedMerge {
     pub params: Vec<(MergeParam, VarId)>,
     pub body: TExpr,
     pub var_names: Vec<String>,
+    pub cost: Cost,
 }
 
 /// Checks every item. Returns each merge's signature, or all diagnostics.
@@ -93,13 +100,22 @@ pub fn check_program(p: &Program) -> Result<Vec<MergeSig>, Vec<Diagnostic>> {
         return Err(dedup(diags));
     }
     let mut sigs = Vec::new();
+    let budget = Rc::new(Cell::new(Limits::DEFAULT.max_check_work));
+    let (too_large, mut diags) = too_large_when_inlined(p);
     for item in &p.items {
+        if too_large.contains(item.name.name.as_str()) {
+            continue;
+        }
         match item.kind {
-            ItemKind::Merge => match merge_ranks(p, item) {
+            ItemKind::Merge => match merge_ranks(p, item, &budget) {
                 Ok(sig) => sigs.push(sig),
                 Err(d) => diags.extend(d),
             },
-            ItemKind::Fn => diags.extend(check_fn_standalone(p, item)),
+            ItemKind::Fn => diags.extend(check_fn_standalone(p, item, &budget)),
+        }
+        if budget.get() == 0 {
+            // Out of work: what follows would only repeat the same diagnostic.
+            break;
         }
     }
     if diags.is_empty() {
@@ -119,15 +135,22 @@ fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     out
 }
 
-fn merge_ranks(p: &Program, item: &Item) -> Result<MergeSig, Vec<Diagnostic>> {
+fn merge_ranks(
+    p: &Program,
+    item: &Item,
+    budget: &Rc<Cell<u64>>,
+) -> Result<MergeSig, Vec<Diagnostic>> {
     let mut first_err = None;
     let mut ranks = Vec::new();
     let mut params = Vec::new();
+    let mut cost = Cost::default();
     for rank in CHECKED_RANKS {
-        match instantiate_item(p, item, rank) {
+        match instantiate_item(p, item, rank, budget) {
             Ok(m) => {
                 params = m.params.into_iter().map(|(p, _)| p).collect();
                 ranks.push(rank);
+                cost.ops_per_element = cost.ops_per_element.max(m.cost.ops_per_element);
+                cost.unrolled_nodes = cost.unrolled_nodes.max(m.cost.unrolled_nodes);
             }
             Err(d) => {
                 first_err.get_or_insert(d);
@@ -143,6 +166,7 @@ fn merge_ranks(p: &Program, item: &Item) -> Result<MergeSig, Vec<Diagnostic>> {
         params,
         ranks,
         span: item.name.span,
+        cost,
     })
 }
 
@@ -177,15 +201,76 @@ pub fn instantiate_merge(
             .with_hint(hint.unwrap_or_else(|| format!("merges here: {}", all.join(", ")))),
         ]);
     };
-    instantiate_item(p, item, rank)
+    let (too_large, diags) = too_large_when_inlined(p);
+    if too_large.contains(name) {
+        return Err(if diags.is_empty() {
+            vec![Diagnostic::error(
+                item.name.span,
+                format!(
+                    "program too large: `{name}` is too large once its helper calls are inlined"
+                ),
+            )]
+        } else {
+            diags
+        });
+    }
+    let budget = Rc::new(Cell::new(Limits::DEFAULT.max_check_work));
+    instantiate_item(p, item, rank, &budget)
+}
+
+/// Items too large once their helper calls are inlined (checked no further), and a
+/// diagnostic for each that is too large by itself (its callees are not): the place
+/// where the size blows up.
+fn too_large_when_inlined(p: &Program) -> (HashSet<&str>, Vec<Diagnostic>) {
+    let limit = Limits::DEFAULT.max_inlined_nodes as u64;
+    let sizes = super::size::inlined_sizes(p);
+    let names: HashSet<&str> = p.items.iter().map(|i| i.name.name.as_str()).collect();
+    let over: HashSet<&str> = sizes
+        .iter()
+        .filter(|(_, n)| **n > limit)
+        .map(|(name, _)| *name)
+        .collect();
+    let mut diags = Vec::new();
+    for item in p
+        .items
+        .iter()
+        .filter(|i| over.contains(i.name.name.as_str()))
+    {
+        let mut calls = Vec::new();
+        for s in &item.body {
+            let (Stmt::Let { value, .. } | Stmt::Return { value, .. }) = s;
+            collect_calls(value, &names, &mut calls);
+        }
+        if calls.iter().any(|(callee, _)| over.contains(callee)) {
+            continue;
+        }
+        let size = sizes[item.name.name.as_str()];
+        let mut d = Diagnostic::error(
+            item.name.span,
+            format!(
+                "program too large: `{}` is {size} nodes once its helper calls are inlined (the limit is {limit})",
+                item.name.name
+            ),
+        )
+        .with_hint("every call of a helper is inlined, so a helper that calls another one twice doubles the size at each level: call it once, bind the result with `let` and reuse it");
+        for (callee, span) in calls.iter().take(4) {
+            d = d.with_related(
+                *span,
+                format!("`{callee}` inlines {} nodes here", sizes[callee]),
+            );
+        }
+        diags.push(d);
+    }
+    (over, diags)
 }
 
 fn instantiate_item(
     p: &Program,
     item: &Item,
     rank: usize,
+    budget: &Rc<Cell<u64>>,
 ) -> Result<CheckedMerge, Vec<Diagnostic>> {
-    let mut c = Checker::new(Some(p), rank);
+    let mut c = Checker::new(Some(p), rank).with_budget(budget);
     c.call_stack.push(item.name.name.clone());
     let base_ty = Ty::Tensor(base_shape(rank));
     let base = c.bind(&item.params[0].name.name, base_ty.clone());
@@ -262,6 +347,25 @@ fn instantiate_item(
             .with_hint("call fewer helpers, or simplify them"),
         );
     }
+    let cost = if c.diags.is_empty() {
+        let ints = params
+            .iter()
+            .filter_map(|(p, v)| match p.default {
+                Some(Const::Int(n)) => Some((*v, n)),
+                _ => None,
+            })
+            .collect();
+        let env = super::cost::CostEnv::checking(&c.limits, ints);
+        match super::cost::check_cost(&body, &c.limits, env, item.name.span) {
+            Ok(cost) => cost,
+            Err(d) => {
+                c.error(d);
+                Cost::default()
+            }
+        }
+    } else {
+        Cost::default()
+    };
     if !c.diags.is_empty() {
         let note = format!("checked with the base as a {rank}-D tensor");
         let mut d = c.diags;
@@ -280,14 +384,15 @@ fn instantiate_item(
         params,
         body,
         var_names: c.var_names,
+        cost,
     })
 }
 
 /// A helper checked on its own, with every tensor parameter shaped like the base.
-fn check_fn_standalone(p: &Program, item: &Item) -> Vec<Diagnostic> {
+fn check_fn_standalone(p: &Program, item: &Item, budget: &Rc<Cell<u64>>) -> Vec<Diagnostic> {
     let mut first = None;
     for rank in CHECKED_RANKS {
-        let mut c = Checker::new(Some(p), rank);
+        let mut c = Checker::new(Some(p), rank).with_budget(budget);
         c.call_stack.push(item.name.name.clone());
         for param in &item.params {
             let ty = c.type_from_ast(&param.ty).unwrap_or(Ty::Error);

@@ -149,6 +149,7 @@ impl<'p> Checker<'p> {
         // Inline the body in a fresh scope holding only the parameters.
         let saved = self.take_scope();
         self.call_stack.push(fname.clone());
+        self.call_spans.push(span);
         let before = self.diags.len();
         let mut vars = Vec::new();
         for (p, t) in item.params.iter().zip(&bound_tys) {
@@ -162,6 +163,7 @@ impl<'p> Checker<'p> {
             }
         }
         self.call_stack.pop();
+        self.call_spans.pop();
         self.restore_scope(saved);
         if body.ty.is_error() {
             return TExpr::error(span);
