@@ -203,6 +203,8 @@ pub(crate) struct Gen {
     helpers: Vec<Helper>,
     /// Helper calls the current item may still make (bounds inlined size).
     calls_left: usize,
+    /// `repeat` and `fold` bodies being generated around this point (bounds the cost).
+    loops: usize,
 }
 
 // ---- AST builders (spans are irrelevant: programs are printed and re-parsed) ----
@@ -298,6 +300,7 @@ impl Gen {
             depth: 0,
             helpers: Vec::new(),
             calls_left: 0,
+            loops: 0,
         }
     }
 

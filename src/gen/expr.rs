@@ -187,8 +187,13 @@ impl Gen {
     fn productions(&self, t: GTy) -> Vec<(P, u32)> {
         let lists = self.can_list();
         let one = !t.list;
-        let mut v = vec![(P::If, 3), (P::Block, 1), (P::Repeat, 1)];
-        if one {
+        // Loops nest at most two deep, so programs stay inside the cost bound.
+        let loops = self.loops < 2;
+        let mut v = vec![(P::If, 3), (P::Block, 1)];
+        if loops {
+            v.push((P::Repeat, 1));
+        }
+        if one && loops {
             v.push((P::Fold, 2));
         }
         if one && lists {
@@ -370,7 +375,9 @@ impl Gen {
                 model_index: *model_index,
             });
         }
+        self.loops += 1;
         let body = self.expr(t, budget);
+        self.loops -= 1;
         self.pop_to(n);
         ex(ExprKind::Lambda {
             params: params.iter().map(|p| ident(&p.0)).collect(),

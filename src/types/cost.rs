@@ -90,6 +90,9 @@ impl Walk<'_> {
         match &e.kind {
             TKind::Int(n) => Some(*n),
             TKind::Var(v) => self.env.ints.get(v).copied(),
+            TKind::Op(Op::Len, args) if args.first().is_some_and(|a| a.ty.is_list()) => {
+                Some(self.env.models as i64)
+            }
             TKind::Op(op @ (Op::Add | Op::Sub | Op::Mul | Op::Min | Op::Max), args)
                 if args.len() == 2 =>
             {
