@@ -301,6 +301,7 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         build_zoo(&a.zoo)?;
     }
     let cfg = resolve_config(a)?;
+    let fresh = crate::develop::record::check_run_dir(&cfg.run_dir, a.resume)?;
     if driver::resolve_jobs(&cfg) > 1 {
         crate::model::elementwise_on_caller_thread();
     }
@@ -309,7 +310,9 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         "the record holds everything scored so far; continue with --resume".into(),
     );
     let setup = driver::Setup::new(&cfg)?;
-    std::fs::create_dir_all(&cfg.run_dir).map_err(|e| format!("{}: {e}", cfg.run_dir.display()))?;
+    if fresh {
+        crate::develop::record::create_run_dir(&cfg.run_dir)?;
+    }
     let record = cfg.run_dir.join("programs.jsonl");
     let (mut log, mut events) = RunLog::open::<Event>(&record)?;
     if !events.is_empty() && !a.resume {
