@@ -111,7 +111,7 @@ fn sigint_sigterm_and_sighup_stop_within_two_seconds_and_leave_nothing() {
         assert!(secs < 2.0, "SIG{sig}: {secs:.2} s to stop");
         assert!(!dir.join("out").exists(), "SIG{sig}");
         assert!(leftovers(dir).is_empty(), "SIG{sig}: {:?}", leftovers(dir));
-        assert_unchanged(&[before.clone()], &[snapshot(dir)]);
+        assert_unchanged(std::slice::from_ref(&before), &[snapshot(dir)]);
     }
 }
 

@@ -249,7 +249,11 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                     .map(|a| self.eval(a))
                     .collect::<Result<Vec<_>, _>>()?;
                 self.ctx.poll()?;
-                self.op(*op, vals)?
+                let cancel = self.ctx.cancel;
+                let r = super::tensor_ops::polling(cancel, || self.op(*op, vals));
+                // An op cut short by the token left its output unfinished.
+                self.ctx.poll()?;
+                r?
             }
         })
     }

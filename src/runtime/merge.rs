@@ -326,6 +326,10 @@ fn write_shard(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
     let in_flight = std::sync::atomic::AtomicU64::new(0);
     let in_flight = &in_flight;
+    // Set when computing failed: the file is abandoned, not flushed and synced (which
+    // would keep a stopped merge writing gigabytes to disk).
+    let abandoned = std::sync::atomic::AtomicBool::new(false);
+    let abandoned = &abandoned;
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<u64, String> {
             let io = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
@@ -341,11 +345,17 @@ fn write_shard(
                     c.recycle(bytes);
                 }
             }
+            if abandoned.load(Ordering::SeqCst) {
+                return Ok(total);
+            }
             w.flush().map_err(io)?;
             w.get_ref().sync_all().map_err(io)?;
             Ok(total)
         });
         let produced = produce_shard(job, inputs, plan, checked, compiled, shard, &tx, in_flight);
+        if produced.is_err() {
+            abandoned.store(true, Ordering::SeqCst);
+        }
         drop(tx);
         let written = writer
             .join()

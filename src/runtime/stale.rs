@@ -81,15 +81,12 @@ pub fn remove_stale(parent: &Path) -> Vec<(PathBuf, u64)> {
             .iter()
             .map(|(p, b)| format!("`{}` ({:.1} MB)", p.display(), *b as f64 / 1e6))
             .collect();
-        eprintln!(
-            "note: removed {} left by mergec processes that no longer run: {}",
-            if removed.len() == 1 {
-                "a temporary"
-            } else {
-                "temporaries"
-            },
-            list.join(", ")
-        );
+        let what = if removed.len() == 1 {
+            "a temporary left by a mergec process that no longer runs"
+        } else {
+            "temporaries left by mergec processes that no longer run"
+        };
+        eprintln!("note: removed {what}: {}", list.join(", "));
     }
     removed
 }
