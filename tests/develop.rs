@@ -437,7 +437,9 @@ fn a_run_dir_that_is_not_a_mergec_run_is_refused_and_left_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     family(dir.path());
     let run = dir.path().join("run");
-    let cases: [(&[(&str, &str)], &[&str], &str); 4] = [
+    // (files put in the run dir, extra flags, part of the message)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 4] = [
         (
             &[
                 ("notes.txt", "mine\n"),
