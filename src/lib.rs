@@ -5,6 +5,7 @@
 // the error path; boxing them everywhere would add noise, not speed.
 #![allow(clippy::result_large_err)]
 
+pub mod cancel;
 pub mod cli;
 pub mod codegen;
 pub mod config;

@@ -287,3 +287,44 @@ fn eval_reads_an_external_evaluators_score() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("printed no score"));
 }
+
+#[test]
+fn eval_out_into_its_inputs_is_refused_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("model")).unwrap();
+    std::fs::write(d.join("model/config.json"), "{\"model_type\": \"llama\"}").unwrap();
+    std::fs::write(
+        d.join("dev.jsonl"),
+        "{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n",
+    )
+    .unwrap();
+    for (out, input) in [
+        ("model/config.json", "model"),
+        ("model", "model"),
+        ("dev.jsonl", "dev.jsonl"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mergec"))
+            .args(["eval", "model", "--data", "dev.jsonl", "--out", out])
+            .current_dir(d)
+            .output()
+            .expect("run mergec");
+        assert_eq!(o.status.code(), Some(1), "--out {out}");
+        assert_eq!(
+            text(&o.stderr).trim_end(),
+            format!(
+                "error: --out `{out}` overlaps the input `{input}`; write the results somewhere else"
+            )
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("model/config.json")).unwrap(),
+        "{\"model_type\": \"llama\"}"
+    );
+    let mut names: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dev.jsonl", "model"]);
+}

@@ -417,3 +417,82 @@ fn a_local_guided_generator_runs_the_loop_and_resumes_from_its_adapters() {
     assert!(log.contains("local generator: resuming"), "{log}");
     assert_eq!(second(&records(dir.path())), want);
 }
+
+/// Every file under `dir` with its bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.insert(p.clone(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_run_dir_that_is_not_a_mergec_run_is_refused_and_left_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    let run = dir.path().join("run");
+    // (files put in the run dir, extra flags, part of the message)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 4] = [
+        (
+            &[
+                ("notes.txt", "mine\n"),
+                ("config.toml", "x = 1\n"),
+                ("report.md", "# mine\n"),
+            ],
+            &[],
+            "is not empty and not a mergec run (it holds config.toml, notes.txt, report.md)",
+        ),
+        (
+            &[("programs.jsonl", "{\"not\": \"ours\"}")],
+            &[],
+            "(it holds programs.jsonl)",
+        ),
+        (
+            &[("programs.jsonl", "{\"not\": \"ours\"}")],
+            &["--resume"],
+            "--resume: ",
+        ),
+        (
+            &[],
+            &["--resume"],
+            "is not a mergec run (it has no .mergec-run)",
+        ),
+    ];
+    for (put, extra, expect) in cases {
+        let _ = std::fs::remove_dir_all(&run);
+        std::fs::create_dir(&run).unwrap();
+        for (f, text) in put {
+            std::fs::write(run.join(f), text).unwrap();
+        }
+        let before = files(dir.path());
+        let out = develop(dir.path(), "http://127.0.0.1:9", extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("error: ") && err.contains(expect), "{err}");
+        assert_eq!(files(dir.path()), before, "{put:?}: files changed");
+    }
+    // `run_dir = ""` in the config would put the run in the working directory.
+    std::fs::write(dir.path().join("run.toml"), "run_dir = \"\"\n").unwrap();
+    let before = files(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_mergec"))
+        .args(["develop", "--config", "run.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: run_dir is empty: set `run_dir` in the config or pass --run-dir DIR"
+    );
+    assert_eq!(files(dir.path()), before);
+}

@@ -1,11 +1,14 @@
 //! The compiled runtime's host selections and axis ops against the interpreter's semantics:
 //! heavy ties, NaN, ±0, ±inf, every k for small inputs, and the same results for 1 and 2 threads.
 
+use mergec::cancel::Cancel;
 use mergec::exec::select::{TopkCut, quantile, ranks, reduce_axis, topk_counts, topk_cut};
 use mergec::interp::Tensor;
 use mergec::interp::semantics as sem;
 use mergec::interp::tensor_ops;
 use mergec::types::ops::AxisOp;
+
+const NEVER: Cancel = Cancel::NEVER;
 
 /// The sizes asked for, then one past 2^20 (where the first radix digit widens to 16 bits).
 const SIZES: [usize; 10] = [0, 1, 2, 3, 50, 783, 4096, 4097, 100_003, 1_100_003];
@@ -85,8 +88,8 @@ fn mask_of(x: &[f32], c: TopkCut) -> Vec<bool> {
 /// The mask of `topk_mask(x, k, skip)` rebuilt from two cuts, as a backend does.
 fn mask_via_cuts(x: &[f32], k: usize, skip: usize) -> Vec<bool> {
     let (k, skip) = topk_counts(x.len(), k, skip);
-    let hi = topk_cut(x, k + skip);
-    let lo = topk_cut(x, skip);
+    let hi = topk_cut(x, k + skip, &NEVER).unwrap();
+    let lo = topk_cut(x, skip, &NEVER).unwrap();
     x.iter()
         .enumerate()
         .map(|(i, &v)| hi.takes(i, v) && !lo.takes(i, v))
@@ -133,7 +136,7 @@ fn topk_cut_matches_topk_mask() {
             let x = data(kind, n, 1);
             let mut r = Rng(n as u64);
             for k in sample_ks(n, &mut r) {
-                let c = topk_cut(&x, k);
+                let c = topk_cut(&x, k, &NEVER).unwrap();
                 check_cut_definition(&x, k, c);
                 assert_eq!(
                     mask_of(&x, c),
@@ -185,7 +188,7 @@ fn topk_cut_on_all_equal_and_all_nan() {
         for n in [300_001, 1_100_000] {
             let x = vec![v; n];
             for k in [1, 2, n / 2, n - 1] {
-                let c = topk_cut(&x, k);
+                let c = topk_cut(&x, k, &NEVER).unwrap();
                 assert_eq!(c.cut, k as u64, "{v} {k}");
                 assert_eq!(mask_of(&x, c), sem::topk_mask(&x, k, 0));
             }
@@ -222,7 +225,7 @@ fn quantile_matches_semantics() {
         for &n in &SIZES {
             let x = data(kind, n, 3);
             for &q in &qs {
-                let (a, b) = (quantile(&x, q), sem::quantile(&x, q));
+                let (a, b) = (quantile(&x, q, &NEVER).unwrap(), sem::quantile(&x, q));
                 assert!(same(a, b), "{kind:?} n {n} q {q}: {a} vs {b}");
             }
             if n > 0 && n <= 783 {
@@ -232,7 +235,7 @@ fn quantile_matches_semantics() {
                         i as f32 / (n - 1).max(1) as f32,
                         (i as f32 + 0.5) / n as f32,
                     ] {
-                        let (a, b) = (quantile(&x, q), sem::quantile(&x, q));
+                        let (a, b) = (quantile(&x, q, &NEVER).unwrap(), sem::quantile(&x, q));
                         assert!(same(a, b), "{kind:?} n {n} q {q}: {a} vs {b}");
                     }
                 }
@@ -245,11 +248,14 @@ fn quantile_matches_semantics() {
 fn quantile_with_signed_zeros_and_infinities() {
     let x = [0.0, -0.0, 0.0, -0.0];
     for q in [0.0, 0.25, 0.4, 0.5, 0.75, 1.0] {
-        let (a, b) = (quantile(&x, q), sem::quantile(&x, q));
+        let (a, b) = (quantile(&x, q, &NEVER).unwrap(), sem::quantile(&x, q));
         assert_eq!(a.to_bits(), b.to_bits(), "q {q}");
     }
     let inf = [f32::NEG_INFINITY, f32::INFINITY];
-    assert!(same(quantile(&inf, 0.5), sem::quantile(&inf, 0.5)));
+    assert!(same(
+        quantile(&inf, 0.5, &NEVER).unwrap(),
+        sem::quantile(&inf, 0.5)
+    ));
 }
 
 /// The interpreter's `Op::Ranks` arm.
@@ -322,13 +328,16 @@ fn same_all(a: &[f32], b: &[f32]) -> bool {
 
 #[test]
 fn ranks_match_the_interpreter() {
-    assert_eq!(ranks(&[5.0], &[], 0), interp_ranks(&[5.0], &[], 0));
+    assert_eq!(
+        ranks(&[5.0], &[], 0, &NEVER).unwrap(),
+        interp_ranks(&[5.0], &[], 0)
+    );
     for kind in KINDS {
         for (s, shape) in SHAPES.iter().enumerate() {
             let x = data(kind, shape.iter().product(), s as u64);
             for axis in 0..shape.len() {
                 assert_eq!(
-                    ranks(&x, shape, axis),
+                    ranks(&x, shape, axis, &NEVER).unwrap(),
                     interp_ranks(&x, shape, axis),
                     "{kind:?} {shape:?} axis {axis}"
                 );
@@ -428,13 +437,15 @@ fn same_results_for_one_and_two_threads() {
         let run = || {
             let cuts: Vec<TopkCut> = [0, 1, 1000, 500_001, 1_099_999, 1_100_003]
                 .iter()
-                .map(|&k| topk_cut(&x, k))
+                .map(|&k| topk_cut(&x, k, &NEVER).unwrap())
                 .collect();
             let qs: Vec<u32> = [0.0, 0.3, 0.5, 1.0]
                 .iter()
-                .map(|&q| quantile(&x, q).to_bits())
+                .map(|&q| quantile(&x, q, &NEVER).unwrap().to_bits())
                 .collect();
-            let r: Vec<Vec<f32>> = (0..2).map(|a| ranks(y, &shape, a)).collect();
+            let r: Vec<Vec<f32>> = (0..2)
+                .map(|a| ranks(y, &shape, a, &NEVER).unwrap())
+                .collect();
             let red: Vec<Vec<u32>> = (0..2)
                 .flat_map(|a| OPS.map(|op| reduce_axis(y, &shape, a, false, op).1))
                 .map(|v| v.iter().map(|f| f.to_bits()).collect())
@@ -476,7 +487,7 @@ fn timing_topk_on_a_mlp_weight() {
     );
     for _ in 0..2 {
         let t = Instant::now();
-        let c = topk_cut(&x, k);
+        let c = topk_cut(&x, k, &NEVER).unwrap();
         let cut_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let m = mask_of(&x, c);
@@ -505,9 +516,24 @@ fn timing_topk_on_a_mlp_weight() {
             "  with 1 thread: topk_cut {:.1} ms",
             pool(1).install(|| {
                 let t = Instant::now();
-                std::hint::black_box(topk_cut(&x, k));
+                std::hint::black_box(topk_cut(&x, k, &NEVER).unwrap());
                 t.elapsed().as_secs_f64() * 1e3
             })
         );
     }
+}
+
+#[test]
+fn a_fired_token_stops_every_selection_with_its_reason() {
+    use mergec::cancel::Stop;
+    let x: Vec<f32> = (0..3_000_000)
+        .map(|i| ((i * 7919) % 10007) as f32)
+        .collect();
+    let late = Cancel::NEVER.until(std::time::Instant::now(), 1.5);
+    let over = Stop::OverTime { limit_s: 1.5 };
+    assert_eq!(topk_cut(&x, 1000, &late), Err(over));
+    assert_eq!(quantile(&x, 0.5, &late), Err(over));
+    assert_eq!(ranks(&x, &[3000, 1000], 1, &late).map(|_| ()), Err(over));
+    // Counts that need no pass finish whatever the token.
+    assert!(topk_cut(&x, 0, &late).is_ok());
 }

@@ -280,9 +280,14 @@ pub fn run(a: &DevelopArgs) -> i32 {
         Ok(Ended::Finished) => 0,
         Ok(Ended::Interrupted) => {
             eprintln!(
-                "interrupted: everything scored so far is in the record; continue with --resume"
+                "{}: everything scored so far is in the record; continue with --resume",
+                super::signals::interrupted_by()
             );
-            130
+            super::signals::exit_code()
+        }
+        Err(e) if crate::runtime::CANCELLED.load(Ordering::SeqCst) => {
+            eprintln!("error: {}: {e}", super::signals::interrupted_by());
+            super::signals::exit_code()
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -296,17 +301,18 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         build_zoo(&a.zoo)?;
     }
     let cfg = resolve_config(a)?;
+    let fresh = crate::develop::record::check_run_dir(&cfg.run_dir, a.resume)?;
     if driver::resolve_jobs(&cfg) > 1 {
         crate::model::elementwise_on_caller_thread();
     }
-    let _ = ctrlc::set_handler(|| {
-        if crate::runtime::CANCELLED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: finishing the current step; the run can be resumed");
-    });
+    super::signals::install(
+        Some("stopping the current step; the run can be resumed"),
+        "the record holds everything scored so far; continue with --resume".into(),
+    );
     let setup = driver::Setup::new(&cfg)?;
-    std::fs::create_dir_all(&cfg.run_dir).map_err(|e| format!("{}: {e}", cfg.run_dir.display()))?;
+    if fresh {
+        crate::develop::record::create_run_dir(&cfg.run_dir)?;
+    }
     let record = cfg.run_dir.join("programs.jsonl");
     let (mut log, mut events) = RunLog::open::<Event>(&record)?;
     if !events.is_empty() && !a.resume {

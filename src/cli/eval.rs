@@ -144,6 +144,12 @@ fn in_process(
     load: Loader,
     cache_dir: Option<&Path>,
 ) -> Result<String, String> {
+    if let Some(out) = &args.out {
+        let train = train_path(args, data_path);
+        let mut inputs = vec![args.model.as_path(), data_path];
+        inputs.extend(train.as_deref());
+        crate::runtime::plan::refuse_overlap("--out", out, &inputs, "the results")?;
+    }
     let data = Dataset::load(data_path)?;
     if data.problems.is_empty() {
         return Err(format!("`{}` holds no problems", data_path.display()));

@@ -185,15 +185,11 @@ fn parse_mismatch(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Runs the command; returns the exit code (130 when interrupted).
+/// Runs the command; returns the exit code (130, 143 or 129 when interrupted by
+/// Ctrl-C, SIGTERM or SIGHUP).
 pub fn run(a: &MergeArgs) -> i32 {
-    let _ = ctrlc::set_handler(|| {
-        if CANCELLED.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: leave at once (the temporary directory may remain).
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: stopping after the current tensors; nothing will be written");
-    });
+    let nothing = format!("nothing was written to `{}`", a.out.display());
+    super::signals::install(None, nothing.clone());
     if let Some(n) = a.threads {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -221,13 +217,13 @@ pub fn run(a: &MergeArgs) -> i32 {
             }
             0
         }
+        Err(_) if CANCELLED.load(Ordering::Relaxed) => {
+            eprintln!("error: {}; {nothing}", super::signals::interrupted_by());
+            super::signals::exit_code()
+        }
         Err(msg) => {
             eprintln!("error: {msg}");
-            if CANCELLED.load(Ordering::Relaxed) {
-                130
-            } else {
-                1
-            }
+            1
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod merge;
 pub mod methods;
 pub mod run;
+pub mod signals;
 pub mod synth;
 pub mod zoo;
 

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod cuda;
 
+use crate::cancel::Cancel;
 use crate::ir::kernel::{Kernel, KernelIo};
 
 /// A kernel ready to run on host memory.
@@ -15,6 +16,12 @@ pub trait Launch: Send + Sync {
     fn try_launch(&self, io: &mut KernelIo) -> Result<(), String> {
         self.launch(io);
         Ok(())
+    }
+    /// As `try_launch`, stopping once `cancel` fires (the stores are then partial and
+    /// the reason is the error). Engines that cannot stop inside a launch poll before it.
+    fn launch_until(&self, io: &mut KernelIo, cancel: &Cancel) -> Result<(), String> {
+        cancel.check()?;
+        self.try_launch(io)
     }
 }
 

@@ -82,6 +82,62 @@ impl RunLog {
     }
 }
 
+/// The file that marks a directory as a mergec run (written when the run is created).
+pub const RUN_MARKER: &str = ".mergec-run";
+
+/// Checks, before anything is written, that `dir` may hold a run: absent or empty
+/// (returns true: [`create_run_dir`] makes and marks it) or already a mergec run (marked;
+/// false). Anything else is refused, naming a few of its entries, so no unrelated file
+/// is overwritten. `--resume` needs a marked run.
+pub fn check_run_dir(dir: &Path, resume: bool) -> Result<bool, String> {
+    if dir.as_os_str().is_empty() {
+        return Err("run_dir is empty: set `run_dir` in the config or pass --run-dir DIR".into());
+    }
+    let shown = dir.display();
+    if dir.join(RUN_MARKER).is_file() {
+        return Ok(false);
+    }
+    if resume {
+        return Err(format!(
+            "--resume: `{shown}` is not a mergec run (it has no {RUN_MARKER}); \
+             start a new run without --resume"
+        ));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("run_dir `{shown}` exists and is not a directory"));
+    }
+    let mut found: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(format!("run_dir `{shown}`: {e}")),
+    };
+    if !found.is_empty() {
+        found.sort();
+        let more = found.len().saturating_sub(5);
+        found.truncate(5);
+        let mut list = found.join(", ");
+        if more > 0 {
+            list.push_str(&format!(" and {more} more"));
+        }
+        return Err(format!(
+            "run_dir `{shown}` is not empty and not a mergec run (it holds {list}); \
+             choose a new or empty directory (a run started by an older mergec: \
+             create {shown}/{RUN_MARKER} to continue it)"
+        ));
+    }
+    Ok(true)
+}
+
+/// Creates the run directory `dir` (checked by [`check_run_dir`]) with its marker.
+pub fn create_run_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("run_dir `{}`: {e}", dir.display()))?;
+    let text = format!("mergec {} run directory\n", env!("CARGO_PKG_VERSION"));
+    crate::eval::run::write_atomic(&dir.join(RUN_MARKER), text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

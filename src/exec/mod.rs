@@ -42,6 +42,7 @@ pub fn run_merge_compiled(
         tensors,
         seed,
         name: &facts.name,
+        cancel: crate::cancel::Cancel::NEVER,
     };
     run::execute(&c, &inp, out.as_mut_bytes())?;
     let t = Tensor::new(shape, out);

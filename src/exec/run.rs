@@ -77,6 +77,8 @@ pub struct RunInputs<'a> {
     pub tensors: Vec<(&'a [u8], BufDtype)>,
     pub seed: u64,
     pub name: &'a str,
+    /// Polled between stages, selections and chunks of each launch.
+    pub cancel: crate::cancel::Cancel,
 }
 
 #[derive(Clone, Debug)]
@@ -117,21 +119,28 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
     }
     let mut out = Some(out);
     let timing = std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time"));
+    let stop = |s: crate::cancel::Stop| RuntimeError::new(s.to_string());
+    // A failure once the token fired is the stop (a launch cut short says only that).
+    let failed = |e: String| match inp.cancel.check() {
+        Err(s) => stop(s),
+        Ok(()) => backend_error(e),
+    };
     for (si, stage) in c.plan.stages.iter().enumerate() {
         let t0 = std::time::Instant::now();
         for &h in &stage.host {
             if stage.selects.iter().any(|sel| sel.topk.contains(&h)) {
                 continue;
             }
+            inp.cancel.check().map_err(stop)?;
             let v = st.eval_host(h);
             st.host[h as usize] = Some(v);
         }
         for (j, sel) in stage.selects.iter().enumerate() {
-            st.select(si, j, sel).map_err(backend_error)?;
+            st.select(si, j, sel).map_err(failed)?;
         }
         let t1 = std::time::Instant::now();
         for (li, l) in stage.launches.iter().enumerate() {
-            st.launch(si, li, l, &mut out).map_err(backend_error)?;
+            st.launch(si, li, l, &mut out).map_err(failed)?;
         }
         for n in &stage.frees {
             st.buffers.remove(n);
@@ -145,6 +154,8 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
             );
         }
     }
+    // A selection cut short leaves a deferred error that a branch may not read.
+    inp.cancel.check().map_err(stop)?;
     if let Some(e) = st.poison_of(c.plan.graph.output) {
         return Err(e);
     }
@@ -258,14 +269,23 @@ impl State<'_> {
             }
             NodeOp::Quantile => {
                 let q = self.scalar(args[1])?.as_f32().unwrap_or(f32::NAN);
-                HVal::V(Value::F32(select::quantile(self.buffer(args[0]), q)))
+                let cancel = &self.inp.cancel;
+                HVal::V(Value::F32(select::quantile(
+                    self.buffer(args[0]),
+                    q,
+                    cancel,
+                )?))
             }
             NodeOp::TopkMask => {
                 let x = self.buffer(args[0]);
                 let n_el = x.len();
                 let (k, skip) = self.topk_counts(&args, n_el)?;
                 let (k, skip) = select::topk_counts(n_el, k, skip);
-                let cuts = [select::topk_cut(x, k + skip), select::topk_cut(x, skip)];
+                let cancel = &self.inp.cancel;
+                let cuts = [
+                    select::topk_cut(x, k + skip, cancel)?,
+                    select::topk_cut(x, skip, cancel)?,
+                ];
                 if self.c.plan.mask_buffers.contains(&n) {
                     let m = mask_from_cuts(x, &cuts, 0);
                     self.buffers.insert(n, m);
@@ -274,7 +294,12 @@ impl State<'_> {
             }
             NodeOp::Ranks(axis) => {
                 let shape = self.shape(args[0]);
-                let r = select::ranks(self.buffer(args[0]), &shape, *axis as usize);
+                let r = select::ranks(
+                    self.buffer(args[0]),
+                    &shape,
+                    *axis as usize,
+                    &self.inp.cancel,
+                )?;
                 self.buffers.insert(n, r);
                 HVal::Buf
             }
@@ -411,10 +436,11 @@ impl State<'_> {
             reductions: Vec::new(),
         };
         let code = &self.c.sel_code[si][j];
+        let cancel = &self.inp.cancel;
         if r1 - r0 == sel.chunk_rows {
-            code.0.try_launch(&mut io)?;
+            code.0.launch_until(&mut io, cancel)?;
         } else {
-            code.1.try_launch(&mut io)?;
+            code.1.launch_until(&mut io, cancel)?;
         }
         Ok(r0 * cols)
     }
@@ -550,7 +576,7 @@ impl State<'_> {
                 stores,
                 reductions: reds.iter_mut().map(|r| r.as_mut_slice()).collect(),
             };
-            self.c.code[si][li].try_launch(&mut io)?;
+            self.c.code[si][li].launch_until(&mut io, &self.inp.cancel)?;
         }
         let mut owned_it = owned.into_iter();
         for s in &l.stores {

@@ -7,7 +7,11 @@
 //! canonical order. Top-k and quantiles select in O(n) with a radix select over the bits of
 //! an order key, never a sort: one histogram pass over the input picks the first digit, the
 //! keys sharing it are gathered, and the later digits are picked among them.
+//!
+//! Selections poll a [`Cancel`] token per chunk of each pass: once it fires the remaining
+//! chunks are skipped and the selection returns the reason (its partial result unused).
 
+use crate::cancel::{Cancel, Stop};
 use crate::interp::semantics::{self as sem, RED_BLOCK, RED_LANES};
 use crate::ir::reference::magnitude_key;
 use crate::types::ops::AxisOp;
@@ -47,23 +51,23 @@ impl TopkCut {
 
 /// The cut taking the first `count` elements of the top-k order. `count == 0` gives
 /// `(u32::MAX, 0)` and `count >= n` gives `(0, n)`; both take what they should.
-pub fn topk_cut(x: &[f32], count: usize) -> TopkCut {
+pub fn topk_cut(x: &[f32], count: usize, cancel: &Cancel) -> Result<TopkCut, Stop> {
     let n = x.len();
     if count == 0 {
-        return TopkCut {
+        return Ok(TopkCut {
             t: u32::MAX,
             cut: 0,
-        };
+        });
     }
     if count >= n {
-        return TopkCut {
+        return Ok(TopkCut {
             t: 0,
             cut: n as u64,
-        };
+        });
     }
     // Magnitude descending is the complement's ascending order: the count-th largest
     // magnitude is the (count - 1)-th smallest complement, and `less` elements lie above it.
-    let sel = radix_select(x, &|v| !magnitude_key(v), count - 1);
+    let sel = radix_select(x, &|v| !magnitude_key(v), count - 1, cancel)?;
     let t = !sel.key;
     // The elements of key t, counted chunk by chunk: from the gathered keys when there are.
     let counts: Vec<usize> = match &sel.gathered {
@@ -75,8 +79,11 @@ pub fn topk_cut(x: &[f32], count: usize) -> TopkCut {
                 parts.par_iter().map(count).collect()
             }
         }
-        None => map_chunks(x, |c| c.iter().filter(|&&v| magnitude_key(v) == t).count()),
+        None => map_chunks(x, cancel, |c| {
+            c.iter().filter(|&&v| magnitude_key(v) == t).count()
+        }),
     };
+    cancel.check()?;
     // The (count - less)-th of them is the last one taken.
     let mut left = count - sel.less;
     for (ci, &c) in counts.iter().enumerate() {
@@ -90,10 +97,10 @@ pub fn topk_cut(x: &[f32], count: usize) -> TopkCut {
                 .nth(left - 1)
                 .map(|(j, _)| j)
                 .expect("topk_cut: the chunk's count");
-            return TopkCut {
+            return Ok(TopkCut {
                 t,
                 cut: (base + j + 1) as u64,
-            };
+            });
         }
         left -= c;
     }
@@ -109,8 +116,14 @@ pub fn topk_counts(n: usize, k: usize, skip: usize) -> (usize, usize) {
 
 // ---- radix select ----
 
-/// `f` of every chunk of `x`, in order; in parallel for large `x`.
-fn map_chunks<T: Send>(x: &[f32], f: impl Fn(&[f32]) -> T + Sync + Send) -> Vec<T> {
+/// `f` of every chunk of `x`, in order; in parallel for large `x`. Once `cancel` fires
+/// the chunks left give `T::default()` (the caller checks `cancel` before using them).
+fn map_chunks<T: Send + Default>(
+    x: &[f32],
+    cancel: &Cancel,
+    f: impl Fn(&[f32]) -> T + Sync + Send,
+) -> Vec<T> {
+    let f = |c: &[f32]| if cancel.fired() { T::default() } else { f(c) };
     if x.len() < 2 * CHUNK {
         x.chunks(CHUNK).map(f).collect()
     } else {
@@ -119,25 +132,31 @@ fn map_chunks<T: Send>(x: &[f32], f: impl Fn(&[f32]) -> T + Sync + Send) -> Vec<
 }
 
 /// A histogram of `buckets` counts over `items`, filled by `count`; in parallel, and
-/// merged exactly, when `parallel`.
+/// merged exactly, when `parallel`. Fails once `cancel` fires (chunks left are skipped).
 fn histogram<T: Sync>(
     items: &[T],
     grain: usize,
     parallel: bool,
     buckets: usize,
+    cancel: &Cancel,
     count: impl Fn(&mut [usize], &[T]) + Sync + Send,
-) -> Vec<usize> {
+) -> Result<Vec<usize>, Stop> {
     if !parallel {
         let mut h = vec![0; buckets];
-        count(&mut h, items);
-        return h;
+        for c in items.chunks(grain.max(1)) {
+            cancel.check()?;
+            count(&mut h, c);
+        }
+        return Ok(h);
     }
-    items
+    let h = items
         .par_chunks(grain)
         .fold(
             || vec![0usize; buckets],
             |mut h, c| {
-                count(&mut h, c);
+                if !cancel.fired() {
+                    count(&mut h, c);
+                }
                 h
             },
         )
@@ -149,7 +168,9 @@ fn histogram<T: Sync>(
                 }
                 a
             },
-        )
+        );
+    cancel.check()?;
+    Ok(h)
 }
 
 /// The bucket holding the `rank`-th counted item, the rank within it, and the count below.
@@ -177,7 +198,12 @@ struct Selection {
 /// The `rank`-th smallest key (0-based). One histogram pass over the input picks the first
 /// digit; the keys sharing it are gathered (unless they are a large part of the input) and
 /// the later digits are picked from them.
-fn radix_select<K: Fn(f32) -> u32 + Sync>(x: &[f32], key: &K, rank: usize) -> Selection {
+fn radix_select<K: Fn(f32) -> u32 + Sync>(
+    x: &[f32],
+    key: &K,
+    rank: usize,
+    cancel: &Cancel,
+) -> Result<Selection, Stop> {
     debug_assert!(rank < x.len());
     let n = x.len();
     let digits = if n >= LARGE {
@@ -186,30 +212,31 @@ fn radix_select<K: Fn(f32) -> u32 + Sync>(x: &[f32], key: &K, rank: usize) -> Se
         DIGITS_SMALL
     };
     let (shift, width) = digits[0];
-    let hist = histogram(x, CHUNK, n >= 2 * CHUNK, 1 << width, |h, c| {
+    let hist = histogram(x, CHUNK, n >= 2 * CHUNK, 1 << width, cancel, |h, c| {
         for &v in c {
             h[(key(v) >> shift) as usize] += 1;
         }
-    });
+    })?;
     let (b, mut rank, mut less) = walk(&hist, rank, 0);
     let mut equal = hist[b];
     let mut prefix = (b as u32) << shift;
     let mut mask = !0u32 << shift;
     let gathered = (equal <= n / 4).then(|| {
         let top = b as u32;
-        map_chunks(x, |c| {
+        map_chunks(x, cancel, |c| {
             c.iter()
                 .map(|&v| key(v))
                 .filter(|&k| k >> shift == top)
                 .collect::<Vec<u32>>()
         })
     });
+    cancel.check()?;
     for &(shift, width) in &digits[1..] {
         let digit = (1u32 << width) - 1;
         let (pre, msk) = (prefix, mask);
         let bucket = |k: u32| (k & msk == pre).then_some(((k >> shift) & digit) as usize);
         let hist = match &gathered {
-            Some(parts) => histogram(parts, 1, equal >= 2 * CHUNK, 1 << width, |h, ps| {
+            Some(parts) => histogram(parts, 1, equal >= 2 * CHUNK, 1 << width, cancel, |h, ps| {
                 for p in ps {
                     for &k in p {
                         if let Some(i) = bucket(k) {
@@ -218,25 +245,25 @@ fn radix_select<K: Fn(f32) -> u32 + Sync>(x: &[f32], key: &K, rank: usize) -> Se
                     }
                 }
             }),
-            None => histogram(x, CHUNK, n >= 2 * CHUNK, 1 << width, |h, c| {
+            None => histogram(x, CHUNK, n >= 2 * CHUNK, 1 << width, cancel, |h, c| {
                 for &v in c {
                     if let Some(i) = bucket(key(v)) {
                         h[i] += 1;
                     }
                 }
             }),
-        };
+        }?;
         let (b, r, l) = walk(&hist, rank, less);
         (rank, less, equal) = (r, l, hist[b]);
         prefix |= (b as u32) << shift;
         mask |= digit << shift;
     }
-    Selection {
+    Ok(Selection {
         key: prefix,
         less,
         equal,
         gathered,
-    }
+    })
 }
 
 // ---- quantile ----
@@ -257,35 +284,38 @@ fn from_total_key(k: u32) -> f32 {
 }
 
 /// [`sem::quantile`], bit for bit: the order statistics by radix select.
-pub fn quantile(x: &[f32], q: f32) -> f32 {
+pub fn quantile(x: &[f32], q: f32, cancel: &Cancel) -> Result<f32, Stop> {
     let n = x.len();
-    if n == 0 || q.is_nan() || map_chunks(x, |c| c.iter().any(|v| v.is_nan())).contains(&true) {
-        return f32::NAN;
+    if n == 0 || q.is_nan() {
+        return Ok(f32::NAN);
+    }
+    let has_nan = map_chunks(x, cancel, |c| c.iter().any(|v| v.is_nan())).contains(&true);
+    cancel.check()?;
+    if has_nan {
+        return Ok(f32::NAN);
     }
     let q = sem::decimal_f64(q.clamp(0.0, 1.0));
     let pos = q * (n - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(n - 1);
     let frac = pos - lo as f64;
-    let sel = radix_select(x, &total_key, lo);
+    let sel = radix_select(x, &total_key, lo, cancel)?;
     let a = from_total_key(sel.key);
     let b = if hi == lo || lo + 1 < sel.less + sel.equal {
         a
     } else {
         // The next order statistic is the smallest key above a's.
-        map_chunks(x, |c| {
+        let above = map_chunks(x, cancel, |c| {
             c.iter()
                 .map(|&v| total_key(v))
                 .filter(|&k| k > sel.key)
                 .min()
-        })
-        .into_iter()
-        .flatten()
-        .min()
-        .map_or(a, from_total_key)
+        });
+        cancel.check()?;
+        above.into_iter().flatten().min().map_or(a, from_total_key)
     };
     let (a, b) = (a as f64, b as f64);
-    (a + (b - a) * frac) as f32
+    Ok((a + (b - a) * frac) as f32)
 }
 
 // ---- ranks ----
@@ -308,15 +338,15 @@ fn split(x: &[f32], shape: &[usize], axis: usize) -> (usize, usize, usize) {
 }
 
 /// The interpreter's `Op::Ranks`: [`sem::ranks`] of every fibre along `axis` (a scalar, of
-/// empty `shape`, ranks 0).
-pub fn ranks(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
+/// empty `shape`, ranks 0). Fibres left once `cancel` fires are skipped.
+pub fn ranks(x: &[f32], shape: &[usize], axis: usize, cancel: &Cancel) -> Result<Vec<f32>, Stop> {
     if shape.is_empty() {
-        return vec![0.0];
+        return Ok(vec![0.0]);
     }
     let (_, len, inner) = split(x, shape, axis);
     let n = x.len();
     if n == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let min_fibres = (CHUNK / len).max(1);
     let mut out = vec![0.0f32; n];
@@ -324,8 +354,13 @@ pub fn ranks(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
         out.par_chunks_mut(len)
             .zip(x.par_chunks(len))
             .with_min_len(min_fibres)
-            .for_each(|(dst, fibre)| dst.copy_from_slice(&sem::ranks(fibre)));
-        return out;
+            .for_each(|(dst, fibre)| {
+                if !cancel.fired() {
+                    dst.copy_from_slice(&sem::ranks(fibre))
+                }
+            });
+        cancel.check()?;
+        return Ok(out);
     }
     // Ranks fibre by fibre (fibre o * inner + i at [f * len, (f + 1) * len)), then put back.
     let mut fib = vec![0.0f32; n];
@@ -333,6 +368,9 @@ pub fn ranks(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
         .enumerate()
         .with_min_len(min_fibres)
         .for_each(|(f, dst)| {
+            if cancel.fired() {
+                return;
+            }
             let base = (f / inner) * len * inner + f % inner;
             let fibre: Vec<f32> = (0..len).map(|j| x[base + j * inner]).collect();
             dst.copy_from_slice(&sem::ranks(&fibre));
@@ -346,7 +384,8 @@ pub fn ranks(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
                 *v = fib[(o * inner + i) * len + j];
             }
         });
-    out
+    cancel.check()?;
+    Ok(out)
 }
 
 // ---- reductions along an axis ----

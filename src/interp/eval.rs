@@ -6,6 +6,7 @@ use super::tensor_ops::{
     Operand, broadcast_shapes, broadcast_to, fibre_sum, fibre_sum_sq, map_axis, map_n, reduce_axis,
 };
 use super::value::{RuntimeError, Tensor, TensorFacts, Value};
+use crate::cancel::Cancel;
 use crate::types::ops::{AxisOp, Op};
 use crate::types::tast::{Fact, TExpr, TKind};
 use std::cell::Cell;
@@ -24,6 +25,8 @@ pub struct Context<'a> {
     pub loader: Option<Loader<'a>>,
     /// Advanced by each REPL `randn` call.
     pub randn_counter: Cell<u64>,
+    /// Polled per op and per loop iteration: a run stops with its reason.
+    pub cancel: Cancel,
 }
 
 impl<'a> Context<'a> {
@@ -33,7 +36,20 @@ impl<'a> Context<'a> {
             facts,
             loader: None,
             randn_counter: Cell::new(0),
+            cancel: Cancel::NEVER,
         }
+    }
+
+    /// The context polling `cancel`.
+    pub fn with_cancel(self, cancel: Cancel) -> Self {
+        Context { cancel, ..self }
+    }
+
+    /// An error once the run should stop (interrupted or over its time limit).
+    fn poll(&self) -> Result<(), RuntimeError> {
+        self.cancel
+            .check()
+            .map_err(|s| RuntimeError::new(s.to_string()))
     }
 }
 
@@ -166,6 +182,7 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                     ),
                 };
                 for (i, x) in xs.iter().enumerate().skip(start) {
+                    self.ctx.poll()?;
                     self.set(*acc, a);
                     self.set(*elem, x.clone());
                     if let Some(iv) = index {
@@ -192,6 +209,7 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                 }
                 let mut a = self.eval(init)?;
                 for i in 0..n {
+                    self.ctx.poll()?;
                     self.set(*acc, a);
                     if let Some(iv) = index {
                         self.set(*iv, Value::Int(i));
@@ -230,7 +248,12 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                     .iter()
                     .map(|a| self.eval(a))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.op(*op, vals)?
+                self.ctx.poll()?;
+                let cancel = self.ctx.cancel;
+                let r = super::tensor_ops::polling(cancel, || self.op(*op, vals));
+                // An op cut short by the token left its output unfinished.
+                self.ctx.poll()?;
+                r?
             }
         })
     }

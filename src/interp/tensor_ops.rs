@@ -2,6 +2,7 @@
 
 use super::semantics::canonical_sum;
 use super::value::{RuntimeError, Tensor};
+use crate::cancel::Cancel;
 
 /// NumPy broadcasting of concrete shapes.
 pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, RuntimeError> {
@@ -42,8 +43,28 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     strides
 }
 
+thread_local! {
+    /// The token the elementwise loops poll (set by the evaluator around each op).
+    static CANCEL: std::cell::Cell<Cancel> = const { std::cell::Cell::new(Cancel::NEVER) };
+}
+
+/// Runs `f` (one op) with `cancel` polled by the elementwise loops it runs: every
+/// `POLL` elements they check it, and once it fired they stop (the loops that cannot
+/// fail leave the rest of their output unset: the caller polls the same token after
+/// the op and discards it).
+pub fn polling<T>(cancel: Cancel, f: impl FnOnce() -> T) -> T {
+    let old = CANCEL.replace(cancel);
+    let r = f();
+    CANCEL.set(old);
+    r
+}
+
+/// Elements between two polls of the token.
+const POLL: usize = 1 << 16;
+
 /// Applies `f` elementwise over broadcast operands.
 pub fn map_n(args: &[Operand], f: impl Fn(&[f32]) -> f32) -> Result<Tensor, RuntimeError> {
+    let cancel = CANCEL.get();
     let shapes: Vec<&[usize]> = args
         .iter()
         .filter_map(|a| match a {
@@ -61,6 +82,9 @@ pub fn map_n(args: &[Operand], f: impl Fn(&[f32]) -> f32) -> Result<Tensor, Runt
     }) {
         let mut data = Vec::with_capacity(n);
         for i in 0..n {
+            if i % POLL == 0 {
+                cancel.check()?;
+            }
             for (v, a) in vals.iter_mut().zip(args) {
                 *v = match a {
                     Operand::Scalar(s) => *s,
@@ -81,7 +105,10 @@ pub fn map_n(args: &[Operand], f: impl Fn(&[f32]) -> f32) -> Result<Tensor, Runt
     let mut index = vec![0usize; out_shape.len()];
     let mut offsets = vec![0usize; args.len()];
     let mut data = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        if i % POLL == 0 {
+            cancel.check()?;
+        }
         for ((v, a), off) in vals.iter_mut().zip(args).zip(&offsets) {
             *v = match a {
                 Operand::Scalar(s) => *s,
@@ -215,16 +242,25 @@ const PAR_MIN: usize = 1 << 15;
 
 /// `(0..n).map(f)`, in parallel chunks for large `n`: elementwise, so the same values in the
 /// same order whatever the thread count.
+/// Chunks left once the token (see [`polling`]) fired stay 0.
 fn par_map(n: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> Vec<f32> {
     use rayon::prelude::*;
     if n < 2 * PAR_MIN {
         return (0..n).map(f).collect();
     }
-    (0..n)
-        .into_par_iter()
-        .with_min_len(PAR_MIN)
-        .map(f)
-        .collect()
+    let cancel = CANCEL.get();
+    let mut out = vec![0.0f32; n];
+    out.par_chunks_mut(PAR_MIN)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            if cancel.fired() {
+                return;
+            }
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = f(c * PAR_MIN + j);
+            }
+        });
+    out
 }
 
 /// Fast path of [`map_n`] for one operand: a loop the compiler can vectorise.

@@ -121,6 +121,12 @@ impl RuntimeError {
     }
 }
 
+impl From<crate::cancel::Stop> for RuntimeError {
+    fn from(s: crate::cancel::Stop) -> Self {
+        RuntimeError::new(s.to_string())
+    }
+}
+
 impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;

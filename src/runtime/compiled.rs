@@ -154,8 +154,9 @@ impl Compiled {
         models: &[Checkpoint],
         n_layers: i64,
         t: &PlannedTensor,
+        cancel: &crate::cancel::Cancel,
     ) -> Option<Vec<u8>> {
-        let r = self.try_produce(job, base, models, n_layers, t);
+        let r = self.try_produce(job, base, models, n_layers, t, cancel);
         self.engine.end_tensor();
         if r.is_none() {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +171,7 @@ impl Compiled {
         models: &[Checkpoint],
         n_layers: i64,
         t: &PlannedTensor,
+        cancel: &crate::cancel::Cancel,
     ) -> Option<Vec<u8>> {
         let out_dtype = buf_dtype(&t.out_dtype)?;
         let (m, cache) = self.caches.get(&t.shape.len())?;
@@ -223,6 +225,7 @@ impl Compiled {
             tensors,
             seed: job.seed,
             name: &t.name,
+            cancel: *cancel,
         };
         if let Err(e) = execute(plan, &inp, &mut out) {
             if e.message.starts_with(crate::exec::run::BACKEND_ERROR) && !job.quiet {

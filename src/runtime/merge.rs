@@ -2,8 +2,11 @@
 //! program into a new Hugging Face directory, atomically.
 
 use super::output::{OutputDir, copy_side_files, write_index};
-use super::plan::{Action, Plan, PlanOptions, PlannedTensor, path_within, plan, shard_file_names};
+use super::plan::{
+    Action, Plan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
+};
 use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
+use crate::cancel::Cancel;
 use crate::interp::{Context, TensorFacts, param_value, run_merge_owned};
 use crate::syntax::ast::Program;
 use crate::types::{CheckedMerge, Const, instantiate_merge};
@@ -14,10 +17,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-/// Set by the Ctrl-C handler; checked between tensors.
-pub static CANCELLED: AtomicBool = AtomicBool::new(false);
+/// Set by the signal handlers (Ctrl-C, SIGTERM, SIGHUP); polled inside every tensor.
+pub use crate::cancel::INTERRUPTED as CANCELLED;
 
 /// Parameter values for one tensor: fixed (`--set`) or per tensor (mergekit gradients, filters).
 pub trait ParamSource: Sync {
@@ -98,6 +101,8 @@ pub struct MergeSummary {
 struct Inputs {
     base: Checkpoint,
     models: Vec<Checkpoint>,
+    /// Stops every tensor's work on a signal or at the job's deadline.
+    cancel: Cancel,
 }
 
 /// Runs the merge. On any error or interruption nothing is left at `out`.
@@ -106,15 +111,11 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
     if job.models.is_empty() {
         return Err("give at least one --model to merge with the base".into());
     }
-    for input in std::iter::once(&job.base).chain(&job.models) {
-        if path_within(&job.out, input) || path_within(input, &job.out) {
-            return Err(format!(
-                "--out `{}` overlaps the input `{}`; write the merge somewhere else",
-                job.out.display(),
-                input.display()
-            ));
-        }
-    }
+    let inputs: Vec<&std::path::Path> = std::iter::once(&job.base)
+        .chain(&job.models)
+        .map(|p| p.as_path())
+        .collect();
+    refuse_overlap("--out", &job.out, &inputs, "the merge")?;
     if let Some(t) = &job.tokenizer_from
         && !t.is_dir()
     {
@@ -123,7 +124,12 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
             t.display()
         ));
     }
+    let mut cancel = Cancel::on_signal();
+    if let Some(d) = job.deadline {
+        cancel = cancel.until(d, d.saturating_duration_since(start).as_secs_f64());
+    }
     let inputs = Inputs {
+        cancel,
         base: Checkpoint::open(&job.base).map_err(|e| e.to_string())?,
         models: job
             .models
@@ -320,6 +326,10 @@ fn write_shard(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
     let in_flight = std::sync::atomic::AtomicU64::new(0);
     let in_flight = &in_flight;
+    // Set when computing failed: the file is abandoned, not flushed and synced (which
+    // would keep a stopped merge writing gigabytes to disk).
+    let abandoned = std::sync::atomic::AtomicBool::new(false);
+    let abandoned = &abandoned;
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<u64, String> {
             let io = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
@@ -335,11 +345,17 @@ fn write_shard(
                     c.recycle(bytes);
                 }
             }
+            if abandoned.load(Ordering::SeqCst) {
+                return Ok(total);
+            }
             w.flush().map_err(io)?;
             w.get_ref().sync_all().map_err(io)?;
             Ok(total)
         });
         let produced = produce_shard(job, inputs, plan, checked, compiled, shard, &tx, in_flight);
+        if produced.is_err() {
+            abandoned.store(true, Ordering::SeqCst);
+        }
         drop(tx);
         let written = writer
             .join()
@@ -444,17 +460,18 @@ fn produce(
     compiled: Option<&super::compiled::Compiled>,
     t: &PlannedTensor,
 ) -> Result<Vec<u8>, String> {
-    if CANCELLED.load(Ordering::Relaxed) {
-        return Err("interrupted: nothing was written to the output".into());
-    }
-    if job.deadline.is_some_and(|d| std::time::Instant::now() > d) {
-        return Err("over the time limit: nothing was written to the output".into());
-    }
+    let stopped = |s: crate::cancel::Stop| format!("{s}: nothing was written to the output");
+    inputs.cancel.check().map_err(stopped)?;
     if let Some(c) = compiled
         && t.action == Action::Merge
-        && let Some(bytes) = c.produce(job, &inputs.base, &inputs.models, plan.n_layers, t)
     {
-        return Ok(bytes);
+        let cancel = &inputs.cancel;
+        if let Some(bytes) = c.produce(job, &inputs.base, &inputs.models, plan.n_layers, t, cancel)
+        {
+            return Ok(bytes);
+        }
+        // A compiled run cut short is not retried by the interpreter.
+        cancel.check().map_err(stopped)?;
     }
     let out_dtype = Dtype::from_header(&t.out_dtype);
     let base_info = inputs.base.info(&t.name).map_err(|e| e.to_string())?;
@@ -480,10 +497,13 @@ fn produce(
         .collect::<Result<Vec<_>, _>>()?;
     let facts = TensorFacts::from_name(&t.name, plan.n_layers);
     let overrides = job.params.params_for(&t.name, facts.layer, plan.n_layers)?;
-    let ctx = Context::new(job.seed, facts);
+    let ctx = Context::new(job.seed, facts).with_cancel(inputs.cancel);
     let m = &checked[&t.shape.len()];
     let out =
         run_merge_owned(m, base, models, &overrides, &ctx, job.allow_nonfinite).map_err(|e| {
+            if let Err(s) = inputs.cancel.check() {
+                return stopped(s);
+            }
             let mut msg = if e.message.contains(&format!("`{}`", t.name)) {
                 e.message.clone()
             } else {

@@ -10,6 +10,8 @@ pub mod merge;
 mod output;
 pub mod plan;
 pub mod safetensors;
+pub mod stale;
 pub mod synth;
 
 pub use merge::{CANCELLED, FixedParams, MergeJob, MergeSummary, ParamSource, run};
+pub use output::remove_temporaries;

@@ -1,5 +1,8 @@
 //! The output directory: built in a temporary sibling, renamed into place on
-//! success, removed on any failure; side files and provenance.
+//! success, removed on any failure; side files and provenance. Temporaries being
+//! written are registered, so a second signal can remove them before exiting
+//! (`remove_temporaries`); those left by a killed process are removed by the next
+//! run that writes to the same parent (`stale`).
 
 use super::merge::MergeJob;
 use super::plan::Plan;
@@ -7,6 +10,30 @@ use super::safetensors::{Checkpoint, INDEX_FILE};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The temporary directories this process is writing.
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes every temporary directory being written (on a second signal, just before
+/// the process exits); returns those removed. Holds the registry, so no commit runs
+/// meanwhile.
+pub fn remove_temporaries() -> Vec<PathBuf> {
+    let mut dirs = live();
+    for d in dirs.iter() {
+        // A writer may still add a file while the tree is removed: try again.
+        for _ in 0..3 {
+            if std::fs::remove_dir_all(d).is_ok() || !d.exists() {
+                break;
+            }
+        }
+    }
+    std::mem::take(&mut *dirs)
+}
 
 /// A directory being written. Dropped without `commit`, it is removed.
 pub struct OutputDir {
@@ -44,9 +71,11 @@ impl OutputDir {
                 parent.display()
             ));
         }
+        super::stale::remove_stale(&parent);
         let tmp = parent.join(format!(".{name}.mergec-tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir(&tmp).map_err(|e| format!("cannot create `{}`: {e}", tmp.display()))?;
+        live().push(tmp.clone());
         Ok(OutputDir {
             tmp,
             dest: dest.to_path_buf(),
@@ -62,7 +91,11 @@ impl OutputDir {
 
     /// Moves the finished directory into place (replacing the old one under --force).
     pub fn commit(mut self) -> Result<(), String> {
-        if super::merge::CANCELLED.load(std::sync::atomic::Ordering::Relaxed) {
+        // Held until the rename is done: a second signal removes the temporary either
+        // before (then this fails) or not at all.
+        let live = live();
+        if super::merge::CANCELLED.load(std::sync::atomic::Ordering::Relaxed) || !self.tmp.is_dir()
+        {
             return Err("interrupted: nothing was written to the output".into());
         }
         let err = |e: std::io::Error| {
@@ -83,6 +116,7 @@ impl OutputDir {
             std::fs::rename(&self.tmp, &self.dest).map_err(err)?;
         }
         self.committed = true;
+        drop(live);
         Ok(())
     }
 }
@@ -92,6 +126,7 @@ impl Drop for OutputDir {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.tmp);
         }
+        live().retain(|d| d != &self.tmp);
     }
 }
 

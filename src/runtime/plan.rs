@@ -233,6 +233,21 @@ pub fn path_within(inner: &Path, outer: &Path) -> bool {
     canon(inner).starts_with(canon(outer))
 }
 
+/// Refuses an output (`flag`, e.g. `--out`) that is, lies inside or holds one of
+/// `inputs`; `what` is what is written ("the merge").
+pub fn refuse_overlap(flag: &str, out: &Path, inputs: &[&Path], what: &str) -> Result<(), String> {
+    for input in inputs {
+        if path_within(out, input) || path_within(input, out) {
+            return Err(format!(
+                "{flag} `{}` overlaps the input `{}`; write {what} somewhere else",
+                out.display(),
+                input.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

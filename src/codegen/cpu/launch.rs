@@ -2,10 +2,13 @@
 //! kernel, passes them to the native code as raw pointers, and splits the units
 //! into chunks run in parallel with rayon. Every unit writes its own elements and
 //! its own reduction slots, so the bytes are the same for any number of threads.
+//! Chunks are sized to a few milliseconds of work (smaller for long kernel bodies),
+//! and the cancellation token is polled before each one.
 
 use rayon::prelude::*;
 
 use super::jit::Compiled;
+use crate::cancel::{Cancel, Stop};
 use crate::ir::kernel::{BLOCK, Kernel, KernelIo, KernelKind, RedOp, Sink};
 
 /// What the native code reads: arrays of base pointers and argument arrays.
@@ -32,8 +35,10 @@ const _: () = {
     assert!(offset_of!(RawIo, u64s) == IO_U64 as usize);
 };
 
-/// Elements per chunk of work.
+/// Elements per chunk of work for a body of up to `CHUNK_INSTS` instructions; longer
+/// bodies get proportionally fewer (at least one unit), so a chunk stays a few ms.
 const CHUNK: usize = 1 << 16;
+const CHUNK_INSTS: usize = 64;
 
 /// A `RawIo` shared by the chunks of one launch.
 struct Shared<'a>(&'a RawIo);
@@ -116,16 +121,22 @@ fn empty_rows(k: &Kernel, io: &mut KernelIo) {
     }
 }
 
-/// Runs the whole domain of `k` on `io`.
-pub(crate) fn run(k: &Kernel, code: &Compiled, io: &mut KernelIo) {
+/// Runs the whole domain of `k` on `io`, polling `cancel` before each chunk (once it
+/// fires the chunks left are skipped and the reason returned).
+pub(crate) fn run(
+    k: &Kernel,
+    code: &Compiled,
+    io: &mut KernelIo,
+    cancel: &Cancel,
+) -> Result<(), Stop> {
     check(k, io);
     let units = k.n_units();
     if units == 0 {
-        return;
+        return Ok(());
     }
     if k.numel() == 0 {
         empty_rows(k, io);
-        return;
+        return Ok(());
     }
     let inputs: Vec<*const u8> = io.inputs.iter().map(|s| s.as_ptr()).collect();
     let stores: Vec<*mut u8> = io.stores.iter_mut().map(|s| s.as_mut_ptr()).collect();
@@ -142,19 +153,23 @@ pub(crate) fn run(k: &Kernel, code: &Compiled, io: &mut KernelIo) {
         KernelKind::Flat => BLOCK,
         KernelKind::Rows => k.cols,
     };
-    let per = (CHUNK / unit_len).max(1);
+    let elems = CHUNK * CHUNK_INSTS / k.body.len().max(CHUNK_INSTS);
+    let per = (elems / unit_len).max(1);
     let chunks = units.div_ceil(per);
     let shared = Shared(&raw);
-    let go = |c: usize| {
+    let go = |c: usize| -> Result<(), Stop> {
+        cancel.check()?;
         let (lo, hi) = (c * per, ((c + 1) * per).min(units));
         // SAFETY: `check` showed every buffer covers the elements and slots of all
-        // units; `raw` and the pointer arrays live until the loop ends; chunks
+        // units; `raw` and the pointer arrays live until the loop ends (the parallel
+        // loop returns only after every chunk it started has finished); chunks
         // write disjoint units (see `Shared`).
-        unsafe { code.call(shared.ptr(), lo, hi) }
+        unsafe { code.call(shared.ptr(), lo, hi) };
+        Ok(())
     };
     if chunks == 1 {
-        go(0);
+        go(0)
     } else {
-        (0..chunks).into_par_iter().for_each(go);
+        (0..chunks).into_par_iter().try_for_each(go)
     }
 }

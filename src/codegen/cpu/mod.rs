@@ -52,7 +52,15 @@ struct JitLaunch {
 
 impl Launch for JitLaunch {
     fn launch(&self, io: &mut KernelIo) {
-        launch::run(&self.kernel, &self.code, io);
+        // A token that never fires cannot stop the launch.
+        let _ = launch::run(&self.kernel, &self.code, io, &crate::cancel::Cancel::NEVER);
+    }
+    fn launch_until(
+        &self,
+        io: &mut KernelIo,
+        cancel: &crate::cancel::Cancel,
+    ) -> Result<(), String> {
+        launch::run(&self.kernel, &self.code, io, cancel).map_err(String::from)
     }
 }
 
