@@ -166,7 +166,7 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
     };
     let file = match &a.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let text = crate::files::read_text(p, "a develop config", crate::files::limit::CONFIG)?;
             text.parse::<toml::Table>()
                 .map_err(|e| format!("{}: {e}", p.display()))?
         }
