@@ -153,13 +153,22 @@ fn shard(tensors: &[PlannedTensor], limit: u64) -> Vec<Vec<usize>> {
             size += b;
         }
     }
+    // Wider elements first within a shard (as the reference writer orders them), so every
+    // tensor's offset is a multiple of its element size whatever the dtypes mixed.
+    for s in &mut shards {
+        s.sort_by_key(|&i| std::cmp::Reverse(elem_size(&tensors[i])));
+    }
     shards
+}
+
+fn elem_size(t: &PlannedTensor) -> usize {
+    t.out_bytes / t.shape.iter().product::<usize>().max(1)
 }
 
 /// `num_hidden_layers` from the base's config.json, else one past the largest layer index.
 fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> i64 {
     let config = base.path().join("config.json");
-    let from_config = std::fs::read_to_string(config)
+    let from_config = crate::files::read_text(&config, "config.json", crate::files::limit::JSON)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|j| j.get("num_hidden_layers").and_then(|v| v.as_i64()));
