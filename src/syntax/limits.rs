@@ -42,6 +42,10 @@ impl Limits {
     };
 }
 
+/// Models one merge may take (`run --models`, a develop run's `models`).
+// TODO(issue 20): the lead moves this into `Limits` (`max_models`); use that then.
+pub const MAX_MODELS: usize = 64;
+
 fn too_large(span: Span, what: &str, got: usize, limit: usize) -> Diagnostic {
     let hint = match what {
         "bytes of source" => "remove long comments or unused code",
