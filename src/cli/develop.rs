@@ -296,6 +296,8 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         build_zoo(&a.zoo)?;
     }
     let cfg = resolve_config(a)?;
+    // Every setting in range before anything is opened or sized from it.
+    cfg.validate()?;
     if driver::resolve_jobs(&cfg) > 1 {
         crate::model::elementwise_on_caller_thread();
     }

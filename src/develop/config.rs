@@ -294,11 +294,21 @@ impl RunConfig {
             if !v.is_finite() || !above || v > hi {
                 let open = if positive { "(" } else { "[" };
                 return Err(format!(
-                    "{key} must be a finite number within {open}{lo}, {hi}], not {v}"
+                    "{key} must be a finite number within {open}{lo}, {hi}], not {}",
+                    short_float(v)
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// A float as a person would write it: 1e300 rather than its 301 digits.
+fn short_float(v: f64) -> String {
+    if v.is_finite() && v != 0.0 && !(1e-4..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 

@@ -130,7 +130,7 @@ pub fn plan(base: &Checkpoint, models: &[Checkpoint], o: &PlanOptions) -> Result
         .len();
     let shards = shard(&tensors, o.shard_size);
     Ok(Plan {
-        n_layers: n_layers(base, &tensors),
+        n_layers: n_layers(base, &tensors)?,
         tensors,
         shards,
         copied,
@@ -166,19 +166,28 @@ fn elem_size(t: &PlannedTensor) -> usize {
 }
 
 /// `num_hidden_layers` from the base's config.json, else one past the largest layer index.
-fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> i64 {
+/// A config.json that is there but not a readable regular file (a FIFO, /dev/zero, 2 GB)
+/// is an error: it would be copied into the output.
+fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> Result<i64, String> {
     let config = base.path().join("config.json");
-    let from_config = crate::files::read_text(&config, "config.json", crate::files::limit::JSON)
-        .ok()
+    let text = match std::fs::symlink_metadata(&config) {
+        Ok(_) => Some(crate::files::read_text(
+            &config,
+            "the base's config.json",
+            crate::files::limit::JSON,
+        )?),
+        Err(_) => None,
+    };
+    let from_config = text
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|j| j.get("num_hidden_layers").and_then(|v| v.as_i64()));
-    from_config.unwrap_or_else(|| {
+    Ok(from_config.unwrap_or_else(|| {
         tensors
             .iter()
             .filter_map(|t| crate::interp::layer_index(&t.name))
             .max()
             .map_or(0, |m| m + 1)
-    })
+    }))
 }
 
 /// Shard file names as transformers writes them.
