@@ -106,13 +106,14 @@ pub fn plan(base: &Checkpoint, models: &[Checkpoint], o: &PlanOptions) -> Result
             (Some(d), true) => d.name().to_string(),
             _ => info.dtype.clone(),
         };
-        let elem =
-            Dtype::from_header(&out_dtype).map_or(info.nbytes() / info.numel().max(1), Dtype::size);
+        // Copied as stored when not one of ours (sub-byte F4 tensors included).
+        let out_bytes =
+            Dtype::from_header(&out_dtype).map_or(info.nbytes(), |d| info.numel() * d.size());
         tensors.push(PlannedTensor {
             name: name.clone(),
             shape: info.shape.clone(),
             action,
-            out_bytes: info.numel() * elem,
+            out_bytes,
             out_dtype,
         });
     }

@@ -8,11 +8,20 @@ use serde_json::{Map, Value as Json};
 use std::fmt;
 use std::path::Path;
 
-/// The dtypes a header may name (all whole-byte types of the safetensors format).
+/// The dtypes a header may name: those of the safetensors format.
 pub const KNOWN_DTYPES: &[&str] = &[
     "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16", "F16", "BF16", "I32", "U32",
-    "F32", "I64", "U64", "F64",
+    "F32", "I64", "U64", "F64", "F4", "F6_E2M3", "F6_E3M2",
 ];
+
+/// Bits per element of a known dtype (the sub-byte F4 and F6 types included).
+fn dtype_bits(dtype: &str) -> Option<usize> {
+    match dtype {
+        "F4" => Some(4),
+        "F6_E2M3" | "F6_E3M2" => Some(6),
+        d => dtype_size(d).map(|s| s * 8),
+    }
+}
 
 /// Bytes per element of a known dtype.
 pub fn dtype_size(dtype: &str) -> Option<usize> {
@@ -128,7 +137,7 @@ fn parse_entry(
         .get("dtype")
         .and_then(Json::as_str)
         .ok_or_else(|| bad("missing `dtype` string"))?;
-    let size = dtype_size(dtype).ok_or_else(|| {
+    let bits = dtype_bits(dtype).ok_or_else(|| {
         format!(
             "tensor `{name}` has unknown dtype `{dtype}` (known: {}); quantized tensors \
              (e.g. GGUF Q4_K) must be dequantized first",
@@ -150,16 +159,18 @@ fn parse_entry(
              ({data_len} bytes): the file is truncated"
         ));
     }
+    let size = (bits / 8).max(1);
     if !start.is_multiple_of(size) {
         return Err(format!(
             "tensor `{name}`: data offset {start} is not aligned to its {dtype} element size \
              ({size} bytes)"
         ));
     }
-    let want = shape
+    let want_bits = shape
         .iter()
-        .try_fold(size, |a, &d| a.checked_mul(d))
+        .try_fold(bits, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(&format!("shape {shape:?} overflows")))?;
+    let want = want_bits.div_ceil(8);
     if want != end - start {
         return Err(bad(&format!(
             "shape {shape:?} of {dtype} needs {want} bytes, but data_offsets hold {}",
