@@ -59,9 +59,9 @@ pub fn size_words(n: u64) -> String {
     const GIB: u64 = 1 << 30;
     match n {
         _ if n < KIB => format!("{n} bytes"),
-        _ if n % GIB == 0 => format!("{} GiB", n / GIB),
-        _ if n % MIB == 0 => format!("{} MiB", n / MIB),
-        _ if n % KIB == 0 && n < MIB => format!("{} KiB", n / KIB),
+        _ if n.is_multiple_of(GIB) => format!("{} GiB", n / GIB),
+        _ if n.is_multiple_of(MIB) => format!("{} MiB", n / MIB),
+        _ if n.is_multiple_of(KIB) && n < MIB => format!("{} KiB", n / KIB),
         _ if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
         _ if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
         _ => format!("{:.1} KB", n as f64 / 1e3),

@@ -73,6 +73,36 @@ fn program_files_that_are_not_regular_or_too_large_are_refused() {
 }
 
 #[test]
+fn trojan_source_characters_are_refused_with_a_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let program = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    \
+                   let note = \"admin\u{202E} \u{2066}// check\u{2069} \u{2066}\"\n    \
+                   return base\n}\n";
+    std::fs::write(d.join("bidi.merge"), program).unwrap();
+    std::fs::write(
+        d.join("zw.merge"),
+        "# a\u{200B}b\nmerge m(base: Tensor) -> Tensor { return base }\n",
+    )
+    .unwrap();
+    refused(
+        d,
+        &["check", "bidi.merge"],
+        &[
+            "U+202E",
+            "RIGHT-TO-LEFT OVERRIDE",
+            "string literal",
+            "bidi.merge:2:",
+        ],
+    );
+    refused(
+        d,
+        &["check", "zw.merge"],
+        &["U+200B", "comment", "zw.merge:1:4"],
+    );
+}
+
+#[test]
 fn run_models_and_threads_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
