@@ -13,6 +13,7 @@ pub mod develop;
 pub mod diag;
 pub mod eval;
 pub mod exec;
+pub mod files;
 pub mod r#gen;
 pub mod interp;
 pub mod ir;

@@ -10,6 +10,8 @@
 
 #[path = "common/ckpt.rs"]
 mod ckpt;
+#[path = "hostile/merge_cases.rs"]
+mod hostile;
 
 use ckpt::*;
 use mergec::runtime::safetensors::{
@@ -1067,6 +1069,9 @@ fn cases() -> Vec<Case> {
             expect: &["nowhere"],
         },
     ]
+    .into_iter()
+    .chain(hostile::cases())
+    .collect()
 }
 
 /// An argument as a POSIX shell reads it back.
@@ -1103,7 +1108,8 @@ fn table(rows: &[(String, String, String)]) -> String {
 
 const DOC_HEAD: &str = "# Error messages of `mergec merge`
 
-Every case below exits with status 1, leaves nothing at `--out` and no temporary
+Every case below exits with status 1 within seconds (the test allows a minute; FIFOs and
+devices are refused, never read), leaves nothing at `--out` and no temporary
 `.out.mergec-tmp-*` directory beside it, and does not modify the inputs. The inputs are
 the test models of `tests/merge.rs`: `base` (BF16, three shards with an index),
 `m1` (F16, two shards) and `m2` (F32, one `model.safetensors`), each case with
@@ -1123,7 +1129,8 @@ fn every_error_is_clear_and_leaves_nothing_behind() {
         (c.setup)(&zoo);
         let before = snapshot(zoo.dir());
         let out_existed = zoo.path("out").exists();
-        let o = zoo.mergec(&c.args);
+        // A hang is a failure too: every case must end well within this.
+        let o = mergec_within(zoo.dir(), &c.args, std::time::Duration::from_secs(60));
         let message = match o.status.code() {
             Some(1) => stderr(&o),
             other => {

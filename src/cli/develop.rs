@@ -166,7 +166,7 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
     };
     let file = match &a.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let text = crate::files::read_text(p, "a develop config", crate::files::limit::CONFIG)?;
             text.parse::<toml::Table>()
                 .map_err(|e| format!("{}: {e}", p.display()))?
         }
@@ -301,6 +301,8 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         build_zoo(&a.zoo)?;
     }
     let cfg = resolve_config(a)?;
+    // Every setting in range before anything is opened or sized from it.
+    cfg.validate()?;
     let fresh = crate::develop::record::check_run_dir(&cfg.run_dir, a.resume)?;
     if driver::resolve_jobs(&cfg) > 1 {
         crate::model::elementwise_on_caller_thread();

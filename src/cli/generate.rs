@@ -67,7 +67,7 @@ pub fn run(a: &GenerateArgs) -> i32 {
 
 fn prompt(a: &GenerateArgs, local: bool) -> Result<String, String> {
     match &a.prompt_file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())),
+        Some(f) => crate::files::read_text(f, "a prompt file", crate::files::limit::CONFIG),
         None if local => Ok(crate::develop::prompt::compact_prompt()),
         None => Ok(crate::develop::prompt::default_prompt()),
     }

@@ -57,8 +57,8 @@ pub struct MergeArgs {
     /// No progress bar or summary.
     #[arg(long)]
     pub quiet: bool,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: all cores).
+    #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Engine for merged tensors: jit (compiled kernels on the CPU), interp (the
     /// reference interpreter), ref (the kernel reference evaluator) or cuda.
@@ -100,6 +100,33 @@ pub fn choose_backend(a: &MergeArgs) -> Result<crate::runtime::compiled::Backend
 
 pub fn is_config(path: &str) -> bool {
     path.ends_with(".yml") || path.ends_with(".yaml")
+}
+
+/// The most worker threads `--threads` accepts.
+pub const MAX_THREADS: usize = 1024;
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!("give a whole number from 1 to {MAX_THREADS}")),
+    }
+}
+
+/// Runs `f` on a pool of `threads` workers (the global pool when `None`); a pool that
+/// cannot start (threads refused by the system) is an error, not a panic.
+pub fn with_threads<T>(
+    threads: Option<usize>,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String>
+where
+    T: Send,
+{
+    let Some(n) = threads else { return f() };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| format!("--threads {n}: cannot start the worker threads: {e}"))?;
+    pool.install(f)
 }
 
 /// A job from command-line flags and a program (a .merge file or a stdlib name).
@@ -190,17 +217,12 @@ fn parse_mismatch(s: &str) -> Result<bool, String> {
 pub fn run(a: &MergeArgs) -> i32 {
     let nothing = format!("nothing was written to `{}`", a.out.display());
     super::signals::install(None, nothing.clone());
-    if let Some(n) = a.threads {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
     let job = if is_config(&a.program) {
         crate::config::job_from_config(a)
     } else {
         job_from_flags(a)
     };
-    let result = job.and_then(|job| crate::runtime::run(&job));
+    let result = job.and_then(|job| with_threads(a.threads, || crate::runtime::run(&job)));
     match result {
         Ok(s) => {
             if !a.quiet {

@@ -19,7 +19,13 @@ pub fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
-/// Reads a program file, with a message that says what went wrong.
+/// Reads a program file (a regular file, at most the language's source limit), with a
+/// message that says what went wrong.
 pub fn read_program(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+    use crate::files;
+    files::read_text(
+        std::path::Path::new(path),
+        "a program file",
+        files::limit::PROGRAM,
+    )
 }

@@ -68,8 +68,28 @@ pub fn run(a: &RunArgs) -> i32 {
     }
 }
 
+/// Example tensors held at once by `run`, in elements (1 GiB of f32).
+const MAX_RUN_ELEMENTS: usize = 1 << 28;
+
 fn run_inner(a: &RunArgs) -> Result<(), String> {
-    let (file, src) = load_program(&a.program)?;
+    let max_models = crate::syntax::limits::Limits::DEFAULT.max_models;
+    if a.models > max_models {
+        return Err(format!(
+            "error: --models {}: at most {max_models} models (the language's limit)",
+            a.models
+        ));
+    }
+    let n: usize = a.shape.iter().product();
+    if n.saturating_mul(a.models + 1) > MAX_RUN_ELEMENTS {
+        return Err(format!(
+            "error: --models {} with --shape {:?}: {} example tensors of {n} elements exceed \
+             the limit of {MAX_RUN_ELEMENTS} elements held at once",
+            a.models,
+            a.shape,
+            a.models + 1
+        ));
+    }
+    let (file, src) = load_program(&a.program).map_err(|e| format!("error: {e}"))?;
     let (program, sigs) = crate::check_source(&src)
         .map_err(|d| crate::diag::render_all(&d, &file, &src, super::use_color()))?;
     let name = match &a.merge {

@@ -93,8 +93,11 @@ use yaml::Source;
 
 /// A merge job from a mergekit-style YAML file and the command line's --out and flags.
 pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
-    let text = std::fs::read_to_string(&a.program)
-        .map_err(|e| format!("cannot read the config `{}`: {e}", a.program))?;
+    let text = crate::files::read_text(
+        Path::new(&a.program),
+        "a merge config",
+        crate::files::limit::CONFIG,
+    )?;
     let src = Source {
         label: a.program.clone(),
         text,

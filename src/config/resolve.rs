@@ -184,8 +184,8 @@ pub fn method(
     if is_path(name) {
         let path = config_dir.join(name);
         let label = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| src.error(at.pos, format!("cannot read the program `{label}`: {e}")))?;
+        let text = crate::files::read_text(&path, "a program file", crate::files::limit::PROGRAM)
+            .map_err(|e| src.error(at.pos, e))?;
         let (program, sigs) = crate::check_source(&text).map_err(|d| {
             format!(
                 "{}\n{}",

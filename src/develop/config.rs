@@ -4,6 +4,13 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Upper bounds of the run's counts (beyond them a run could not finish anyway).
+pub const MAX_ITERATIONS: usize = 10_000;
+pub const MAX_PROGRAMS: usize = 100_000;
+use crate::syntax::limits::Limits;
+/// A year: `time_limit_s` beyond it is a mistake (and Duration cannot hold 1e300).
+pub const MAX_TIME_LIMIT_S: f64 = 365.0 * 24.0 * 3600.0;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
@@ -155,7 +162,7 @@ impl Default for RunConfig {
 impl RunConfig {
     /// Reads a TOML file; unknown keys are errors (with the key and line).
     pub fn from_toml(path: &std::path::Path) -> Result<RunConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = crate::files::read_text(path, "a develop config", crate::files::limit::CONFIG)?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -191,39 +198,117 @@ impl RunConfig {
             need(m, "models")?;
         }
         regex::Regex::new(&self.tensors).map_err(|e| format!("tensors: {e}"))?;
-        if self.iterations == 0 || self.programs == 0 {
-            return Err("iterations and programs must be at least 1".into());
-        }
-        for (name, f) in [
-            ("chosen_fraction", self.chosen_fraction),
-            ("rejected_fraction", self.rejected_fraction),
-        ] {
-            if !(0.0..=1.0).contains(&f) {
-                return Err(format!("{name} must be within 0..1, not {f}"));
+        self.check_counts()?;
+        self.check_floats()
+    }
+
+    /// Counts within bounds that no loop or allocation of a run can trip over.
+    fn check_counts(&self) -> Result<(), String> {
+        let counts: [(&str, usize, usize, usize); 16] = [
+            ("iterations", self.iterations, 1, MAX_ITERATIONS),
+            ("programs", self.programs, 1, MAX_PROGRAMS),
+            ("keep_best", self.keep_best, 1, 1000),
+            ("elites", self.elites, 0, MAX_PROGRAMS),
+            ("top_test", self.top_test, 0, MAX_PROGRAMS),
+            ("shots", self.shots, 0, 64),
+            ("max_new_tokens", self.max_new_tokens, 1, 1 << 16),
+            ("eval_batch", self.eval_batch, 1, 1 << 16),
+            ("dpo_steps", self.dpo_steps, 0, 1_000_000),
+            ("dpo_epochs", self.dpo_epochs, 0, 10_000),
+            ("generator_batch", self.generator_batch, 1, 4096),
+            (
+                "generator_max_tokens",
+                self.generator_max_tokens,
+                1,
+                1 << 16,
+            ),
+            ("lora_rank", self.lora_rank, 1, 4096),
+            ("jobs", self.jobs, 0, 1024),
+            (
+                "baseline_grid (its length)",
+                self.baseline_grid.len(),
+                0,
+                1000,
+            ),
+            ("models (their number)", self.models.len(), 1, Limits::DEFAULT.max_models),
+        ];
+        for (key, v, lo, hi) in counts {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{key} must be within {lo}..={hi}, not {v}"));
             }
         }
-        if self.memory_budget_gb.is_nan() || self.memory_budget_gb <= 0.0 {
-            return Err(format!(
-                "memory_budget_gb must be positive, not {}",
-                self.memory_budget_gb
-            ));
+        Ok(())
+    }
+
+    /// Every float finite, and within its range (lower bound exclusive where `positive`).
+    fn check_floats(&self) -> Result<(), String> {
+        let mut floats: Vec<(String, f64, f64, f64, bool)> = vec![
+            ("temperature".into(), self.temperature, 0.0, 100.0, true),
+            (
+                "temperature_decay".into(),
+                self.temperature_decay,
+                0.0,
+                1e6,
+                false,
+            ),
+            (
+                "chosen_fraction".into(),
+                self.chosen_fraction,
+                0.0,
+                1.0,
+                false,
+            ),
+            (
+                "rejected_fraction".into(),
+                self.rejected_fraction,
+                0.0,
+                1.0,
+                false,
+            ),
+            ("dpo_beta".into(), self.dpo_beta, 0.0, 1e6, false),
+            ("dpo_lr".into(), self.dpo_lr, 0.0, 1e3, false),
+            ("dpo_nll".into(), self.dpo_nll, 0.0, 1e6, false),
+            ("top_p".into(), self.top_p, 0.0, 1.0, true),
+            ("lora_alpha".into(), self.lora_alpha, 0.0, 1e6, false),
+            ("lora_lr".into(), self.lora_lr, 0.0, 1e3, false),
+            (
+                "memory_budget_gb".into(),
+                self.memory_budget_gb,
+                0.0,
+                1e6,
+                true,
+            ),
+            (
+                "time_limit_s".into(),
+                self.time_limit_s,
+                0.0,
+                MAX_TIME_LIMIT_S,
+                false,
+            ),
+        ];
+        for (i, &g) in self.baseline_grid.iter().enumerate() {
+            floats.push((format!("baseline_grid[{i}]"), g, -1e6, 1e6, false));
         }
-        if self.time_limit_s.is_nan() || self.time_limit_s < 0.0 {
-            return Err(format!(
-                "time_limit_s must be 0 (no limit) or positive, not {}",
-                self.time_limit_s
-            ));
-        }
-        if self.lora_rank == 0 {
-            return Err("lora_rank must be at least 1".into());
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!("top_p must be within (0, 1], not {}", self.top_p));
-        }
-        if self.temperature <= 0.0 {
-            return Err("temperature must be positive".into());
+        for (key, v, lo, hi, positive) in floats {
+            let above = if positive { v > lo } else { v >= lo };
+            if !v.is_finite() || !above || v > hi {
+                let open = if positive { "(" } else { "[" };
+                return Err(format!(
+                    "{key} must be a finite number within {open}{lo}, {hi}], not {}",
+                    short_float(v)
+                ));
+            }
         }
         Ok(())
+    }
+}
+
+/// A float as a person would write it: 1e300 rather than its 301 digits.
+fn short_float(v: f64) -> String {
+    if v.is_finite() && v != 0.0 && !(1e-4..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 

@@ -46,8 +46,9 @@ pub fn for_run(cfg: &super::config::RunConfig) -> Result<String, String> {
         "auto" | "full" => Ok(default_prompt()),
         "compact" => Ok(compact_prompt()),
         file => {
-            let t = std::fs::read_to_string(file)
-                .map_err(|e| format!("prompt `{file}`: {e} (use auto, full, compact or a file)"))?;
+            let path = std::path::Path::new(file);
+            let t = crate::files::read_text(path, "a prompt file", crate::files::limit::CONFIG)
+                .map_err(|e| format!("prompt: {e} (use auto, full, compact or a file)"))?;
             Ok(render(&t))
         }
     }

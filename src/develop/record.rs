@@ -18,10 +18,9 @@ impl RunLog {
     /// Opens (or creates) the record at `path`; returns it and the records already in it.
     pub fn open<T: DeserializeOwned>(path: &Path) -> Result<(RunLog, Vec<T>), String> {
         let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let text = match std::fs::read(path) {
-            Ok(b) => b,
+        let text = match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-            Err(e) => return Err(at(&e)),
+            _ => crate::files::read_bytes(path, "a run record", crate::files::limit::DATASET)?,
         };
         let mut records = vec![];
         let mut good = 0usize;

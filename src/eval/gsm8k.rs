@@ -105,8 +105,7 @@ pub fn parse_jsonl(text: &str, label: &str) -> Result<Vec<Problem>, String> {
 
 /// Reads a GSM8K-format JSONL file.
 pub fn load_jsonl(path: &std::path::Path) -> Result<Vec<Problem>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = crate::files::read_text(path, "a data set", crate::files::limit::DATASET)?;
     parse_jsonl(&text, &path.display().to_string())
 }
 

@@ -266,8 +266,7 @@ pub struct Dataset {
 impl Dataset {
     /// Reads and parses a JSONL file; errors name the path (and line).
     pub fn load(path: &Path) -> Result<Dataset> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let bytes = crate::files::read_bytes(path, "a data set", crate::files::limit::DATASET)?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|e| format!("`{}` is not UTF-8: {e}", path.display()))?;
         let problems = gsm8k::parse_jsonl(text, &path.display().to_string())?;
@@ -359,7 +358,7 @@ pub fn run_job(
     let key = job.cache_key(&model.content_hash());
     let cache_file = cache_dir.map(|d| d.join(format!("{key}.json")));
     if let Some(f) = &cache_file
-        && let Ok(text) = std::fs::read_to_string(f)
+        && let Ok(text) = crate::files::read_text(f, "a cache entry", crate::files::limit::DATASET)
         && let Ok(entry) = serde_json::from_str::<CacheEntry>(&text)
         && entry.format == CACHE_FORMAT
         && entry.key == key

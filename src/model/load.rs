@@ -24,7 +24,7 @@ fn hash_files(files: &[PathBuf], extra: &str) -> Result<String> {
     h.update(extra.as_bytes());
     let mut buf = vec![0u8; 1 << 20];
     for f in files {
-        let mut r = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let (mut r, _) = crate::files::open_regular(f, "a checkpoint file")?;
         loop {
             let n = r
                 .read(&mut buf)
@@ -43,7 +43,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let text =
-            std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+            crate::files::read_text(&index, "a checkpoint index", crate::files::limit::JSON)?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not JSON: {e}", index.display()))?;
         let mut files: Vec<PathBuf> = v
@@ -52,11 +52,11 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| format!("{}: no weight_map", index.display()))?
             .values()
             .filter_map(|f| f.as_str())
-            .map(|f| dir.join(f))
-            .collect();
+            .map(|f| crate::runtime::safetensors::shard_path(dir, f).map_err(|e| e.to_string()))
+            .collect::<Result<_>>()?;
         files.sort();
         files.dedup();
-        return Ok(files);
+        return all_regular(files);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -71,6 +71,14 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             dir.display()
         ));
     }
+    all_regular(files)
+}
+
+/// Refuses FIFOs, devices and directories among the weight files before they are mapped.
+fn all_regular(files: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    for f in &files {
+        crate::files::open_regular(f, "a safetensors file")?;
+    }
     Ok(files)
 }
 
@@ -78,9 +86,10 @@ impl LoadedModel {
     /// A Hugging Face directory (config.json, tokenizer.json, *.safetensors) or a
     /// `.gguf` file. Weights are held in f32.
     pub fn load(path: &Path) -> Result<LoadedModel> {
-        if path.is_dir() {
+        let meta = crate::files::check_model_path(path, "a model")?;
+        if meta.is_dir() {
             Self::load_hf(path)
-        } else if path.is_file() {
+        } else {
             if path.extension().is_some_and(|e| e == "gguf") {
                 Self::load_gguf(path)
             } else {
@@ -89,23 +98,21 @@ impl LoadedModel {
                     path.display()
                 ))
             }
-        } else {
-            Err(format!(
-                "{}: no such model directory or file",
-                path.display()
-            ))
         }
     }
 
     fn load_hf(dir: &Path) -> Result<LoadedModel> {
         let cfg_path = dir.join("config.json");
-        let cfg_text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+        let cfg_text =
+            crate::files::read_text(&cfg_path, "config.json", crate::files::limit::JSON)?;
         let cfg =
             LlamaConfig::from_hf_json(&cfg_text).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut eos = cfg.eos_token_ids.clone();
-        if let Ok(g) = std::fs::read_to_string(dir.join("generation_config.json"))
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&g)
+        if let Ok(g) = crate::files::read_text(
+            &dir.join("generation_config.json"),
+            "generation_config.json",
+            crate::files::limit::JSON,
+        ) && let Ok(v) = serde_json::from_str::<serde_json::Value>(&g)
         {
             match v.get("eos_token_id") {
                 Some(serde_json::Value::Number(n)) => eos.extend(n.as_u64().map(|x| x as u32)),

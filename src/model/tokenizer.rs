@@ -44,10 +44,16 @@ impl Tok {
                 path.display()
             ));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
+        let bytes =
+            crate::files::read_bytes(&path, "tokenizer.json", crate::files::limit::TOKENIZER)?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| terr(&path.display().to_string(), e))?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let cfg: Value = match std::fs::read_to_string(&cfg_path) {
+        let cfg: Value = match crate::files::read_text(
+            &cfg_path,
+            "tokenizer_config.json",
+            crate::files::limit::JSON,
+        ) {
             Ok(t) => serde_json::from_str(&t)
                 .map_err(|e| format!("{}: not JSON: {e}", cfg_path.display()))?,
             Err(_) => Value::Null,

@@ -219,14 +219,18 @@ impl Session {
         };
         let program = self.scope.program();
         let checked = check_repl_expr(Some(program), &tys, e, &load_shape);
-        checked.map(|(te, _)| te).map_err(|mut diags| {
+        let te = checked.map(|(te, _)| te).map_err(|mut diags| {
             for d in &mut diags {
                 if d.label.is_none() && load_errors.borrow().contains(&d.message) {
                     d.label = Some("cannot load this".into());
                 }
             }
             Output::error(self.render(&diags, line))
-        })
+        })?;
+        match too_large_broadcast(&te) {
+            Some(d) => Err(Output::error(self.render(&[d], line))),
+            None => Ok(te),
+        }
     }
 
     /// The type of an expression, without evaluating it.
@@ -311,6 +315,58 @@ fn with_let_hint(mut diags: Vec<Diagnostic>, line: &str) -> Vec<Diagnostic> {
         ));
     }
     diags
+}
+
+/// Elements of a tensor or mask type with known dims (0 for other types).
+fn elements(ty: &Ty) -> u64 {
+    match ty {
+        Ty::Tensor(s) | Ty::Mask(s) => s.iter().try_fold(1u64, |a, d| match d {
+            Dim::Const(n) => a.checked_mul(*n),
+            Dim::Sym(_) => Some(0),
+        }),
+        Ty::List(e) => Some(elements(e)),
+        _ => Some(0),
+    }
+    .unwrap_or(u64::MAX)
+}
+
+/// A broadcast that would make a tensor larger than the REPL's element cap and larger
+/// than every operand (e.g. `zeros(1048576, 1) + zeros(1, 1048576)`): an error before
+/// anything is evaluated, so the session and its bindings stay as they were.
+fn too_large_broadcast(te: &TExpr) -> Option<Diagnostic> {
+    use crate::types::tast::TKind;
+    let cap = crate::syntax::limits::Limits::DEFAULT.max_literal_elems as u64;
+    let children: Vec<&TExpr> = match &te.kind {
+        TKind::Op(_, args) | TKind::List(args) => args.iter().collect(),
+        TKind::Let(_, a, b) | TKind::Index(a, b) | TKind::Splat(a, b) => vec![a, b],
+        TKind::If(c, a, b) => vec![c, a, b],
+        TKind::Fold {
+            list, init, body, ..
+        } => [Some(list), init.as_ref(), Some(body)]
+            .into_iter()
+            .flatten()
+            .map(|b| &**b)
+            .collect(),
+        TKind::Repeat {
+            count, init, body, ..
+        } => vec![count, init, body],
+        _ => vec![],
+    };
+    if let Some(d) = children.iter().find_map(|c| too_large_broadcast(c)) {
+        return Some(d);
+    }
+    let widest = children.iter().map(|c| elements(&c.ty)).max().unwrap_or(0);
+    let n = elements(&te.ty);
+    (widest > 0 && n > cap && n > widest).then(|| {
+        Diagnostic::error(
+            te.span,
+            format!(
+                "this would make a {} of {n} elements; the REPL holds at most {cap} per value",
+                te.ty
+            ),
+        )
+        .with_hint("broadcasting multiplies the sizes: check the operands' shapes")
+    })
 }
 
 /// The concrete type of a runtime value (lists need elements of one type).

@@ -106,13 +106,14 @@ pub fn plan(base: &Checkpoint, models: &[Checkpoint], o: &PlanOptions) -> Result
             (Some(d), true) => d.name().to_string(),
             _ => info.dtype.clone(),
         };
-        let elem =
-            Dtype::from_header(&out_dtype).map_or(info.nbytes() / info.numel().max(1), Dtype::size);
+        // Copied as stored when not one of ours (sub-byte F4 tensors included).
+        let out_bytes =
+            Dtype::from_header(&out_dtype).map_or(info.nbytes(), |d| info.numel() * d.size());
         tensors.push(PlannedTensor {
             name: name.clone(),
             shape: info.shape.clone(),
             action,
-            out_bytes: info.numel() * elem,
+            out_bytes,
             out_dtype,
         });
     }
@@ -130,7 +131,7 @@ pub fn plan(base: &Checkpoint, models: &[Checkpoint], o: &PlanOptions) -> Result
         .len();
     let shards = shard(&tensors, o.shard_size);
     Ok(Plan {
-        n_layers: n_layers(base, &tensors),
+        n_layers: n_layers(base, &tensors)?,
         tensors,
         shards,
         copied,
@@ -153,23 +154,41 @@ fn shard(tensors: &[PlannedTensor], limit: u64) -> Vec<Vec<usize>> {
             size += b;
         }
     }
+    // Wider elements first within a shard (as the reference writer orders them), so every
+    // tensor's offset is a multiple of its element size whatever the dtypes mixed.
+    for s in &mut shards {
+        s.sort_by_key(|&i| std::cmp::Reverse(elem_size(&tensors[i])));
+    }
     shards
 }
 
+fn elem_size(t: &PlannedTensor) -> usize {
+    t.out_bytes / t.shape.iter().product::<usize>().max(1)
+}
+
 /// `num_hidden_layers` from the base's config.json, else one past the largest layer index.
-fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> i64 {
+/// A config.json that is there but not a readable regular file (a FIFO, /dev/zero, 2 GB)
+/// is an error: it would be copied into the output.
+fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> Result<i64, String> {
     let config = base.path().join("config.json");
-    let from_config = std::fs::read_to_string(config)
-        .ok()
+    let text = match std::fs::symlink_metadata(&config) {
+        Ok(_) => Some(crate::files::read_text(
+            &config,
+            "the base's config.json",
+            crate::files::limit::JSON,
+        )?),
+        Err(_) => None,
+    };
+    let from_config = text
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|j| j.get("num_hidden_layers").and_then(|v| v.as_i64()));
-    from_config.unwrap_or_else(|| {
+    Ok(from_config.unwrap_or_else(|| {
         tensors
             .iter()
             .filter_map(|t| crate::interp::layer_index(&t.name))
             .max()
             .map_or(0, |m| m + 1)
-    })
+    }))
 }
 
 /// Shard file names as transformers writes them.

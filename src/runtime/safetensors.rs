@@ -9,13 +9,15 @@
 use crate::interp::Tensor;
 use crate::types::did_you_mean;
 use memmap2::Mmap;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
+mod header;
 mod write;
+pub use header::KNOWN_DTYPES;
+use header::{dtype_size, parse_header};
 pub use write::{
     Dtype, HeaderEntry, RawTensor, TensorMap, encode_raw, header_bytes, to_raw, write,
     write_sharded,
@@ -74,17 +76,6 @@ impl TensorInfo {
     }
 }
 
-/// Bytes per element of the dtypes whose size is a whole number of bytes.
-fn dtype_size(dtype: &str) -> Option<usize> {
-    Some(match dtype {
-        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
-        "I16" | "U16" | "F16" | "BF16" => 2,
-        "I32" | "U32" | "F32" => 4,
-        "I64" | "U64" | "F64" => 8,
-        _ => return None,
-    })
-}
-
 /// One memory-mapped `.safetensors` file.
 struct Shard {
     path: PathBuf,
@@ -115,7 +106,8 @@ impl Checkpoint {
     /// or `model.safetensors.index.json` and its shards.
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(|e| Error::at(path, io_what(&e)))?;
+        let meta = crate::files::check_model_path(path, "a checkpoint")
+            .map_err(|message| Error { message })?;
         let mut ck = Checkpoint {
             path: path.to_path_buf(),
             shards: Vec::new(),
@@ -286,11 +278,8 @@ impl Checkpoint {
 
     /// Maps one file and adds its tensors.
     fn add_shard(&mut self, path: &Path) -> Result<usize> {
-        let file = File::open(path).map_err(|e| Error::at(path, io_what(&e)))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::at(path, io_what(&e)))?
-            .len();
+        let (file, len) = crate::files::open_regular(path, "a safetensors file")
+            .map_err(|message| Error { message })?;
         if len < 8 {
             return Err(Error::at(
                 path,
@@ -331,7 +320,8 @@ impl Checkpoint {
 
     /// Opens every shard named in `model.safetensors.index.json` and checks the map.
     fn open_index(&mut self, index: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(index).map_err(|e| Error::at(index, io_what(&e)))?;
+        let text = crate::files::read_text(index, "a checkpoint index", crate::files::limit::JSON)
+            .map_err(|message| Error { message })?;
         let json: Json = serde_json::from_str(&text)
             .map_err(|e| Error::at(index, format!("bad index JSON: {e}")))?;
         let Some(map) = json.get("weight_map").and_then(Json::as_object) else {
@@ -352,8 +342,9 @@ impl Checkpoint {
             let shard = match opened.get(file) {
                 Some(&s) => s,
                 None => {
-                    let p = dir.join(file);
-                    if !p.is_file() {
+                    let p = shard_path(dir, file)?;
+                    // Present but not a regular file (a FIFO): add_shard names its kind.
+                    if !p.exists() {
                         return Err(Error::at(
                             index,
                             format!("shard `{file}` (listed for `{name}`) is missing"),
@@ -373,6 +364,38 @@ impl Checkpoint {
         }
         Ok(())
     }
+}
+
+/// The path of a shard named in an index: a plain relative name that stays inside the
+/// model directory `dir` (no `..`, no absolute path, no symlink leading out of it).
+pub fn shard_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let index = dir.join(INDEX_FILE);
+    let plain = !name.is_empty()
+        && Path::new(name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(Error::at(
+            &index,
+            format!(
+                "shard `{name}` is not a plain file name inside the model directory \
+                 (no `..`, `.` or absolute paths)"
+            ),
+        ));
+    }
+    let path = dir.join(name);
+    // A symlink may still lead out: compare the resolved paths (a missing shard is
+    // reported by the caller).
+    if let (Ok(real_dir), Ok(real)) = (dir.canonicalize(), path.canonicalize())
+        && !real.starts_with(real_dir)
+    {
+        return Err(Error::at(
+            &index,
+            format!("shard `{name}` is a link that leads outside the model directory"),
+        ));
+    }
+    Ok(path)
 }
 
 fn io_what(e: &std::io::Error) -> String {
@@ -400,109 +423,4 @@ fn no_model_message(dir: &Path) -> String {
         ));
     }
     msg
-}
-
-/// Parses and validates the header: returns the data offset and the tensors.
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<TensorInfo>)> {
-    let len = bytes.len() as u64;
-    let n8: [u8; 8] = bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::at(path, "truncated file: no 8-byte header length"))?;
-    let n = u64::from_le_bytes(n8);
-    if n > len - 8 {
-        return Err(Error::at(
-            path,
-            format!(
-                "header length {n} is past the end of the file ({len} bytes): \
-                 the file is truncated or not a safetensors file"
-            ),
-        ));
-    }
-    if n > MAX_HEADER {
-        return Err(Error::at(
-            path,
-            format!("header length {n} exceeds the limit of {MAX_HEADER} bytes"),
-        ));
-    }
-    let data_start = 8 + n as usize;
-    let header = std::str::from_utf8(&bytes[8..data_start])
-        .map_err(|e| Error::at(path, format!("bad header: not UTF-8 ({e})")))?;
-    let json: Json = serde_json::from_str(header)
-        .map_err(|e| Error::at(path, format!("bad header JSON: {e}")))?;
-    let Json::Object(entries) = json else {
-        return Err(Error::at(
-            path,
-            "bad header JSON: expected an object mapping tensor names to entries",
-        ));
-    };
-    let data_len = bytes.len() - data_start;
-    let mut out = Vec::new();
-    for (name, entry) in &entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let info = parse_entry(name, entry, data_len).map_err(|m| Error::at(path, m))?;
-        out.push(info);
-    }
-    Ok((data_start, out))
-}
-
-/// One header entry, checked against the data section's length.
-fn parse_entry(
-    name: &str,
-    entry: &Json,
-    data_len: usize,
-) -> std::result::Result<TensorInfo, String> {
-    let bad = |what: &str| format!("bad header entry for `{name}`: {what}");
-    let obj: &Map<String, Json> = entry.as_object().ok_or_else(|| bad("not an object"))?;
-    let dtype = obj
-        .get("dtype")
-        .and_then(Json::as_str)
-        .ok_or_else(|| bad("missing `dtype` string"))?;
-    let shape =
-        usize_list(obj.get("shape")).ok_or_else(|| bad("`shape` is not a list of sizes"))?;
-    let offsets = usize_list(obj.get("data_offsets"))
-        .filter(|o| o.len() == 2)
-        .ok_or_else(|| bad("`data_offsets` is not [start, end]"))?;
-    let (start, end) = (offsets[0], offsets[1]);
-    if end < start {
-        return Err(bad(&format!("data_offsets [{start}, {end}] are reversed")));
-    }
-    if end > data_len {
-        return Err(format!(
-            "tensor `{name}`: data [{start}, {end}) runs past the end of the data section \
-             ({data_len} bytes): the file is truncated"
-        ));
-    }
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad("shape overflows"))?;
-    if let Some(size) = dtype_size(dtype) {
-        let want = numel
-            .checked_mul(size)
-            .ok_or_else(|| bad("shape overflows"))?;
-        if want != end - start {
-            return Err(bad(&format!(
-                "shape {shape:?} of {dtype} needs {want} bytes, but data_offsets hold {}",
-                end - start
-            )));
-        }
-    }
-    Ok(TensorInfo {
-        name: name.to_string(),
-        dtype: dtype.to_string(),
-        shape,
-        shard: 0,
-        start,
-        end,
-    })
-}
-
-fn usize_list(v: Option<&Json>) -> Option<Vec<usize>> {
-    v?.as_array()?
-        .iter()
-        .map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok()))
-        .collect()
 }

@@ -88,6 +88,7 @@ pub fn precheck_source(src: &str, limits: &Limits) -> Result<(), Diagnostic> {
             limits.max_source_bytes,
         ));
     }
+    super::invisible::check_invisible(src)?;
     let mut depth = 0usize;
     let mut in_comment = false;
     let mut in_string = false;

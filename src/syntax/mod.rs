@@ -2,6 +2,7 @@
 
 pub mod ast;
 mod errors;
+mod invisible;
 pub mod limits;
 mod parse;
 pub mod prefix;

@@ -1,0 +1,206 @@
+//! Reading user-supplied files with a bound: every program, config, prompt, index, data
+//! set and model file goes through here. A path is stat'ed first and refused unless it is
+//! a regular file (or a symlink to one), so a FIFO cannot block and `/dev/zero` cannot
+//! be read until memory runs out; it is then opened without blocking, checked again on
+//! the open handle (the path may have changed in between), and read up to a limit suited
+//! to its kind. Every message names the path.
+
+use std::fs::{File, FileType, Metadata};
+use std::io::Read;
+use std::path::Path;
+
+/// Size limits per kind of file, in bytes.
+pub mod limit {
+    /// A program file: the language's source limit.
+    pub const PROGRAM: u64 = crate::syntax::limits::Limits::DEFAULT.max_source_bytes as u64;
+    /// YAML and TOML configs, develop prompts.
+    pub const CONFIG: u64 = 1 << 20;
+    /// JSON indexes and model configs.
+    pub const JSON: u64 = 16 << 20;
+    /// tokenizer.json and similar vocabularies.
+    pub const TOKENIZER: u64 = 64 << 20;
+    /// JSONL data sets and records.
+    pub const DATASET: u64 = 1 << 30;
+}
+
+/// What a path is, in words: "a FIFO (named pipe)", "a directory", ...
+pub fn kind_name(ft: &FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Bytes in words: "512 bytes", "64 KiB", "2.1 GB".
+pub fn size_words(n: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    match n {
+        _ if n < KIB => format!("{n} bytes"),
+        _ if n.is_multiple_of(GIB) => format!("{} GiB", n / GIB),
+        _ if n.is_multiple_of(MIB) => format!("{} MiB", n / MIB),
+        _ if n.is_multiple_of(KIB) && n < MIB => format!("{} KiB", n / KIB),
+        _ if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
+        _ if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} KB", n as f64 / 1e3),
+    }
+}
+
+fn cannot(path: &Path, what: impl std::fmt::Display) -> String {
+    format!("cannot read `{}`: {what}", path.display())
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => cannot(path, "no such file or directory"),
+        std::io::ErrorKind::PermissionDenied => cannot(path, "permission denied"),
+        _ => cannot(path, e),
+    }
+}
+
+/// Refuses anything but a regular file (symlinks are followed).
+fn require_regular(path: &Path, meta: &Metadata, what: &str) -> Result<(), String> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(cannot(
+        path,
+        format!(
+            "it is {}; {what} must be a regular file",
+            kind_name(&meta.file_type())
+        ),
+    ))
+}
+
+/// Stats `path`, refuses anything but a regular file, opens it without blocking and
+/// checks the open handle again. Returns the file and its length.
+pub fn open_regular(path: &Path, what: &str) -> Result<(File, u64), String> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+    require_regular(path, &meta, what)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A path swapped for a FIFO after the stat must not block the open.
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(|e| io_error(path, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, &e))?;
+    require_regular(path, &meta, what)?;
+    Ok((file, meta.len()))
+}
+
+/// Reads at most `limit` bytes of a regular file; `what` says what the file is for
+/// ("a program file"), in messages.
+pub fn read_bytes(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let (file, len) = open_regular(path, what)?;
+    let too_big = |n: u64| {
+        cannot(
+            path,
+            format!(
+                "it is {}; {what} may be at most {}",
+                size_words(n),
+                size_words(limit)
+            ),
+        )
+    };
+    if len > limit {
+        return Err(too_big(len));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    // The file may grow after the stat: read one byte past the limit to notice.
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(path, &e))?;
+    if buf.len() as u64 > limit {
+        return Err(too_big(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
+/// [`read_bytes`], then UTF-8.
+pub fn read_text(path: &Path, what: &str, limit: u64) -> Result<String, String> {
+    let bytes = read_bytes(path, what, limit)?;
+    String::from_utf8(bytes).map_err(|e| {
+        cannot(
+            path,
+            format!(
+                "it is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// A model path (`--base`, `--model`, a generator's model) must be a directory or a
+/// regular file before anything in it is opened or mapped.
+pub fn check_model_path(path: &Path, what: &str) -> Result<Metadata, String> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+    if meta.is_dir() || meta.is_file() {
+        return Ok(meta);
+    }
+    Err(cannot(
+        path,
+        format!(
+            "it is {}; {what} must be a directory or a regular file",
+            kind_name(&meta.file_type())
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_words() {
+        assert_eq!(size_words(100), "100 bytes");
+        assert_eq!(size_words(64 << 10), "64 KiB");
+        assert_eq!(size_words(1 << 20), "1 MiB");
+        assert_eq!(size_words(2_100_000_000), "2.1 GB");
+    }
+
+    #[test]
+    fn directories_and_devices_are_refused() {
+        let e = read_text(Path::new("/"), "a program file", 10).unwrap_err();
+        assert!(e.contains("it is a directory"), "{e}");
+        #[cfg(unix)]
+        {
+            let e = read_text(Path::new("/dev/zero"), "a program file", 10).unwrap_err();
+            assert!(e.contains("a character device"), "{e}");
+        }
+    }
+
+    #[test]
+    fn files_past_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.merge");
+        std::fs::write(&p, vec![b'a'; 2000]).unwrap();
+        let e = read_text(&p, "a program file", 1024).unwrap_err();
+        assert!(e.contains("may be at most 1 KiB"), "{e}");
+        assert_eq!(read_text(&p, "a program file", 2000).unwrap().len(), 2000);
+    }
+}
