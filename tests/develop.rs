@@ -484,20 +484,19 @@ fn fault_spec() -> String {
 }
 
 fn fault_run(dir: &Path, url: &str, faults: bool, extra: &[&str]) -> Command {
-    let mut flags = vec![
-        "--iterations",
-        "1",
-        "--programs",
-        "8",
-        "--time-limit-s",
-        "4",
-        "--jobs",
-        "2",
-        "--top-test",
-        "1",
-        "--baseline-grid",
-        "[0.5]",
-    ];
+    let mut flags: Vec<&str> = vec![];
+    for (flag, value) in [
+        ("--iterations", "1"),
+        ("--programs", "8"),
+        ("--time-limit-s", "4"),
+        ("--jobs", "2"),
+        ("--top-test", "1"),
+        ("--baseline-grid", "[0.5]"),
+    ] {
+        if !extra.contains(&flag) {
+            flags.extend([flag, value]);
+        }
+    }
     flags.extend_from_slice(extra);
     let mut c = develop(dir, url, &flags);
     if faults {

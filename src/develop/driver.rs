@@ -225,7 +225,15 @@ fn score_model_until(
 ) -> Result<(f64, usize), String> {
     if cfg.evaluator != "builtin" {
         let ev = crate::eval::external::Evaluator::parse(&cfg.evaluator)?;
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // A candidate's evaluator gets what is left of its time; others (final stage)
+        // get `time_limit_s` each.
+        let left = match deadline {
+            Some(d) => Some(d.saturating_duration_since(Instant::now())),
+            None if cfg.time_limit_s > 0.0 => {
+                std::time::Duration::try_from_secs_f64(cfg.time_limit_s).ok()
+            }
+            None => None,
+        };
         let acc = ev.score_within(dir, left)?;
         return Ok((acc, (acc * problems.len() as f64).round() as usize));
     }
