@@ -85,6 +85,9 @@ enum Command {
     /// The self-develop loop: generate merge programs, merge, score on dev, learn (DPO),
     /// repeat; see docs/develop.md.
     Develop(Box<cli::develop::DevelopArgs>),
+    /// Merge and score one candidate of a `develop` run (what the driver runs in a
+    /// child process per program); writes `result.json` beside the request.
+    Candidate(cli::candidate::CandidateArgs),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
     Synth {
         /// mistral-N (Mistral-7B shapes, N layers) or tiny-N.
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         },
         Command::Merge(args) => cli::merge::run(&args),
         Command::Develop(args) => cli::develop::run(&args),
+        Command::Candidate(args) => cli::candidate::run(&args),
         Command::Eval(args) => cli::eval::run(&args, &|p| {
             mergec::model::LoadedModel::load(p)
                 .map(|m| Box::new(m) as Box<dyn mergec::model::TextModel>)

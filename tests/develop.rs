@@ -495,4 +495,259 @@ fn a_run_dir_that_is_not_a_mergec_run_is_refused_and_left_byte_identical() {
         "error: run_dir is empty: set `run_dir` in the config or pass --run-dir DIR"
     );
     assert_eq!(files(dir.path()), before);
+
+/// Programs that differ in their weight, so each is its own candidate; `w` picks one.
+fn weighted(w: &str) -> String {
+    VALID.replace("0.3", w)
+}
+
+/// A program that checks but never finishes: eight nested repeats of 64 (the compiler
+/// declines it; the interpreter would run 64^8 steps per element).
+const RUNAWAY: &str = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    return repeat(64, base, |a, i| repeat(64, a, |b, j| repeat(64, b, |c, k| repeat(64, c, |d, l| repeat(64, d, |e, p| repeat(64, e, |f, q| repeat(64, f, |g, r| repeat(64, g, |h, s| h * 1.0001))))))))\n}";
+
+/// The fault cases: (reply index, program, MERGEC_CANDIDATE_FAULT kind or "" for a
+/// genuine fault, what the recorded reason says).
+fn fault_cases() -> Vec<(u64, String, &'static str, &'static str)> {
+    vec![
+        (1, weighted("0.61"), "abort", "SIGABRT"),
+        (2, weighted("0.62"), "exit", "exited with 3"),
+        (3, weighted("0.63"), "kill", "SIGKILL (out of memory?)"),
+        (
+            4,
+            weighted("0.64"),
+            "oom",
+            "memory allocation of 1099511627776 bytes failed",
+        ),
+        (
+            5,
+            weighted("0.65"),
+            "hang",
+            "over the time limit of 4 s (time_limit_s): killed",
+        ),
+        (
+            6,
+            RUNAWAY.to_string(),
+            "",
+            "over the time limit of 4 s (time_limit_s): killed",
+        ),
+    ]
+}
+
+/// A server whose replies are valid programs 0 and 7 and the fault cases between.
+fn fault_server() -> String {
+    mock_http::serve(|_, req| {
+        let n = req["n"].as_u64().unwrap_or(1);
+        let cases = fault_cases();
+        let choices: Vec<_> = (0..n)
+            .map(|i| {
+                let text = match cases.iter().find(|c| c.0 == i) {
+                    Some(c) => c.1.clone(),
+                    None => weighted(&format!("0.{}", 2 + i)),
+                };
+                serde_json::json!({"text": format!("```merge\n{text}\n```")})
+            })
+            .collect();
+        (200, serde_json::json!({"choices": choices}).to_string())
+    })
+}
+
+/// MERGEC_CANDIDATE_FAULT for the injected cases.
+fn fault_spec() -> String {
+    fault_cases()
+        .iter()
+        .filter(|c| !c.2.is_empty())
+        .map(|c| format!("{}:{}", c.2, c.1.lines().next().unwrap().trim()))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn fault_run(dir: &Path, url: &str, faults: bool, extra: &[&str]) -> Command {
+    let mut flags: Vec<&str> = vec![];
+    for (flag, value) in [
+        ("--iterations", "1"),
+        ("--programs", "8"),
+        ("--time-limit-s", "4"),
+        ("--jobs", "2"),
+        ("--top-test", "1"),
+        ("--baseline-grid", "[0.5]"),
+    ] {
+        if !extra.contains(&flag) {
+            flags.extend([flag, value]);
+        }
+    }
+    flags.extend_from_slice(extra);
+    let mut c = develop(dir, url, &flags);
+    if faults {
+        c.env("MERGEC_CANDIDATE_FAULT", fault_spec());
+    }
+    c
+}
+
+#[test]
+fn candidates_that_crash_hang_or_run_out_of_memory_fail_alone_and_the_rest_score_as_before() {
+    let url = fault_server();
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    let t0 = std::time::Instant::now();
+    let out = fault_run(dir.path(), &url, true, &[]).output().unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(took < 90.0, "took {took} s");
+    let recs = records(dir.path());
+    let program = |i: u64| {
+        recs.iter()
+            .find(|r| r["event"] == "program" && r["index"] == i)
+            .unwrap()
+    };
+    for (i, _, kind, want) in fault_cases() {
+        let r = program(i);
+        assert_eq!(r["outcome"], "failed", "{kind} {r}");
+        let reason = r["reason"].as_str().unwrap();
+        assert!(reason.contains(want), "{kind}: {reason}");
+        eprintln!("{kind}: {reason}");
+    }
+    // Every candidate was recorded as started before it ran.
+    let started = recs.iter().filter(|r| r["event"] == "started").count();
+    assert_eq!(started, 8);
+    // The valid ones score exactly as in a run without faults, and as in process.
+    let reference = tempfile::tempdir().unwrap();
+    family(reference.path());
+    let ok = fault_run(reference.path(), &url, false, &[])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let theirs = records(reference.path());
+    for i in [0u64, 7] {
+        let mine = program(i);
+        let other = theirs
+            .iter()
+            .find(|r| r["event"] == "program" && r["index"] == i)
+            .unwrap();
+        assert_eq!(mine["outcome"], "scored");
+        assert_eq!(
+            (&mine["dev"], &mine["correct"]),
+            (&other["dev"], &other["correct"])
+        );
+    }
+    let cfg =
+        mergec::develop::config::RunConfig::from_toml(&dir.path().join("run/config.toml")).unwrap();
+    let setup = mergec::develop::driver::Setup::new(&cfg).unwrap();
+    let (acc, correct, _, _) = mergec::develop::driver::merge_and_score(
+        &cfg,
+        &weighted("0.2"),
+        vec![],
+        &cfg.base,
+        &cfg.models,
+        &setup.dev,
+        &dir.path().join("in-process"),
+    )
+    .unwrap();
+    assert_eq!(program(0)["dev"].as_f64().unwrap().to_bits(), acc.to_bits());
+    assert_eq!(program(0)["correct"].as_u64().unwrap(), correct as u64);
+    // Nothing is left in the scratch directory by the failed ones.
+    let jobs = dir.path().join("run/scratch/jobs");
+    assert!(!jobs.exists() || std::fs::read_dir(&jobs).unwrap().count() == 0);
+}
+
+/// Waits (at most 2 minutes) until the record holds a `started` event of program `index`.
+fn wait_started(dir: &Path, index: u64) {
+    let rec = dir.join("run/programs.jsonl");
+    let t0 = std::time::Instant::now();
+    while t0.elapsed().as_secs() < 120 {
+        let text = std::fs::read_to_string(&rec).unwrap_or_default();
+        let started = text.lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|r| r["event"] == "started" && r["index"] == index)
+        });
+        if started {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("program {index} never started");
+}
+
+/// Processes whose command line mentions `what`.
+fn processes_with(what: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(what))
+        })
+        .count()
+}
+
+#[test]
+fn a_candidate_running_when_the_run_dies_fails_on_resume_and_runs_again_only_after_ctrl_c() {
+    let url = fault_server();
+    let hang = weighted("0.65");
+    let spec = format!("hang:{}", hang.lines().next().unwrap().trim());
+    for (signal, rerun) in [("-KILL", false), ("-INT", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        family(dir.path());
+        let mut child = fault_run(dir.path(), &url, false, &["--jobs", "1"])
+            .env("MERGEC_CANDIDATE_FAULT", &spec)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_started(dir.path(), 5);
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = child.wait().unwrap();
+        let run_dir = dir.path().join("run").display().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(
+            processes_with(&run_dir),
+            0,
+            "{signal}: a candidate outlived the driver"
+        );
+        if rerun {
+            assert_eq!(status.code(), Some(130));
+        }
+        // Resumed without the fault: the program would now score.
+        let out = fault_run(dir.path(), &url, false, &["--jobs", "1", "--resume"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = records(dir.path());
+        let started = recs
+            .iter()
+            .filter(|r| r["event"] == "started" && r["index"] == 5)
+            .count();
+        let r = recs
+            .iter()
+            .find(|r| r["event"] == "program" && r["index"] == 5)
+            .unwrap();
+        if rerun {
+            assert_eq!(started, 2, "{signal}");
+            assert_eq!(r["outcome"], "scored", "{signal}: {r}");
+            assert!(
+                recs.iter()
+                    .any(|r| r["event"] == "released" && r["index"] == 5)
+            );
+        } else {
+            assert_eq!(started, 1, "{signal}: run again");
+            assert_eq!(r["outcome"], "failed", "{r}");
+            assert!(
+                r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the run stopped while")
+            );
+        }
+    }
 }

@@ -119,3 +119,44 @@ fn pairs_are_exported_in_trl_format_and_the_hook_can_move_the_endpoint() {
     let e = g.export(&pairs, 2, dir.path()).unwrap_err();
     assert!(e.contains("training failed"), "{e}");
 }
+
+/// A generator with short timeouts and a small reply limit, for the fault servers.
+fn impatient(url: &str) -> OpenAiGenerator {
+    use mergec::develop::openai::HttpLimits;
+    OpenAiGenerator::from_spec(&format!("openai:{url}"), Some("m".into()))
+        .unwrap()
+        .with_limits(HttpLimits {
+            connect: std::time::Duration::from_secs(1),
+            overall: std::time::Duration::from_secs(2),
+            max_reply: 1 << 20,
+        })
+}
+
+#[test]
+fn servers_that_fail_hang_trickle_or_flood_end_in_bounded_time_with_a_clear_error() {
+    // A 500 with a long body: the status and the start of the body, not a JSON error.
+    let url = mock_http::serve(|_, _| (500, format!("internal error {}", "x".repeat(5000))));
+    let e = impatient(&url).sample("P", 1, 1.0, 0).unwrap_err();
+    assert!(
+        e.starts_with(&format!("HTTP 500 from {url}/completions: internal error")),
+        "{e}"
+    );
+    assert!(e.len() < 400, "{e}");
+    // A 500 while listing models (no --generator-model).
+    let mut g = OpenAiGenerator::from_spec(&format!("openai:{url}"), None).unwrap();
+    let e = g.sample("P", 1, 1.0, 0).unwrap_err();
+    assert!(e.contains("HTTP 500") && e.contains("/models"), "{e}");
+    for (fault, want) in [
+        (mock_http::Fault::Hang, "timeout"),
+        (mock_http::Fault::Trickle, "timeout"),
+        (mock_http::Fault::Huge(64 << 20), "larger than"),
+    ] {
+        let url = mock_http::serve_fault(fault);
+        let t0 = std::time::Instant::now();
+        let e = impatient(&url).sample("P", 1, 1.0, 0).unwrap_err();
+        let took = t0.elapsed().as_secs_f64();
+        eprintln!("{fault:?}: {took:.2} s: {e}");
+        assert!(e.contains(want) && e.contains(&url), "{fault:?}: {e}");
+        assert!(took < 5.0, "{fault:?} took {took} s");
+    }
+}

@@ -77,6 +77,11 @@ config_flags!(
     jobs,
     memory_budget_gb,
     time_limit_s,
+    candidate_memory_gb,
+    candidate_cpu_s,
+    http_connect_timeout_s,
+    http_timeout_s,
+    http_max_reply_mb,
     seed,
 );
 
@@ -265,8 +270,9 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
         return Ok(Box::new(l));
     }
     if g.starts_with("openai:") || g.starts_with("openai-chat:") {
-        let mut o =
-            crate::develop::openai::OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?;
+        use crate::develop::openai::{HttpLimits, OpenAiGenerator};
+        let mut o = OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?
+            .with_limits(HttpLimits::from_config(cfg)?);
         o.hook = cfg.hook.clone();
         return Ok(Box::new(o));
     }

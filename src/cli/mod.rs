@@ -1,5 +1,6 @@
 //! Subcommand implementations behind the thin `main.rs`.
 
+pub mod candidate;
 pub mod check;
 pub mod compile;
 pub mod develop;

@@ -101,6 +101,17 @@ pub struct RunConfig {
     /// A candidate whose merge and scoring take longer than this many seconds fails
     /// with "over the time limit" (0: no limit).
     pub time_limit_s: f64,
+    /// Address space limit of each candidate's process, in GiB (0: from the size of
+    /// the base checkpoint; see docs/develop.md).
+    pub candidate_memory_gb: f64,
+    /// CPU time limit of each candidate's process, in seconds (0: from `time_limit_s`
+    /// and the candidate's threads; none when there is no time limit).
+    pub candidate_cpu_s: f64,
+    /// `openai:` generators: seconds to connect, and for a whole request and reply.
+    pub http_connect_timeout_s: f64,
+    pub http_timeout_s: f64,
+    /// `openai:` generators: the largest reply read, in MiB.
+    pub http_max_reply_mb: usize,
     pub seed: u64,
 }
 
@@ -154,6 +165,11 @@ impl Default for RunConfig {
             jobs: 0,
             memory_budget_gb: 8.0,
             time_limit_s: 600.0,
+            candidate_memory_gb: 0.0,
+            candidate_cpu_s: 0.0,
+            http_connect_timeout_s: 10.0,
+            http_timeout_s: 600.0,
+            http_max_reply_mb: 64,
             seed: 0,
         }
     }
@@ -199,7 +215,8 @@ impl RunConfig {
         }
         regex::Regex::new(&self.tensors).map_err(|e| format!("tensors: {e}"))?;
         self.check_counts()?;
-        self.check_floats()
+        self.check_floats()?;
+        self.validate_isolation()
     }
 
     /// Counts within bounds that no loop or allocation of a run can trip over.

@@ -63,6 +63,20 @@ pub enum Event {
         version: String,
     },
     Program(ProgramRecord),
+    /// A candidate's process is about to start: a `started` with no `program` record
+    /// of the same iteration and index after it (and no `released`) means the run
+    /// stopped while it ran; `--resume` records it as failed and never runs it again.
+    Started {
+        iteration: usize,
+        index: usize,
+        canonical: String,
+    },
+    /// The driver stopped a started candidate cleanly (Ctrl-C of the run): it may run
+    /// again on `--resume`.
+    Released {
+        iteration: usize,
+        index: usize,
+    },
     Learned {
         iteration: usize,
         pairs: usize,
@@ -211,7 +225,16 @@ fn score_model_until(
 ) -> Result<(f64, usize), String> {
     if cfg.evaluator != "builtin" {
         let ev = crate::eval::external::Evaluator::parse(&cfg.evaluator)?;
-        let acc = ev.score(dir)?;
+        // A candidate's evaluator gets what is left of its time; others (final stage)
+        // get `time_limit_s` each.
+        let left = match deadline {
+            Some(d) => Some(d.saturating_duration_since(Instant::now())),
+            None if cfg.time_limit_s > 0.0 => {
+                std::time::Duration::try_from_secs_f64(cfg.time_limit_s).ok()
+            }
+            None => None,
+        };
+        let acc = ev.score_within(dir, left)?;
         return Ok((acc, (acc * problems.len() as f64).round() as usize));
     }
     let mut m = crate::model::LoadedModel::load(dir)?;
@@ -245,9 +268,7 @@ pub fn resolve_jobs(cfg: &RunConfig) -> usize {
         return cfg.jobs;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let base_bytes = crate::runtime::safetensors::Checkpoint::open(&cfg.base)
-        .map(|c| c.tensors().map(|t| t.nbytes() as u64).sum::<u64>())
-        .unwrap_or(1 << 30);
+    let base_bytes = super::isolate::checkpoint_bytes(&cfg.base).unwrap_or(1 << 30);
     let per = 2 * base_bytes + (64 << 20);
     let fit = (cfg.memory_budget_gb * (1u64 << 30) as f64 / per as f64).floor() as usize;
     cores.min(fit).max(1)
@@ -274,21 +295,26 @@ fn iteration_seed(seed: u64, t: usize) -> u64 {
     crate::interp::semantics::mix64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// Runs (or resumes) the iterations. `log` holds what earlier attempts recorded.
-pub fn run_iterations(
-    setup: &Setup,
-    generator: &mut dyn Generator,
-    log: &mut RunLog,
-    events: &mut Vec<Event>,
-    stop: &AtomicBool,
-    say: &mut dyn FnMut(&str),
-) -> Result<Ended, String> {
-    let cfg = &setup.cfg;
-    let scratch = cfg.run_dir.join("scratch");
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+/// What earlier attempts of a run recorded.
+struct Replay {
+    /// Dev scores by canonical hash (None: failed).
+    known: HashMap<String, Option<f64>>,
+    /// (iteration, index) of the programs recorded.
+    done: std::collections::HashSet<(usize, usize)>,
+    finished_iters: std::collections::HashSet<usize>,
+    /// Programs started and never finished: failed, and never run again.
+    crashed: HashMap<(usize, usize), String>,
+}
+
+fn replay(events: &[Event]) -> Replay {
     let mut known: HashMap<String, Option<f64>> = HashMap::new();
     let mut done: std::collections::HashSet<(usize, usize)> = Default::default();
     let mut finished_iters = std::collections::HashSet::new();
+    // Started and never finished: failed, and their programs are never run again.
+    let crashed = super::isolate::unfinished(events);
+    for c in crashed.values() {
+        known.insert(c.clone(), None);
+    }
     for e in events.iter() {
         match e {
             Event::Program(r) => {
@@ -308,6 +334,32 @@ pub fn run_iterations(
             _ => {}
         }
     }
+    Replay {
+        known,
+        done,
+        finished_iters,
+        crashed,
+    }
+}
+
+/// Runs (or resumes) the iterations. `log` holds what earlier attempts recorded.
+pub fn run_iterations(
+    setup: &Setup,
+    generator: &mut dyn Generator,
+    log: &mut RunLog,
+    events: &mut Vec<Event>,
+    stop: &AtomicBool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Ended, String> {
+    let cfg = &setup.cfg;
+    let scratch = cfg.run_dir.join("scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let Replay {
+        mut known,
+        done,
+        finished_iters,
+        crashed,
+    } = replay(events);
     let mut best: Vec<(f64, PathBuf)> = vec![];
     let jobs = resolve_jobs(cfg);
     for t in 1..=cfg.iterations {
@@ -359,17 +411,32 @@ pub fn run_iterations(
             while end < pending.len() && fresh.len() < jobs {
                 if let (Stage::Valid, Some(c)) = (&pending[end].2.stage, &pending[end].2.canonical)
                     && !known.contains_key(c)
+                    && !crashed.contains_key(&(t, pending[end].0))
                     && seen.insert(c.clone())
                 {
                     fresh.push(end);
                 }
                 end += 1;
             }
-            let results = score_group(cfg, setup, &scratch, &pending, &fresh, jobs);
+            for &k in &fresh {
+                let ev = Event::Started {
+                    iteration: t,
+                    index: pending[k].0,
+                    canonical: pending[k].2.canonical.clone().unwrap_or_default(),
+                };
+                log.append(&ev)?;
+                events.push(ev);
+            }
+            let results = score_group(cfg, &scratch, &pending, &fresh, jobs, stop);
             if stop.load(Ordering::SeqCst) {
-                for &k in &fresh {
-                    let c = pending[k].2.canonical.as_deref().unwrap_or_default();
-                    let _ = std::fs::remove_dir_all(scratch.join(&c[..16.min(c.len())]));
+                for (k, (out, _)) in fresh.iter().zip(&results) {
+                    let _ = std::fs::remove_dir_all(out);
+                    let ev = Event::Released {
+                        iteration: t,
+                        index: pending[*k].0,
+                    };
+                    log.append(&ev)?;
+                    events.push(ev);
                 }
                 return Ok(Ended::Interrupted);
             }
@@ -379,8 +446,11 @@ pub fn run_iterations(
             {
                 let (mut merge_s, mut eval_s) = (0.0, 0.0);
                 let outcome = match (&a.stage, &a.canonical) {
+                    _ if crashed.contains_key(&(t, *i)) => Outcome::Failed {
+                        reason: super::isolate::STOPPED_WHILE_RUNNING.into(),
+                    },
                     (Stage::Valid, Some(c)) => match by_item.remove(&k) {
-                        Some((out, Ok((dev, correct, ms, es)))) => {
+                        Some((out, Some(Ok((dev, correct, ms, es))))) => {
                             merge_s = ms;
                             eval_s = es;
                             known.insert(c.clone(), Some(dev));
@@ -391,11 +461,14 @@ pub fn run_iterations(
                                 n: setup.dev.len(),
                             }
                         }
-                        Some((out, Err(reason))) => {
+                        Some((out, Some(Err(reason)))) => {
                             let _ = std::fs::remove_dir_all(&out);
                             known.insert(c.clone(), None);
                             Outcome::Failed { reason }
                         }
+                        Some((_, None)) => Outcome::Failed {
+                            reason: "stopped".into(),
+                        },
                         None => Outcome::Duplicate {
                             dev: known.get(c).copied().flatten(),
                         },
@@ -445,34 +518,32 @@ pub fn run_iterations(
     Ok(Ended::Finished)
 }
 
-/// Where a candidate was merged, and its merge-and-score result.
-type CandidateResult = (PathBuf, Result<(f64, usize, f64, f64), String>);
+/// Where a candidate was merged, and its merge-and-score result (None: stopped).
+type CandidateResult = (PathBuf, super::isolate::JobResult);
 
 /// Merges and scores the programs of `pending[k]` for each `k` in `fresh`, `jobs` at
-/// a time on threads, each thread's tensor work on its own share of the cores.
+/// a time, each in its own process (see [`super::isolate`]).
 fn score_group(
     cfg: &RunConfig,
-    setup: &Setup,
     scratch: &Path,
     pending: &[(usize, String, Assessed, bool)],
     fresh: &[usize],
     jobs: usize,
+    stop: &AtomicBool,
 ) -> Vec<CandidateResult> {
-    parallel_map(fresh, jobs, |&k| -> CandidateResult {
-        let a = &pending[k].2;
-        let c = a.canonical.as_deref().unwrap_or_default();
-        let out = scratch.join(&c[..16.min(c.len())]);
-        let r = merge_and_score(
-            cfg,
-            a.program.as_deref().unwrap_or(""),
-            vec![],
-            &cfg.base,
-            &cfg.models,
-            &setup.dev,
-            &out,
-        );
-        (out, r)
-    })
+    let list: Vec<super::isolate::Job> = fresh
+        .iter()
+        .map(|&k| {
+            let a = &pending[k].2;
+            let c = a.canonical.as_deref().unwrap_or_default();
+            super::isolate::Job {
+                program: a.program.clone().unwrap_or_default(),
+                out: scratch.join(&c[..16.min(c.len())]),
+            }
+        })
+        .collect();
+    let results = super::isolate::run_candidates(cfg, &list, jobs, stop);
+    list.into_iter().map(|j| j.out).zip(results).collect()
 }
 
 /// `f` over `items`, `jobs` at a time on threads (in order when `jobs` is 1), each

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod extract;
 pub mod generator;
 pub mod guided;
+pub mod isolate;
 pub mod local;
 pub mod openai;
 pub mod plots;

@@ -24,6 +24,45 @@ pub struct OpenAiGenerator {
     /// `{endpoint}` are replaced.
     pub hook: Option<String>,
     agent: ureq::Agent,
+    /// The largest reply read, in bytes.
+    max_reply: u64,
+}
+
+/// How long an `openai:` generator waits, and how much it reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HttpLimits {
+    /// To connect.
+    pub connect: Duration,
+    /// For a whole request and its reply (a server that hangs or trickles bytes ends
+    /// here).
+    pub overall: Duration,
+    /// The largest reply body, in bytes.
+    pub max_reply: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connect: Duration::from_secs(10),
+            overall: Duration::from_secs(600),
+            max_reply: 64 << 20,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// From a run's settings (`http_connect_timeout_s`, `http_timeout_s`,
+    /// `http_max_reply_mb`; range-checked by the config).
+    pub fn from_config(cfg: &super::config::RunConfig) -> Result<HttpLimits, String> {
+        let secs = |key: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| format!("{key}: {v} is not a duration"))
+        };
+        Ok(HttpLimits {
+            connect: secs("http_connect_timeout_s", cfg.http_connect_timeout_s)?,
+            overall: secs("http_timeout_s", cfg.http_timeout_s)?,
+            max_reply: (cfg.http_max_reply_mb as u64) << 20,
+        })
+    }
 }
 
 /// The result of one iteration's learning step.
@@ -53,11 +92,7 @@ impl OpenAiGenerator {
                  (e.g. openai:http://localhost:8000/v1)"
             ));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(600)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let limits = HttpLimits::default();
         Ok(OpenAiGenerator {
             base: url.trim_end_matches('/').to_string(),
             chat,
@@ -65,8 +100,16 @@ impl OpenAiGenerator {
             max_tokens: 768,
             top_p: 0.95,
             hook: None,
-            agent,
+            agent: agent(&limits),
+            max_reply: limits.max_reply,
         })
+    }
+
+    /// The same generator with other timeouts and reply size limit.
+    pub fn with_limits(mut self, limits: HttpLimits) -> OpenAiGenerator {
+        self.agent = agent(&limits);
+        self.max_reply = limits.max_reply;
+        self
     }
 
     pub fn id(&self) -> String {
@@ -84,37 +127,64 @@ impl OpenAiGenerator {
         if let Ok(key) = std::env::var("OPENAI_API_KEY") {
             req = req.header("Authorization", &format!("Bearer {key}"));
         }
-        let mut resp = req
-            .send_json(body)
-            .map_err(|e| format!("{url}: {e} (is the server running?)"))?;
+        self.reply(&url, req.send_json(body))
+    }
+
+    fn get(&self, path: &str) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.get(&url);
+        if let Ok(key) = std::env::var("OPENAI_API_KEY") {
+            req = req.header("Authorization", &format!("Bearer {key}"));
+        }
+        self.reply(&url, req.call())
+    }
+
+    /// The JSON of a reply, read up to the size limit; a status other than success is
+    /// an error with the start of the body.
+    fn reply(
+        &self,
+        url: &str,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, String> {
+        let mut resp = sent.map_err(|e| match e {
+            ureq::Error::Timeout(_) => format!("{url}: {e} (the server did not answer in time)"),
+            e => format!("{url}: {e} (is the server running?)"),
+        })?;
         let status = resp.status();
         let text = resp
             .body_mut()
+            .with_config()
+            .limit(self.max_reply)
             .read_to_string()
-            .map_err(|e| format!("{url}: reading the reply: {e}"))?;
+            .map_err(|e| format!("{url}: reading the reply (HTTP {}): {e}", status.as_u16()))?;
         if !status.is_success() {
-            return Err(format!("{url}: HTTP {status}: {}", text.trim()));
+            return Err(format!(
+                "HTTP {} from {url}: {}",
+                status.as_u16(),
+                crate::runtime::child::cut(text.trim(), 200)
+            ));
         }
-        serde_json::from_str(&text).map_err(|e| format!("{url}: the reply is not JSON: {e}"))
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{url}: the reply is not JSON ({e}): {}",
+                crate::runtime::child::cut(text.trim(), 200)
+            )
+        })
     }
 
     fn model_name(&mut self) -> Result<String, String> {
         if let Some(m) = &self.model {
             return Ok(m.clone());
         }
-        let url = format!("{}/models", self.base);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| format!("{url}: {e} (is the server running?)"))?;
-        let v: Value = resp
-            .body_mut()
-            .read_json()
-            .map_err(|e| format!("{url}: {e}"))?;
+        let v = self.get("/models")?;
         let m = v["data"][0]["id"]
             .as_str()
-            .ok_or_else(|| format!("{url}: no model listed; pass --generator-model"))?
+            .ok_or_else(|| {
+                format!(
+                    "{}/models: no model listed; pass --generator-model",
+                    self.base
+                )
+            })?
             .to_string();
         self.model = Some(m.clone());
         Ok(m)
@@ -221,4 +291,13 @@ impl OpenAiGenerator {
         }
         Ok(ex)
     }
+}
+
+fn agent(l: &HttpLimits) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(l.connect))
+        .timeout_global(Some(l.overall))
+        .http_status_as_error(false)
+        .build()
+        .into()
 }

@@ -4,8 +4,10 @@
 //! is a number (a fraction in [0, 1], or a percentage with `%`), else the last JSON
 //! object holding `accuracy`, `acc` or `score`.
 
+use crate::runtime::child;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// What `--evaluator` names.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,25 +33,37 @@ impl Evaluator {
 
     /// Runs the evaluator on a model directory; the score as a fraction in [0, 1].
     pub fn score(&self, model: &Path) -> Result<f64, String> {
+        self.score_within(model, None)
+    }
+
+    /// [`Evaluator::score`], killing the evaluator (and everything it started) when
+    /// `limit` runs out. Its stdout and stderr are kept up to their last
+    /// [`OUTPUT_CAP`] bytes each, so a flood cannot grow memory.
+    pub fn score_within(&self, model: &Path, limit: Option<Duration>) -> Result<f64, String> {
         let Evaluator::Command(template) = self;
         let quoted = format!("'{}'", model.display().to_string().replace('\'', r"'\''"));
         let cmd = template.replace("{model}", &quoted);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .output()
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(&cmd);
+        let out = child::spawn(&mut c, child::Limits::default(), true, OUTPUT_CAP, limit)
+            .and_then(|s| s.wait(None))
             .map_err(|e| format!("cannot run the evaluator `{cmd}`: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        let last = || child::last_lines(&out.stderr, 5).unwrap_or_else(|| "(no stderr)".into());
+        if out.timed_out {
+            let secs = limit.map_or(0.0, |d| d.as_secs_f64());
             return Err(format!(
-                "the evaluator `{cmd}` failed ({}); its last lines:\n{}",
-                out.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                "the evaluator `{cmd}` ran over the time limit of {secs} s: killed; its last lines:\n{}",
+                last()
             ));
         }
-        parse_score(&stdout).ok_or_else(|| {
+        if !out.status.success() {
+            return Err(format!(
+                "the evaluator `{cmd}` failed ({}); its last lines:\n{}",
+                out.how(),
+                last()
+            ));
+        }
+        parse_score(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
             format!(
                 "the evaluator `{cmd}` printed no score: end its output with a line holding the \
                  accuracy (0.62 or 62%), or a JSON object with \"accuracy\""
@@ -57,6 +71,9 @@ impl Evaluator {
         })
     }
 }
+
+/// The most of an evaluator's stdout and of its stderr kept (the last bytes).
+pub const OUTPUT_CAP: usize = 64 << 10;
 
 /// The score in an evaluator's output (see the module docs).
 pub fn parse_score(out: &str) -> Option<f64> {
@@ -127,5 +144,37 @@ mod tests {
                 .contains("{model}")
         );
         assert!(Evaluator::parse("lm_eval").is_err());
+    }
+
+    #[test]
+    fn evaluators_that_hang_or_flood_end_in_bounded_time_and_memory() {
+        let t0 = std::time::Instant::now();
+        let e = Evaluator::parse("command:echo {model} >/dev/null; echo working >&2; sleep 600")
+            .expect("parses");
+        let err = e
+            .score_within(Path::new("/tmp"), Some(Duration::from_millis(500)))
+            .unwrap_err();
+        assert!(
+            err.contains("over the time limit of 0.5 s") && err.contains("working"),
+            "{err}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // 200 MB on stdout and stderr, then a score: only the tails are kept.
+        let e = Evaluator::parse(
+            "command:test -d {model} && head -c 200000000 /dev/zero | tr '\\0' x; \
+             head -c 200000000 /dev/zero >&2; echo; echo 0.5",
+        )
+        .expect("parses");
+        assert_eq!(
+            e.score_within(Path::new("/tmp"), None).expect("scores"),
+            0.5
+        );
+        let e =
+            Evaluator::parse("command:echo {model}; echo bad input >&2; exit 3").expect("parses");
+        let err = e.score(Path::new("/tmp")).unwrap_err();
+        assert!(
+            err.contains("exited with 3") && err.contains("bad input"),
+            "{err}"
+        );
     }
 }

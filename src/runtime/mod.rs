@@ -5,6 +5,7 @@
 //! directory (single file or sharded with an index), memory-mapped, and turns
 //! any stored tensor of F32, F16 or BF16 into f32. The REPL's `load` uses it.
 
+pub mod child;
 pub mod compiled;
 pub mod merge;
 mod output;
