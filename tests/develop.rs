@@ -495,14 +495,16 @@ fn a_run_dir_that_is_not_a_mergec_run_is_refused_and_left_byte_identical() {
         "error: run_dir is empty: set `run_dir` in the config or pass --run-dir DIR"
     );
     assert_eq!(files(dir.path()), before);
+}
 
 /// Programs that differ in their weight, so each is its own candidate; `w` picks one.
 fn weighted(w: &str) -> String {
     VALID.replace("0.3", w)
 }
 
-/// A program that checks but never finishes: eight nested repeats of 64 (the compiler
-/// declines it; the interpreter would run 64^8 steps per element).
+/// The two runaway programs of the hardening issue: eight nested repeats of 64 (64^8
+/// steps per element) and helpers that each call the one before twice (2^29 nodes once
+/// inlined). The checker's cost bound rejects both, so they never reach a candidate.
 const RUNAWAY: &str = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    return repeat(64, base, |a, i| repeat(64, a, |b, j| repeat(64, b, |c, k| repeat(64, c, |d, l| repeat(64, d, |e, p| repeat(64, e, |f, q| repeat(64, f, |g, r| repeat(64, g, |h, s| h * 1.0001))))))))\n}";
 
 /// The fault cases: (reply index, program, MERGEC_CANDIDATE_FAULT kind or "" for a
@@ -524,25 +526,38 @@ fn fault_cases() -> Vec<(u64, String, &'static str, &'static str)> {
             "hang",
             "over the time limit of 4 s (time_limit_s): killed",
         ),
-        (
-            6,
-            RUNAWAY.to_string(),
-            "",
-            "over the time limit of 4 s (time_limit_s): killed",
-        ),
     ]
 }
 
-/// A server whose replies are valid programs 0 and 7 and the fault cases between.
+/// (reply index, program, what the checker says): recorded as invalid, never run.
+fn runaway_cases() -> Vec<(u64, String, &'static str)> {
+    let mut doubling = String::from("fn f0(x: Tensor) -> Tensor { return x * 1.01 }\n");
+    for i in 1..30 {
+        doubling.push_str(&format!(
+            "fn f{i}(x: Tensor) -> Tensor {{ return f{p}(f{p}(x)) }}\n",
+            p = i - 1
+        ));
+    }
+    doubling.push_str("merge m(base: Tensor, models: [Tensor]) -> Tensor { return f29(base) }");
+    vec![
+        (6, RUNAWAY.to_string(), "program too expensive"),
+        (8, doubling, "program too large: `f12`"),
+    ]
+}
+
+/// A server whose replies are valid programs 0 and 7, the fault cases between, and
+/// the runaway programs.
 fn fault_server() -> String {
     mock_http::serve(|_, req| {
         let n = req["n"].as_u64().unwrap_or(1);
         let cases = fault_cases();
         let choices: Vec<_> = (0..n)
             .map(|i| {
-                let text = match cases.iter().find(|c| c.0 == i) {
-                    Some(c) => c.1.clone(),
-                    None => weighted(&format!("0.{}", 2 + i)),
+                let runaway = runaway_cases().into_iter().find(|c| c.0 == i);
+                let text = match (cases.iter().find(|c| c.0 == i), runaway) {
+                    (Some(c), _) => c.1.clone(),
+                    (None, Some(r)) => r.1,
+                    (None, None) => weighted(&format!("0.{}", 2 + i)),
                 };
                 serde_json::json!({"text": format!("```merge\n{text}\n```")})
             })
@@ -565,7 +580,7 @@ fn fault_run(dir: &Path, url: &str, faults: bool, extra: &[&str]) -> Command {
     let mut flags: Vec<&str> = vec![];
     for (flag, value) in [
         ("--iterations", "1"),
-        ("--programs", "8"),
+        ("--programs", "9"),
         ("--time-limit-s", "4"),
         ("--jobs", "2"),
         ("--top-test", "1"),
@@ -607,9 +622,15 @@ fn candidates_that_crash_hang_or_run_out_of_memory_fail_alone_and_the_rest_score
         assert!(reason.contains(want), "{kind}: {reason}");
         eprintln!("{kind}: {reason}");
     }
-    // Every candidate was recorded as started before it ran.
+    for (i, _, want) in runaway_cases() {
+        let r = program(i);
+        assert_eq!(r["outcome"], "invalid", "{r}");
+        let said = r["assessed"]["diagnostics"].as_str().unwrap();
+        assert!(said.contains(want), "{said}");
+    }
+    // Every candidate was recorded as started before it ran; the runaways never ran.
     let started = recs.iter().filter(|r| r["event"] == "started").count();
-    assert_eq!(started, 8);
+    assert_eq!(started, 7);
     // The valid ones score exactly as in a run without faults, and as in process.
     let reference = tempfile::tempdir().unwrap();
     family(reference.path());

@@ -247,7 +247,12 @@ impl RunConfig {
                 0,
                 1000,
             ),
-            ("models (their number)", self.models.len(), 1, Limits::DEFAULT.max_models),
+            (
+                "models (their number)",
+                self.models.len(),
+                1,
+                Limits::DEFAULT.max_models,
+            ),
         ];
         for (key, v, lo, hi) in counts {
             if !(lo..=hi).contains(&v) {
