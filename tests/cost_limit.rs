@@ -10,6 +10,9 @@
 //! MERGEC_COST_CASES sets the number of cases (default 100,000, about two minutes on
 //! 2 cores; the hardening issue's figure is 1,000,000), MERGEC_COST_SEED shifts the seeds.
 
+#[path = "common/runaway.rs"]
+mod runaway;
+
 use mergec::r#gen::{SplitMix64, generate_source};
 use mergec::syntax::limits::Limits;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -347,14 +350,7 @@ fn every_check_is_bounded_in_time_and_memory() {
 /// with the place that makes them expensive.
 #[test]
 fn runaway_programs_are_rejected_where_they_expand() {
-    let mut doubling = String::from("fn f0(x: Tensor) -> Tensor { return x * 1.01 }\n");
-    for i in 1..30 {
-        doubling.push_str(&format!(
-            "fn f{i}(x: Tensor) -> Tensor {{ return f{p}(f{p}(x)) }}\n",
-            p = i - 1
-        ));
-    }
-    doubling.push_str("merge m(base: Tensor, models: [Tensor]) -> Tensor { return f29(base) }\n");
+    let doubling = runaway::doubling_helpers();
     let (took, bytes, ok) = measure(&doubling);
     assert!(
         !ok && took < TIME_LIMIT && bytes < MEMORY_LIMIT,
@@ -371,17 +367,7 @@ fn runaway_programs_are_rejected_where_they_expand() {
         d[0].message
     );
 
-    let mut nested = "a8 * 1.0001".to_string();
-    for k in (0..8).rev() {
-        let from = if k == 0 {
-            "base".to_string()
-        } else {
-            format!("a{k}")
-        };
-        nested = format!("repeat(64, {from}, |a{}, i{k}| {nested})", k + 1);
-    }
-    let src =
-        format!("merge r(base: Tensor, models: [Tensor]) -> Tensor {{\n    return {nested}\n}}\n");
+    let src = runaway::nested_repeats();
     assert!(src.len() < 300);
     let d = mergec::check_source(&src).err().unwrap_or_default();
     assert_eq!(d.len(), 1);

@@ -5,6 +5,8 @@
 
 #[path = "common/mock_http.rs"]
 mod mock_http;
+#[path = "common/runaway.rs"]
+mod runaway;
 #[path = "common/tiny_llama.rs"]
 mod tiny_llama;
 
@@ -502,11 +504,6 @@ fn weighted(w: &str) -> String {
     VALID.replace("0.3", w)
 }
 
-/// The two runaway programs of the hardening issue: eight nested repeats of 64 (64^8
-/// steps per element) and helpers that each call the one before twice (2^29 nodes once
-/// inlined). The checker's cost bound rejects both, so they never reach a candidate.
-const RUNAWAY: &str = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    return repeat(64, base, |a, i| repeat(64, a, |b, j| repeat(64, b, |c, k| repeat(64, c, |d, l| repeat(64, d, |e, p| repeat(64, e, |f, q| repeat(64, f, |g, r| repeat(64, g, |h, s| h * 1.0001))))))))\n}";
-
 /// The fault cases: (reply index, program, MERGEC_CANDIDATE_FAULT kind or "" for a
 /// genuine fault, what the recorded reason says).
 fn fault_cases() -> Vec<(u64, String, &'static str, &'static str)> {
@@ -529,19 +526,13 @@ fn fault_cases() -> Vec<(u64, String, &'static str, &'static str)> {
     ]
 }
 
-/// (reply index, program, what the checker says): recorded as invalid, never run.
+/// The two runaway programs of the hardening issue (reply index, program, what the
+/// checker says): the cost bound rejects both, so they are recorded as invalid and
+/// never reach a candidate process.
 fn runaway_cases() -> Vec<(u64, String, &'static str)> {
-    let mut doubling = String::from("fn f0(x: Tensor) -> Tensor { return x * 1.01 }\n");
-    for i in 1..30 {
-        doubling.push_str(&format!(
-            "fn f{i}(x: Tensor) -> Tensor {{ return f{p}(f{p}(x)) }}\n",
-            p = i - 1
-        ));
-    }
-    doubling.push_str("merge m(base: Tensor, models: [Tensor]) -> Tensor { return f29(base) }");
     vec![
-        (6, RUNAWAY.to_string(), "program too expensive"),
-        (8, doubling, "program too large: `f12`"),
+        (6, runaway::nested_repeats(), "program too expensive"),
+        (8, runaway::doubling_helpers(), "program too large: `f12`"),
     ]
 }
 

@@ -15,15 +15,6 @@ use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo {}", path.display());
-}
-
 /// Runs `mergec ARGS` in `dir`; returns (exit code, stderr), after checking that it
 /// failed cleanly, quickly and without a panic.
 fn refused(dir: &Path, args: &[&str], expect: &[&str]) -> (i32, String) {

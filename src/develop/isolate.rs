@@ -508,8 +508,7 @@ mod tests {
             let e = d.validate_isolation().unwrap_err();
             assert!(e.contains(key), "{e}");
         }
-        c.time_limit_s = f64::INFINITY;
-        assert!(c.validate_isolation().unwrap_err().contains("time_limit_s"));
+        // time_limit_s itself is range-checked with the other floats (RunConfig::validate).
         c.time_limit_s = 30.0;
         c.candidate_memory_gb = 2.0;
         let l = c.candidate_limits(4);

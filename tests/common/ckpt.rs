@@ -465,3 +465,13 @@ pub fn read_json(path: &Path) -> Json {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Makes a FIFO (named pipe) at `path`: an input that blocks a plain read forever.
+pub fn mkfifo(path: &std::path::Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}

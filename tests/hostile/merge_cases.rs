@@ -3,17 +3,8 @@
 //! headers with repeated names, overlapping or unaligned data, or unknown dtypes. Each
 //! is a row of docs/errors.md; the harness in tests/merge.rs runs it with a time limit.
 
-use super::{Case, UP1, Zoo, cmd};
+use super::{Case, UP1, Zoo, cmd, mkfifo};
 use std::path::Path;
-
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo {}", path.display());
-}
 
 /// A safetensors file with a header written by hand (names may repeat) and `data` zero bytes.
 fn hand_written(path: &Path, header: &str, data: usize) {
