@@ -572,6 +572,8 @@ fn fault_run(dir: &Path, url: &str, faults: bool, extra: &[&str]) -> Command {
     for (flag, value) in [
         ("--iterations", "1"),
         ("--programs", "9"),
+        // No repair round: the runaway programs stay as written (and recorded invalid).
+        ("--repair", "false"),
         ("--time-limit-s", "4"),
         ("--jobs", "2"),
         ("--top-test", "1"),

@@ -307,9 +307,10 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         build_zoo(&a.zoo)?;
     }
     let cfg = resolve_config(a)?;
-    // Every setting in range before anything is opened or sized from it.
-    cfg.validate()?;
+    // The run directory is ours to write (nothing written yet), and every setting is
+    // in range before anything is opened or sized from it.
     let fresh = crate::develop::record::check_run_dir(&cfg.run_dir, a.resume)?;
+    cfg.validate()?;
     if driver::resolve_jobs(&cfg) > 1 {
         crate::model::elementwise_on_caller_thread();
     }

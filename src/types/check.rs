@@ -14,6 +14,9 @@ use std::rc::Rc;
 /// Resolves the shape of `load(path, tensor)` in the REPL.
 pub type LoadShapeFn<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<usize>, String>;
 
+/// Diagnostics one checker reports at most.
+const MAX_DIAGNOSTICS: usize = 50;
+
 pub(crate) struct Checker<'p> {
     pub items: HashMap<&'p str, &'p Item>,
     pub diags: Vec<Diagnostic>,
@@ -84,7 +87,8 @@ impl<'p> Checker<'p> {
             return true;
         }
         self.work_left.set(0);
-        if !self.out_of_work {
+        // Nothing to add when the check stopped at the diagnostics cap.
+        if !self.out_of_work && self.diags.len() < MAX_DIAGNOSTICS {
             self.out_of_work = true;
             let at = self.call_spans.first().copied().unwrap_or(span);
             let chain = self.call_stack.join(" -> ");
@@ -107,6 +111,12 @@ impl<'p> Checker<'p> {
     }
 
     pub fn error(&mut self, d: Diagnostic) {
+        // Past a screenful of errors the rest say nothing new; stop checking (a helper
+        // with a wrong call inlined thousands of times would repeat it thousands of times).
+        if self.diags.len() >= MAX_DIAGNOSTICS {
+            self.work_left.set(0);
+            return;
+        }
         self.diags.push(d);
     }
 
