@@ -100,7 +100,7 @@ fn run_models_and_threads_are_bounded() {
     let (code, _) = refused(
         d,
         &["run", "task_arithmetic", "--models", "100000000"],
-        &["--models 100000000", "at most 64"],
+        &["--models 100000000", "at most 32"],
     );
     assert_eq!(code, 1);
     refused(
@@ -109,11 +109,11 @@ fn run_models_and_threads_are_bounded() {
             "run",
             "task_arithmetic",
             "--models",
-            "64",
+            "32",
             "--shape",
             "8192x8192",
         ],
-        &["--models 64", "elements"],
+        &["--models 32", "elements"],
     );
     for n in ["100000", "0"] {
         refused(

@@ -52,7 +52,7 @@ impl Limits {
         max_runtime_repeat: 1000,
         max_literal_elems: 1 << 20,
         max_models: 32,
-        max_ops_per_element: 1_000_000,
+        max_ops_per_element: 10_000_000,
         max_unrolled_nodes: 4_000_000,
         max_check_work: 200_000,
     };
