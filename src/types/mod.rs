@@ -1,5 +1,6 @@
 //! The type and shape checker: builtin table, symbolic shapes, diagnostics.
 
+mod budget;
 pub mod builtins;
 mod calls;
 mod check;
