@@ -664,23 +664,27 @@ fn candidates_that_crash_hang_or_run_out_of_memory_fail_alone_and_the_rest_score
     assert!(!jobs.exists() || std::fs::read_dir(&jobs).unwrap().count() == 0);
 }
 
-/// Waits (at most 2 minutes) until the record holds a `started` event of program `index`.
-fn wait_started(dir: &Path, index: u64) {
+/// Waits (at most 2 minutes) until the record holds `n` `started` events of program
+/// `index`.
+fn wait_started(dir: &Path, index: u64, n: usize) {
     let rec = dir.join("run/programs.jsonl");
     let t0 = std::time::Instant::now();
     while t0.elapsed().as_secs() < 120 {
         let text = std::fs::read_to_string(&rec).unwrap_or_default();
-        let started = text.lines().any(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .is_ok_and(|r| r["event"] == "started" && r["index"] == index)
-        });
-        if started {
+        let started = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|r| r["event"] == "started" && r["index"] == index)
+            })
+            .count();
+        if started >= n {
             std::thread::sleep(std::time::Duration::from_millis(300));
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    panic!("program {index} never started");
+    panic!("program {index} never started {n} times");
 }
 
 /// Processes whose command line mentions `what`.
@@ -695,38 +699,53 @@ fn processes_with(what: &str) -> usize {
         .count()
 }
 
+/// Starts the fault run (program 5 hangs), waits until program 5 has started `n` times
+/// in all, sends `signal` to the driver and returns its exit status once no candidate
+/// outlives it.
+fn stop_while_running(dir: &Path, url: &str, spec: &str, signal: &str, n: usize) -> i32 {
+    let resume: &[&str] = if n > 1 { &["--resume"] } else { &[] };
+    let mut flags = vec!["--jobs", "1"];
+    flags.extend_from_slice(resume);
+    let mut child = fault_run(dir, url, false, &flags)
+        .env("MERGEC_CANDIDATE_FAULT", spec)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_started(dir, 5, n);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let run_dir = dir.join("run").display().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        processes_with(&run_dir),
+        0,
+        "{signal}: a candidate outlived the driver"
+    );
+    status.code().unwrap_or(-1)
+}
+
 #[test]
-fn a_candidate_running_when_the_run_dies_fails_on_resume_and_runs_again_only_after_ctrl_c() {
+fn a_candidate_running_when_the_run_dies_runs_again_once_and_fails_when_it_dies_twice() {
     let url = fault_server();
     let hang = weighted("0.65");
     let spec = format!("hang:{}", hang.lines().next().unwrap().trim());
-    for (signal, rerun) in [("-KILL", false), ("-INT", true)] {
+    // Killed twice while program 5 runs: failed, never run a third time. Ctrl-C once:
+    // released, and run again (to a score) on --resume.
+    for (signal, kills) in [("-KILL", 2), ("-INT", 1)] {
         let dir = tempfile::tempdir().unwrap();
         family(dir.path());
-        let mut child = fault_run(dir.path(), &url, false, &["--jobs", "1"])
-            .env("MERGEC_CANDIDATE_FAULT", &spec)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_started(dir.path(), 5);
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = child.wait().unwrap();
-        let run_dir = dir.path().join("run").display().to_string();
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        assert_eq!(
-            processes_with(&run_dir),
-            0,
-            "{signal}: a candidate outlived the driver"
-        );
-        if rerun {
-            assert_eq!(status.code(), Some(130));
+        for n in 1..=kills {
+            let code = stop_while_running(dir.path(), &url, &spec, signal, n);
+            if signal == "-INT" {
+                assert_eq!(code, 130);
+            }
         }
         // Resumed without the fault: the program would now score.
         let out = fault_run(dir.path(), &url, false, &["--jobs", "1", "--resume"])
@@ -746,7 +765,7 @@ fn a_candidate_running_when_the_run_dies_fails_on_resume_and_runs_again_only_aft
             .iter()
             .find(|r| r["event"] == "program" && r["index"] == 5)
             .unwrap();
-        if rerun {
+        if signal == "-INT" {
             assert_eq!(started, 2, "{signal}");
             assert_eq!(r["outcome"], "scored", "{signal}: {r}");
             assert!(
@@ -754,13 +773,13 @@ fn a_candidate_running_when_the_run_dies_fails_on_resume_and_runs_again_only_aft
                     .any(|r| r["event"] == "released" && r["index"] == 5)
             );
         } else {
-            assert_eq!(started, 1, "{signal}: run again");
+            assert_eq!(started, 2, "{signal}: run a third time");
             assert_eq!(r["outcome"], "failed", "{r}");
             assert!(
                 r["reason"]
                     .as_str()
                     .unwrap()
-                    .contains("the run stopped while")
+                    .contains("the run stopped twice while")
             );
         }
     }

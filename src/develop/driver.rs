@@ -65,7 +65,8 @@ pub enum Event {
     Program(ProgramRecord),
     /// A candidate's process is about to start: a `started` with no `program` record
     /// of the same iteration and index after it (and no `released`) means the run
-    /// stopped while it ran; `--resume` records it as failed and never runs it again.
+    /// stopped while it ran; `--resume` runs it again once, and records it as failed
+    /// (never to run again) when the run stopped while it ran twice.
     Started {
         iteration: usize,
         index: usize,
@@ -302,7 +303,7 @@ struct Replay {
     /// (iteration, index) of the programs recorded.
     done: std::collections::HashSet<(usize, usize)>,
     finished_iters: std::collections::HashSet<usize>,
-    /// Programs started and never finished: failed, and never run again.
+    /// Programs the run stopped on twice: failed, and never run again.
     crashed: HashMap<(usize, usize), String>,
 }
 
@@ -310,7 +311,7 @@ fn replay(events: &[Event]) -> Replay {
     let mut known: HashMap<String, Option<f64>> = HashMap::new();
     let mut done: std::collections::HashSet<(usize, usize)> = Default::default();
     let mut finished_iters = std::collections::HashSet::new();
-    // Started and never finished: failed, and their programs are never run again.
+    // The run stopped twice while they ran: failed, and never run again.
     let crashed = super::isolate::unfinished(events);
     for c in crashed.values() {
         known.insert(c.clone(), None);

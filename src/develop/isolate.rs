@@ -461,11 +461,14 @@ fn remove_merge(out: &Path) {
     }
 }
 
-/// Programs recorded as started with no result and no clean interruption after: the
-/// run stopped while they ran (crash, kill, power loss). (iteration, index) ->
-/// canonical hash.
+/// Programs recorded as started with no result and no clean interruption after, in
+/// two attempts of the run: the run stopped twice while they ran (crash, kill, power
+/// loss), so they may be what stops it. (iteration, index) -> canonical hash. A program
+/// the run stopped on once runs again on `--resume`: a kill of the run, a preempted job
+/// or a lost machine is not the candidate's fault, and its result must not be lost.
 pub fn unfinished(events: &[Event]) -> HashMap<(usize, usize), String> {
-    let mut open = HashMap::new();
+    // (iteration, index) -> (canonical, starts that neither ended nor were released).
+    let mut open: HashMap<(usize, usize), (String, usize)> = HashMap::new();
     for e in events {
         match e {
             Event::Started {
@@ -473,23 +476,31 @@ pub fn unfinished(events: &[Event]) -> HashMap<(usize, usize), String> {
                 index,
                 canonical,
             } => {
-                open.insert((*iteration, *index), canonical.clone());
+                let o = open
+                    .entry((*iteration, *index))
+                    .or_insert((canonical.clone(), 0));
+                o.1 += 1;
             }
             Event::Program(r) => {
                 open.remove(&(r.iteration, r.index));
             }
             Event::Released { iteration, index } => {
-                open.remove(&(*iteration, *index));
+                if let Some(o) = open.get_mut(&(*iteration, *index)) {
+                    o.1 = o.1.saturating_sub(1);
+                }
             }
             _ => {}
         }
     }
-    open
+    open.into_iter()
+        .filter(|(_, (_, n))| *n >= 2)
+        .map(|(k, (c, _))| (k, c))
+        .collect()
 }
 
 /// The reason recorded for an [`unfinished`] program.
-pub const STOPPED_WHILE_RUNNING: &str = "the run stopped while this candidate ran (a crash, \
-     a kill or an out-of-memory kill of the whole run); it is not run again";
+pub const STOPPED_WHILE_RUNNING: &str = "the run stopped twice while this candidate ran (a \
+     crash, a kill or an out-of-memory kill of the whole run); it is not run again";
 
 #[cfg(test)]
 mod tests {
@@ -532,5 +543,36 @@ mod tests {
                 .unwrap_err()
                 .contains("`p`")
         );
+    }
+
+    #[test]
+    fn a_program_the_run_stopped_on_twice_is_unfinished_once_is_not() {
+        let started = |index| Event::Started {
+            iteration: 1,
+            index,
+            canonical: format!("c{index}"),
+        };
+        let released = |index| Event::Released {
+            iteration: 1,
+            index,
+        };
+        // 0: died with the run once; 1: twice; 2: twice, but one of them released
+        // (Ctrl-C); 3: three times.
+        let events = vec![
+            started(0),
+            started(1),
+            started(2),
+            started(3),
+            started(1),
+            started(2),
+            released(2),
+            started(3),
+            started(3),
+        ];
+        let u = unfinished(&events);
+        let mut keys: Vec<_> = u.keys().map(|k| k.1).collect();
+        keys.sort();
+        assert_eq!(keys, vec![1, 3]);
+        assert_eq!(u[&(1, 1)], "c1");
     }
 }
