@@ -206,7 +206,13 @@ fn a_tiny_family_builds_caches_and_generates() {
     let built = zoo::build_family(dir.path(), &spec, false, &mut |_| {}).expect("builds");
     assert!(built.trained);
     let fam = dir.path().join("family2");
-    for m in ["base", "expert-packs", "expert-prices", "expert-times"] {
+    for m in [
+        "base",
+        "expert-packs",
+        "expert-prices",
+        "expert-times",
+        "multitask",
+    ] {
         for f in [
             "config.json",
             "tokenizer.json",
@@ -239,4 +245,28 @@ fn a_tiny_family_builds_caches_and_generates() {
     assert_eq!(outs.len(), 1);
     let s = zoo::score::score_dir(&fam.join("base"), &dev[..5]).expect("scores");
     assert_eq!(s.total, 5);
+}
+
+#[test]
+fn the_multitask_reference_pools_the_experts_steps_and_tunes() {
+    let spec = zoo::default_spec(1);
+    let t = zoo::multitask_train(&spec, 3);
+    assert_eq!(t.steps, 3 * spec.expert.steps);
+    let re = regex::Regex::new(&t.tune).expect("regex");
+    for l in 0..spec.model.layers {
+        let name = format!("model.layers.{l}.mlp.up_proj.weight");
+        let tuned_by_an_expert = spec
+            .expert_tune
+            .iter()
+            .any(|x| regex::Regex::new(x).expect("regex").is_match(&name));
+        assert_eq!(re.is_match(&name), tuned_by_an_expert, "{name}");
+    }
+    // An expert that tunes everything makes the union everything.
+    let mut all = spec.clone();
+    all.expert_tune[1] = ".".into();
+    assert_eq!(zoo::multitask_train(&all, 3).tune, "");
+    // It is listed with the models but is not an expert.
+    let names = zoo::model_names(&spec);
+    assert_eq!(names.last().map(String::as_str), Some(zoo::MULTITASK));
+    assert!(!zoo::MULTITASK.starts_with("expert-"));
 }

@@ -149,11 +149,17 @@ pub fn spec_hash(spec: &FamilySpec) -> String {
     format!("{:x}", h.finalize())[..16].to_string()
 }
 
-/// The directory names of a family's models: `base`, then `expert-<skill>` each.
+/// The directory of a family's multi-task reference model (not an expert: merges and
+/// the demo take `expert-*` only).
+pub const MULTITASK: &str = "multitask";
+
+/// The directory names of a family's models: `base`, then `expert-<skill>` each, then
+/// the multi-task reference.
 pub fn model_names(spec: &FamilySpec) -> Vec<String> {
     let w = tasks::world(spec.family, spec.seed, spec.base_known);
     std::iter::once("base".to_string())
         .chain(w.experts.iter().map(|s| format!("expert-{}", s.name())))
+        .chain(std::iter::once(MULTITASK.to_string()))
         .collect()
 }
 
@@ -356,53 +362,34 @@ pub fn build_family(
             base
         }
     };
-    for (e, skill) in w.experts.iter().enumerate() {
-        let t1 = std::time::Instant::now();
-        let name = format!("expert-{}", skill.name());
-        let mut train = spec.expert.clone();
-        if let Some(t) = spec.expert_tune.get(e).filter(|t| !t.is_empty()) {
-            train.tune = t.clone();
-        }
-        let key = json_hash(&serde_json::json!({
-            "base": base_key, "skill": skill.name(), "train": train,
-            "replay": spec.expert_replay, "mixed": spec.expert_mixed,
-        }));
-        if reuse(&dir.join(&name), &key, keep.as_deref()).is_some() {
-            continue;
-        }
-        let mut t = Trainer::fork(&base)?;
-        let mut rng = SplitMix64::new(spec.seed ^ ((0xE0 + e as u64) * 0x1_0001));
-        let single = &w.expert_kinds[e];
-        let mixed = w.mixed_kinds_with(*skill);
-        let (replay, mixed_frac) = (spec.expert_replay, spec.expert_mixed);
-        run_training(
-            &mut t,
-            &train,
-            || {
-                let p = if rng.chance(replay) {
-                    w.problem_of(&mut rng, &w.base_kinds, Facts::Known(None))
-                } else {
-                    let kinds = if !mixed.is_empty() && rng.chance(mixed_frac) {
-                        &mixed
-                    } else {
-                        single
-                    };
-                    w.problem_of(&mut rng, kinds, Facts::Known(Some(*skill)))
-                };
-                problem_example(&p)
-            },
-            &format!("family{} {name}", spec.family),
-            log,
-        )?;
-        save_model(&t, &dir.join(&name), &key)?;
-        timings.push((name, t1.elapsed().as_secs_f64()));
-    }
+    train_experts(
+        &dir,
+        spec,
+        &w,
+        &base,
+        &base_key,
+        keep.as_deref(),
+        &mut timings,
+        log,
+    )?;
+    train_multitask(
+        &dir,
+        spec,
+        &w,
+        &base,
+        &base_key,
+        keep.as_deref(),
+        &mut timings,
+        log,
+    )?;
     let seconds = t0.elapsed().as_secs_f64();
     let manifest = serde_json::json!({
         "zoo_version": ZOO_VERSION,
         "spec_hash": hash,
         "spec": spec,
         "models": names,
+        "multitask": {"dir": MULTITASK, "train": multitask_train(spec, w.experts.len()),
+                      "note": "reference, not an expert: fine-tuned on all experts' data pooled"},
         "data": {"dev": dev.len(), "test": test.len(), "train": train.len()},
         "train_seconds": timings.iter().map(|(n, s)| (n.clone(), serde_json::json!((s * 10.0).round() / 10.0))).collect::<serde_json::Map<_, _>>(),
         "build_seconds": (seconds * 10.0).round() / 10.0,
@@ -416,6 +403,130 @@ pub fn build_family(
         trained: true,
         seconds,
     })
+}
+
+/// An expert's training settings: `spec.expert` with its own `expert_tune` if set.
+fn expert_train(spec: &FamilySpec, e: usize) -> TrainSpec {
+    let mut train = spec.expert.clone();
+    if let Some(t) = spec.expert_tune.get(e).filter(|t| !t.is_empty()) {
+        train.tune = t.clone();
+    }
+    train
+}
+
+/// One training problem of expert `e` (skill `skill`): with probability
+/// `expert_replay` a base problem, else one of its own (mixed with `expert_mixed`).
+fn expert_problem(w: &World, spec: &FamilySpec, e: usize, rng: &mut SplitMix64) -> Problem {
+    let skill = w.experts[e];
+    if rng.chance(spec.expert_replay) {
+        return w.problem_of(rng, &w.base_kinds, Facts::Known(None));
+    }
+    let mixed = w.mixed_kinds_with(skill);
+    let kinds = if !mixed.is_empty() && rng.chance(spec.expert_mixed) {
+        &mixed
+    } else {
+        &w.expert_kinds[e]
+    };
+    w.problem_of(rng, kinds, Facts::Known(Some(skill)))
+}
+
+/// Fine-tunes each expert from the base (kept when its key matches).
+#[allow(clippy::too_many_arguments)]
+fn train_experts(
+    dir: &Path,
+    spec: &FamilySpec,
+    w: &World,
+    base: &Trainer,
+    base_key: &str,
+    keep: Option<&str>,
+    timings: &mut Vec<(String, f64)>,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    for (e, skill) in w.experts.iter().enumerate() {
+        let t1 = std::time::Instant::now();
+        let name = format!("expert-{}", skill.name());
+        let train = expert_train(spec, e);
+        let key = json_hash(&serde_json::json!({
+            "base": base_key, "skill": skill.name(), "train": train,
+            "replay": spec.expert_replay, "mixed": spec.expert_mixed,
+        }));
+        if reuse(&dir.join(&name), &key, keep).is_some() {
+            continue;
+        }
+        let mut t = Trainer::fork(base)?;
+        let mut rng = SplitMix64::new(spec.seed ^ ((0xE0 + e as u64) * 0x1_0001));
+        run_training(
+            &mut t,
+            &train,
+            || problem_example(&expert_problem(w, spec, e, &mut rng)),
+            &format!("family{} {name}", spec.family),
+            log,
+        )?;
+        save_model(&t, &dir.join(&name), &key)?;
+        timings.push((name, t1.elapsed().as_secs_f64()));
+    }
+    Ok(())
+}
+
+/// The multi-task reference (`multitask/`, the usual ceiling of merging): fine-tuned
+/// from the base on all the experts' data pooled (each example is drawn as a
+/// uniformly chosen expert draws its own), for as many steps as the experts together,
+/// tuning the union of what they tune, with the experts' other settings.
+pub fn multitask_train(spec: &FamilySpec, experts: usize) -> TrainSpec {
+    let tunes: Vec<String> = (0..experts).map(|e| expert_train(spec, e).tune).collect();
+    let mut train = spec.expert.clone();
+    train.steps = spec.expert.steps * experts;
+    train.tune = if tunes.iter().any(|t| t.is_empty() || t == ".") {
+        String::new()
+    } else {
+        let mut seen = HashSet::new();
+        let parts: Vec<String> = tunes
+            .iter()
+            .filter(|t| seen.insert(t.as_str()))
+            .map(|t| format!("(?:{t})"))
+            .collect();
+        parts.join("|")
+    };
+    train
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_multitask(
+    dir: &Path,
+    spec: &FamilySpec,
+    w: &World,
+    base: &Trainer,
+    base_key: &str,
+    keep: Option<&str>,
+    timings: &mut Vec<(String, f64)>,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let t1 = std::time::Instant::now();
+    let n = w.experts.len();
+    let train = multitask_train(spec, n);
+    let skills: Vec<&str> = w.experts.iter().map(|s| s.name()).collect();
+    let key = json_hash(&serde_json::json!({
+        "base": base_key, "multitask": skills, "train": train,
+        "replay": spec.expert_replay, "mixed": spec.expert_mixed,
+    }));
+    if reuse(&dir.join(MULTITASK), &key, keep).is_some() {
+        return Ok(());
+    }
+    let mut t = Trainer::fork(base)?;
+    let mut rng = SplitMix64::new(spec.seed ^ 0x3017_0000_0001);
+    run_training(
+        &mut t,
+        &train,
+        || {
+            let e = rng.below(n);
+            problem_example(&expert_problem(w, spec, e, &mut rng))
+        },
+        &format!("family{} {MULTITASK}", spec.family),
+        log,
+    )?;
+    save_model(&t, &dir.join(MULTITASK), &key)?;
+    timings.push((MULTITASK.to_string(), t1.elapsed().as_secs_f64()));
+    Ok(())
 }
 
 /// What must match for a saved model to be reused besides its key (nothing yet: the
