@@ -270,3 +270,79 @@ fn the_multitask_reference_pools_the_experts_steps_and_tunes() {
     assert_eq!(names.last().map(String::as_str), Some(zoo::MULTITASK));
     assert!(!zoo::MULTITASK.starts_with("expert-"));
 }
+
+/// Hex SHA-256 of a file's bytes, first 16 digits.
+fn file_hash(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).expect("reads");
+    format!("{:x}", Sha256::digest(&bytes))[..16].to_string()
+}
+
+/// The same bits on every x86-64 machine (issue 14, item 6): a short family's model
+/// files and a few scores are recorded here, so a machine (or a change to training or
+/// decoding) that gives other bits fails. Batches of 8 make the weight gradients'
+/// reductions longer than 512 rows, where candle's matmul would otherwise pick its
+/// summation blocks from the L1 cache size (src/model/repro.rs). If a deliberate
+/// change moves these values, bump `zoo::ZOO_VERSION` and record the new ones.
+#[test]
+fn a_short_zoo_has_the_recorded_bits_and_scores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = tiny_spec(1);
+    spec.base.batch = 8;
+    spec.expert.batch = 8;
+    spec.expert.steps = 3;
+    spec.model.layers = 4; // each expert tunes its own layer's MLP
+    zoo::build_family(dir.path(), &spec, false, &mut |_| {}).expect("builds");
+    let fam = dir.path().join("family1");
+    let dev = mergec::eval::gsm8k::load_jsonl(&fam.join("dev.jsonl")).expect("dev");
+    let mut got = Vec::new();
+    for m in zoo::model_names(&spec) {
+        got.push((
+            m.clone(),
+            file_hash(&fam.join(&m).join("model.safetensors")),
+        ));
+    }
+    for m in ["base", zoo::MULTITASK] {
+        let s = zoo::score::score_dir(&fam.join(m), &dev[..8]).expect("scores");
+        use sha2::{Digest, Sha256};
+        let text = s.completions.join("\u{1}");
+        let h = format!("{:x}", Sha256::digest(text.as_bytes()));
+        got.push((format!("{m} completions"), h[..16].to_string()));
+        got.push((format!("{m} correct"), s.correct.to_string()));
+        // The training loss on the same problems, to the bit.
+        let t = train::Trainer::load(&fam.join(m)).expect("loads");
+        let ex: Vec<train::Example> = dev[..8]
+            .iter()
+            .map(|p| train::example(&p.question, &p.solution))
+            .collect();
+        let loss = t.loss(&ex.iter().collect::<Vec<_>>(), 0.0).expect("loss");
+        got.push((format!("{m} loss"), format!("{:08x}", loss.to_bits())));
+    }
+    let want: &[(&str, &str)] = &[
+        ("base", "f1713f1f8b493b9a"),
+        ("expert-packs", "156be5e234ab845f"),
+        ("expert-times", "e5ec5ef2e8fcdefd"),
+        ("expert-share", "e913346ecdedcec3"),
+        ("multitask", "ca30fe6fba8b410e"),
+        ("base completions", "2a830d304a39cac1"),
+        ("base correct", "0"),
+        ("base loss", "408426d2"),
+        ("multitask completions", "2a830d304a39cac1"),
+        ("multitask correct", "0"),
+        ("multitask loss", "408303fa"),
+    ];
+    let shown: Vec<String> = got
+        .iter()
+        .map(|(k, v)| format!("(\"{k}\", \"{v}\"),"))
+        .collect();
+    let same = got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|((k, v), (wk, wv))| k == wk && v == wv);
+    assert!(
+        same,
+        "the short zoo's bits changed; got:\n{}",
+        shown.join("\n")
+    );
+}

@@ -7,6 +7,7 @@
 
 use super::Result;
 use super::config::LlamaConfig;
+use super::repro::by_rows;
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 
@@ -404,25 +405,27 @@ impl Llama {
             .collect();
         let mask = Tensor::from_vec(mask, (1, 1, t, t), tokens.device())?;
         let scale = 1.0 / (hd as f64).sqrt();
+        // Row blocks keep the weight gradients' bits machine-independent (repro.rs).
+        let lin = |p: &Proj, x: &Tensor| by_rows(x, |x| p.forward(x));
         let mut x = self.embed.forward(tokens)?;
         for l in &self.layers {
             let h = candle_nn::ops::rms_norm_slow(&x, &l.ln_attn, eps)?;
-            let q = heads(&l.q.forward(&h)?, b, t, nh, hd)?;
-            let k = heads(&l.k.forward(&h)?, b, t, nkv, hd)?;
-            let v = heads(&l.v.forward(&h)?, b, t, nkv, hd)?;
+            let q = heads(&lin(&l.q, &h)?, b, t, nh, hd)?;
+            let k = heads(&lin(&l.k, &h)?, b, t, nkv, hd)?;
+            let v = heads(&lin(&l.v, &h)?, b, t, nkv, hd)?;
             let q = rope_diff(&q, &cos, &sin)?;
             let k = repeat_kv(&rope_diff(&k, &cos, &sin)?, nh / nkv)?;
             let v = repeat_kv(&v, nh / nkv)?;
             let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
             let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-            x = (x + l.o.forward(&y)?)?;
+            x = (x + lin(&l.o, &y)?)?;
             let h = candle_nn::ops::rms_norm_slow(&x, &l.ln_mlp, eps)?;
-            let m = (l.gate.forward(&h)?.silu()? * l.up.forward(&h)?)?;
-            x = (x + l.down.forward(&m)?)?;
+            let m = (lin(&l.gate, &h)?.silu()? * lin(&l.up, &h)?)?;
+            x = (x + lin(&l.down, &m)?)?;
         }
         let x = candle_nn::ops::rms_norm_slow(&x, &self.norm, eps)?;
-        self.lm_head.forward(&x)
+        by_rows(&x, |x| self.lm_head.forward(x))
     }
 
     /// One inference step: `tokens` `(batch, time)` at `positions` `(batch, time)`

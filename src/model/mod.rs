@@ -15,6 +15,7 @@ pub mod config;
 pub mod generate;
 pub mod llama;
 pub mod load;
+pub mod repro;
 pub mod sample;
 pub mod tokenizer;
 pub mod train;

@@ -30,6 +30,28 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// An error unless every reduction of training keeps the same bits on every machine
+    /// (widths at most 512: see `model::repro`).
+    pub fn check(&self) -> Result<()> {
+        use crate::model::repro::check_depth;
+        check_depth("model.hidden", self.hidden)?;
+        check_depth("model.intermediate", self.intermediate)?;
+        check_depth("the vocabulary", tokenizer::vocab_size())?;
+        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+            return Err(format!(
+                "model.heads {} must be a positive multiple of model.kv_heads {}",
+                self.heads, self.kv_heads
+            ));
+        }
+        if self.hidden % (2 * self.heads) != 0 {
+            return Err(format!(
+                "model.hidden {} must be a multiple of twice model.heads {} (even head size)",
+                self.hidden, self.heads
+            ));
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> LlamaConfig {
         LlamaConfig {
             family: Family::Llama,
@@ -417,6 +439,7 @@ pub fn lr_at(spec: &TrainSpec, step: usize) -> f64 {
 /// Inputs, next-token targets and loss weights of a batch, right-padded.
 fn tensors(batch: &[&Example], question_loss: f32) -> Result<(Tensor, Tensor, Tensor)> {
     let t = batch.iter().map(|e| e.tokens.len()).max().unwrap_or(1) - 1;
+    crate::model::repro::check_depth("a training example's length in tokens", t)?;
     let b = batch.len();
     let mut inp = vec![tokenizer::PAD; b * t];
     let mut tgt = vec![tokenizer::PAD; b * t];
