@@ -9,7 +9,7 @@
 # ZOO_BUILD=0 scores an existing zoo as it is (e.g. one built with --set overrides);
 # METHODS, a regex, keeps only the matching methods of the grid.
 # Merges and scores are kept under ZOO_DIR/familyN/merges/, so a rerun only does what
-# is missing.
+# is missing. The family's multi-task reference (multitask/) gets a row when it is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZOO=${1:-zoo}
@@ -81,7 +81,10 @@ for fam in "${FAMILIES[@]}"; do
   experts=()
   for e in "$D"/expert-*; do experts+=(--model "$e"); done
   rows=()
-  for m in base "$D"/expert-*; do
+  # The multi-task model is a reference (the usual ceiling), never merged.
+  refs=(base "$D"/expert-*)
+  [ -d "$D/multitask" ] && refs+=(multitask)
+  for m in "${refs[@]}"; do
     name=$(basename "$m")
     dir="$D/$name"
     read -r dacc dlo dhi _ < <(score "$dir" "$D/dev.jsonl" "$W/$name.dev")
