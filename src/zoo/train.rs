@@ -37,13 +37,13 @@ impl ModelSpec {
         check_depth("model.hidden", self.hidden)?;
         check_depth("model.intermediate", self.intermediate)?;
         check_depth("the vocabulary", tokenizer::vocab_size())?;
-        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "model.heads {} must be a positive multiple of model.kv_heads {}",
                 self.heads, self.kv_heads
             ));
         }
-        if self.hidden % (2 * self.heads) != 0 {
+        if !self.hidden.is_multiple_of(2 * self.heads) {
             return Err(format!(
                 "model.hidden {} must be a multiple of twice model.heads {} (even head size)",
                 self.hidden, self.heads
