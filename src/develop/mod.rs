@@ -5,6 +5,7 @@
 
 pub mod candidate;
 pub mod config;
+pub mod controls;
 pub mod driver;
 pub mod extract;
 pub mod generator;
@@ -14,6 +15,7 @@ pub mod local;
 pub mod openai;
 pub mod plots;
 pub mod prompt;
+pub mod random;
 pub mod record;
 pub mod report;
 pub mod tiny;
