@@ -206,3 +206,75 @@ fn controls_score_as_many_programs_as_the_main_run_and_resume_with_nothing_new()
     assert_eq!(listing(&arm), files);
     assert_eq!(records(&arm.join("programs.jsonl")).len(), before[2]);
 }
+
+#[test]
+fn the_archive_shows_the_best_programs_with_their_scores_and_the_same_prompts_for_a_seed() {
+    let mut runs = vec![];
+    for _ in 0..2 {
+        let tmp = tempfile::tempdir().unwrap();
+        family(tmp.path());
+        let (url, seen) = server();
+        let flags = [
+            "--archive",
+            "2",
+            "--archive-per-prompt",
+            "4",
+            "--repair",
+            "false",
+        ];
+        run_ok(&mut develop(tmp.path(), &url, &flags));
+        let recs = records(&tmp.path().join("run/programs.jsonl"));
+        let prompts = seen.lock().unwrap().clone();
+        runs.push((prompts, recs));
+    }
+    assert_eq!(runs[0].0, runs[1].0, "the same prompts for the same seed");
+    let (prompts, recs) = &runs[0];
+    // Iteration 1: one plain request; iteration 2: 6 programs at 4 a prompt, 2 requests.
+    assert_eq!(prompts.len(), 3, "{prompts:#?}");
+    assert!(!prompts[0].contains("Programs written so far"));
+    let dev_of = |prog: &str| -> Option<f64> {
+        recs.iter()
+            .find(|r| {
+                r["event"] == "program"
+                    && r["iteration"] == 1
+                    && r["outcome"] == "scored"
+                    && r["assessed"]["program"].as_str().map(str::trim_end) == Some(prog)
+            })
+            .map(|r| r["dev"].as_f64().unwrap())
+    };
+    let scored_first = recs
+        .iter()
+        .filter(|r| r["event"] == "program" && r["iteration"] == 1 && r["outcome"] == "scored")
+        .count();
+    for p in &prompts[1..] {
+        let shown: Vec<&str> = p.split("\nProgram ").skip(1).collect();
+        assert_eq!(shown.len(), 2.min(scored_first), "{p}");
+        for s in shown {
+            let pct: f64 = s
+                .split("dev accuracy ")
+                .nth(1)
+                .unwrap()
+                .split('%')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let prog = s
+                .split("```merge\n")
+                .nth(1)
+                .unwrap()
+                .split("\n```")
+                .next()
+                .unwrap();
+            let dev = dev_of(prog).unwrap_or_else(|| panic!("not an iteration-1 program:\n{prog}"));
+            assert!((100.0 * dev - pct).abs() < 0.051, "{pct} vs {dev}");
+        }
+    }
+    // Programs of iteration 2 are recorded as coming from those prompts' replies.
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["event"] == "program" && r["iteration"] == 2)
+            .count(),
+        6
+    );
+}

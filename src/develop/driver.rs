@@ -387,13 +387,14 @@ pub fn run_iterations(
             "iteration {t}/{}: sampling {} programs at temperature {temp:.3}",
             cfg.iterations, cfg.programs
         ));
-        let replies = generator.sample(&setup.prompt, cfg.programs, temp, seed)?;
+        let replies =
+            super::archive::sample(setup, generator, events, t, cfg.programs, temp, seed)?;
         let gen_id = generator.id();
         // Assess every new reply (with its repair round) first, then merge and score
         // the new programs `jobs` at a time; records are appended in index order after
         // each group, so a killed run loses at most the group in flight.
         let mut pending: Vec<(usize, String, Assessed, bool)> = vec![];
-        for (i, reply) in replies.iter().enumerate() {
+        for (i, (reply, prompt)) in replies.iter().enumerate() {
             if done.contains(&(t, i)) {
                 continue;
             }
@@ -404,7 +405,7 @@ pub fn run_iterations(
             let mut repaired = false;
             let mut reply_text = reply.clone();
             if a.stage != Stage::Valid && a.program.is_some() && cfg.repair && cfg.prompted() {
-                let p = repair_prompt(&setup.prompt, &a);
+                let p = repair_prompt(prompt, &a);
                 if let Some(fixed) = generator.sample(&p, 1, temp, seed ^ (i as u64 + 1))?.pop() {
                     let b = assess(&fixed, cfg.models.len(), &setup.probes);
                     if b.stage == Stage::Valid {

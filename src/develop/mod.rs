@@ -3,6 +3,7 @@
 //! of run report, the [`generator::Generator`] interface with the built-in
 //! [`tiny::TinyGenerator`] and the `openai:URL` client.
 
+pub mod archive;
 pub mod candidate;
 pub mod config;
 pub mod controls;
