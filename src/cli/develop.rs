@@ -196,10 +196,13 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
                 raw.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        s.parse::<f64>()
+                    .map(|s| match s.parse::<i64>() {
+                        // Counts stay integers; weights become floats.
+                        Ok(i) if key == "random_sizes" => toml::Value::Integer(i),
+                        _ => s
+                            .parse::<f64>()
                             .map(toml::Value::Float)
-                            .unwrap_or_else(|_| toml::Value::String(s.to_string()))
+                            .unwrap_or_else(|_| toml::Value::String(s.to_string())),
                     })
                     .collect(),
             ),
