@@ -45,6 +45,12 @@ config_flags!(
     eval_batch,
     generator,
     generator_model,
+    learn,
+    random_sizes,
+    scored_budget,
+    controls,
+    archive,
+    archive_per_prompt,
     hook,
     iterations,
     programs,
@@ -104,7 +110,7 @@ pub struct DevelopArgs {
     pub flags: ConfigFlags,
 }
 
-const LIST_FIELDS: &[&str] = &["models", "baseline_grid", "transfer_models"];
+const LIST_FIELDS: &[&str] = &["models", "baseline_grid", "transfer_models", "random_sizes"];
 
 /// The demo's settings on a zoo at `zoo` (flags and a config file still win).
 pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
@@ -190,10 +196,13 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
                 raw.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        s.parse::<f64>()
+                    .map(|s| match s.parse::<i64>() {
+                        // Counts stay integers; weights become floats.
+                        Ok(i) if key == "random_sizes" => toml::Value::Integer(i),
+                        _ => s
+                            .parse::<f64>()
                             .map(toml::Value::Float)
-                            .unwrap_or_else(|_| toml::Value::String(s.to_string()))
+                            .unwrap_or_else(|_| toml::Value::String(s.to_string())),
                     })
                     .collect(),
             ),
@@ -240,6 +249,11 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
         t.guided = cfg.guided;
         return Ok(Box::new(t));
     }
+    if g == "random" {
+        return Ok(Box::new(crate::develop::random::RandomGenerator::new(
+            cfg.random_sizes.clone(),
+        )));
+    }
     if let Some(path) = g.strip_prefix("local:") {
         use crate::develop::local::{LocalGenerator, LocalSettings};
         use crate::develop::tiny::DpoSettings;
@@ -277,7 +291,7 @@ pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Genera
         return Ok(Box::new(o));
     }
     Err(format!(
-        "generator `{g}`: use tiny, local:PATH, openai:URL or openai-chat:URL"
+        "generator `{g}`: use tiny, random, local:PATH, openai:URL or openai-chat:URL"
     ))
 }
 
@@ -319,12 +333,54 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         "the record holds everything scored so far; continue with --resume".into(),
     );
     let setup = driver::Setup::new(&cfg)?;
+    let (mut log, mut events) = open_run(&cfg, fresh, a.resume)?;
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::IterationDone { .. }))
+        .count();
+    let mut generator = make_generator(&cfg, finished)?;
+    let mut say = |m: &str| eprintln!("{m}");
+    let ended = driver::run_iterations(
+        &setup,
+        generator.as_mut(),
+        &mut log,
+        &mut events,
+        &crate::runtime::CANCELLED,
+        &mut say,
+    )?;
+    if ended == Ended::Interrupted {
+        return Ok(ended);
+    }
+    if cfg.controls
+        && crate::develop::controls::run(&cfg, &events, &crate::runtime::CANCELLED, &mut say)?
+            == Ended::Interrupted
+    {
+        return Ok(Ended::Interrupted);
+    }
+    eprintln!("scoring the best programs on test, the baselines and the transfer");
+    let fin = crate::develop::report::finalize(&cfg, &mut log, &events, &mut say)?;
+    if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
+        return Ok(Ended::Interrupted);
+    }
+    println!("{}", crate::develop::report::summary_table(&fin));
+    eprintln!("report: {}", cfg.run_dir.join("report.md").display());
+    Ok(ended)
+}
+
+/// Opens the run's record (`fresh`: creating the run directory, checked by
+/// [`crate::develop::record::check_run_dir`]): the log and what it holds, starting it
+/// with the settings, or checking that a resumed run (`resume`) has the same ones.
+pub fn open_run(
+    cfg: &RunConfig,
+    fresh: bool,
+    resume: bool,
+) -> Result<(RunLog, Vec<Event>), String> {
     if fresh {
         crate::develop::record::create_run_dir(&cfg.run_dir)?;
     }
     let record = cfg.run_dir.join("programs.jsonl");
     let (mut log, mut events) = RunLog::open::<Event>(&record)?;
-    if !events.is_empty() && !a.resume {
+    if !events.is_empty() && !resume {
         return Err(format!(
             "{} already holds a run; pass --resume to continue it, or choose another --run-dir",
             cfg.run_dir.display()
@@ -351,29 +407,5 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
             events.push(ev);
         }
     }
-    let finished = events
-        .iter()
-        .filter(|e| matches!(e, Event::IterationDone { .. }))
-        .count();
-    let mut generator = make_generator(&cfg, finished)?;
-    let mut say = |m: &str| eprintln!("{m}");
-    let ended = driver::run_iterations(
-        &setup,
-        generator.as_mut(),
-        &mut log,
-        &mut events,
-        &crate::runtime::CANCELLED,
-        &mut say,
-    )?;
-    if ended == Ended::Interrupted {
-        return Ok(ended);
-    }
-    eprintln!("scoring the best programs on test, the baselines and the transfer");
-    let fin = crate::develop::report::finalize(&cfg, &mut log, &events, &mut say)?;
-    if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
-        return Ok(Ended::Interrupted);
-    }
-    println!("{}", crate::develop::report::summary_table(&fin));
-    eprintln!("report: {}", cfg.run_dir.join("report.md").display());
-    Ok(ended)
+    Ok((log, events))
 }

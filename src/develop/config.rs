@@ -41,6 +41,25 @@ pub struct RunConfig {
     /// or `openai-chat:URL`.
     pub generator: String,
     pub generator_model: Option<String>,
+    /// Learn between iterations (DPO or the pairs' export); `false` keeps the same
+    /// generator throughout (the no-DPO control).
+    pub learn: bool,
+    /// `random` generator: the node counts its programs are drawn at (empty: the
+    /// standard library methods' sizes; the control arm gets the main run's).
+    pub random_sizes: Vec<usize>,
+    /// Stop once this many programs are scored (0: no limit); the control arms get
+    /// the main run's count.
+    pub scored_budget: usize,
+    /// After the run, the controls with the same settings and the same number of
+    /// scored programs: the generator without learning, and `random`
+    /// (`RUN/controls/{no-dpo,random}`).
+    pub controls: bool,
+    /// Prompted generators: the best programs so far (this many, one per canonical
+    /// hash, sampled by rank) with their dev scores in the prompt (0: the paper's
+    /// plain prompt).
+    pub archive: usize,
+    /// With `archive`: programs sampled from each prompt (each prompt its own parents).
+    pub archive_per_prompt: usize,
     /// For openai generators: run after each iteration's pairs are written
     /// (`{pairs}`, `{iteration}`, `{endpoint}` are replaced).
     pub hook: Option<String>,
@@ -133,6 +152,12 @@ impl Default for RunConfig {
             eval_batch: 128,
             generator: "tiny".into(),
             generator_model: None,
+            learn: true,
+            random_sizes: vec![],
+            scored_budget: 0,
+            controls: false,
+            archive: 0,
+            archive_per_prompt: 4,
             hook: None,
             iterations: 3,
             programs: 100,
@@ -191,6 +216,11 @@ impl RunConfig {
         self.temperature / (1.0 + self.temperature_decay * (t.max(1) - 1) as f64)
     }
 
+    /// Whether the generator reads the prompt (`tiny` and `random` do not).
+    pub fn prompted(&self) -> bool {
+        !matches!(self.generator.as_str(), "tiny" | "random")
+    }
+
     /// Checks what can be checked before any work: files exist, numbers make sense.
     pub fn validate(&self) -> Result<(), String> {
         let need = |p: &std::path::Path, what: &str| {
@@ -221,7 +251,7 @@ impl RunConfig {
 
     /// Counts within bounds that no loop or allocation of a run can trip over.
     fn check_counts(&self) -> Result<(), String> {
-        let counts: [(&str, usize, usize, usize); 16] = [
+        let counts: [(&str, usize, usize, usize); 20] = [
             ("iterations", self.iterations, 1, MAX_ITERATIONS),
             ("programs", self.programs, 1, MAX_PROGRAMS),
             ("keep_best", self.keep_best, 1, 1000),
@@ -240,6 +270,20 @@ impl RunConfig {
                 1 << 16,
             ),
             ("lora_rank", self.lora_rank, 1, 4096),
+            ("archive", self.archive, 0, 64),
+            ("archive_per_prompt", self.archive_per_prompt, 1, 4096),
+            (
+                "scored_budget",
+                self.scored_budget,
+                0,
+                MAX_ITERATIONS * MAX_PROGRAMS,
+            ),
+            (
+                "random_sizes (their number)",
+                self.random_sizes.len(),
+                0,
+                MAX_PROGRAMS,
+            ),
             ("jobs", self.jobs, 0, 1024),
             (
                 "baseline_grid (its length)",
@@ -258,6 +302,24 @@ impl RunConfig {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("{key} must be within {lo}..={hi}, not {v}"));
             }
+        }
+        let max = crate::r#gen::MAX_SIZE;
+        if let Some((i, s)) = self
+            .random_sizes
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !(1..=max).contains(*s))
+        {
+            return Err(format!(
+                "random_sizes[{i}] must be within 1..={max}, not {s}"
+            ));
+        }
+        if self.archive > 0 && !self.prompted() {
+            return Err(format!(
+                "archive = {} needs a prompted generator (openai:URL, openai-chat:URL or \
+                 local:PATH), not `{}`; set archive = 0",
+                self.archive, self.generator
+            ));
         }
         Ok(())
     }

@@ -106,6 +106,10 @@ pub struct Setup {
     pub dev: Vec<Problem>,
     pub probes: Vec<ProbeTensor>,
     pub prompt: String,
+    /// Dev scores (accuracy, correct) by canonical hash that another run with the same
+    /// settings already made (the controls reuse the main run's): such a program is
+    /// recorded as scored with that score, not merged again (scoring is deterministic).
+    pub prior: HashMap<String, (f64, usize)>,
 }
 
 impl Setup {
@@ -120,6 +124,7 @@ impl Setup {
             dev,
             probes: probes(&cfg.base, &cfg.tensors)?,
             prompt: super::prompt::for_run(cfg)?,
+            prior: HashMap::new(),
         })
     }
 }
@@ -367,6 +372,14 @@ pub fn run_iterations(
         if finished_iters.contains(&t) {
             continue;
         }
+        let mut left = budget_left(cfg, events);
+        if left == 0 {
+            say(&format!(
+                "{} programs scored (scored_budget): the run ends",
+                cfg.scored_budget
+            ));
+            break;
+        }
         let t0 = Instant::now();
         let temp = cfg.temperature_at(t);
         let seed = iteration_seed(cfg.seed, t);
@@ -374,13 +387,14 @@ pub fn run_iterations(
             "iteration {t}/{}: sampling {} programs at temperature {temp:.3}",
             cfg.iterations, cfg.programs
         ));
-        let replies = generator.sample(&setup.prompt, cfg.programs, temp, seed)?;
+        let replies =
+            super::archive::sample(setup, generator, events, t, cfg.programs, temp, seed)?;
         let gen_id = generator.id();
         // Assess every new reply (with its repair round) first, then merge and score
         // the new programs `jobs` at a time; records are appended in index order after
         // each group, so a killed run loses at most the group in flight.
         let mut pending: Vec<(usize, String, Assessed, bool)> = vec![];
-        for (i, reply) in replies.iter().enumerate() {
+        for (i, (reply, prompt)) in replies.iter().enumerate() {
             if done.contains(&(t, i)) {
                 continue;
             }
@@ -390,8 +404,8 @@ pub fn run_iterations(
             let mut a = assess(reply, cfg.models.len(), &setup.probes);
             let mut repaired = false;
             let mut reply_text = reply.clone();
-            if a.stage != Stage::Valid && a.program.is_some() && cfg.repair && prompted(cfg) {
-                let p = repair_prompt(&setup.prompt, &a);
+            if a.stage != Stage::Valid && a.program.is_some() && cfg.repair && cfg.prompted() {
+                let p = repair_prompt(prompt, &a);
                 if let Some(fixed) = generator.sample(&p, 1, temp, seed ^ (i as u64 + 1))?.pop() {
                     let b = assess(&fixed, cfg.models.len(), &setup.probes);
                     if b.stage == Stage::Valid {
@@ -409,13 +423,16 @@ pub fn run_iterations(
             let mut fresh: Vec<usize> = vec![];
             let mut seen = std::collections::HashSet::new();
             let mut end = next;
-            while end < pending.len() && fresh.len() < jobs {
+            while end < pending.len() && fresh.len() < jobs && left > 0 {
                 if let (Stage::Valid, Some(c)) = (&pending[end].2.stage, &pending[end].2.canonical)
                     && !known.contains_key(c)
                     && !crashed.contains_key(&(t, pending[end].0))
                     && seen.insert(c.clone())
                 {
-                    fresh.push(end);
+                    left -= 1;
+                    if !setup.prior.contains_key(c) {
+                        fresh.push(end);
+                    }
                 }
                 end += 1;
             }
@@ -451,6 +468,15 @@ pub fn run_iterations(
                         reason: super::isolate::STOPPED_WHILE_RUNNING.into(),
                     },
                     (Stage::Valid, Some(c)) => match by_item.remove(&k) {
+                        None if !known.contains_key(c) && setup.prior.contains_key(c) => {
+                            let (dev, correct) = setup.prior[c];
+                            known.insert(c.clone(), Some(dev));
+                            Outcome::Scored {
+                                dev,
+                                correct,
+                                n: setup.dev.len(),
+                            }
+                        }
                         Some((out, Some(Ok((dev, correct, ms, es))))) => {
                             merge_s = ms;
                             eval_s = es;
@@ -492,13 +518,32 @@ pub fn run_iterations(
                 events.push(ev);
             }
             next = end;
+            if left == 0 {
+                break;
+            }
         }
-        let pairs = preference_pairs(cfg, events, t, &setup.prompt);
-        say(&format!(
-            "iteration {t}: {} preference pairs; learning",
-            pairs.len()
-        ));
-        let learned = generator.learn(&pairs, t, &cfg.run_dir.join("generator"))?;
+        let learning = cfg.learn && left > 0;
+        let pairs = if learning {
+            preference_pairs(cfg, events, t, &setup.prompt)
+        } else {
+            vec![]
+        };
+        let learned = if !learning {
+            super::generator::LearnReport {
+                note: if cfg.learn {
+                    "scored_budget reached: no learning".into()
+                } else {
+                    "learn = false: the generator is not trained".into()
+                },
+                ..Default::default()
+            }
+        } else {
+            say(&format!(
+                "iteration {t}: {} preference pairs; learning",
+                pairs.len()
+            ));
+            generator.learn(&pairs, t, &cfg.run_dir.join("generator"))?
+        };
         let ev = Event::Learned {
             iteration: t,
             pairs: pairs.len(),
@@ -591,9 +636,16 @@ pub fn parallel_map<T: Sync, R: Send>(
         .collect()
 }
 
-/// Whether the generator reads the prompt (the repair round needs one that does).
-fn prompted(cfg: &RunConfig) -> bool {
-    cfg.generator != "tiny"
+/// Programs the run may still score under `scored_budget` (usize::MAX: no limit).
+fn budget_left(cfg: &RunConfig, events: &[Event]) -> usize {
+    if cfg.scored_budget == 0 {
+        return usize::MAX;
+    }
+    let scored = events
+        .iter()
+        .filter(|e| matches!(e, Event::Program(r) if matches!(r.outcome, Outcome::Scored { .. })))
+        .count();
+    cfg.scored_budget.saturating_sub(scored)
 }
 
 /// Keeps the checkpoints of the `k` best scores; deletes the rest.

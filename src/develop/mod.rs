@@ -3,8 +3,10 @@
 //! of run report, the [`generator::Generator`] interface with the built-in
 //! [`tiny::TinyGenerator`] and the `openai:URL` client.
 
+pub mod archive;
 pub mod candidate;
 pub mod config;
+pub mod controls;
 pub mod driver;
 pub mod extract;
 pub mod generator;
@@ -14,6 +16,7 @@ pub mod local;
 pub mod openai;
 pub mod plots;
 pub mod prompt;
+pub mod random;
 pub mod record;
 pub mod report;
 pub mod tiny;

@@ -62,6 +62,8 @@ pub struct Final {
     pub discovered: Vec<(Row, usize, String)>,
     /// Table 3: the second family.
     pub transfer: Vec<Row>,
+    /// The control arms (`controls = true`).
+    pub controls: Option<super::controls::ControlTable>,
 }
 
 struct Scorer<'a> {
@@ -659,6 +661,7 @@ pub fn finalize(
         }
     }
     let fin = Final {
+        controls: super::controls::table(cfg, events, discovered.first().and_then(|d| d.0.test)),
         iterations: iteration_stats(cfg, events),
         main,
         grid,
@@ -733,6 +736,9 @@ fn write_report(cfg: &RunConfig, f: &Final) -> Result<(), String> {
             pct(s.best_dev),
             pct(s.best_so_far)
         );
+    }
+    if let Some(c) = &f.controls {
+        md.push_str(&c.markdown());
     }
     md.push_str("\n## The best programs on dev, scored on test\n\n");
     let rows: Vec<Row> = f.discovered.iter().map(|d| d.0.clone()).collect();
