@@ -647,7 +647,7 @@ fn candidates_that_crash_hang_or_run_out_of_memory_fail_alone_and_the_rest_score
     let cfg =
         mergec::develop::config::RunConfig::from_toml(&dir.path().join("run/config.toml")).unwrap();
     let setup = mergec::develop::driver::Setup::new(&cfg).unwrap();
-    let (acc, correct, _, _) = mergec::develop::driver::merge_and_score(
+    let (acc, correct, _, _, _) = mergec::develop::driver::merge_and_score(
         &cfg,
         &weighted("0.2"),
         vec![],

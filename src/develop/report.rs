@@ -10,6 +10,7 @@ use super::driver::{
 };
 use super::record::RunLog;
 use crate::eval::gsm8k::{Problem, accuracy, load_jsonl};
+use crate::eval::stats::hits_from_hex;
 use crate::types::Const;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -68,6 +69,8 @@ struct Scorer<'a> {
     cfg: &'a RunConfig,
     log: &'a mut RunLog,
     memo: HashMap<String, Acc>,
+    /// Which problems each score in `memo` answered (where known), in problem order.
+    hits: HashMap<String, Vec<bool>>,
     /// Programs whose merge failed in [`Scorer::prefetch`], with the reason.
     failed: HashMap<String, String>,
     scratch: PathBuf,
@@ -92,13 +95,22 @@ enum JobKind {
 }
 
 impl Scorer<'_> {
-    fn record(&mut self, key: &str, acc: f64, correct: usize, n: usize) -> Result<Acc, String> {
+    fn record(
+        &mut self,
+        key: &str,
+        (acc, correct, hits): (f64, usize, Option<String>),
+        n: usize,
+    ) -> Result<Acc, String> {
         self.log.append(&Event::Score {
             key: key.to_string(),
             accuracy: acc,
             correct,
             n,
+            hits: hits.clone(),
         })?;
+        if let Some(h) = hits.and_then(|h| hits_from_hex(&h, n).ok()) {
+            self.hits.insert(key.to_string(), h);
+        }
         let a = Acc {
             accuracy: acc,
             correct,
@@ -132,7 +144,7 @@ impl Scorer<'_> {
                 let out = scratch.join(format!("final-{i}"));
                 let r = merge_and_score(cfg, src, params.clone(), base, models, j.problems, &out);
                 let _ = std::fs::remove_dir_all(&out);
-                r.map(|(acc, correct, ..)| (acc, correct))
+                r.map(|(acc, correct, hits, ..)| (acc, correct, hits))
             }
         });
         if crate::runtime::CANCELLED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -140,8 +152,8 @@ impl Scorer<'_> {
         }
         for ((_, j), r) in todo.iter().zip(results) {
             match (r, &j.what) {
-                (Ok((acc, correct)), _) => {
-                    self.record(&j.key, acc, correct, j.problems.len())?;
+                (Ok(score), _) => {
+                    self.record(&j.key, score, j.problems.len())?;
                 }
                 (Err(e), JobKind::Program { .. }) => {
                     self.failed.insert(j.key.clone(), e);
@@ -160,8 +172,8 @@ impl Scorer<'_> {
             return Ok(*a);
         }
         (self.say)(&format!("scoring {key}"));
-        let (acc, correct) = score_model(self.cfg, dir, problems)?;
-        self.record(key, acc, correct, problems.len())
+        let score = score_model(self.cfg, dir, problems)?;
+        self.record(key, score, problems.len())
     }
 
     /// A program merged on (base, models) and scored (memoized under `key`); a failing
@@ -187,7 +199,9 @@ impl Scorer<'_> {
         let r = merge_and_score(self.cfg, src, params, base, models, problems, &out);
         let _ = std::fs::remove_dir_all(&out);
         match r {
-            Ok((acc, correct, ..)) => Ok(Some(self.record(key, acc, correct, problems.len())?)),
+            Ok((acc, correct, hits, ..)) => {
+                Ok(Some(self.record(key, (acc, correct, hits), problems.len())?))
+            }
             Err(e) if crate::runtime::CANCELLED.load(std::sync::atomic::Ordering::SeqCst) => {
                 Err(format!("interrupted ({e})"))
             }
@@ -421,6 +435,7 @@ pub fn finalize(
     events: &[Event],
     say: &mut dyn FnMut(&str),
 ) -> Result<Final, String> {
+    let mut hits = HashMap::new();
     let memo = events
         .iter()
         .filter_map(|e| match e {
@@ -429,6 +444,7 @@ pub fn finalize(
                 accuracy,
                 correct,
                 n,
+                hits: _,
             } => Some((
                 key.clone(),
                 Acc {
@@ -440,11 +456,21 @@ pub fn finalize(
             _ => None,
         })
         .collect();
+    for e in events {
+        if let Event::Score {
+            key, n, hits: Some(h), ..
+        } = e
+            && let Ok(bits) = hits_from_hex(h, *n)
+        {
+            hits.insert(key.clone(), bits);
+        }
+    }
     let scratch = cfg.run_dir.join("scratch");
     let mut s = Scorer {
         cfg,
         log,
         memo,
+        hits,
         failed: HashMap::new(),
         scratch,
         say,
@@ -579,7 +605,9 @@ pub fn finalize(
             &test,
         )?;
         let dev_acc = match &r.outcome {
-            Outcome::Scored { dev, correct, n } => Some(Acc {
+            Outcome::Scored {
+                dev, correct, n, ..
+            } => Some(Acc {
                 accuracy: *dev,
                 correct: *correct,
                 n: *n,
