@@ -69,6 +69,10 @@ config_flags!(
     prompt,
     top_test,
     baseline_grid,
+    tune_budget,
+    tune_top,
+    multitask,
+    transfer_multitask,
     transfer_base,
     transfer_models,
     transfer_dev,
@@ -134,6 +138,13 @@ pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
     );
     t.insert("transfer_dev".into(), p("family2/dev.jsonl"));
     t.insert("transfer_test".into(), p("family2/test.jsonl"));
+    // The multi-task reference, where the zoo has one.
+    for (key, fam) in [("multitask", "family1"), ("transfer_multitask", "family2")] {
+        let dir = zoo.join(fam).join("multitask");
+        if dir.is_dir() {
+            t.insert(key.into(), toml::Value::String(dir.display().to_string()));
+        }
+    }
     t.insert("generator".into(), toml::Value::String("tiny".into()));
     t.insert("iterations".into(), toml::Value::Integer(3));
     t.insert("programs".into(), toml::Value::Integer(40));
@@ -369,7 +380,7 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         return Ok(ended);
     }
     eprintln!("scoring the best programs on test, the baselines and the transfer");
-    let fin = crate::develop::report::finalize(&cfg, &mut log, &events, &mut say)?;
+    let fin = crate::develop::final_stage::finalize(&cfg, &mut log, &events, &mut say)?;
     if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
         return Ok(Ended::Interrupted);
     }
