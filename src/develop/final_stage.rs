@@ -8,7 +8,7 @@
 use super::config::RunConfig;
 use super::driver::{Event, Outcome, ProgramRecord};
 use super::record::RunLog;
-use super::report::{Acc, Final, FamilyResult, Row, iteration_stats, write_report};
+use super::report::{Acc, FamilyResult, Final, Row, iteration_stats, write_report};
 use super::scores::{Job, JobKind, Scorer};
 use super::tune::{Contender, Params, best_point, search_points, show_point, signature};
 use crate::eval::gsm8k::{Problem, load_jsonl};
@@ -66,7 +66,13 @@ impl Family {
         let Some(sig) = crate::stdlib::method("task_arithmetic").map(|m| m.sig) else {
             return vec![];
         };
-        search_points(&sig, self.models.len(), cfg.tune_budget, cfg.seed ^ 0x0AC1E, Some(&["weight"]))
+        search_points(
+            &sig,
+            self.models.len(),
+            cfg.tune_budget,
+            cfg.seed ^ 0x0AC1E,
+            Some(&["weight"]),
+        )
     }
 }
 
@@ -150,7 +156,8 @@ fn families(cfg: &RunConfig, top: &[&ProgramRecord]) -> Result<Vec<Family>, Stri
     main.test = load(&cfg.test, cfg.test_limit)?;
     main.multitask = cfg.multitask.clone();
     let mut out = vec![main];
-    if let (Some(tb), Some(td), Some(tt)) = (&cfg.transfer_base, &cfg.transfer_dev, &cfg.transfer_test)
+    if let (Some(tb), Some(td), Some(tt)) =
+        (&cfg.transfer_base, &cfg.transfer_dev, &cfg.transfer_test)
         && !cfg.transfer_models.is_empty()
     {
         let mut f = contenders(cfg, cfg.transfer_models.len(), top);
@@ -238,7 +245,12 @@ fn dir_name(m: &Path) -> String {
 /// A family's tables: its contenders tuned, the baseline to beat, the headroom rows.
 fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
     let r = f.refs;
-    let mut table = vec![row(s, "seed model (base)".into(), Some(format!("{r}seed dev")), Some(format!("{r}seed test")))];
+    let mut table = vec![row(
+        s,
+        "seed model (base)".into(),
+        Some(format!("{r}seed dev")),
+        Some(format!("{r}seed test")),
+    )];
     for (i, m) in f.models.iter().enumerate() {
         table.push(row(
             s,
@@ -256,7 +268,12 @@ fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
         let k = f.chosen(s, i);
         rows.push((
             c.stdlib,
-            row(s, name, k.map(|k| f.dev_key(c, k)), k.map(|k| f.test_key(c, k))),
+            row(
+                s,
+                name,
+                k.map(|k| f.dev_key(c, k)),
+                k.map(|k| f.test_key(c, k)),
+            ),
         ));
     }
     let best = |stdlib: bool| {
@@ -265,7 +282,9 @@ fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
             .max_by(|a, b| {
                 let d = |r: &Row| r.dev.map_or(0.0, |a| a.accuracy);
                 // max_by keeps the last of equals: compare so the first wins.
-                d(&a.1).total_cmp(&d(&b.1)).then(std::cmp::Ordering::Greater)
+                d(&a.1)
+                    .total_cmp(&d(&b.1))
+                    .then(std::cmp::Ordering::Greater)
             })
             .map(|(_, r)| r.clone())
     };
@@ -349,7 +368,10 @@ fn grid_points(cfg: &RunConfig) -> Vec<(String, &'static str, Params)> {
     }
     for &d in &cfg.baseline_grid {
         for &g in &cfg.baseline_grid {
-            let p = vec![("density".to_string(), f(d)), ("lambda".to_string(), f(2.0 * g))];
+            let p = vec![
+                ("density".to_string(), f(d)),
+                ("lambda".to_string(), f(2.0 * g)),
+            ];
             v.push((format!("ties density={d} lambda={}", 2.0 * g), "ties", p));
         }
     }
@@ -432,7 +454,9 @@ fn write_best(
         let c = r.assessed.canonical.clone().unwrap_or_default();
         let src = r.assessed.program.clone().unwrap_or_default();
         let loop_dev = match &r.outcome {
-            Outcome::Scored { dev, correct, n, .. } => Some(Acc {
+            Outcome::Scored {
+                dev, correct, n, ..
+            } => Some(Acc {
                 accuracy: *dev,
                 correct: *correct,
                 n: *n,
@@ -463,7 +487,12 @@ fn write_best(
         );
         let file = best_dir.join(format!("{:02}-{}.merge", rank + 1, &c[..8.min(c.len())]));
         crate::eval::run::write_atomic(&file, format!("{header}{src}\n").as_bytes())?;
-        let name = format!("#{} (iteration {}, {}; tuned: {point})", rank + 1, r.iteration, &c[..8.min(c.len())]);
+        let name = format!(
+            "#{} (iteration {}, {}; tuned: {point})",
+            rank + 1,
+            r.iteration,
+            &c[..8.min(c.len())]
+        );
         out.push((
             Row {
                 name,

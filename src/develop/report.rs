@@ -257,7 +257,9 @@ pub fn write_report(cfg: &RunConfig, f: &Final) -> Result<(), String> {
             t,
         );
     }
-    md.push_str("\n## The paper's baseline grid on dev (reference; the tables use the tuned search)\n\n");
+    md.push_str(
+        "\n## The paper's baseline grid on dev (reference; the tables use the tuned search)\n\n",
+    );
     md.push_str(&table(&f.grid));
     md.push_str("\n![dev scores per iteration](dev-scores.png)\n![valid rate](valid-rate.png)\n![best so far](best-so-far.png)\n");
     let dir = &cfg.run_dir;

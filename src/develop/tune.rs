@@ -62,9 +62,7 @@ pub fn signature(src: &str) -> Option<MergeSig> {
 
 /// A uniform draw in [0, 1) from the search's stream.
 fn unit(seed: u64, point: usize, name: &str, element: usize) -> f64 {
-    let h = mix64(
-        seed ^ mix64(name_hash(name) ^ mix64((point as u64) << 20 | element as u64 + 1)),
-    );
+    let h = mix64(seed ^ mix64(name_hash(name) ^ mix64((point as u64) << 20 | element as u64 + 1)));
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -98,7 +96,10 @@ pub fn search_points(
             let name = param.name.as_str();
             match (&param.ty, &param.default) {
                 (Ty::F32, Some(Const::F32(d))) => {
-                    p.push((param.name.clone(), Const::F32(around(*d, unit(seed, k, name, 0)))));
+                    p.push((
+                        param.name.clone(),
+                        Const::F32(around(*d, unit(seed, k, name, 0))),
+                    ));
                 }
                 (Ty::List(e), Some(d)) if **e == Ty::F32 => {
                     let at = |i: usize| match d {
@@ -211,12 +212,18 @@ mod tests {
         assert!(no.iter().any(|r| r.starts_with("slerp")), "{no:?}");
         let (yes2, _) = stdlib_contenders(2);
         assert!(yes2.iter().any(|c| c.name == "nuslerp"));
-        assert_eq!(best_point(&[Some(0.5), None, Some(0.7), Some(0.7)]), Some(2));
+        assert_eq!(
+            best_point(&[Some(0.5), None, Some(0.7), Some(0.7)]),
+            Some(2)
+        );
         assert_eq!(best_point(&[None, None]), None);
         assert_eq!(
             show_point(&vec![
                 ("lambda".into(), Const::F32(0.5)),
-                ("weight".into(), Const::List(vec![Const::F32(1.0), Const::F32(2.0)]))
+                (
+                    "weight".into(),
+                    Const::List(vec![Const::F32(1.0), Const::F32(2.0)])
+                )
             ]),
             "lambda=0.50 weight=[1.00,2.00]"
         );

@@ -142,7 +142,9 @@ mod tests {
 
     #[test]
     fn hits_round_trip_and_bad_text_is_refused() {
-        let h = vec![true, false, true, true, false, false, false, false, true, true];
+        let h = vec![
+            true, false, true, true, false, false, false, false, true, true,
+        ];
         assert_eq!(hits_hex(&h), "0d03");
         assert_eq!(hits_from_hex("0d03", 10).unwrap(), h);
         assert_eq!(hits_hex(&[]), "");
