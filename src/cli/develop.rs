@@ -149,6 +149,10 @@ pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
     t.insert("iterations".into(), toml::Value::Integer(3));
     t.insert("programs".into(), toml::Value::Integer(40));
     t.insert("top_test".into(), toml::Value::Integer(5));
+    // The final stage: 14 stdlib contenders (3 experts) and 3 programs, 4 points each on
+    // dev, per family (see docs/develop.md for what it costs).
+    t.insert("tune_budget".into(), toml::Value::Integer(4));
+    t.insert("tune_top".into(), toml::Value::Integer(3));
     // 40 programs give too few pairs at the paper's 3% / 10%.
     t.insert("chosen_fraction".into(), toml::Value::Float(0.15));
     t.insert("rejected_fraction".into(), toml::Value::Float(0.2));
