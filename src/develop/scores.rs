@@ -127,8 +127,18 @@ impl<'a> Scorer<'a> {
             return Ok(());
         }
         (self.say)(&format!("scoring {} models and merges", todo.len()));
+        // In groups of twice the workers, each recorded before the next starts: a killed
+        // run loses at most one group.
+        let workers = resolve_jobs(self.cfg);
+        for group in todo.chunks(2 * workers) {
+            self.score_group(group, workers)?;
+        }
+        Ok(())
+    }
+
+    fn score_group(&mut self, todo: &[(usize, Job)], workers: usize) -> Result<(), String> {
         let (cfg, scratch) = (self.cfg, &self.scratch);
-        let results = parallel_map(&todo, resolve_jobs(cfg), |(i, j)| match &j.what {
+        let results = parallel_map(todo, workers, |(i, j)| match &j.what {
             JobKind::Model(dir) => score_model(cfg, dir, j.problems),
             JobKind::Program {
                 src,
