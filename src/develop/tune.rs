@@ -62,7 +62,8 @@ pub fn signature(src: &str) -> Option<MergeSig> {
 
 /// A uniform draw in [0, 1) from the search's stream.
 fn unit(seed: u64, point: usize, name: &str, element: usize) -> f64 {
-    let h = mix64(seed ^ mix64(name_hash(name) ^ mix64((point as u64) << 20 | element as u64 + 1)));
+    let h =
+        mix64(seed ^ mix64(name_hash(name) ^ mix64(((point as u64) << 20) | (element as u64 + 1))));
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
