@@ -99,6 +99,18 @@ pub fn methods() -> Vec<Method> {
     out
 }
 
+/// The most models (besides the base) the method `name` merges, where it has a limit:
+/// slerp and nearswap read only `models[0]`, nuslerp only `models[0]` and `models[1]`
+/// (their headers say so). Given more, they would ignore the rest, so they are not
+/// compared with methods that merge every model.
+pub fn max_models(name: &str) -> Option<usize> {
+    match name {
+        "slerp" | "nearswap" => Some(1),
+        "nuslerp" => Some(2),
+        _ => None,
+    }
+}
+
 /// The stdlib method called `name`.
 pub fn method(name: &str) -> Option<Method> {
     methods().into_iter().find(|m| m.sig.name == name)

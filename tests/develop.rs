@@ -3,6 +3,8 @@
 //! preference pairs, and resuming a run killed mid-iteration with nothing lost and
 //! nothing scored twice.
 
+#[path = "common/develop_run.rs"]
+mod develop_run;
 #[path = "common/mock_http.rs"]
 mod mock_http;
 #[path = "common/runaway.rs"]
@@ -14,111 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-const VALID: &str = "merge m(base: Tensor, models: [Tensor], w: f32 = 0.3) -> Tensor {\n    return base + w * sum(models - base)\n}";
-
-/// The replies, cycled by the request's seed: valid ones (several distinct), a renamed
-/// duplicate, one that does not check, and prose without a program.
-fn reply(k: u64) -> String {
-    match k % 6 {
-        0 => format!("```merge\n{VALID}\n```"),
-        1 => VALID.replace("0.3", "0.6").to_string(),
-        2 => "```merge\nmerge zz(b: Tensor, ms: [Tensor], w: f32 = 0.3) -> Tensor {\n    return b + w * sum(ms - b)\n}\n```".into(),
-        3 => "```merge\nmerge bad(base: Tensor, models: [Tensor]) -> Tensor {\n    return base + nosuch(models)\n}\n```".into(),
-        4 => "I would average them.".into(),
-        _ => VALID.replace("0.3", &format!("0.{}", 1 + k % 5)).replace("sum(", "mean("),
-    }
-}
-
-/// A completion server: `n` replies per request, by seed; repair prompts get a valid
-/// program.
-fn server() -> String {
-    mock_http::serve(|_, req| {
-        let seed = req["seed"].as_u64().unwrap_or(0);
-        let n = req["n"].as_u64().unwrap_or(1);
-        let repair = req["prompt"]
-            .as_str()
-            .unwrap_or("")
-            .contains("was rejected");
-        let choices: Vec<_> = (0..n)
-            .map(|i| {
-                let text = if repair {
-                    VALID.replace("0.3", "0.45")
-                } else {
-                    reply(i)
-                };
-                serde_json::json!({"text": text, "seed": seed})
-            })
-            .collect();
-        (200, serde_json::json!({"choices": choices}).to_string())
-    })
-}
-
-fn family(dir: &Path) {
-    tiny_llama::write_tiny_model(&dir.join("base"), 1, 0.3);
-    tiny_llama::write_tiny_model(&dir.join("m1"), 2, 0.3);
-    tiny_llama::write_tiny_model(&dir.join("m2"), 3, 0.3);
-    let mut data = String::new();
-    for i in 0..6 {
-        data.push_str(
-            &serde_json::json!({"question": format!("what is {i}+1?"), "answer": format!("{i}+1={}\n#### {}", i + 1, i + 1)})
-                .to_string(),
-        );
-        data.push('\n');
-    }
-    std::fs::write(dir.join("dev.jsonl"), &data).unwrap();
-    std::fs::write(dir.join("test.jsonl"), &data).unwrap();
-}
-
-/// `mergec develop` on the family in `dir` with the mock server at `url` (or, for a
-/// `local:` url, that generator); `extra` flags replace the defaults they name.
-fn develop(dir: &Path, url: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mergec"));
-    c.arg("develop");
-    if url.starts_with("local:") {
-        c.args(["--generator", url]);
-    } else {
-        c.args([
-            "--generator",
-            &format!("openai:{url}"),
-            "--generator-model",
-            "mock",
-        ]);
-    }
-    c.arg("--base")
-        .arg(dir.join("base"))
-        .arg("--models")
-        .arg(format!(
-            "{},{}",
-            dir.join("m1").display(),
-            dir.join("m2").display()
-        ))
-        .arg("--dev")
-        .arg(dir.join("dev.jsonl"))
-        .arg("--test")
-        .arg(dir.join("test.jsonl"))
-        .arg("--run-dir")
-        .arg(dir.join("run"));
-    for (flag, value) in [
-        ("--iterations", "2"),
-        ("--programs", "6"),
-        ("--max-new-tokens", "4"),
-        ("--tensors", "mlp"),
-    ] {
-        if !extra.contains(&flag) {
-            c.args([flag, value]);
-        }
-    }
-    c.args(extra);
-    c
-}
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("run/programs.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use develop_run::{VALID, develop, family, records, server};
 
 #[test]
 fn a_run_records_every_program_once_and_learns_from_pairs() {
@@ -647,7 +545,7 @@ fn candidates_that_crash_hang_or_run_out_of_memory_fail_alone_and_the_rest_score
     let cfg =
         mergec::develop::config::RunConfig::from_toml(&dir.path().join("run/config.toml")).unwrap();
     let setup = mergec::develop::driver::Setup::new(&cfg).unwrap();
-    let (acc, correct, _, _) = mergec::develop::driver::merge_and_score(
+    let (acc, correct, _, _, _) = mergec::develop::driver::merge_and_score(
         &cfg,
         &weighted("0.2"),
         vec![],

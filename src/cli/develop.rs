@@ -2,8 +2,6 @@
 
 use crate::develop::config::RunConfig;
 use crate::develop::driver::{self, Ended, Event};
-use crate::develop::generator::Generator;
-use crate::develop::record::RunLog;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -75,6 +73,10 @@ config_flags!(
     prompt,
     top_test,
     baseline_grid,
+    tune_budget,
+    tune_top,
+    multitask,
+    transfer_multitask,
     transfer_base,
     transfer_models,
     transfer_dev,
@@ -140,10 +142,21 @@ pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
     );
     t.insert("transfer_dev".into(), p("family2/dev.jsonl"));
     t.insert("transfer_test".into(), p("family2/test.jsonl"));
+    // The multi-task reference, where the zoo has one.
+    for (key, fam) in [("multitask", "family1"), ("transfer_multitask", "family2")] {
+        let dir = zoo.join(fam).join("multitask");
+        if dir.is_dir() {
+            t.insert(key.into(), toml::Value::String(dir.display().to_string()));
+        }
+    }
     t.insert("generator".into(), toml::Value::String("tiny".into()));
     t.insert("iterations".into(), toml::Value::Integer(3));
     t.insert("programs".into(), toml::Value::Integer(40));
     t.insert("top_test".into(), toml::Value::Integer(5));
+    // The final stage: 14 stdlib contenders (3 experts) and 3 programs, 4 points each on
+    // dev, per family (see docs/develop.md for what it costs).
+    t.insert("tune_budget".into(), toml::Value::Integer(4));
+    t.insert("tune_top".into(), toml::Value::Integer(3));
     // 40 programs give too few pairs at the paper's 3% / 10%.
     t.insert("chosen_fraction".into(), toml::Value::Float(0.15));
     t.insert("rejected_fraction".into(), toml::Value::Float(0.2));
@@ -220,81 +233,6 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
     Ok(cfg)
 }
 
-/// Builds the configured generator; `finished` iterations of the run are done (a
-/// resumed `tiny` generator continues from the weights saved after the last of them).
-pub fn make_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>, String> {
-    let g = cfg.generator.as_str();
-    if g == "tiny" {
-        use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
-        let cache = crate::eval::run::default_cache_dir()
-            .and_then(|d| d.parent().map(|p| p.to_path_buf()))
-            .unwrap_or_else(|| PathBuf::from("runs/cache"));
-        let dpo = DpoSettings {
-            beta: cfg.dpo_beta,
-            lr: cfg.dpo_lr,
-            max_steps: cfg.dpo_steps,
-            epochs: cfg.dpo_epochs,
-            seed: cfg.seed,
-            nll: cfg.dpo_nll,
-            ..DpoSettings::default()
-        };
-        let mut t = TinyGenerator::for_run(
-            &cache,
-            &TinySpec::default(),
-            &cfg.run_dir.join("generator"),
-            finished,
-            dpo,
-            &mut |m| eprintln!("{m}"),
-        )?;
-        t.guided = cfg.guided;
-        return Ok(Box::new(t));
-    }
-    if g == "random" {
-        return Ok(Box::new(crate::develop::random::RandomGenerator::new(
-            cfg.random_sizes.clone(),
-        )));
-    }
-    if let Some(path) = g.strip_prefix("local:") {
-        use crate::develop::local::{LocalGenerator, LocalSettings};
-        use crate::develop::tiny::DpoSettings;
-        use crate::model::llama::LoraSpec;
-        let settings = LocalSettings {
-            guided: cfg.guided,
-            top_p: cfg.top_p,
-            batch_size: cfg.generator_batch,
-            max_new_tokens: cfg.generator_max_tokens,
-            lora: LoraSpec::new(cfg.lora_rank, cfg.lora_alpha),
-            dpo: DpoSettings {
-                beta: cfg.dpo_beta,
-                lr: cfg.lora_lr,
-                max_steps: cfg.dpo_steps,
-                epochs: cfg.dpo_epochs,
-                seed: cfg.seed,
-                nll: cfg.dpo_nll,
-                ..LocalSettings::default().dpo
-            },
-        };
-        let l = LocalGenerator::for_run(
-            std::path::Path::new(path),
-            settings,
-            &cfg.run_dir.join("generator"),
-            finished,
-            &mut |m| eprintln!("{m}"),
-        )?;
-        return Ok(Box::new(l));
-    }
-    if g.starts_with("openai:") || g.starts_with("openai-chat:") {
-        use crate::develop::openai::{HttpLimits, OpenAiGenerator};
-        let mut o = OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?
-            .with_limits(HttpLimits::from_config(cfg)?);
-        o.hook = cfg.hook.clone();
-        return Ok(Box::new(o));
-    }
-    Err(format!(
-        "generator `{g}`: use tiny, random, local:PATH, openai:URL or openai-chat:URL"
-    ))
-}
-
 pub fn run(a: &DevelopArgs) -> i32 {
     match run_inner(a) {
         Ok(Ended::Finished) => 0,
@@ -333,12 +271,12 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         "the record holds everything scored so far; continue with --resume".into(),
     );
     let setup = driver::Setup::new(&cfg)?;
-    let (mut log, mut events) = open_run(&cfg, fresh, a.resume)?;
+    let (mut log, mut events) = crate::develop::run::open_run(&cfg, fresh, a.resume)?;
     let finished = events
         .iter()
         .filter(|e| matches!(e, Event::IterationDone { .. }))
         .count();
-    let mut generator = make_generator(&cfg, finished)?;
+    let mut generator = crate::develop::run::generator(&cfg, finished)?;
     let mut say = |m: &str| eprintln!("{m}");
     let ended = driver::run_iterations(
         &setup,
@@ -352,60 +290,22 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         return Ok(ended);
     }
     if cfg.controls
-        && crate::develop::controls::run(&cfg, &events, &crate::runtime::CANCELLED, &mut say)?
-            == Ended::Interrupted
+        && crate::develop::controls::run(
+            &cfg,
+            &mut log,
+            &mut events,
+            &crate::runtime::CANCELLED,
+            &mut say,
+        )? == Ended::Interrupted
     {
         return Ok(Ended::Interrupted);
     }
     eprintln!("scoring the best programs on test, the baselines and the transfer");
-    let fin = crate::develop::report::finalize(&cfg, &mut log, &events, &mut say)?;
+    let fin = crate::develop::final_stage::finalize(&cfg, &mut log, &events, &mut say)?;
     if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
         return Ok(Ended::Interrupted);
     }
     println!("{}", crate::develop::report::summary_table(&fin));
     eprintln!("report: {}", cfg.run_dir.join("report.md").display());
     Ok(ended)
-}
-
-/// Opens the run's record (`fresh`: creating the run directory, checked by
-/// [`crate::develop::record::check_run_dir`]): the log and what it holds, starting it
-/// with the settings, or checking that a resumed run (`resume`) has the same ones.
-pub fn open_run(
-    cfg: &RunConfig,
-    fresh: bool,
-    resume: bool,
-) -> Result<(RunLog, Vec<Event>), String> {
-    if fresh {
-        crate::develop::record::create_run_dir(&cfg.run_dir)?;
-    }
-    let record = cfg.run_dir.join("programs.jsonl");
-    let (mut log, mut events) = RunLog::open::<Event>(&record)?;
-    if !events.is_empty() && !resume {
-        return Err(format!(
-            "{} already holds a run; pass --resume to continue it, or choose another --run-dir",
-            cfg.run_dir.display()
-        ));
-    }
-    let settings = cfg.to_toml();
-    match events.first() {
-        Some(Event::Start { config, .. }) if *config != settings => {
-            return Err(format!(
-                "{}: the run was started with other settings; resume with the same ones \
-                 (they are in {}/config.toml)",
-                cfg.run_dir.display(),
-                cfg.run_dir.display()
-            ));
-        }
-        Some(_) => eprintln!("resuming {}: {} records", record.display(), events.len()),
-        None => {
-            crate::eval::run::write_atomic(&cfg.run_dir.join("config.toml"), settings.as_bytes())?;
-            let ev = Event::Start {
-                config: settings,
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            };
-            log.append(&ev)?;
-            events.push(ev);
-        }
-    }
-    Ok((log, events))
 }

@@ -100,10 +100,19 @@ pub struct RunConfig {
     /// The prompt: `auto` (`compact` for `local:`, else `full`), `full`, `compact`, or a
     /// file holding a template with `{{card}}` and `{{example}}`.
     pub prompt: String,
-    /// The best programs on dev scored on test at the end.
+    /// The best programs on dev listed in the report and written to `best/`.
     pub top_test: usize,
-    /// Baseline grid: task arithmetic's lambda and TIES' weight/density.
+    /// The paper's baseline grid on dev (task arithmetic's lambda, TIES' density and
+    /// lambda), reported for reference; the tables use the tuned search.
     pub baseline_grid: Vec<f64>,
+    /// Evaluations on dev per contender of the final stage (the same for all; see
+    /// `develop::tune`).
+    pub tune_budget: usize,
+    /// The best distinct discovered programs that are contenders of the final stage.
+    pub tune_top: usize,
+    /// A model fine-tuned on all experts' data (the multi-task upper bound; optional).
+    pub multitask: Option<PathBuf>,
+    pub transfer_multitask: Option<PathBuf>,
     /// A second family for the transfer test (optional).
     pub transfer_base: Option<PathBuf>,
     pub transfer_models: Vec<PathBuf>,
@@ -182,6 +191,10 @@ impl Default for RunConfig {
             prompt: "auto".into(),
             top_test: 15,
             baseline_grid: vec![0.2, 0.4, 0.6],
+            tune_budget: 8,
+            tune_top: 3,
+            multitask: None,
+            transfer_multitask: None,
             transfer_base: None,
             transfer_models: vec![],
             transfer_dev: None,
@@ -243,6 +256,14 @@ impl RunConfig {
         for m in &self.models {
             need(m, "models")?;
         }
+        for (m, what) in [
+            (&self.multitask, "multitask"),
+            (&self.transfer_multitask, "transfer_multitask"),
+        ] {
+            if let Some(m) = m {
+                need(m, what)?;
+            }
+        }
         regex::Regex::new(&self.tensors).map_err(|e| format!("tensors: {e}"))?;
         self.check_counts()?;
         self.check_floats()?;
@@ -251,12 +272,14 @@ impl RunConfig {
 
     /// Counts within bounds that no loop or allocation of a run can trip over.
     fn check_counts(&self) -> Result<(), String> {
-        let counts: [(&str, usize, usize, usize); 20] = [
+        let counts: [(&str, usize, usize, usize); 22] = [
             ("iterations", self.iterations, 1, MAX_ITERATIONS),
             ("programs", self.programs, 1, MAX_PROGRAMS),
             ("keep_best", self.keep_best, 1, 1000),
             ("elites", self.elites, 0, MAX_PROGRAMS),
             ("top_test", self.top_test, 0, MAX_PROGRAMS),
+            ("tune_budget", self.tune_budget, 1, 10_000),
+            ("tune_top", self.tune_top, 0, 1000),
             ("shots", self.shots, 0, 64),
             ("max_new_tokens", self.max_new_tokens, 1, 1 << 16),
             ("eval_batch", self.eval_batch, 1, 1 << 16),

@@ -59,11 +59,13 @@ pub fn arm_config(cfg: &RunConfig, arm: &str, events: &[Event]) -> RunConfig {
     c
 }
 
-/// Runs (or resumes) the control arms of the finished main run `cfg` (record `events`)
-/// and scores each arm's best program on test.
+/// Runs (or resumes) the control arms of the finished main run `cfg` (record `events`,
+/// appended to through `log`) and scores each arm's best program on dev, the main run's
+/// included, once on test at its defaults (the same for every arm).
 pub fn run(
     cfg: &RunConfig,
-    events: &[Event],
+    log: &mut super::record::RunLog,
+    events: &mut Vec<Event>,
     stop: &AtomicBool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Ended, String> {
@@ -71,9 +73,18 @@ pub fn run(
         say("controls: the main run scored no program; nothing to compare");
         return Ok(Ended::Finished);
     }
-    let prior: HashMap<String, (f64, usize)> = records(events)
+    if let Some(ev) = best_on_test(cfg, log, events, say)? {
+        events.push(ev);
+    }
+    let events: &[Event] = events;
+    let prior: HashMap<String, (f64, usize, Option<String>)> = records(events)
         .filter_map(|r| match (&r.assessed.canonical, &r.outcome) {
-            (Some(c), Outcome::Scored { dev, correct, .. }) => Some((c.clone(), (*dev, *correct))),
+            (
+                Some(c),
+                Outcome::Scored {
+                    dev, correct, hits, ..
+                },
+            ) => Some((c.clone(), (*dev, *correct, hits.clone()))),
             _ => None,
         })
         .collect();
@@ -88,12 +99,12 @@ pub fn run(
         let fresh = super::record::check_run_dir(&c.run_dir, false)?;
         let mut setup = driver::Setup::new(&c)?;
         setup.prior = prior.clone();
-        let (mut log, mut arm_events) = crate::cli::develop::open_run(&c, fresh, true)?;
+        let (mut log, mut arm_events) = super::run::open_run(&c, fresh, true)?;
         let finished = arm_events
             .iter()
             .filter(|e| matches!(e, Event::IterationDone { .. }))
             .count();
-        let mut generator = crate::cli::develop::make_generator(&c, finished)?;
+        let mut generator = super::run::generator(&c, finished)?;
         let ended = driver::run_iterations(
             &setup,
             generator.as_mut(),
@@ -127,19 +138,20 @@ fn test_key(r: &ProgramRecord) -> String {
     format!("best test {}", &c[..16.min(c.len())])
 }
 
-/// Scores the arm's best program on test once (recorded; a resumed run reads it).
+/// Scores the arm's best program on test once (recorded; a resumed run reads it) and
+/// returns the event recorded.
 fn best_on_test(
     cfg: &RunConfig,
     log: &mut super::record::RunLog,
     events: &[Event],
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<Option<Event>, String> {
     let Some(r) = best(events) else {
-        return Ok(());
+        return Ok(None);
     };
     let key = test_key(r);
     if find_score(events, &key).is_some() {
-        return Ok(());
+        return Ok(None);
     }
     say(&format!("control: scoring {key}"));
     let mut test = crate::eval::gsm8k::load_jsonl(&cfg.test)?;
@@ -151,19 +163,24 @@ fn best_on_test(
     let res = driver::merge_and_score(cfg, src, vec![], &cfg.base, &cfg.models, &test, &out);
     let _ = std::fs::remove_dir_all(&out);
     match res {
-        Ok((accuracy, correct, ..)) => log.append(&Event::Score {
-            key,
-            accuracy,
-            correct,
-            n: test.len(),
-        }),
+        Ok((accuracy, correct, hits, ..)) => {
+            let ev = Event::Score {
+                key,
+                accuracy,
+                correct,
+                n: test.len(),
+                hits,
+            };
+            log.append(&ev)?;
+            Ok(Some(ev))
+        }
         Err(e) if crate::runtime::CANCELLED.load(std::sync::atomic::Ordering::SeqCst) => {
             Err(format!("interrupted ({e})"))
         }
         // Reported as "failed" in the table.
         Err(e) => {
             say(&format!("control: {key}: {e}"));
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -175,6 +192,7 @@ fn find_score(events: &[Event], key: &str) -> Option<Acc> {
             accuracy,
             correct,
             n,
+            ..
         } if k == key => Some(Acc {
             accuracy: *accuracy,
             correct: *correct,
@@ -236,13 +254,14 @@ fn arm_stats(name: &str, cfg: &RunConfig, events: &[Event], best_test: Option<Ac
 }
 
 /// The control table of the run `cfg` (None when `controls` is off), from the main
-/// record `events`, the main run's best program's test score `main_test`, and the arms'
+/// record `events` (with its best program's test score) and the arms'
 /// records under `RUN/controls/`.
-pub fn table(cfg: &RunConfig, events: &[Event], main_test: Option<Acc>) -> Option<ControlTable> {
+pub fn table(cfg: &RunConfig, events: &[Event]) -> Option<ControlTable> {
     if !cfg.controls {
         return None;
     }
     let main_name = if cfg.learn { "main (DPO)" } else { "main" };
+    let main_test = best(events).and_then(|r| find_score(events, &test_key(r)));
     let mut arms = vec![arm_stats(main_name, cfg, events, main_test)];
     for name in ARMS {
         let c = arm_config(cfg, name, events);

@@ -22,8 +22,16 @@ pub enum Outcome {
     Invalid,
     /// The same compiled program was scored before.
     Duplicate { dev: Option<f64> },
-    /// Merged and scored on dev.
-    Scored { dev: f64, correct: usize, n: usize },
+    /// Merged and scored on dev; `hits`: which problems it answered (hex of a bitmap,
+    /// see [`crate::eval::stats::hits_hex`]; absent from older records and external
+    /// evaluators).
+    Scored {
+        dev: f64,
+        correct: usize,
+        n: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hits: Option<String>,
+    },
     /// Runnable, but the merge or the evaluation failed (non-finite output, ...).
     Failed { reason: String },
 }
@@ -97,6 +105,10 @@ pub enum Event {
         accuracy: f64,
         correct: usize,
         n: usize,
+        /// Which problems were answered, in order (hex of a bitmap, see
+        /// [`crate::eval::stats::hits_hex`]; absent from older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hits: Option<String>,
     },
 }
 
@@ -106,10 +118,10 @@ pub struct Setup {
     pub dev: Vec<Problem>,
     pub probes: Vec<ProbeTensor>,
     pub prompt: String,
-    /// Dev scores (accuracy, correct) by canonical hash that another run with the same
+    /// Dev scores (accuracy, correct, hits) by canonical hash that another run with the same
     /// settings already made (the controls reuse the main run's): such a program is
     /// recorded as scored with that score, not merged again (scoring is deterministic).
-    pub prior: HashMap<String, (f64, usize)>,
+    pub prior: HashMap<String, (f64, usize, Option<String>)>,
 }
 
 impl Setup {
@@ -165,7 +177,8 @@ pub fn eval_settings(cfg: &RunConfig) -> EvalSettings {
 }
 
 /// Merges `program` (its first merge, default parameters) of `base` and `models` into
-/// `out`, then scores it on `problems`. Returns (accuracy, correct, merge s, eval s).
+/// `out`, then scores it on `problems`. Returns (accuracy, correct, hits, merge s,
+/// eval s), hits as in [`score_model`].
 /// Fails with "over the time limit" when `cfg.time_limit_s` (if set) runs out.
 pub fn merge_and_score(
     cfg: &RunConfig,
@@ -175,7 +188,7 @@ pub fn merge_and_score(
     models: &[PathBuf],
     problems: &[Problem],
     out: &Path,
-) -> Result<(f64, usize, f64, f64), String> {
+) -> Result<(f64, usize, Option<String>, f64, f64), String> {
     let t0 = Instant::now();
     let deadline =
         (cfg.time_limit_s > 0.0).then(|| t0 + std::time::Duration::from_secs_f64(cfg.time_limit_s));
@@ -207,16 +220,18 @@ pub fn merge_and_score(
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;
     let merge_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let (acc, correct) = score_model_until(cfg, out, problems, deadline)?;
-    Ok((acc, correct, merge_s, t1.elapsed().as_secs_f64()))
+    let (acc, correct, hits) = score_model_until(cfg, out, problems, deadline)?;
+    Ok((acc, correct, hits, merge_s, t1.elapsed().as_secs_f64()))
 }
 
-/// Accuracy of the model at `dir` on `problems` with the configured evaluator.
+/// Accuracy of the model at `dir` on `problems` with the configured evaluator:
+/// (accuracy, correct, which problems were answered as [`crate::eval::stats::hits_hex`];
+/// None from an external evaluator, which reports only its accuracy).
 pub fn score_model(
     cfg: &RunConfig,
     dir: &Path,
     problems: &[Problem],
-) -> Result<(f64, usize), String> {
+) -> Result<(f64, usize, Option<String>), String> {
     score_model_until(cfg, dir, problems, None)
 }
 
@@ -228,7 +243,7 @@ fn score_model_until(
     dir: &Path,
     problems: &[Problem],
     deadline: Option<Instant>,
-) -> Result<(f64, usize), String> {
+) -> Result<(f64, usize, Option<String>), String> {
     if cfg.evaluator != "builtin" {
         let ev = crate::eval::external::Evaluator::parse(&cfg.evaluator)?;
         // A candidate's evaluator gets what is left of its time; others (final stage)
@@ -241,7 +256,7 @@ fn score_model_until(
             None => None,
         };
         let acc = ev.score_within(dir, left)?;
-        return Ok((acc, (acc * problems.len() as f64).round() as usize));
+        return Ok((acc, (acc * problems.len() as f64).round() as usize, None));
     }
     let mut m = crate::model::LoadedModel::load(dir)?;
     let train = match &cfg.train {
@@ -249,7 +264,7 @@ fn score_model_until(
         None => vec![],
     };
     let settings = eval_settings(cfg);
-    let mut correct = 0;
+    let mut hits = Vec::with_capacity(problems.len());
     for chunk in problems.chunks(settings.batch_size.max(1)) {
         if deadline.is_some_and(|d| Instant::now() > d) {
             return Err(format!(
@@ -259,10 +274,11 @@ fn score_model_until(
         }
         let r = crate::eval::run::evaluate(&mut m, chunk, &train, &settings, &mut |_| {})
             .map_err(|e| format!("eval: {e}"))?;
-        correct += r.correct;
+        hits.extend(r.items.iter().map(|i| i.correct));
     }
+    let correct = hits.iter().filter(|h| **h).count();
     let (acc, _, _) = crate::eval::gsm8k::accuracy(correct, problems.len());
-    Ok((acc, correct))
+    Ok((acc, correct, Some(crate::eval::stats::hits_hex(&hits))))
 }
 
 /// How many candidates are merged and scored at once: `jobs`, or (0) as many as the
@@ -469,15 +485,16 @@ pub fn run_iterations(
                     },
                     (Stage::Valid, Some(c)) => match by_item.remove(&k) {
                         None if !known.contains_key(c) && setup.prior.contains_key(c) => {
-                            let (dev, correct) = setup.prior[c];
+                            let (dev, correct, hits) = setup.prior[c].clone();
                             known.insert(c.clone(), Some(dev));
                             Outcome::Scored {
                                 dev,
                                 correct,
                                 n: setup.dev.len(),
+                                hits,
                             }
                         }
-                        Some((out, Some(Ok((dev, correct, ms, es))))) => {
+                        Some((out, Some(Ok((dev, correct, hits, ms, es))))) => {
                             merge_s = ms;
                             eval_s = es;
                             known.insert(c.clone(), Some(dev));
@@ -486,6 +503,7 @@ pub fn run_iterations(
                                 dev,
                                 correct,
                                 n: setup.dev.len(),
+                                hits,
                             }
                         }
                         Some((out, Some(Err(reason)))) => {

@@ -55,6 +55,9 @@ pub enum Reply {
         score_bits: u64,
         correct: usize,
         n: usize,
+        /// Which problems were answered (see [`crate::eval::stats::hits_hex`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hits: Option<String>,
         merge_s: f64,
         eval_s: f64,
     },
@@ -110,11 +113,12 @@ fn to_const(name: &str, v: &serde_json::Value) -> Result<Const, String> {
 /// reason is in the result and on stderr), 2 when no result could be written.
 pub fn run_candidate(run_dir: &Path, request: &Path) -> i32 {
     let reply = match answer(run_dir, request) {
-        Ok((score, correct, n, merge_s, eval_s)) => Reply::Scored {
+        Ok((score, correct, n, hits, merge_s, eval_s)) => Reply::Scored {
             score,
             score_bits: score.to_bits(),
             correct,
             n,
+            hits,
             merge_s,
             eval_s,
         },
@@ -140,7 +144,7 @@ pub fn run_candidate(run_dir: &Path, request: &Path) -> i32 {
     }
 }
 
-type Scores = (f64, usize, usize, f64, f64);
+type Scores = (f64, usize, usize, Option<String>, f64, f64);
 
 fn answer(run_dir: &Path, request: &Path) -> Result<Scores, String> {
     let req: Request = read_json(request)?;
@@ -170,14 +174,14 @@ fn answer(run_dir: &Path, request: &Path) -> Result<Scores, String> {
             &req.out,
         )
     };
-    let (acc, correct, merge_s, eval_s) = match req.threads {
+    let (acc, correct, hits, merge_s, eval_s) = match req.threads {
         0 => work(),
         t => match rayon::ThreadPoolBuilder::new().num_threads(t).build() {
             Ok(pool) => pool.install(work),
             Err(e) => return Err(format!("cannot start {t} threads: {e}")),
         },
     }?;
-    Ok((acc, correct, problems.len(), merge_s, eval_s))
+    Ok((acc, correct, problems.len(), hits, merge_s, eval_s))
 }
 
 /// For tests only: `MERGEC_CANDIDATE_FAULT="KIND:TEXT;KIND:TEXT"` makes a candidate
@@ -310,9 +314,9 @@ pub struct Job {
     pub out: PathBuf,
 }
 
-/// The result of a candidate run by the driver: (dev, correct, merge s, eval s), or
+/// The result of a candidate run by the driver: (dev, correct, hits, merge s, eval s), or
 /// why it failed; None when the run was stopped before it finished.
-pub type JobResult = Option<Result<(f64, usize, f64, f64), String>>;
+pub type JobResult = Option<Result<(f64, usize, Option<String>, f64, f64), String>>;
 
 /// Merges and scores `jobs_list` in child processes, `jobs` at a time, each on its
 /// share of the cores; a set `stop` kills the running ones and starts no more.
@@ -410,17 +414,18 @@ fn judge(
     dir: &Path,
     f: &child::Finished,
     limits: Limits,
-) -> Result<(f64, usize, f64, f64), String> {
+) -> Result<(f64, usize, Option<String>, f64, f64), String> {
     let result = result_path(&dir.join("request.json"));
     if result.exists() {
         return match read_json::<Reply>(&result)? {
             Reply::Scored {
                 score_bits,
                 correct,
+                hits,
                 merge_s,
                 eval_s,
                 ..
-            } => Ok((f64::from_bits(score_bits), correct, merge_s, eval_s)),
+            } => Ok((f64::from_bits(score_bits), correct, hits, merge_s, eval_s)),
             Reply::Failed { reason } => Err(reason),
         };
     }

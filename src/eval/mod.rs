@@ -7,3 +7,4 @@
 pub mod external;
 pub mod gsm8k;
 pub mod run;
+pub mod stats;
