@@ -3,6 +3,8 @@
 //! scored programs) and the archive of the best programs in the prompt, end to end with
 //! a scripted OpenAI-compatible generator on a family of tiny random models.
 
+#[path = "common/develop_run.rs"]
+mod develop_run;
 #[path = "common/mock_http.rs"]
 mod mock_http;
 #[path = "common/tiny_llama.rs"]
@@ -46,47 +48,10 @@ fn server() -> (String, Prompts) {
     (url, seen)
 }
 
-fn family(dir: &Path) {
-    tiny_llama::write_tiny_model(&dir.join("base"), 1, 0.3);
-    tiny_llama::write_tiny_model(&dir.join("m1"), 2, 0.3);
-    tiny_llama::write_tiny_model(&dir.join("m2"), 3, 0.3);
-    let mut data = String::new();
-    for i in 0..6 {
-        let q = serde_json::json!({"question": format!("what is {i}+1?"), "answer": format!("{i}+1={}\n#### {}", i + 1, i + 1)});
-        data.push_str(&format!("{q}\n"));
-    }
-    std::fs::write(dir.join("dev.jsonl"), &data).unwrap();
-    std::fs::write(dir.join("test.jsonl"), &data).unwrap();
-}
-
+/// The shared family and command (tests/common/develop_run.rs), two tests scored.
 fn develop(dir: &Path, url: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mergec"));
-    c.arg("develop")
-        .args(["--generator", &format!("openai:{url}")])
-        .args(["--generator-model", "mock", "--base"])
-        .arg(dir.join("base"))
-        .arg("--models")
-        .arg(format!(
-            "{},{}",
-            dir.join("m1").display(),
-            dir.join("m2").display()
-        ))
-        .arg("--dev")
-        .arg(dir.join("dev.jsonl"))
-        .arg("--test")
-        .arg(dir.join("test.jsonl"))
-        .arg("--run-dir")
-        .arg(dir.join("run"))
-        .args(["--iterations", "2", "--programs", "6"])
-        .args([
-            "--max-new-tokens",
-            "4",
-            "--tensors",
-            "mlp",
-            "--top-test",
-            "2",
-        ]);
-    c.args(extra);
+    let mut c = develop_run::develop(dir, url, extra);
+    c.args(["--top-test", "2"]);
     c
 }
 
@@ -114,7 +79,7 @@ fn run_ok(c: &mut Command) -> String {
 #[test]
 fn controls_score_as_many_programs_as_the_main_run_and_resume_with_nothing_new() {
     let tmp = tempfile::tempdir().unwrap();
-    family(tmp.path());
+    develop_run::family(tmp.path());
     let (url, _) = server();
     run_ok(&mut develop(tmp.path(), &url, &["--controls", "true"]));
     let run = tmp.path().join("run");
@@ -212,7 +177,7 @@ fn the_archive_shows_the_best_programs_with_their_scores_and_the_same_prompts_fo
     let mut runs = vec![];
     for _ in 0..2 {
         let tmp = tempfile::tempdir().unwrap();
-        family(tmp.path());
+        develop_run::family(tmp.path());
         let (url, seen) = server();
         let flags = [
             "--archive",

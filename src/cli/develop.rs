@@ -278,7 +278,7 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         .count();
     let mut generator = crate::develop::run::generator(&cfg, finished)?;
     let mut say = |m: &str| eprintln!("{m}");
-    let ended = driver::run_iterations(
+    let ended = crate::develop::iteration::run_iterations(
         &setup,
         generator.as_mut(),
         &mut log,

@@ -15,6 +15,7 @@
 use super::config::{MAX_ITERATIONS, RunConfig};
 use super::driver::{self, Ended, Event, Outcome, ProgramRecord};
 use super::report::{Acc, IterStats, iteration_stats};
+use super::scores::{Job, JobKind, Scorer};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -105,7 +106,7 @@ pub fn run(
             .filter(|e| matches!(e, Event::IterationDone { .. }))
             .count();
         let mut generator = super::run::generator(&c, finished)?;
-        let ended = driver::run_iterations(
+        let ended = super::iteration::run_iterations(
             &setup,
             generator.as_mut(),
             &mut log,
@@ -138,8 +139,9 @@ fn test_key(r: &ProgramRecord) -> String {
     format!("best test {}", &c[..16.min(c.len())])
 }
 
-/// Scores the arm's best program on test once (recorded; a resumed run reads it) and
-/// returns the event recorded.
+/// Scores the arm's best program on test once, at its defaults, through the final
+/// stage's [`Scorer`] (recorded; a resumed run reads it), and returns the event
+/// recorded (None: nothing new, or the merge failed: "failed" in the table).
 fn best_on_test(
     cfg: &RunConfig,
     log: &mut super::record::RunLog,
@@ -153,36 +155,22 @@ fn best_on_test(
     if find_score(events, &key).is_some() {
         return Ok(None);
     }
-    say(&format!("control: scoring {key}"));
     let mut test = crate::eval::gsm8k::load_jsonl(&cfg.test)?;
     if cfg.test_limit > 0 {
         test.truncate(cfg.test_limit);
     }
-    let out = cfg.run_dir.join("scratch").join("best-test");
-    let src = r.assessed.program.as_deref().unwrap_or_default();
-    let res = driver::merge_and_score(cfg, src, vec![], &cfg.base, &cfg.models, &test, &out);
-    let _ = std::fs::remove_dir_all(&out);
-    match res {
-        Ok((accuracy, correct, hits, ..)) => {
-            let ev = Event::Score {
-                key,
-                accuracy,
-                correct,
-                n: test.len(),
-                hits,
-            };
-            log.append(&ev)?;
-            Ok(Some(ev))
-        }
-        Err(e) if crate::runtime::CANCELLED.load(std::sync::atomic::Ordering::SeqCst) => {
-            Err(format!("interrupted ({e})"))
-        }
-        // Reported as "failed" in the table.
-        Err(e) => {
-            say(&format!("control: {key}: {e}"));
-            Ok(None)
-        }
-    }
+    let mut scorer = Scorer::new(cfg, log, events, say);
+    scorer.prefetch(vec![Job {
+        key: key.clone(),
+        what: JobKind::Program {
+            src: r.assessed.program.clone().unwrap_or_default(),
+            params: vec![],
+            base: cfg.base.clone(),
+            models: cfg.models.clone(),
+        },
+        problems: &test,
+    }])?;
+    Ok(scorer.event(&key))
 }
 
 fn find_score(events: &[Event], key: &str) -> Option<Acc> {

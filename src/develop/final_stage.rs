@@ -263,7 +263,15 @@ fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
     for (i, (c, points)) in f.contenders.iter().enumerate() {
         let name = match f.chosen(s, i) {
             Some(k) => format!("{} (tuned: {})", c.name, show_point(&points[k])),
-            None => format!("{} (every point failed)", c.name),
+            None => match s.failure(&f.dev_key(c, 0)) {
+                // The first line of the defaults' failure: why the method does not apply.
+                Some(why) => format!(
+                    "{} (every point failed; at its defaults: {})",
+                    c.name,
+                    why.lines().next().unwrap_or(why).replace('|', "/")
+                ),
+                None => format!("{} (every point failed)", c.name),
+            },
         };
         let k = f.chosen(s, i);
         rows.push((

@@ -13,6 +13,7 @@ pub mod final_stage;
 pub mod generator;
 pub mod guided;
 pub mod isolate;
+pub mod iteration;
 pub mod local;
 pub mod openai;
 pub mod plots;

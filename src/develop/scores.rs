@@ -103,6 +103,24 @@ impl<'a> Scorer<'a> {
         self.memo.get(key).copied()
     }
 
+    /// Why the merge recorded under `key` failed in this process (None: it did not, or
+    /// it has not run).
+    pub fn failure(&self, key: &str) -> Option<&str> {
+        self.failed.get(key).map(String::as_str)
+    }
+
+    /// The score under `key` as the record holds it.
+    pub fn event(&self, key: &str) -> Option<Event> {
+        let a = self.get(key)?;
+        Some(Event::Score {
+            key: key.to_string(),
+            accuracy: a.accuracy,
+            correct: a.correct,
+            n: a.n,
+            hits: self.hits(key).map(crate::eval::stats::hits_hex),
+        })
+    }
+
     /// Which problems the score under `key` answered (None: not scored, or unknown).
     pub fn hits(&self, key: &str) -> Option<&[bool]> {
         self.hits.get(key).map(Vec::as_slice)

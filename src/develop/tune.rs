@@ -6,7 +6,12 @@
 //! - points 1..budget draw every declared `f32` parameter (and every element of a
 //!   per-model `[f32]` list) independently: log-uniform in [d/4, 4d] around a positive
 //!   default d, the negative of that around a negative one, uniform in [-1, 1] around 0.
-//!   `int` and `bool` parameters keep their defaults.
+//!   Two kinds of parameter are known by name, whatever program declares them: the
+//!   fractions `density` and `select_topk` (what share of a task vector is kept) are
+//!   drawn uniformly in [0.05, 1], and the numerical guards `eps` and `tol` keep their
+//!   defaults. `int` and `bool` parameters keep their defaults.
+//! - a contender with nothing to search (no parameter drawn) has the defaults only: its
+//!   other points would merge the same model again.
 //!
 //! Draws depend only on the seed, the point, the parameter's name and the element, so
 //! two contenders that share a parameter (`lambda` = 1.0, say) try the same values of it
@@ -67,8 +72,17 @@ fn unit(seed: u64, point: usize, name: &str, element: usize) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// One value around the default `d` (see the module comment).
-fn around(d: f32, u: f64) -> f32 {
+/// Fractions of a task vector: drawn in [FRACTION_LOW, 1] whatever their default.
+const FRACTIONS: [&str; 2] = ["density", "select_topk"];
+const FRACTION_LOW: f64 = 0.05;
+/// Numerical guards, never searched.
+const GUARDS: [&str; 2] = ["eps", "tol"];
+
+/// One value of parameter `name` around the default `d` (see the module comment).
+fn around(name: &str, d: f32, u: f64) -> f32 {
+    if FRACTIONS.contains(&name) {
+        return (FRACTION_LOW + (1.0 - FRACTION_LOW) * u) as f32;
+    }
     let d = d as f64;
     let v = if d == 0.0 {
         2.0 * u - 1.0
@@ -91,7 +105,9 @@ pub fn search_points(
     for k in 1..budget {
         let mut p = vec![];
         for param in &sig.params {
-            if only.is_some_and(|o| !o.contains(&param.name.as_str())) {
+            if only.is_some_and(|o| !o.contains(&param.name.as_str()))
+                || GUARDS.contains(&param.name.as_str())
+            {
                 continue;
             }
             let name = param.name.as_str();
@@ -99,7 +115,7 @@ pub fn search_points(
                 (Ty::F32, Some(Const::F32(d))) => {
                     p.push((
                         param.name.clone(),
-                        Const::F32(around(*d, unit(seed, k, name, 0))),
+                        Const::F32(around(name, *d, unit(seed, k, name, 0))),
                     ));
                 }
                 (Ty::List(e), Some(d)) if **e == Ty::F32 => {
@@ -112,7 +128,7 @@ pub fn search_points(
                         _ => None,
                     };
                     let list: Option<Vec<Const>> = (0..n)
-                        .map(|i| at(i).map(|x| Const::F32(around(x, unit(seed, k, name, i)))))
+                        .map(|i| at(i).map(|x| Const::F32(around(name, x, unit(seed, k, name, i)))))
                         .collect();
                     if let Some(list) = list {
                         p.push((param.name.clone(), Const::List(list)));
@@ -120,6 +136,10 @@ pub fn search_points(
                 }
                 _ => {}
             }
+        }
+        if p.is_empty() {
+            // Nothing to search: every point would be the defaults.
+            break;
         }
         points.push(p);
     }
@@ -191,7 +211,7 @@ mod tests {
                 assert!(matches!(c, Const::F32(_)) || xs.len() == 3);
                 for x in xs {
                     let Const::F32(x) = x else { panic!("{x:?}") };
-                    assert!((0.25..=4.0).contains(&x), "{x}");
+                    assert!((0.05..=4.0).contains(&x), "{x}");
                 }
             }
         }
@@ -199,6 +219,18 @@ mod tests {
         let t = search_points(&sig("task_arithmetic"), 3, 6, 7, None);
         let lambda = |p: &Params| p.iter().find(|(k, _)| k == "lambda").unwrap().1.clone();
         assert_eq!(lambda(&t[2]), lambda(&a[2]));
+        // Fractions stay fractions; guards and parameterless methods are not searched.
+        for p in &a[1..] {
+            let Const::List(d) = &p[1].1 else { panic!() };
+            assert!(
+                d.iter()
+                    .all(|x| matches!(x, Const::F32(v) if (0.05..=1.0).contains(v)))
+            );
+        }
+        assert_eq!(search_points(&sig("karcher"), 3, 6, 7, None), vec![vec![]]);
+        assert_eq!(search_points(&sig("model_stock"), 3, 6, 7, None).len(), 1);
+        let m = search_points(&sig("multislerp"), 3, 3, 7, None);
+        assert!(m[1].iter().all(|(k, _)| k == "weight"), "{m:?}");
         // The oracle's search touches only the weights.
         let o = search_points(&sig("task_arithmetic"), 3, 3, 7, Some(&["weight"]));
         assert!(o[1].len() == 1 && o[1][0].0 == "weight");
