@@ -277,6 +277,7 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         .filter(|e| matches!(e, Event::IterationDone { .. }))
         .count();
     let mut generator = crate::develop::run::generator(&cfg, finished)?;
+    let started = std::time::Instant::now();
     let mut say = |m: &str| eprintln!("{m}");
     let ended = crate::develop::iteration::run_iterations(
         &setup,
@@ -300,12 +301,19 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
     {
         return Ok(Ended::Interrupted);
     }
-    eprintln!("scoring the best programs on test, the baselines and the transfer");
+    eprintln!(
+        "scoring the best programs on test, the baselines and the transfer ({:.0} s so far)",
+        started.elapsed().as_secs_f64()
+    );
     let fin = crate::develop::final_stage::finalize(&cfg, &mut log, &events, &mut say)?;
     if crate::runtime::CANCELLED.load(Ordering::SeqCst) {
         return Ok(Ended::Interrupted);
     }
     println!("{}", crate::develop::report::summary_table(&fin));
-    eprintln!("report: {}", cfg.run_dir.join("report.md").display());
+    eprintln!(
+        "report: {} ({:.0} s in this process)",
+        cfg.run_dir.join("report.md").display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(ended)
 }

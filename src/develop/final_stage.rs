@@ -61,7 +61,7 @@ impl Family {
             .collect();
         best_point(&dev)
     }
-    /// The oracle's points: task arithmetic's per-model weights.
+    /// The oracle's points: task arithmetic's per-model weights and its overall scale.
     fn oracle_points(&self, cfg: &RunConfig) -> Vec<Params> {
         let Some(sig) = crate::stdlib::method("task_arithmetic").map(|m| m.sig) else {
             return vec![];
@@ -71,7 +71,7 @@ impl Family {
             self.models.len(),
             cfg.tune_budget,
             cfg.seed ^ 0x0AC1E,
-            Some(&["weight"]),
+            Some(&["weight", "lambda"]),
         )
     }
 }
@@ -323,7 +323,7 @@ fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
     if let Some(k) = best_point(&oracle) {
         headroom.push(row(
             s,
-            "oracle merge (per-model weights of task arithmetic searched on TEST with the same budget; a ceiling diagnostic, not a result)".into(),
+            "oracle merge (task arithmetic's per-model weights and lambda searched on TEST with the same budget; a ceiling diagnostic, not a result)".into(),
             None,
             Some(f.oracle_key(k)),
         ));

@@ -3,9 +3,12 @@
 //! contender gets, `tune_budget` evaluations on dev each:
 //!
 //! - point 0 is the program's defaults;
-//! - points 1..budget draw every declared `f32` parameter (and every element of a
-//!   per-model `[f32]` list) independently: log-uniform in [d/4, 4d] around a positive
-//!   default d, the negative of that around a negative one, uniform in [-1, 1] around 0.
+//! - points 1..budget draw every declared `f32` parameter independently: log-uniform in
+//!   [d/4, 4d] around a positive default d, the negative of that around a negative one,
+//!   uniform in [-1, 1] around 0. Every element of a per-model `[f32]` list is drawn
+//!   the same way in [d/2, 2d]: lists set the models' shares, a scalar (`lambda`) the
+//!   overall scale, and two wide draws multiplied would mostly miss (a product spanning
+//!   [d/16, 16d]).
 //!   Two kinds of parameter are known by name, whatever program declares them: the
 //!   fractions `density` and `select_topk` (what share of a task vector is kept) are
 //!   drawn uniformly in [0.05, 1], and the numerical guards `eps` and `tol` keep their
@@ -78,8 +81,9 @@ const FRACTION_LOW: f64 = 0.05;
 /// Numerical guards, never searched.
 const GUARDS: [&str; 2] = ["eps", "tol"];
 
-/// One value of parameter `name` around the default `d` (see the module comment).
-fn around(name: &str, d: f32, u: f64) -> f32 {
+/// One value of parameter `name` around the default `d`, `span` times above or below
+/// it (see the module comment).
+fn around(name: &str, d: f32, u: f64, span: f64) -> f32 {
     if FRACTIONS.contains(&name) {
         return (FRACTION_LOW + (1.0 - FRACTION_LOW) * u) as f32;
     }
@@ -87,7 +91,7 @@ fn around(name: &str, d: f32, u: f64) -> f32 {
     let v = if d == 0.0 {
         2.0 * u - 1.0
     } else {
-        d * 4f64.powf(2.0 * u - 1.0)
+        d * span.powf(2.0 * u - 1.0)
     };
     v as f32
 }
@@ -115,7 +119,7 @@ pub fn search_points(
                 (Ty::F32, Some(Const::F32(d))) => {
                     p.push((
                         param.name.clone(),
-                        Const::F32(around(name, *d, unit(seed, k, name, 0))),
+                        Const::F32(around(name, *d, unit(seed, k, name, 0), 4.0)),
                     ));
                 }
                 (Ty::List(e), Some(d)) if **e == Ty::F32 => {
@@ -128,7 +132,9 @@ pub fn search_points(
                         _ => None,
                     };
                     let list: Option<Vec<Const>> = (0..n)
-                        .map(|i| at(i).map(|x| Const::F32(around(name, x, unit(seed, k, name, i)))))
+                        .map(|i| {
+                            at(i).map(|x| Const::F32(around(name, x, unit(seed, k, name, i), 2.0)))
+                        })
                         .collect();
                     if let Some(list) = list {
                         p.push((param.name.clone(), Const::List(list)));
@@ -203,15 +209,20 @@ mod tests {
             // weight, density (lists of 3) and lambda; the bools keep their defaults.
             let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(names, ["weight", "density", "lambda"]);
-            for (_, c) in p {
+            for (k, c) in p {
                 let xs = match c {
                     Const::List(xs) => xs.clone(),
                     c => vec![c.clone()],
                 };
                 assert!(matches!(c, Const::F32(_)) || xs.len() == 3);
+                let range = match (k.as_str(), c) {
+                    ("density", _) => 0.05..=1.0,
+                    (_, Const::List(_)) => 0.5..=2.0,
+                    _ => 0.25..=4.0,
+                };
                 for x in xs {
                     let Const::F32(x) = x else { panic!("{x:?}") };
-                    assert!((0.05..=4.0).contains(&x), "{x}");
+                    assert!(range.contains(&x), "{k} {x}");
                 }
             }
         }
