@@ -130,3 +130,54 @@ fn every_contender_gets_the_same_budget_and_a_resume_scores_nothing_again() {
     let md2 = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert_eq!(md, md2);
 }
+
+#[test]
+fn test_finalists_limits_the_stdlib_methods_scored_on_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    family(tmp.path());
+    let url = server();
+    let flags = [
+        "--tune-budget",
+        "2",
+        "--tune-top",
+        "2",
+        "--baseline-grid",
+        "[]",
+        "--test-finalists",
+        "3",
+    ];
+    let out = develop(tmp.path(), &url, &flags).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tested: Vec<String> = score_keys(tmp.path())
+        .into_iter()
+        .filter_map(|k| k.strip_prefix("family test ").map(str::to_string))
+        .collect();
+    // Three stdlib methods and the two programs; the baseline to beat is one of them.
+    let programs = tested.iter().filter(|k| k.starts_with("program ")).count();
+    assert_eq!((tested.len(), programs), (5, 2), "{tested:?}");
+    let md = std::fs::read_to_string(tmp.path().join("run/report.md")).unwrap();
+    assert!(
+        md.contains("not among the 3 best on dev: not scored on test"),
+        "{md}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/report.json")).unwrap())
+            .unwrap();
+    let baseline = report["main"]["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("the baseline to beat: ")
+        })
+        .unwrap()
+        .clone();
+    assert!(baseline["test"].is_object(), "{baseline}");
+}

@@ -75,6 +75,7 @@ config_flags!(
     baseline_grid,
     tune_budget,
     tune_top,
+    test_finalists,
     multitask,
     transfer_multitask,
     transfer_base,
@@ -157,6 +158,8 @@ pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
     // dev, per family (see docs/develop.md for what it costs).
     t.insert("tune_budget".into(), toml::Value::Integer(4));
     t.insert("tune_top".into(), toml::Value::Integer(3));
+    // Test touches the finalists only: the 4 best stdlib methods by dev and the programs.
+    t.insert("test_finalists".into(), toml::Value::Integer(4));
     // 40 programs give too few pairs at the paper's 3% / 10%.
     t.insert("chosen_fraction".into(), toml::Value::Float(0.15));
     t.insert("rejected_fraction".into(), toml::Value::Float(0.2));

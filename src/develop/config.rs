@@ -110,6 +110,9 @@ pub struct RunConfig {
     pub tune_budget: usize,
     /// The best distinct discovered programs that are contenders of the final stage.
     pub tune_top: usize,
+    /// Stdlib contenders scored on test: the best this many by dev (the baseline to beat
+    /// among them); 0: every one. Discovered contenders are all scored on test.
+    pub test_finalists: usize,
     /// A model fine-tuned on all experts' data (the multi-task upper bound; optional).
     pub multitask: Option<PathBuf>,
     pub transfer_multitask: Option<PathBuf>,
@@ -193,6 +196,7 @@ impl Default for RunConfig {
             baseline_grid: vec![0.2, 0.4, 0.6],
             tune_budget: 8,
             tune_top: 3,
+            test_finalists: 0,
             multitask: None,
             transfer_multitask: None,
             transfer_base: None,
@@ -272,7 +276,7 @@ impl RunConfig {
 
     /// Counts within bounds that no loop or allocation of a run can trip over.
     fn check_counts(&self) -> Result<(), String> {
-        let counts: [(&str, usize, usize, usize); 22] = [
+        let counts: [(&str, usize, usize, usize); 23] = [
             ("iterations", self.iterations, 1, MAX_ITERATIONS),
             ("programs", self.programs, 1, MAX_PROGRAMS),
             ("keep_best", self.keep_best, 1, 1000),
@@ -280,6 +284,7 @@ impl RunConfig {
             ("top_test", self.top_test, 0, MAX_PROGRAMS),
             ("tune_budget", self.tune_budget, 1, 10_000),
             ("tune_top", self.tune_top, 0, 1000),
+            ("test_finalists", self.test_finalists, 0, 1000),
             ("shots", self.shots, 0, 64),
             ("max_new_tokens", self.max_new_tokens, 1, 1 << 16),
             ("eval_batch", self.eval_batch, 1, 1 << 16),

@@ -61,6 +61,27 @@ impl Family {
             .collect();
         best_point(&dev)
     }
+    /// Whether contender `i` is scored on test: every discovered program, and the
+    /// `test_finalists` best stdlib methods by their chosen dev score (ties: the
+    /// earlier; 0: every one).
+    fn finalist(&self, s: &Scorer, i: usize, k: usize) -> bool {
+        let (c, _) = &self.contenders[i];
+        if !c.stdlib || k == 0 {
+            return true;
+        }
+        let dev = |j: usize| {
+            let (cj, _) = &self.contenders[j];
+            self.chosen(s, j)
+                .and_then(|p| s.get(&self.dev_key(cj, p)))
+                .map(|a| a.accuracy)
+        };
+        let Some(mine) = dev(i) else { return false };
+        let better = (0..self.contenders.len())
+            .filter(|&j| j != i && self.contenders[j].0.stdlib)
+            .filter(|&j| dev(j).is_some_and(|d| d > mine || (d == mine && j < i)))
+            .count();
+        better < k
+    }
     /// The oracle's points: task arithmetic's per-model weights and its overall scale.
     fn oracle_points(&self, cfg: &RunConfig) -> Vec<Params> {
         let Some(sig) = crate::stdlib::method("task_arithmetic").map(|m| m.sig) else {
@@ -211,7 +232,10 @@ fn tune_jobs(f: &Family) -> Vec<Job<'_>> {
 fn test_jobs<'f>(cfg: &RunConfig, s: &Scorer, f: &'f Family) -> Vec<Job<'f>> {
     let mut jobs = vec![];
     for (i, (c, points)) in f.contenders.iter().enumerate() {
-        if let Some(k) = f.chosen(s, i) {
+        if let Some(k) = f
+            .chosen(s, i)
+            .filter(|_| f.finalist(s, i, cfg.test_finalists))
+        {
             jobs.push(f.job(f.test_key(c, k), &c.src, points[k].clone(), &f.test));
         }
     }
@@ -261,7 +285,14 @@ fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
     }
     let mut rows: Vec<(bool, Row)> = vec![];
     for (i, (c, points)) in f.contenders.iter().enumerate() {
+        let finalist = f.finalist(s, i, cfg.test_finalists);
         let name = match f.chosen(s, i) {
+            Some(k) if !finalist => format!(
+                "{} (tuned: {}; not among the {} best on dev: not scored on test)",
+                c.name,
+                show_point(&points[k]),
+                cfg.test_finalists
+            ),
             Some(k) => format!("{} (tuned: {})", c.name, show_point(&points[k])),
             None => match s.failure(&f.dev_key(c, 0)) {
                 // The first line of the defaults' failure: why the method does not apply.
@@ -280,7 +311,7 @@ fn family_result(cfg: &RunConfig, s: &Scorer, f: &Family) -> FamilyResult {
                 s,
                 name,
                 k.map(|k| f.dev_key(c, k)),
-                k.map(|k| f.test_key(c, k)),
+                k.filter(|_| finalist).map(|k| f.test_key(c, k)),
             ),
         ));
     }
