@@ -184,7 +184,7 @@ fn family_sections(md: &mut String, title: &str, f: &FamilyResult) {
     md.push_str(&selection(f));
     md.push_str(
         "Each contender had the same search on dev (`tune_budget` points); its best point \
-         was scored once on test. Differences are paired on the same problems against the \
+         was scored once on test (with `test_finalists`, only the finalists' were). Differences are paired on the same problems against the \
          baseline to beat, in points, with Newcombe's 95% interval and McNemar's exact p.\n\n",
     );
     md.push_str(&table(&f.table));
