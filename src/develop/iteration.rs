@@ -84,6 +84,8 @@ struct Loop<'a> {
     replay: Replay,
     /// Checkpoints of the best scores so far (see `keep_best`).
     best: Vec<(f64, PathBuf)>,
+    /// Set by Ctrl-C or a signal: the run stops at the next safe point.
+    stop: &'a AtomicBool,
 }
 
 /// Runs (or resumes) the iterations. `log` holds what earlier attempts recorded.
@@ -104,6 +106,7 @@ pub fn run_iterations(
         jobs: super::driver::resolve_jobs(cfg),
         replay: replay(events),
         best: vec![],
+        stop,
     };
     for t in 1..=cfg.iterations {
         if lp.replay.finished_iters.contains(&t) {
@@ -126,10 +129,10 @@ pub fn run_iterations(
         ));
         let replies =
             super::archive::sample(setup, generator, events, t, cfg.programs, temp, seed)?;
-        let Some(pending) = lp.assess_replies(generator, &replies, t, temp, seed, stop)? else {
+        let Some(pending) = lp.assess_replies(generator, &replies, t, temp, seed)? else {
             return Ok(Ended::Interrupted);
         };
-        if lp.score_and_record(&pending, t, &generator.id(), &mut left, log, events, stop)?
+        if lp.score_and_record(&pending, t, &generator.id(), &mut left, log, events)?
             == Ended::Interrupted
         {
             return Ok(Ended::Interrupted);
@@ -163,7 +166,6 @@ impl Loop<'_> {
         t: usize,
         temp: f64,
         seed: u64,
-        stop: &AtomicBool,
     ) -> Result<Option<Vec<Pending>>, String> {
         let cfg = &self.setup.cfg;
         let (n, probes) = (cfg.models.len(), &self.setup.probes);
@@ -172,7 +174,7 @@ impl Loop<'_> {
             if self.replay.done.contains(&(t, i)) {
                 continue;
             }
-            if stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) {
                 return Ok(None);
             }
             let mut p = Pending {
@@ -204,7 +206,6 @@ impl Loop<'_> {
     /// Merges and scores the new programs of `pending` group by group, appending every
     /// record in index order after each group (a killed run loses at most the group in
     /// flight).
-    #[allow(clippy::too_many_arguments)]
     fn score_and_record(
         &mut self,
         pending: &[Pending],
@@ -213,7 +214,6 @@ impl Loop<'_> {
         left: &mut usize,
         log: &mut RunLog,
         events: &mut Vec<Event>,
-        stop: &AtomicBool,
     ) -> Result<Ended, String> {
         let mut next = 0;
         while next < pending.len() {
@@ -231,8 +231,8 @@ impl Loop<'_> {
                     },
                 )?;
             }
-            let results = self.score_group(pending, &fresh, stop);
-            if stop.load(Ordering::SeqCst) {
+            let results = self.score_group(pending, &fresh);
+            if self.stop.load(Ordering::SeqCst) {
                 for (k, (out, _)) in fresh.iter().zip(&results) {
                     let _ = std::fs::remove_dir_all(out);
                     let index = pending[*k].index;
@@ -361,12 +361,7 @@ impl Loop<'_> {
 
     /// Merges and scores the programs of `pending[k]` for each `k` in `fresh`, `jobs`
     /// at a time, each in its own process (see [`super::isolate`]).
-    fn score_group(
-        &self,
-        pending: &[Pending],
-        fresh: &[usize],
-        stop: &AtomicBool,
-    ) -> Vec<CandidateResult> {
+    fn score_group(&self, pending: &[Pending], fresh: &[usize]) -> Vec<CandidateResult> {
         let list: Vec<super::isolate::Job> = fresh
             .iter()
             .map(|&k| {
@@ -378,7 +373,7 @@ impl Loop<'_> {
                 }
             })
             .collect();
-        let results = super::isolate::run_candidates(&self.setup.cfg, &list, self.jobs, stop);
+        let results = super::isolate::run_candidates(&self.setup.cfg, &list, self.jobs, self.stop);
         list.into_iter().map(|j| j.out).zip(results).collect()
     }
 }
