@@ -22,6 +22,29 @@ fn score_keys(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// `mergec develop` on the family in `dir` with `flags`; fails the test unless it succeeds.
+fn run_ok(dir: &std::path::Path, url: &str, flags: &[&str]) {
+    let out = develop(dir, url, flags).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Table 1's "the baseline to beat" row.
+fn baseline_row(table: &[serde_json::Value]) -> &serde_json::Value {
+    table
+        .iter()
+        .find(|r| {
+            r["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("the baseline to beat: ")
+        })
+        .expect("a baseline to beat")
+}
+
 #[test]
 fn every_contender_gets_the_same_budget_and_a_resume_scores_nothing_again() {
     let tmp = tempfile::tempdir().unwrap();
@@ -35,12 +58,7 @@ fn every_contender_gets_the_same_budget_and_a_resume_scores_nothing_again() {
         "--baseline-grid",
         "[]",
     ];
-    let out = develop(tmp.path(), &url, &flags).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(tmp.path(), &url, &flags);
     let keys = score_keys(tmp.path());
     // "family dev CONTENDER point K": exactly points 0, 1, 2 of each contender.
     let mut dev: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -87,15 +105,7 @@ fn every_contender_gets_the_same_budget_and_a_resume_scores_nothing_again() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     let table = report["main"]["table"].as_array().unwrap();
-    let baseline = table
-        .iter()
-        .find(|r| {
-            r["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("the baseline to beat: ")
-        })
-        .expect("a baseline to beat");
+    let baseline = baseline_row(table);
     // The baseline against itself: no difference, p = 1.
     assert_eq!(baseline["paired"]["diff"], 0.0);
     assert_eq!(baseline["paired"]["p_value"], 1.0);
@@ -118,14 +128,7 @@ fn every_contender_gets_the_same_budget_and_a_resume_scores_nothing_again() {
     );
 
     // A resumed finished run rewrites the report from the record: nothing scored again.
-    let again = develop(tmp.path(), &url, &[&flags[..], &["--resume"]].concat())
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    run_ok(tmp.path(), &url, &[&flags[..], &["--resume"]].concat());
     assert_eq!(score_keys(tmp.path()), keys);
     let md2 = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert_eq!(md, md2);
@@ -146,12 +149,7 @@ fn test_finalists_limits_the_stdlib_methods_scored_on_test() {
         "--test-finalists",
         "3",
     ];
-    let out = develop(tmp.path(), &url, &flags).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(tmp.path(), &url, &flags);
     let tested: Vec<String> = score_keys(tmp.path())
         .into_iter()
         .filter_map(|k| k.strip_prefix("family test ").map(str::to_string))
@@ -167,17 +165,6 @@ fn test_finalists_limits_the_stdlib_methods_scored_on_test() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/report.json")).unwrap())
             .unwrap();
-    let baseline = report["main"]["table"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| {
-            r["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("the baseline to beat: ")
-        })
-        .unwrap()
-        .clone();
+    let baseline = baseline_row(report["main"]["table"].as_array().unwrap());
     assert!(baseline["test"].is_object(), "{baseline}");
 }
