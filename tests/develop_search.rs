@@ -190,10 +190,11 @@ fn the_archive_shows_the_best_programs_with_their_scores_and_the_same_prompts_fo
         run_ok(&mut develop(tmp.path(), &url, &flags));
         let recs = records(&tmp.path().join("run/programs.jsonl"));
         let prompts = seen.lock().unwrap().clone();
-        runs.push((prompts, recs));
+        let pairs = tmp.path().join("run/generator/dpo-pairs-iter2.jsonl");
+        runs.push((prompts, recs, std::fs::read_to_string(pairs).unwrap()));
     }
     assert_eq!(runs[0].0, runs[1].0, "the same prompts for the same seed");
-    let (prompts, recs) = &runs[0];
+    let (prompts, recs, _) = &runs[0];
     // Iteration 1: one plain request; iteration 2: 6 programs at 4 a prompt, 2 requests.
     assert_eq!(prompts.len(), 3, "{prompts:#?}");
     assert!(!prompts[0].contains("Programs written so far"));
@@ -235,11 +236,36 @@ fn the_archive_shows_the_best_programs_with_their_scores_and_the_same_prompts_fo
             assert!((100.0 * dev - pct).abs() < 0.051, "{pct} vs {dev}");
         }
     }
-    // Programs of iteration 2 are recorded as coming from those prompts' replies.
-    assert_eq!(
-        recs.iter()
-            .filter(|r| r["event"] == "program" && r["iteration"] == 2)
-            .count(),
-        6
-    );
+    // Programs of iteration 2 are recorded as coming from those prompts' replies, with
+    // the iteration-1 programs shown as their parents.
+    let second: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["event"] == "program" && r["iteration"] == 2)
+        .collect();
+    assert_eq!(second.len(), 6);
+    for r in &second {
+        let parents = r["parents"].as_array().unwrap();
+        assert_eq!(parents.len(), 2.min(scored_first), "{r}");
+        assert!(parents.iter().all(|p| p[0] == 1), "{r}");
+    }
+    // What the generator learns from after iteration 2: pairs within a parent set, each
+    // with the archive prompt its children were written from.
+    let learned = &runs[0].2;
+    assert!(!learned.is_empty());
+    for l in learned.lines() {
+        let pair: serde_json::Value = serde_json::from_str(l).unwrap();
+        let prompt = pair["prompt"].as_str().unwrap();
+        assert!(prompts[1..].iter().any(|p| p == prompt), "{prompt}");
+        let from = |text: &serde_json::Value| {
+            second
+                .iter()
+                .find(|r| r["assessed"]["program"] == *text)
+                .map(|r| r["parents"].clone())
+        };
+        let (c, r) = (from(&pair["chosen"]), from(&pair["rejected"]));
+        assert!(
+            c.is_some() && c == r,
+            "chosen and rejected share their parents: {pair}"
+        );
+    }
 }

@@ -187,6 +187,72 @@ fn dpo_raises_the_held_out_margin_and_saves_weights() {
     assert!(iteration_dir_exists(&it, 2));
 }
 
+#[test]
+fn a_conditioned_generator_writes_children_of_its_parent_and_learns_per_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TinySpec::test_conditioned();
+    let mut g = TinyGenerator::pretrained(dir.path(), &spec, &mut quiet).unwrap();
+    assert!(g.conditioned() && !test_generator(dir.path()).conditioned());
+    let (a, b) = (
+        mergec::develop::tiny::cache_dir(dir.path(), &spec),
+        mergec::develop::tiny::cache_dir(dir.path(), &TinySpec::test()),
+    );
+    assert!(a.is_dir() && b.is_dir() && a != b, "its own cache entry");
+    let r = g.pretrain_report();
+    assert!(r.last_loss < r.first_loss, "{r:?}");
+    let (with, without) = feature_programs(36, 11);
+    // Seeded; the parent is the prompt, and it matters.
+    let kids = g.sample(&with[0], 6, 1.0, 3).unwrap();
+    assert_eq!(kids, g.sample(&with[0], 6, 1.0, 3).unwrap());
+    assert_ne!(kids, g.sample(&without[0], 6, 1.0, 3).unwrap());
+    let child = with[1].as_str();
+    let lp = g
+        .logprobs(&[(&with[0], child), (&without[0], child)], 2)
+        .unwrap();
+    assert_ne!(
+        lp[0], lp[1],
+        "the child's probability depends on its parent"
+    );
+    let plain = test_generator(dir.path());
+    let lp = plain
+        .logprobs(&[(&with[0], child), (&without[0], child)], 2)
+        .unwrap();
+    assert_eq!(
+        lp[0], lp[1],
+        "an unconditioned generator ignores the parent"
+    );
+    // DPO on (parent, better child, worse child) raises the held-out margin.
+    let triples = |r: std::ops::Range<usize>| -> Vec<Pair> {
+        r.map(|i| Pair {
+            prompt: without[35 - i].clone(),
+            chosen: with[i].clone(),
+            rejected: without[i].clone(),
+        })
+        .collect()
+    };
+    let (train, held) = (triples(0..24), triples(24..36));
+    let reference = g.try_clone().unwrap();
+    g.dpo = DpoSettings {
+        lr: 2e-3,
+        epochs: 4,
+        ..DpoSettings::default()
+    };
+    let (_, margin0) = g.evaluate_pairs(&reference, &held).unwrap();
+    g.learn(&train, 1, &dir.path().join("it")).unwrap();
+    let (_, margin1) = g.evaluate_pairs(&reference, &held).unwrap();
+    assert!(
+        margin1 > margin0 + 1.0,
+        "held-out margin {margin0} -> {margin1}"
+    );
+    // Saved and loaded, it is still conditioned.
+    let loaded = TinyGenerator::load(&mergec::develop::tiny::iteration_dir(
+        &dir.path().join("it"),
+        1,
+    ))
+    .unwrap();
+    assert!(loaded.conditioned() && loaded.id() == g.id());
+}
+
 fn iteration_dir_exists(dir: &Path, t: usize) -> bool {
     mergec::develop::tiny::iteration_dir(dir, t)
         .join("model.safetensors")

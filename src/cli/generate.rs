@@ -18,6 +18,11 @@ pub struct GenerateArgs {
     /// The prompt (default: the develop loop's prompt for this generator).
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
+    /// With `tiny`: write children of this merge program with the conditioned tiny
+    /// generator (what a develop run with `archive > 0` uses); the summary then says how
+    /// many children compile to the parent itself.
+    #[arg(long, conflicts_with = "prompt_file")]
+    pub parent: Option<PathBuf>,
     /// Programs to sample.
     #[arg(short, long, default_value_t = 16)]
     pub n: usize,
@@ -75,7 +80,25 @@ fn prompt(a: &GenerateArgs, local: bool) -> Result<String, String> {
 
 fn run_inner(a: &GenerateArgs) -> Result<(), String> {
     let local = a.model != "tiny";
-    let prompt = prompt(a, local)?;
+    if local && a.parent.is_some() {
+        return Err(
+            "--parent is for the tiny generator; a local model takes its parents in the \
+             prompt (--prompt-file, or `archive` in a develop run)"
+                .into(),
+        );
+    }
+    let parent = match &a.parent {
+        Some(f) => {
+            let text = crate::files::read_text(f, "a parent program", crate::files::limit::CONFIG)?;
+            // The corpus's layout, when it checks.
+            Some(crate::develop::tiny_corpus::normalize(&text).unwrap_or(text))
+        }
+        None => None,
+    };
+    let prompt = match &parent {
+        Some(p) => p.clone(),
+        None => prompt(a, local)?,
+    };
     let mut g: Box<dyn Generator> = if local {
         let settings = LocalSettings {
             guided: a.guided,
@@ -104,11 +127,13 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
         let cache = crate::eval::run::default_cache_dir()
             .and_then(|d| d.parent().map(|p| p.to_path_buf()))
             .unwrap_or_else(|| PathBuf::from("runs/cache"));
-        let mut t = crate::develop::tiny::TinyGenerator::pretrained(
-            &cache,
-            &crate::develop::tiny::TinySpec::default(),
-            &mut |m| eprintln!("{m}"),
-        )?;
+        let spec = match parent {
+            Some(_) => crate::develop::tiny::TinySpec::conditioned(),
+            None => crate::develop::tiny::TinySpec::default(),
+        };
+        let mut t = crate::develop::tiny::TinyGenerator::pretrained(&cache, &spec, &mut |m| {
+            eprintln!("{m}")
+        })?;
         t.guided = a.guided;
         t.top_p = a.top_p;
         t.batch_size = a.batch;
@@ -118,9 +143,16 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
     let replies = g.sample(&prompt, a.n, a.temperature, a.seed)?;
     let secs = t0.elapsed().as_secs_f64();
     let probes = crate::develop::candidate::default_probes();
+    let parent_hash = parent
+        .as_ref()
+        .and_then(|p| assess(p, 3, &probes).canonical);
+    let mut copies = 0;
     let mut counts = [0usize; 4];
     for (i, r) in replies.iter().enumerate() {
         let s = assess(r, 3, &probes);
+        if parent_hash.is_some() && s.canonical == parent_hash {
+            copies += 1;
+        }
         let k = match s.stage {
             Stage::NoProgram => 0,
             Stage::Check => {
@@ -160,6 +192,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
             "parse_valid": parsed as f64 / n,
             "check_valid": checked as f64 / n,
             "runnable": counts[3] as f64 / n,
+            "parent_copies": parent.as_ref().map(|_| copies as f64 / n),
             "seconds": secs,
             "temperature": a.temperature,
             "seed": a.seed,

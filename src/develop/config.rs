@@ -56,7 +56,8 @@ pub struct RunConfig {
     pub controls: bool,
     /// Prompted generators: the best programs so far (this many, one per canonical
     /// hash, sampled by rank) with their dev scores in the prompt (0: the paper's
-    /// plain prompt).
+    /// plain prompt). The `tiny` generator becomes the conditioned one: each prompt is
+    /// one parent drawn from the best `4 * archive` programs, and it writes children.
     pub archive: usize,
     /// With `archive`: programs sampled from each prompt (each prompt its own parents).
     pub archive_per_prompt: usize,
@@ -342,10 +343,10 @@ impl RunConfig {
                 "random_sizes[{i}] must be within 1..={max}, not {s}"
             ));
         }
-        if self.archive > 0 && !self.prompted() {
+        if self.archive > 0 && !self.prompted() && self.generator != "tiny" {
             return Err(format!(
                 "archive = {} needs a prompted generator (openai:URL, openai-chat:URL or \
-                 local:PATH), not `{}`; set archive = 0",
+                 local:PATH) or the conditioned tiny one (tiny), not `{}`; set archive = 0",
                 self.archive, self.generator
             ));
         }

@@ -4,7 +4,6 @@
 
 use super::candidate::{Assessed, ProbeTensor};
 use super::config::RunConfig;
-use super::generator::Pair;
 use crate::eval::gsm8k::Problem;
 use crate::eval::run::{ChatMode, EvalSettings};
 use serde::{Deserialize, Serialize};
@@ -35,6 +34,9 @@ pub enum Outcome {
     Failed { reason: String },
 }
 
+/// Where a program is in the record: (iteration, index).
+pub type At = (usize, usize);
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProgramRecord {
     pub iteration: usize,
@@ -45,6 +47,10 @@ pub struct ProgramRecord {
     pub assessed: Assessed,
     /// Whether `assessed` is the result of the repair round.
     pub repaired: bool,
+    /// The archive programs (iteration, index) it was written from (archive mode;
+    /// empty: the plain prompt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<At>,
     #[serde(flatten)]
     pub outcome: Outcome,
     pub merge_s: f64,
@@ -354,82 +360,4 @@ pub fn parallel_map<T: Sync, R: Send>(
                 .expect("every item is computed")
         })
         .collect()
-}
-
-/// Programs of iteration `t` by dev score, best first (ties by index).
-pub fn ranked(events: &[Event], t: usize) -> Vec<&ProgramRecord> {
-    let mut v: Vec<&ProgramRecord> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Program(r)
-                if r.iteration == t && matches!(r.outcome, Outcome::Scored { .. }) =>
-            {
-                Some(r)
-            }
-            _ => None,
-        })
-        .collect();
-    v.sort_by(|a, b| {
-        b.dev()
-            .unwrap_or(-1.0)
-            .total_cmp(&a.dev().unwrap_or(-1.0))
-            .then(a.index.cmp(&b.index))
-    });
-    v
-}
-
-/// Chosen: the top `chosen_fraction` of iteration `t`'s scored programs plus the best
-/// `elites` of each earlier iteration; rejected: the bottom `rejected_fraction` (failed
-/// and invalid programs when too few were scored). Every chosen is paired with every
-/// rejected whose score is strictly lower.
-pub fn preference_pairs(cfg: &RunConfig, events: &[Event], t: usize, prompt: &str) -> Vec<Pair> {
-    let r = ranked(events, t);
-    let frac = |f: f64| ((r.len() as f64 * f).ceil() as usize).max(1).min(r.len());
-    let mut chosen: Vec<&ProgramRecord> =
-        r.iter().take(frac(cfg.chosen_fraction)).copied().collect();
-    for u in 1..t {
-        chosen.extend(ranked(events, u).into_iter().take(cfg.elites));
-    }
-    let mut rejected: Vec<&ProgramRecord> = if r.len() >= 2 {
-        r.iter()
-            .rev()
-            .take(frac(cfg.rejected_fraction))
-            .copied()
-            .collect()
-    } else {
-        vec![]
-    };
-    if rejected.is_empty() {
-        rejected = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Program(p)
-                    if p.iteration == t && p.dev().is_none() && p.assessed.program.is_some() =>
-                {
-                    Some(p)
-                }
-                _ => None,
-            })
-            .take(frac(cfg.rejected_fraction).max(3))
-            .collect();
-    }
-    let text = |p: &ProgramRecord| {
-        p.assessed
-            .program
-            .clone()
-            .unwrap_or_else(|| p.reply.clone())
-    };
-    let mut pairs = vec![];
-    for c in &chosen {
-        for rj in &rejected {
-            if c.dev().unwrap_or(-1.0) > rj.dev().unwrap_or(-1.0) {
-                pairs.push(Pair {
-                    prompt: prompt.to_string(),
-                    chosen: text(c),
-                    rejected: text(rj),
-                });
-            }
-        }
-    }
-    pairs
 }

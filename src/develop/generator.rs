@@ -53,6 +53,11 @@ pub trait Generator {
         temperature: f64,
         seed: u64,
     ) -> Result<Vec<String>, String>;
+    /// Whether the prompt is a parent program to write a child of (`""`: from
+    /// nothing) rather than instructions (see [`super::archive`]).
+    fn conditioned(&self) -> bool {
+        false
+    }
     /// Learns from preference pairs (DPO); `dir` is where this iteration's weights or
     /// exports go.
     fn learn(

@@ -4,10 +4,12 @@
 //! preferences, repeat. What an earlier attempt recorded is replayed first, so a
 //! resumed run loses nothing and scores nothing twice.
 
+use super::archive::Sampled;
 use super::candidate::{Assessed, Stage, assess};
 use super::config::RunConfig;
-use super::driver::{Ended, Event, Outcome, ProgramRecord, Setup, preference_pairs, repair_prompt};
+use super::driver::{At, Ended, Event, Outcome, ProgramRecord, Setup, repair_prompt};
 use super::generator::{Generator, LearnReport};
+use super::preferences::preference_pairs;
 use super::record::RunLog;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -71,6 +73,7 @@ fn replay(events: &[Event]) -> Replay {
 /// One reply of an iteration, assessed.
 struct Pending {
     index: usize,
+    parents: Vec<At>,
     reply: String,
     assessed: Assessed,
     repaired: bool,
@@ -162,7 +165,7 @@ impl Loop<'_> {
     fn assess_replies(
         &self,
         generator: &mut dyn Generator,
-        replies: &[(String, String)],
+        replies: &[Sampled],
         t: usize,
         temp: f64,
         seed: u64,
@@ -170,7 +173,15 @@ impl Loop<'_> {
         let cfg = &self.setup.cfg;
         let (n, probes) = (cfg.models.len(), &self.setup.probes);
         let mut pending = vec![];
-        for (i, (reply, prompt)) in replies.iter().enumerate() {
+        for (
+            i,
+            Sampled {
+                reply,
+                prompt,
+                parents,
+            },
+        ) in replies.iter().enumerate()
+        {
             if self.replay.done.contains(&(t, i)) {
                 continue;
             }
@@ -179,6 +190,7 @@ impl Loop<'_> {
             }
             let mut p = Pending {
                 index: i,
+                parents: parents.clone(),
                 reply: reply.clone(),
                 assessed: assess(reply, n, probes),
                 repaired: false,
@@ -258,6 +270,7 @@ impl Loop<'_> {
                     reply: p.reply.clone(),
                     assessed: p.assessed.clone(),
                     repaired: p.repaired,
+                    parents: p.parents.clone(),
                     outcome,
                     merge_s,
                     eval_s,
@@ -392,7 +405,10 @@ fn learn(
     let cfg = &setup.cfg;
     let learning = cfg.learn && left > 0;
     let pairs = if learning {
-        preference_pairs(cfg, events, t, &setup.prompt)
+        let conditioned = generator.conditioned();
+        let prompt_of =
+            |parents: &[At]| super::archive::prompt_for(setup, conditioned, events, parents);
+        preference_pairs(cfg, events, t, &prompt_of)
     } else {
         vec![]
     };

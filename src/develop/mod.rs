@@ -17,6 +17,7 @@ pub mod iteration;
 pub mod local;
 pub mod openai;
 pub mod plots;
+pub mod preferences;
 pub mod prompt;
 pub mod random;
 pub mod record;

@@ -69,9 +69,15 @@ pub fn generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>,
             nll: cfg.dpo_nll,
             ..DpoSettings::default()
         };
+        // With the archive on, the tiny generator writes children of archive programs.
+        let spec = if cfg.archive > 0 {
+            TinySpec::conditioned()
+        } else {
+            TinySpec::default()
+        };
         let mut t = TinyGenerator::for_run(
             &cache,
-            &TinySpec::default(),
+            &spec,
             &cfg.run_dir.join("generator"),
             finished,
             dpo,

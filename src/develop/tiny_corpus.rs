@@ -369,6 +369,65 @@ pub fn build(spec: &CorpusSpec) -> Vec<String> {
     out
 }
 
+/// How a conditioned generator's pretraining pairs are made (see [`build_pairs`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairSpec {
+    /// Children per distinct corpus program.
+    pub children: usize,
+    /// A child is 1 to `max_rounds` rounds of [`mutate`] away from its parent (drawn
+    /// uniformly).
+    pub max_rounds: usize,
+    pub seed: u64,
+}
+
+impl Default for PairSpec {
+    fn default() -> Self {
+        PairSpec {
+            children: 2,
+            max_rounds: 3,
+            seed: 0,
+        }
+    }
+}
+
+/// `src` with its first merge's name blanked, to compare programs up to that name.
+fn unnamed(src: &str) -> String {
+    rename_first_merge(src, "_")
+}
+
+/// The pretraining examples of a conditioned generator, as (parent, child): every
+/// program of `corpus` once from nothing (parent `""`), then, for each distinct program,
+/// up to `spec.children` distinct usable children of at most `max_bytes` that differ
+/// from it in more than the merge's name (each 1 to `max_rounds` rounds of [`mutate`]
+/// away). Deterministic for the corpus and the spec.
+pub fn build_pairs(corpus: &[String], spec: &PairSpec, max_bytes: usize) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        corpus.iter().map(|p| (String::new(), p.clone())).collect();
+    let mut rng = SplitMix64::new(spec.seed ^ 0x7061_6972_735f_6b69);
+    let mut seen_parent: HashSet<&str> = HashSet::new();
+    for p in corpus {
+        if !seen_parent.insert(p.as_str()) {
+            continue;
+        }
+        let base = unnamed(p);
+        let mut kids: HashSet<String> = HashSet::new();
+        let mut tries = 0;
+        while kids.len() < spec.children && tries < spec.children * 6 {
+            tries += 1;
+            let rounds = 1 + rng.below(spec.max_rounds.max(1));
+            let mut c = p.clone();
+            for _ in 0..rounds {
+                c = mutate(&c, &mut rng);
+            }
+            if c.len() <= max_bytes && unnamed(&c) != base && !kids.contains(&c) && usable(&c) {
+                kids.insert(c.clone());
+                out.push((p.clone(), c));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +477,33 @@ mod tests {
         assert_eq!(a, build(&spec));
         assert!(a.len() >= 40, "{}", a.len());
         assert!(a.iter().all(|s| usable(s) && s.len() <= spec.max_bytes));
+    }
+
+    #[test]
+    fn pairs_hold_every_program_from_nothing_and_children_that_differ() {
+        let spec = CorpusSpec {
+            stdlib_copies: 1,
+            mutations_per_program: 1,
+            composed: 20,
+            generated: 10,
+            ..CorpusSpec::default()
+        };
+        let corpus = build(&spec);
+        let ps = PairSpec::default();
+        let pairs = build_pairs(&corpus, &ps, spec.max_bytes);
+        assert_eq!(pairs, build_pairs(&corpus, &ps, spec.max_bytes));
+        let scratch: Vec<&String> = pairs
+            .iter()
+            .filter(|(p, _)| p.is_empty())
+            .map(|(_, c)| c)
+            .collect();
+        assert_eq!(scratch, corpus.iter().collect::<Vec<_>>());
+        let kids: Vec<&(String, String)> = pairs.iter().filter(|(p, _)| !p.is_empty()).collect();
+        assert!(kids.len() >= corpus.len(), "{} children", kids.len());
+        for (p, c) in kids {
+            assert!(corpus.contains(p));
+            assert!(usable(c) && c.len() <= spec.max_bytes);
+            assert_ne!(unnamed(p), unnamed(c));
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! DPO for the tiny generator: against a frozen reference, with an NLL anchor on the
-//! chosen programs.
+//! chosen programs. A conditioned generator's pairs are (parent, better child, worse
+//! child): each program is scored given its pair's prompt, the parent.
 
 use super::{PAD, Result, TinyGenerator, cerr};
 use crate::develop::generator::{LearnReport, Pair};
@@ -53,13 +54,13 @@ impl Default for DpoSettings {
 
 impl TinyGenerator {
     /// The DPO loss and mean margin of `pairs` for this policy against `reference`
-    /// (e.g. on held-out pairs). Prompts are ignored.
+    /// (e.g. on held-out pairs). Prompts are the parents of a conditioned generator,
+    /// ignored by an unconditioned one.
     pub fn evaluate_pairs(&self, reference: &TinyGenerator, pairs: &[Pair]) -> Result<(f64, f64)> {
         if pairs.is_empty() {
             return Ok((0.0, 0.0));
         }
-        let c: Vec<&str> = pairs.iter().map(|p| p.chosen.as_str()).collect();
-        let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
+        let (c, r) = sides(pairs);
         let (pc, pr) = (self.logprobs(&c, 16)?, self.logprobs(&r, 16)?);
         let (rc, rr) = (reference.logprobs(&c, 16)?, reference.logprobs(&r, 16)?);
         let lps = (0..pairs.len()).map(|i| (pc[i], pr[i], rc[i], rr[i]));
@@ -76,11 +77,13 @@ impl TinyGenerator {
                 ..LearnReport::default()
             });
         }
-        let chosen: Vec<Vec<u32>> = pairs.iter().map(|p| self.sequence(&p.chosen)).collect();
-        let rejected: Vec<Vec<u32>> = pairs.iter().map(|p| self.sequence(&p.rejected)).collect();
+        let seq = |p: &str, t: &str| self.sequence(p, t);
+        let chosen: Vec<(Vec<u32>, usize)> =
+            pairs.iter().map(|p| seq(&p.prompt, &p.chosen)).collect();
+        let rejected: Vec<(Vec<u32>, usize)> =
+            pairs.iter().map(|p| seq(&p.prompt, &p.rejected)).collect();
         // The frozen reference's log-probabilities, once.
-        let c: Vec<&str> = pairs.iter().map(|p| p.chosen.as_str()).collect();
-        let r: Vec<&str> = pairs.iter().map(|p| p.rejected.as_str()).collect();
+        let (c, r) = sides(pairs);
         let ref_c = self.logprobs(&c, 16)?;
         let ref_r = self.logprobs(&r, 16)?;
         let vars = self.vm.all_vars();
@@ -110,9 +113,15 @@ impl TinyGenerator {
                     break 'epochs;
                 }
                 let k = chunk.len();
-                let mut views: Vec<&[u32]> = chunk.iter().map(|&i| chosen[i].as_slice()).collect();
-                views.extend(chunk.iter().map(|&i| rejected[i].as_slice()));
-                let b = Batch::new(&views, &[], PAD, &dev)?;
+                let both = || {
+                    chunk
+                        .iter()
+                        .map(|&i| &chosen[i])
+                        .chain(chunk.iter().map(|&i| &rejected[i]))
+                };
+                let views: Vec<&[u32]> = both().map(|(s, _)| s.as_slice()).collect();
+                let from: Vec<usize> = both().map(|(_, f)| *f).collect();
+                let b = Batch::new(&views, &from, PAD, &dev)?;
                 let lp = sequence_logprobs(&self.model.forward_train(&b.inputs)?, &b)?;
                 let pc = lp.narrow(0, 0, k).map_err(cerr)?;
                 let pr = lp.narrow(0, k, k).map_err(cerr)?;
@@ -122,7 +131,7 @@ impl TinyGenerator {
                 };
                 let tokens: Vec<f32> = chunk
                     .iter()
-                    .map(|&i| (chosen[i].len().max(2) - 1) as f32)
+                    .map(|&i| chosen[i].0.len().saturating_sub(chosen[i].1).max(1) as f32)
                     .collect();
                 let (objective, loss, margin) = dpo_objective(
                     &pc,
@@ -150,4 +159,20 @@ impl TinyGenerator {
         );
         Ok(report)
     }
+}
+
+/// (prompt, program) texts.
+type Texts<'a> = Vec<(&'a str, &'a str)>;
+
+/// Each pair's (prompt, chosen) and (prompt, rejected).
+fn sides(pairs: &[Pair]) -> (Texts<'_>, Texts<'_>) {
+    pairs
+        .iter()
+        .map(|p| {
+            (
+                (p.prompt.as_str(), p.chosen.as_str()),
+                (p.prompt.as_str(), p.rejected.as_str()),
+            )
+        })
+        .unzip()
 }

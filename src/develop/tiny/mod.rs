@@ -6,17 +6,26 @@
 //!   follow, then about 140 word tokens (keywords, the checker's builtin names, common
 //!   phrases), which make sequences about three times shorter than bytes and so
 //!   pretraining and sampling three times cheaper. A program is `BOS tokens EOS`.
-//! - Unconditioned: the model always starts from `BOS` alone. [`Generator::sample`]
-//!   ignores its prompt and DPO pairs' prompts are ignored too (the long develop prompt
-//!   could not fit such a model anyway); what the generator learns is carried by its
-//!   weights.
-//! - Pretraining ([`TinyGenerator::pretrained`]): AdamW with warmup and cosine decay,
-//!   gradient clipping, on the corpus of [`super::tiny_corpus`] (stdlib programs, their
-//!   mutations, programs composed from stdlib building blocks, type-directed random
-//!   programs). The shipped [`TinySpec`] (hidden 96, 4 layers, 600 steps) takes about
-//!   2-3 minutes of one core. Deterministic: the corpus, the weight initialisation
-//!   ([`crate::model::train::seeded_init`]) and the batch order all come from the spec's
-//!   seeds, and the result does not depend on the thread count. Cached under
+//! - Unconditioned (the default, the paper's plain mode): the model always starts from
+//!   `BOS` alone. [`Generator::sample`] ignores its prompt and DPO pairs' prompts are
+//!   ignored too (the long develop prompt could not fit such a model anyway); what the
+//!   generator learns is carried by its weights.
+//! - Conditioned ([`TinySpec::conditioned`], what `develop` uses with `archive > 0`):
+//!   the model writes a child from a parent program, as an evolutionary operator. A
+//!   sequence is `BOS parent EOS child EOS` (the parent's end marker separates them, as
+//!   GPT-2's end-of-text token separates documents; the parent is cut to half the
+//!   positions); only the child's tokens are scored. [`Generator::sample`] takes the
+//!   parent program as its prompt (`""`: from nothing, `BOS EOS child EOS`), and DPO
+//!   pairs are (parent, better child, worse child). Pretrained on every corpus program
+//!   from nothing and on (program, mutated program) pairs
+//!   ([`super::tiny_corpus::build_pairs`]).
+//! - Pretraining ([`TinyGenerator::pretrained`], `pretrain.rs`): AdamW with warmup and
+//!   cosine decay, gradient clipping, on the corpus of [`super::tiny_corpus`] (stdlib
+//!   programs, their mutations, programs composed from stdlib building blocks,
+//!   type-directed random programs). The shipped [`TinySpec`] (hidden 96, 4 layers, 600
+//!   steps) takes about 2-3 minutes of one core. Deterministic: the corpus, the weight
+//!   initialisation ([`crate::model::train::seeded_init`]) and the batch order all come
+//!   from the spec's seeds, and the result does not depend on the thread count. Cached under
 //!   `<cache>/tiny-generator/<key>/`, where `key` hashes the spec, the corpus and
 //!   [`FORMAT`], holding `model.safetensors`, `config.json` (Hugging Face llama) and
 //!   `meta.json` (the spec with its word list, the key, the weights' hash, the
@@ -38,25 +47,23 @@
 //! `CANDLE_NUM_THREADS=1 RAYON_NUM_THREADS=1` is much faster (results are the same).
 
 use super::generator::{Generator, LearnReport, Pair};
-use super::tiny_corpus::{self, CorpusSpec};
-use crate::r#gen::SplitMix64;
+use super::tiny_corpus::{self, CorpusSpec, PairSpec};
 use crate::model::config::{Family, LlamaConfig};
-use crate::model::llama::{Llama, masked_cross_entropy};
+use crate::model::llama::Llama;
 use crate::model::sample::{SampleOptions, sample};
-use crate::model::train::{
-    Batch, clipped_grads, copy_vars, seeded_init, sequence_logprobs, weights_hash,
-};
+use crate::model::train::{Batch, copy_vars, sequence_logprobs, weights_hash};
 use candle_core::{DType, Device};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 mod dpo;
+mod pretrain;
 mod vocab;
 pub use dpo::DpoSettings;
+pub use pretrain::PretrainReport;
 pub use vocab::{BOS, EOS, PAD, Vocab};
 
 /// Version of the model format, corpus layout and training procedure; part of every
@@ -105,6 +112,9 @@ pub struct TinySpec {
     pub train: TrainSpec,
     /// The word tokens ([`Vocab`]); the default is [`Vocab::builtin`]'s.
     pub words: Vec<String>,
+    /// Set: a conditioned generator (a child from a parent), pretrained on these pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<PairSpec>,
 }
 
 impl Default for TinySpec {
@@ -122,6 +132,7 @@ impl Default for TinySpec {
             },
             corpus: CorpusSpec::default(),
             words: Vocab::builtin().words,
+            pairs: None,
             train: TrainSpec {
                 steps: 600,
                 batch_tokens: 2048,
@@ -159,6 +170,7 @@ impl TinySpec {
                 seed: 0,
             },
             words: Vocab::builtin().words,
+            pairs: None,
             train: TrainSpec {
                 steps: 30,
                 batch_tokens: 2048,
@@ -171,6 +183,63 @@ impl TinySpec {
                 seed: 0,
             },
         }
+    }
+
+    /// The shipped conditioned generator: the default's network with twice the
+    /// positions (a parent and its child), pretrained on every corpus program from
+    /// nothing and two mutated children of each.
+    pub fn conditioned() -> Self {
+        let mut s = TinySpec::default();
+        s.model.max_positions = 1024;
+        s.train.steps = 900;
+        s.pairs = Some(PairSpec::default());
+        s
+    }
+
+    /// [`Self::test`], conditioned.
+    pub fn test_conditioned() -> Self {
+        let mut s = TinySpec::test();
+        s.model.max_positions = 1024;
+        s.pairs = Some(PairSpec {
+            children: 1,
+            ..PairSpec::default()
+        });
+        s
+    }
+
+    /// Whether the generator writes a child from a parent program.
+    pub fn is_conditioned(&self) -> bool {
+        self.pairs.is_some()
+    }
+
+    /// The pretraining examples, (parent, program): the corpus from nothing (parent
+    /// `""`), and for a conditioned spec the pairs of
+    /// [`tiny_corpus::build_pairs`] as well.
+    pub fn examples(&self) -> Vec<(String, String)> {
+        let corpus = tiny_corpus::build(&self.corpus);
+        match &self.pairs {
+            None => corpus.into_iter().map(|p| (String::new(), p)).collect(),
+            Some(ps) => tiny_corpus::build_pairs(&corpus, ps, self.corpus.max_bytes),
+        }
+    }
+
+    /// The tokens of `text` written from `parent`, and the index of its first token
+    /// (where scoring starts): `BOS text EOS` from 1 when unconditioned (the parent is
+    /// ignored); `BOS parent EOS text EOS` when conditioned, the parent cut to half the
+    /// positions. Not cut to the positions.
+    pub fn encode(&self, vocab: &Vocab, parent: &str, text: &str) -> (Vec<u32>, usize) {
+        if !self.is_conditioned() {
+            return (vocab.encode_program(text), 1);
+        }
+        let mut s = vec![BOS];
+        let mut p = vocab.encode(parent);
+        p.truncate((self.model.max_positions / 2).saturating_sub(2));
+        s.extend(p);
+        s.push(EOS);
+        let from = s.len();
+        s.extend(vocab.encode(text));
+        s.push(EOS);
+        (s, from)
     }
 
     /// The token vocabulary.
@@ -201,9 +270,9 @@ impl TinySpec {
         }
     }
 
-    /// The cache key: a hash of [`FORMAT`], the spec and the corpus it builds (so a
+    /// The cache key: a hash of [`FORMAT`], the spec and the examples it builds (so a
     /// changed stdlib or random-program generator means a new model).
-    pub fn key(&self, corpus: &[String]) -> String {
+    pub fn key(&self, examples: &[(String, String)]) -> String {
         let mut h = Sha256::new();
         h.update(FORMAT.as_bytes());
         h.update(
@@ -211,24 +280,16 @@ impl TinySpec {
                 .expect("spec serializes")
                 .as_bytes(),
         );
-        for p in corpus {
+        for (parent, p) in examples {
+            if !parent.is_empty() {
+                h.update((parent.len() as u64 | 1 << 63).to_le_bytes());
+                h.update(parent.as_bytes());
+            }
             h.update((p.len() as u64).to_le_bytes());
             h.update(p.as_bytes());
         }
         format!("{:x}", h.finalize())[..16].to_string()
     }
-}
-
-/// How pretraining went.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PretrainReport {
-    pub programs: usize,
-    pub corpus_bytes: usize,
-    pub steps: usize,
-    pub seconds: f64,
-    /// Mean loss (nats per byte) over the first and the last tenth of the steps.
-    pub first_loss: f64,
-    pub last_loss: f64,
 }
 
 /// The built-in generator.
@@ -263,11 +324,37 @@ fn new_model(cfg: &LlamaConfig) -> Result<(VarMap, Llama)> {
 }
 
 impl TinyGenerator {
+    /// A generator with fresh state around `model` (sampling and learning settings at
+    /// their defaults).
+    fn new(
+        spec: TinySpec,
+        key: String,
+        vm: VarMap,
+        model: Llama,
+        weights: String,
+        pretrain: PretrainReport,
+    ) -> Self {
+        TinyGenerator {
+            vocab: spec.vocab(),
+            spec,
+            key,
+            vm,
+            model,
+            weights,
+            pretrain,
+            history: vec![],
+            top_p: 0.95,
+            batch_size: 32,
+            guided: false,
+            dpo: DpoSettings::default(),
+        }
+    }
+
     /// The generator for `spec`, from `<cache>/tiny-generator/<key>/` or, when not there
     /// yet, pretrained now and stored there. `log` hears about progress.
     pub fn pretrained(cache: &Path, spec: &TinySpec, log: &mut dyn FnMut(&str)) -> Result<Self> {
-        let corpus = tiny_corpus::build(&spec.corpus);
-        let key = spec.key(&corpus);
+        let examples = spec.examples();
+        let key = spec.key(&examples);
         let root = cache.join("tiny-generator");
         let dir = root.join(&key);
         if dir.join("model.safetensors").is_file() && dir.join("meta.json").is_file() {
@@ -275,12 +362,20 @@ impl TinyGenerator {
             return Self::load(&dir);
         }
         log(&format!(
-            "tiny generator: pretraining on {} programs ({} bytes), {} steps",
-            corpus.len(),
-            corpus.iter().map(String::len).sum::<usize>(),
+            "tiny generator: pretraining on {} {} ({} bytes), {} steps",
+            examples.len(),
+            if spec.is_conditioned() {
+                "examples (parent, program)"
+            } else {
+                "programs"
+            },
+            examples
+                .iter()
+                .map(|(a, b)| a.len() + b.len())
+                .sum::<usize>(),
             spec.train.steps
         ));
-        let g = Self::pretrain(spec, &corpus, log)?;
+        let g = Self::pretrain(spec, &examples, log)?;
         std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         let tmp = root.join(format!(".{key}.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -294,89 +389,6 @@ impl TinyGenerator {
         }
         log(&format!("tiny generator: stored at {}", dir.display()));
         Ok(g)
-    }
-
-    /// Pretrains a generator on `corpus` (not cached; see [`Self::pretrained`]).
-    pub fn pretrain(spec: &TinySpec, corpus: &[String], log: &mut dyn FnMut(&str)) -> Result<Self> {
-        let t0 = Instant::now();
-        let cfg = spec.config();
-        let (vm, model) = new_model(&cfg)?;
-        let tr = &spec.train;
-        seeded_init(&vm, tr.seed, tr.init_std, cfg.num_hidden_layers)?;
-        let max_len = spec.model.max_positions;
-        let vocab = spec.vocab();
-        let seqs: Vec<Vec<u32>> = corpus
-            .iter()
-            .map(|p| vocab.encode_program(p))
-            .filter(|s| s.len() <= max_len)
-            .collect();
-        if seqs.is_empty() {
-            return Err("tiny generator: empty corpus".into());
-        }
-        let vars = vm.all_vars();
-        let mut opt = AdamW::new(
-            vars.clone(),
-            ParamsAdamW {
-                lr: tr.lr,
-                beta1: 0.9,
-                beta2: 0.99,
-                eps: 1e-8,
-                weight_decay: tr.weight_decay,
-            },
-        )
-        .map_err(cerr)?;
-        let mut rng = SplitMix64::new(tr.seed ^ 0x7072_6574_7261_696e);
-        let mut batches: Vec<Vec<usize>> = vec![];
-        let mut losses = Vec::with_capacity(tr.steps);
-        let dev = Device::Cpu;
-        for step in 0..tr.steps {
-            if batches.is_empty() {
-                batches = epoch_batches(&seqs, tr.batch_tokens, &mut rng);
-                batches.reverse();
-            }
-            let idx = batches.pop().expect("an epoch has batches");
-            opt.set_learning_rate(lr_at(step, tr));
-            let views: Vec<&[u32]> = idx.iter().map(|&i| seqs[i].as_slice()).collect();
-            let batch = Batch::new(&views, &[], PAD, &dev)?;
-            let logits = model.forward_train(&batch.inputs)?;
-            let loss = masked_cross_entropy(&logits, &batch.targets, &batch.weights)?;
-            let (grads, _) = clipped_grads(&loss, &vars, tr.clip)?;
-            opt.step(&grads).map_err(cerr)?;
-            let l = loss.to_scalar::<f32>().map_err(cerr)? as f64;
-            losses.push(l);
-            if step % 20 == 0 || step + 1 == tr.steps {
-                log(&format!(
-                    "tiny generator: step {step}/{} loss {l:.3} ({:.0}s)",
-                    tr.steps,
-                    t0.elapsed().as_secs_f64()
-                ));
-            }
-        }
-        let tenth = (losses.len() / 10).max(1);
-        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
-        let pretrain = PretrainReport {
-            programs: seqs.len(),
-            corpus_bytes: corpus.iter().map(String::len).sum(),
-            steps: tr.steps,
-            seconds: t0.elapsed().as_secs_f64(),
-            first_loss: mean(&losses[..tenth.min(losses.len())]),
-            last_loss: mean(&losses[losses.len().saturating_sub(tenth)..]),
-        };
-        let weights = weights_hash(&vm)?;
-        Ok(TinyGenerator {
-            key: spec.key(corpus),
-            spec: spec.clone(),
-            vocab,
-            vm,
-            model,
-            weights,
-            pretrain,
-            history: vec![],
-            top_p: 0.95,
-            batch_size: 32,
-            guided: false,
-            dpo: DpoSettings::default(),
-        })
     }
 
     /// Loads a generator saved by [`Self::pretrained`] or [`Generator::learn`] (its
@@ -429,21 +441,12 @@ impl TinyGenerator {
             .get("dpo")
             .and_then(|d| serde_json::from_value(d.clone()).ok())
             .unwrap_or_default();
-        let top_p = meta.get("top_p").and_then(Value::as_f64).unwrap_or(0.95);
-        Ok(TinyGenerator {
-            key: field("key")?.as_str().unwrap_or_default().to_string(),
-            vocab: spec.vocab(),
-            spec,
-            vm,
-            model,
-            weights,
-            pretrain,
-            history,
-            top_p,
-            batch_size: 32,
-            guided: false,
-            dpo,
-        })
+        let key = field("key")?.as_str().unwrap_or_default().to_string();
+        let mut g = TinyGenerator::new(spec, key, vm, model, weights, pretrain);
+        g.history = history;
+        g.top_p = meta.get("top_p").and_then(Value::as_f64).unwrap_or(0.95);
+        g.dpo = dpo;
+        Ok(g)
     }
 
     /// Writes `model.safetensors`, `config.json` and `meta.json` into `dir` (created).
@@ -511,16 +514,33 @@ impl TinyGenerator {
     }
 
     /// `n` programs sampled at `temperature` (top-p [`Self::top_p`]), completion `i`
-    /// from stream `(seed, i)`. A program that reaches the length limit is returned cut.
-    pub fn sample_programs(&self, n: usize, temperature: f64, seed: u64) -> Result<Vec<String>> {
+    /// from stream `(seed, i)`, written from `parent` when the generator is conditioned
+    /// (`""`: from nothing; ignored when unconditioned). A program that reaches the
+    /// length limit (a conditioned generator's children: half the positions) is
+    /// returned cut.
+    pub fn sample_programs(
+        &self,
+        parent: &str,
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>> {
+        let (mut prompt, from) = self.spec.encode(&self.vocab, parent, "");
+        prompt.truncate(from);
+        let max_pos = self.spec.model.max_positions;
+        let room = if self.spec.is_conditioned() {
+            (max_pos / 2).min(max_pos - prompt.len())
+        } else {
+            max_pos - 1
+        };
         let opts = SampleOptions {
             temperature,
             top_p: self.top_p,
-            max_new_tokens: self.spec.model.max_positions - 1,
+            max_new_tokens: room,
             batch_size: self.batch_size,
             seed,
         };
-        let prompts = vec![vec![BOS]; n];
+        let prompts = vec![prompt; n];
         let pieces = self.vocab.pieces();
         let guide = crate::develop::guided::program_guide(&pieces);
         let guide = self.guided.then_some(&guide);
@@ -528,14 +548,15 @@ impl TinyGenerator {
         Ok(out.iter().map(|c| self.vocab.decode(&c.ids)).collect())
     }
 
-    /// Sequence log-probabilities (natural log, summed over the bytes and `EOS`) of
-    /// `texts` as whole programs, in batches of `batch`.
-    pub fn logprobs(&self, texts: &[&str], batch: usize) -> Result<Vec<f64>> {
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.sequence(t)).collect();
+    /// Sequence log-probabilities (natural log, summed over the program's tokens and
+    /// `EOS`) of `texts`, each (parent, program), in batches of `batch`.
+    pub fn logprobs(&self, texts: &[(&str, &str)], batch: usize) -> Result<Vec<f64>> {
+        let seqs: Vec<(Vec<u32>, usize)> = texts.iter().map(|(p, t)| self.sequence(p, t)).collect();
         let mut out = Vec::with_capacity(texts.len());
         for chunk in seqs.chunks(batch.max(1)) {
-            let views: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-            let b = Batch::new(&views, &[], PAD, &Device::Cpu)?;
+            let views: Vec<&[u32]> = chunk.iter().map(|(s, _)| s.as_slice()).collect();
+            let from: Vec<usize> = chunk.iter().map(|(_, f)| *f).collect();
+            let b = Batch::new(&views, &from, PAD, &Device::Cpu)?;
             let lp = sequence_logprobs(&self.model.forward_train(&b.inputs)?, &b)?;
             out.extend(
                 lp.to_vec1::<f32>()
@@ -547,58 +568,12 @@ impl TinyGenerator {
         Ok(out)
     }
 
-    /// `BOS text EOS`, cut to the model's positions.
-    fn sequence(&self, text: &str) -> Vec<u32> {
-        let mut s = self.vocab.encode_program(text);
+    /// [`TinySpec::encode`], cut to the model's positions.
+    fn sequence(&self, parent: &str, text: &str) -> (Vec<u32>, usize) {
+        let (mut s, from) = self.spec.encode(&self.vocab, parent, text);
         s.truncate(self.spec.model.max_positions);
-        s
+        (s, from)
     }
-}
-
-/// One epoch's batches: the sequences shuffled, sorted by length within windows of 64
-/// (so batches need little padding), cut into batches of at most `budget` padded tokens,
-/// and the batches shuffled.
-fn epoch_batches(seqs: &[Vec<u32>], budget: usize, rng: &mut SplitMix64) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
-    let mut batches = vec![];
-    for window in order.chunks(64) {
-        let mut w = window.to_vec();
-        w.sort_by_key(|&i| (seqs[i].len(), i));
-        let mut cur: Vec<usize> = vec![];
-        for i in w {
-            let longest = cur
-                .iter()
-                .map(|&j| seqs[j].len())
-                .max()
-                .unwrap_or(0)
-                .max(seqs[i].len());
-            if !cur.is_empty() && longest * (cur.len() + 1) > budget {
-                batches.push(std::mem::take(&mut cur));
-            }
-            cur.push(i);
-        }
-        if !cur.is_empty() {
-            batches.push(cur);
-        }
-    }
-    for i in (1..batches.len()).rev() {
-        batches.swap(i, rng.below(i + 1));
-    }
-    batches
-}
-
-/// Linear warmup, then cosine decay to `lr * min_lr_frac` at the last step.
-fn lr_at(step: usize, t: &TrainSpec) -> f64 {
-    if step < t.warmup {
-        return t.lr * (step + 1) as f64 / t.warmup as f64;
-    }
-    let span = t.steps.saturating_sub(t.warmup).max(1) as f64;
-    let x = ((step - t.warmup) as f64 / span).min(1.0);
-    let min = t.lr * t.min_lr_frac;
-    min + (t.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
 }
 
 impl Generator for TinyGenerator {
@@ -607,15 +582,19 @@ impl Generator for TinyGenerator {
         format!("{FORMAT}@{}{g}", &self.weights[..12])
     }
 
-    /// The prompt is ignored: the tiny generator is unconditioned.
+    /// Unconditioned, the prompt is ignored; conditioned, it is the parent program.
     fn sample(
         &mut self,
-        _prompt: &str,
+        prompt: &str,
         n: usize,
         temperature: f64,
         seed: u64,
     ) -> Result<Vec<String>> {
-        self.sample_programs(n, temperature, seed)
+        self.sample_programs(prompt, n, temperature, seed)
+    }
+
+    fn conditioned(&self) -> bool {
+        self.spec.is_conditioned()
     }
 
     /// DPO with [`TinyGenerator::dpo`] settings (seed + iteration), then the weights go
@@ -689,42 +668,7 @@ impl TinyGenerator {
 
 /// Where [`TinyGenerator::pretrained`] keeps the generator for `spec` under `cache`.
 pub fn cache_dir(cache: &Path, spec: &TinySpec) -> PathBuf {
-    let corpus = tiny_corpus::build(&spec.corpus);
-    cache.join("tiny-generator").join(spec.key(&corpus))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::vocab::FIRST_WORD;
-    use super::*;
-
-    #[test]
-    fn bytes_round_trip_and_schedule() {
-        let v = Vocab::builtin();
-        let text = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    return sum_all(base) \u{e9}\n}\n";
-        let s = v.encode_program(text);
-        assert_eq!(s.first(), Some(&BOS));
-        assert_eq!(s.last(), Some(&EOS));
-        assert!(s.len() < text.len() / 2, "{} tokens", s.len());
-        assert_eq!(v.decode(&s), text);
-        assert!(v.size().is_multiple_of(8) && v.size() >= FIRST_WORD as usize + v.words().len());
-        let t = TinySpec::default().train;
-        assert!(lr_at(0, &t) < t.lr / 10.0);
-        assert!((lr_at(t.warmup, &t) - t.lr).abs() < 1e-12);
-        assert!((lr_at(t.steps - 1, &t) - t.lr * t.min_lr_frac).abs() < t.lr * 0.01);
-    }
-
-    #[test]
-    fn batches_cover_every_sequence_once_within_budget() {
-        let seqs: Vec<Vec<u32>> = (0..300).map(|i| vec![0; 2 + (i * 7) % 90]).collect();
-        let mut rng = SplitMix64::new(3);
-        let b = epoch_batches(&seqs, 400, &mut rng);
-        let mut all: Vec<usize> = b.iter().flatten().copied().collect();
-        all.sort();
-        assert_eq!(all, (0..300).collect::<Vec<_>>());
-        for x in &b {
-            let longest = x.iter().map(|&i| seqs[i].len()).max().unwrap();
-            assert!(x.len() == 1 || longest * x.len() <= 400);
-        }
-    }
+    cache
+        .join("tiny-generator")
+        .join(spec.key(&spec.examples()))
 }
