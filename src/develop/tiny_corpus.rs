@@ -372,7 +372,14 @@ pub fn build(spec: &CorpusSpec) -> Vec<String> {
 /// How a conditioned generator's pretraining pairs are made (see [`build_pairs`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairSpec {
-    /// Children per distinct corpus program.
+    /// Fresh composed programs used as parents, none of them in the corpus: their
+    /// children can only be predicted by reading the parent.
+    pub parents: usize,
+    /// Fresh variants of each stdlib program (mutations not in the corpus) used as
+    /// parents: long parents with helper functions, so that reading a parent works at
+    /// every position, not only for short composed programs.
+    pub stdlib_variants: usize,
+    /// Children per parent.
     pub children: usize,
     /// A child is 1 to `max_rounds` rounds of [`mutate`] away from its parent (drawn
     /// uniformly).
@@ -383,6 +390,8 @@ pub struct PairSpec {
 impl Default for PairSpec {
     fn default() -> Self {
         PairSpec {
+            parents: 3000,
+            stdlib_variants: 60,
             children: 2,
             max_rounds: 3,
             seed: 0,
@@ -396,19 +405,49 @@ fn unnamed(src: &str) -> String {
 }
 
 /// The pretraining examples of a conditioned generator, as (parent, child): every
-/// program of `corpus` once from nothing (parent `""`), then, for each distinct program,
-/// up to `spec.children` distinct usable children of at most `max_bytes` that differ
-/// from it in more than the merge's name (each 1 to `max_rounds` rounds of [`mutate`]
-/// away). Deterministic for the corpus and the spec.
+/// program of `corpus` once from nothing (parent `""`), then for each parent (the
+/// stdlib programs, `spec.stdlib_variants` fresh variants of each, then `spec.parents`
+/// fresh composed programs; no fresh one is in the corpus) up to `spec.children` distinct usable children of at most `max_bytes` that
+/// differ from it in more than the merge's name (each 1 to `max_rounds` rounds of
+/// [`mutate`] away). Deterministic for the corpus and the spec.
 pub fn build_pairs(corpus: &[String], spec: &PairSpec, max_bytes: usize) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         corpus.iter().map(|p| (String::new(), p.clone())).collect();
     let mut rng = SplitMix64::new(spec.seed ^ 0x7061_6972_735f_6b69);
-    let mut seen_parent: HashSet<&str> = HashSet::new();
-    for p in corpus {
-        if !seen_parent.insert(p.as_str()) {
-            continue;
+    let mut seen: HashSet<String> = corpus.iter().cloned().collect();
+    let stdlib: Vec<String> = stdlib_programs()
+        .into_iter()
+        .filter(|s| s.len() <= max_bytes)
+        .collect();
+    let mut parents = stdlib.clone();
+    for p in &stdlib {
+        let (mut kept, mut tries) = (0, 0);
+        while kept < spec.stdlib_variants && tries < spec.stdlib_variants * 6 {
+            tries += 1;
+            let mut c = p.clone();
+            for _ in 0..1 + rng.below(spec.max_rounds.max(1)) {
+                c = mutate(&c, &mut rng);
+            }
+            if c.len() <= max_bytes && !seen.contains(&c) && usable(&c) {
+                seen.insert(c.clone());
+                parents.push(c);
+                kept += 1;
+            }
         }
+    }
+    let mut tries = 0;
+    let want = parents.len() + spec.parents;
+    while parents.len() < want && tries < spec.parents * 20 {
+        tries += 1;
+        let Some(s) = normalize(&compose(&mut rng)) else {
+            continue;
+        };
+        if s.len() <= max_bytes && !seen.contains(&s) && usable(&s) {
+            seen.insert(s.clone());
+            parents.push(s);
+        }
+    }
+    for p in &parents {
         let base = unnamed(p);
         let mut kids: HashSet<String> = HashSet::new();
         let mut tries = 0;
@@ -489,7 +528,11 @@ mod tests {
             ..CorpusSpec::default()
         };
         let corpus = build(&spec);
-        let ps = PairSpec::default();
+        let ps = PairSpec {
+            parents: 30,
+            stdlib_variants: 1,
+            ..PairSpec::default()
+        };
         let pairs = build_pairs(&corpus, &ps, spec.max_bytes);
         assert_eq!(pairs, build_pairs(&corpus, &ps, spec.max_bytes));
         let scratch: Vec<&String> = pairs
@@ -499,9 +542,20 @@ mod tests {
             .collect();
         assert_eq!(scratch, corpus.iter().collect::<Vec<_>>());
         let kids: Vec<&(String, String)> = pairs.iter().filter(|(p, _)| !p.is_empty()).collect();
-        assert!(kids.len() >= corpus.len(), "{} children", kids.len());
+        let parents: HashSet<&String> = kids.iter().map(|(p, _)| p).collect();
+        let stdlib = stdlib_programs();
+        assert!(
+            parents.len() >= 30 + 2 * stdlib.len() - 4,
+            "{} parents",
+            parents.len()
+        );
+        assert!(
+            kids.len() >= 2 * parents.len() - 4,
+            "{} children",
+            kids.len()
+        );
         for (p, c) in kids {
-            assert!(corpus.contains(p));
+            assert!(stdlib.contains(p) || !corpus.contains(p), "fresh parents");
             assert!(usable(c) && c.len() <= spec.max_bytes);
             assert_ne!(unnamed(p), unnamed(c));
         }

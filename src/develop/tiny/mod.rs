@@ -187,11 +187,12 @@ impl TinySpec {
 
     /// The shipped conditioned generator: the default's network with twice the
     /// positions (a parent and its child), pretrained on every corpus program from
-    /// nothing and two mutated children of each.
+    /// nothing and on two mutated children of each stdlib program, of 60 fresh variants
+    /// of each, and of 3,000 fresh composed programs.
     pub fn conditioned() -> Self {
         let mut s = TinySpec::default();
         s.model.max_positions = 1024;
-        s.train.steps = 900;
+        s.train.steps = 1200;
         s.pairs = Some(PairSpec::default());
         s
     }
@@ -201,6 +202,8 @@ impl TinySpec {
         let mut s = TinySpec::test();
         s.model.max_positions = 1024;
         s.pairs = Some(PairSpec {
+            parents: 100,
+            stdlib_variants: 2,
             children: 1,
             ..PairSpec::default()
         });
