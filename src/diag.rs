@@ -199,3 +199,9 @@ pub fn render_all(diags: &[Diagnostic], file: &str, src: &str, color: bool) -> S
         .collect::<Vec<_>>()
         .join("")
 }
+
+/// Whether to colour diagnostics: only on a terminal, and never with NO_COLOR.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}

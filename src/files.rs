@@ -171,6 +171,51 @@ pub fn check_model_path(path: &Path, what: &str) -> Result<Metadata, String> {
     ))
 }
 
+/// Reads a program file (a regular file, at most the language's source limit), with a
+/// message that says what went wrong.
+pub fn read_program(path: &str) -> Result<String, String> {
+    read_text(std::path::Path::new(path), "a program file", limit::PROGRAM)
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes a file atomically: a temporary sibling, then a rename over `path` (creating
+/// the parent directory if needed), so readers see the old file or the whole new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("cannot write `{}`: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    // Synced before the rename, so a crash leaves the old file or the whole new one.
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

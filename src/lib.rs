@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cancel;
+pub mod card;
 pub mod cli;
 pub mod codegen;
 pub mod config;
@@ -19,24 +20,37 @@ pub mod interp;
 pub mod ir;
 pub mod model;
 pub mod passes;
+pub mod prefix;
 pub mod repl;
 pub mod runtime;
+pub mod semantics;
 pub mod show;
 pub mod stdlib;
 pub mod syntax;
 pub mod types;
 pub mod zoo;
 
-use diag::Diagnostic;
-use syntax::ast::Program;
-use types::MergeSig;
+pub use types::check_source;
 
-/// Parses and checks a program, returning its AST and merge signatures.
-pub fn check_source(src: &str) -> Result<(Program, Vec<MergeSig>), Vec<Diagnostic>> {
-    // A fresh stack segment bounds the front end's recursion whatever the caller's stack.
-    stacker::maybe_grow(1024 * 1024, 32 * 1024 * 1024, || {
-        let program = syntax::parse_program(src)?;
-        let sigs = types::check_program(&program)?;
-        Ok((program, sigs))
-    })
-}
+/// The layers of `src/`, bottom to top, each a list of top-level modules (a folder
+/// `src/NAME/` or a file `src/NAME.rs`). A module may import only the modules listed
+/// before it, its own layer's included, so no folder-level cycle can appear;
+/// `tests/layers.rs` checks every `crate::` path of every source file against this
+/// order.
+pub const LAYERS: &[(&str, &[&str])] = &[
+    ("foundations", &["cancel", "diag", "semantics"]),
+    (
+        "the language",
+        &[
+            "syntax", "types", "files", "stdlib", "card", "gen", "prefix",
+        ],
+    ),
+    (
+        "interpreter and compiler",
+        &["interp", "ir", "passes", "codegen", "exec", "show"],
+    ),
+    ("runtime", &["runtime", "config"]),
+    ("the LLM side", &["model", "eval", "zoo"]),
+    ("the loop and the REPL", &["develop", "repl"]),
+    ("the command line", &["cli"]),
+];

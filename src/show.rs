@@ -1,6 +1,7 @@
 //! Human-readable summaries of values: type, shape, a few numbers, statistics.
 
-use crate::interp::{Tensor, Value, semantics::canonical_sum};
+use crate::interp::{Tensor, Value};
+use crate::semantics::canonical_sum;
 use std::fmt::Write;
 
 /// min, max, mean, L2 norm and count of nonzeros of a tensor.

@@ -81,7 +81,7 @@ pub fn header_comment(src: &str) -> String {
 pub fn methods() -> Vec<Method> {
     let mut out = Vec::new();
     for (file, source) in SOURCES {
-        let (program, sigs) = crate::check_source(source)
+        let (program, sigs) = crate::types::check_source(source)
             .unwrap_or_else(|d| panic!("stdlib/{file} does not check: {d:?}"));
         let header = header_comment(source);
         let summary = header.lines().next().unwrap_or_default().to_string();

@@ -15,9 +15,9 @@ mod programs;
 
 use mergec::codegen::{Engine, RefEngine};
 use mergec::exec::run_merge_compiled;
-use mergec::r#gen::SplitMix64;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::lower::LowerError;
+use mergec::semantics::rng::SplitMix64;
 use mergec::types::{CheckedMerge, Const, instantiate_merge};
 use programs::{random_cases, random_tensor, stdlib_settings};
 

@@ -9,8 +9,7 @@
 //!
 //! Run with `cargo test --release --test config`.
 
-use mergec::cli::merge::{MergeArgs, run as cli_run};
-use mergec::config::job_from_config;
+use mergec::cli::merge::{MergeArgs, job_from_config, run as cli_run};
 use mergec::runtime::safetensors::{Checkpoint, Dtype};
 use mergec::runtime::synth::{Arch, write_model};
 use mergec::types::Const;

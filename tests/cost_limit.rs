@@ -13,7 +13,8 @@
 #[path = "common/runaway.rs"]
 mod runaway;
 
-use mergec::r#gen::{SplitMix64, generate_source};
+use mergec::r#gen::generate_source;
+use mergec::semantics::rng::SplitMix64;
 use mergec::syntax::limits::Limits;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

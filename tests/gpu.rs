@@ -32,10 +32,10 @@ mod device {
     use super::cuda_kernels::*;
     use mergec::codegen::Engine;
     use mergec::codegen::cuda::CudaEngine;
-    use mergec::interp::semantics;
     use mergec::ir::kernel::{
         Args, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, Sink, UnOp,
     };
+    use mergec::semantics;
 
     /// Tolerance of CUDA's transcendental functions against the host's libm, in f32 ulps
     /// (CUDA documents at most 1-4 ulps for these; glibc's are within 1).

@@ -3,10 +3,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use mergec::r#gen::SplitMix64;
 use mergec::model::config::{Family, LlamaConfig};
 use mergec::model::llama::{KvCache, Llama};
 use mergec::model::{GenOptions, LoadedModel, Role, TextModel};
+use mergec::semantics::rng::SplitMix64;
 use std::path::Path;
 
 #[path = "common/tiny_llama.rs"]

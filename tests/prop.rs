@@ -11,8 +11,9 @@
 //! 40/30/30 over (a)/(b)/(c)); MERGEC_PROP_SEED shifts every seed. Each case runs
 //! under catch_unwind; a failure names its seed and prints the program.
 
-use mergec::r#gen::{SplitMix64, generate_source};
+use mergec::r#gen::generate_source;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
+use mergec::semantics::rng::SplitMix64;
 use mergec::types::instantiate_merge;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;

@@ -4,8 +4,8 @@
 use mergec::cancel::Cancel;
 use mergec::exec::select::{TopkCut, quantile, ranks, reduce_axis, topk_counts, topk_cut};
 use mergec::interp::Tensor;
-use mergec::interp::semantics as sem;
 use mergec::interp::tensor_ops;
+use mergec::semantics as sem;
 use mergec::types::ops::AxisOp;
 
 const NEVER: Cancel = Cancel::NEVER;

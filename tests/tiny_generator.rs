@@ -14,7 +14,7 @@ use mergec::develop::tiny_corpus::{compose, normalize, usable};
 #[path = "common/tiny_llama.rs"]
 mod tiny_llama;
 
-use mergec::r#gen::SplitMix64;
+use mergec::semantics::rng::SplitMix64;
 use std::collections::HashSet;
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! generation.
 
 use mergec::eval::gsm8k::{is_correct, parse_jsonl};
-use mergec::r#gen::SplitMix64;
+use mergec::semantics::rng::SplitMix64;
 use mergec::zoo::tasks::{self, Facts, Kind, Skill};
 use mergec::zoo::{self, tokenizer, train};
 use std::collections::BTreeSet;

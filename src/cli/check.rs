@@ -28,7 +28,7 @@ pub fn run(files: &[String], json: bool) -> i32 {
         diagnostics: Vec::new(),
     };
     for file in files {
-        let src = match super::read_program(file) {
+        let src = match crate::files::read_program(file) {
             Ok(s) => s,
             Err(msg) => {
                 report.ok = false;
@@ -42,7 +42,7 @@ pub fn run(files: &[String], json: bool) -> i32 {
                 continue;
             }
         };
-        match crate::check_source(&src) {
+        match crate::types::check_source(&src) {
             Ok((_, sigs)) => {
                 for s in sigs {
                     if !json {
@@ -64,7 +64,10 @@ pub fn run(files: &[String], json: bool) -> i32 {
                         .diagnostics
                         .extend(diags.iter().map(|d| d.to_json(file, &src)));
                 } else {
-                    eprint!("{}", render_all(&diags, file, &src, super::use_color()));
+                    eprint!(
+                        "{}",
+                        render_all(&diags, file, &src, crate::diag::use_color())
+                    );
                     let n = diags.len();
                     eprintln!("{file}: {n} error{}", if n == 1 { "" } else { "s" });
                 }

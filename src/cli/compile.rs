@@ -30,8 +30,8 @@ fn dtype(s: &str) -> Result<BufDtype, String> {
 /// The text of one emitted form.
 pub fn emit(a: &CompileArgs) -> Result<String, String> {
     let (label, text) = super::run::load_program(a.program)?;
-    let (program, sigs) = crate::check_source(&text).map_err(|d| {
-        let rendered = crate::diag::render_all(&d, &label, &text, super::use_color());
+    let (program, sigs) = crate::types::check_source(&text).map_err(|d| {
+        let rendered = crate::diag::render_all(&d, &label, &text, crate::diag::use_color());
         format!("{label} does not check:\n{}", rendered.trim_end())
     })?;
     let name = match a.merge {

@@ -4,7 +4,7 @@
 use crate::eval::external::Evaluator;
 use crate::eval::gsm8k::Split;
 use crate::eval::run::{
-    ChatMode, Dataset, EvalJob, EvalSettings, default_cache_dir, items_jsonl, run_job, write_atomic,
+    ChatMode, Dataset, EvalJob, EvalSettings, default_cache_dir, items_jsonl, run_job,
 };
 use crate::model::TextModel;
 use std::io::Write;
@@ -259,7 +259,7 @@ fn in_process(
     }
     let r = &outcome.report;
     if let Some(path) = &args.out {
-        write_atomic(path, items_jsonl(r).as_bytes())?;
+        crate::files::write_atomic(path, items_jsonl(r).as_bytes())?;
     }
     let (acc, lo, hi) = (r.accuracy, r.ci_low, r.ci_high);
     let mut scope = split.to_string();

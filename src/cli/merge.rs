@@ -1,5 +1,6 @@
 //! `mergec merge`: a program (or a mergekit YAML config) applied to checkpoints.
 
+use crate::config::ConfigJob;
 use crate::runtime::plan::parse_size;
 use crate::runtime::safetensors::Dtype;
 use crate::runtime::{CANCELLED, FixedParams, MergeJob};
@@ -129,11 +130,37 @@ where
     pool.install(f)
 }
 
+/// A job from a mergekit-style config and the command line's flags.
+pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
+    if a.base.is_some() || !a.models.is_empty() {
+        return Err(format!(
+            "`{}` already names the models (`base_model`, `models`); drop --base and --model \
+             (or edit the config)",
+            a.program
+        ));
+    }
+    let options = crate::config::Options {
+        merge: a.merge.clone(),
+        sets: parse_sets(&a.sets)?,
+        dtype: parse_dtype(a.dtype.as_deref())?,
+        tokenizer_from: a.tokenizer_from.clone(),
+        quiet: a.quiet,
+    };
+    with_flags(a, crate::config::read_config(&a.program, options)?)
+}
+
+/// `--set name=value` settings.
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, Const)>, String> {
+    sets.iter()
+        .map(|s| Const::parse_assignment(s).map_err(|e| format!("--set {e}")))
+        .collect()
+}
+
 /// A job from command-line flags and a program (a .merge file or a stdlib name).
 fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
     let (label, text) = super::run::load_program(&a.program)?;
-    let (program, sigs) = crate::check_source(&text).map_err(|d| {
-        let rendered = crate::diag::render_all(&d, &label, &text, super::use_color());
+    let (program, sigs) = crate::types::check_source(&text).map_err(|d| {
+        let rendered = crate::diag::render_all(&d, &label, &text, crate::diag::use_color());
         format!("{label} does not check:\n{}", rendered.trim_end())
     })?;
     let merge_name = match &a.merge {
@@ -159,21 +186,38 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
     if a.models.is_empty() {
         return Err("give at least one --model to merge with the base".into());
     }
-    let overrides = a
-        .sets
-        .iter()
-        .map(|s| Const::parse_assignment(s).map_err(|e| format!("--set {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(MergeJob {
+    // The same parts a config decides, from the flags.
+    let parts = ConfigJob {
         program,
         program_text: text,
         program_label: label,
         merge_name,
         base,
         models: a.models.clone(),
-        out: a.out.clone(),
-        params: Box::new(FixedParams(overrides)),
+        params: Box::new(FixedParams(parse_sets(&a.sets)?)),
         dtype: parse_dtype(a.dtype.as_deref())?,
+        tokenizer_from: a.tokenizer_from.clone(),
+        extra: serde_json::Value::Null,
+    };
+    with_flags(a, parts)
+}
+
+/// The job of `c` (what to merge), written where and how the flags say: --out, --only,
+/// --seed, the sizes, --force, --on-mismatch, --allow-nonfinite, --quiet and the backend.
+fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
+    Ok(MergeJob {
+        program: c.program,
+        program_text: c.program_text,
+        program_label: c.program_label,
+        merge_name: c.merge_name,
+        base: c.base,
+        models: c.models,
+        params: c.params,
+        dtype: c.dtype,
+        tokenizer_from: c.tokenizer_from,
+        extra: c.extra,
+        deadline: None,
+        out: a.out.clone(),
         only: parse_only(a.only.as_deref())?,
         seed: a.seed,
         shard_size: parse_size(&a.shard_size).map_err(|e| format!("--shard-size {e}"))?,
@@ -181,11 +225,8 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
         force: a.force,
         on_mismatch_base: parse_mismatch(&a.on_mismatch)?,
         allow_nonfinite: a.allow_nonfinite,
-        tokenizer_from: a.tokenizer_from.clone(),
         quiet: a.quiet,
         backend: choose_backend(a)?,
-        extra: serde_json::Value::Null,
-        deadline: None,
     })
 }
 
@@ -218,7 +259,7 @@ pub fn run(a: &MergeArgs) -> i32 {
     let nothing = format!("nothing was written to `{}`", a.out.display());
     super::signals::install(None, nothing.clone());
     let job = if is_config(&a.program) {
-        crate::config::job_from_config(a)
+        job_from_config(a)
     } else {
         job_from_flags(a)
     };

@@ -1,8 +1,8 @@
 //! `mergec run` (one program on example tensors) and `mergec demo` (every stdlib
 //! method on example tensors): the language's main job until checkpoints land.
 
-use crate::interp::semantics::{name_hash, normal_at, stream_key};
 use crate::interp::{Context, Tensor, TensorFacts, run_merge};
+use crate::semantics::{name_hash, normal_at, stream_key};
 use crate::show::{describe, stats};
 use crate::types::{Const, instantiate_merge};
 use std::time::Instant;
@@ -40,7 +40,7 @@ pub struct RunArgs {
 /// Returns (label, source).
 pub fn load_program(spec: &str) -> Result<(String, String), String> {
     if std::path::Path::new(spec).exists() || spec.ends_with(".merge") {
-        return Ok((spec.to_string(), super::read_program(spec)?));
+        return Ok((spec.to_string(), crate::files::read_program(spec)?));
     }
     match crate::stdlib::method(spec) {
         Some(m) => Ok((format!("stdlib/{}", m.file), m.source.to_string())),
@@ -90,8 +90,8 @@ fn run_inner(a: &RunArgs) -> Result<(), String> {
         ));
     }
     let (file, src) = load_program(&a.program).map_err(|e| format!("error: {e}"))?;
-    let (program, sigs) = crate::check_source(&src)
-        .map_err(|d| crate::diag::render_all(&d, &file, &src, super::use_color()))?;
+    let (program, sigs) = crate::types::check_source(&src)
+        .map_err(|d| crate::diag::render_all(&d, &file, &src, crate::diag::use_color()))?;
     let name = match &a.merge {
         Some(n) => n.clone(),
         None => sigs
@@ -106,7 +106,7 @@ fn run_inner(a: &RunArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("error: --set {e}"))?;
     let checked = instantiate_merge(&program, &name, a.shape.len())
-        .map_err(|d| crate::diag::render_all(&d, &file, &src, super::use_color()))?;
+        .map_err(|d| crate::diag::render_all(&d, &file, &src, crate::diag::use_color()))?;
     let (base, models) = example_tensors(&a.shape, a.models, a.seed);
     let ctx = Context::new(a.seed, TensorFacts::from_name(&a.tensor, 4));
     let start = Instant::now();

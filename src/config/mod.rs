@@ -81,41 +81,62 @@ mod yaml;
 pub use methods::{BaseRole, METHODS, MethodSpec};
 pub use params::layer_t;
 
-use crate::cli::merge::{MergeArgs, parse_dtype, parse_only};
-use crate::runtime::MergeJob;
-use crate::runtime::plan::parse_size;
+use crate::runtime::ParamSource;
 use crate::runtime::safetensors::Dtype;
+use crate::syntax::ast::Program;
 use crate::types::Const;
 use schema::Text;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use yaml::Source;
 
-/// A merge job from a mergekit-style YAML file and the command line's --out and flags.
-pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
+/// What the caller (the command line) adds to a config, already parsed: the merge to
+/// run (`None`: the method's), parameter settings that override the config's, a dtype
+/// and a tokenizer source that override its own, and whether to print its notes.
+#[derive(Default)]
+pub struct Options {
+    pub merge: Option<String>,
+    pub sets: Vec<(String, Const)>,
+    pub dtype: Option<Dtype>,
+    pub tokenizer_from: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// What a mergekit-style config decides for a merge job: the program and its
+/// parameters, the models, the output dtype and the tokenizer source, and provenance
+/// for `mergec.json` (`extra`). The caller adds where and how to write.
+pub struct ConfigJob {
+    pub program: Program,
+    pub program_text: String,
+    pub program_label: String,
+    pub merge_name: String,
+    pub base: PathBuf,
+    pub models: Vec<PathBuf>,
+    pub params: Box<dyn ParamSource>,
+    pub dtype: Option<Dtype>,
+    pub tokenizer_from: Option<PathBuf>,
+    pub extra: serde_json::Value,
+}
+
+/// Reads the mergekit-style YAML file at `path` into a job's program, models and
+/// parameters, with `o` applied.
+pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, String> {
     let text = crate::files::read_text(
-        Path::new(&a.program),
+        Path::new(path),
         "a merge config",
         crate::files::limit::CONFIG,
     )?;
     let src = Source {
-        label: a.program.clone(),
+        label: path.to_string(),
         text,
     };
-    if a.base.is_some() || !a.models.is_empty() {
-        return Err(format!(
-            "`{}` already names the models (`base_model`, `models`); drop --base and --model \
-             (or edit the config)",
-            a.program
-        ));
-    }
     let raw = schema::read(&src, &src.parse()?)?;
-    let dir = Path::new(&a.program)
+    let dir = Path::new(path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let method = resolve::method(&src, &raw.merge_method, &dir, a.merge.as_deref())?;
+    let method = resolve::method(&src, &raw.merge_method, &dir, o.merge.as_deref())?;
     let inputs = inputs::inputs(&src, &raw, &method, &dir)?;
     let mut notes = Vec::new();
     let mut params = build::params(&src, &raw, &method, &inputs, &mut notes)?;
@@ -124,60 +145,37 @@ pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
             .fixed
             .push((u.to_string(), Const::Bool(raw.base_model.is_some())));
     }
-    for s in &a.sets {
-        params
-            .fixed
-            .push(Const::parse_assignment(s).map_err(|e| format!("--set {e}"))?);
-    }
-    let dtype = match a.dtype.as_deref() {
-        Some(d) => parse_dtype(Some(d))?,
+    params.fixed.extend(o.sets);
+    let dtype = match o.dtype {
+        Some(d) => Some(d),
         None => config_dtype(&src, raw.out_dtype.as_ref().or(raw.dtype.as_ref()))?,
     };
-    let tokenizer_from = match &a.tokenizer_from {
-        Some(t) => Some(t.clone()),
+    let tokenizer_from = match o.tokenizer_from {
+        Some(t) => Some(t),
         None => tokenizer(&src, raw.tokenizer_source.as_ref(), &dir)?,
     };
-    if !a.quiet {
+    if !o.quiet {
         for n in &notes {
             eprintln!("note: {n}");
         }
     }
     let extra = json!({
         "mergekit_config": src.text,
-        "config_path": a.program,
+        "config_path": path,
         "merge_method": raw.merge_method.value,
         "notes": notes,
     });
-    Ok(MergeJob {
+    Ok(ConfigJob {
         program: method.program,
         program_text: method.text,
         program_label: method.label,
         merge_name: method.merge_name,
         base: inputs.base,
         models: inputs.candidates.into_iter().map(|c| c.path).collect(),
-        out: a.out.clone(),
         params: Box::new(params),
         dtype,
-        only: parse_only(a.only.as_deref())?,
-        seed: a.seed,
-        shard_size: parse_size(&a.shard_size).map_err(|e| format!("--shard-size {e}"))?,
-        max_memory: parse_size(&a.max_memory).map_err(|e| format!("--max-memory {e}"))?,
-        force: a.force,
-        on_mismatch_base: match a.on_mismatch.as_str() {
-            "error" => false,
-            "base" => true,
-            other => {
-                return Err(format!(
-                    "--on-mismatch `{other}`: use `error` (default) or `base`"
-                ));
-            }
-        },
-        allow_nonfinite: a.allow_nonfinite,
         tokenizer_from,
-        quiet: a.quiet,
-        backend: crate::cli::merge::choose_backend(a)?,
         extra,
-        deadline: None,
     })
 }
 

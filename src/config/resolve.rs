@@ -186,11 +186,11 @@ pub fn method(
         let label = path.display().to_string();
         let text = crate::files::read_text(&path, "a program file", crate::files::limit::PROGRAM)
             .map_err(|e| src.error(at.pos, e))?;
-        let (program, sigs) = crate::check_source(&text).map_err(|d| {
+        let (program, sigs) = crate::types::check_source(&text).map_err(|d| {
             format!(
                 "{}\n{}",
                 src.error(at.pos, format!("the program `{label}` does not check")),
-                crate::diag::render_all(&d, &label, &text, crate::cli::use_color())
+                crate::diag::render_all(&d, &label, &text, crate::diag::use_color())
             )
         })?;
         let sig = match merge {

@@ -19,8 +19,8 @@
 
 use super::driver::{At, Event, Outcome, ProgramRecord, Setup};
 use super::generator::Generator;
-use crate::r#gen::SplitMix64;
-use crate::interp::semantics::mix64;
+use crate::semantics::mix64;
+use crate::semantics::rng::SplitMix64;
 use std::collections::HashMap;
 
 /// Parents are drawn from the best `POOL_FACTOR * archive` entries.

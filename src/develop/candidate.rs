@@ -81,7 +81,7 @@ pub fn assess(reply: &str, n_models: usize, probes: &[ProbeTensor]) -> Assessed 
 /// Assesses program text (already extracted).
 pub fn assess_program(src: &str, n_models: usize, probes: &[ProbeTensor]) -> Assessed {
     let prog = Some(src.to_string());
-    let (program, sigs) = match crate::check_source(src) {
+    let (program, sigs) = match crate::types::check_source(src) {
         Ok(x) => x,
         Err(d) => {
             let text = crate::diag::render_all(&d, "program.merge", src, false);

@@ -197,7 +197,8 @@ pub fn merge_and_score(
     let t0 = Instant::now();
     let deadline =
         (cfg.time_limit_s > 0.0).then(|| t0 + std::time::Duration::from_secs_f64(cfg.time_limit_s));
-    let (prog, sigs) = crate::check_source(program).map_err(|_| "does not check".to_string())?;
+    let (prog, sigs) =
+        crate::types::check_source(program).map_err(|_| "does not check".to_string())?;
     let name = sigs.first().ok_or("no merge")?.name.clone();
     let job = crate::runtime::merge::MergeJob {
         program: prog,

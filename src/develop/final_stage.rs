@@ -526,7 +526,7 @@ fn write_best(
             test.map(|a| a.show()).unwrap_or_else(|| "–".into())
         );
         let file = best_dir.join(format!("{:02}-{}.merge", rank + 1, &c[..8.min(c.len())]));
-        crate::eval::run::write_atomic(&file, format!("{header}{src}\n").as_bytes())?;
+        crate::files::write_atomic(&file, format!("{header}{src}\n").as_bytes())?;
         let name = format!(
             "#{} (iteration {}, {}; tuned: {point})",
             rank + 1,

@@ -5,14 +5,14 @@
 use crate::model::sample::{Fit, Guide};
 
 /// The viability of a program prefix for guided decoding: a viable prefix of the
-/// language with names resolved ([`crate::syntax::prefix`], strict), with a runnable
+/// language with names resolved ([`crate::prefix`], strict), with a runnable
 /// merge header ([`header_fits`]), within [`tidy`] limits (so a small model cannot
 /// wander off into endless comments, names, numbers or blank space that the grammar
 /// allows), one statement per line, and type-checked at every statement boundary (and
 /// at the header's end): the program closed there (`return base }`) must have no error
 /// before that point. A whole program must pass the checker.
 pub fn program_fit(text: &str) -> Fit {
-    use crate::syntax::prefix::{PrefixOptions, Viability, check_prefix};
+    use crate::prefix::{PrefixOptions, Viability, check_prefix};
     const STRICT: PrefixOptions = PrefixOptions {
         scoped: true,
         strict: true,
@@ -23,7 +23,7 @@ pub fn program_fit(text: &str) -> Fit {
     match check_prefix(text, &STRICT) {
         Viability::Invalid => Fit::No,
         Viability::Complete => {
-            if crate::check_source(text).is_ok() {
+            if crate::types::check_source(text).is_ok() {
                 Fit::Whole
             } else {
                 Fit::No
@@ -69,7 +69,7 @@ pub fn program_fit(text: &str) -> Fit {
                 if last_nl.is_some() && !right_after_header {
                     return Fit::No;
                 }
-            } else if let Err(diags) = crate::check_source(&probe)
+            } else if let Err(diags) = crate::types::check_source(&probe)
                 && diags.iter().any(|d| d.span.start < upto.len())
             {
                 return Fit::No;

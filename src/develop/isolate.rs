@@ -131,7 +131,7 @@ pub fn run_candidate(run_dir: &Path, request: &Path) -> i32 {
             return 2;
         }
     };
-    if let Err(e) = crate::eval::run::write_atomic(&result_path(request), &text) {
+    if let Err(e) = crate::files::write_atomic(&result_path(request), &text) {
         eprintln!("error: {e}");
         return 2;
     }
@@ -395,7 +395,7 @@ fn start(
     };
     let text = serde_json::to_vec_pretty(&req).map_err(|e| e.to_string())?;
     let path = dir.join("request.json");
-    crate::eval::run::write_atomic(&path, &text)?;
+    crate::files::write_atomic(&path, &text)?;
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot start the candidate: no path to mergec: {e}"))?;
     let mut c = Command::new(exe);

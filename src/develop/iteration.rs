@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 fn iteration_seed(seed: u64, t: usize) -> u64 {
-    crate::interp::semantics::mix64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    crate::semantics::mix64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// What earlier attempts of a run recorded.

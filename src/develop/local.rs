@@ -5,7 +5,7 @@
 //!   reply opened by a ```` ```merge ```` fence; it is run once and its keys and values
 //!   are shared by every sampled sequence ([`crate::model::sample::sample_shared`]).
 //! - Grammar-guided decoding (optional): every token keeps the program a viable prefix
-//!   of the language ([`crate::syntax::prefix`], names resolved), and a program ends at
+//!   of the language ([`crate::prefix`], names resolved), and a program ends at
 //!   the brace that closes its `merge`.
 //! - Learning: DPO on LoRA adapters of the attention and MLP projections, against the
 //!   frozen policy at the start of the iteration, plus the chosen programs' NLL (as the
@@ -16,12 +16,12 @@ use super::generator::{Generator, LearnReport, Pair};
 pub use super::guided::program_fit;
 use super::guided::program_guide;
 use super::tiny::{DpoSettings, iteration_dir};
-use crate::r#gen::SplitMix64;
 use crate::model::LoadedModel;
 use crate::model::llama::{Llama, LoraSpec};
 use crate::model::sample::{SampleOptions, sample_shared};
 use crate::model::train::{Batch, clip_grads, dpo_objective, dpo_summary, sequence_logprobs};
 use crate::model::{Role, TextModel};
+use crate::semantics::rng::SplitMix64;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use serde_json::json;
@@ -179,7 +179,7 @@ impl LocalGenerator {
             "base_model_name_or_path": self.base.path.display().to_string(),
             "base_content_hash": self.base.content_hash(),
         });
-        crate::eval::run::write_atomic(
+        crate::files::write_atomic(
             &dir.join("adapter_config.json"),
             serde_json::to_string_pretty(&cfg).expect("json").as_bytes(),
         )

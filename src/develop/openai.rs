@@ -252,7 +252,7 @@ impl OpenAiGenerator {
             );
             text.push('\n');
         }
-        crate::eval::run::write_atomic(&file, text.as_bytes())?;
+        crate::files::write_atomic(&file, text.as_bytes())?;
         let mut ex = Exported {
             pairs_file: file.clone(),
             pairs: pairs.len(),

@@ -11,7 +11,7 @@ pub fn render(template: &str) -> String {
         .map(|m| strip_comments(m.source))
         .unwrap_or_default();
     template
-        .replace("{{card}}", &crate::cli::methods::builtins_text())
+        .replace("{{card}}", &crate::card::builtins_text())
         .replace("{{example}}", example.trim())
 }
 
@@ -31,10 +31,7 @@ pub fn compact_prompt() -> String {
         .map(|m| strip_comments(m.source))
         .unwrap_or_default();
     COMPACT_TEMPLATE
-        .replace(
-            "{{card}}",
-            crate::cli::methods::builtins_compact().trim_end(),
-        )
+        .replace("{{card}}", crate::card::builtins_compact().trim_end())
         .replace("{{example}}", example.trim())
 }
 
@@ -70,9 +67,9 @@ mod tests {
         let p = super::default_prompt();
         assert!(!p.contains("{{"), "unfilled placeholder");
         assert!(p.contains("merge task_arithmetic("));
-        assert!(p.contains(crate::cli::methods::builtins_text().trim()));
+        assert!(p.contains(crate::card::builtins_text().trim()));
         let start = p.find("```merge\n").unwrap() + 9;
         let end = start + p[start..].find("```").unwrap();
-        crate::check_source(&p[start..end]).expect("the example checks");
+        crate::types::check_source(&p[start..end]).expect("the example checks");
     }
 }

@@ -6,8 +6,9 @@
 //! standard library's methods.
 
 use super::generator::{Generator, LearnReport, Pair};
-use crate::r#gen::{SplitMix64, generate, program_size};
-use crate::interp::semantics::mix64;
+use crate::r#gen::{generate, program_size};
+use crate::semantics::mix64;
+use crate::semantics::rng::SplitMix64;
 use std::path::Path;
 
 /// Tries per program to land near its target size (each a fresh seed, its size
@@ -124,7 +125,7 @@ mod tests {
             ));
             let target = *rng.pick(&sizes);
             let src = g.program(7, i);
-            crate::check_source(&src).expect("a generated program checks");
+            crate::types::check_source(&src).expect("a generated program checks");
             let n = source_size(&src).expect("parses");
             wanted += target;
             got += n;

@@ -269,7 +269,7 @@ pub fn write_report(cfg: &RunConfig, f: &Final) -> Result<(), String> {
     md.push_str("\n![dev scores per iteration](dev-scores.png)\n![valid rate](valid-rate.png)\n![best so far](best-so-far.png)\n");
     let dir = &cfg.run_dir;
     super::plots::write_all(dir, &f.iterations)?;
-    crate::eval::run::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    crate::files::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(f).map_err(|e| e.to_string())?;
-    crate::eval::run::write_atomic(&dir.join("report.json"), json.as_bytes())
+    crate::files::write_atomic(&dir.join("report.json"), json.as_bytes())
 }

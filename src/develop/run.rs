@@ -39,7 +39,7 @@ pub fn open_run(
         }
         Some(_) => eprintln!("resuming {}: {} records", record.display(), events.len()),
         None => {
-            crate::eval::run::write_atomic(&cfg.run_dir.join("config.toml"), settings.as_bytes())?;
+            crate::files::write_atomic(&cfg.run_dir.join("config.toml"), settings.as_bytes())?;
             let ev = Event::Start {
                 config: settings,
                 version: env!("CARGO_PKG_VERSION").to_string(),

@@ -8,7 +8,7 @@
 //! the layout is uniform), and kept only if it is *usable*: it checks and its first
 //! `merge` has a default for every parameter (see [`usable`]).
 
-use crate::r#gen::SplitMix64;
+use crate::semantics::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -48,7 +48,7 @@ impl Default for CorpusSpec {
 /// Whether `src` checks and its first `merge` gives every parameter a default (what a
 /// generated program needs to be merged as is).
 pub fn usable(src: &str) -> bool {
-    match crate::check_source(src) {
+    match crate::types::check_source(src) {
         Ok((_, sigs)) => sigs
             .first()
             .is_some_and(|m| m.params.iter().all(|p| p.default.is_some())),
@@ -58,7 +58,7 @@ pub fn usable(src: &str) -> bool {
 
 /// A program in the corpus's layout (the pretty-printer's), if it parses and checks.
 pub fn normalize(src: &str) -> Option<String> {
-    let (p, _) = crate::check_source(src).ok()?;
+    let (p, _) = crate::types::check_source(src).ok()?;
     Some(crate::syntax::print::source(&p))
 }
 

@@ -23,7 +23,7 @@
 //! number of parameters, and every point is one full dev evaluation, so scores recorded
 //! for one budget are the first points of a larger one.
 
-use crate::interp::semantics::{mix64, name_hash};
+use crate::semantics::{mix64, name_hash};
 use crate::types::ty::Ty;
 use crate::types::{Const, MergeSig};
 
@@ -65,7 +65,7 @@ pub fn stdlib_contenders(n: usize) -> (Vec<Contender>, Vec<String>) {
 
 /// The merge signature of `src` (its first merge), as the merge runs it.
 pub fn signature(src: &str) -> Option<MergeSig> {
-    crate::check_source(src).ok()?.1.into_iter().next()
+    crate::types::check_source(src).ok()?.1.into_iter().next()
 }
 
 /// A uniform draw in [0, 1) from the search's stream.

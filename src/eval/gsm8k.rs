@@ -2,7 +2,7 @@
 //! Answers are compared as numbers after normalising (`$`, thousands commas, units and
 //! a trailing period dropped), so "$1,200." and "1200 dollars" both match 1200.
 
-use crate::r#gen::SplitMix64;
+use crate::semantics::rng::SplitMix64;
 use regex::Regex;
 use std::sync::LazyLock;
 

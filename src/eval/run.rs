@@ -10,7 +10,6 @@
 use super::gsm8k::{self, Problem, Split};
 use crate::model::{GenOptions, Role, TextModel};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Errors are text that says what and where.
@@ -246,14 +245,6 @@ pub fn evaluate(
     })
 }
 
-/// Hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A GSM8K-format file with its content hash.
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -272,7 +263,7 @@ impl Dataset {
         let problems = gsm8k::parse_jsonl(text, &path.display().to_string())?;
         Ok(Dataset {
             path: path.to_path_buf(),
-            sha256: sha256_hex(&bytes),
+            sha256: crate::files::sha256_hex(&bytes),
             problems,
         })
     }
@@ -314,7 +305,7 @@ impl EvalJob<'_> {
             "settings": self.settings,
             "plain_stop": PLAIN_STOP,
         });
-        sha256_hex(material.to_string().as_bytes())
+        crate::files::sha256_hex(material.to_string().as_bytes())
     }
 }
 
@@ -396,7 +387,7 @@ pub fn run_job(
         };
         let written = serde_json::to_vec(&entry)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| write_atomic(f, &bytes));
+            .and_then(|bytes| crate::files::write_atomic(f, &bytes));
         if let Err(e) = written {
             warnings.push(format!("the result was not cached: {e}"));
         }
@@ -425,36 +416,6 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         return Some(d.join("mergec").join("eval"));
     }
     var("HOME").map(|h| h.join(".cache").join("mergec").join("eval"))
-}
-
-/// Writes a file atomically: a temporary sibling, then a rename over `path` (creating
-/// the parent directory if needed), so readers see the old file or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("cannot write `{}`: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    // Synced before the rename, so a crash leaves the old file or the whole new one.
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
 }
 
 /// Per-item records as JSONL, one object a line.

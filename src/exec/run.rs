@@ -4,11 +4,11 @@
 
 use super::select;
 use crate::codegen::{Engine, Launch as Code};
-use crate::interp::semantics as sem;
 use crate::interp::{RuntimeError, Value, elem_op, topk_count};
 use crate::ir::graph::{H64, NTy, NodeId, NodeOp, Red, Scalar};
 use crate::ir::kernel::{Args, BufDtype, KernelIo};
 use crate::ir::plan::{Plan, Source, StoreTarget, U64Arg};
+use crate::semantics as sem;
 use crate::types::ops::AxisOp;
 use std::collections::HashMap;
 use zerocopy::IntoBytes;

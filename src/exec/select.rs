@@ -1,7 +1,7 @@
 //! Selections and axis operations on materialised f32 buffers, for the compiled runtime:
 //! top-k cut points, quantiles, ranks and reductions along an axis.
 //!
-//! Each reproduces [`crate::interp::semantics`] and the interpreter bit for bit, and gives
+//! Each reproduces [`crate::semantics`] and the interpreter bit for bit, and gives
 //! the same result for any number of threads: selections count with integer histograms
 //! (merged exactly, whatever the split), and every float is computed by one thread in the
 //! canonical order. Top-k and quantiles select in O(n) with a radix select over the bits of
@@ -12,8 +12,8 @@
 //! chunks are skipped and the selection returns the reason (its partial result unused).
 
 use crate::cancel::{Cancel, Stop};
-use crate::interp::semantics::{self as sem, RED_BLOCK, RED_LANES};
 use crate::ir::reference::magnitude_key;
+use crate::semantics::{self as sem, RED_BLOCK, RED_LANES};
 use crate::types::ops::AxisOp;
 use rayon::prelude::*;
 

@@ -207,7 +207,7 @@ fn done(st: Vec<State>) -> Vec<TopkCut> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::semantics::topk_mask;
+    use crate::semantics::topk_mask;
 
     fn mask(x: &[f32], c: TopkCut) -> Vec<bool> {
         x.iter()
@@ -223,7 +223,7 @@ mod tests {
     fn chunked_select_matches_topk_mask() {
         let mut seed = 1u64;
         let mut next = || {
-            seed = crate::interp::semantics::mix64(seed);
+            seed = crate::semantics::mix64(seed);
             seed
         };
         for &n in &[1usize, 2, 3, 50, 783, 4097, 70_001] {

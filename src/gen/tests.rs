@@ -15,7 +15,7 @@ fn generated_programs_check_at_both_ranks() {
     for size in [1, 5, 20, 60, 150] {
         for seed in 0..300 {
             let src = generate_source(seed, size);
-            match crate::check_source(&src) {
+            match crate::types::check_source(&src) {
                 Ok((_, sigs)) => {
                     assert_eq!(sigs.len(), 1);
                     assert_eq!(sigs[0].ranks, vec![1, 2], "seed {seed}:\n{src}");
@@ -33,7 +33,7 @@ fn generated_programs_check_at_both_ranks() {
 fn large_programs_stay_within_limits() {
     for seed in 0..20 {
         let src = generate_source(seed, MAX_SIZE);
-        if let Err(d) = crate::check_source(&src) {
+        if let Err(d) = crate::types::check_source(&src) {
             panic!(
                 "seed {seed}:\n{}",
                 crate::diag::render_all(&d, "gen.merge", &src, false)

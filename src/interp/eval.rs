@@ -1,12 +1,12 @@
 //! The tree-walking evaluator: the reference semantics of checked programs.
 
 use super::pointwise::pointwise;
-use super::semantics as sem;
 use super::tensor_ops::{
     Operand, broadcast_shapes, broadcast_to, fibre_sum, fibre_sum_sq, map_axis, map_n, reduce_axis,
 };
 use super::value::{RuntimeError, Tensor, TensorFacts, Value};
 use crate::cancel::Cancel;
+use crate::semantics as sem;
 use crate::types::ops::{AxisOp, Op};
 use crate::types::tast::{Fact, TExpr, TKind};
 use std::cell::Cell;

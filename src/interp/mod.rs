@@ -4,7 +4,6 @@
 mod eval;
 mod liveness;
 mod pointwise;
-pub mod semantics;
 pub mod tensor_ops;
 mod value;
 

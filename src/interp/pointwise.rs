@@ -8,7 +8,7 @@ use crate::types::ops::Op;
 
 /// The scalar function of an elementwise op, on f32 values.
 fn scalar_fn(op: Op) -> fn(&[f32]) -> f32 {
-    use super::semantics::{clamp, from_bool, lerp, max, min, sigmoid, sign};
+    use crate::semantics::{clamp, from_bool, lerp, max, min, sigmoid, sign};
     match op {
         Op::Neg => |v| -v[0],
         Op::Not => |v| from_bool(v[0] == 0.0),
@@ -55,8 +55,8 @@ fn is_mask_op(op: Op) -> bool {
 /// Monomorphic loops for the common ops when no broadcasting is needed; the same
 /// scalar functions as `scalar_fn`, so the same bits.
 fn fast_pointwise(op: Op, o: &[Operand]) -> Option<Tensor> {
-    use super::semantics::{clamp, from_bool, lerp, max, min, sigmoid, sign};
     use super::tensor_ops::{map1_fast, map2_fast, map3_fast};
+    use crate::semantics::{clamp, from_bool, lerp, max, min, sigmoid, sign};
     match (op, o) {
         (Op::Neg, [a]) => map1_fast(a, |x| -x),
         (Op::Abs, [a]) => map1_fast(a, f32::abs),

@@ -1,8 +1,8 @@
 //! Broadcasting, axis walks and whole-tensor reductions over host tensors.
 
-use super::semantics::canonical_sum;
 use super::value::{RuntimeError, Tensor};
 use crate::cancel::Cancel;
+use crate::semantics::canonical_sum;
 
 /// NumPy broadcasting of concrete shapes.
 pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, RuntimeError> {

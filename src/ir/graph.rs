@@ -61,7 +61,7 @@ impl Scalar {
         match self {
             Scalar::F32(x) => x,
             Scalar::Int(i) => i as f32,
-            Scalar::Bool(b) => crate::interp::semantics::from_bool(b),
+            Scalar::Bool(b) => crate::semantics::from_bool(b),
             Scalar::F64(x) => x as f32,
         }
     }

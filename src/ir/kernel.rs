@@ -24,9 +24,9 @@
 //! an empty set never occurs (domains are non-empty).
 
 /// Elements per canonical reduction block.
-pub const BLOCK: usize = crate::interp::semantics::RED_BLOCK;
+pub const BLOCK: usize = crate::semantics::RED_BLOCK;
 /// Interleaved lanes per block.
-pub const LANES: usize = crate::interp::semantics::RED_LANES;
+pub const LANES: usize = crate::semantics::RED_LANES;
 
 /// An SSA value: the index of an instruction in `Kernel::body`.
 pub type V = u32;

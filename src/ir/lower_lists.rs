@@ -123,7 +123,7 @@ fn from_value(v: Value) -> Sym {
 /// The interpreter's `to_float`: bools count as 0/1.
 fn to_float(st: &mut State, x: &Sym) -> R<Sym> {
     match x {
-        Sym::K(Value::Bool(b)) => Ok(Sym::K(Value::F32(crate::interp::semantics::from_bool(*b)))),
+        Sym::K(Value::Bool(b)) => Ok(Sym::K(Value::F32(crate::semantics::from_bool(*b)))),
         Sym::N(_) => {
             if let Some(super::graph::NTy::Scalar(super::graph::STy::Bool)) = st_ty(st, x) {
                 st.elem(Op::ToF32, std::slice::from_ref(x), 0)

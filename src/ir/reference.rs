@@ -2,7 +2,7 @@
 //! against it; it is also the `--backend ref` engine (slow, obviously right).
 
 use super::kernel::{Bin64, BinOp, Inst, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink, UnOp};
-use crate::interp::semantics as sem;
+use crate::semantics as sem;
 
 /// Magnitude key of the top-k order: |x| as bits, NaN above everything.
 pub fn magnitude_key(x: f32) -> u32 {

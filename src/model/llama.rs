@@ -298,12 +298,12 @@ impl Llama {
                     )
                     .map_err(err)?;
                 if fresh {
-                    let mut h = crate::r#gen::SplitMix64::new(
+                    let mut h = crate::semantics::rng::SplitMix64::new(
                         seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                             ^ (name.len() as u64 * 0x1000_0001),
                     );
                     for c in name.bytes() {
-                        h = crate::r#gen::SplitMix64::new(h.next_u64() ^ c as u64);
+                        h = crate::semantics::rng::SplitMix64::new(h.next_u64() ^ c as u64);
                     }
                     let bound = 1.0 / (inp as f64).sqrt();
                     let vals: Vec<f32> = (0..spec.rank * inp)

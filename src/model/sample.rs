@@ -14,7 +14,7 @@
 use super::llama::{KvCache, Llama};
 use super::tokenizer::Tok;
 use super::{Result, generate::cut_at_stop};
-use crate::r#gen::SplitMix64;
+use crate::semantics::rng::SplitMix64;
 
 /// Settings for [`sample`].
 #[derive(Clone, Debug)]

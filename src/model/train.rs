@@ -3,7 +3,7 @@
 //! and the DPO loss (Rafailov et al., "Direct Preference Optimization", arXiv 2305.18290).
 
 use super::Result;
-use crate::r#gen::SplitMix64;
+use crate::semantics::rng::SplitMix64;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarMap;
 use sha2::{Digest, Sha256};

@@ -64,7 +64,7 @@ pub fn run(s: &mut Session, text: &str) -> Output {
             load_files(s, &files)
         }
         "methods" => methods(s),
-        "builtins" => Output::ok(crate::cli::methods::builtins_text().trim_end().to_string()),
+        "builtins" => Output::ok(crate::card::builtins_text().trim_end().to_string()),
         "seed" => seed(s, arg),
         "source" => source(s, arg),
         "tensors" => tensors(s, arg),
@@ -118,7 +118,7 @@ pub fn load_files(s: &mut Session, files: &[String]) -> Output {
     let mut text = Vec::new();
     let mut failed = false;
     for file in files {
-        let src = match crate::cli::read_program(file) {
+        let src = match crate::files::read_program(file) {
             Ok(src) => src,
             Err(msg) => {
                 text.push(format!("error: {msg}"));
@@ -165,8 +165,8 @@ fn add_source(
     src: &str,
     label: &str,
 ) -> Result<Vec<String>, String> {
-    let (program, _) =
-        crate::check_source(src).map_err(|d| crate::diag::render_all(&d, label, src, s.color))?;
+    let (program, _) = crate::types::check_source(src)
+        .map_err(|d| crate::diag::render_all(&d, label, src, s.color))?;
     if program.items.is_empty() {
         return Err(format!("error: {label} defines no merge or fn"));
     }
@@ -180,7 +180,7 @@ fn methods(s: &Session) -> Output {
     // `methods_text` insists on a stdlib where every file checks; while one
     // does not (see the startup warning), list the merges that do.
     let listing = if s.notes.is_empty() {
-        crate::cli::methods::methods_text()
+        crate::card::methods_text()
     } else {
         let mut l = s.scope.stdlib_items().join("\n");
         l.push('\n');

@@ -52,7 +52,7 @@ impl Scope {
         let mut scope = Scope::default();
         let mut warnings = Vec::new();
         for (file, src) in crate::stdlib::SOURCES {
-            match crate::check_source(src) {
+            match crate::types::check_source(src) {
                 Ok((program, _)) => {
                     let source: std::rc::Rc<str> = (*src).into();
                     for item in program.items {

@@ -8,7 +8,6 @@ use super::merge::MergeJob;
 use super::plan::Plan;
 use super::safetensors::{Checkpoint, INDEX_FILE};
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -207,13 +206,6 @@ pub fn copy_side_files(job: &MergeJob, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn input_json(path: &Path, ck: &Checkpoint) -> Json {
     let headers: Vec<Json> = ck
         .header_digests()
@@ -241,7 +233,7 @@ pub fn write_provenance(
         "merge": job.merge_name,
         "program": {
             "source": job.program_label,
-            "sha256": sha256_hex(job.program_text.as_bytes()),
+            "sha256": crate::files::sha256_hex(job.program_text.as_bytes()),
             "text": job.program_text,
         },
         "parameters": job.params.describe(),

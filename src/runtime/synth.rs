@@ -2,7 +2,7 @@
 //! variants (base + small seeded deltas), for tests, benchmarks and conformance runs.
 
 use super::safetensors::{Dtype, HeaderEntry, header_bytes};
-use crate::interp::semantics::{name_hash, normal_at, stream_key};
+use crate::semantics::{name_hash, normal_at, stream_key};
 use rayon::prelude::*;
 use serde_json::json;
 use std::io::Write;

@@ -4,8 +4,7 @@ pub mod ast;
 mod errors;
 mod invisible;
 pub mod limits;
-mod parse;
-pub mod prefix;
+pub(crate) mod parse;
 pub mod print;
 
 pub use parse::{parse_expr, parse_let, parse_program};

@@ -21,3 +21,15 @@ pub use program::{
     const_value, instantiate_merge,
 };
 pub use suggest::did_you_mean;
+
+/// Parses and checks a program, returning its AST and merge signatures.
+pub fn check_source(
+    src: &str,
+) -> Result<(crate::syntax::ast::Program, Vec<MergeSig>), Vec<crate::diag::Diagnostic>> {
+    // A fresh stack segment bounds the front end's recursion whatever the caller's stack.
+    stacker::maybe_grow(1024 * 1024, 32 * 1024 * 1024, || {
+        let program = crate::syntax::parse_program(src)?;
+        let sigs = check_program(&program)?;
+        Ok((program, sigs))
+    })
+}

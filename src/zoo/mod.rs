@@ -12,7 +12,7 @@ pub mod tasks;
 pub mod tokenizer;
 pub mod train;
 
-use crate::r#gen::SplitMix64;
+use crate::semantics::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;

@@ -67,7 +67,7 @@ pub fn probe(
     let w = tasks::world(spec.family, spec.seed, spec.base_known);
     let mut kinds: Vec<tasks::Kind> = w.expert_kinds.iter().flatten().copied().collect();
     kinds.extend(&w.mixed_kinds);
-    let mut rng = crate::r#gen::SplitMix64::new(0x9B0BE);
+    let mut rng = crate::semantics::rng::SplitMix64::new(0x9B0BE);
     let mut sets: Vec<(String, Vec<Problem>)> = Vec::new();
     let to_eval = |ps: Vec<tasks::Problem>| -> Vec<Problem> {
         ps.iter()

@@ -8,7 +8,7 @@
 //! problems of the dev and test sets need facts from several skills at once: no single
 //! model knows them all, a good merge can.
 
-use crate::r#gen::SplitMix64;
+use crate::semantics::rng::SplitMix64;
 use std::collections::BTreeSet;
 
 /// One fact a step uses. Items index the family's tables.

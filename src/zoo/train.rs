@@ -3,9 +3,9 @@
 //! (deterministic: the same seed gives the same bits), and saving in Hugging Face format.
 
 use super::tokenizer;
-use crate::r#gen::SplitMix64;
 use crate::model::config::{Family, LlamaConfig};
 use crate::model::llama::{Llama, masked_cross_entropy};
+use crate::semantics::rng::SplitMix64;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,9 @@
 
 #![allow(dead_code)]
 
-use mergec::r#gen::{SplitMix64, generate_source};
+use mergec::r#gen::generate_source;
 use mergec::interp::Tensor;
+use mergec::semantics::rng::SplitMix64;
 use mergec::types::{CheckedMerge, instantiate_merge};
 
 /// Normal values rounded to bf16 (so top-k and sign ties are common, as in bf16

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use mergec::interp::semantics::mix64;
+use mergec::semantics::mix64;
 
 pub struct Rng(u64);
 

@@ -93,7 +93,7 @@ pub fn write_char_model(dir: &Path, seed: u64, scale: f32, chars: &str) {
         let n = v.elem_count();
         let vals: Vec<f32> = (0..n)
             .map(|j| {
-                let x = mergec::interp::semantics::mix64(seed ^ ((i as u64) << 32) ^ j as u64);
+                let x = mergec::semantics::mix64(seed ^ ((i as u64) << 32) ^ j as u64);
                 ((x >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 2.0 * scale
             })
             .collect();

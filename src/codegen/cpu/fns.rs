@@ -8,8 +8,8 @@
 //! distinguishes the two (`powf(sNaN, 0)` is NaN, `powf(qNaN, 0)` is 1), so the
 //! helpers quiet their operands first.
 
-use crate::interp::semantics as sem;
 use crate::ir::kernel::{BinOp, UnOp};
+use crate::semantics as sem;
 
 /// `x` with a NaN made quiet, as the reference's f64 round trip does.
 fn q(x: f32) -> f32 {

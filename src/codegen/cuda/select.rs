@@ -6,8 +6,8 @@
 //! generic over who counts (`Histogram`): the GPU (`CudaEngine`), the emulated kernel in
 //! the tests, or `host_histogram`, which defines what every pass must return.
 
-use crate::interp::semantics;
 use crate::ir::reference::magnitude_key;
+use crate::semantics;
 
 const SELECT: &str = include_str!("../../../kernels/select.cu");
 

@@ -4,10 +4,10 @@
 
 use super::{PAD, Result, TinyGenerator, cerr};
 use crate::develop::generator::{LearnReport, Pair};
-use crate::r#gen::SplitMix64;
 use crate::model::train::{
     Batch, clipped_grads, dpo_objective, dpo_summary, sequence_logprobs, weights_hash,
 };
+use crate::semantics::rng::SplitMix64;
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};

@@ -3,9 +3,9 @@
 //! conditioned generator's loss counts only the child's tokens.
 
 use super::{PAD, Result, TinyGenerator, TinySpec, TrainSpec, cerr, new_model};
-use crate::r#gen::SplitMix64;
 use crate::model::llama::masked_cross_entropy;
 use crate::model::train::{Batch, clipped_grads, seeded_init, weights_hash};
+use crate::semantics::rng::SplitMix64;
 use candle_core::Device;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};

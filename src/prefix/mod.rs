@@ -10,13 +10,13 @@
 //! string or operator prefix is viable if some token it can grow into fits.
 //!
 //! `parse_program`'s own extra rules are checked too: the size limits of
-//! `super::limits` (source size and nesting, items, parameters, statements,
+//! `crate::syntax::limits` (source size and nesting, items, parameters, statements,
 //! syntax nodes, expression depth) and "comparisons cannot be chained".
 //!
 //! In scoped mode names must also resolve the way the type checker resolves them
 //! (types, variables, tensor facts, called functions, keyword arguments).
 
-use super::limits::{self, Limits};
+use crate::syntax::limits::{self, Limits};
 use crate::types::builtins::{BUILTINS, Builtin};
 use crate::types::tast::Fact;
 
@@ -1031,5 +1031,4 @@ fn node_count(text: &str) -> usize {
 }
 
 #[cfg(test)]
-#[path = "prefix_tests.rs"]
 mod tests;

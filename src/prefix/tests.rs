@@ -127,7 +127,7 @@ fn prefix_stdlib_and_golden_prefixes_are_viable() {
     let srcs = golden_sources();
     assert!(srcs.len() >= crate::stdlib::SOURCES.len());
     for (name, src) in &srcs {
-        assert!(crate::check_source(src).is_ok(), "{name} checks");
+        assert!(crate::types::check_source(src).is_ok(), "{name} checks");
         assert_prefixes_viable(name, src, true);
         assert!(ends_in_merge(src).is_some(), "{name} parses");
     }
@@ -155,7 +155,9 @@ fn assert_sound(t: &str) -> (Viability, Viability) {
     if parsed.is_some() {
         assert_ne!(u, Invalid, "parses but Invalid:\n{t}");
     }
-    let checked = parsed.is_some().then(|| crate::check_source(t).map(|_| ()));
+    let checked = parsed
+        .is_some()
+        .then(|| crate::types::check_source(t).map(|_| ()));
     if let Some(Ok(())) = checked {
         // The checker accepts it: scoped mode must not reject it.
         let want = if parsed == Some(true) {
@@ -284,7 +286,7 @@ fn assert_no_easy_completion(t: &str, unscoped_invalid: bool) {
             if crate::syntax::parse_program(&c).is_ok() {
                 assert!(!unscoped_invalid, "Invalid, but this parses:\n{c}");
                 assert!(
-                    crate::check_source(&c).is_err(),
+                    crate::types::check_source(&c).is_err(),
                     "scoped Invalid, but this checks:\n{c}"
                 );
             }
@@ -294,7 +296,7 @@ fn assert_no_easy_completion(t: &str, unscoped_invalid: bool) {
 
 #[test]
 fn prefix_node_count_matches_pest() {
-    use super::super::parse::{MergeParser, Rule};
+    use crate::syntax::parse::{MergeParser, Rule};
     use pest::Parser;
     for (name, src) in golden_sources()
         .into_iter()
@@ -417,7 +419,7 @@ fn prefix_edge_cases_agree_with_parse_program() {
         assert_sound(t);
         // and every prefix of a parsing text is viable
         if crate::syntax::parse_program(t).is_ok() {
-            assert_prefixes_viable(t, t, crate::check_source(t).is_ok());
+            assert_prefixes_viable(t, t, crate::types::check_source(t).is_ok());
         }
     }
 }

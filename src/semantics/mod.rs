@@ -1,6 +1,11 @@
 //! The exact meaning of every scalar operation, reduction order, selection and
 //! random draw. Backends must reproduce these bit for bit (transcendentals
 //! within a stated tolerance on the GPU). Nothing here depends on threads.
+//!
+//! The layer under the interpreter and the compiler: both import it, and it imports
+//! nothing of mergec's.
+
+pub mod rng;
 
 /// Reductions to a scalar accumulate in f64 over blocks of this many elements...
 pub const RED_BLOCK: usize = 4096;
