@@ -1,7 +1,7 @@
 //! Hostile inputs to `mergec merge` (issue 20): FIFOs and devices where files are read,
 //! oversized files, shard paths leading out of the model directory, and safetensors
 //! headers with repeated names, overlapping or unaligned data, or unknown dtypes. Each
-//! is a row of docs/errors.md; the harness in tests/merge.rs runs it with a time limit.
+//! is a row of docs/errors.md; the harness in tests/merge_errors.rs runs it with a time limit.
 
 use super::{Case, UP1, Zoo, cmd, mkfifo};
 use std::path::Path;
