@@ -5,6 +5,7 @@ pub mod builtins;
 mod calls;
 mod check;
 pub mod cost;
+mod literals;
 mod loops;
 pub mod ops;
 mod program;
