@@ -152,11 +152,11 @@ impl<'p> Checker<'p> {
         ok.then_some(Bound { args: slots })
     }
 
-    fn arg(&mut self, bound: &Bound, i: usize) -> Option<TExpr> {
+    pub(super) fn arg(&mut self, bound: &Bound, i: usize) -> Option<TExpr> {
         bound.get(i).map(|e| self.check_expr(e))
     }
 
-    fn builtin(&mut self, b: &Builtin, bound: &Bound, span: Span) -> TExpr {
+    pub(super) fn builtin(&mut self, b: &Builtin, bound: &Bound, span: Span) -> TExpr {
         let name = b.name;
         match b.rule {
             Rule::Unary(op) => {
@@ -183,38 +183,9 @@ impl<'p> Checker<'p> {
                 }
             }
             Rule::MinMax(elem, list, axis_op) => {
-                if bound.get(2).is_some() {
-                    if let Some(extra) = bound.get(1) {
-                        self.error(
-                            Diagnostic::error(
-                                extra.span,
-                                format!("`{name}` along an axis takes one tensor"),
-                            )
-                            .with_hint(format!("{name}(x, axis=1)")),
-                        );
-                        return TExpr::error(span);
-                    }
-                    return self.axis_reduce(axis_op, bound, span, name);
-                }
-                if bound.get(3).is_some() {
-                    return self.keepdim_without_axis(bound, span, name);
-                }
-                let a = self.arg(bound, 0).expect("a");
-                match self.arg(bound, 1) {
-                    Some(bb) => self.elementwise(elem, vec![a, bb], Class::Numeric, span, name),
-                    None => self.list_reduce(list, a, span, name),
-                }
+                self.min_max(elem, list, axis_op, bound, span, name)
             }
-            Rule::SumMean(list, axis_op) => {
-                if bound.get(1).is_some() {
-                    return self.axis_reduce(axis_op, bound, span, name);
-                }
-                if bound.get(2).is_some() {
-                    return self.keepdim_without_axis(bound, span, name);
-                }
-                let x = self.arg(bound, 0).expect("x");
-                self.list_reduce(list, x, span, name)
-            }
+            Rule::SumMean(list, axis_op) => self.sum_mean(list, axis_op, bound, span, name),
             Rule::Norm => {
                 if bound.get(1).is_some() {
                     return self.axis_reduce(AxisOp::Norm, bound, span, name);
@@ -233,50 +204,8 @@ impl<'p> Checker<'p> {
                 TExpr { ty, ..r }
             }
             Rule::TakeBy(op) => self.take_by(op, bound, span, name),
-            Rule::Len => {
-                let x = self.arg(bound, 0).expect("xs");
-                if x.ty.is_error() {
-                    return TExpr::error(span);
-                }
-                if !x.ty.is_list() {
-                    self.not_a_list(&x, name, "len(models) is the number of models");
-                    return TExpr::error(span);
-                }
-                TExpr::new(TKind::Op(Op::Len, vec![x]), Ty::Int, span)
-            }
-            Rule::Where => {
-                let c = self.arg(bound, 0).expect("cond");
-                if !c.ty.is_error() && !matches!(c.ty.elem(), Ty::Mask(_) | Ty::Bool) {
-                    self.error(
-                        Diagnostic::error(
-                            c.span,
-                            format!("`where` needs a Mask condition, found {}", c.ty),
-                        )
-                        .with_hint("make one with a comparison, e.g. where(x > 0, x, 0.0)"),
-                    );
-                    return TExpr::error(span);
-                }
-                let a = self.arg(bound, 1).expect("a");
-                let bb = self.arg(bound, 2).expect("b");
-                let ty = self.elementwise_ty(
-                    std::slice::from_ref(&c),
-                    Class::Logic,
-                    span,
-                    name,
-                    Op::Where,
-                );
-                let vt = self.elementwise_ty(
-                    &[c.clone(), a.clone(), bb.clone()],
-                    Class::Float,
-                    span,
-                    name,
-                    Op::Where,
-                );
-                match (ty, vt) {
-                    (Some(_), Some(t)) => TExpr::new(TKind::Op(Op::Where, vec![c, a, bb]), t, span),
-                    _ => TExpr::error(span),
-                }
-            }
+            Rule::Len => self.len_call(bound, span, name),
+            Rule::Where => self.where_call(bound, span, name),
             Rule::Clamp => {
                 let args = (0..3)
                     .map(|i| self.arg(bound, i).expect("clamp arg"))
@@ -300,86 +229,12 @@ impl<'p> Checker<'p> {
                 ];
                 self.whole(op, args, span, name)
             }
-            Rule::Quantile => {
-                let x = self.arg(bound, 0).expect("x");
-                let q = self.arg(bound, 1).expect("q");
-                if x.ty.elem().is_scalar() && q.ty.elem().shape().is_some() {
-                    self.error(
-                        Diagnostic::error(span, "`quantile` takes the tensor first, then q")
-                            .with_label("arguments in the wrong order")
-                            .with_hint("quantile(x, q), e.g. quantile(abs(d), 0.9)"),
-                    );
-                    return TExpr::error(span);
-                }
-                if !self.scalar_arg(&q, name, "q") {
-                    return TExpr::error(span);
-                }
-                self.whole(Op::Quantile, vec![x, q], span, name)
-            }
+            Rule::Quantile => self.quantile(bound, span, name),
             Rule::TopkMask => self.topk(bound, span, name),
-            Rule::Ranks => {
-                let x = self.arg(bound, 0).expect("x");
-                let Some(shape) = self.tensor_arg(&x, name) else {
-                    return TExpr::error(span);
-                };
-                let axis = match bound.get(1) {
-                    Some(e) => match self.axis_value(e, shape.len(), name) {
-                        Some(a) => a,
-                        None => return TExpr::error(span),
-                    },
-                    None if shape.is_empty() => 0,
-                    None => shape.len() - 1,
-                };
-                let ty = lift(&x.ty, Ty::Tensor(shape));
-                TExpr::new(TKind::Op(Op::Ranks(axis as i8), vec![x]), ty, span)
-            }
-            Rule::Numel | Rule::Ndim => {
-                let x = self.arg(bound, 0).expect("x");
-                if self.tensor_arg(&x, name).is_none() {
-                    return TExpr::error(span);
-                }
-                let op = if b.rule == Rule::Numel {
-                    Op::Numel
-                } else {
-                    Op::Ndim
-                };
-                let ty = lift(&x.ty, Ty::Int);
-                TExpr::new(TKind::Op(op, vec![x]), ty, span)
-            }
-            Rule::DimOf => {
-                let x = self.arg(bound, 0).expect("x");
-                let Some(shape) = self.tensor_arg(&x, name) else {
-                    return TExpr::error(span);
-                };
-                let Some(axis) = bound
-                    .get(1)
-                    .and_then(|e| self.axis_value(e, shape.len(), name))
-                else {
-                    return TExpr::error(span);
-                };
-                let ty = lift(&x.ty, Ty::Int);
-                TExpr::new(TKind::Op(Op::Dim(axis as i8), vec![x]), ty, span)
-            }
-            Rule::Bernoulli => {
-                let x = self.arg(bound, 0).expect("x");
-                let p = self.arg(bound, 1).expect("p");
-                let Some(stream) = self.stream(bound.get(2)) else {
-                    return TExpr::error(span);
-                };
-                if self.tensor_arg(&x, name).is_none() {
-                    return TExpr::error(span);
-                }
-                match self.elementwise_ty(
-                    &[x.clone(), p.clone()],
-                    Class::Compare,
-                    span,
-                    name,
-                    Op::Bernoulli(stream),
-                ) {
-                    Some(ty) => TExpr::new(TKind::Op(Op::Bernoulli(stream), vec![x, p]), ty, span),
-                    None => TExpr::error(span),
-                }
-            }
+            Rule::Ranks => self.ranks(bound, span, name),
+            Rule::Numel | Rule::Ndim => self.numel_or_ndim(b.rule, bound, span, name),
+            Rule::DimOf => self.dim_of(bound, span, name),
+            Rule::Bernoulli => self.bernoulli(bound, span, name),
             Rule::Uniform => {
                 let x = self.arg(bound, 0).expect("x");
                 let Some(stream) = self.stream(bound.get(1)) else {
@@ -399,55 +254,9 @@ impl<'p> Checker<'p> {
                 let ty = lift(&x.ty, Ty::Tensor(shape));
                 TExpr::new(TKind::Op(op, vec![x]), ty, span)
             }
-            Rule::FullLike => {
-                let x = self.arg(bound, 0).expect("x");
-                let v = self.arg(bound, 1).expect("value");
-                let Some(shape) = self.tensor_arg(&x, name) else {
-                    return TExpr::error(span);
-                };
-                if !self.scalar_arg(&v, name, "value") {
-                    return TExpr::error(span);
-                }
-                let ty = if x.ty.is_list() || v.ty.is_list() {
-                    Ty::list(Ty::Tensor(shape))
-                } else {
-                    Ty::Tensor(shape)
-                };
-                TExpr::new(TKind::Op(Op::FullLike, vec![x, v]), ty, span)
-            }
-            Rule::StrPred(op) => {
-                let a = self.arg(bound, 0).expect("s");
-                let bb = self.arg(bound, 1).expect("sub");
-                if a.ty.is_error() || bb.ty.is_error() {
-                    return TExpr::error(span);
-                }
-                for x in [&a, &bb] {
-                    if x.ty != Ty::Str {
-                        self.error(
-                            Diagnostic::error(
-                                x.span,
-                                format!("`{name}` needs strings, found {}", x.ty),
-                            )
-                            .with_hint("e.g. contains(name, \"mlp\")"),
-                        );
-                        return TExpr::error(span);
-                    }
-                }
-                TExpr::new(TKind::Op(op, vec![a, bb]), Ty::Bool, span)
-            }
-            Rule::ToInt | Rule::ToF32 => {
-                let x = self.arg(bound, 0).expect("x");
-                if !self.scalar_arg(&x, name, "x") {
-                    return TExpr::error(span);
-                }
-                let (op, t) = if b.rule == Rule::ToInt {
-                    (Op::ToInt, Ty::Int)
-                } else {
-                    (Op::ToF32, Ty::F32)
-                };
-                let ty = lift(&x.ty, t);
-                TExpr::new(TKind::Op(op, vec![x]), ty, span)
-            }
+            Rule::FullLike => self.full_like(bound, span, name),
+            Rule::StrPred(op) => self.str_pred(op, bound, span, name),
+            Rule::ToInt | Rule::ToF32 => self.scalar_conversion(b.rule, bound, span, name),
             Rule::Load => self.load(bound, span),
             Rule::Fold | Rule::Repeat | Rule::ReplShape(_) => {
                 unreachable!("handled before binding")
@@ -455,7 +264,7 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn keepdim_without_axis(&mut self, bound: &Bound, span: Span, name: &str) -> TExpr {
+    pub(super) fn keepdim_without_axis(&mut self, bound: &Bound, span: Span, name: &str) -> TExpr {
         let e = bound.get(bound.args.len() - 1).map_or(span, |e| e.span);
         self.error(Diagnostic::error(
             e,
@@ -475,7 +284,7 @@ impl<'p> Checker<'p> {
         );
     }
 
-    fn list_reduce(&mut self, op: Op, x: TExpr, span: Span, name: &str) -> TExpr {
+    pub(super) fn list_reduce(&mut self, op: Op, x: TExpr, span: Span, name: &str) -> TExpr {
         if x.ty.is_error() {
             return TExpr::error(span);
         }
@@ -519,7 +328,7 @@ impl<'p> Checker<'p> {
         TExpr::new(TKind::Op(op, vec![x]), ty, span)
     }
 
-    fn take_by(&mut self, op: Op, bound: &Bound, span: Span, name: &str) -> TExpr {
+    pub(super) fn take_by(&mut self, op: Op, bound: &Bound, span: Span, name: &str) -> TExpr {
         let k = self.arg(bound, 0).expect("keys");
         let v = self.arg(bound, 1).expect("values");
         if k.ty.is_error() || v.ty.is_error() {
@@ -542,7 +351,7 @@ impl<'p> Checker<'p> {
     }
 
     /// A whole-tensor reduction to one f32 (lifted over lists).
-    fn whole(&mut self, op: Op, args: Vec<TExpr>, span: Span, name: &str) -> TExpr {
+    pub(super) fn whole(&mut self, op: Op, args: Vec<TExpr>, span: Span, name: &str) -> TExpr {
         if args.iter().any(|a| a.ty.is_error()) {
             return TExpr::error(span);
         }
@@ -573,7 +382,7 @@ impl<'p> Checker<'p> {
     }
 
     /// The shape of a tensor (or list of tensors) argument, or an error.
-    fn tensor_arg(&mut self, x: &TExpr, name: &str) -> Option<Vec<Dim>> {
+    pub(super) fn tensor_arg(&mut self, x: &TExpr, name: &str) -> Option<Vec<Dim>> {
         if x.ty.is_error() {
             return None;
         }
@@ -590,7 +399,7 @@ impl<'p> Checker<'p> {
     }
 
     /// A number (or per-model list of numbers): f32 or int.
-    fn scalar_arg(&mut self, x: &TExpr, name: &str, what: &str) -> bool {
+    pub(super) fn scalar_arg(&mut self, x: &TExpr, name: &str, what: &str) -> bool {
         if x.ty.is_error() {
             return false;
         }
@@ -608,7 +417,7 @@ impl<'p> Checker<'p> {
     }
 
     /// A constant axis, normalised to 0..rank.
-    fn axis_value(&mut self, e: &Expr, rank: usize, name: &str) -> Option<usize> {
+    pub(super) fn axis_value(&mut self, e: &Expr, rank: usize, name: &str) -> Option<usize> {
         let Some(a) = const_int(e) else {
             self.error(
                 Diagnostic::error(
@@ -640,7 +449,13 @@ impl<'p> Checker<'p> {
         Some(if a < 0 { (a + r) as usize } else { a as usize })
     }
 
-    fn axis_reduce(&mut self, op: AxisOp, bound: &Bound, span: Span, name: &str) -> TExpr {
+    pub(super) fn axis_reduce(
+        &mut self,
+        op: AxisOp,
+        bound: &Bound,
+        span: Span,
+        name: &str,
+    ) -> TExpr {
         let x = self.arg(bound, 0).expect("x");
         let Some(shape) = self.tensor_arg(&x, name) else {
             return TExpr::error(span);
@@ -684,7 +499,7 @@ impl<'p> Checker<'p> {
         )
     }
 
-    fn topk(&mut self, bound: &Bound, span: Span, name: &str) -> TExpr {
+    pub(super) fn topk(&mut self, bound: &Bound, span: Span, name: &str) -> TExpr {
         let x = self.arg(bound, 0).expect("x");
         let d = self.arg(bound, 1).expect("density");
         let skip = match self.arg(bound, 2) {
@@ -706,7 +521,7 @@ impl<'p> Checker<'p> {
         TExpr::new(TKind::Op(Op::TopkMask, vec![x, d, skip]), ty, span)
     }
 
-    fn stream(&mut self, e: Option<&Expr>) -> Option<u32> {
+    pub(super) fn stream(&mut self, e: Option<&Expr>) -> Option<u32> {
         let Some(e) = e else { return Some(0) };
         match const_int(e) {
             Some(s) if (0..=u32::MAX as i64).contains(&s) => Some(s as u32),
@@ -721,7 +536,7 @@ impl<'p> Checker<'p> {
     }
 }
 
-fn lift(arg: &Ty, elem: Ty) -> Ty {
+pub(super) fn lift(arg: &Ty, elem: Ty) -> Ty {
     if arg.is_list() { Ty::list(elem) } else { elem }
 }
 

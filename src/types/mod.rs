@@ -1,6 +1,7 @@
 //! The type and shape checker: builtin table, symbolic shapes, diagnostics.
 
 mod budget;
+mod builtin_rules;
 pub mod builtins;
 mod calls;
 mod check;
