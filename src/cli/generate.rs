@@ -4,6 +4,7 @@
 use crate::develop::candidate::{Stage, assess};
 use crate::develop::generator::Generator;
 use crate::develop::local::{LocalGenerator, LocalSettings};
+use crate::develop::tiny::{TinyGenerator, TinySpec, default_cache};
 use crate::model::sample::{SampleOptions, sample_shared};
 use serde_json::json;
 use std::path::PathBuf;
@@ -78,6 +79,29 @@ fn prompt(a: &GenerateArgs, local: bool) -> Result<String, String> {
     }
 }
 
+/// The program of `--parent`, in the corpus's layout when it checks.
+fn read_parent(a: &GenerateArgs) -> Result<Option<String>, String> {
+    let Some(f) = &a.parent else { return Ok(None) };
+    let text = crate::files::read_text(f, "a parent program", crate::files::limit::CONFIG)?;
+    Ok(Some(
+        crate::develop::tiny_corpus::normalize(&text).unwrap_or(text),
+    ))
+}
+
+/// The built-in generator (the conditioned one with `--parent`), pretrained if needed.
+fn tiny(a: &GenerateArgs, conditioned: bool) -> Result<TinyGenerator, String> {
+    let spec = if conditioned {
+        TinySpec::conditioned()
+    } else {
+        TinySpec::default()
+    };
+    let mut t = TinyGenerator::pretrained(&default_cache(), &spec, &mut |m| eprintln!("{m}"))?;
+    t.guided = a.guided;
+    t.top_p = a.top_p;
+    t.batch_size = a.batch;
+    Ok(t)
+}
+
 fn run_inner(a: &GenerateArgs) -> Result<(), String> {
     let local = a.model != "tiny";
     if local && a.parent.is_some() {
@@ -87,14 +111,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
                 .into(),
         );
     }
-    let parent = match &a.parent {
-        Some(f) => {
-            let text = crate::files::read_text(f, "a parent program", crate::files::limit::CONFIG)?;
-            // The corpus's layout, when it checks.
-            Some(crate::develop::tiny_corpus::normalize(&text).unwrap_or(text))
-        }
-        None => None,
-    };
+    let parent = read_parent(a)?;
     let prompt = match &parent {
         Some(p) => p.clone(),
         None => prompt(a, local)?,
@@ -124,20 +141,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
         if a.bench {
             return Err("--bench needs a model path".into());
         }
-        let cache = crate::eval::run::default_cache_dir()
-            .and_then(|d| d.parent().map(|p| p.to_path_buf()))
-            .unwrap_or_else(|| PathBuf::from("runs/cache"));
-        let spec = match parent {
-            Some(_) => crate::develop::tiny::TinySpec::conditioned(),
-            None => crate::develop::tiny::TinySpec::default(),
-        };
-        let mut t = crate::develop::tiny::TinyGenerator::pretrained(&cache, &spec, &mut |m| {
-            eprintln!("{m}")
-        })?;
-        t.guided = a.guided;
-        t.top_p = a.top_p;
-        t.batch_size = a.batch;
-        Box::new(t)
+        Box::new(tiny(a, parent.is_some())?)
     };
     let t0 = Instant::now();
     let replies = g.sample(&prompt, a.n, a.temperature, a.seed)?;

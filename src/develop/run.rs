@@ -6,7 +6,6 @@ use super::config::RunConfig;
 use super::driver::Event;
 use super::generator::Generator;
 use super::record::RunLog;
-use std::path::PathBuf;
 
 /// Opens the run's record (`fresh`: creating the run directory, checked by
 /// [`crate::develop::record::check_run_dir`]): the log and what it holds, starting it
@@ -57,9 +56,7 @@ pub fn generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>,
     let g = cfg.generator.as_str();
     if g == "tiny" {
         use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
-        let cache = crate::eval::run::default_cache_dir()
-            .and_then(|d| d.parent().map(|p| p.to_path_buf()))
-            .unwrap_or_else(|| PathBuf::from("runs/cache"));
+        let cache = crate::develop::tiny::default_cache();
         let dpo = DpoSettings {
             beta: cfg.dpo_beta,
             lr: cfg.dpo_lr,

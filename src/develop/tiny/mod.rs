@@ -669,6 +669,14 @@ impl TinyGenerator {
     }
 }
 
+/// The default cache directory of the tiny generator: beside the eval cache
+/// (`~/.cache/mergec`, or the parent of `MERGEC_CACHE_DIR`), else `runs/cache`.
+pub fn default_cache() -> PathBuf {
+    crate::eval::run::default_cache_dir()
+        .and_then(|d| d.parent().map(|p| p.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("runs/cache"))
+}
+
 /// Where [`TinyGenerator::pretrained`] keeps the generator for `spec` under `cache`.
 pub fn cache_dir(cache: &Path, spec: &TinySpec) -> PathBuf {
     cache
