@@ -21,131 +21,17 @@ impl<'p> Checker<'p> {
             );
             return TExpr::error(span);
         }
-        // Bind arguments to parameters.
-        let mut slots: Vec<Option<&Expr>> = vec![None; item.params.len()];
-        let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
-        if positional.len() > item.params.len() {
-            self.error(
-                Diagnostic::error(
-                    span,
-                    format!(
-                        "`{fname}` takes {} argument{}, but {} were given",
-                        item.params.len(),
-                        plural(item.params.len()),
-                        positional.len()
-                    ),
-                )
-                .with_hint(signature_of(item)),
-            );
+        let Some((slots, mut ok)) = self.bind_user_args(item, args, span) else {
             return TExpr::error(span);
-        }
-        for (i, a) in positional.iter().enumerate() {
-            slots[i] = Some(&a.value);
-        }
-        let mut ok = true;
-        for a in args.iter().filter(|a| a.name.is_some()) {
-            let n = a.name.as_ref().expect("named");
-            match item.params.iter().position(|p| p.name.name == n.name) {
-                Some(i) if slots[i].is_none() => slots[i] = Some(&a.value),
-                Some(_) => {
-                    self.error(Diagnostic::error(
-                        n.span,
-                        format!("argument `{}` given twice", n.name),
-                    ));
-                    ok = false;
-                }
-                None => {
-                    let hint =
-                        did_you_mean(&n.name, item.params.iter().map(|p| p.name.name.as_str()));
-                    self.error(
-                        Diagnostic::error(
-                            n.span,
-                            format!("`{fname}` has no parameter `{}`", n.name),
-                        )
-                        .with_hint_opt(hint),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        let mut values: Vec<TExpr> = Vec::new();
-        let mut declared: Vec<Option<Ty>> = Vec::new();
-        for (p, slot) in item.params.iter().zip(&slots) {
-            let want = self.type_from_ast(&p.ty);
-            let v = match (slot, &p.default) {
-                (Some(e), _) => self.check_expr_expect(e, want.as_ref()),
-                (None, Some(d)) => {
-                    let facts = std::mem::replace(&mut self.allow_facts, false);
-                    let v = self.check_expr_expect(d, want.as_ref());
-                    self.allow_facts = facts;
-                    v
-                }
-                (None, None) => {
-                    self.error(
-                        Diagnostic::error(
-                            span,
-                            format!("`{fname}` is missing its argument `{}`", p.name.name),
-                        )
-                        .with_hint(format!("`{}` has no default", p.name.name)),
-                    );
-                    ok = false;
-                    TExpr::error(span)
-                }
-            };
-            values.push(v);
-            declared.push(want);
-        }
+        };
+        let (mut values, declared) = self.user_arg_values(item, &slots, &mut ok, span);
         if !ok || values.iter().any(|v| v.ty.is_error()) || declared.iter().any(Option::is_none) {
             return TExpr::error(span);
         }
-        // Match types; lift over lists; splat scalars into list parameters.
-        let first_list = values.iter().position(|v| v.ty.is_list());
-        let mut lifted = false;
-        let mut bound_tys = Vec::new();
-        for i in 0..values.len() {
-            let want = declared[i].clone().expect("checked above");
-            let have = values[i].ty.clone();
-            if kind_compatible(&want, &have) {
-                bound_tys.push(have);
-            } else if !want.is_list() && have.is_list() && kind_compatible(&want, have.elem()) {
-                lifted = true;
-                bound_tys.push(have);
-            } else if want.is_list() && !have.is_list() && kind_compatible(want.elem(), &have) {
-                let Some(li) = first_list else {
-                    self.error(
-                        Diagnostic::error(
-                            values[i].span,
-                            format!(
-                                "`{}` is a list parameter; pass a list",
-                                item.params[i].name.name
-                            ),
-                        )
-                        .with_hint("e.g. [0.5, 0.5], one value per model"),
-                    );
-                    return TExpr::error(span);
-                };
-                let like = values[li].clone();
-                let v = std::mem::replace(&mut values[i], TExpr::error(span));
-                let sp = v.span;
-                let t = Ty::list(v.ty.clone());
-                values[i] = TExpr::new(TKind::Splat(Box::new(v), Box::new(like)), t.clone(), sp);
-                bound_tys.push(t);
-            } else {
-                self.error(
-                    Diagnostic::error(
-                        values[i].span,
-                        format!(
-                            "`{fname}`'s `{}` is {}, but this is {}",
-                            item.params[i].name.name,
-                            want.kind_name(),
-                            have
-                        ),
-                    )
-                    .with_label(format!("this is {}", have.kind_name())),
-                );
-                return TExpr::error(span);
-            }
-        }
+        let Some((bound_tys, lifted)) = self.bind_user_types(item, &mut values, &declared, span)
+        else {
+            return TExpr::error(span);
+        };
         // Inline the body in a fresh scope holding only the parameters.
         let saved = self.take_scope();
         self.call_stack.push(fname.clone());
@@ -204,6 +90,164 @@ impl<'p> Checker<'p> {
         result.ty = ty;
         result.span = span;
         result
+    }
+
+    /// The arguments of a call of `item` by parameter (positional, then named), and
+    /// whether every one found its parameter (None: too many positional ones).
+    fn bind_user_args<'e>(
+        &mut self,
+        item: &Item,
+        args: &'e [Arg],
+        span: Span,
+    ) -> Option<(Vec<Option<&'e Expr>>, bool)> {
+        let fname = &item.name.name;
+        let mut slots: Vec<Option<&Expr>> = vec![None; item.params.len()];
+        let positional: Vec<&Arg> = args.iter().filter(|a| a.name.is_none()).collect();
+        if positional.len() > item.params.len() {
+            self.error(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "`{fname}` takes {} argument{}, but {} were given",
+                        item.params.len(),
+                        plural(item.params.len()),
+                        positional.len()
+                    ),
+                )
+                .with_hint(signature_of(item)),
+            );
+            return None;
+        }
+        for (i, a) in positional.iter().enumerate() {
+            slots[i] = Some(&a.value);
+        }
+        let mut ok = true;
+        for a in args.iter().filter(|a| a.name.is_some()) {
+            let n = a.name.as_ref().expect("named");
+            match item.params.iter().position(|p| p.name.name == n.name) {
+                Some(i) if slots[i].is_none() => slots[i] = Some(&a.value),
+                Some(_) => {
+                    self.error(Diagnostic::error(
+                        n.span,
+                        format!("argument `{}` given twice", n.name),
+                    ));
+                    ok = false;
+                }
+                None => {
+                    let hint =
+                        did_you_mean(&n.name, item.params.iter().map(|p| p.name.name.as_str()));
+                    self.error(
+                        Diagnostic::error(
+                            n.span,
+                            format!("`{fname}` has no parameter `{}`", n.name),
+                        )
+                        .with_hint_opt(hint),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        Some((slots, ok))
+    }
+
+    /// Each parameter's checked value (its argument or its default) and declared type.
+    fn user_arg_values(
+        &mut self,
+        item: &Item,
+        slots: &[Option<&Expr>],
+        ok: &mut bool,
+        span: Span,
+    ) -> (Vec<TExpr>, Vec<Option<Ty>>) {
+        let fname = &item.name.name;
+        let mut values: Vec<TExpr> = Vec::new();
+        let mut declared: Vec<Option<Ty>> = Vec::new();
+        for (p, slot) in item.params.iter().zip(slots) {
+            let want = self.type_from_ast(&p.ty);
+            let v = match (slot, &p.default) {
+                (Some(e), _) => self.check_expr_expect(e, want.as_ref()),
+                (None, Some(d)) => {
+                    let facts = std::mem::replace(&mut self.allow_facts, false);
+                    let v = self.check_expr_expect(d, want.as_ref());
+                    self.allow_facts = facts;
+                    v
+                }
+                (None, None) => {
+                    self.error(
+                        Diagnostic::error(
+                            span,
+                            format!("`{fname}` is missing its argument `{}`", p.name.name),
+                        )
+                        .with_hint(format!("`{}` has no default", p.name.name)),
+                    );
+                    *ok = false;
+                    TExpr::error(span)
+                }
+            };
+            values.push(v);
+            declared.push(want);
+        }
+        (values, declared)
+    }
+
+    /// The types the parameters are bound at: each argument's, lifted over lists (the
+    /// bool says whether a scalar parameter got a list) or with a scalar splatted into a
+    /// list parameter (`values` is rewritten); None after a type error.
+    fn bind_user_types(
+        &mut self,
+        item: &Item,
+        values: &mut [TExpr],
+        declared: &[Option<Ty>],
+        span: Span,
+    ) -> Option<(Vec<Ty>, bool)> {
+        let fname = &item.name.name;
+        let first_list = values.iter().position(|v| v.ty.is_list());
+        let mut lifted = false;
+        let mut bound_tys = Vec::new();
+        for i in 0..values.len() {
+            let want = declared[i].clone().expect("checked above");
+            let have = values[i].ty.clone();
+            if kind_compatible(&want, &have) {
+                bound_tys.push(have);
+            } else if !want.is_list() && have.is_list() && kind_compatible(&want, have.elem()) {
+                lifted = true;
+                bound_tys.push(have);
+            } else if want.is_list() && !have.is_list() && kind_compatible(want.elem(), &have) {
+                let Some(li) = first_list else {
+                    self.error(
+                        Diagnostic::error(
+                            values[i].span,
+                            format!(
+                                "`{}` is a list parameter; pass a list",
+                                item.params[i].name.name
+                            ),
+                        )
+                        .with_hint("e.g. [0.5, 0.5], one value per model"),
+                    );
+                    return None;
+                };
+                let like = values[li].clone();
+                let v = std::mem::replace(&mut values[i], TExpr::error(span));
+                let sp = v.span;
+                let t = Ty::list(v.ty.clone());
+                values[i] = TExpr::new(TKind::Splat(Box::new(v), Box::new(like)), t.clone(), sp);
+                bound_tys.push(t);
+            } else {
+                self.error(
+                    Diagnostic::error(
+                        values[i].span,
+                        format!(
+                            "`{fname}`'s `{}` is {}, but this is {}",
+                            item.params[i].name.name,
+                            want.kind_name(),
+                            have
+                        ),
+                    )
+                    .with_label(format!("this is {}", have.kind_name())),
+                );
+                return None;
+            }
+        }
+        Some((bound_tys, lifted))
     }
 }
 
