@@ -172,49 +172,7 @@ fn in_process(
     if train.as_ref().is_some_and(|t| t.sha256 == data.sha256) {
         note("the train file is the data file: the shots may include the questions scored");
     }
-    let shots = match (args.shots, &train) {
-        (Some(k), Some(t)) if k > t.problems.len() => {
-            return Err(format!(
-                "--shots {k}: the train file `{}` has only {} problems",
-                t.path.display(),
-                t.problems.len()
-            ));
-        }
-        (Some(k), _) if k > 0 && train.is_none() => {
-            return Err(format!(
-                "--shots {k} needs worked examples: pass --train FILE.jsonl (there is no \
-                 train.jsonl next to `{}`)",
-                data_path.display()
-            ));
-        }
-        (Some(k), _) => k,
-        (None, Some(t)) => 5.min(t.problems.len()),
-        (None, None) => {
-            note(&format!(
-                "no train.jsonl next to `{}` and no --train: 0-shot prompts",
-                data_path.display()
-            ));
-            0
-        }
-    };
-    let defaults = EvalSettings::default();
-    let settings = EvalSettings {
-        shots,
-        chat: match &args.chat {
-            Some(c) => ChatMode::parse(c)?,
-            None => defaults.chat,
-        },
-        system: args.system.clone(),
-        max_new_tokens: args.max_new_tokens.unwrap_or(defaults.max_new_tokens),
-        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
-        seed: args.seed.unwrap_or(defaults.seed),
-    };
-    if settings.batch_size == 0 {
-        return Err("--batch-size must be at least 1".to_string());
-    }
-    if settings.max_new_tokens == 0 {
-        return Err("--max-new-tokens must be at least 1".to_string());
-    }
+    let settings = eval_settings(args, shots_for(args, train.as_ref(), data_path)?)?;
     let job = EvalJob {
         data: &data,
         train: train.as_ref(),
@@ -261,14 +219,80 @@ fn in_process(
     if let Some(path) = &args.out {
         crate::files::write_atomic(path, items_jsonl(r).as_bytes())?;
     }
+    let train_name = train.as_ref().map(|t| t.path.display().to_string());
+    Ok(summary(args, data_path, train_name, &job, &outcome))
+}
+
+/// The number of worked examples: `--shots`, else 5 (at most the train file's), else 0
+/// when there is no train file.
+fn shots_for(args: &EvalArgs, train: Option<&Dataset>, data_path: &Path) -> Result<usize, String> {
+    Ok(match (args.shots, train) {
+        (Some(k), Some(t)) if k > t.problems.len() => {
+            return Err(format!(
+                "--shots {k}: the train file `{}` has only {} problems",
+                t.path.display(),
+                t.problems.len()
+            ));
+        }
+        (Some(k), None) if k > 0 => {
+            return Err(format!(
+                "--shots {k} needs worked examples: pass --train FILE.jsonl (there is no \
+                 train.jsonl next to `{}`)",
+                data_path.display()
+            ));
+        }
+        (Some(k), _) => k,
+        (None, Some(t)) => 5.min(t.problems.len()),
+        (None, None) => {
+            note(&format!(
+                "no train.jsonl next to `{}` and no --train: 0-shot prompts",
+                data_path.display()
+            ));
+            0
+        }
+    })
+}
+
+/// The evaluation settings of the flags, with `shots`.
+fn eval_settings(args: &EvalArgs, shots: usize) -> Result<EvalSettings, String> {
+    let defaults = EvalSettings::default();
+    let settings = EvalSettings {
+        shots,
+        chat: match &args.chat {
+            Some(c) => ChatMode::parse(c)?,
+            None => defaults.chat,
+        },
+        system: args.system.clone(),
+        max_new_tokens: args.max_new_tokens.unwrap_or(defaults.max_new_tokens),
+        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
+        seed: args.seed.unwrap_or(defaults.seed),
+    };
+    if settings.batch_size == 0 {
+        return Err("--batch-size must be at least 1".to_string());
+    }
+    if settings.max_new_tokens == 0 {
+        return Err("--max-new-tokens must be at least 1".to_string());
+    }
+    Ok(settings)
+}
+
+/// What `mergec eval` prints: a line, or with `--json` an object.
+fn summary(
+    args: &EvalArgs,
+    data_path: &Path,
+    train_name: Option<String>,
+    job: &EvalJob,
+    outcome: &crate::eval::run::JobOutcome,
+) -> String {
+    let r = &outcome.report;
+    let split = job.split;
     let (acc, lo, hi) = (r.accuracy, r.ci_low, r.ci_high);
     let mut scope = split.to_string();
     if let Some(l) = args.limit {
         scope.push_str(&format!(", first {l}"));
     }
-    let train_name = train.as_ref().map(|t| t.path.display().to_string());
     if args.json {
-        return Ok(serde_json::json!({
+        return serde_json::json!({
             "accuracy": acc,
             "ci_low": lo,
             "ci_high": hi,
@@ -289,9 +313,9 @@ fn in_process(
             "cache_key": outcome.cache_key,
             "out": args.out.as_ref().map(|p| p.display().to_string()),
         })
-        .to_string());
+        .to_string();
     }
-    Ok(format!(
+    format!(
         "accuracy {:.1}% (95% CI {:.1}-{:.1}) on {} problems [{scope} of {}; {}-shot{}]",
         100.0 * acc,
         100.0 * lo,
@@ -300,7 +324,7 @@ fn in_process(
         data_path.display(),
         job.settings.shots,
         if r.chat { ", chat template" } else { "" }
-    ))
+    )
 }
 
 /// A bar on stderr when it is a terminal, else hidden.
