@@ -80,6 +80,9 @@ type Groups = BTreeMap<(usize, bool, (usize, usize)), Vec<Want>>;
 /// A chunked selection group: its key nodes and the top-k nodes reading them.
 type SelectGroup = (Vec<NodeId>, Vec<NodeId>);
 
+/// The chunked top-k selections per (stage, key domain).
+type Selects = BTreeMap<(usize, (usize, usize)), SelectGroup>;
+
 /// What a sink computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Want {
@@ -90,18 +93,60 @@ enum Want {
 }
 
 pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype]) -> Plan {
-    // Sinks per (stage, kind, domain).
+    let (mut groups, mut materialized, selects) = wanted(&g, s);
+    materialize_expensive(&g, s, &mut materialized, &mut groups);
+    let out = g.output;
+    groups
+        .entry((
+            s.level[out as usize] as usize,
+            false,
+            dims2(&node_shape(&g, out)),
+        ))
+        .or_default()
+        .push(Want::Output);
+    let mut stages: Vec<Stage> = vec![Stage::default(); s.n_stages];
+    for (i, n) in g.nodes.iter().enumerate() {
+        if on_host(&n.op, n.ty.is_tensor()) {
+            let st = (s.level[i] as usize).min(s.n_stages - 1);
+            stages[st].host.push(i as NodeId);
+        }
+    }
+    let mut mask_buffers = HashSet::new();
+    let kernels = Kernels {
+        g: &g,
+        materialized: &materialized,
+        in_dtypes,
+        out_dtype,
+    };
+    kernels.selects(selects, &mut mask_buffers, &mut stages);
+    kernels.launches(groups, &mut mask_buffers, &mut stages);
+    let mut mask_buffers: Vec<NodeId> = mask_buffers.into_iter().collect();
+    mask_buffers.sort_unstable();
+    plan_frees(&g, &mut stages);
+    Plan {
+        graph: g,
+        stages,
+        mask_buffers,
+    }
+}
+
+/// A tensor node's shape (empty for scalars).
+fn node_shape(g: &Graph, n: NodeId) -> Vec<usize> {
+    g.node(n)
+        .ty
+        .shape()
+        .map(<[usize]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// What each stage's kernels must produce: sinks per (stage, kind, domain), the values
+/// materialized for host-side operations (with their stage), and the chunked top-k
+/// selections per (stage, key domain).
+fn wanted(g: &Graph, s: &Schedule) -> (Groups, HashMap<NodeId, usize>, Selects) {
     let mut groups: Groups = BTreeMap::new();
     let mut materialized: HashMap<NodeId, usize> = HashMap::new();
-    // Chunked top-k selections per (stage, key domain): (keys, topk nodes).
-    let mut selects: BTreeMap<(usize, (usize, usize)), SelectGroup> = BTreeMap::new();
-    let shape = |n: NodeId| {
-        g.node(n)
-            .ty
-            .shape()
-            .map(<[usize]>::to_vec)
-            .unwrap_or_default()
-    };
+    let mut selects: Selects = BTreeMap::new();
+    let shape = |n: NodeId| node_shape(g, n);
     for (i, n) in g.nodes.iter().enumerate() {
         let id = i as NodeId;
         let lv = |a: NodeId| s.level[a as usize] as usize;
@@ -113,14 +158,14 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
                     .or_default()
                     .push(Want::Reduce(id));
             }
-            NodeOp::Axis(..) if is_last_axis(&g, id) => {
+            NodeOp::Axis(..) if is_last_axis(g, id) => {
                 let x = n.args[0];
                 groups
                     .entry((lv(x), true, dims2(&shape(x))))
                     .or_default()
                     .push(Want::Rows(id));
             }
-            NodeOp::TopkMask if chunkable(&g, n.args[0]) => {
+            NodeOp::TopkMask if chunkable(g, n.args[0]) => {
                 let x = n.args[0];
                 let e = selects
                     .entry((s.level[i] as usize, dims2(&shape(x))))
@@ -132,7 +177,7 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
             }
             NodeOp::Axis(..) | NodeOp::Ranks(_) | NodeOp::Quantile | NodeOp::TopkMask => {
                 let x = n.args[0];
-                if buffer_backed(&g, x) || materialized.contains_key(&x) {
+                if buffer_backed(g, x) || materialized.contains_key(&x) {
                     continue;
                 }
                 materialized.insert(x, lv(x));
@@ -144,118 +189,103 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype])
             _ => {}
         }
     }
-    materialize_expensive(&g, s, &mut materialized, &mut groups);
-    let out = g.output;
-    groups
-        .entry((s.level[out as usize] as usize, false, dims2(&shape(out))))
-        .or_default()
-        .push(Want::Output);
+    (groups, materialized, selects)
+}
 
-    let mut stages: Vec<Stage> = vec![Stage::default(); s.n_stages];
-    for (i, n) in g.nodes.iter().enumerate() {
-        if on_host(&n.op, n.ty.is_tensor()) {
-            let st = (s.level[i] as usize).min(s.n_stages - 1);
-            stages[st].host.push(i as NodeId);
-        }
-    }
-    let mut mask_buffers = HashSet::new();
-    for ((stage, domain), (keys, topk)) in selects {
-        let mut kb = Builder::new(
-            &g,
-            domain,
-            stage,
-            &materialized,
-            in_dtypes,
-            &mut mask_buffers,
-        );
-        let mut sinks = Vec::new();
-        let mut stores = Vec::new();
-        for (j, &x) in keys.iter().enumerate() {
-            let v = kb.val(x);
-            sinks.push(Sink::Store {
-                value: v,
-                buf: j as u32,
-                dtype: BufDtype::F32,
+/// What building a stage's kernels shares.
+struct Kernels<'a> {
+    g: &'a Graph,
+    materialized: &'a HashMap<NodeId, usize>,
+    in_dtypes: &'a [BufDtype],
+    out_dtype: BufDtype,
+}
+
+impl Kernels<'_> {
+    /// The key kernels of the chunked top-k selections.
+    fn selects(&self, selects: Selects, mask_buffers: &mut HashSet<NodeId>, stages: &mut [Stage]) {
+        let (g, materialized, in_dtypes) = (self.g, self.materialized, self.in_dtypes);
+        for ((stage, domain), (keys, topk)) in selects {
+            let mut kb = Builder::new(g, domain, stage, materialized, in_dtypes, mask_buffers);
+            let mut sinks = Vec::new();
+            let mut stores = Vec::new();
+            for (j, &x) in keys.iter().enumerate() {
+                let v = kb.val(x);
+                sinks.push(Sink::Store {
+                    value: v,
+                    buf: j as u32,
+                    dtype: BufDtype::F32,
+                });
+                stores.push(StoreTarget::Buffer(x));
+            }
+            let chunk_rows = (SELECT_CHUNK / domain.1.max(1)).clamp(1, domain.0);
+            let name = format!("s{stage}_keys{}", stages[stage].selects.len());
+            let launch = kb.finish(
+                name,
+                KernelKind::Flat,
+                (chunk_rows, domain.1),
+                sinks,
+                stores,
+                vec![],
+            );
+            stages[stage].selects.push(Select {
+                launch,
+                keys,
+                topk,
+                rows: domain.0,
+                chunk_rows,
             });
-            stores.push(StoreTarget::Buffer(x));
         }
-        let chunk_rows = (SELECT_CHUNK / domain.1.max(1)).clamp(1, domain.0);
-        let name = format!("s{stage}_keys{}", stages[stage].selects.len());
-        let launch = kb.finish(
-            name,
-            KernelKind::Flat,
-            (chunk_rows, domain.1),
-            sinks,
-            stores,
-            vec![],
-        );
-        stages[stage].selects.push(Select {
-            launch,
-            keys,
-            topk,
-            rows: domain.0,
-            chunk_rows,
-        });
     }
-    for ((stage, rows, domain), wants) in groups {
-        let mut kb = Builder::new(
-            &g,
-            domain,
-            stage,
-            &materialized,
-            in_dtypes,
-            &mut mask_buffers,
-        );
-        let mut sinks = Vec::new();
-        let mut stores = Vec::new();
-        let mut reductions = Vec::new();
-        for w in wants {
-            match w {
-                Want::Output => {
-                    let v = kb.val(out);
-                    sinks.push(Sink::Store {
-                        value: v,
-                        buf: stores.len() as u32,
-                        dtype: out_dtype,
-                    });
-                    stores.push(StoreTarget::Output);
-                }
-                Want::Materialize(x) => {
-                    let v = kb.val(x);
-                    let buf = stores.len() as u32;
-                    sinks.push(Sink::Store {
-                        value: v,
-                        buf,
-                        dtype: BufDtype::F32,
-                    });
-                    stores.push(StoreTarget::Buffer(x));
-                }
-                Want::Reduce(r) => {
-                    sinks.push(kb.reduce_sink(r));
-                    reductions.push(r);
-                }
-                Want::Rows(a) => {
-                    sinks.push(kb.rows_sink(a));
-                    reductions.push(a);
+
+    /// One kernel per (stage, kind, domain) group of sinks.
+    fn launches(&self, groups: Groups, mask_buffers: &mut HashSet<NodeId>, stages: &mut [Stage]) {
+        let (g, materialized, in_dtypes) = (self.g, self.materialized, self.in_dtypes);
+        let (out, out_dtype) = (g.output, self.out_dtype);
+        for ((stage, rows, domain), wants) in groups {
+            let mut kb = Builder::new(g, domain, stage, materialized, in_dtypes, mask_buffers);
+            let mut sinks = Vec::new();
+            let mut stores = Vec::new();
+            let mut reductions = Vec::new();
+            for w in wants {
+                match w {
+                    Want::Output => {
+                        let v = kb.val(out);
+                        sinks.push(Sink::Store {
+                            value: v,
+                            buf: stores.len() as u32,
+                            dtype: out_dtype,
+                        });
+                        stores.push(StoreTarget::Output);
+                    }
+                    Want::Materialize(x) => {
+                        let v = kb.val(x);
+                        let buf = stores.len() as u32;
+                        sinks.push(Sink::Store {
+                            value: v,
+                            buf,
+                            dtype: BufDtype::F32,
+                        });
+                        stores.push(StoreTarget::Buffer(x));
+                    }
+                    Want::Reduce(r) => {
+                        sinks.push(kb.reduce_sink(r));
+                        reductions.push(r);
+                    }
+                    Want::Rows(a) => {
+                        sinks.push(kb.rows_sink(a));
+                        reductions.push(a);
+                    }
                 }
             }
+            let name = format!("s{stage}_k{}", stages[stage].launches.len());
+            let kind = if rows {
+                KernelKind::Rows
+            } else {
+                KernelKind::Flat
+            };
+            let launch = kb.finish(name, kind, domain, sinks, stores, reductions);
+            stages[stage].launches.push(launch);
         }
-        let name = format!("s{stage}_k{}", stages[stage].launches.len());
-        let kind = if rows {
-            KernelKind::Rows
-        } else {
-            KernelKind::Flat
-        };
-        let launch = kb.finish(name, kind, domain, sinks, stores, reductions);
-        stages[stage].launches.push(launch);
-    }
-    let mut mask_buffers: Vec<NodeId> = mask_buffers.into_iter().collect();
-    mask_buffers.sort_unstable();
-    plan_frees(&g, &mut stages);
-    Plan {
-        graph: g,
-        stages,
-        mask_buffers,
     }
 }
 
