@@ -96,58 +96,9 @@ pub(super) fn tensor_op(
             st.elem(Op::Add, &[args[0].clone(), t], model)?
         }
         Op::SumAll | Op::MeanAll | Op::MaxAll | Op::MinAll | Op::Norm | Op::Std => {
-            let x = first()?;
-            let s = st.shape_of(x).unwrap_or_default();
-            let n = numel(&s);
-            let r = match op {
-                Op::SumAll => {
-                    let r = st.reduce(Red::Sum, vec![x], s)?;
-                    st.h64(H64::ToF32, vec![r])?
-                }
-                Op::MeanAll => {
-                    let r = st.reduce(Red::Sum, vec![x], s)?;
-                    let m = st.h64(H64::DivN(n), vec![r])?;
-                    st.h64(H64::ToF32, vec![m])?
-                }
-                Op::MaxAll | Op::MinAll => {
-                    let red = if op == Op::MaxAll { Red::Max } else { Red::Min };
-                    let r = st.reduce(red, vec![x], s)?;
-                    st.h64(H64::ToF32, vec![r])?
-                }
-                Op::Norm => {
-                    let r = st.reduce(Red::SumSq, vec![x], s)?;
-                    let q = st.h64(H64::Sqrt, vec![r])?;
-                    st.h64(H64::ToF32, vec![q])?
-                }
-                _ => {
-                    let r = st.reduce(Red::Sum, vec![x], s.clone())?;
-                    let mean = st.h64(H64::DivN(n), vec![r])?;
-                    let ss = st.reduce(Red::DevSq, vec![x, mean], s)?;
-                    let v = st.h64(H64::DivN(n), vec![ss])?;
-                    let q = st.h64(H64::Sqrt, vec![v])?;
-                    st.h64(H64::ToF32, vec![q])?
-                }
-            };
-            Sym::N(r)
+            Sym::N(whole_reduce(st, op, first()?)?)
         }
-        Op::Dot | Op::CosSim => {
-            let (Sym::N(x), Sym::N(y)) = (&args[0], &args[1]) else {
-                return unsupported("dot of a number");
-            };
-            let (x, y) = (*x, *y);
-            let (sx, sy) = (st.shape_of(x), st.shape_of(y));
-            let (Some(sx), Some(sy)) = (sx, sy) else {
-                return unsupported("dot of a number");
-            };
-            let d = broadcast_shapes(&[&sx, &sy])?;
-            let dot = st.reduce(Red::Dot, vec![x, y], d.clone())?;
-            if op == Op::Dot {
-                return Ok(Sym::N(st.h64(H64::ToF32, vec![dot])?));
-            }
-            let xx = st.reduce(Red::Dot, vec![x, x], d.clone())?;
-            let yy = st.reduce(Red::Dot, vec![y, y], d)?;
-            Sym::N(st.h64(H64::Cos, vec![dot, xx, yy])?)
-        }
+        Op::Dot | Op::CosSim => dot_or_cos(st, op, args)?,
         Op::Numel => Sym::K(Value::Int(numel(&sh0) as i64)),
         Op::Ndim => Sym::K(Value::Int(sh0.len() as i64)),
         Op::Dim(a) => Sym::K(Value::Int(sh0[a as usize] as i64)),
@@ -226,4 +177,60 @@ pub(super) fn tensor_op(
         }
         other => return unsupported(format!("`{}` on tensors", other.name())),
     })
+}
+
+/// A whole-tensor reduction (`sum_all`, `mean_all`, `max_all`, `min_all`, `norm`,
+/// `std`) of `x`: a reduction in f64, then to f32.
+fn whole_reduce(st: &mut State, op: Op, x: NodeId) -> R<NodeId> {
+    let s = st.shape_of(x).unwrap_or_default();
+    let n = numel(&s);
+    Ok(match op {
+        Op::SumAll => {
+            let r = st.reduce(Red::Sum, vec![x], s)?;
+            st.h64(H64::ToF32, vec![r])?
+        }
+        Op::MeanAll => {
+            let r = st.reduce(Red::Sum, vec![x], s)?;
+            let m = st.h64(H64::DivN(n), vec![r])?;
+            st.h64(H64::ToF32, vec![m])?
+        }
+        Op::MaxAll | Op::MinAll => {
+            let red = if op == Op::MaxAll { Red::Max } else { Red::Min };
+            let r = st.reduce(red, vec![x], s)?;
+            st.h64(H64::ToF32, vec![r])?
+        }
+        Op::Norm => {
+            let r = st.reduce(Red::SumSq, vec![x], s)?;
+            let q = st.h64(H64::Sqrt, vec![r])?;
+            st.h64(H64::ToF32, vec![q])?
+        }
+        _ => {
+            let r = st.reduce(Red::Sum, vec![x], s.clone())?;
+            let mean = st.h64(H64::DivN(n), vec![r])?;
+            let ss = st.reduce(Red::DevSq, vec![x, mean], s)?;
+            let v = st.h64(H64::DivN(n), vec![ss])?;
+            let q = st.h64(H64::Sqrt, vec![v])?;
+            st.h64(H64::ToF32, vec![q])?
+        }
+    })
+}
+
+/// `dot(x, y)` or `cos(x, y)` of two tensors: reductions in f64, then to f32.
+fn dot_or_cos(st: &mut State, op: Op, args: &[Sym]) -> R<Sym> {
+    let (Sym::N(x), Sym::N(y)) = (&args[0], &args[1]) else {
+        return unsupported("dot of a number");
+    };
+    let (x, y) = (*x, *y);
+    let (sx, sy) = (st.shape_of(x), st.shape_of(y));
+    let (Some(sx), Some(sy)) = (sx, sy) else {
+        return unsupported("dot of a number");
+    };
+    let d = broadcast_shapes(&[&sx, &sy])?;
+    let dot = st.reduce(Red::Dot, vec![x, y], d.clone())?;
+    if op == Op::Dot {
+        return Ok(Sym::N(st.h64(H64::ToF32, vec![dot])?));
+    }
+    let xx = st.reduce(Red::Dot, vec![x, x], d.clone())?;
+    let yy = st.reduce(Red::Dot, vec![y, y], d)?;
+    Ok(Sym::N(st.h64(H64::Cos, vec![dot, xx, yy])?))
 }
