@@ -64,16 +64,14 @@ fn lookup<'m>(
     }
 }
 
-pub fn params(
+/// The settings under each model (dropped base entries included: checked, then
+/// unused), for the parameters the program takes.
+fn model_settings(
     src: &Source,
     raw: &RawConfig,
     m: &Resolved,
-    inputs: &Inputs,
     notes: &mut Vec<String>,
-) -> Result<ConfigParams, String> {
-    let mut per_model: Vec<PerModel> = Vec::new();
-    let mut globals: Vec<Global> = Vec::new();
-    // Settings under the models (including dropped base entries, checked then unused).
+) -> Result<Vec<Vec<(String, Placed)>>, String> {
     let mut own: Vec<Vec<(String, Placed)>> = vec![Vec::new(); raw.models.len()];
     for (i, e) in raw.models.iter().enumerate() {
         for p in &e.params {
@@ -96,6 +94,16 @@ pub fn params(
             }
         }
     }
+    Ok(own)
+}
+
+/// The top-level `parameters`, for the parameters the program takes.
+fn top_settings(
+    src: &Source,
+    raw: &RawConfig,
+    m: &Resolved,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, Placed)>, String> {
     let mut top: Vec<(String, Placed)> = Vec::new();
     for p in &raw.parameters {
         let Some(info) = lookup(src, m, p, notes)? else {
@@ -106,6 +114,20 @@ pub fn params(
             top.push((p.name.clone(), placed));
         }
     }
+    Ok(top)
+}
+
+pub fn params(
+    src: &Source,
+    raw: &RawConfig,
+    m: &Resolved,
+    inputs: &Inputs,
+    notes: &mut Vec<String>,
+) -> Result<ConfigParams, String> {
+    let mut per_model: Vec<PerModel> = Vec::new();
+    let mut globals: Vec<Global> = Vec::new();
+    let own = model_settings(src, raw, m, notes)?;
+    let top = top_settings(src, raw, m, notes)?;
     for info in &m.params {
         let Some(target) = &info.target else { continue };
         let top_setting = top
