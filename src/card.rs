@@ -4,19 +4,24 @@
 use crate::types::builtins::{BUILTINS, OPERATORS};
 use crate::types::tast::Fact;
 
+/// A method's parameters as a signature writes them: `name: kind` or
+/// `name: kind = default`.
+pub fn method_params(m: &crate::stdlib::Method) -> Vec<String> {
+    m.sig
+        .params
+        .iter()
+        .map(|p| match &p.default {
+            Some(d) => format!("{}: {} = {d}", p.name, p.ty.kind_name()),
+            None => format!("{}: {}", p.name, p.ty.kind_name()),
+        })
+        .collect()
+}
+
 /// One line per method: name, parameters with defaults, what it does.
 pub fn methods_text() -> String {
     let mut out = String::new();
     for m in crate::stdlib::methods() {
-        let params: Vec<String> = m
-            .sig
-            .params
-            .iter()
-            .map(|p| match &p.default {
-                Some(d) => format!("{}: {} = {d}", p.name, p.ty.kind_name()),
-                None => format!("{}: {}", p.name, p.ty.kind_name()),
-            })
-            .collect();
+        let params = method_params(&m);
         out.push_str(&format!(
             "{:<17} {}\n{:<17} ({})\n",
             m.sig.name,

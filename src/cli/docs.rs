@@ -41,14 +41,9 @@ pub fn reference_markdown() -> String {
         "\n### Standard library\n\n| method | parameters | what it does |\n|---|---|---|\n",
     );
     for m in crate::stdlib::methods() {
-        let params: Vec<String> = m
-            .sig
-            .params
+        let params: Vec<String> = crate::card::method_params(&m)
             .iter()
-            .map(|p| match &p.default {
-                Some(d) => format!("`{}: {} = {d}`", p.name, p.ty.kind_name()),
-                None => format!("`{}: {}`", p.name, p.ty.kind_name()),
-            })
+            .map(|p| format!("`{p}`"))
             .collect();
         out.push_str(&format!(
             "| [`{}`](../stdlib/{}) | {} | {} |\n",
