@@ -20,6 +20,7 @@ pub mod interp;
 pub mod ir;
 pub mod model;
 pub mod passes;
+pub mod pipeline;
 pub mod prefix;
 pub mod repl;
 pub mod runtime;
@@ -47,7 +48,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "interpreter and compiler",
-        &["interp", "ir", "passes", "codegen", "exec", "show"],
+        &["interp", "ir", "passes", "codegen", "exec", "pipeline", "show"],
     ),
     ("runtime", &["runtime", "config"]),
     ("the LLM side", &["model", "eval", "zoo"]),

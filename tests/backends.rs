@@ -14,7 +14,7 @@
 mod programs;
 
 use mergec::codegen::{Engine, RefEngine};
-use mergec::exec::run_merge_compiled;
+use mergec::pipeline::run_compiled;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::lower::LowerError;
 use mergec::semantics::rng::SplitMix64;
@@ -66,7 +66,7 @@ fn compare(
     let facts = TensorFacts::from_name(name, 4);
     let ctx = Context::new(7, facts.clone());
     let want = run_merge(m, base, models, overrides, &ctx, allow_nonfinite);
-    let got = run_merge_compiled(
+    let got = run_compiled(
         m,
         base,
         models,

@@ -24,7 +24,7 @@ mod rng;
 use cuda_harness::{emulate_cases, have_cc};
 use cuda_kernels::{Case, Outputs};
 use mergec::codegen::{Engine, Launch};
-use mergec::exec::run_merge_compiled;
+use mergec::pipeline::run_compiled;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::kernel::{Kernel, KernelIo};
 use mergec::ir::reference;
@@ -89,7 +89,7 @@ fn record(
     let facts = TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 4);
     let ctx = Context::new(9, facts.clone());
     let want = run_merge(m, base, models, overrides, &ctx, true);
-    let got = run_merge_compiled(m, base, models, overrides, 9, &facts, rec, true);
+    let got = run_compiled(m, base, models, overrides, 9, &facts, rec, true);
     match (want, got) {
         (Ok(w), Ok(g)) => {
             let wb: Vec<u8> = w.data.iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -130,12 +130,10 @@ fn a_second_ctrl_c_still_leaves_nothing() {
 
 /// The slow merge of one 4 M-element tensor, through the library, with a deadline.
 fn merge_one_tensor_until(dir: &Path, backend: Backend, limit: Duration) -> (String, f64) {
-    let (program, _) = mergec::check_source(SLOW).unwrap();
+    let program = mergec::pipeline::Source::check("slow.merge", SLOW).unwrap();
     let start = Instant::now();
     let job = mergec::runtime::MergeJob {
         program,
-        program_text: SLOW.into(),
-        program_label: "slow.merge".into(),
         merge_name: "slow".into(),
         base: dir.join("base"),
         models: vec![dir.join("m1")],

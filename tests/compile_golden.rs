@@ -9,6 +9,7 @@
 //! Run: `cargo test --release --test compile_golden -- --nocapture`.
 
 use mergec::cli::compile::{CompileArgs, emit};
+use mergec::pipeline;
 use std::time::Instant;
 
 fn settings() -> insta::Settings {
@@ -73,22 +74,15 @@ fn compile_latency_of_every_stdlib_method_is_under_20_ms() {
         for _ in 0..3 {
             let engine = mergec::codegen::cpu::JitEngine::new().expect("jit");
             let t = Instant::now();
-            let (p, _) = mergec::check_source(m.source).expect("checks");
-            let cm = mergec::types::instantiate_merge(&p, &name, 2).expect("rank 2");
-            let params = mergec::interp::resolve_params(&cm, &overrides, 3).expect("params");
+            let src = pipeline::Source::check(m.file, m.source).expect("checks");
+            let cm = src.instantiate(&name, 2).expect("rank 2");
+            let params = pipeline::params(&cm, &overrides, 3).expect("params");
             let facts =
                 mergec::interp::TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 32);
             let dt = mergec::ir::kernel::BufDtype::BF16;
-            mergec::exec::compile::compile_merge(
-                &cm,
-                params,
-                &facts,
-                vec![vec![14336, 4096]; 4],
-                &[dt; 4],
-                dt,
-                &engine,
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let target = pipeline::Target::uniform(&facts, &[14336, 4096], 3, dt);
+            pipeline::compile(&cm, params, &target, &engine)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             best = best.min(t.elapsed().as_secs_f64() * 1e3);
         }
         println!("compile latency {name}: {best:.2} ms");

@@ -664,11 +664,9 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         "cli",
         &["--seed", "3", "--set", "density=0.25"],
     ));
-    let (program, _) = mergec::check_source(PROGRAM).unwrap();
+    let program = mergec::pipeline::Source::check("algo.merge", PROGRAM).unwrap();
     let job = mergec::runtime::MergeJob {
         program,
-        program_text: PROGRAM.into(),
-        program_label: "algo.merge".into(),
         merge_name: "dare".into(),
         base: zoo.path("base"),
         models: vec![zoo.path("m1"), zoo.path("m2")],

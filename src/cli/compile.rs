@@ -1,10 +1,9 @@
 //! `mergec compile ALGO --models K --emit ir|kernels|clif|cuda`: prints a compiled form.
 
-use crate::exec::compile::lower_merge;
-use crate::interp::{TensorFacts, resolve_params};
+use crate::interp::TensorFacts;
 use crate::ir::kernel::BufDtype;
-use crate::ir::lower::LowerError;
-use crate::types::{Const, instantiate_merge};
+use crate::pipeline::{Source, Target};
+use crate::types::Const;
 
 /// What `mergec compile` was asked for.
 pub struct CompileArgs<'a> {
@@ -29,49 +28,30 @@ fn dtype(s: &str) -> Result<BufDtype, String> {
 
 /// The text of one emitted form.
 pub fn emit(a: &CompileArgs) -> Result<String, String> {
-    let (label, text) = super::run::load_program(a.program)?;
-    let (program, sigs) = crate::types::check_source(&text).map_err(|d| {
-        let rendered = crate::diag::render_all(&d, &label, &text, crate::diag::use_color());
-        format!("{label} does not check:\n{}", rendered.trim_end())
-    })?;
-    let name = match a.merge {
-        Some(n) => n.to_string(),
-        None => sigs
-            .first()
-            .map(|s| s.name.clone())
-            .ok_or("the program defines no merge")?,
-    };
+    let color = crate::diag::use_color();
+    let source = Source::load(a.program).map_err(|e| e.render(color))?;
+    let name = source.merge_name(a.merge).map_err(|e| e.render(color))?;
     if a.models == 0 {
         return Err("--models must be at least 1".into());
     }
-    let m = instantiate_merge(&program, &name, a.shape.len()).map_err(|d| {
-        format!(
-            "`{name}` cannot run on a {}-D tensor: {}",
-            a.shape.len(),
-            d.first().map(|d| d.message.clone()).unwrap_or_default()
-        )
-    })?;
+    let m = source
+        .instantiate(&name, a.shape.len())
+        .map_err(|e| e.render(color))?;
     let overrides = a
         .sets
         .iter()
         .map(|s| Const::parse_assignment(s).map_err(|e| format!("--set {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let params = resolve_params(&m, &overrides, a.models).map_err(|e| e.to_string())?;
+    let params = crate::pipeline::params(&m, &overrides, a.models).map_err(|e| e.to_string())?;
     let facts = TensorFacts::from_name(a.tensor, 32);
-    let shapes = vec![a.shape.clone(); a.models + 1];
-    let d = dtype(a.dtype)?;
+    let target = Target::uniform(&facts, &a.shape, a.models, dtype(a.dtype)?);
     let typed = m.body.pretty(&m.var_names);
-    let g = lower_merge(&m, params, &facts, shapes).map_err(|e| match e {
-        LowerError::Runtime(r) => format!("`{name}` fails on this tensor: {r}"),
-        LowerError::Unsupported(why) => {
-            format!("the compiler declines `{name}`: {why} (the interpreter runs it)")
-        }
-    })?;
+    let g = crate::pipeline::lower(&m, params, &target).map_err(|e| format!("`{name}`: {e}"))?;
     if a.emit == "typed" {
         return Ok(typed);
     }
     let ir_before = g.print();
-    let plan = crate::passes::compile_graph(g, d, &vec![d; a.models + 1]);
+    let plan = crate::pipeline::optimise(g, &target);
     let kernels: Vec<_> = plan.kernels().cloned().collect();
     Ok(match a.emit {
         "ir" => format!(

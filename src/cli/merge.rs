@@ -1,6 +1,7 @@
 //! `mergec merge`: a program (or a mergekit YAML config) applied to checkpoints.
 
 use crate::config::ConfigJob;
+use crate::pipeline::Source;
 use crate::runtime::plan::parse_size;
 use crate::runtime::safetensors::Dtype;
 use crate::runtime::{CANCELLED, FixedParams, MergeJob};
@@ -158,27 +159,11 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, Const)>, String> {
 
 /// A job from command-line flags and a program (a .merge file or a stdlib name).
 fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
-    let (label, text) = super::run::load_program(&a.program)?;
-    let (program, sigs) = crate::types::check_source(&text).map_err(|d| {
-        let rendered = crate::diag::render_all(&d, &label, &text, crate::diag::use_color());
-        format!("{label} does not check:\n{}", rendered.trim_end())
-    })?;
-    let merge_name = match &a.merge {
-        Some(n) => {
-            if !sigs.iter().any(|s| &s.name == n) {
-                let names: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
-                return Err(format!(
-                    "{label} has no merge `{n}` (it has {})",
-                    names.join(", ")
-                ));
-            }
-            n.clone()
-        }
-        None => sigs
-            .first()
-            .map(|s| s.name.clone())
-            .ok_or_else(|| format!("{label} defines no merge"))?,
-    };
+    let color = crate::diag::use_color();
+    let program = Source::load(&a.program).map_err(|e| e.render(color))?;
+    let merge_name = program
+        .merge_name(a.merge.as_deref())
+        .map_err(|e| e.render(color))?;
     let base = a
         .base
         .clone()
@@ -189,8 +174,6 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
     // The same parts a config decides, from the flags.
     let parts = ConfigJob {
         program,
-        program_text: text,
-        program_label: label,
         merge_name,
         base,
         models: a.models.clone(),
@@ -207,8 +190,6 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
 fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
     Ok(MergeJob {
         program: c.program,
-        program_text: c.program_text,
-        program_label: c.program_label,
         merge_name: c.merge_name,
         base: c.base,
         models: c.models,

@@ -2,6 +2,7 @@
 //! method on example tensors): the language's main job until checkpoints land.
 
 use crate::interp::{Context, Tensor, TensorFacts, run_merge};
+use crate::pipeline::Source;
 use crate::semantics::{name_hash, normal_at, stream_key};
 use crate::show::{describe, stats};
 use crate::types::{Const, instantiate_merge};
@@ -36,28 +37,6 @@ pub struct RunArgs {
     pub tensor: String,
 }
 
-/// Loads a program: a path to a .merge file, or the name of a stdlib method.
-/// Returns (label, source).
-pub fn load_program(spec: &str) -> Result<(String, String), String> {
-    if std::path::Path::new(spec).exists() || spec.ends_with(".merge") {
-        return Ok((spec.to_string(), crate::files::read_program(spec)?));
-    }
-    match crate::stdlib::method(spec) {
-        Some(m) => Ok((format!("stdlib/{}", m.file), m.source.to_string())),
-        None => {
-            let names: Vec<String> = crate::stdlib::methods()
-                .into_iter()
-                .map(|m| m.sig.name)
-                .collect();
-            let hint = crate::types::did_you_mean(spec, names.iter().map(String::as_str))
-                .unwrap_or_else(|| "see `mergec methods`".into());
-            Err(format!(
-                "`{spec}` is neither a file nor a stdlib method ({hint})"
-            ))
-        }
-    }
-}
-
 pub fn run(a: &RunArgs) -> i32 {
     match run_inner(a) {
         Ok(()) => 0,
@@ -89,24 +68,20 @@ fn run_inner(a: &RunArgs) -> Result<(), String> {
             a.models + 1
         ));
     }
-    let (file, src) = load_program(&a.program).map_err(|e| format!("error: {e}"))?;
-    let (program, sigs) = crate::types::check_source(&src)
-        .map_err(|d| crate::diag::render_all(&d, &file, &src, crate::diag::use_color()))?;
-    let name = match &a.merge {
-        Some(n) => n.clone(),
-        None => sigs
-            .first()
-            .map(|s| s.name.clone())
-            .ok_or_else(|| format!("{file} defines no merge"))?,
-    };
+    let color = crate::diag::use_color();
+    let source = Source::load(&a.program).map_err(|e| format!("error: {}", e.render(color)))?;
+    let name = source
+        .merge_name(a.merge.as_deref())
+        .map_err(|e| format!("error: {}", e.render(color)))?;
     let overrides = a
         .sets
         .iter()
         .map(|s| Const::parse_assignment(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("error: --set {e}"))?;
-    let checked = instantiate_merge(&program, &name, a.shape.len())
-        .map_err(|d| crate::diag::render_all(&d, &file, &src, crate::diag::use_color()))?;
+    let checked = source
+        .instantiate(&name, a.shape.len())
+        .map_err(|e| format!("error: {}", e.render(color)))?;
     let (base, models) = example_tensors(&a.shape, a.models, a.seed);
     let ctx = Context::new(a.seed, TensorFacts::from_name(&a.tensor, 4));
     let start = Instant::now();
@@ -223,11 +198,9 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
                 16 << 10,
             )?;
         }
-        let m = crate::stdlib::method("ties").ok_or("stdlib has no ties")?;
+        let program = crate::pipeline::Source::load("ties").map_err(|e| e.to_string())?;
         let job = crate::runtime::MergeJob {
-            program: m.program.clone(),
-            program_text: m.source.to_string(),
-            program_label: format!("stdlib/{}", m.file),
+            program,
             merge_name: "ties".into(),
             base: dir.join("m0"),
             models: vec![dir.join("m1"), dir.join("m2")],

@@ -83,7 +83,6 @@ pub use params::layer_t;
 
 use crate::runtime::ParamSource;
 use crate::runtime::safetensors::Dtype;
-use crate::syntax::ast::Program;
 use crate::types::Const;
 use schema::Text;
 use serde_json::json;
@@ -106,9 +105,7 @@ pub struct Options {
 /// parameters, the models, the output dtype and the tokenizer source, and provenance
 /// for `mergec.json` (`extra`). The caller adds where and how to write.
 pub struct ConfigJob {
-    pub program: Program,
-    pub program_text: String,
-    pub program_label: String,
+    pub program: crate::pipeline::Source,
     pub merge_name: String,
     pub base: PathBuf,
     pub models: Vec<PathBuf>,
@@ -167,8 +164,6 @@ pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, String> {
     });
     Ok(ConfigJob {
         program: method.program,
-        program_text: method.text,
-        program_label: method.label,
         merge_name: method.merge_name,
         base: inputs.base,
         models: inputs.candidates.into_iter().map(|c| c.path).collect(),

@@ -4,7 +4,7 @@ use super::methods::{self, BaseRole, MethodSpec, Target};
 use super::schema::Text;
 use super::setting::Ty;
 use super::yaml::Source;
-use crate::syntax::ast::Program;
+use crate::pipeline::{PipelineError, Source as ProgramSource};
 use crate::types::ty::Ty as LangTy;
 use crate::types::{Const, MergeSig, did_you_mean};
 use std::path::Path;
@@ -26,9 +26,7 @@ pub struct ParamInfo {
 
 /// The program a config runs and how the config maps onto it.
 pub struct Resolved {
-    pub program: Program,
-    pub text: String,
-    pub label: String,
+    pub program: ProgramSource,
     pub merge_name: String,
     pub base: BaseRole,
     pub min_models: usize,
@@ -90,9 +88,7 @@ fn from_spec(
     src: &Source,
     at: &Text,
     spec: &MethodSpec,
-    program: Program,
-    text: String,
-    label: String,
+    program: ProgramSource,
     sig: &MergeSig,
 ) -> Result<Resolved, String> {
     let mut params = Vec::new();
@@ -134,8 +130,6 @@ fn from_spec(
     params.extend(extras);
     Ok(Resolved {
         program,
-        text,
-        label,
         merge_name: sig.name.clone(),
         base: spec.base,
         min_models: spec.min_models,
@@ -149,16 +143,12 @@ fn from_spec(
 fn generic(
     src: &Source,
     at: &Text,
-    program: Program,
-    text: String,
-    label: String,
+    program: ProgramSource,
     sig: &MergeSig,
 ) -> Result<Resolved, String> {
     Ok(Resolved {
         params: own_params(src, at, sig, &[])?,
         program,
-        text,
-        label,
         merge_name: sig.name.clone(),
         base: BaseRole::Required,
         min_models: 1,
@@ -186,27 +176,20 @@ pub fn method(
         let label = path.display().to_string();
         let text = crate::files::read_text(&path, "a program file", crate::files::limit::PROGRAM)
             .map_err(|e| src.error(at.pos, e))?;
-        let (program, sigs) = crate::types::check_source(&text).map_err(|d| {
+        let program = ProgramSource::check(label, text).map_err(|e| {
+            let headline = src.error(at.pos, e.to_string());
             format!(
-                "{}\n{}",
-                src.error(at.pos, format!("the program `{label}` does not check")),
-                crate::diag::render_all(&d, &label, &text, crate::diag::use_color())
+                "{headline}\n{}",
+                e.render_diagnostics(crate::diag::use_color())
             )
         })?;
-        let sig = match merge {
-            Some(m) => sigs.iter().find(|s| s.name == m).ok_or_else(|| {
-                let names: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
-                format!(
-                    "--merge: `{label}` has no merge `{m}` (it has {})",
-                    names.join(", ")
-                )
-            })?,
-            None => sigs
-                .first()
-                .ok_or_else(|| src.error(at.pos, format!("`{label}` defines no merge")))?,
-        };
-        let sig = sig.clone();
-        return generic(src, at, program, text, label, &sig);
+        let merge_name = program.merge_name(merge).map_err(|e| match e {
+            PipelineError::NoMerge { .. } => src.error(at.pos, e.to_string()),
+            _ => format!("--merge: {e}"),
+        })?;
+        let sig = program.sigs.iter().find(|s| s.name == merge_name).cloned();
+        let sig = sig.expect("merge_name names one of the program's merges");
+        return generic(src, at, program, &sig);
     }
     if merge.is_some() {
         return Err(format!(
@@ -214,11 +197,11 @@ pub fn method(
         ));
     }
     if let Some(m) = crate::stdlib::method(name) {
-        let label = format!("stdlib/{}", m.file);
-        let text = m.source.to_string();
+        let sig = m.sig.clone();
+        let program = ProgramSource::stdlib(m);
         return match methods::spec(name) {
-            Some(spec) => from_spec(src, at, spec, m.program, text, label, &m.sig),
-            None => generic(src, at, m.program, text, label, &m.sig),
+            Some(spec) => from_spec(src, at, spec, program, &sig),
+            None => generic(src, at, program, &sig),
         };
     }
     if methods::NOT_IN_STDLIB.contains(&name) {

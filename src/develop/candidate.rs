@@ -7,11 +7,10 @@
 //! dead code are evaluated once.
 
 use super::extract::extract_program;
-use crate::exec::compile::lower_merge;
-use crate::interp::{TensorFacts, resolve_params};
+use crate::interp::TensorFacts;
 use crate::ir::kernel::BufDtype;
 use crate::ir::lower::LowerError;
-use crate::types::instantiate_merge;
+use crate::pipeline::{PipelineError, Source, Target};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -81,42 +80,39 @@ pub fn assess(reply: &str, n_models: usize, probes: &[ProbeTensor]) -> Assessed 
 /// Assesses program text (already extracted).
 pub fn assess_program(src: &str, n_models: usize, probes: &[ProbeTensor]) -> Assessed {
     let prog = Some(src.to_string());
-    let (program, sigs) = match crate::types::check_source(src) {
-        Ok(x) => x,
-        Err(d) => {
-            let text = crate::diag::render_all(&d, "program.merge", src, false);
-            return Assessed::fail(Stage::Check, prog, text.trim_end().to_string());
-        }
+    // Diagnostics as plain text against the name the prompts use.
+    let shown = |e: &PipelineError| {
+        let text = crate::diag::render_all(e.diagnostics(), "program.merge", src, false);
+        text.trim_end().to_string()
     };
-    let Some(sig) = sigs.first() else {
+    let source = match Source::check("program.merge", src) {
+        Ok(s) => s,
+        Err(e) => return Assessed::fail(Stage::Check, prog, shown(&e)),
+    };
+    let Ok(name) = source.merge_name(None) else {
         return Assessed::fail(
             Stage::Instantiate,
             prog,
             "the program defines no `merge`".into(),
         );
     };
-    let name = sig.name.clone();
     let mut h = Sha256::new();
     let mut interpreted = false;
     for p in probes {
         let at = |why: String| format!("`{name}` on {} {:?}: {why}", p.name, p.shape);
-        let m = match instantiate_merge(&program, &name, p.shape.len()) {
+        let m = match source.instantiate(&name, p.shape.len()) {
             Ok(m) => m,
-            Err(d) => {
-                let text = crate::diag::render_all(&d, "program.merge", src, false);
-                return Assessed::fail(Stage::Instantiate, prog, at(text.trim_end().into()));
-            }
+            Err(e) => return Assessed::fail(Stage::Instantiate, prog, at(shown(&e))),
         };
-        let params = match resolve_params(&m, &[], n_models) {
+        let params = match crate::pipeline::params(&m, &[], n_models) {
             Ok(p) => p,
             Err(e) => return Assessed::fail(Stage::Instantiate, prog, at(e.to_string())),
         };
         let facts = TensorFacts::from_name(&p.name, 32);
-        let shapes = vec![p.shape.clone(); n_models + 1];
-        match lower_merge(&m, params, &facts, shapes) {
+        let target = Target::uniform(&facts, &p.shape, n_models, BufDtype::F32);
+        match crate::pipeline::lower(&m, params, &target) {
             Ok(g) => {
-                let d = BufDtype::F32;
-                let plan = crate::passes::compile_graph(g, d, &vec![d; n_models + 1]);
+                let plan = crate::pipeline::optimise(g, &target);
                 h.update(plan.graph.print().as_bytes());
             }
             Err(LowerError::Unsupported(_)) => {

@@ -197,13 +197,13 @@ pub fn merge_and_score(
     let t0 = Instant::now();
     let deadline =
         (cfg.time_limit_s > 0.0).then(|| t0 + std::time::Duration::from_secs_f64(cfg.time_limit_s));
-    let (prog, sigs) =
-        crate::types::check_source(program).map_err(|_| "does not check".to_string())?;
-    let name = sigs.first().ok_or("no merge")?.name.clone();
+    let program = crate::pipeline::Source::check("generated", program)
+        .map_err(|_| "does not check".to_string())?;
+    let name = program
+        .merge_name(None)
+        .map_err(|_| "no merge".to_string())?;
     let job = crate::runtime::merge::MergeJob {
-        program: prog,
-        program_text: program.to_string(),
-        program_label: "generated".into(),
+        program,
         merge_name: name,
         base: base.to_path_buf(),
         models: models.to_vec(),

@@ -19,18 +19,14 @@ use crate::types::tast::{Fact, TExpr, TKind};
 /// Most nodes a lowered graph may have.
 pub const MAX_NODES: usize = 200_000;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum LowerError {
     /// The program fails on this tensor, as the interpreter would.
-    Runtime(RuntimeError),
+    #[error("it fails on this tensor: {0}")]
+    Runtime(#[from] RuntimeError),
     /// The compiler cannot handle this program (the interpreter can).
+    #[error("the compiler declines it: {0} (the interpreter runs it)")]
     Unsupported(String),
-}
-
-impl From<RuntimeError> for LowerError {
-    fn from(e: RuntimeError) -> Self {
-        LowerError::Runtime(e)
-    }
 }
 
 type R<T> = Result<T, LowerError>;

@@ -8,10 +8,10 @@ use super::merge::MergeJob;
 use super::plan::PlannedTensor;
 use super::safetensors::Checkpoint;
 use crate::codegen::Engine;
-use crate::exec::compile::{PlanCache, PlanKey, compile_merge};
 use crate::exec::run::{RunInputs, execute};
-use crate::interp::{TensorFacts, resolve_params};
+use crate::interp::TensorFacts;
 use crate::ir::kernel::BufDtype;
+use crate::pipeline::{PlanCache, PlanKey, Target};
 use crate::types::CheckedMerge;
 use crate::types::tast::{TExpr, TKind};
 use rayon::prelude::*;
@@ -208,16 +208,14 @@ impl Compiled {
             out_dtype,
         };
         let plan = cache.get_or_compile(key.clone(), || {
-            let params = resolve_params(m, &overrides, models.len())?;
-            compile_merge(
-                m,
-                params,
-                &facts,
-                key.shapes.clone(),
-                &key.in_dtypes,
+            let params = crate::pipeline::params(m, &overrides, models.len())?;
+            let target = Target {
+                facts: &facts,
+                shapes: key.shapes.clone(),
+                in_dtypes: key.in_dtypes.clone(),
                 out_dtype,
-                self.engine.as_ref(),
-            )
+            };
+            crate::pipeline::compile(m, params, &target, self.engine.as_ref())
         });
         let plan = plan.as_ref().as_ref().ok()?;
         let mut out = self.buffer(numel * out_dtype.size());

@@ -8,8 +8,7 @@ use super::plan::{
 use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
 use crate::cancel::Cancel;
 use crate::interp::{Context, TensorFacts, param_value, run_merge_owned};
-use crate::syntax::ast::Program;
-use crate::types::{CheckedMerge, Const, instantiate_merge};
+use crate::types::{CheckedMerge, Const};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use regex::Regex;
@@ -60,10 +59,8 @@ impl ParamSource for FixedParams {
 
 /// Everything `mergec merge` needs.
 pub struct MergeJob {
-    pub program: Program,
-    pub program_text: String,
-    /// Where the program came from (a path or `stdlib:NAME`), for messages and provenance.
-    pub program_label: String,
+    /// The checked program, with where it came from (for messages and provenance).
+    pub program: crate::pipeline::Source,
     pub merge_name: String,
     pub base: PathBuf,
     pub models: Vec<PathBuf>,
@@ -199,15 +196,19 @@ fn check_ranks(job: &MergeJob, plan: &Plan) -> Result<HashMap<usize, Arc<Checked
         if out.contains_key(&rank) {
             continue;
         }
-        let m = instantiate_merge(&job.program, &job.merge_name, rank).map_err(|d| {
-            let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
-            format!(
-                "`{}` cannot merge the {rank}-D tensor `{}`: {first}\n\
+        let m = job
+            .program
+            .instantiate(&job.merge_name, rank)
+            .map_err(|e| {
+                format!(
+                    "`{}` cannot merge the {rank}-D tensor `{}`:\n{}\n\
                  hint: select the tensors it can merge with --only (e.g. --only mlp), \
                  or write it for every rank (axis=-1)",
-                job.merge_name, t.name
-            )
-        })?;
+                    job.merge_name,
+                    t.name,
+                    e.render_diagnostics(crate::diag::use_color())
+                )
+            })?;
         out.insert(rank, Arc::new(m));
     }
     Ok(out)

@@ -232,9 +232,9 @@ pub fn write_provenance(
         "mergec_version": env!("CARGO_PKG_VERSION"),
         "merge": job.merge_name,
         "program": {
-            "source": job.program_label,
-            "sha256": crate::files::sha256_hex(job.program_text.as_bytes()),
-            "text": job.program_text,
+            "source": job.program.label,
+            "sha256": crate::files::sha256_hex(job.program.text.as_bytes()),
+            "text": job.program.text,
         },
         "parameters": job.params.describe(),
         "seed": job.seed,

@@ -1,13 +1,9 @@
-//! From a checked merge to a compiled plan for one tensor: lower, run the passes,
-//! compile the kernels. Plans are cached by everything they depend on.
+//! Compiled plans cached by everything they depend on besides the program, so a
+//! checkpoint's many tensors of one shape compile once.
 
-use super::run::Compiled;
-use crate::codegen::Engine;
-use crate::interp::{TensorFacts, Value};
-use crate::ir::graph::Graph;
+use crate::exec::run::Compiled;
 use crate::ir::kernel::BufDtype;
-use crate::ir::lower::{LowerError, LowerInput, lower};
-use crate::types::CheckedMerge;
+use crate::ir::lower::LowerError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -19,36 +15,6 @@ pub struct PlanKey {
     pub shapes: Vec<Vec<usize>>,
     pub in_dtypes: Vec<BufDtype>,
     pub out_dtype: BufDtype,
-}
-
-/// Lowers and runs the graph passes.
-pub fn lower_merge(
-    m: &CheckedMerge,
-    params: Vec<Value>,
-    facts: &TensorFacts,
-    shapes: Vec<Vec<usize>>,
-) -> Result<Graph, LowerError> {
-    lower(&LowerInput {
-        merge: m,
-        params,
-        facts,
-        shapes,
-    })
-}
-
-/// Compiles one merge for one tensor's shapes, facts and parameters.
-pub fn compile_merge(
-    m: &CheckedMerge,
-    params: Vec<Value>,
-    facts: &TensorFacts,
-    shapes: Vec<Vec<usize>>,
-    in_dtypes: &[BufDtype],
-    out_dtype: BufDtype,
-    engine: &dyn Engine,
-) -> Result<Compiled, LowerError> {
-    let g = lower_merge(m, params, facts, shapes)?;
-    let plan = crate::passes::compile_graph(g, out_dtype, in_dtypes);
-    Compiled::new(plan, engine).map_err(LowerError::Unsupported)
 }
 
 /// A cache of compiled plans for one merge program and engine.
