@@ -1,23 +1,15 @@
-//! Batched greedy decoding with a KV cache.
+//! Greedy decoding of text prompts, and the two forward steps of batched decoding with
+//! a KV cache that [`super::sample`]'s one decoding loop drives.
 //!
 //! Prompts are sorted by length and decoded `batch_size` at a time, left-padded: each
 //! sequence has its own positions and a mask that hides its padding. Finished sequences
 //! (EOS, a stop string, or the token limit) leave the batch and the cache.
 
 use super::llama::{KvCache, Llama};
+use super::sample::SampleOptions;
 use super::tokenizer::Tok;
 use super::{GenOptions, Result};
-use candle_core::{D, Device, Tensor};
-
-struct Seq {
-    /// Index into the prompts.
-    idx: usize,
-    /// Left padding in the cache.
-    pad: usize,
-    /// Next position of this sequence.
-    pos: usize,
-    out: Vec<u32>,
-}
+use candle_core::{Device, Tensor};
 
 fn err(e: candle_core::Error) -> String {
     format!("generate: {e}")
@@ -36,7 +28,9 @@ pub fn cut_at_stop(text: &str, stop: &[String]) -> (String, bool) {
     }
 }
 
-/// Greedy completions of `prompts`, in order.
+/// Greedy completions of `prompts`, in order, through the one decoding loop
+/// ([`super::sample::sample`] at temperature 0), reporting the number done after each
+/// batch.
 pub fn generate(
     model: &Llama,
     tok: &Tok,
@@ -60,82 +54,37 @@ pub fn generate(
         }
         encoded.push(ids);
     }
-    // Longest first, ties in input order: batches hold similar lengths.
+    let greedy = SampleOptions {
+        temperature: 0.0,
+        top_p: 1.0,
+        max_new_tokens: opts.max_new_tokens,
+        batch_size: opts.batch_size.max(1),
+        seed: 0,
+    };
+    let stop = |ids: &[u32]| {
+        !opts.stop.is_empty()
+            && tok
+                .decode(ids)
+                .map(|t| cut_at_stop(&t, &opts.stop).1)
+                .unwrap_or(false)
+    };
+    let pad = tok.eos.first().copied().unwrap_or(0);
+    // Longest first, ties in input order: batches hold similar lengths (as `sample`
+    // orders them, so each chunk below is one of its batches).
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
     let mut results = vec![String::new(); prompts.len()];
     let mut done = 0;
-    for chunk in order.chunks(opts.batch_size.max(1)) {
-        for (idx, text) in decode_batch(model, tok, &encoded, chunk, opts)? {
-            results[idx] = text;
-            done += 1;
+    for chunk in order.chunks(greedy.batch_size) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+        let out = super::sample::sample(model, &batch, &tok.eos, pad, &greedy, &stop, None)?;
+        for (&i, c) in chunk.iter().zip(out) {
+            results[i] = cut_at_stop(&tok.decode(&c.ids)?, &opts.stop).0;
         }
+        done += chunk.len();
         progress(done);
     }
     Ok(results)
-}
-
-fn decode_batch(
-    model: &Llama,
-    tok: &Tok,
-    encoded: &[Vec<u32>],
-    chunk: &[usize],
-    opts: &GenOptions,
-) -> Result<Vec<(usize, String)>> {
-    let longest = chunk.iter().map(|&i| encoded[i].len()).max().unwrap_or(0);
-    let pad_id = tok.eos.first().copied().unwrap_or(0);
-    let mut seqs: Vec<Seq> = chunk
-        .iter()
-        .map(|&i| Seq {
-            idx: i,
-            pad: longest - encoded[i].len(),
-            pos: encoded[i].len(),
-            out: vec![],
-        })
-        .collect();
-    // Prefill: all prompts, left-padded.
-    let b = seqs.len();
-    let mut cache = KvCache::default();
-    let prompts: Vec<&[u32]> = seqs.iter().map(|s| encoded[s.idx].as_slice()).collect();
-    let mut logits = prefill(model, &prompts, pad_id, &mut cache)?;
-    let mut finished = Vec::with_capacity(b);
-    loop {
-        let next: Vec<u32> = logits
-            .argmax(D::Minus1)
-            .and_then(|t| t.to_vec1())
-            .map_err(err)?;
-        let before = seqs.len();
-        let mut keep = Vec::with_capacity(before);
-        let mut still = Vec::with_capacity(seqs.len());
-        for (row, (mut s, t)) in seqs.drain(..).zip(next).enumerate() {
-            let eos = tok.eos.contains(&t);
-            if !eos {
-                s.out.push(t);
-                s.pos += 1;
-            }
-            let text = tok.decode(&s.out)?;
-            let (text, stopped) = cut_at_stop(&text, &opts.stop);
-            if eos || stopped || s.out.len() >= opts.max_new_tokens {
-                finished.push((s.idx, text));
-            } else {
-                keep.push(row as u32);
-                still.push(s);
-            }
-        }
-        seqs = still;
-        if seqs.is_empty() {
-            break;
-        }
-        if keep.len() != before {
-            cache.retain(&keep)?;
-        }
-        let live: Vec<(u32, usize, usize)> = seqs
-            .iter()
-            .map(|s| (*s.out.last().expect("a token"), s.pos - 1, s.pad))
-            .collect();
-        logits = super::generate::decode_step(model, &live, &mut cache)?;
-    }
-    Ok(finished)
 }
 
 /// Prefill for batched decoding: `prompts` left-padded with `pad_id` to the longest,
