@@ -12,18 +12,18 @@
 //!   tiny generator). Adapters are saved per iteration in PEFT's layout
 //!   (`adapter_model.safetensors`, `adapter_config.json`) and loaded to resume.
 
+use super::dpo::{DpoSettings, train};
 use super::generator::{Generator, LearnReport, Pair};
 pub use super::guided::program_fit;
 use super::guided::program_guide;
-use super::tiny::{DpoSettings, iteration_dir};
+use super::tiny::iteration_dir;
 use crate::model::LoadedModel;
 use crate::model::llama::{Llama, LoraSpec};
 use crate::model::sample::{SampleOptions, sample_shared};
-use crate::model::train::{Batch, clip_grads, dpo_objective, dpo_summary, sequence_logprobs};
+use crate::model::train::{Batch, dpo_objective, dpo_summary, sequence_logprobs};
 use crate::model::{Role, TextModel};
-use crate::semantics::rng::SplitMix64;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -396,73 +396,40 @@ impl LocalGenerator {
             }
         }
         let vars = self.vm.all_vars();
-        let mut opt = AdamW::new(
-            vars.clone(),
-            ParamsAdamW {
-                lr: s.lr,
-                beta1: 0.9,
-                beta2: 0.99,
-                eps: 1e-8,
-                weight_decay: s.weight_decay,
-            },
-        )
-        .map_err(cerr)?;
-        let mut rng = SplitMix64::new(s.seed ^ 0x6c6f_7261_5f64_706f);
-        let mut report = LearnReport::default();
-        'epochs: for _ in 0..s.epochs.max(1) {
-            let mut order: Vec<usize> = (0..pairs.len()).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
-            // Steps take pairs of one prompt.
-            order.sort_by_key(|&i| group[i]);
-            let mut steps: Vec<Vec<usize>> = vec![];
-            for &i in &order {
-                match steps.last_mut() {
-                    Some(st) if st.len() < s.batch_pairs.max(1) && group[st[0]] == group[i] => {
-                        st.push(i)
-                    }
-                    _ => steps.push(vec![i]),
-                }
-            }
-            for chunk in steps {
-                if s.max_steps > 0 && report.steps >= s.max_steps {
-                    break 'epochs;
-                }
-                let ids = &prompt_ids[group[chunk[0]]];
-                let (head, last) = ids.split_at(ids.len() - 1);
-                let (prefix, _) = self.policy.prefill_prefix(head)?;
-                let k = chunk.len();
-                let seqs: Vec<Vec<u32>> = chunk
-                    .iter()
-                    .map(|&i| &chosen[i])
-                    .chain(chunk.iter().map(|&i| &rejected[i]))
-                    .map(|c| last.iter().chain(c).copied().collect())
-                    .collect();
-                let views: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-                let b = Batch::new(&views, &[], 0, &dev)?;
-                let sel = |v: &[f64]| {
-                    let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
-                    Tensor::from_vec(xs, k, &dev).map_err(cerr)
-                };
-                let tokens: Vec<f32> = chunk.iter().map(|&i| chosen[i].len() as f32).collect();
-                let (ref_pc, ref_pr) = (sel(&ref_c)?, sel(&ref_r)?);
-                // Checkpointed: one layer's attention over the prompt at a time.
-                let (grads, (loss, margin)) =
-                    self.policy
-                        .grads_after(&prefix, &b.inputs, &vars, |logits| {
-                            let lp = sequence_logprobs(logits, &b)?;
-                            let pc = lp.narrow(0, 0, k).map_err(cerr)?;
-                            let pr = lp.narrow(0, k, k).map_err(cerr)?;
-                            let (objective, loss, margin) =
-                                dpo_objective(&pc, &pr, &ref_pc, &ref_pr, &tokens, s.beta, s.nll)?;
-                            Ok((objective, (loss.detach(), margin.detach())))
-                        })?;
-                let (grads, _) = clip_grads(grads, &vars, s.clip)?;
-                opt.step(&grads).map_err(cerr)?;
-                report.record_step(&loss, &margin)?;
-            }
-        }
+        let step = |chunk: &[usize]| {
+            let ids = &prompt_ids[group[chunk[0]]];
+            let (head, last) = ids.split_at(ids.len() - 1);
+            let (prefix, _) = self.policy.prefill_prefix(head)?;
+            let k = chunk.len();
+            let seqs: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&i| &chosen[i])
+                .chain(chunk.iter().map(|&i| &rejected[i]))
+                .map(|c| last.iter().chain(c).copied().collect())
+                .collect();
+            let views: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+            let b = Batch::new(&views, &[], 0, &dev)?;
+            let sel = |v: &[f64]| {
+                let xs: Vec<f32> = chunk.iter().map(|&i| v[i] as f32).collect();
+                Tensor::from_vec(xs, k, &dev).map_err(cerr)
+            };
+            let tokens: Vec<f32> = chunk.iter().map(|&i| chosen[i].len() as f32).collect();
+            let (ref_pc, ref_pr) = (sel(&ref_c)?, sel(&ref_r)?);
+            // Checkpointed: one layer's attention over the prompt at a time.
+            let (grads, (loss, margin)) =
+                self.policy
+                    .grads_after(&prefix, &b.inputs, &vars, |logits| {
+                        let lp = sequence_logprobs(logits, &b)?;
+                        let pc = lp.narrow(0, 0, k).map_err(cerr)?;
+                        let pr = lp.narrow(0, k, k).map_err(cerr)?;
+                        let (objective, loss, margin) =
+                            dpo_objective(&pc, &pr, &ref_pc, &ref_pr, &tokens, s.beta, s.nll)?;
+                        Ok((objective, (loss.detach(), margin.detach())))
+                    })?;
+            Ok((grads, loss, margin))
+        };
+        // Steps take pairs of one prompt.
+        let mut report = train(vars.clone(), &group, s, 0x6c6f_7261_5f64_706f, step)?;
         self.merged = None;
         self.adapter_hash = Some(crate::model::train::weights_hash(&self.vm)?);
         report.note = format!(

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod candidate;
 pub mod config;
 pub mod controls;
+pub mod dpo;
 pub mod driver;
 pub mod extract;
 pub mod final_stage;

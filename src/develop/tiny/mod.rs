@@ -62,7 +62,7 @@ use std::path::{Path, PathBuf};
 mod dpo;
 mod pretrain;
 mod vocab;
-pub use dpo::DpoSettings;
+pub use crate::develop::dpo::DpoSettings;
 pub use pretrain::PretrainReport;
 pub use vocab::{BOS, EOS, PAD, Vocab};
 
