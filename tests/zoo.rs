@@ -145,7 +145,7 @@ fn tokenizer_round_trips_through_the_tokenizers_crate() {
 
 fn tiny_spec(family: u32) -> zoo::FamilySpec {
     let mut s = zoo::default_spec(family);
-    s.model = train::ModelSpec {
+    s.model = zoo::ModelSpec {
         hidden: 32,
         layers: 2,
         heads: 2,
@@ -182,7 +182,7 @@ fn training_lowers_the_loss_deterministically() {
     ts.lr = 1e-2;
     ts.warmup = 1;
     let run = || {
-        let mut t = train::Trainer::new(&spec.model.config(), 11).expect("model");
+        let mut t = train::Trainer::new(&zoo::network(&spec.model), 11).expect("model");
         let tune = regex::Regex::new(".").expect("regex");
         let before = t.loss(&refs, 0.0).expect("loss");
         for _ in 0..ts.steps {

@@ -1,6 +1,7 @@
 //! The llama-family architecture, as in a Hugging Face `config.json`.
 
 use super::Result;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Which Hugging Face family a directory came from; all three share one network here
@@ -241,5 +242,65 @@ impl LlamaConfig {
                 f as f32
             })
             .collect()
+    }
+}
+
+/// The shape of a small llama-family network trained here (the tiny generator, the
+/// zoo's models): what its [`LlamaConfig`] needs besides the vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub intermediate: usize,
+    /// Longest sequence, special tokens included.
+    pub max_positions: usize,
+}
+
+impl ModelSpec {
+    /// An error unless every reduction of training keeps the same bits on every machine
+    /// (widths at most 512: see `model::repro`) and the heads divide evenly.
+    pub fn check(&self, vocab_size: usize) -> Result<()> {
+        use super::repro::check_depth;
+        check_depth("model.hidden", self.hidden)?;
+        check_depth("model.intermediate", self.intermediate)?;
+        check_depth("the vocabulary", vocab_size)?;
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(format!(
+                "model.heads {} must be a positive multiple of model.kv_heads {}",
+                self.heads, self.kv_heads
+            ));
+        }
+        if !self.hidden.is_multiple_of(2 * self.heads) {
+            return Err(format!(
+                "model.hidden {} must be a multiple of twice model.heads {} (even head size)",
+                self.hidden, self.heads
+            ));
+        }
+        Ok(())
+    }
+
+    /// The network's configuration for a vocabulary: tied embeddings, no biases.
+    pub fn llama(&self, vocab_size: usize, bos: u32, eos: u32) -> LlamaConfig {
+        LlamaConfig {
+            family: Family::Llama,
+            vocab_size,
+            hidden_size: self.hidden,
+            intermediate_size: self.intermediate,
+            num_hidden_layers: self.layers,
+            num_attention_heads: self.heads,
+            num_key_value_heads: self.kv_heads,
+            head_dim: self.hidden / self.heads.max(1),
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: self.max_positions,
+            tie_word_embeddings: true,
+            attention_bias: false,
+            bos_token_id: Some(bos),
+            eos_token_ids: vec![eos],
+        }
     }
 }

@@ -12,6 +12,18 @@ fn err(e: candle_core::Error) -> String {
     format!("train: {e}")
 }
 
+/// The learning rate at `step` (0-based) of `steps`: linear warmup to `lr` over
+/// `warmup` steps, then cosine decay to `lr * min_lr_frac` at the last step.
+pub fn warmup_cosine(lr: f64, min_lr_frac: f64, warmup: usize, steps: usize, step: usize) -> f64 {
+    if step < warmup {
+        return lr * (step + 1) as f64 / warmup as f64;
+    }
+    let span = steps.saturating_sub(warmup).max(1) as f64;
+    let x = ((step - warmup) as f64 / span).min(1.0);
+    let floor = lr * min_lr_frac;
+    floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+}
+
 /// Sets every variable of `vm` (as created by [`super::llama::Llama::new`]) from
 /// `seed` alone: norm weights 1, biases 0, everything else normal with standard
 /// deviation `std`, except the projections back into the residual stream (`o_proj`,

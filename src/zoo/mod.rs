@@ -12,13 +12,19 @@ pub mod tasks;
 pub mod tokenizer;
 pub mod train;
 
+pub use crate::model::config::ModelSpec;
 use crate::semantics::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use tasks::{Facts, Problem, World};
-use train::{Example, ModelSpec, TrainSpec, Trainer};
+use train::{Example, TrainSpec, Trainer};
+
+/// A zoo model's network configuration: `m` over the zoo's tokenizer.
+pub fn network(m: &ModelSpec) -> crate::model::config::LlamaConfig {
+    m.llama(tokenizer::vocab_size(), tokenizer::BOS, tokenizer::EOS)
+}
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -306,7 +312,7 @@ pub fn build_family(
     log: &mut dyn FnMut(&str),
 ) -> Result<Built> {
     tune_allocator();
-    spec.model.check()?;
+    spec.model.check(tokenizer::vocab_size())?;
     let t0 = std::time::Instant::now();
     let dir = out.join(format!("family{}", spec.family));
     let hash = spec_hash(spec);
@@ -334,7 +340,7 @@ pub fn build_family(
     write(&dir.join("test.jsonl"), &jsonl(&test))?;
     write(&dir.join("train.jsonl"), &jsonl(&train))?;
 
-    let cfg = spec.model.config();
+    let cfg = network(&spec.model);
     let base_key = json_hash(&serde_json::json!({
         "v": ZOO_VERSION, "family": spec.family, "seed": spec.seed,
         "base_known": spec.base_known, "model": spec.model, "train": spec.base,

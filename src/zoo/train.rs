@@ -3,7 +3,7 @@
 //! (deterministic: the same seed gives the same bits), and saving in Hugging Face format.
 
 use super::tokenizer;
-use crate::model::config::{Family, LlamaConfig};
+use crate::model::config::LlamaConfig;
 use crate::model::llama::{Llama, masked_cross_entropy};
 use crate::semantics::rng::SplitMix64;
 use candle_core::{DType, Device, Tensor, Var};
@@ -15,63 +15,6 @@ type Result<T> = std::result::Result<T, String>;
 
 fn cerr(e: candle_core::Error) -> String {
     format!("zoo training: {e}")
-}
-
-/// The network's shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSpec {
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub intermediate: usize,
-    pub max_positions: usize,
-}
-
-impl ModelSpec {
-    /// An error unless every reduction of training keeps the same bits on every machine
-    /// (widths at most 512: see `model::repro`).
-    pub fn check(&self) -> Result<()> {
-        use crate::model::repro::check_depth;
-        check_depth("model.hidden", self.hidden)?;
-        check_depth("model.intermediate", self.intermediate)?;
-        check_depth("the vocabulary", tokenizer::vocab_size())?;
-        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
-            return Err(format!(
-                "model.heads {} must be a positive multiple of model.kv_heads {}",
-                self.heads, self.kv_heads
-            ));
-        }
-        if !self.hidden.is_multiple_of(2 * self.heads) {
-            return Err(format!(
-                "model.hidden {} must be a multiple of twice model.heads {} (even head size)",
-                self.hidden, self.heads
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn config(&self) -> LlamaConfig {
-        LlamaConfig {
-            family: Family::Llama,
-            vocab_size: tokenizer::vocab_size(),
-            hidden_size: self.hidden,
-            intermediate_size: self.intermediate,
-            num_hidden_layers: self.layers,
-            num_attention_heads: self.heads,
-            num_key_value_heads: self.kv_heads,
-            head_dim: self.hidden / self.heads,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
-            max_position_embeddings: self.max_positions,
-            tie_word_embeddings: true,
-            attention_bias: false,
-            bos_token_id: Some(tokenizer::BOS),
-            eos_token_ids: vec![tokenizer::EOS],
-        }
-    }
 }
 
 /// One training run's settings.
@@ -427,13 +370,7 @@ impl Trainer {
 
 /// The learning rate at `step` (0-based): linear warmup, then cosine to the floor.
 pub fn lr_at(spec: &TrainSpec, step: usize) -> f64 {
-    if step < spec.warmup {
-        return spec.lr * (step + 1) as f64 / spec.warmup as f64;
-    }
-    let span = spec.steps.saturating_sub(spec.warmup).max(1) as f64;
-    let x = ((step - spec.warmup) as f64 / span).min(1.0);
-    let floor = spec.lr * spec.min_lr_frac;
-    floor + (spec.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+    crate::model::train::warmup_cosine(spec.lr, spec.min_lr_frac, spec.warmup, spec.steps, step)
 }
 
 /// Inputs, next-token targets and loss weights of a batch, right-padded.

@@ -48,7 +48,7 @@
 
 use super::generator::{Generator, LearnReport, Pair};
 use super::tiny_corpus::{self, CorpusSpec, PairSpec};
-use crate::model::config::{Family, LlamaConfig};
+use crate::model::config::LlamaConfig;
 use crate::model::llama::Llama;
 use crate::model::sample::{SampleOptions, sample};
 use crate::model::train::{Batch, copy_vars, sequence_logprobs, weights_hash};
@@ -75,17 +75,7 @@ fn cerr(e: candle_core::Error) -> String {
     format!("tiny generator: {e}")
 }
 
-/// The network's shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelSpec {
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub intermediate: usize,
-    /// Longest sequence (`BOS` + program + `EOS`); sampling stops one short of it.
-    pub max_positions: usize,
-}
+pub use crate::model::config::ModelSpec;
 
 /// Pretraining settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -252,25 +242,7 @@ impl TinySpec {
 
     /// The network's configuration (tied embeddings, no biases).
     pub fn config(&self) -> LlamaConfig {
-        let m = &self.model;
-        LlamaConfig {
-            family: Family::Llama,
-            vocab_size: self.vocab().size(),
-            hidden_size: m.hidden,
-            intermediate_size: m.intermediate,
-            num_hidden_layers: m.layers,
-            num_attention_heads: m.heads,
-            num_key_value_heads: m.kv_heads,
-            head_dim: m.hidden / m.heads.max(1),
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
-            max_position_embeddings: m.max_positions,
-            tie_word_embeddings: true,
-            attention_bias: false,
-            bos_token_id: Some(BOS),
-            eos_token_ids: vec![EOS],
-        }
+        self.model.llama(self.vocab().size(), BOS, EOS)
     }
 
     /// The cache key: a hash of [`FORMAT`], the spec and the examples it builds (so a

@@ -148,13 +148,7 @@ fn epoch_batches(seqs: &[Vec<u32>], budget: usize, rng: &mut SplitMix64) -> Vec<
 
 /// Linear warmup, then cosine decay to `lr * min_lr_frac` at the last step.
 fn lr_at(step: usize, t: &TrainSpec) -> f64 {
-    if step < t.warmup {
-        return t.lr * (step + 1) as f64 / t.warmup as f64;
-    }
-    let span = t.steps.saturating_sub(t.warmup).max(1) as f64;
-    let x = ((step - t.warmup) as f64 / span).min(1.0);
-    let min = t.lr * t.min_lr_frac;
-    min + (t.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+    crate::model::train::warmup_cosine(t.lr, t.min_lr_frac, t.warmup, t.steps, step)
 }
 
 #[cfg(test)]
