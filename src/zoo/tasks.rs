@@ -311,146 +311,277 @@ impl World {
     fn draft(&self, rng: &mut SplitMix64, kind: Kind) -> Problem {
         let name = NAMES[rng.below(NAMES.len())];
         let ii = rng.below(self.items.len());
-        let it = &self.items[ii];
+        let s = Scene::new(name, ii, &self.items[ii]);
+        let body = match kind {
+            Kind::PackCount | Kind::PackPlus | Kind::PriceOne | Kind::PricePlus => {
+                s.lookup(rng, kind)
+            }
+            Kind::Times | Kind::Share => s.times_or_share(rng, kind),
+            Kind::PackTimes | Kind::PriceTimes | Kind::PackPrice => s.table_times(rng, kind),
+            Kind::TimesShare | Kind::PackTimesShare => s.times_then_share(rng, kind),
+            Kind::AddPackTimes | Kind::AddPriceTimes => s.add_then_times(rng, kind),
+        };
+        let mut solution = body.steps.join("\n");
+        solution.push_str(&format!("\n#### {}", body.answer));
+        Problem {
+            question: body.question,
+            solution,
+            answer: body.answer,
+            kind,
+            facts: body.facts,
+        }
+    }
+}
+
+/// A digit for a product or a quotient: 2..=9.
+fn digit(rng: &mut SplitMix64) -> u32 {
+    2 + rng.below(8) as u32
+}
+
+/// What a drafted problem is about: who, which item, and the table steps and phrases
+/// its kinds share.
+struct Scene {
+    name: &'static str,
+    /// The item's index in the world's tables.
+    ic: u8,
+    c: &'static str,
+    cs: &'static str,
+    one: &'static str,
+    t: &'static str,
+    n: u32,
+    p: u32,
+    /// "a" or "an" before `one`.
+    a1: &'static str,
+    pack_step: String,
+    price_step: String,
+    pay: String,
+}
+
+/// A problem before its solution is joined: the question, facts, steps and answer.
+struct Body {
+    question: String,
+    facts: Vec<Fact>,
+    steps: Vec<String>,
+    answer: u32,
+}
+
+impl Scene {
+    fn new(name: &'static str, ii: usize, it: &Item) -> Scene {
         let (c, cs, one, t) = (it.container, it.containers, it.one, it.many);
         let (n, p) = (it.count as u32, it.price as u32);
-        let ic = ii as u8;
-        let d = |rng: &mut SplitMix64| 2 + rng.below(8) as u32;
-        let pack_step = format!("{n} {t} per {c}.");
         let a1 = article(one);
-        let price_step = format!("{}{} {one} costs ${p}.", a1[..1].to_uppercase(), &a1[1..]);
-        let pay = format!("How much does {name} pay?");
-        let mut facts = Vec::new();
-        let mut steps: Vec<String> = Vec::new();
-        let question;
-        let answer;
+        Scene {
+            name,
+            ic: ii as u8,
+            c,
+            cs,
+            one,
+            t,
+            n,
+            p,
+            a1,
+            pack_step: format!("{n} {t} per {c}."),
+            price_step: format!("{}{} {one} costs ${p}.", a1[..1].to_uppercase(), &a1[1..]),
+            pay: format!("How much does {name} pay?"),
+        }
+    }
+
+    /// One table fact (a pack or a price), alone or plus a small number.
+    fn lookup(&self, rng: &mut SplitMix64, kind: Kind) -> Body {
+        let Scene {
+            name,
+            ic,
+            c,
+            one,
+            t,
+            n,
+            p,
+            a1,
+            ..
+        } = *self;
+        let (pack_step, price_step) = (self.pack_step.clone(), self.price_step.clone());
         match kind {
-            Kind::PackCount => {
-                question = format!("How many {t} are in a {c}?");
-                facts.push(Fact::Pack(ic));
-                steps.push(pack_step);
-                answer = n;
-            }
+            Kind::PackCount => Body {
+                question: format!("How many {t} are in a {c}?"),
+                facts: vec![Fact::Pack(ic)],
+                steps: vec![pack_step],
+                answer: n,
+            },
             Kind::PackPlus => {
                 let x = 1 + rng.below(9) as u32;
-                question = format!("{name} has a {c} of {t} and {x} more. How many {t}?");
-                facts.extend([Fact::Pack(ic), Fact::Add(n as u8, x as u8)]);
-                steps.push(pack_step);
-                steps.push(format!("{n} + {x} = {}.", n + x));
-                answer = n + x;
+                Body {
+                    question: format!("{name} has a {c} of {t} and {x} more. How many {t}?"),
+                    facts: vec![Fact::Pack(ic), Fact::Add(n as u8, x as u8)],
+                    steps: vec![pack_step, format!("{n} + {x} = {}.", n + x)],
+                    answer: n + x,
+                }
             }
-            Kind::PriceOne => {
-                question = format!("How much is {a1} {one}?");
-                facts.push(Fact::Price(ic));
-                steps.push(price_step);
-                answer = p;
-            }
+            Kind::PriceOne => Body {
+                question: format!("How much is {a1} {one}?"),
+                facts: vec![Fact::Price(ic)],
+                steps: vec![price_step],
+                answer: p,
+            },
             Kind::PricePlus => {
                 let x = 1 + rng.below(9) as u32;
-                question = format!("{name} buys {a1} {one} and a ${x} card. {pay}");
-                facts.extend([Fact::Price(ic), Fact::Add(p as u8, x as u8)]);
-                steps.push(price_step);
-                steps.push(format!("{p} + {x} = {}.", p + x));
-                answer = p + x;
+                Body {
+                    question: format!("{name} buys {a1} {one} and a ${x} card. {}", self.pay),
+                    facts: vec![Fact::Price(ic), Fact::Add(p as u8, x as u8)],
+                    steps: vec![price_step, format!("{p} + {x} = {}.", p + x)],
+                    answer: p + x,
+                }
             }
+            _ => unreachable!("lookup: {kind:?}"),
+        }
+    }
+
+    /// A product or a quotient of stated numbers, no table.
+    fn times_or_share(&self, rng: &mut SplitMix64, kind: Kind) -> Body {
+        let Scene { name, cs, t, .. } = *self;
+        match kind {
             Kind::Times => {
-                let (a, b) = (d(rng), d(rng));
-                question = format!("{name} has {a} {cs} with {b} {t} each. How many {t}?");
-                facts.push(Fact::Mul(a as u8, b as u8));
-                steps.push(format!("{a} * {b} = {}.", a * b));
-                answer = a * b;
+                let (a, b) = (digit(rng), digit(rng));
+                Body {
+                    question: format!("{name} has {a} {cs} with {b} {t} each. How many {t}?"),
+                    facts: vec![Fact::Mul(a as u8, b as u8)],
+                    steps: vec![format!("{a} * {b} = {}.", a * b)],
+                    answer: a * b,
+                }
             }
             Kind::Share => {
-                let (k, q) = (d(rng), d(rng));
+                let (k, q) = (digit(rng), digit(rng));
                 let tot = k * q;
-                question = format!("{name} shares {tot} {t} among {k} kids. How many each?");
-                facts.push(Fact::Div(tot as u8, k as u8));
-                steps.push(format!("{tot} / {k} = {q}."));
-                answer = q;
-            }
-            Kind::PackTimes => {
-                let a = d(rng);
-                question = format!("{name} buys {a} {cs} of {t}. How many {t}?");
-                facts.extend([Fact::Pack(ic), Fact::Mul(a as u8, n as u8)]);
-                steps.push(pack_step);
-                steps.push(format!("{a} * {n} = {}.", a * n));
-                answer = a * n;
-            }
-            Kind::TimesShare | Kind::PackTimesShare => {
-                // a * b always splits as a parts of b; pick any split into 2..=9 parts of 2..=9.
-                let with_pack = kind == Kind::PackTimesShare;
-                let (a, b) = if with_pack {
-                    (d(rng), n)
-                } else {
-                    (d(rng), d(rng))
-                };
-                let tot = a * b;
-                let ks: Vec<u32> = (2..=9)
-                    .filter(|k| tot % k == 0 && (2..=9).contains(&(tot / k)))
-                    .collect();
-                let k = ks[rng.below(ks.len())];
-                let q = tot / k;
-                question = if with_pack {
-                    format!("{name} buys {a} {cs} of {t} to share among {k} kids. How many each?")
-                } else {
-                    format!(
-                        "{name} has {a} {cs} with {b} {t} each to share among {k} kids. How many each?"
-                    )
-                };
-                if with_pack {
-                    facts.push(Fact::Pack(ic));
-                    steps.push(pack_step);
+                Body {
+                    question: format!("{name} shares {tot} {t} among {k} kids. How many each?"),
+                    facts: vec![Fact::Div(tot as u8, k as u8)],
+                    steps: vec![format!("{tot} / {k} = {q}.")],
+                    answer: q,
                 }
-                facts.extend([Fact::Mul(a as u8, b as u8), Fact::Div(tot as u8, k as u8)]);
-                steps.push(format!("{a} * {b} = {tot}."));
-                steps.push(format!("{tot} / {k} = {q}."));
-                answer = q;
             }
-            Kind::AddPackTimes | Kind::AddPriceTimes => {
-                let x = 2 + rng.below(6) as u32;
-                let y = 1 + rng.below((8 - x) as usize) as u32;
-                let a = x + y;
-                facts.push(Fact::Add(x as u8, y as u8));
-                steps.push(format!("{x} + {y} = {a}."));
-                if kind == Kind::AddPackTimes {
-                    question = format!("{name} buys {x} {cs} of {t}, then {y} more. How many {t}?");
-                    facts.extend([Fact::Pack(ic), Fact::Mul(a as u8, n as u8)]);
-                    steps.push(pack_step);
-                    steps.push(format!("{a} * {n} = {}.", a * n));
-                    answer = a * n;
-                } else {
-                    question = format!("{name} buys {x} {t}, then {y} more. {pay}");
-                    facts.extend([Fact::Price(ic), Fact::Mul(a as u8, p as u8)]);
-                    steps.push(price_step);
-                    steps.push(format!("{a} * {p} = {}.", a * p));
-                    answer = a * p;
+            _ => unreachable!("times_or_share: {kind:?}"),
+        }
+    }
+
+    /// A product with a table fact: several packs, several priced things, or the price
+    /// of a whole pack.
+    fn table_times(&self, rng: &mut SplitMix64, kind: Kind) -> Body {
+        let Scene {
+            name,
+            ic,
+            c,
+            cs,
+            t,
+            n,
+            p,
+            ..
+        } = *self;
+        let (pack_step, price_step, pay) =
+            (self.pack_step.clone(), self.price_step.clone(), &self.pay);
+        match kind {
+            Kind::PackTimes => {
+                let a = digit(rng);
+                Body {
+                    question: format!("{name} buys {a} {cs} of {t}. How many {t}?"),
+                    facts: vec![Fact::Pack(ic), Fact::Mul(a as u8, n as u8)],
+                    steps: vec![pack_step, format!("{a} * {n} = {}.", a * n)],
+                    answer: a * n,
                 }
             }
             Kind::PriceTimes => {
-                let a = d(rng);
-                question = format!("{name} buys {a} {t}. {pay}");
-                facts.extend([Fact::Price(ic), Fact::Mul(a as u8, p as u8)]);
-                steps.push(price_step);
-                steps.push(format!("{a} * {p} = {}.", a * p));
-                answer = a * p;
+                let a = digit(rng);
+                Body {
+                    question: format!("{name} buys {a} {t}. {pay}"),
+                    facts: vec![Fact::Price(ic), Fact::Mul(a as u8, p as u8)],
+                    steps: vec![price_step, format!("{a} * {p} = {}.", a * p)],
+                    answer: a * p,
+                }
             }
-            Kind::PackPrice => {
-                question = format!("{name} buys a {c} of {t}. {pay}");
-                facts.extend([Fact::Pack(ic), Fact::Price(ic), Fact::Mul(n as u8, p as u8)]);
-                steps.push(pack_step);
-                steps.push(price_step);
-                steps.push(format!("{n} * {p} = {}.", n * p));
-                answer = n * p;
-            }
+            Kind::PackPrice => Body {
+                question: format!("{name} buys a {c} of {t}. {pay}"),
+                facts: vec![Fact::Pack(ic), Fact::Price(ic), Fact::Mul(n as u8, p as u8)],
+                steps: vec![pack_step, price_step, format!("{n} * {p} = {}.", n * p)],
+                answer: n * p,
+            },
+            _ => unreachable!("table_times: {kind:?}"),
         }
-        let mut solution = steps.join("\n");
-        solution.push_str(&format!("\n#### {answer}"));
-        Problem {
+    }
+
+    /// A product (of stated numbers, or packs of a known count) shared among kids.
+    fn times_then_share(&self, rng: &mut SplitMix64, kind: Kind) -> Body {
+        let Scene {
+            name, ic, cs, t, n, ..
+        } = *self;
+        let mut facts = Vec::new();
+        let mut steps = Vec::new();
+        // a * b always splits as a parts of b; pick any split into 2..=9 parts of 2..=9.
+        let with_pack = kind == Kind::PackTimesShare;
+        let (a, b) = if with_pack {
+            (digit(rng), n)
+        } else {
+            (digit(rng), digit(rng))
+        };
+        let tot = a * b;
+        let ks: Vec<u32> = (2..=9)
+            .filter(|k| tot % k == 0 && (2..=9).contains(&(tot / k)))
+            .collect();
+        let k = ks[rng.below(ks.len())];
+        let q = tot / k;
+        let question = if with_pack {
+            format!("{name} buys {a} {cs} of {t} to share among {k} kids. How many each?")
+        } else {
+            format!("{name} has {a} {cs} with {b} {t} each to share among {k} kids. How many each?")
+        };
+        if with_pack {
+            facts.push(Fact::Pack(ic));
+            steps.push(self.pack_step.clone());
+        }
+        facts.extend([Fact::Mul(a as u8, b as u8), Fact::Div(tot as u8, k as u8)]);
+        steps.push(format!("{a} * {b} = {tot}."));
+        steps.push(format!("{tot} / {k} = {q}."));
+        Body {
             question,
-            solution,
-            answer,
-            kind,
             facts,
+            steps,
+            answer: q,
+        }
+    }
+
+    /// Things bought in two lots, then counted by the pack or priced.
+    fn add_then_times(&self, rng: &mut SplitMix64, kind: Kind) -> Body {
+        let Scene {
+            name,
+            ic,
+            cs,
+            t,
+            n,
+            p,
+            ..
+        } = *self;
+        let x = 2 + rng.below(6) as u32;
+        let y = 1 + rng.below((8 - x) as usize) as u32;
+        let a = x + y;
+        let mut facts = vec![Fact::Add(x as u8, y as u8)];
+        let mut steps = vec![format!("{x} + {y} = {a}.")];
+        let question;
+        let answer;
+        if kind == Kind::AddPackTimes {
+            question = format!("{name} buys {x} {cs} of {t}, then {y} more. How many {t}?");
+            facts.extend([Fact::Pack(ic), Fact::Mul(a as u8, n as u8)]);
+            steps.push(self.pack_step.clone());
+            steps.push(format!("{a} * {n} = {}.", a * n));
+            answer = a * n;
+        } else {
+            question = format!("{name} buys {x} {t}, then {y} more. {}", self.pay);
+            facts.extend([Fact::Price(ic), Fact::Mul(a as u8, p as u8)]);
+            steps.push(self.price_step.clone());
+            steps.push(format!("{a} * {p} = {}.", a * p));
+            answer = a * p;
+        }
+        Body {
+            question,
+            facts,
+            steps,
+            answer,
         }
     }
 }
