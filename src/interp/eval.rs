@@ -8,7 +8,7 @@ use super::value::{RuntimeError, Tensor, TensorFacts, Value};
 use crate::cancel::Cancel;
 use crate::semantics as sem;
 use crate::types::ops::{AxisOp, Op};
-use crate::types::tast::{Fact, TExpr, TKind};
+use crate::types::tast::{Fact, TExpr, TKind, VarId};
 use std::cell::Cell;
 use std::sync::Arc;
 
@@ -142,24 +142,7 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                 self.set(*v, x);
                 self.eval(body)?
             }
-            TKind::If(c, a, b) => match self.eval(c)? {
-                Value::Bool(true) => self.eval(a)?,
-                Value::Bool(false) => self.eval(b)?,
-                Value::List(cs) => {
-                    let (a, b) = (self.eval(a)?, self.eval(b)?);
-                    let mut out = Vec::with_capacity(cs.len());
-                    for (i, c) in cs.iter().enumerate() {
-                        let pick = if matches!(c, Value::Bool(true)) {
-                            &a
-                        } else {
-                            &b
-                        };
-                        out.push(list_item(pick, i, cs.len())?);
-                    }
-                    Value::list(out)
-                }
-                other => panic!("interpreter: `if` condition is {}", other.kind_name()),
-            },
+            TKind::If(c, a, b) => self.eval_if(c, a, b)?,
             TKind::Fold {
                 list,
                 init,
@@ -167,72 +150,15 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                 elem,
                 index,
                 body,
-            } => {
-                let xs = self.eval(list)?;
-                let Value::List(xs) = xs else {
-                    panic!("interpreter: fold over a non-list")
-                };
-                let (mut a, start) = match init {
-                    Some(i) => (self.eval(i)?, 0),
-                    None => (
-                        xs.first()
-                            .cloned()
-                            .ok_or_else(|| err("fold over an empty list"))?,
-                        1,
-                    ),
-                };
-                for (i, x) in xs.iter().enumerate().skip(start) {
-                    self.ctx.poll()?;
-                    self.set(*acc, a);
-                    self.set(*elem, x.clone());
-                    if let Some(iv) = index {
-                        self.set(*iv, Value::Int(i as i64));
-                    }
-                    a = self.eval(body)?;
-                }
-                a
-            }
+            } => self.eval_fold(list, init.as_deref(), *acc, *elem, *index, body)?,
             TKind::Repeat {
                 count,
                 init,
                 acc,
                 index,
                 body,
-            } => {
-                let Value::Int(n) = self.eval(count)? else {
-                    panic!("interpreter: repeat count")
-                };
-                if !(0..=MAX_RUNTIME_REPEAT).contains(&n) {
-                    return Err(err(format!(
-                        "repeat count {n} is outside 0..={MAX_RUNTIME_REPEAT}"
-                    )));
-                }
-                let mut a = self.eval(init)?;
-                for i in 0..n {
-                    self.ctx.poll()?;
-                    self.set(*acc, a);
-                    if let Some(iv) = index {
-                        self.set(*iv, Value::Int(i));
-                    }
-                    a = self.eval(body)?;
-                }
-                a
-            }
-            TKind::Index(l, i) => {
-                let Value::List(xs) = self.eval(l)? else {
-                    panic!("interpreter: index of a non-list")
-                };
-                let Value::Int(i) = self.eval(i)? else {
-                    panic!("interpreter: non-int index")
-                };
-                let n = xs.len() as i64;
-                let j = if i < 0 { i + n } else { i };
-                if !(0..n).contains(&j) {
-                    return Err(err(format!("index {i} is out of range for a list of {n}"))
-                        .with_hint(format!("valid indices are 0..{} and -{n}..-1", n - 1)));
-                }
-                xs[j as usize].clone()
-            }
+            } => self.eval_repeat(count, init, *acc, *index, body)?,
+            TKind::Index(l, i) => self.eval_index(l, i)?,
             TKind::List(xs) => {
                 Value::list(xs.iter().map(|x| self.eval(x)).collect::<Result<_, _>>()?)
             }
@@ -256,6 +182,111 @@ impl<'c, 'a> Evaluator<'c, 'a> {
                 r?
             }
         })
+    }
+
+    /// `if`: a bool condition picks a branch; a per-model list of conditions picks per
+    /// model, evaluating both branches.
+    fn eval_if(&mut self, c: &TExpr, a: &TExpr, b: &TExpr) -> R {
+        Ok(match self.eval(c)? {
+            Value::Bool(true) => self.eval(a)?,
+            Value::Bool(false) => self.eval(b)?,
+            Value::List(cs) => {
+                let (a, b) = (self.eval(a)?, self.eval(b)?);
+                let mut out = Vec::with_capacity(cs.len());
+                for (i, c) in cs.iter().enumerate() {
+                    let pick = if matches!(c, Value::Bool(true)) {
+                        &a
+                    } else {
+                        &b
+                    };
+                    out.push(list_item(pick, i, cs.len())?);
+                }
+                Value::list(out)
+            }
+            other => panic!("interpreter: `if` condition is {}", other.kind_name()),
+        })
+    }
+
+    /// `fold(list, init, |acc, elem, index| body)`; without `init` the first element
+    /// starts the fold.
+    fn eval_fold(
+        &mut self,
+        list: &TExpr,
+        init: Option<&TExpr>,
+        acc: VarId,
+        elem: VarId,
+        index: Option<VarId>,
+        body: &TExpr,
+    ) -> R {
+        let xs = self.eval(list)?;
+        let Value::List(xs) = xs else {
+            panic!("interpreter: fold over a non-list")
+        };
+        let (mut a, start) = match init {
+            Some(i) => (self.eval(i)?, 0),
+            None => (
+                xs.first()
+                    .cloned()
+                    .ok_or_else(|| err("fold over an empty list"))?,
+                1,
+            ),
+        };
+        for (i, x) in xs.iter().enumerate().skip(start) {
+            self.ctx.poll()?;
+            self.set(acc, a);
+            self.set(elem, x.clone());
+            if let Some(iv) = index {
+                self.set(iv, Value::Int(i as i64));
+            }
+            a = self.eval(body)?;
+        }
+        Ok(a)
+    }
+
+    /// `repeat(count, init, |acc, index| body)`, the count checked at run time.
+    fn eval_repeat(
+        &mut self,
+        count: &TExpr,
+        init: &TExpr,
+        acc: VarId,
+        index: Option<VarId>,
+        body: &TExpr,
+    ) -> R {
+        let Value::Int(n) = self.eval(count)? else {
+            panic!("interpreter: repeat count")
+        };
+        if !(0..=MAX_RUNTIME_REPEAT).contains(&n) {
+            return Err(err(format!(
+                "repeat count {n} is outside 0..={MAX_RUNTIME_REPEAT}"
+            )));
+        }
+        let mut a = self.eval(init)?;
+        for i in 0..n {
+            self.ctx.poll()?;
+            self.set(acc, a);
+            if let Some(iv) = index {
+                self.set(iv, Value::Int(i));
+            }
+            a = self.eval(body)?;
+        }
+        Ok(a)
+    }
+
+    /// `list[i]`, negative indices counting from the end.
+    fn eval_index(&mut self, l: &TExpr, i: &TExpr) -> R {
+        let Value::List(xs) = self.eval(l)? else {
+            panic!("interpreter: index of a non-list")
+        };
+        let Value::Int(i) = self.eval(i)? else {
+            panic!("interpreter: non-int index")
+        };
+        let n = xs.len() as i64;
+        let j = if i < 0 { i + n } else { i };
+        if !(0..n).contains(&j) {
+            return Err(err(format!("index {i} is out of range for a list of {n}"))
+                .with_hint(format!("valid indices are 0..{} and -{n}..-1", n - 1)));
+        }
+        Ok(xs[j as usize].clone())
     }
 
     fn op(&mut self, op: Op, args: Vec<Value>) -> R {
@@ -401,34 +432,10 @@ fn int_overflow() -> RuntimeError {
 pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
     use Value as V;
     // Integer arithmetic stays integral.
-    if a.iter().all(|v| matches!(v, V::Int(_))) {
-        let i = |k: usize| match a[k] {
-            V::Int(x) => x,
-            _ => unreachable!(),
-        };
-        let r = match op {
-            Op::Add => Some(i(0).checked_add(i(1)).ok_or_else(int_overflow)?),
-            Op::Sub => Some(i(0).checked_sub(i(1)).ok_or_else(int_overflow)?),
-            Op::Mul => Some(i(0).checked_mul(i(1)).ok_or_else(int_overflow)?),
-            Op::Neg => Some(i(0).checked_neg().ok_or_else(int_overflow)?),
-            Op::Abs => Some(i(0).checked_abs().ok_or_else(int_overflow)?),
-            Op::Sign => Some(i(0).signum()),
-            Op::Min => Some(i(0).min(i(1))),
-            Op::Max => Some(i(0).max(i(1))),
-            Op::Clamp => Some(i(0).max(i(1)).min(i(2))),
-            Op::Eq => return Ok(V::Bool(i(0) == i(1))),
-            Op::Ne => return Ok(V::Bool(i(0) != i(1))),
-            Op::Lt => return Ok(V::Bool(i(0) < i(1))),
-            Op::Le => return Ok(V::Bool(i(0) <= i(1))),
-            Op::Gt => return Ok(V::Bool(i(0) > i(1))),
-            Op::Ge => return Ok(V::Bool(i(0) >= i(1))),
-            Op::ToF32 => return Ok(V::F32(i(0) as f32)),
-            Op::ToInt => return Ok(V::Int(i(0))),
-            _ => None,
-        };
-        if let Some(r) = r {
-            return Ok(V::Int(r));
-        }
+    if a.iter().all(|v| matches!(v, V::Int(_)))
+        && let Some(v) = int_op(op, a)?
+    {
+        return Ok(v);
     }
     match op {
         Op::SumAll
@@ -440,23 +447,11 @@ pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
         | Op::Numel
         | Op::Ndim
         | Op::Dim(_) => whole_op(op, a[0].as_tensor().expect("whole: tensor")),
-        Op::Dot | Op::CosSim => {
-            let (x, y) = (
-                a[0].as_tensor().expect("dot a"),
-                a[1].as_tensor().expect("dot b"),
-            );
-            let shape = broadcast_shapes(&[&x.shape, &y.shape])?;
-            let (x, y) = (broadcast_to(x, &shape)?, broadcast_to(y, &shape)?);
-            let n = x.numel();
-            let dot = sem::canonical_sum(n, |j| x.data[j] as f64 * y.data[j] as f64);
-            if op == Op::Dot {
-                return Ok(V::F32(dot as f32));
-            }
-            let nx = sem::canonical_sum(n, |j| (x.data[j] as f64).powi(2)).sqrt();
-            let ny = sem::canonical_sum(n, |j| (y.data[j] as f64).powi(2)).sqrt();
-            let d = nx * ny;
-            Ok(V::F32(if d == 0.0 { 0.0 } else { (dot / d) as f32 }))
-        }
+        Op::Dot | Op::CosSim => dot_op(
+            op,
+            a[0].as_tensor().expect("dot a"),
+            a[1].as_tensor().expect("dot b"),
+        ),
         Op::Quantile => Ok(V::F32(sem::quantile(
             &a[0].as_tensor().expect("quantile x").data,
             f32_of(&a[1]),
@@ -477,22 +472,12 @@ pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
             }
             Ok(V::tensor(map_axis(x, axis as usize, sem::ranks)))
         }
-        Op::Axis(aop, axis, keepdim) => {
-            let x = a[0].as_tensor().expect("axis x");
-            let axis = axis as usize;
-            let t = match aop {
-                AxisOp::Sum => reduce_axis(x, axis, keepdim, |g, n| fibre_sum(g, n) as f32),
-                AxisOp::Mean => {
-                    reduce_axis(x, axis, keepdim, |g, n| (fibre_sum(g, n) / n as f64) as f32)
-                }
-                AxisOp::Norm => {
-                    reduce_axis(x, axis, keepdim, |g, n| fibre_sum_sq(g, n).sqrt() as f32)
-                }
-                AxisOp::Max => reduce_axis(x, axis, keepdim, |g, n| fold_minmax(g, n, sem::max)),
-                AxisOp::Min => reduce_axis(x, axis, keepdim, |g, n| fold_minmax(g, n, sem::min)),
-            };
-            Ok(V::tensor(t))
-        }
+        Op::Axis(aop, axis, keepdim) => Ok(V::tensor(axis_op(
+            aop,
+            a[0].as_tensor().expect("axis x"),
+            axis as usize,
+            keepdim,
+        ))),
         Op::ZerosLike | Op::OnesLike | Op::FullLike => {
             let x = a[0].as_tensor().expect("like x");
             let v = match op {
@@ -502,18 +487,7 @@ pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
             };
             Ok(V::tensor(Tensor::full(&x.shape, v)))
         }
-        Op::StrEq | Op::StrNe | Op::Contains | Op::StartsWith | Op::EndsWith => {
-            let (V::Str(s), V::Str(t)) = (&a[0], &a[1]) else {
-                panic!("interpreter: string op args")
-            };
-            Ok(V::Bool(match op {
-                Op::StrEq => s == t,
-                Op::StrNe => s != t,
-                Op::Contains => s.contains(t.as_ref()),
-                Op::StartsWith => s.starts_with(t.as_ref()),
-                _ => s.ends_with(t.as_ref()),
-            }))
-        }
+        Op::StrEq | Op::StrNe | Op::Contains | Op::StartsWith | Op::EndsWith => str_op(op, a),
         Op::ToInt => {
             let x = f32_of(&a[0]);
             if !x.is_finite() || x.abs() >= 9.2e18 {
@@ -524,6 +498,77 @@ pub(crate) fn elem_op(op: Op, a: &[Value]) -> R {
         Op::ToF32 => Ok(V::F32(f32_of(&a[0]))),
         _ => pointwise(op, a),
     }
+}
+
+/// `op` on integers only, giving an int or a bool; `None` when `op` is not integral
+/// (the caller then treats the ints as numbers).
+fn int_op(op: Op, a: &[Value]) -> Result<Option<Value>, RuntimeError> {
+    use Value as V;
+    let i = |k: usize| match a[k] {
+        V::Int(x) => x,
+        _ => unreachable!(),
+    };
+    let r = match op {
+        Op::Add => i(0).checked_add(i(1)).ok_or_else(int_overflow)?,
+        Op::Sub => i(0).checked_sub(i(1)).ok_or_else(int_overflow)?,
+        Op::Mul => i(0).checked_mul(i(1)).ok_or_else(int_overflow)?,
+        Op::Neg => i(0).checked_neg().ok_or_else(int_overflow)?,
+        Op::Abs => i(0).checked_abs().ok_or_else(int_overflow)?,
+        Op::Sign => i(0).signum(),
+        Op::Min => i(0).min(i(1)),
+        Op::Max => i(0).max(i(1)),
+        Op::Clamp => i(0).max(i(1)).min(i(2)),
+        Op::Eq => return Ok(Some(V::Bool(i(0) == i(1)))),
+        Op::Ne => return Ok(Some(V::Bool(i(0) != i(1)))),
+        Op::Lt => return Ok(Some(V::Bool(i(0) < i(1)))),
+        Op::Le => return Ok(Some(V::Bool(i(0) <= i(1)))),
+        Op::Gt => return Ok(Some(V::Bool(i(0) > i(1)))),
+        Op::Ge => return Ok(Some(V::Bool(i(0) >= i(1)))),
+        Op::ToF32 => return Ok(Some(V::F32(i(0) as f32))),
+        Op::ToInt => i(0),
+        _ => return Ok(None),
+    };
+    Ok(Some(V::Int(r)))
+}
+
+/// `dot(x, y)` or `cos_sim(x, y)` of two broadcast tensors.
+fn dot_op(op: Op, x: &Tensor, y: &Tensor) -> R {
+    let shape = broadcast_shapes(&[&x.shape, &y.shape])?;
+    let (x, y) = (broadcast_to(x, &shape)?, broadcast_to(y, &shape)?);
+    let n = x.numel();
+    let dot = sem::canonical_sum(n, |j| x.data[j] as f64 * y.data[j] as f64);
+    if op == Op::Dot {
+        return Ok(Value::F32(dot as f32));
+    }
+    let nx = sem::canonical_sum(n, |j| (x.data[j] as f64).powi(2)).sqrt();
+    let ny = sem::canonical_sum(n, |j| (y.data[j] as f64).powi(2)).sqrt();
+    let d = nx * ny;
+    Ok(Value::F32(if d == 0.0 { 0.0 } else { (dot / d) as f32 }))
+}
+
+/// A reduction of `x` along `axis`.
+fn axis_op(aop: AxisOp, x: &Tensor, axis: usize, keepdim: bool) -> Tensor {
+    match aop {
+        AxisOp::Sum => reduce_axis(x, axis, keepdim, |g, n| fibre_sum(g, n) as f32),
+        AxisOp::Mean => reduce_axis(x, axis, keepdim, |g, n| (fibre_sum(g, n) / n as f64) as f32),
+        AxisOp::Norm => reduce_axis(x, axis, keepdim, |g, n| fibre_sum_sq(g, n).sqrt() as f32),
+        AxisOp::Max => reduce_axis(x, axis, keepdim, |g, n| fold_minmax(g, n, sem::max)),
+        AxisOp::Min => reduce_axis(x, axis, keepdim, |g, n| fold_minmax(g, n, sem::min)),
+    }
+}
+
+/// A comparison or a test of two strings.
+fn str_op(op: Op, a: &[Value]) -> R {
+    let (Value::Str(s), Value::Str(t)) = (&a[0], &a[1]) else {
+        panic!("interpreter: string op args")
+    };
+    Ok(Value::Bool(match op {
+        Op::StrEq => s == t,
+        Op::StrNe => s != t,
+        Op::Contains => s.contains(t.as_ref()),
+        Op::StartsWith => s.starts_with(t.as_ref()),
+        _ => s.ends_with(t.as_ref()),
+    }))
 }
 
 /// A top-k count argument of a tensor of `n` elements: an int (clamped), else a fraction.
