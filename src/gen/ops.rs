@@ -109,6 +109,54 @@ impl Gen {
         let floaty = is_tensor || t.elem == Elem::F32;
         Some(match p {
             P::Unary => self.unary(t, b)?,
+            P::Arith | P::Div | P::Pow | P::MinMax | P::Clamp | P::Lerp => self.arith(p, t, b)?,
+            P::Where if floaty => self.where_(t, b),
+            P::Whole if t.elem == Elem::F32 => self.whole(t, b),
+            P::ListReduce if !t.list => self.list_reduce(t, b)?,
+            P::TakeBy if !t.list => self.take_by(t, b)?,
+            P::Softmax if t.list && floaty => {
+                let inner = if t.elem == Elem::F32 && self.rng.chance(0.2) {
+                    GTy::list(Elem::Int)
+                } else {
+                    t
+                };
+                let x = self.expr(inner, b - 1);
+                call("softmax", vec![x])
+            }
+            P::Axis => self.axis(t, b)?,
+            P::Ranks if is_tensor => {
+                let x = self.expr(t, b - 1);
+                match self.rng.below(3) {
+                    0 => call("ranks", vec![x]),
+                    1 => call_kw("ranks", vec![pos(x), kw("axis", int(-1))]),
+                    _ => call_kw("ranks", vec![pos(x), kw("axis", int(0))]),
+                }
+            }
+            P::Like if is_tensor => self.like(t, b),
+            P::IntOf if t.elem == Elem::Int => self.int_of(t, b),
+            P::ToInt if t.elem == Elem::Int => {
+                call("int", vec![self.expr(F32.with_list(t.list), b - 1)])
+            }
+            P::ToF32 if t.elem == Elem::F32 => {
+                call("float", vec![self.expr(INT.with_list(t.list), b - 1)])
+            }
+            P::Compare => self.compare(t, b)?,
+            P::Logic => self.logic(t, b)?,
+            P::Not if matches!(t.elem, Elem::Bool | Elem::Mask(_)) => {
+                un(UnOp::Not, self.expr(t, b - 1))
+            }
+            P::StrFact if t == GTy::one(Elem::Bool) => self.str_fact(),
+            P::Topk => self.topk(t, b)?,
+            P::Bernoulli => self.bernoulli(t, b)?,
+            _ => return None,
+        })
+    }
+
+    /// Arithmetic on numbers of type `t`: `+ - *`, a guarded division, a guarded
+    /// power, `min`/`max`, `clamp` and `lerp`.
+    fn arith(&mut self, p: P, t: GTy, b: usize) -> Option<Expr> {
+        let floaty = matches!(t.elem, Elem::Tensor(_)) || t.elem == Elem::F32;
+        Some(match p {
             P::Arith if floaty || t.elem == Elem::Int => {
                 let tys = self.operands(t, 2);
                 let [x, y] = <[Expr; 2]>::try_from(self.exprs(&tys, b)).ok()?;
@@ -147,89 +195,62 @@ impl Gen {
                 let tys = self.operands(t, 3);
                 call("lerp", self.exprs(&tys, b))
             }
-            P::Where if floaty => self.where_(t, b),
-            P::Whole if t.elem == Elem::F32 => self.whole(t, b),
-            P::ListReduce if !t.list => self.list_reduce(t, b)?,
-            P::TakeBy if !t.list => {
-                let (k, v) = match t.elem {
-                    Elem::Tensor(s) => {
-                        let sub = Elem::Tensor(self.sub_shape(s));
-                        if self.rng.chance(0.5) {
-                            (t.elem, sub)
-                        } else {
-                            (sub, t.elem)
-                        }
-                    }
-                    Elem::F32 => (Elem::F32, Elem::F32),
-                    _ => return None,
-                };
-                let args = self.exprs(&[GTy::list(k), GTy::list(v)], b);
-                let f = *self.rng.pick(&["take_max", "take_min"]);
-                call(f, args)
-            }
-            P::Softmax if t.list && floaty => {
-                let inner = if t.elem == Elem::F32 && self.rng.chance(0.2) {
-                    GTy::list(Elem::Int)
-                } else {
-                    t
-                };
-                let x = self.expr(inner, b - 1);
-                call("softmax", vec![x])
-            }
-            P::Axis => self.axis(t, b)?,
-            P::Ranks if is_tensor => {
-                let x = self.expr(t, b - 1);
-                match self.rng.below(3) {
-                    0 => call("ranks", vec![x]),
-                    1 => call_kw("ranks", vec![pos(x), kw("axis", int(-1))]),
-                    _ => call_kw("ranks", vec![pos(x), kw("axis", int(0))]),
-                }
-            }
-            P::Like if is_tensor => self.like(t, b),
-            P::IntOf if t.elem == Elem::Int => self.int_of(t, b),
-            P::ToInt if t.elem == Elem::Int => {
-                call("int", vec![self.expr(F32.with_list(t.list), b - 1)])
-            }
-            P::ToF32 if t.elem == Elem::F32 => {
-                call("float", vec![self.expr(INT.with_list(t.list), b - 1)])
-            }
-            P::Compare => self.compare(t, b)?,
-            P::Logic => {
-                let other = match t.elem {
-                    Elem::Bool => Elem::Bool,
-                    Elem::Mask(s) if self.rng.chance(0.8) => Elem::Mask(self.sub_shape(s)),
-                    Elem::Mask(_) => Elem::Bool,
-                    _ => return None,
-                };
-                let f = self.lift_flags(t.list, 2);
-                let mut tys = [
-                    t.with_list(f[0]),
-                    GTy {
-                        elem: other,
-                        list: f[1],
-                    },
-                ];
-                if self.rng.chance(0.5) {
-                    tys.swap(0, 1);
-                }
-                let [x, y] = <[Expr; 2]>::try_from(self.exprs(&tys, b)).ok()?;
-                bin(*self.rng.pick(&[BinOp::And, BinOp::Or]), x, y)
-            }
-            P::Not if matches!(t.elem, Elem::Bool | Elem::Mask(_)) => {
-                un(UnOp::Not, self.expr(t, b - 1))
-            }
-            P::StrFact if t == GTy::one(Elem::Bool) => match self.rng.below(6) {
-                0 => bin(BinOp::Eq, name("kind"), string("mlp")),
-                1 => bin(BinOp::Ne, name("kind"), string("norm")),
-                2 => call("contains", vec![name("name"), string("mlp")]),
-                3 => call("starts_with", vec![name("name"), string("model.")]),
-                4 => call("ends_with", vec![name("name"), string(".weight")]),
-                _ => bin(BinOp::Eq, name("kind"), string("attention")),
-            },
-            P::Topk => self.topk(t, b)?,
-            P::Bernoulli => self.bernoulli(t, b)?,
             _ => return None,
         })
+    }
+
+    /// `take_max(keys, values)` or `take_min`, giving `t` (a tensor or an f32).
+    fn take_by(&mut self, t: GTy, b: usize) -> Option<Expr> {
+        let (k, v) = match t.elem {
+            Elem::Tensor(s) => {
+                let sub = Elem::Tensor(self.sub_shape(s));
+                if self.rng.chance(0.5) {
+                    (t.elem, sub)
+                } else {
+                    (sub, t.elem)
+                }
+            }
+            Elem::F32 => (Elem::F32, Elem::F32),
+            _ => return None,
+        };
+        let args = self.exprs(&[GTy::list(k), GTy::list(v)], b);
+        let f = *self.rng.pick(&["take_max", "take_min"]);
+        Some(call(f, args))
+    }
+
+    /// `and` or `or` giving `t` (a bool or a mask), one operand maybe of a smaller shape.
+    fn logic(&mut self, t: GTy, b: usize) -> Option<Expr> {
+        let other = match t.elem {
+            Elem::Bool => Elem::Bool,
+            Elem::Mask(s) if self.rng.chance(0.8) => Elem::Mask(self.sub_shape(s)),
+            Elem::Mask(_) => Elem::Bool,
+            _ => return None,
+        };
+        let f = self.lift_flags(t.list, 2);
+        let mut tys = [
+            t.with_list(f[0]),
+            GTy {
+                elem: other,
+                list: f[1],
+            },
+        ];
+        if self.rng.chance(0.5) {
+            tys.swap(0, 1);
+        }
+        let [x, y] = <[Expr; 2]>::try_from(self.exprs(&tys, b)).ok()?;
+        Some(bin(*self.rng.pick(&[BinOp::And, BinOp::Or]), x, y))
+    }
+
+    /// A test of the tensor's name or kind.
+    fn str_fact(&mut self) -> Expr {
+        match self.rng.below(6) {
+            0 => bin(BinOp::Eq, name("kind"), string("mlp")),
+            1 => bin(BinOp::Ne, name("kind"), string("norm")),
+            2 => call("contains", vec![name("name"), string("mlp")]),
+            3 => call("starts_with", vec![name("name"), string("model.")]),
+            4 => call("ends_with", vec![name("name"), string(".weight")]),
+            _ => bin(BinOp::Eq, name("kind"), string("attention")),
+        }
     }
 
     fn unary(&mut self, t: GTy, b: usize) -> Option<Expr> {
