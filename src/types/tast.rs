@@ -144,15 +144,10 @@ impl TExpr {
     }
 
     fn write(&self, out: &mut String, names: &[String], indent: usize) {
-        let var = |v: &VarId| {
-            names
-                .get(*v as usize)
-                .map_or_else(|| format!("%{v}"), |n| format!("{n}%{v}"))
-        };
         let pad = "  ".repeat(indent);
         match &self.kind {
             TKind::Let(v, value, body) => {
-                let _ = write!(out, "{pad}(let {} ", var(v));
+                let _ = write!(out, "{pad}(let {} ", var_name(names, v));
                 value.write_inline(out, names);
                 out.push_str(")\n");
                 body.write(out, names, indent);
@@ -166,11 +161,77 @@ impl TExpr {
     }
 
     fn write_inline(&self, out: &mut String, names: &[String]) {
-        let var = |v: &VarId| {
-            names
-                .get(*v as usize)
-                .map_or_else(|| format!("%{v}"), |n| format!("{n}%{v}"))
-        };
+        match &self.kind {
+            TKind::Int(_)
+            | TKind::F32(_)
+            | TKind::Bool(_)
+            | TKind::Str(_)
+            | TKind::TensorLit { .. }
+            | TKind::Var(_)
+            | TKind::Fact(_) => self.write_leaf(out, names),
+            TKind::Op(op, args) => {
+                let _ = write!(out, "({}", op.name());
+                for a in args {
+                    out.push(' ');
+                    a.write_inline(out, names);
+                }
+                let _ = write!(out, " : {})", self.ty);
+                return;
+            }
+            TKind::Let(v, value, body) => {
+                let _ = write!(out, "(let {} ", var_name(names, v));
+                value.write_inline(out, names);
+                out.push(' ');
+                body.write_inline(out, names);
+                out.push(')');
+            }
+            TKind::If(c, a, b) => {
+                out.push_str("(if ");
+                c.write_inline(out, names);
+                out.push(' ');
+                a.write_inline(out, names);
+                out.push(' ');
+                b.write_inline(out, names);
+                out.push(')');
+            }
+            TKind::Fold { .. } | TKind::Repeat { .. } => self.write_loop(out, names),
+            TKind::Index(l, i) => {
+                out.push_str("(index ");
+                l.write_inline(out, names);
+                out.push(' ');
+                i.write_inline(out, names);
+                out.push(')');
+            }
+            TKind::List(xs) => {
+                out.push('[');
+                for (i, x) in xs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    x.write_inline(out, names);
+                }
+                out.push(']');
+            }
+            TKind::Splat(v, like) => {
+                out.push_str("(splat ");
+                v.write_inline(out, names);
+                out.push(' ');
+                like.write_inline(out, names);
+                out.push(')');
+            }
+        }
+        if !matches!(self.kind, TKind::Op(..))
+            && matches!(
+                self.kind,
+                TKind::Fold { .. } | TKind::Repeat { .. } | TKind::If(..)
+            )
+        {
+            let _ = write!(out, ":{}", self.ty);
+        }
+    }
+
+    /// A literal, a variable or a fact: `write_inline` of a node without children.
+    fn write_leaf(&self, out: &mut String, names: &[String]) {
         match &self.kind {
             TKind::Int(i) => {
                 let _ = write!(out, "{i}");
@@ -187,35 +248,18 @@ impl TExpr {
             TKind::TensorLit { shape, .. } => {
                 let _ = write!(out, "(tensor-literal {shape:?})");
             }
-            TKind::Var(v) => out.push_str(&var(v)),
+            TKind::Var(v) => out.push_str(&var_name(names, v)),
             TKind::Fact(f) => {
                 let _ = write!(out, "{}", format!("{f:?}").to_lowercase());
             }
-            TKind::Op(op, args) => {
-                let _ = write!(out, "({}", op.name());
-                for a in args {
-                    out.push(' ');
-                    a.write_inline(out, names);
-                }
-                let _ = write!(out, " : {})", self.ty);
-                return;
-            }
-            TKind::Let(v, value, body) => {
-                let _ = write!(out, "(let {} ", var(v));
-                value.write_inline(out, names);
-                out.push(' ');
-                body.write_inline(out, names);
-                out.push(')');
-            }
-            TKind::If(c, a, b) => {
-                out.push_str("(if ");
-                c.write_inline(out, names);
-                out.push(' ');
-                a.write_inline(out, names);
-                out.push(' ');
-                b.write_inline(out, names);
-                out.push(')');
-            }
+            _ => unreachable!("write_leaf: not a leaf"),
+        }
+    }
+
+    /// A `fold` or a `repeat`, without its type: `write_inline` of a loop.
+    fn write_loop(&self, out: &mut String, names: &[String]) {
+        let var = |v: &VarId| var_name(names, v);
+        match &self.kind {
             TKind::Fold {
                 list,
                 init,
@@ -257,38 +301,14 @@ impl TExpr {
                 body.write_inline(out, names);
                 out.push(')');
             }
-            TKind::Index(l, i) => {
-                out.push_str("(index ");
-                l.write_inline(out, names);
-                out.push(' ');
-                i.write_inline(out, names);
-                out.push(')');
-            }
-            TKind::List(xs) => {
-                out.push('[');
-                for (i, x) in xs.iter().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    x.write_inline(out, names);
-                }
-                out.push(']');
-            }
-            TKind::Splat(v, like) => {
-                out.push_str("(splat ");
-                v.write_inline(out, names);
-                out.push(' ');
-                like.write_inline(out, names);
-                out.push(')');
-            }
-        }
-        if !matches!(self.kind, TKind::Op(..))
-            && matches!(
-                self.kind,
-                TKind::Fold { .. } | TKind::Repeat { .. } | TKind::If(..)
-            )
-        {
-            let _ = write!(out, ":{}", self.ty);
+            _ => unreachable!("write_loop: not a loop"),
         }
     }
+}
+
+/// A variable as the S-expressions show it: `name%id`, or `%id` when it has no name.
+fn var_name(names: &[String], v: &VarId) -> String {
+    names
+        .get(*v as usize)
+        .map_or_else(|| format!("%{v}"), |n| format!("{n}%{v}"))
 }
