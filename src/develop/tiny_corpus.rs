@@ -184,8 +184,59 @@ pub fn rename_first_merge(src: &str, name: &str) -> String {
 pub fn compose(rng: &mut SplitMix64) -> String {
     let mut params: Vec<String> = vec![];
     let mut body: Vec<String> = vec!["let tau = models - base".into()];
+    let kept = sparsify(rng, &mut params, &mut body);
+    let weighted = rng.chance(0.4);
+    let wk = if weighted {
+        params.push(format!(
+            "weight: [f32] = {}",
+            pick(rng, &["0.5", "1.0", "1.0", "2.0"])
+        ));
+        body.push(format!("let wk = weight * {kept}"));
+        "wk".to_string()
+    } else {
+        kept.to_string()
+    };
+    combine(rng, &mut body, &wk);
+    if weighted && rng.chance(0.3) {
+        params.push(format!(
+            "normalize: bool = {}",
+            pick(rng, &["true", "false"])
+        ));
+        body.push("let merged = if normalize { mixed / sum(weight) } else { mixed }".into());
+    } else {
+        body.push("let merged = mixed".into());
+    }
+    add_to_base(rng, &mut params, &mut body);
+    let name = rng.pick(NAMES);
+    let mut out = format!("merge {name}(base: Tensor, models: [Tensor]");
+    for p in &params {
+        out.push_str(", ");
+        out.push_str(p);
+    }
+    out.push_str(") -> Tensor {\n");
+    for l in &body {
+        out.push_str("    ");
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// One of `xs`, drawn uniformly.
+fn pick(rng: &mut SplitMix64, xs: &[&str]) -> String {
+    rng.pick(xs).to_string()
+}
+
+/// [`compose`]'s optional sparsification of `tau` (TIES's top-k, DARE's drop and
+/// rescale, breadcrumbs, a quantile threshold or clipping), optionally L1-rescaled: the
+/// parameters and `let`s it needs, and the name of the variable it leaves.
+fn sparsify(
+    rng: &mut SplitMix64,
+    params: &mut Vec<String>,
+    body: &mut Vec<String>,
+) -> &'static str {
     let mut kept = "tau";
-    let pick = |rng: &mut SplitMix64, xs: &[&str]| -> String { rng.pick(xs).to_string() };
     match rng.below(7) {
         0 | 1 => {}
         2 => {
@@ -238,17 +289,13 @@ pub fn compose(rng: &mut SplitMix64) -> String {
         body.push("let scaled = kept * (sum_all(abs(tau)) / max(sum_all(abs(kept)), 1e-8))".into());
         kept = "scaled";
     }
-    let weighted = rng.chance(0.4);
-    let wk = if weighted {
-        params.push(format!(
-            "weight: [f32] = {}",
-            pick(rng, &["0.5", "1.0", "1.0", "2.0"])
-        ));
-        body.push(format!("let wk = weight * {kept}"));
-        "wk".to_string()
-    } else {
-        kept.to_string()
-    };
+    kept
+}
+
+/// [`compose`]'s combination of the (weighted) task vectors `wk` into `mixed`: a sum, a
+/// mean, a TIES sign election (with or without the divisor), the largest magnitude, or a
+/// softmax of magnitudes.
+fn combine(rng: &mut SplitMix64, body: &mut Vec<String>, wk: &str) {
     match rng.below(7) {
         0 | 1 => body.push(format!("let mixed = sum({wk})")),
         2 => body.push(format!("let mixed = mean({wk})")),
@@ -267,15 +314,11 @@ pub fn compose(rng: &mut SplitMix64) -> String {
         5 => body.push(format!("let mixed = take_max(abs({wk}), {wk})")),
         _ => body.push(format!("let mixed = sum(softmax(abs({wk})) * {wk})")),
     }
-    if weighted && rng.chance(0.3) {
-        params.push(format!(
-            "normalize: bool = {}",
-            pick(rng, &["true", "false"])
-        ));
-        body.push("let merged = if normalize { mixed / sum(weight) } else { mixed }".into());
-    } else {
-        body.push("let merged = mixed".into());
-    }
+}
+
+/// [`compose`]'s return: `merged` added to the base, optionally scaled by `lambda`,
+/// optionally for MLP tensors only.
+fn add_to_base(rng: &mut SplitMix64, params: &mut Vec<String>, body: &mut Vec<String>) {
     let update = if rng.chance(0.7) {
         params.push(format!(
             "lambda: f32 = {}",
@@ -292,20 +335,6 @@ pub fn compose(rng: &mut SplitMix64) -> String {
     } else {
         body.push(format!("return {update}"));
     }
-    let name = rng.pick(NAMES);
-    let mut out = format!("merge {name}(base: Tensor, models: [Tensor]");
-    for p in &params {
-        out.push_str(", ");
-        out.push_str(p);
-    }
-    out.push_str(") -> Tensor {\n");
-    for l in &body {
-        out.push_str("    ");
-        out.push_str(l);
-        out.push('\n');
-    }
-    out.push_str("}\n");
-    out
 }
 
 /// The corpus for `spec`: usable, normalized programs in a fixed order (stdlib copies,
