@@ -275,6 +275,51 @@ fn instantiate_item(
     let base_ty = Ty::Tensor(base_shape(rank));
     let base = c.bind(&item.params[0].name.name, base_ty.clone());
     let models = c.bind(&item.params[1].name.name, Ty::list(base_ty.clone()));
+    let params = bind_merge_params(&mut c, item);
+    let body = c.check_body(item);
+    check_result_shape(&mut c, item, &body, rank);
+    let size = body.size();
+    if size > c.limits.max_inlined_nodes {
+        c.error(
+            Diagnostic::error(
+                item.name.span,
+                format!(
+                    "program too large: {size} nodes after inlining helpers (the limit is {})",
+                    c.limits.max_inlined_nodes
+                ),
+            )
+            .with_hint("call fewer helpers, or simplify them"),
+        );
+    }
+    let cost = if c.diags.is_empty() {
+        merge_cost(&mut c, item, &params, &body)
+    } else {
+        Cost::default()
+    };
+    if !c.diags.is_empty() {
+        let note = format!("checked with the base as a {rank}-D tensor");
+        let mut d = c.diags;
+        for x in &mut d {
+            if x.message.contains("d0") && !x.notes.iter().any(|n| n.contains("checked")) {
+                x.notes.push(note.clone());
+            }
+        }
+        return Err(dedup(d));
+    }
+    Ok(CheckedMerge {
+        name: item.name.name.clone(),
+        rank,
+        base,
+        models,
+        params,
+        body,
+        var_names: c.var_names,
+        cost,
+    })
+}
+
+/// Binds a merge's parameters after `base` and `models`, checking their defaults.
+fn bind_merge_params(c: &mut Checker, item: &Item) -> Vec<(MergeParam, VarId)> {
     let mut params = Vec::new();
     for param in &item.params[2..] {
         let ty = c.type_from_ast(&param.ty).unwrap_or(Ty::Error);
@@ -299,93 +344,66 @@ fn instantiate_item(
             var,
         ));
     }
-    let body = c.check_body(item);
-    if !body.ty.is_error() {
-        let ok = matches!(&body.ty, Ty::Tensor(s) | Ty::Mask(s) if *s == base_shape(rank));
-        if !ok {
-            let hint = match &body.ty {
-                Ty::List(_) => {
-                    "combine the models into one tensor, e.g. with sum(...) or mean(...)"
-                }
-                Ty::Tensor(_) | Ty::Mask(_) => {
-                    "the result must have the base's shape; keep reduced axes (keepdim) and broadcast back"
-                }
-                _ => "a merge returns a tensor shaped like base, e.g. base + ...",
-            };
-            // Point at the returned expression, not the whole body of `let`s.
-            let at = item
-                .body
-                .iter()
-                .find_map(|s| match s {
-                    Stmt::Return { value, .. } => Some(value.span),
-                    Stmt::Let { .. } => None,
-                })
-                .unwrap_or(body.span);
-            c.error(
-                Diagnostic::error(
-                    at,
-                    format!(
-                        "a merge must return a Tensor shaped like base {}, but this is {}",
-                        shape_str(&base_shape(rank)),
-                        body.ty
-                    ),
-                )
-                .with_hint(hint),
-            );
-        }
+    params
+}
+
+/// Reports a merge whose result is not a tensor shaped like the base (unless the body
+/// already failed to check).
+fn check_result_shape(c: &mut Checker, item: &Item, body: &TExpr, rank: usize) {
+    if body.ty.is_error() {
+        return;
     }
-    let size = body.size();
-    if size > c.limits.max_inlined_nodes {
-        c.error(
-            Diagnostic::error(
-                item.name.span,
-                format!(
-                    "program too large: {size} nodes after inlining helpers (the limit is {})",
-                    c.limits.max_inlined_nodes
-                ),
-            )
-            .with_hint("call fewer helpers, or simplify them"),
-        );
+    let ok = matches!(&body.ty, Ty::Tensor(s) | Ty::Mask(s) if *s == base_shape(rank));
+    if ok {
+        return;
     }
-    let cost = if c.diags.is_empty() {
-        let ints = params
-            .iter()
-            .filter_map(|(p, v)| match p.default {
-                Some(Const::Int(n)) => Some((*v, n)),
-                _ => None,
-            })
-            .collect();
-        let env = super::cost::CostEnv::checking(&c.limits, ints);
-        match super::cost::check_cost(&body, &c.limits, env, item.name.span) {
-            Ok(cost) => cost,
-            Err(d) => {
-                c.error(d);
-                Cost::default()
-            }
+    let hint = match &body.ty {
+        Ty::List(_) => "combine the models into one tensor, e.g. with sum(...) or mean(...)",
+        Ty::Tensor(_) | Ty::Mask(_) => {
+            "the result must have the base's shape; keep reduced axes (keepdim) and broadcast back"
         }
-    } else {
-        Cost::default()
+        _ => "a merge returns a tensor shaped like base, e.g. base + ...",
     };
-    if !c.diags.is_empty() {
-        let note = format!("checked with the base as a {rank}-D tensor");
-        let mut d = c.diags;
-        for x in &mut d {
-            if x.message.contains("d0") && !x.notes.iter().any(|n| n.contains("checked")) {
-                x.notes.push(note.clone());
-            }
+    // Point at the returned expression, not the whole body of `let`s.
+    let at = item
+        .body
+        .iter()
+        .find_map(|s| match s {
+            Stmt::Return { value, .. } => Some(value.span),
+            Stmt::Let { .. } => None,
+        })
+        .unwrap_or(body.span);
+    c.error(
+        Diagnostic::error(
+            at,
+            format!(
+                "a merge must return a Tensor shaped like base {}, but this is {}",
+                shape_str(&base_shape(rank)),
+                body.ty
+            ),
+        )
+        .with_hint(hint),
+    );
+}
+
+/// The run-time cost of a merge that checked, its int parameters at their defaults; an
+/// error (and a zero cost) when it is too expensive.
+fn merge_cost(c: &mut Checker, item: &Item, params: &[(MergeParam, VarId)], body: &TExpr) -> Cost {
+    let ints = params
+        .iter()
+        .filter_map(|(p, v)| match p.default {
+            Some(Const::Int(n)) => Some((*v, n)),
+            _ => None,
+        })
+        .collect();
+    let env = super::cost::CostEnv::checking(&c.limits, ints);
+    match super::cost::check_cost(body, &c.limits, env, item.name.span) {
+        Ok(cost) => cost,
+        Err(d) => {
+            c.error(d);
+            Cost::default()
         }
-        return Err(dedup(d));
     }
-    Ok(CheckedMerge {
-        name: item.name.name.clone(),
-        rank,
-        base,
-        models,
-        params,
-        body,
-        var_names: c.var_names,
-        cost,
-    })
 }
 
 /// A helper checked on its own, with every tensor parameter shaped like the base.
