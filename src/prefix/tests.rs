@@ -424,28 +424,49 @@ fn prefix_edge_cases_agree_with_parse_program() {
     }
 }
 
+/// Hand-picked prefixes: whole items, merge headers and what may follow a complete merge.
 #[test]
-fn prefix_hand_picked() {
+fn prefix_hand_picked_items_and_headers() {
     let ok = format!("{H} return base }}");
-    let cases: Vec<(String, Viability, Viability)> = vec![
+    check_hand_picked(&[
         ("".into(), Incomplete, Incomplete),
         ("   # just a comment".into(), Incomplete, Incomplete),
         ("mer".into(), Incomplete, Incomplete),
         ("merge".into(), Incomplete, Incomplete),
         ("merge 1".into(), Invalid, Invalid),
-        ("merge f(base: Tensor, models: [Tensor]) -> Tensor { return base }".into(), Complete, Complete),
+        (
+            "merge f(base: Tensor, models: [Tensor]) -> Tensor { return base }".into(),
+            Complete,
+            Complete,
+        ),
         (format!("{ok}\n"), Complete, Complete),
         (format!("{ok} # done"), Complete, Complete),
         (format!("{ok}\n# done\n"), Complete, Complete),
         (format!("{ok} x"), Invalid, Invalid),
         (format!("{ok} f"), Incomplete, Incomplete),
-        ("fn g(x: Tensor) -> Tensor { return x }".into(), Incomplete, Incomplete),
+        (
+            "fn g(x: Tensor) -> Tensor { return x }".into(),
+            Incomplete,
+            Incomplete,
+        ),
         ("merge f(x: Tensr".into(), Incomplete, Invalid),
         ("merge f(x: Tens".into(), Incomplete, Incomplete),
         ("merge f(x: Tensr)".into(), Incomplete, Invalid),
         ("merge f(x: [[f32]]".into(), Incomplete, Invalid),
-        ("merge f(x: [f32], y: int = 3,) -".into(), Incomplete, Incomplete),
+        (
+            "merge f(x: [f32], y: int = 3,) -".into(),
+            Incomplete,
+            Incomplete,
+        ),
         ("merge f(x: [f32]) =".into(), Invalid, Invalid),
+    ]);
+}
+
+/// Hand-picked prefixes: unknown names, operators, numbers, strings and comments in a
+/// return.
+#[test]
+fn prefix_hand_picked_names_operators_and_literals() {
+    check_hand_picked(&[
         (format!("{H} return bse }}"), Complete, Invalid),
         (format!("{H} return bse + 1"), Incomplete, Invalid),
         // an unfinished word may still name a function defined later
@@ -457,12 +478,20 @@ fn prefix_hand_picked() {
         (format!("{H} return base +"), Incomplete, Incomplete),
         (format!("{H} return base + )"), Invalid, Invalid),
         (format!("{H} return base -"), Incomplete, Incomplete),
-        (format!("{H} return base =") , Incomplete, Incomplete),
+        (format!("{H} return base ="), Incomplete, Incomplete),
         (format!("{H} return base = base"), Invalid, Invalid),
         (format!("{H} return base <"), Incomplete, Incomplete),
         (format!("{H} return base < base <"), Invalid, Invalid),
-        (format!("{H} return base < base and base <"), Incomplete, Incomplete),
-        (format!("{H} return (base < base) < base }}"), Complete, Complete),
+        (
+            format!("{H} return base < base and base <"),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!("{H} return (base < base) < base }}"),
+            Complete,
+            Complete,
+        ),
         (format!("{H} return base !"), Incomplete, Incomplete),
         (format!("{H} return base *"), Incomplete, Incomplete),
         (format!("{H} return base &"), Incomplete, Incomplete),
@@ -486,55 +515,207 @@ fn prefix_hand_picked() {
         (format!("{H} return \"ab\nc\""), Invalid, Invalid),
         (format!("{H} return \"abc\" }}"), Complete, Complete),
         (format!("{H} # a comment"), Incomplete, Incomplete),
-        (format!("{H} return base # a comment\n}}"), Complete, Complete),
+        (
+            format!("{H} return base # a comment\n}}"),
+            Complete,
+            Complete,
+        ),
         (format!("{H} return a -"), Incomplete, Invalid),
+    ]);
+}
+
+/// Hand-picked prefixes: indexing, lists and folds.
+#[test]
+fn prefix_hand_picked_indexing_lists_and_folds() {
+    check_hand_picked(&[
         (format!("{H} return base[0] }}"), Complete, Complete),
         (format!("{H} return models[0"), Incomplete, Incomplete),
         (format!("{H} return [base, base,]"), Incomplete, Incomplete),
         (format!("{H} return [base, base,] }}"), Complete, Complete),
         (format!("{H} return [,"), Invalid, Invalid),
-        (format!("{H} return fold(models, base, |acc, m| acc + m) }}"), Complete, Complete),
-        (format!("{H} return fold(models, base, |acc, m| acc + m"), Incomplete, Incomplete),
-        (format!("{H} return fold(models, base, |acc, m| acc + mx)"), Incomplete, Invalid),
-        (format!("{H} return fold(models, base, |acc, m| acc) + acc }}"), Complete, Invalid),
-        (format!("{H} return fold(models, base, ||"), Invalid, Invalid),
-        (format!("{H} return fold(models, base, |"), Incomplete, Incomplete),
-        (format!("{H} return mean(models, axis=0) }}"), Complete, Complete),
-        (format!("{H} return mean(models, axis = 0,) }}"), Complete, Complete),
-        (format!("{H} return mean(models, ax"), Incomplete, Incomplete),
-        (format!("{H} return mean(models, axiz=0"), Incomplete, Invalid),
-        (format!("{H} return mean(models, base=="), Incomplete, Incomplete),
-        (format!("{H} return mean(models, models=0"), Incomplete, Invalid),
+        (
+            format!("{H} return fold(models, base, |acc, m| acc + m) }}"),
+            Complete,
+            Complete,
+        ),
+        (
+            format!("{H} return fold(models, base, |acc, m| acc + m"),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!("{H} return fold(models, base, |acc, m| acc + mx)"),
+            Incomplete,
+            Invalid,
+        ),
+        (
+            format!("{H} return fold(models, base, |acc, m| acc) + acc }}"),
+            Complete,
+            Invalid,
+        ),
+        (
+            format!("{H} return fold(models, base, ||"),
+            Invalid,
+            Invalid,
+        ),
+        (
+            format!("{H} return fold(models, base, |"),
+            Incomplete,
+            Incomplete,
+        ),
+    ]);
+}
+
+/// Hand-picked prefixes: keyword arguments, and calls of helpers defined later (or never).
+#[test]
+fn prefix_hand_picked_keywords_and_later_helpers() {
+    check_hand_picked(&[
+        (
+            format!("{H} return mean(models, axis=0) }}"),
+            Complete,
+            Complete,
+        ),
+        (
+            format!("{H} return mean(models, axis = 0,) }}"),
+            Complete,
+            Complete,
+        ),
+        (
+            format!("{H} return mean(models, ax"),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!("{H} return mean(models, axiz=0"),
+            Incomplete,
+            Invalid,
+        ),
+        (
+            format!("{H} return mean(models, base=="),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!("{H} return mean(models, models=0"),
+            Incomplete,
+            Invalid,
+        ),
         (format!("{H} return meen(models)"), Incomplete, Incomplete),
         (format!("{H} return meen(models) }}"), Complete, Incomplete),
-        (format!("{H} return meen(models) }}\nfn meen(xs: [Tensor]) -> Tensor {{ return xs[0] }}"), Incomplete, Incomplete),
-        (format!("{H} return meen(models) }}\nfn meen(xs: [Tensor]) -> Tensor {{ return xs[0] }}\nmerge g(base: Tensor, models: [Tensor]) -> Tensor {{ return base }}"), Complete, Complete),
-        (format!("{H} return meen(ys=models) }}\nfn meen(xs: [Tensor]) -> Tensor"), Incomplete, Invalid),
-        (format!("{H} return meen(xs=models) }}\nfn meen(xs: [Tensor]) -> Tensor"), Incomplete, Incomplete),
-        ("fn a(x: Tensor) -> Tensor { return b(x) }\nfn b(x: Tensor) -> Tensor { return a(x) }".into(), Incomplete, Invalid),
-        ("fn a(x: Tensor) -> Tensor { return b(x) }\nfn b(x: Tensor) -> Tensor { return x }".into(), Incomplete, Incomplete),
+        (
+            format!(
+                "{H} return meen(models) }}\nfn meen(xs: [Tensor]) -> Tensor {{ return xs[0] }}"
+            ),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!(
+                "{H} return meen(models) }}\nfn meen(xs: [Tensor]) -> Tensor {{ return xs[0] }}\nmerge g(base: Tensor, models: [Tensor]) -> Tensor {{ return base }}"
+            ),
+            Complete,
+            Complete,
+        ),
+        (
+            format!("{H} return meen(ys=models) }}\nfn meen(xs: [Tensor]) -> Tensor"),
+            Incomplete,
+            Invalid,
+        ),
+        (
+            format!("{H} return meen(xs=models) }}\nfn meen(xs: [Tensor]) -> Tensor"),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            "fn a(x: Tensor) -> Tensor { return b(x) }\nfn b(x: Tensor) -> Tensor { return a(x) }"
+                .into(),
+            Incomplete,
+            Invalid,
+        ),
+        (
+            "fn a(x: Tensor) -> Tensor { return b(x) }\nfn b(x: Tensor) -> Tensor { return x }"
+                .into(),
+            Incomplete,
+            Incomplete,
+        ),
         (format!("{H} return mean"), Incomplete, Incomplete),
         (format!("{H} return mean "), Incomplete, Incomplete),
         (format!("{H} return mean + base"), Incomplete, Invalid),
-        (format!("{H} let x = base; let y: Tensor = x * 2.0; return y }}"), Complete, Complete),
+    ]);
+}
+
+/// Hand-picked prefixes: `let`s, blocks, `if`, facts and words that run into keywords.
+#[test]
+fn prefix_hand_picked_lets_blocks_and_ifs() {
+    check_hand_picked(&[
+        (
+            format!("{H} let x = base; let y: Tensor = x * 2.0; return y }}"),
+            Complete,
+            Complete,
+        ),
         (format!("{H} let x = base return x }}"), Complete, Complete),
         (format!("{H} return x }}"), Complete, Invalid),
         (format!("{H} let x = x;"), Incomplete, Invalid),
-        (format!("{H} return {{ let t = base; t * 2.0 }} }}"), Complete, Complete),
-        (format!("{H} return {{ let t = base; t }} + t }}"), Complete, Invalid),
-        (format!("{H} return {{ let t = base t }}"), Incomplete, Incomplete),
-        (format!("{H} return {{ let t = base [base, base] }} }}"), Complete, Complete),
+        (
+            format!("{H} return {{ let t = base; t * 2.0 }} }}"),
+            Complete,
+            Complete,
+        ),
+        (
+            format!("{H} return {{ let t = base; t }} + t }}"),
+            Complete,
+            Invalid,
+        ),
+        (
+            format!("{H} return {{ let t = base t }}"),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!("{H} return {{ let t = base [base, base] }} }}"),
+            Complete,
+            Complete,
+        ),
         (format!("{H} return {{ letter }} }}"), Complete, Invalid),
-        (format!("{H} return {{ let letter = base; letter }} }}"), Complete, Complete),
-        (format!("{H} return if layer > 2 {{ base }} else if kind == \"mlp\" {{ base }} else {{ models[0] }} }}"), Complete, Complete),
-        (format!("{H} return if base {{ base }} el"), Incomplete, Incomplete),
-        (format!("{H} return if base {{ base }} }}"), Invalid, Invalid),
+        (
+            format!("{H} return {{ let letter = base; letter }} }}"),
+            Complete,
+            Complete,
+        ),
+        (
+            format!(
+                "{H} return if layer > 2 {{ base }} else if kind == \"mlp\" {{ base }} else {{ models[0] }} }}"
+            ),
+            Complete,
+            Complete,
+        ),
+        (
+            format!("{H} return if base {{ base }} el"),
+            Incomplete,
+            Incomplete,
+        ),
+        (
+            format!("{H} return if base {{ base }} }}"),
+            Invalid,
+            Invalid,
+        ),
         (format!("{H} return n_lay"), Incomplete, Incomplete),
         (format!("{H} return load(\"x\") }}"), Complete, Invalid),
         (format!("{H} returnbase }}"), Complete, Complete),
         (format!("{H} letx = base; return x }}"), Complete, Complete),
         (format!("{H} return iffy }}"), Complete, Invalid),
-        (format!("{H} return iff {{ base }} else {{ base }} }}"), Complete, Invalid),
+        (
+            format!("{H} return iff {{ base }} else {{ base }} }}"),
+            Complete,
+            Invalid,
+        ),
+    ]);
+}
+
+/// Hand-picked prefixes: parameter defaults, helper calls and helper definitions.
+#[test]
+fn prefix_hand_picked_defaults_and_helpers() {
+    check_hand_picked(&[
         ("merge f(base: Tensor, w: f32 = 0.5) -> Tensor { return base * w }".into(), Complete, Complete),
         ("merge f(base: Tensor, w: f32 = layer) -> Tensor { return base * w }".into(), Complete, Invalid),
         ("merge f(base: Tensor, w: f32 = -0.5, ) -> Tensor { return base * w }".into(), Complete, Complete),
@@ -548,9 +729,14 @@ fn prefix_hand_picked() {
         ("fn abs(".into(), Incomplete, Invalid),
         ("merge f(base: Tensor) -> Tensor { return base < base < base }".into(), Invalid, Invalid),
         ("merge f(base: Tensor) -> Tensor { return base } @".into(), Invalid, Invalid),
-    ];
+    ]);
+}
+
+/// Checks each text's (unscoped, scoped) viability against the expected pair, reporting
+/// every mismatch at once, and that the checker is sound on it.
+fn check_hand_picked(cases: &[(String, Viability, Viability)]) {
     let mut failures = Vec::new();
-    for (t, want_u, want_s) in &cases {
+    for (t, want_u, want_s) in cases {
         let (u, s) = (un(t), sc(t));
         if (u, s) != (*want_u, *want_s) {
             failures.push(format!(
