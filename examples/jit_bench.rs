@@ -14,7 +14,7 @@ mod rng;
 use mergec::codegen::Engine;
 use mergec::codegen::cpu::JitEngine;
 use mergec::ir::kernel::{
-    Args, Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink,
+    Args, Bin64, BinOp, Dtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink,
 };
 use rayon::prelude::*;
 use std::time::Instant;
@@ -32,7 +32,7 @@ fn best(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn flat(name: &str, n: usize, inputs: usize, body: Vec<Inst>, sinks: Vec<Sink>) -> Kernel {
     let input = KInput {
-        dtype: BufDtype::BF16,
+        dtype: Dtype::BF16,
         mode: Mode::Full,
     };
     Kernel {
@@ -69,7 +69,7 @@ fn task_arithmetic(n: usize) -> Kernel {
     let sinks = vec![Sink::Store {
         value: 11,
         buf: 0,
-        dtype: BufDtype::BF16,
+        dtype: Dtype::BF16,
     }];
     flat("task_arithmetic", n, 4, body, sinks)
 }
@@ -111,16 +111,16 @@ fn broadcast(n: usize) -> Kernel {
     let sinks = vec![Sink::Store {
         value: 4,
         buf: 0,
-        dtype: BufDtype::BF16,
+        dtype: Dtype::BF16,
     }];
     let mut k = flat("broadcast", n, 1, body, sinks);
     (k.rows, k.cols) = (n / 4096, 4096);
     k.inputs.push(KInput {
-        dtype: BufDtype::F32,
+        dtype: Dtype::F32,
         mode: Mode::Row,
     });
     k.inputs.push(KInput {
-        dtype: BufDtype::F32,
+        dtype: Dtype::F32,
         mode: Mode::Col,
     });
     k

@@ -79,7 +79,7 @@ fn compile_latency_of_every_stdlib_method_is_under_20_ms() {
             let params = pipeline::params(&cm, &overrides, 3).expect("params");
             let facts =
                 mergec::interp::TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 32);
-            let dt = mergec::ir::kernel::BufDtype::BF16;
+            let dt = mergec::ir::kernel::Dtype::BF16;
             let target = pipeline::Target::uniform(&facts, &[14336, 4096], 3, dt);
             pipeline::compile(&cm, params, &target, &engine)
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));

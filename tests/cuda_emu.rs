@@ -17,7 +17,7 @@ use cuda_harness::*;
 use cuda_kernels::*;
 use mergec::codegen::cuda::{self, select};
 use mergec::ir::kernel::{
-    Args, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp,
+    Args, BinOp, Dtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp,
 };
 
 fn no_cc() -> bool {
@@ -226,7 +226,7 @@ fn random_kernels_match_the_reference() {
     );
 }
 
-fn convert_kernel(name: &str, n: usize, from: BufDtype, to: &[BufDtype]) -> Kernel {
+fn convert_kernel(name: &str, n: usize, from: Dtype, to: &[Dtype]) -> Kernel {
     Kernel {
         name: name.to_string(),
         kind: KernelKind::Flat,
@@ -272,20 +272,20 @@ fn dtype_conversions_match_half_bit_for_bit() {
     }
     f32s.extend((0..60_000).map(|_| rng.next_u64() as u32));
     let bytes32: Vec<u8> = f32s.iter().flat_map(|b| b.to_le_bytes()).collect();
-    let all = [BufDtype::F32, BufDtype::F16, BufDtype::BF16];
+    let all = [Dtype::F32, Dtype::F16, Dtype::BF16];
     let cases = vec![
         Case {
-            kernel: convert_kernel("bf16 in", 65536, BufDtype::BF16, &all),
+            kernel: convert_kernel("bf16 in", 65536, Dtype::BF16, &all),
             inputs: vec![all16.clone()],
             args: Args::default(),
         },
         Case {
-            kernel: convert_kernel("f16 in", 65536, BufDtype::F16, &all),
+            kernel: convert_kernel("f16 in", 65536, Dtype::F16, &all),
             inputs: vec![all16],
             args: Args::default(),
         },
         Case {
-            kernel: convert_kernel("f32 in", f32s.len(), BufDtype::F32, &all),
+            kernel: convert_kernel("f32 in", f32s.len(), Dtype::F32, &all),
             inputs: vec![bytes32],
             args: Args::default(),
         },
@@ -318,11 +318,11 @@ fn small(kind: KernelKind, rows: usize, cols: usize) -> Kernel {
         cols,
         inputs: vec![
             KInput {
-                dtype: BufDtype::BF16,
+                dtype: Dtype::BF16,
                 mode: Mode::Full,
             },
             KInput {
-                dtype: BufDtype::F32,
+                dtype: Dtype::F32,
                 mode: Mode::Row,
             },
         ],
@@ -352,12 +352,12 @@ fn small(kind: KernelKind, rows: usize, cols: usize) -> Kernel {
                 Sink::Store {
                     value: 14,
                     buf: 0,
-                    dtype: BufDtype::BF16,
+                    dtype: Dtype::BF16,
                 },
                 Sink::Store {
                     value: 15,
                     buf: 1,
-                    dtype: BufDtype::F32,
+                    dtype: Dtype::F32,
                 },
             ]
         } else {

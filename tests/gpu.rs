@@ -33,7 +33,7 @@ mod device {
     use mergec::codegen::Engine;
     use mergec::codegen::cuda::CudaEngine;
     use mergec::ir::kernel::{
-        Args, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, Sink, UnOp,
+        Args, BinOp, Dtype, Inst, KInput, Kernel, KernelKind, Mode, Sink, UnOp,
     };
     use mergec::semantics;
 
@@ -125,7 +125,7 @@ mod device {
             .map(|i| Sink::Store {
                 value: values[i],
                 buf: i as u32,
-                dtype: BufDtype::F32,
+                dtype: Dtype::F32,
             })
             .collect();
         let twin = Case {
@@ -137,7 +137,7 @@ mod device {
             Ok(got) => (run_reference(&twin), got),
             Err(m) => return format!("(the twin does not compile: {m})"),
         };
-        let at = |o: &Outputs, s: usize, i: usize| BufDtype::F32.load(&o.stores[s], i);
+        let at = |o: &Outputs, s: usize, i: usize| Dtype::F32.load(&o.stores[s], i);
         for (s, &v) in values.iter().enumerate() {
             for i in 0..k.numel() {
                 let (w, g) = (at(&want, s, i), at(&got, s, i));
@@ -175,7 +175,7 @@ mod device {
             rows: 2,
             cols: 5,
             inputs: vec![KInput {
-                dtype: BufDtype::F32,
+                dtype: Dtype::F32,
                 mode: Mode::Full,
             }],
             body: vec![
@@ -215,7 +215,7 @@ mod device {
 
     fn probe_kernel(name: &str, n: usize, body: Vec<Inst>, two_inputs: bool) -> Kernel {
         let input = KInput {
-            dtype: BufDtype::F32,
+            dtype: Dtype::F32,
             mode: Mode::Full,
         };
         let last = body.len() as u32 - 1;
@@ -230,7 +230,7 @@ mod device {
                 vec![input]
             },
             body,
-            sinks: [BufDtype::F32, BufDtype::BF16, BufDtype::F16]
+            sinks: [Dtype::F32, Dtype::BF16, Dtype::F16]
                 .iter()
                 .enumerate()
                 .map(|(i, &dtype)| Sink::Store {
@@ -269,7 +269,7 @@ mod device {
                     vec![Inst::Load(0), Inst::Un(op, 0)],
                     false,
                 );
-                let x = random_storage(&mut rng, BufDtype::F32, n, 0.02);
+                let x = random_storage(&mut rng, Dtype::F32, n, 0.02);
                 Case {
                     kernel: k,
                     inputs: vec![x],
@@ -281,8 +281,8 @@ mod device {
         cases.push(Case {
             kernel: probe_kernel("Pow", n, pow, true),
             inputs: vec![
-                random_storage(&mut rng, BufDtype::F32, n, 0.02),
-                random_storage(&mut rng, BufDtype::F32, n, 0.02),
+                random_storage(&mut rng, Dtype::F32, n, 0.02),
+                random_storage(&mut rng, Dtype::F32, n, 0.02),
             ],
             args: Args::default(),
         });
@@ -294,8 +294,8 @@ mod device {
             let worst = (0..n)
                 .map(|i| {
                     let (w, g) = (
-                        BufDtype::F32.load(&want.stores[0], i),
-                        BufDtype::F32.load(&got.stores[0], i),
+                        Dtype::F32.load(&want.stores[0], i),
+                        Dtype::F32.load(&got.stores[0], i),
                     );
                     if w.is_nan() || g.is_nan() {
                         if w.is_nan() == g.is_nan() {
@@ -365,7 +365,7 @@ mod device {
         let e = engine();
         let (rows, cols) = (14336, 4096);
         let bf16 = KInput {
-            dtype: BufDtype::BF16,
+            dtype: Dtype::BF16,
             mode: Mode::Full,
         };
         let mut body = vec![Inst::Load(0)];
@@ -389,7 +389,7 @@ mod device {
             sinks: vec![Sink::Store {
                 value: acc,
                 buf: 0,
-                dtype: BufDtype::BF16,
+                dtype: Dtype::BF16,
             }],
             n_f32: 3,
             n_f64: 0,

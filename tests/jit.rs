@@ -15,7 +15,7 @@ use kernels::{Rng, compare, outputs, random_args, random_inputs, random_kernel};
 use mergec::codegen::Engine;
 use mergec::codegen::cpu::JitEngine;
 use mergec::ir::kernel::{
-    Args, BufDtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink, UnOp,
+    Args, Dtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink, UnOp,
 };
 use mergec::ir::reference;
 use std::time::Instant;
@@ -134,7 +134,7 @@ fn flat(name: &str, n: usize, inputs: Vec<KInput>, body: Vec<Inst>, sinks: Vec<S
 }
 
 fn stores_of(v: u32) -> Vec<Sink> {
-    [BufDtype::F32, BufDtype::BF16, BufDtype::F16]
+    [Dtype::F32, Dtype::BF16, Dtype::F16]
         .into_iter()
         .enumerate()
         .map(|(i, dtype)| Sink::Store {
@@ -150,7 +150,7 @@ fn stores_of(v: u32) -> Vec<Sink> {
 fn half_conversions_are_exhaustively_exact() {
     let engine = JitEngine::new().expect("jit");
     let all: Vec<u8> = (0..=u16::MAX).flat_map(|b| b.to_le_bytes()).collect();
-    for dtype in [BufDtype::F16, BufDtype::BF16] {
+    for dtype in [Dtype::F16, Dtype::BF16] {
         let input = KInput {
             dtype,
             mode: Mode::Full,
@@ -189,7 +189,7 @@ fn f32_stores_round_like_half() {
     xs.extend((0..1 << 18).map(|_| f32::from_bits(rng.next_u64() as u32)));
     let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
     let input = KInput {
-        dtype: BufDtype::F32,
+        dtype: Dtype::F32,
         mode: Mode::Full,
     };
     let k = flat(
@@ -211,7 +211,7 @@ fn topsel_ties_follow_the_cut() {
         .flat_map(|i| vals[i * 5 % 8].to_le_bytes())
         .collect();
     let input = KInput {
-        dtype: BufDtype::F32,
+        dtype: Dtype::F32,
         mode: Mode::Full,
     };
     let body = vec![
@@ -223,7 +223,7 @@ fn topsel_ties_follow_the_cut() {
         Sink::Store {
             value: 1,
             buf: 0,
-            dtype: BufDtype::F32,
+            dtype: Dtype::F32,
         },
         Sink::Reduce {
             op: RedOp::Sum,
@@ -262,7 +262,7 @@ fn topsel_ties_follow_the_cut() {
 fn degenerate_kernels() {
     let engine = JitEngine::new().expect("jit");
     let input = KInput {
-        dtype: BufDtype::BF16,
+        dtype: Dtype::BF16,
         mode: Mode::Row,
     };
     let sinks = vec![

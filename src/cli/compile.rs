@@ -1,7 +1,6 @@
 //! `mergec compile ALGO --models K --emit ir|kernels|clif|cuda`: prints a compiled form.
 
 use crate::interp::TensorFacts;
-use crate::ir::kernel::BufDtype;
 use crate::pipeline::{Source, Target};
 use crate::types::Const;
 
@@ -15,15 +14,6 @@ pub struct CompileArgs<'a> {
     pub emit: &'a str,
     pub dtype: &'a str,
     pub tensor: &'a str,
-}
-
-fn dtype(s: &str) -> Result<BufDtype, String> {
-    match s {
-        "f32" => Ok(BufDtype::F32),
-        "f16" => Ok(BufDtype::F16),
-        "bf16" => Ok(BufDtype::BF16),
-        other => Err(format!("--dtype `{other}`: use bf16, f16 or f32")),
-    }
 }
 
 /// The text of one emitted form.
@@ -44,7 +34,12 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let params = crate::pipeline::params(&m, &overrides, a.models).map_err(|e| e.to_string())?;
     let facts = TensorFacts::from_name(a.tensor, 32);
-    let target = Target::uniform(&facts, &a.shape, a.models, dtype(a.dtype)?);
+    let target = Target::uniform(
+        &facts,
+        &a.shape,
+        a.models,
+        super::merge::dtype_flag(a.dtype)?,
+    );
     let typed = m.body.pretty(&m.var_names);
     let g = crate::pipeline::lower(&m, params, &target).map_err(|e| format!("`{name}`: {e}"))?;
     if a.emit == "typed" {

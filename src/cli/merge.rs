@@ -212,8 +212,12 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
 }
 
 pub fn parse_dtype(s: Option<&str>) -> Result<Option<Dtype>, String> {
-    s.map(|d| Dtype::parse(d).ok_or_else(|| format!("--dtype `{d}`: use bf16, f16 or f32")))
-        .transpose()
+    s.map(dtype_flag).transpose()
+}
+
+/// A `--dtype` value (bf16, f16, f32 and their other common names).
+pub fn dtype_flag(s: &str) -> Result<Dtype, String> {
+    Dtype::parse(s).ok_or_else(|| format!("--dtype `{s}`: use bf16, f16 or f32"))
 }
 
 pub fn parse_only(s: Option<&str>) -> Result<Option<regex::Regex>, String> {

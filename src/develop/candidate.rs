@@ -8,7 +8,7 @@
 
 use super::extract::extract_program;
 use crate::interp::TensorFacts;
-use crate::ir::kernel::BufDtype;
+use crate::ir::kernel::Dtype;
 use crate::ir::lower::LowerError;
 use crate::pipeline::{PipelineError, Source, Target};
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,7 @@ pub fn assess_program(src: &str, n_models: usize, probes: &[ProbeTensor]) -> Ass
             Err(e) => return Assessed::fail(Stage::Instantiate, prog, at(e.to_string())),
         };
         let facts = TensorFacts::from_name(&p.name, 32);
-        let target = Target::uniform(&facts, &p.shape, n_models, BufDtype::F32);
+        let target = Target::uniform(&facts, &p.shape, n_models, Dtype::F32);
         match crate::pipeline::lower(&m, params, &target) {
             Ok(g) => {
                 let plan = crate::pipeline::optimise(g, &target);

@@ -6,7 +6,7 @@ use super::select;
 use crate::codegen::{Engine, Launch as Code};
 use crate::interp::{RuntimeError, Value, elem_op, topk_count};
 use crate::ir::graph::{H64, NTy, NodeId, NodeOp, Red, Scalar};
-use crate::ir::kernel::{Args, BufDtype, KernelIo};
+use crate::ir::kernel::{Args, Dtype, KernelIo};
 use crate::ir::plan::{Plan, Source, StoreTarget, U64Arg};
 use crate::semantics as sem;
 use crate::types::ops::AxisOp;
@@ -74,7 +74,7 @@ type KeyCode = (Box<dyn Code>, Box<dyn Code>);
 /// One tensor's inputs and facts.
 pub struct RunInputs<'a> {
     /// Base first: storage bytes and dtype.
-    pub tensors: Vec<(&'a [u8], BufDtype)>,
+    pub tensors: Vec<(&'a [u8], Dtype)>,
     pub seed: u64,
     pub name: &'a str,
     /// Polled between stages, selections and chunks of each launch.

@@ -50,51 +50,11 @@ pub enum Mode {
     One,
 }
 
-/// Element type of a buffer (inputs in their storage dtype; intermediates in f32).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BufDtype {
-    F32,
-    F16,
-    BF16,
-}
-
-impl BufDtype {
-    pub fn size(self) -> usize {
-        match self {
-            BufDtype::F32 => 4,
-            BufDtype::F16 | BufDtype::BF16 => 2,
-        }
-    }
-    /// Decodes element `i` of little-endian storage bytes.
-    pub fn load(self, bytes: &[u8], i: usize) -> f32 {
-        match self {
-            BufDtype::F32 => f32::from_le_bytes([
-                bytes[4 * i],
-                bytes[4 * i + 1],
-                bytes[4 * i + 2],
-                bytes[4 * i + 3],
-            ]),
-            BufDtype::F16 => half::f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
-            BufDtype::BF16 => half::bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
-        }
-    }
-    /// Encodes `x` as element `i` of little-endian storage bytes.
-    pub fn store(self, bytes: &mut [u8], i: usize, x: f32) {
-        match self {
-            BufDtype::F32 => bytes[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes()),
-            BufDtype::F16 => {
-                bytes[2 * i..2 * i + 2].copy_from_slice(&half::f16::from_f32(x).to_le_bytes())
-            }
-            BufDtype::BF16 => {
-                bytes[2 * i..2 * i + 2].copy_from_slice(&half::bf16::from_f32(x).to_le_bytes())
-            }
-        }
-    }
-}
+pub use crate::semantics::dtype::Dtype;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KInput {
-    pub dtype: BufDtype,
+    pub dtype: Dtype,
     pub mode: Mode,
 }
 
@@ -238,7 +198,7 @@ pub enum RedOp {
 pub enum Sink {
     /// Write an f32 value, converted to `dtype` (bf16/f16: round to nearest even, as the
     /// `half` crate does), to store buffer `buf` at the element's Full index. Flat kernels only.
-    Store { value: V, buf: u32, dtype: BufDtype },
+    Store { value: V, buf: u32, dtype: Dtype },
     /// Flat: one f64 per block; Rows: one f64 per row.
     Reduce { op: RedOp, value: V },
 }

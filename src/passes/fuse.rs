@@ -6,7 +6,7 @@
 use super::schedule::{Schedule, on_host};
 use crate::ir::graph::{Graph, NTy, NodeId, NodeOp, Red};
 use crate::ir::kernel::{
-    Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
+    Bin64, BinOp, Dtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
 };
 use crate::ir::plan::{Launch, Plan, Select, Source, Stage, StoreTarget, U64Arg};
 
@@ -92,7 +92,7 @@ enum Want {
     Rows(NodeId),
 }
 
-pub fn fuse(g: Graph, s: &Schedule, out_dtype: BufDtype, in_dtypes: &[BufDtype]) -> Plan {
+pub fn fuse(g: Graph, s: &Schedule, out_dtype: Dtype, in_dtypes: &[Dtype]) -> Plan {
     let (mut groups, mut materialized, selects) = wanted(&g, s);
     materialize_expensive(&g, s, &mut materialized, &mut groups);
     let out = g.output;
@@ -196,8 +196,8 @@ fn wanted(g: &Graph, s: &Schedule) -> (Groups, HashMap<NodeId, usize>, Selects) 
 struct Kernels<'a> {
     g: &'a Graph,
     materialized: &'a HashMap<NodeId, usize>,
-    in_dtypes: &'a [BufDtype],
-    out_dtype: BufDtype,
+    in_dtypes: &'a [Dtype],
+    out_dtype: Dtype,
 }
 
 impl Kernels<'_> {
@@ -213,7 +213,7 @@ impl Kernels<'_> {
                 sinks.push(Sink::Store {
                     value: v,
                     buf: j as u32,
-                    dtype: BufDtype::F32,
+                    dtype: Dtype::F32,
                 });
                 stores.push(StoreTarget::Buffer(x));
             }
@@ -263,7 +263,7 @@ impl Kernels<'_> {
                         sinks.push(Sink::Store {
                             value: v,
                             buf,
-                            dtype: BufDtype::F32,
+                            dtype: Dtype::F32,
                         });
                         stores.push(StoreTarget::Buffer(x));
                     }
@@ -389,7 +389,7 @@ struct Builder<'a> {
     domain: (usize, usize),
     stage: usize,
     materialized: &'a HashMap<NodeId, usize>,
-    in_dtypes: &'a [BufDtype],
+    in_dtypes: &'a [Dtype],
     mask_buffers: &'a mut HashSet<NodeId>,
     body: Vec<Inst>,
     memo: HashMap<NodeId, V>,
@@ -406,7 +406,7 @@ impl<'a> Builder<'a> {
         domain: (usize, usize),
         stage: usize,
         materialized: &'a HashMap<NodeId, usize>,
-        in_dtypes: &'a [BufDtype],
+        in_dtypes: &'a [Dtype],
         mask_buffers: &'a mut HashSet<NodeId>,
     ) -> Builder<'a> {
         Builder {
@@ -469,7 +469,7 @@ impl<'a> Builder<'a> {
         let m = mode(s, self.domain);
         let dtype = match src {
             Source::Input(i) => self.in_dtypes[i as usize],
-            Source::Buffer(_) => BufDtype::F32,
+            Source::Buffer(_) => Dtype::F32,
         };
         let slot = match self
             .launch_loads

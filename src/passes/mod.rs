@@ -11,7 +11,7 @@ mod fuse;
 mod schedule;
 
 use crate::ir::graph::Graph;
-use crate::ir::kernel::BufDtype;
+use crate::ir::kernel::Dtype;
 use crate::ir::plan::Plan;
 
 /// A graph-to-graph pass.
@@ -44,7 +44,7 @@ fn debug_ir() -> bool {
 
 /// Runs every graph pass (verifying after each), then splits into stages and fuses
 /// each stage into kernels. A verifier failure is a compiler bug: it panics with context.
-pub fn compile_graph(g: Graph, out_dtype: BufDtype, input_dtypes: &[BufDtype]) -> Plan {
+pub fn compile_graph(g: Graph, out_dtype: Dtype, input_dtypes: &[Dtype]) -> Plan {
     let debug = debug_ir();
     check(&g, "lower");
     if debug {

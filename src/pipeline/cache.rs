@@ -2,7 +2,7 @@
 //! checkpoint's many tensors of one shape compile once.
 
 use crate::exec::run::Compiled;
-use crate::ir::kernel::BufDtype;
+use crate::ir::kernel::Dtype;
 use crate::ir::lower::LowerError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,8 @@ pub struct PlanKey {
     pub params: String,
     pub facts: (String, String, i64, i64),
     pub shapes: Vec<Vec<usize>>,
-    pub in_dtypes: Vec<BufDtype>,
-    pub out_dtype: BufDtype,
+    pub in_dtypes: Vec<Dtype>,
+    pub out_dtype: Dtype,
 }
 
 /// A cache of compiled plans for one merge program and engine.

@@ -23,7 +23,7 @@ use crate::codegen::Engine;
 use crate::exec::run::{self, Compiled};
 use crate::interp::{RuntimeError, Tensor, TensorFacts, Value, check_finite};
 use crate::ir::graph::Graph;
-use crate::ir::kernel::BufDtype;
+use crate::ir::kernel::Dtype;
 use crate::ir::lower::{LowerError, LowerInput};
 use crate::ir::plan::Plan;
 use crate::syntax::ast::Program;
@@ -146,8 +146,8 @@ pub fn params(
 pub struct Target<'a> {
     pub facts: &'a TensorFacts,
     pub shapes: Vec<Vec<usize>>,
-    pub in_dtypes: Vec<BufDtype>,
-    pub out_dtype: BufDtype,
+    pub in_dtypes: Vec<Dtype>,
+    pub out_dtype: Dtype,
 }
 
 impl<'a> Target<'a> {
@@ -156,7 +156,7 @@ impl<'a> Target<'a> {
         facts: &'a TensorFacts,
         shape: &[usize],
         n_models: usize,
-        dtype: BufDtype,
+        dtype: Dtype,
     ) -> Target<'a> {
         Target {
             facts,
@@ -218,15 +218,15 @@ pub fn run_compiled(
     shapes.extend(models.iter().map(|t| t.shape.clone()));
     let target = Target {
         facts,
-        in_dtypes: vec![BufDtype::F32; shapes.len()],
+        in_dtypes: vec![Dtype::F32; shapes.len()],
         shapes,
-        out_dtype: BufDtype::F32,
+        out_dtype: Dtype::F32,
     };
     let c = compile(m, params, &target, engine)?;
     let shape = run::output_shape(&c);
     let mut out = vec![0.0f32; shape.iter().product()];
-    let mut tensors = vec![(base.data.as_bytes(), BufDtype::F32)];
-    tensors.extend(models.iter().map(|t| (t.data.as_bytes(), BufDtype::F32)));
+    let mut tensors = vec![(base.data.as_bytes(), Dtype::F32)];
+    tensors.extend(models.iter().map(|t| (t.data.as_bytes(), Dtype::F32)));
     let inp = run::RunInputs {
         tensors,
         seed,

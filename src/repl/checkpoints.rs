@@ -27,9 +27,6 @@ pub struct Checkpoints {
     open: RefCell<HashMap<PathBuf, (Stamp, Rc<Checkpoint>)>>,
 }
 
-/// The dtypes `load` converts to f32.
-const READABLE: [&str; 3] = ["F32", "F16", "BF16"];
-
 impl Checkpoints {
     /// The checkpoint at `path`, opened once and reused while its files are unchanged.
     pub fn get(&self, path: &str) -> Result<Rc<Checkpoint>, String> {
@@ -49,7 +46,7 @@ impl Checkpoints {
     pub fn info(&self, path: &str, name: &str) -> Result<TensorInfo, String> {
         let ck = self.get(path)?;
         let info = ck.info(name).map_err(|e| e.message)?.clone();
-        if !READABLE.contains(&info.dtype.as_str()) {
+        if crate::semantics::dtype::Dtype::from_header(&info.dtype).is_none() {
             return Err(format!(
                 "`{path}`: tensor `{name}` has dtype {}; load reads only F32, F16 and BF16",
                 info.dtype

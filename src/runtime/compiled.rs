@@ -10,7 +10,7 @@ use super::safetensors::Checkpoint;
 use crate::codegen::Engine;
 use crate::exec::run::{RunInputs, execute};
 use crate::interp::TensorFacts;
-use crate::ir::kernel::BufDtype;
+use crate::ir::kernel::Dtype;
 use crate::pipeline::{PlanCache, PlanKey, Target};
 use crate::types::CheckedMerge;
 use crate::types::tast::{TExpr, TKind};
@@ -89,15 +89,6 @@ fn uses_facts(e: &TExpr) -> bool {
     }
 }
 
-fn buf_dtype(header: &str) -> Option<BufDtype> {
-    match header {
-        "F32" => Some(BufDtype::F32),
-        "F16" => Some(BufDtype::F16),
-        "BF16" => Some(BufDtype::BF16),
-        _ => None,
-    }
-}
-
 /// Compiled-path state for one merge job.
 pub struct Compiled {
     engine: Box<dyn Engine>,
@@ -173,7 +164,7 @@ impl Compiled {
         t: &PlannedTensor,
         cancel: &crate::cancel::Cancel,
     ) -> Option<Vec<u8>> {
-        let out_dtype = buf_dtype(&t.out_dtype)?;
+        let out_dtype = Dtype::from_header(&t.out_dtype)?;
         let (m, cache) = self.caches.get(&t.shape.len())?;
         let numel: usize = t.shape.iter().product();
         if numel == 0 {
@@ -187,7 +178,10 @@ impl Compiled {
             if info.shape != t.shape {
                 return None;
             }
-            tensors.push((ck.raw_bytes(&t.name).ok()?, buf_dtype(&info.dtype)?));
+            tensors.push((
+                ck.raw_bytes(&t.name).ok()?,
+                Dtype::from_header(&info.dtype)?,
+            ));
         }
         let facts = TensorFacts::from_name(&t.name, n_layers);
         let overrides = job.params.params_for(&t.name, facts.layer, n_layers).ok()?;
@@ -242,20 +236,20 @@ impl Compiled {
 }
 
 /// Whether every stored value is finite.
-fn all_finite(bytes: &[u8], d: BufDtype) -> bool {
+fn all_finite(bytes: &[u8], d: Dtype) -> bool {
     let step = d.size() << 20;
     bytes.par_chunks(step).all(|c| all_finite_seq(c, d))
 }
 
-fn all_finite_seq(bytes: &[u8], d: BufDtype) -> bool {
+fn all_finite_seq(bytes: &[u8], d: Dtype) -> bool {
     match d {
-        BufDtype::F32 => bytes
+        Dtype::F32 => bytes
             .chunks_exact(4)
             .all(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 != 0x7f80_0000),
-        BufDtype::BF16 => bytes
+        Dtype::BF16 => bytes
             .chunks_exact(2)
             .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 != 0x7f80),
-        BufDtype::F16 => bytes
+        Dtype::F16 => bytes
             .chunks_exact(2)
             .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 != 0x7c00),
     }

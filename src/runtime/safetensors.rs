@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 mod header;
 mod write;
 pub use header::KNOWN_DTYPES;
-use header::{dtype_size, parse_header};
+use header::parse_header;
 pub use write::{
     Dtype, HeaderEntry, RawTensor, TensorMap, encode_raw, header_bytes, to_raw, write,
     write_sharded,
@@ -175,26 +175,22 @@ impl Checkpoint {
     pub fn read_f32(&self, name: &str) -> Result<Tensor> {
         let info = self.info(name)?;
         let shard = &self.shards[info.shard];
-        let convert: fn(&[u8]) -> f32 = match info.dtype.as_str() {
-            "F32" => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            "F16" => |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
-            "BF16" => |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
-            other => {
-                return Err(Error::at(
-                    &shard.path,
-                    format!(
-                        "tensor `{name}` has dtype {other}; only F32, F16 and BF16 can be read as f32"
-                    ),
-                ));
-            }
+        let Some(dtype) = Dtype::from_header(&info.dtype) else {
+            return Err(Error::at(
+                &shard.path,
+                format!(
+                    "tensor `{name}` has dtype {}; only F32, F16 and BF16 can be read as f32",
+                    info.dtype
+                ),
+            ));
         };
-        let size = dtype_size(&info.dtype).unwrap_or(1);
+        let n = info.numel();
         let bytes = shard
             .map
             .get(shard.data_start + info.start..shard.data_start + info.end)
-            .filter(|b| b.len() == info.numel() * size)
+            .filter(|b| b.len() == n * dtype.size())
             .ok_or_else(|| Error::at(&shard.path, format!("tensor `{name}`: data out of range")))?;
-        let data = bytes.chunks_exact(size).map(convert).collect();
+        let data = (0..n).map(|i| dtype.load(bytes, i)).collect();
         Ok(Tensor::new(info.shape.clone(), data))
     }
 

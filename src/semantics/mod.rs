@@ -5,6 +5,7 @@
 //! The layer under the interpreter and the compiler: both import it, and it imports
 //! nothing of mergec's.
 
+pub mod dtype;
 pub mod rng;
 
 /// Reductions to a scalar accumulate in f64 over blocks of this many elements...

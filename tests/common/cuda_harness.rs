@@ -10,7 +10,7 @@ use std::process::Command;
 
 use crate::cuda_kernels::{Case, Outputs, store_dtypes};
 use mergec::codegen::cuda::{self, Param};
-use mergec::ir::kernel::{BufDtype, Kernel};
+use mergec::ir::kernel::{Dtype, Kernel};
 
 pub const SHIM: &str = include_str!("../../kernels/shim.h");
 
@@ -215,12 +215,8 @@ pub fn emulate(
 
 /// The thunk calling rendered kernel `index` of a unit.
 pub fn kernel_thunk(index: usize, k: &Kernel) -> Thunk {
-    let ptr = |d: BufDtype| {
-        if d == BufDtype::F32 {
-            "float"
-        } else {
-            "mg_u16"
-        }
+    let ptr = |d: Dtype| {
+        if d == Dtype::F32 { "float" } else { "mg_u16" }
     };
     let stores = store_dtypes(k);
     let ctypes = cuda::params(k)

@@ -6,8 +6,7 @@
 
 use mergec::codegen::{Engine, Launch};
 use mergec::ir::kernel::{
-    Args, Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink,
-    UnOp,
+    Args, Bin64, BinOp, Dtype, Inst, KInput, Kernel, KernelIo, KernelKind, Mode, RedOp, Sink, UnOp,
 };
 use mergec::ir::reference;
 
@@ -17,7 +16,7 @@ pub const UN_OPS: [UnOp; 13] = UnOp::ALL;
 pub const BIN_OPS: [BinOp; 15] = BinOp::ALL;
 pub const BIN64: [Bin64; 3] = [Bin64::Add, Bin64::Sub, Bin64::Mul];
 pub const MODES: [Mode; 4] = [Mode::Full, Mode::Row, Mode::Col, Mode::One];
-pub const DTYPES: [BufDtype; 3] = [BufDtype::F32, BufDtype::F16, BufDtype::BF16];
+pub const DTYPES: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::BF16];
 pub const RED_OPS: [RedOp; 3] = [RedOp::Sum, RedOp::Max, RedOp::Min];
 
 /// Operations whose CUDA versions may differ from the host's libm by a few ulps.
@@ -81,10 +80,10 @@ pub fn random_f32_with(rng: &mut Rng, specials: f64) -> f32 {
 
 /// `len` elements of storage bytes with `specials` of them special (16-bit dtypes: half
 /// of those are raw random bit patterns).
-pub fn random_storage(rng: &mut Rng, dtype: BufDtype, len: usize, specials: f64) -> Vec<u8> {
+pub fn random_storage(rng: &mut Rng, dtype: Dtype, len: usize, specials: f64) -> Vec<u8> {
     let mut bytes = vec![0u8; len * dtype.size()];
     for i in 0..len {
-        if dtype != BufDtype::F32 && rng.chance(specials / 2.0) {
+        if dtype != Dtype::F32 && rng.chance(specials / 2.0) {
             let raw = (rng.next_u64() as u16).to_le_bytes();
             bytes[2 * i..2 * i + 2].copy_from_slice(&raw);
         } else {
@@ -314,7 +313,7 @@ pub struct Outputs {
 /// Bytes an output starts as, so an element nobody wrote shows up.
 pub const CANARY: u8 = 0xA5;
 
-pub fn store_dtypes(k: &Kernel) -> Vec<BufDtype> {
+pub fn store_dtypes(k: &Kernel) -> Vec<Dtype> {
     k.sinks
         .iter()
         .filter_map(|s| match *s {
@@ -370,13 +369,13 @@ pub fn ulps(a: f32, b: f32) -> u64 {
 }
 
 /// Distance in ulps of their dtype between two stored elements (neither NaN).
-fn stored_ulps(dtype: BufDtype, a: &[u8], b: &[u8]) -> u64 {
+fn stored_ulps(dtype: Dtype, a: &[u8], b: &[u8]) -> u64 {
     match dtype {
-        BufDtype::F32 => ulps(
+        Dtype::F32 => ulps(
             f32::from_le_bytes(a.try_into().expect("4 bytes")),
             f32::from_le_bytes(b.try_into().expect("4 bytes")),
         ),
-        BufDtype::F16 | BufDtype::BF16 => {
+        Dtype::F16 | Dtype::BF16 => {
             let ord = |x: &[u8]| {
                 let h = u16::from_le_bytes(x.try_into().expect("2 bytes"));
                 let m = (h & 0x7fff) as i64;
@@ -393,7 +392,7 @@ pub fn compare(case: &Case, want: &Outputs, got: &Outputs, tol: Tolerance) -> Re
     for (s, dtype) in store_dtypes(k).into_iter().enumerate() {
         let allowed = match (tol, dtype) {
             (Tolerance::Exact, _) => 0,
-            (Tolerance::Ulps(n), BufDtype::F32) => n,
+            (Tolerance::Ulps(n), Dtype::F32) => n,
             (Tolerance::Ulps(_), _) => 1,
         };
         for i in 0..k.numel() {

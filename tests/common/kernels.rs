@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use mergec::ir::kernel::{
-    Args, Bin64, BinOp, BufDtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
+    Args, Bin64, BinOp, Dtype, Inst, KInput, Kernel, KernelKind, Mode, RedOp, Sink, UnOp, V,
 };
 
 pub use crate::rng::Rng;
@@ -15,7 +15,7 @@ pub const UN_OPS: [UnOp; 13] = UnOp::ALL;
 
 pub const BIN_OPS: [BinOp; 15] = BinOp::ALL;
 
-pub const DTYPES: [BufDtype; 3] = [BufDtype::F32, BufDtype::F16, BufDtype::BF16];
+pub const DTYPES: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::BF16];
 pub const MODES: [Mode; 4] = [Mode::Full, Mode::Row, Mode::Col, Mode::One];
 
 /// Interesting f32 values: specials, subnormals, rounding boundaries of bf16/f16.
@@ -71,10 +71,10 @@ pub fn value(rng: &mut Rng, wild: bool) -> f32 {
 }
 
 /// `n` random elements of `dtype` as little-endian bytes.
-pub fn data(rng: &mut Rng, dtype: BufDtype, n: usize, wild: bool) -> Vec<u8> {
+pub fn data(rng: &mut Rng, dtype: Dtype, n: usize, wild: bool) -> Vec<u8> {
     let mut out = vec![0u8; n * dtype.size()];
     for i in 0..n {
-        if wild && dtype != BufDtype::F32 && rng.percent(25) {
+        if wild && dtype != Dtype::F32 && rng.percent(25) {
             let bits = rng.next_u64() as u16;
             out[2 * i..2 * i + 2].copy_from_slice(&bits.to_le_bytes());
         } else {
@@ -318,7 +318,7 @@ pub fn outputs(k: &Kernel, fill: u8) -> (Vec<Vec<u8>>, Vec<Vec<f64>>) {
 }
 
 /// The dtype of each store sink, in order.
-pub fn store_dtypes(k: &Kernel) -> Vec<BufDtype> {
+pub fn store_dtypes(k: &Kernel) -> Vec<Dtype> {
     k.sinks
         .iter()
         .filter_map(|s| match s {

@@ -8,10 +8,10 @@ use cranelift_codegen::ir::{InstBuilder, StackSlot, Value};
 use super::body::{Group, Vv, to_f32, to_f64};
 use super::emit::{self, GOLDEN, mem};
 use super::translate::{Acc, Tr, elem_addr, load_group, load_splat, store_group};
-use crate::ir::kernel::{BufDtype, KernelKind, Mode};
+use crate::ir::kernel::{Dtype, KernelKind, Mode};
 
-fn scalar_ty(dt: BufDtype) -> cranelift_codegen::ir::Type {
-    if dt == BufDtype::F32 { F32 } else { I16 }
+fn scalar_ty(dt: Dtype) -> cranelift_codegen::ir::Type {
+    if dt == Dtype::F32 { F32 } else { I16 }
 }
 
 impl Tr<'_, '_> {
@@ -212,7 +212,7 @@ impl Tr<'_, '_> {
             let dt = self.p.stores[s].1;
             let sa = self.b.ins().stack_addr(I64, self.slots.st[s], 0);
             let src = elem_addr(&mut self.b, sa, lane, dt.size());
-            let ty = if dt == BufDtype::F32 { I32 } else { I16 };
+            let ty = if dt == Dtype::F32 { I32 } else { I16 };
             let x = self.b.ins().load(ty, mem(), src, 0);
             let dst = elem_addr(&mut self.b, self.st_base[s], e, dt.size());
             self.b.ins().store(mem(), x, dst, 0);

@@ -2,7 +2,7 @@
 //! f64, exactly as the reference evaluator treats it), and finds what the body
 //! really uses (live values, inputs, random-index modes).
 
-use crate::ir::kernel::{BufDtype, Inst, Kernel, Mode, RedOp, Sink, V};
+use crate::ir::kernel::{Dtype, Inst, Kernel, Mode, RedOp, Sink, V};
 
 /// The type a value has in the reference evaluator: f32 values are stored widened
 /// and read back with `as f32`; f64 values are read as they are.
@@ -26,7 +26,7 @@ pub(crate) struct Plan {
     /// indexed by row or column.
     pub rc: bool,
     /// (value, dtype) of each store sink, in sink order.
-    pub stores: Vec<(V, BufDtype)>,
+    pub stores: Vec<(V, Dtype)>,
     /// (op, value) of each reduction sink, in sink order.
     pub reds: Vec<(RedOp, V)>,
 }

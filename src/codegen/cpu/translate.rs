@@ -14,7 +14,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use super::body::Scalars;
 use super::emit::{self, Fb, mem};
 use super::plan::Plan;
-use crate::ir::kernel::{BLOCK, BufDtype, Kernel, KernelKind, Mode, RedOp};
+use crate::ir::kernel::{BLOCK, Dtype, Kernel, KernelKind, Mode, RedOp};
 
 /// Byte offsets of the fields of `launch::RawIo`.
 pub(crate) const IO_INPUTS: i32 = 0;
@@ -115,10 +115,10 @@ fn helper_sig(cc: CallConv, n: usize) -> Signature {
 }
 
 /// Loads 8 consecutive storage elements at `addr`, as f32.
-pub(super) fn load_group(b: &mut Fb, dt: BufDtype, addr: Value) -> [Value; 2] {
+pub(super) fn load_group(b: &mut Fb, dt: Dtype, addr: Value) -> [Value; 2] {
     match dt {
-        BufDtype::F32 => [0, 16].map(|o| b.ins().load(F32X4, mem(), addr, o)),
-        BufDtype::BF16 | BufDtype::F16 => {
+        Dtype::F32 => [0, 16].map(|o| b.ins().load(F32X4, mem(), addr, o)),
+        Dtype::BF16 | Dtype::F16 => {
             let raw = b
                 .ins()
                 .load(cranelift_codegen::ir::types::I16X8, mem(), addr, 0);
@@ -128,35 +128,35 @@ pub(super) fn load_group(b: &mut Fb, dt: BufDtype, addr: Value) -> [Value; 2] {
 }
 
 /// Loads one storage element at `addr`, splatted to 8 lanes of f32.
-pub(super) fn load_splat(b: &mut Fb, dt: BufDtype, addr: Value) -> [Value; 2] {
-    let ty = if dt == BufDtype::F32 { F32 } else { I16 };
+pub(super) fn load_splat(b: &mut Fb, dt: Dtype, addr: Value) -> [Value; 2] {
+    let ty = if dt == Dtype::F32 { F32 } else { I16 };
     let x = b.ins().load(ty, mem(), addr, 0);
     let raw = emit::splat_scalar(b, ty, x);
     match dt {
-        BufDtype::F32 => [raw, raw],
+        Dtype::F32 => [raw, raw],
         _ => decode(b, dt, raw),
     }
 }
 
-fn decode(b: &mut Fb, dt: BufDtype, raw: Value) -> [Value; 2] {
+fn decode(b: &mut Fb, dt: Dtype, raw: Value) -> [Value; 2] {
     match dt {
-        BufDtype::BF16 => emit::bf16_to_f32(b, raw),
+        Dtype::BF16 => emit::bf16_to_f32(b, raw),
         _ => emit::f16_to_f32(b, raw),
     }
 }
 
 /// Stores 8 lanes of f32 as storage elements at `addr`.
-pub(super) fn store_group(b: &mut Fb, dt: BufDtype, x: [Value; 2], addr: Value) {
+pub(super) fn store_group(b: &mut Fb, dt: Dtype, x: [Value; 2], addr: Value) {
     match dt {
-        BufDtype::F32 => {
+        Dtype::F32 => {
             b.ins().store(mem(), x[0], addr, 0);
             b.ins().store(mem(), x[1], addr, 16);
         }
-        BufDtype::BF16 => {
+        Dtype::BF16 => {
             let raw = emit::f32_to_bf16(b, x);
             b.ins().store(mem(), raw, addr, 0);
         }
-        BufDtype::F16 => {
+        Dtype::F16 => {
             let raw = emit::f32_to_f16(b, x);
             b.ins().store(mem(), raw, addr, 0);
         }

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::{Geometry, Schedule, geometry, segments};
 use crate::ir::kernel::{
-    BLOCK, Bin64, BinOp, BufDtype, Inst, Kernel, KernelKind, LANES, Mode, RedOp, Sink, UnOp,
+    BLOCK, Bin64, BinOp, Dtype, Inst, Kernel, KernelKind, LANES, Mode, RedOp, Sink, UnOp,
 };
 
 const PRELUDE: &str = include_str!("../../../kernels/prelude.cuh");
@@ -131,9 +131,9 @@ impl Body<'_> {
                 let inp = self.k.inputs[j as usize];
                 let at = format!("in{j}[{}]", mode_index(inp.mode));
                 match inp.dtype {
-                    BufDtype::F32 => at,
-                    BufDtype::F16 => format!("mg_f16_to_f32({at})"),
-                    BufDtype::BF16 => format!("mg_bf16_to_f32({at})"),
+                    Dtype::F32 => at,
+                    Dtype::F16 => format!("mg_f16_to_f32({at})"),
+                    Dtype::BF16 => format!("mg_bf16_to_f32({at})"),
                 }
             }
             Inst::Arg(j) => format!("af{j}"),
@@ -180,9 +180,9 @@ impl Body<'_> {
             if let Sink::Store { value, dtype, .. } = *sink {
                 let x = self.f(value);
                 let rhs = match dtype {
-                    BufDtype::F32 => x,
-                    BufDtype::F16 => format!("mg_f32_to_f16({x})"),
-                    BufDtype::BF16 => format!("mg_f32_to_bf16({x})"),
+                    Dtype::F32 => x,
+                    Dtype::F16 => format!("mg_f32_to_f16({x})"),
+                    Dtype::BF16 => format!("mg_f32_to_bf16({x})"),
                 };
                 let _ = writeln!(out, "{indent}st{s}[e] = {rhs};");
                 s += 1;
@@ -251,11 +251,11 @@ fn needs_row_col(k: &Kernel) -> bool {
 }
 
 fn signature(k: &Kernel, entry: &str, threads: u32) -> String {
-    let ptr = |d: BufDtype| match d {
-        BufDtype::F32 => "float",
-        BufDtype::F16 | BufDtype::BF16 => "mg_u16",
+    let ptr = |d: Dtype| match d {
+        Dtype::F32 => "float",
+        Dtype::F16 | Dtype::BF16 => "mg_u16",
     };
-    let stores: Vec<BufDtype> = k
+    let stores: Vec<Dtype> = k
         .sinks
         .iter()
         .filter_map(|s| match *s {

@@ -5,73 +5,7 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Storage types the writer produces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F16,
-    BF16,
-}
-
-impl Dtype {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "F32",
-            Dtype::F16 => "F16",
-            Dtype::BF16 => "BF16",
-        }
-    }
-
-    /// From a name as users write it: bf16, bfloat16, f16, float16, fp16, f32, float32.
-    pub fn parse(s: &str) -> Option<Dtype> {
-        Some(match s.to_ascii_lowercase().trim_start_matches("torch.") {
-            "bf16" | "bfloat16" => Dtype::BF16,
-            "f16" | "fp16" | "float16" | "half" => Dtype::F16,
-            "f32" | "fp32" | "float32" | "float" => Dtype::F32,
-            _ => return None,
-        })
-    }
-
-    /// The stored dtype name in a safetensors header ("BF16", ...), if one of ours.
-    pub fn from_header(s: &str) -> Option<Dtype> {
-        [Dtype::F32, Dtype::F16, Dtype::BF16]
-            .into_iter()
-            .find(|d| d.name() == s)
-    }
-
-    /// The name transformers uses in config.json's `torch_dtype`.
-    pub fn torch_name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "float32",
-            Dtype::F16 => "float16",
-            Dtype::BF16 => "bfloat16",
-        }
-    }
-
-    pub fn size(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            _ => 2,
-        }
-    }
-
-    /// Little-endian bytes of `data` in this dtype (round to nearest even).
-    pub fn encode_vec(self, data: &[f32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(data.len() * self.size());
-        self.encode(data, &mut out);
-        out
-    }
-
-    fn encode(self, data: &[f32], out: &mut Vec<u8>) {
-        for &x in data {
-            match self {
-                Dtype::F32 => out.extend_from_slice(&x.to_le_bytes()),
-                Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
-                Dtype::BF16 => out.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
-            }
-        }
-    }
-}
+pub use crate::semantics::dtype::Dtype;
 
 /// A tensor as the writer takes it: any dtype name and its raw little-endian bytes.
 #[derive(Clone, Debug)]
