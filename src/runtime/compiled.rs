@@ -90,7 +90,7 @@ fn uses_facts(e: &TExpr) -> bool {
 }
 
 /// Compiled-path state for one merge job.
-pub struct Compiled {
+pub struct CompiledJob {
     engine: Box<dyn Engine>,
     caches: HashMap<usize, (Arc<CheckedMerge>, PlanCache)>,
     /// Tensors that went through the interpreter instead (declined or failed).
@@ -98,13 +98,16 @@ pub struct Compiled {
     pool: Mutex<Vec<Vec<u8>>>,
 }
 
-impl Compiled {
-    pub fn new(engine: Box<dyn Engine>, checked: &HashMap<usize, Arc<CheckedMerge>>) -> Compiled {
+impl CompiledJob {
+    pub fn new(
+        engine: Box<dyn Engine>,
+        checked: &HashMap<usize, Arc<CheckedMerge>>,
+    ) -> CompiledJob {
         let caches = checked
             .iter()
             .map(|(&rank, m)| (rank, (m.clone(), PlanCache::new(uses_facts(&m.body)))))
             .collect();
-        Compiled {
+        CompiledJob {
             engine,
             caches,
             fallbacks: AtomicUsize::new(0),

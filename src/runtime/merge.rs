@@ -3,7 +3,7 @@
 
 use super::output::{OutputDir, copy_side_files, write_index};
 use super::plan::{
-    Action, Plan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
+    Action, MergePlan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
 };
 use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
 use crate::cancel::Cancel;
@@ -146,8 +146,8 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
     )?;
     let checked = check_ranks(job, &plan)?;
     validate_params(job, &plan, &checked, inputs.models.len())?;
-    let compiled =
-        super::compiled::engine(job.backend)?.map(|e| super::compiled::Compiled::new(e, &checked));
+    let compiled = super::compiled::engine(job.backend)?
+        .map(|e| super::compiled::CompiledJob::new(e, &checked));
     let out = OutputDir::create(&job.out, job.force)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
@@ -189,7 +189,10 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
 }
 
 /// Checks the program for every rank among the merged tensors, before any work.
-fn check_ranks(job: &MergeJob, plan: &Plan) -> Result<HashMap<usize, Arc<CheckedMerge>>, String> {
+fn check_ranks(
+    job: &MergeJob,
+    plan: &MergePlan,
+) -> Result<HashMap<usize, Arc<CheckedMerge>>, String> {
     let mut out = HashMap::new();
     for t in plan.tensors.iter().filter(|t| t.action == Action::Merge) {
         let rank = t.shape.len();
@@ -217,7 +220,7 @@ fn check_ranks(job: &MergeJob, plan: &Plan) -> Result<HashMap<usize, Arc<Checked
 /// Resolves and type-checks the parameters of every merged tensor before any work.
 fn validate_params(
     job: &MergeJob,
-    plan: &Plan,
+    plan: &MergePlan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
     k: usize,
 ) -> Result<(), String> {
@@ -301,9 +304,9 @@ fn working_bytes(t: &PlannedTensor, k: usize) -> u64 {
 fn write_shard(
     job: &MergeJob,
     inputs: &Inputs,
-    plan: &Plan,
+    plan: &MergePlan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
-    compiled: Option<&super::compiled::Compiled>,
+    compiled: Option<&super::compiled::CompiledJob>,
     shard: &[usize],
     path: &std::path::Path,
     bar: &ProgressBar,
@@ -382,9 +385,9 @@ fn tensor_bytes(inputs: &Inputs, t: &PlannedTensor) -> u64 {
 fn produce_shard(
     job: &MergeJob,
     inputs: &Inputs,
-    plan: &Plan,
+    plan: &MergePlan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
-    compiled: Option<&super::compiled::Compiled>,
+    compiled: Option<&super::compiled::CompiledJob>,
     shard: &[usize],
     tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
     in_flight: &std::sync::atomic::AtomicU64,
@@ -456,9 +459,9 @@ fn produce_shard(
 fn produce(
     job: &MergeJob,
     inputs: &Inputs,
-    plan: &Plan,
+    plan: &MergePlan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
-    compiled: Option<&super::compiled::Compiled>,
+    compiled: Option<&super::compiled::CompiledJob>,
     t: &PlannedTensor,
 ) -> Result<Vec<u8>, String> {
     let stopped = |s: crate::cancel::Stop| format!("{s}: nothing was written to the output");

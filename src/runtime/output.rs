@@ -5,7 +5,7 @@
 //! run that writes to the same parent (`stale`).
 
 use super::merge::MergeJob;
-use super::plan::Plan;
+use super::plan::MergePlan;
 use super::safetensors::{Checkpoint, INDEX_FILE};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ impl Drop for OutputDir {
 }
 
 /// `model.safetensors.index.json` for a sharded output.
-pub fn write_index(dir: &Path, plan: &Plan, names: &[String]) -> Result<(), String> {
+pub fn write_index(dir: &Path, plan: &MergePlan, names: &[String]) -> Result<(), String> {
     let mut map = serde_json::Map::new();
     let mut total = 0u64;
     for (shard, file) in plan.shards.iter().zip(names) {
@@ -221,7 +221,7 @@ pub fn write_provenance(
     out: &Path,
     base: &Checkpoint,
     models: &[Checkpoint],
-    plan: &Plan,
+    plan: &MergePlan,
 ) -> Result<(), String> {
     let merged = plan
         .tensors

@@ -33,7 +33,7 @@ pub struct CopyReasons {
 }
 
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct MergePlan {
     pub tensors: Vec<PlannedTensor>,
     /// Indices into `tensors`, one list per output shard.
     pub shards: Vec<Vec<usize>>,
@@ -55,7 +55,11 @@ fn is_float(dtype: &str) -> bool {
 }
 
 /// Decides every tensor's fate. Errors name the tensor and say what to do.
-pub fn plan(base: &Checkpoint, models: &[Checkpoint], o: &PlanOptions) -> Result<Plan, String> {
+pub fn plan(
+    base: &Checkpoint,
+    models: &[Checkpoint],
+    o: &PlanOptions,
+) -> Result<MergePlan, String> {
     let mut tensors = Vec::new();
     let mut copied = CopyReasons::default();
     for info in base.tensors() {
@@ -130,7 +134,7 @@ pub fn plan(base: &Checkpoint, models: &[Checkpoint], o: &PlanOptions) -> Result
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let shards = shard(&tensors, o.shard_size);
-    Ok(Plan {
+    Ok(MergePlan {
         n_layers: n_layers(base, &tensors)?,
         tensors,
         shards,

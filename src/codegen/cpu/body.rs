@@ -7,7 +7,7 @@ use cranelift_codegen::ir::{InstBuilder, SigRef, Value};
 
 use super::emit::{self, Fb, GOLDEN};
 use super::fns;
-use super::plan::{Plan, Ty};
+use super::plan::{KernelInfo, Ty};
 use crate::ir::kernel::{Bin64, BinOp, Inst, Kernel, Mode, UnOp};
 
 /// A value of the body on one group: 8 f32 lanes or 8 f64 lanes.
@@ -57,7 +57,7 @@ pub(crate) fn to_f64(b: &mut Fb, v: Vv) -> [Value; 4] {
 pub(crate) fn emit_body(
     b: &mut Fb,
     k: &Kernel,
-    p: &Plan,
+    p: &KernelInfo,
     sc: &Scalars,
     g: &Group,
 ) -> Result<Vec<Option<Vv>>, String> {

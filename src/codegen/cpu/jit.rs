@@ -11,7 +11,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module, default_libcall_names};
 
 use super::launch::RawIo;
-use super::plan::Plan;
+use super::plan::KernelInfo;
 use super::translate::translate;
 use crate::ir::kernel::Kernel;
 
@@ -24,7 +24,7 @@ pub(crate) struct Jit {
 }
 
 /// A compiled kernel: its entry point and the memory that holds it.
-pub(crate) struct Compiled {
+pub(crate) struct JitKernel {
     f: KernelFn,
     /// Kept to free the code when the kernel is dropped (never used otherwise).
     module: Mutex<Option<JITModule>>,
@@ -53,7 +53,7 @@ impl Jit {
 
     /// Generates and links the native function of `k`. Internal failures (including
     /// panics inside Cranelift) come back as errors.
-    pub(crate) fn compile(&self, k: &Kernel, p: &Plan) -> Result<Compiled, String> {
+    pub(crate) fn compile(&self, k: &Kernel, p: &KernelInfo) -> Result<JitKernel, String> {
         match catch_unwind(AssertUnwindSafe(|| self.compile_inner(k, p))) {
             Ok(r) => r,
             Err(_) => Err(format!(
@@ -64,7 +64,7 @@ impl Jit {
     }
 
     /// The Cranelift IR of `k`'s function, as text (`mergec compile --emit clif`).
-    pub(crate) fn clif(&self, k: &Kernel, p: &Plan) -> Result<String, String> {
+    pub(crate) fn clif(&self, k: &Kernel, p: &KernelInfo) -> Result<String, String> {
         let module = JITModule::new(JITBuilder::with_isa(
             self.isa.clone(),
             default_libcall_names(),
@@ -76,7 +76,7 @@ impl Jit {
         Ok(ctx.func.display().to_string())
     }
 
-    fn compile_inner(&self, k: &Kernel, p: &Plan) -> Result<Compiled, String> {
+    fn compile_inner(&self, k: &Kernel, p: &KernelInfo) -> Result<JitKernel, String> {
         let mut module = JITModule::new(JITBuilder::with_isa(
             self.isa.clone(),
             default_libcall_names(),
@@ -104,16 +104,16 @@ impl Jit {
         // SAFETY: `code` is the finalized (executable) entry of a function built by
         // `translate` with `kernel_signature`: three i64 parameters, no results, in the
         // host's default C calling convention, which is `KernelFn`. The memory stays
-        // mapped while `module` lives, and `Compiled` owns `module`.
+        // mapped while `module` lives, and `JitKernel` owns `module`.
         let f = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
-        Ok(Compiled {
+        Ok(JitKernel {
             f,
             module: Mutex::new(Some(module)),
         })
     }
 }
 
-impl Compiled {
+impl JitKernel {
     /// Runs units `[lo, hi)` of the kernel.
     ///
     /// # Safety
@@ -127,7 +127,7 @@ impl Compiled {
     }
 }
 
-impl Drop for Compiled {
+impl Drop for JitKernel {
     fn drop(&mut self) {
         let module = match self.module.get_mut() {
             Ok(m) => m.take(),

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::jit::Compiled;
+use super::jit::JitKernel;
 use crate::cancel::{Cancel, Stop};
 use crate::ir::kernel::{BLOCK, Kernel, KernelIo, KernelKind, RedOp, Sink};
 
@@ -125,7 +125,7 @@ fn empty_rows(k: &Kernel, io: &mut KernelIo) {
 /// fires the chunks left are skipped and the reason returned).
 pub(crate) fn run(
     k: &Kernel,
-    code: &Compiled,
+    code: &JitKernel,
     io: &mut KernelIo,
     cancel: &Cancel,
 ) -> Result<(), Stop> {

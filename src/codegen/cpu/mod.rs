@@ -32,7 +32,7 @@ pub struct JitEngine {
     jit: jit::Jit,
     /// Compiled code by kernel structure (names aside): the same kernel in another
     /// stage, tensor or iteration is compiled once.
-    cache: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<jit::Compiled>>>,
+    cache: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<jit::JitKernel>>>,
 }
 
 impl JitEngine {
@@ -47,7 +47,7 @@ impl JitEngine {
 
 struct JitLaunch {
     kernel: Kernel,
-    code: std::sync::Arc<jit::Compiled>,
+    code: std::sync::Arc<jit::JitKernel>,
 }
 
 impl Launch for JitLaunch {

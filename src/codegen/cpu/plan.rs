@@ -13,7 +13,7 @@ pub(crate) enum Ty {
 }
 
 /// What the code generator needs to know about a kernel.
-pub(crate) struct Plan {
+pub(crate) struct KernelInfo {
     pub ty: Vec<Ty>,
     /// Values some sink depends on (the rest are never computed).
     pub live: Vec<bool>,
@@ -93,7 +93,7 @@ fn check_sizes(k: &Kernel) -> Result<(), String> {
 }
 
 /// Validates `k` and computes its plan.
-pub(crate) fn plan(k: &Kernel) -> Result<Plan, String> {
+pub(crate) fn plan(k: &Kernel) -> Result<KernelInfo, String> {
     check_sizes(k)?;
     let mut ty = Vec::with_capacity(k.body.len());
     for (i, inst) in k.body.iter().enumerate() {
@@ -125,7 +125,7 @@ pub(crate) fn plan(k: &Kernel) -> Result<Plan, String> {
             }
         }
     }
-    let mut p = Plan {
+    let mut p = KernelInfo {
         ty,
         live,
         used_inputs: vec![false; k.inputs.len()],
@@ -139,7 +139,7 @@ pub(crate) fn plan(k: &Kernel) -> Result<Plan, String> {
     Ok(p)
 }
 
-fn mark_uses(k: &Kernel, p: &mut Plan) {
+fn mark_uses(k: &Kernel, p: &mut KernelInfo) {
     for (i, inst) in k.body.iter().enumerate() {
         if !p.live[i] {
             continue;

@@ -13,7 +13,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use super::body::Scalars;
 use super::emit::{self, Fb, mem};
-use super::plan::Plan;
+use super::plan::KernelInfo;
 use crate::ir::kernel::{BLOCK, Dtype, Kernel, KernelKind, Mode, RedOp};
 
 /// Byte offsets of the fields of `launch::RawIo`.
@@ -58,7 +58,7 @@ pub(super) struct Slots {
 pub(super) struct Tr<'a, 'f> {
     pub b: Fb<'f>,
     pub k: &'a Kernel,
-    pub p: &'a Plan,
+    pub p: &'a KernelInfo,
     pub sc: Scalars,
     pub in_base: Vec<Option<Value>>,
     pub st_base: Vec<Value>,
@@ -81,7 +81,7 @@ pub(crate) fn translate(
     func: &mut Function,
     fctx: &mut FunctionBuilderContext,
     k: &Kernel,
-    p: &Plan,
+    p: &KernelInfo,
     cc: CallConv,
     cfg: TargetFrontendConfig,
 ) -> Result<(), String> {
@@ -170,7 +170,7 @@ pub(super) fn elem_addr(b: &mut Fb, base: Value, index: Value, size: usize) -> V
 }
 
 impl<'a, 'f> Tr<'a, 'f> {
-    fn new(mut b: Fb<'f>, k: &'a Kernel, p: &'a Plan, io: Value, cc: CallConv) -> Self {
+    fn new(mut b: Fb<'f>, k: &'a Kernel, p: &'a KernelInfo, io: Value, cc: CallConv) -> Self {
         let ld = |b: &mut Fb, base: Value, off: i32| b.ins().load(I64, mem(), base, off);
         let arr_in = ld(&mut b, io, IO_INPUTS);
         let arr_st = ld(&mut b, io, IO_STORES);
@@ -412,7 +412,7 @@ fn scalars(b: &mut Fb, k: &Kernel, io: Value, cc: CallConv) -> Scalars {
     }
 }
 
-fn vars(b: &mut Fb, k: &Kernel, p: &Plan) -> Vars {
+fn vars(b: &mut Fb, k: &Kernel, p: &KernelInfo) -> Vars {
     let mut var = |t| b.declare_var(t);
     let (e0, m, r0, c0) = (var(I64), var(I64), var(I64), var(I64));
     let inp = k
@@ -449,7 +449,7 @@ fn vars(b: &mut Fb, k: &Kernel, p: &Plan) -> Vars {
     }
 }
 
-fn slots(b: &mut Fb, k: &Kernel, p: &Plan) -> Slots {
+fn slots(b: &mut Fb, k: &Kernel, p: &KernelInfo) -> Slots {
     let inp = k
         .inputs
         .iter()
