@@ -42,68 +42,31 @@ impl Walk {
     }
 
     fn walk_inner(&mut self, e: &TExpr, depth: u32) {
-        match &e.kind {
-            TKind::Int(_)
-            | TKind::F32(_)
-            | TKind::Bool(_)
-            | TKind::Str(_)
-            | TKind::TensorLit { .. }
-            | TKind::Fact(_) => {}
-            TKind::Var(v) => {
-                self.grow(*v);
-                let i = *v as usize;
-                self.counts[i] = if depth > self.bound_at[i] {
-                    UNBOUNDED
-                } else {
-                    self.counts[i].saturating_add(1)
-                };
-            }
-            TKind::Op(_, args) | TKind::List(args) => args.iter().for_each(|a| self.walk(a, depth)),
-            TKind::Let(v, value, body) => {
-                self.walk(value, depth);
-                self.bind(*v, depth);
-                self.walk(body, depth);
-            }
-            TKind::If(c, a, b) => {
-                self.walk(c, depth);
-                self.walk(a, depth);
-                self.walk(b, depth);
-            }
-            TKind::Index(a, b) | TKind::Splat(a, b) => {
-                self.walk(a, depth);
-                self.walk(b, depth);
-            }
-            TKind::Fold {
-                list,
-                init,
-                acc,
-                elem,
-                index,
-                body,
-            } => {
-                self.walk(list, depth);
-                if let Some(i) = init {
-                    self.walk(i, depth);
-                }
-                for v in [Some(*acc), Some(*elem), *index].into_iter().flatten() {
-                    self.bind(v, depth + 1);
-                }
-                self.walk(body, depth + 1);
-            }
-            TKind::Repeat {
-                count,
-                init,
-                acc,
-                index,
-                body,
-            } => {
-                self.walk(count, depth);
-                self.walk(init, depth);
-                for v in [Some(*acc), *index].into_iter().flatten() {
-                    self.bind(v, depth + 1);
-                }
-                self.walk(body, depth + 1);
-            }
+        if let TKind::Var(v) = &e.kind {
+            self.grow(*v);
+            let i = *v as usize;
+            self.counts[i] = if depth > self.bound_at[i] {
+                UNBOUNDED
+            } else {
+                self.counts[i].saturating_add(1)
+            };
+            return;
         }
+        let children = e.children();
+        let binds = e.binds();
+        let Some((body, before)) = children.split_last().filter(|_| !binds.is_empty()) else {
+            children.into_iter().for_each(|c| self.walk(c, depth));
+            return;
+        };
+        // A binder: its body sees the bound variables; a loop's body runs again for
+        // each trip (one level deeper), a `let`'s once.
+        let inner = if matches!(e.kind, TKind::Let(..)) {
+            depth
+        } else {
+            depth + 1
+        };
+        before.iter().for_each(|c| self.walk(c, depth));
+        binds.into_iter().for_each(|v| self.bind(v, inner));
+        self.walk(body, inner);
     }
 }

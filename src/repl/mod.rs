@@ -334,24 +334,8 @@ fn elements(ty: &Ty) -> u64 {
 /// than every operand (e.g. `zeros(1048576, 1) + zeros(1, 1048576)`): an error before
 /// anything is evaluated, so the session and its bindings stay as they were.
 fn too_large_broadcast(te: &TExpr) -> Option<Diagnostic> {
-    use crate::types::tast::TKind;
     let cap = crate::syntax::limits::Limits::DEFAULT.max_literal_elems as u64;
-    let children: Vec<&TExpr> = match &te.kind {
-        TKind::Op(_, args) | TKind::List(args) => args.iter().collect(),
-        TKind::Let(_, a, b) | TKind::Index(a, b) | TKind::Splat(a, b) => vec![a, b],
-        TKind::If(c, a, b) => vec![c, a, b],
-        TKind::Fold {
-            list, init, body, ..
-        } => [Some(list), init.as_ref(), Some(body)]
-            .into_iter()
-            .flatten()
-            .map(|b| &**b)
-            .collect(),
-        TKind::Repeat {
-            count, init, body, ..
-        } => vec![count, init, body],
-        _ => vec![],
-    };
+    let children = te.children();
     if let Some(d) = children.iter().find_map(|c| too_large_broadcast(c)) {
         return Some(d);
     }

@@ -66,27 +66,9 @@ pub fn engine(b: Backend) -> Result<Option<Box<dyn Engine>>, String> {
     })
 }
 
+/// Whether the merge reads the tensor's facts (its name, kind or layer).
 fn uses_facts(e: &TExpr) -> bool {
-    match &e.kind {
-        TKind::Fact(_) => true,
-        TKind::Int(_)
-        | TKind::F32(_)
-        | TKind::Bool(_)
-        | TKind::Str(_)
-        | TKind::TensorLit { .. }
-        | TKind::Var(_) => false,
-        TKind::Op(_, xs) | TKind::List(xs) => xs.iter().any(uses_facts),
-        TKind::Let(_, a, b) | TKind::Index(a, b) | TKind::Splat(a, b) => {
-            uses_facts(a) || uses_facts(b)
-        }
-        TKind::If(a, b, c) => uses_facts(a) || uses_facts(b) || uses_facts(c),
-        TKind::Fold {
-            list, init, body, ..
-        } => uses_facts(list) || init.as_deref().is_some_and(uses_facts) || uses_facts(body),
-        TKind::Repeat {
-            count, init, body, ..
-        } => uses_facts(count) || uses_facts(init) || uses_facts(body),
-    }
+    e.any(&|n| matches!(n.kind, TKind::Fact(_)))
 }
 
 /// Compiled-path state for one merge job.

@@ -15,6 +15,7 @@ mod size;
 mod suggest;
 pub mod tast;
 pub mod ty;
+mod visit;
 mod user_calls;
 
 pub use check::LoadShapeFn;

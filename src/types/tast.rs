@@ -116,24 +116,7 @@ impl TExpr {
     }
     /// Number of nodes (the inlined-size limit).
     pub fn size(&self) -> usize {
-        1 + match &self.kind {
-            TKind::Int(_)
-            | TKind::F32(_)
-            | TKind::Bool(_)
-            | TKind::Str(_)
-            | TKind::TensorLit { .. }
-            | TKind::Var(_)
-            | TKind::Fact(_) => 0,
-            TKind::Op(_, args) | TKind::List(args) => args.iter().map(TExpr::size).sum(),
-            TKind::Let(_, a, b) | TKind::Index(a, b) | TKind::Splat(a, b) => a.size() + b.size(),
-            TKind::If(a, b, c) => a.size() + b.size() + c.size(),
-            TKind::Fold {
-                list, init, body, ..
-            } => list.size() + init.as_ref().map_or(0, |i| i.size()) + body.size(),
-            TKind::Repeat {
-                count, init, body, ..
-            } => count.size() + init.size() + body.size(),
-        }
+        1 + self.children().into_iter().map(TExpr::size).sum::<usize>()
     }
 
     /// An S-expression with types, for golden tests and `mergec compile --emit typed`.
