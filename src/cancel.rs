@@ -40,6 +40,8 @@ fn seconds(s: f64) -> String {
     }
 }
 
+impl std::error::Error for Stop {}
+
 impl From<Stop> for String {
     fn from(s: Stop) -> String {
         s.to_string()

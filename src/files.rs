@@ -7,7 +7,7 @@
 
 use std::fs::{File, FileType, Metadata};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Size limits per kind of file, in bytes.
 pub mod limit {
@@ -68,36 +68,80 @@ pub fn size_words(n: u64) -> String {
     }
 }
 
-fn cannot(path: &Path, what: impl std::fmt::Display) -> String {
-    format!("cannot read `{}`: {what}", path.display())
+/// Why a file could not be read or written; every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read `{}`: no such file or directory", .0.display())]
+    NotFound(PathBuf),
+    #[error("cannot read `{}`: permission denied", .0.display())]
+    PermissionDenied(PathBuf),
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A directory, FIFO, device... where `what` must be a regular file (or `expected`).
+    #[error("cannot read `{}`: it is {kind}; {what} must be {expected}", path.display())]
+    WrongKind {
+        path: PathBuf,
+        kind: &'static str,
+        what: String,
+        expected: &'static str,
+    },
+    #[error("cannot read `{}`: it is {}; {what} may be at most {}", path.display(), size_words(*size), size_words(*limit))]
+    TooLarge {
+        path: PathBuf,
+        what: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("cannot read `{}`: it is not UTF-8 text (invalid byte at offset {offset})", path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-fn io_error(path: &Path, e: &std::io::Error) -> String {
+impl From<FileError> for String {
+    fn from(e: FileError) -> String {
+        e.to_string()
+    }
+}
+
+type Result<T> = std::result::Result<T, FileError>;
+
+fn io_error(path: &Path, e: std::io::Error) -> FileError {
+    let path = path.to_path_buf();
     match e.kind() {
-        std::io::ErrorKind::NotFound => cannot(path, "no such file or directory"),
-        std::io::ErrorKind::PermissionDenied => cannot(path, "permission denied"),
-        _ => cannot(path, e),
+        std::io::ErrorKind::NotFound => FileError::NotFound(path),
+        std::io::ErrorKind::PermissionDenied => FileError::PermissionDenied(path),
+        _ => FileError::Read { path, source: e },
+    }
+}
+
+fn wrong_kind(path: &Path, meta: &Metadata, what: &str, expected: &'static str) -> FileError {
+    FileError::WrongKind {
+        path: path.to_path_buf(),
+        kind: kind_name(&meta.file_type()),
+        what: what.to_string(),
+        expected,
     }
 }
 
 /// Refuses anything but a regular file (symlinks are followed).
-fn require_regular(path: &Path, meta: &Metadata, what: &str) -> Result<(), String> {
+fn require_regular(path: &Path, meta: &Metadata, what: &str) -> Result<()> {
     if meta.is_file() {
         return Ok(());
     }
-    Err(cannot(
-        path,
-        format!(
-            "it is {}; {what} must be a regular file",
-            kind_name(&meta.file_type())
-        ),
-    ))
+    Err(wrong_kind(path, meta, what, "a regular file"))
 }
 
 /// Stats `path`, refuses anything but a regular file, opens it without blocking and
 /// checks the open handle again. Returns the file and its length.
-pub fn open_regular(path: &Path, what: &str) -> Result<(File, u64), String> {
-    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+pub fn open_regular(path: &Path, what: &str) -> Result<(File, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     require_regular(path, &meta, what)?;
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true);
@@ -107,25 +151,21 @@ pub fn open_regular(path: &Path, what: &str) -> Result<(File, u64), String> {
         // A path swapped for a FIFO after the stat must not block the open.
         opts.custom_flags(libc::O_NONBLOCK);
     }
-    let file = opts.open(path).map_err(|e| io_error(path, &e))?;
-    let meta = file.metadata().map_err(|e| io_error(path, &e))?;
+    let file = opts.open(path).map_err(|e| io_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
     require_regular(path, &meta, what)?;
     Ok((file, meta.len()))
 }
 
 /// Reads at most `limit` bytes of a regular file; `what` says what the file is for
 /// ("a program file"), in messages.
-pub fn read_bytes(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String> {
+pub fn read_bytes(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>> {
     let (file, len) = open_regular(path, what)?;
-    let too_big = |n: u64| {
-        cannot(
-            path,
-            format!(
-                "it is {}; {what} may be at most {}",
-                size_words(n),
-                size_words(limit)
-            ),
-        )
+    let too_big = |size: u64| FileError::TooLarge {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        size,
+        limit,
     };
     if len > limit {
         return Err(too_big(len));
@@ -134,7 +174,7 @@ pub fn read_bytes(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String
     // The file may grow after the stat: read one byte past the limit to notice.
     file.take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| io_error(path, &e))?;
+        .map_err(|e| io_error(path, e))?;
     if buf.len() as u64 > limit {
         return Err(too_big(buf.len() as u64));
     }
@@ -142,38 +182,32 @@ pub fn read_bytes(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String
 }
 
 /// [`read_bytes`], then UTF-8.
-pub fn read_text(path: &Path, what: &str, limit: u64) -> Result<String, String> {
+pub fn read_text(path: &Path, what: &str, limit: u64) -> Result<String> {
     let bytes = read_bytes(path, what, limit)?;
-    String::from_utf8(bytes).map_err(|e| {
-        cannot(
-            path,
-            format!(
-                "it is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
+    String::from_utf8(bytes).map_err(|e| FileError::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
     })
 }
 
 /// A model path (`--base`, `--model`, a generator's model) must be a directory or a
 /// regular file before anything in it is opened or mapped.
-pub fn check_model_path(path: &Path, what: &str) -> Result<Metadata, String> {
-    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+pub fn check_model_path(path: &Path, what: &str) -> Result<Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     if meta.is_dir() || meta.is_file() {
         return Ok(meta);
     }
-    Err(cannot(
+    Err(wrong_kind(
         path,
-        format!(
-            "it is {}; {what} must be a directory or a regular file",
-            kind_name(&meta.file_type())
-        ),
+        &meta,
+        what,
+        "a directory or a regular file",
     ))
 }
 
 /// Reads a program file (a regular file, at most the language's source limit), with a
 /// message that says what went wrong.
-pub fn read_program(path: &str) -> Result<String, String> {
+pub fn read_program(path: &str) -> Result<String> {
     read_text(std::path::Path::new(path), "a program file", limit::PROGRAM)
 }
 
@@ -188,16 +222,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Writes a file atomically: a temporary sibling, then a rename over `path` (creating
 /// the parent directory if needed), so readers see the old file or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let err = |source: std::io::Error| FileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("cannot write `{}`: not a file name", path.display()))?;
+    let name = path.file_name().ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ))
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
         name.to_string_lossy(),
@@ -230,11 +270,15 @@ mod tests {
 
     #[test]
     fn directories_and_devices_are_refused() {
-        let e = read_text(Path::new("/"), "a program file", 10).unwrap_err();
+        let e = read_text(Path::new("/"), "a program file", 10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("it is a directory"), "{e}");
         #[cfg(unix)]
         {
-            let e = read_text(Path::new("/dev/zero"), "a program file", 10).unwrap_err();
+            let e = read_text(Path::new("/dev/zero"), "a program file", 10)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("a character device"), "{e}");
         }
     }
@@ -245,6 +289,8 @@ mod tests {
         let p = dir.path().join("big.merge");
         std::fs::write(&p, vec![b'a'; 2000]).unwrap();
         let e = read_text(&p, "a program file", 1024).unwrap_err();
+        assert!(matches!(e, FileError::TooLarge { size: 2000, .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("may be at most 1 KiB"), "{e}");
         assert_eq!(read_text(&p, "a program file", 2000).unwrap().len(), 2000);
     }

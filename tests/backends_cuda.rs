@@ -24,10 +24,10 @@ mod rng;
 use cuda_harness::{emulate_cases, have_cc};
 use cuda_kernels::{Case, Outputs};
 use mergec::codegen::{Engine, Launch};
-use mergec::pipeline::run_compiled;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::kernel::{Kernel, KernelIo};
 use mergec::ir::reference;
+use mergec::pipeline::run_compiled;
 use mergec::semantics::rng::SplitMix64;
 use mergec::types::{CheckedMerge, Const, instantiate_merge};
 use programs::{random_cases, random_tensor, stdlib_settings};
@@ -59,7 +59,7 @@ impl Engine for Recorder {
     fn name(&self) -> &'static str {
         "recorded-ref"
     }
-    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, mergec::codegen::BackendError> {
         Ok(Box::new(RecLaunch(k.clone(), self.clone())))
     }
 }

@@ -73,7 +73,11 @@ pub fn run(a: &GenerateArgs) -> i32 {
 
 fn prompt(a: &GenerateArgs, local: bool) -> Result<String, String> {
     match &a.prompt_file {
-        Some(f) => crate::files::read_text(f, "a prompt file", crate::files::limit::CONFIG),
+        Some(f) => Ok(crate::files::read_text(
+            f,
+            "a prompt file",
+            crate::files::limit::CONFIG,
+        )?),
         None if local => Ok(crate::develop::prompt::compact_prompt()),
         None => Ok(crate::develop::prompt::default_prompt()),
     }

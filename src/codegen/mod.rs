@@ -3,6 +3,9 @@
 
 pub mod cpu;
 pub mod cuda;
+mod error;
+
+pub use error::BackendError;
 
 use crate::cancel::Cancel;
 use crate::ir::kernel::{Kernel, KernelIo};
@@ -13,13 +16,13 @@ pub trait Launch: Send + Sync {
     fn launch(&self, io: &mut KernelIo);
     /// As `launch`, but a device failure (out of memory, a lost device) is an error, not
     /// a panic. CPU engines cannot fail once compiled.
-    fn try_launch(&self, io: &mut KernelIo) -> Result<(), String> {
+    fn try_launch(&self, io: &mut KernelIo) -> Result<(), BackendError> {
         self.launch(io);
         Ok(())
     }
     /// As `try_launch`, stopping once `cancel` fires (the stores are then partial and
     /// the reason is the error). Engines that cannot stop inside a launch poll before it.
-    fn launch_until(&self, io: &mut KernelIo, cancel: &Cancel) -> Result<(), String> {
+    fn launch_until(&self, io: &mut KernelIo, cancel: &Cancel) -> Result<(), BackendError> {
         cancel.check()?;
         self.try_launch(io)
     }
@@ -28,9 +31,9 @@ pub trait Launch: Send + Sync {
 /// A backend: compiles kernels for one target.
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
-    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String>;
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, BackendError>;
     /// Compiles several kernels (a device engine compiles them as one module).
-    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, BackendError> {
         ks.iter().map(|k| self.compile(k)).collect()
     }
     /// Called after the last launch of one tensor (device engines drop cached uploads).
@@ -52,7 +55,7 @@ impl Engine for RefEngine {
     fn name(&self) -> &'static str {
         "ref"
     }
-    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, BackendError> {
         Ok(Box::new(RefLaunch(k.clone())))
     }
 }

@@ -179,10 +179,10 @@ impl LocalGenerator {
             "base_model_name_or_path": self.base.path.display().to_string(),
             "base_content_hash": self.base.content_hash(),
         });
-        crate::files::write_atomic(
+        Ok(crate::files::write_atomic(
             &dir.join("adapter_config.json"),
             serde_json::to_string_pretty(&cfg).expect("json").as_bytes(),
-        )
+        )?)
     }
 
     /// The prompt as the model sees it: chat template (when the model has one) around

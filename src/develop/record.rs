@@ -134,7 +134,10 @@ pub fn check_run_dir(dir: &Path, resume: bool) -> Result<bool, String> {
 pub fn create_run_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("run_dir `{}`: {e}", dir.display()))?;
     let text = format!("mergec {} run directory\n", env!("CARGO_PKG_VERSION"));
-    crate::files::write_atomic(&dir.join(RUN_MARKER), text.as_bytes())
+    Ok(crate::files::write_atomic(
+        &dir.join(RUN_MARKER),
+        text.as_bytes(),
+    )?)
 }
 
 #[cfg(test)]

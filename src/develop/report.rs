@@ -271,5 +271,8 @@ pub fn write_report(cfg: &RunConfig, f: &Final) -> Result<(), String> {
     super::plots::write_all(dir, &f.iterations)?;
     crate::files::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(f).map_err(|e| e.to_string())?;
-    crate::files::write_atomic(&dir.join("report.json"), json.as_bytes())
+    Ok(crate::files::write_atomic(
+        &dir.join("report.json"),
+        json.as_bytes(),
+    )?)
 }

@@ -387,7 +387,7 @@ pub fn run_job(
         };
         let written = serde_json::to_vec(&entry)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| crate::files::write_atomic(f, &bytes));
+            .and_then(|bytes| Ok(crate::files::write_atomic(f, &bytes)?));
         if let Err(e) = written {
             warnings.push(format!("the result was not cached: {e}"));
         }

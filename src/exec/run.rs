@@ -3,7 +3,7 @@
 //! for bit, on the CPU engines.
 
 use super::select;
-use crate::codegen::{Engine, Launch as Code};
+use crate::codegen::{BackendError, Engine, Launch as Code};
 use crate::interp::{RuntimeError, Value, elem_op, topk_count};
 use crate::ir::graph::{H64, NTy, NodeId, NodeOp, Red, Scalar};
 use crate::ir::kernel::{Args, Dtype, KernelIo};
@@ -22,7 +22,7 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    pub fn new(plan: Plan, engine: &dyn Engine) -> Result<Compiled, String> {
+    pub fn new(plan: Plan, engine: &dyn Engine) -> Result<Compiled, BackendError> {
         // Every kernel in one list (one module on a device): per stage, each select's
         // full-chunk and last-chunk key kernels, then the launches.
         let mut all = Vec::new();
@@ -36,7 +36,10 @@ impl Compiled {
             all.extend(s.launches.iter().map(|l| l.kernel.clone()));
         }
         let mut compiled = engine.compile_many(&all)?.into_iter();
-        let mut next = || compiled.next().ok_or("engine returned too few kernels");
+        let mut next = || {
+            let e = || BackendError::Compile("the engine returned too few kernels".into());
+            compiled.next().ok_or_else(e)
+        };
         let mut code = Vec::new();
         let mut sel_code = Vec::new();
         for s in &plan.stages {
@@ -121,7 +124,7 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
     let timing = std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time"));
     let stop = |s: crate::cancel::Stop| RuntimeError::new(s.to_string());
     // A failure once the token fired is the stop (a launch cut short says only that).
-    let failed = |e: String| match inp.cancel.check() {
+    let failed = |e: BackendError| match inp.cancel.check() {
         Err(s) => stop(s),
         Ok(()) => backend_error(e),
     };
@@ -320,7 +323,12 @@ impl State<'_> {
     }
 
     /// Resolves a chunked top-k group: its cut points (and mask buffers if needed).
-    fn select(&mut self, si: usize, j: usize, sel: &crate::ir::plan::Select) -> Result<(), String> {
+    fn select(
+        &mut self,
+        si: usize,
+        j: usize,
+        sel: &crate::ir::plan::Select,
+    ) -> Result<(), BackendError> {
         let g = &self.c.plan.graph;
         let cols = sel.launch.kernel.cols;
         let n = sel.rows * cols;
@@ -399,7 +407,7 @@ impl State<'_> {
         sel: &crate::ir::plan::Select,
         c: usize,
         bufs: &mut [Vec<f32>],
-    ) -> Result<usize, String> {
+    ) -> Result<usize, BackendError> {
         let l = &sel.launch;
         let cols = l.kernel.cols;
         let r0 = c * sel.chunk_rows;
@@ -529,7 +537,7 @@ impl State<'_> {
         li: usize,
         l: &crate::ir::plan::Launch,
         out: &mut Option<&mut [u8]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         let k = &l.kernel;
         let args = self.args(l);
         // Buffers this launch stores into, taken out while it runs.
@@ -595,7 +603,7 @@ impl State<'_> {
 /// Marks a device failure (not the program's): callers may retry elsewhere.
 pub const BACKEND_ERROR: &str = "backend error: ";
 
-fn backend_error(e: String) -> RuntimeError {
+fn backend_error(e: BackendError) -> RuntimeError {
     RuntimeError::new(format!("{BACKEND_ERROR}{e}"))
 }
 

@@ -7,8 +7,8 @@ use crate::ir::lower::LowerError;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// A program file could not be read (the message says what and where).
-    #[error("{0}")]
-    Read(String),
+    #[error(transparent)]
+    Read(#[from] crate::files::FileError),
     #[error("`{spec}` is neither a file nor a stdlib method ({hint})")]
     NotFound { spec: String, hint: String },
     #[error("{label} does not check")]

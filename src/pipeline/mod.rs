@@ -45,7 +45,7 @@ impl Source {
     /// Reads and checks a program: a path to a .merge file, or a stdlib method's name.
     pub fn load(spec: &str) -> Result<Source, PipelineError> {
         if std::path::Path::new(spec).exists() || spec.ends_with(".merge") {
-            let text = crate::files::read_program(spec).map_err(PipelineError::Read)?;
+            let text = crate::files::read_program(spec)?;
             return Source::check(spec, text);
         }
         match crate::stdlib::method(spec) {
@@ -184,7 +184,7 @@ pub fn optimise(g: Graph, t: &Target) -> Plan {
 
 /// Compiles a plan's kernels with an engine.
 pub fn kernels(plan: Plan, engine: &dyn Engine) -> Result<Compiled, LowerError> {
-    Compiled::new(plan, engine).map_err(LowerError::Unsupported)
+    Compiled::new(plan, engine).map_err(|e| LowerError::Unsupported(e.to_string()))
 }
 
 /// Lowers, optimises and compiles one merge for one tensor.

@@ -106,8 +106,9 @@ impl Checkpoint {
     /// or `model.safetensors.index.json` and its shards.
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
-        let meta = crate::files::check_model_path(path, "a checkpoint")
-            .map_err(|message| Error { message })?;
+        let meta = crate::files::check_model_path(path, "a checkpoint").map_err(|e| Error {
+            message: e.to_string(),
+        })?;
         let mut ck = Checkpoint {
             path: path.to_path_buf(),
             shards: Vec::new(),
@@ -274,8 +275,10 @@ impl Checkpoint {
 
     /// Maps one file and adds its tensors.
     fn add_shard(&mut self, path: &Path) -> Result<usize> {
-        let (file, len) = crate::files::open_regular(path, "a safetensors file")
-            .map_err(|message| Error { message })?;
+        let (file, len) =
+            crate::files::open_regular(path, "a safetensors file").map_err(|e| Error {
+                message: e.to_string(),
+            })?;
         if len < 8 {
             return Err(Error::at(
                 path,
@@ -317,7 +320,9 @@ impl Checkpoint {
     /// Opens every shard named in `model.safetensors.index.json` and checks the map.
     fn open_index(&mut self, index: &Path) -> Result<()> {
         let text = crate::files::read_text(index, "a checkpoint index", crate::files::limit::JSON)
-            .map_err(|message| Error { message })?;
+            .map_err(|e| Error {
+                message: e.to_string(),
+            })?;
         let json: Json = serde_json::from_str(&text)
             .map_err(|e| Error::at(index, format!("bad index JSON: {e}")))?;
         let Some(map) = json.get("weight_map").and_then(Json::as_object) else {

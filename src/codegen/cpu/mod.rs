@@ -24,7 +24,7 @@ mod plan;
 mod steps;
 mod translate;
 
-use crate::codegen::{Engine, Launch};
+use crate::codegen::{BackendError, Engine, Launch};
 use crate::ir::kernel::{Kernel, KernelIo};
 
 /// The Cranelift JIT engine (`--backend jit`).
@@ -37,9 +37,9 @@ pub struct JitEngine {
 
 impl JitEngine {
     /// Sets up code generation for the host CPU.
-    pub fn new() -> Result<JitEngine, String> {
+    pub fn new() -> Result<JitEngine, BackendError> {
         Ok(JitEngine {
-            jit: jit::Jit::new()?,
+            jit: jit::Jit::new().map_err(BackendError::Unavailable)?,
             cache: Default::default(),
         })
     }
@@ -59,8 +59,8 @@ impl Launch for JitLaunch {
         &self,
         io: &mut KernelIo,
         cancel: &crate::cancel::Cancel,
-    ) -> Result<(), String> {
-        launch::run(&self.kernel, &self.code, io, cancel).map_err(String::from)
+    ) -> Result<(), BackendError> {
+        Ok(launch::run(&self.kernel, &self.code, io, cancel)?)
     }
 }
 
@@ -70,12 +70,12 @@ impl Engine for JitEngine {
     }
 
     /// Kernels compile independently (one module each), so in parallel.
-    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, BackendError> {
         use rayon::prelude::*;
         ks.par_iter().map(|k| self.compile(k)).collect()
     }
 
-    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, BackendError> {
         let key = format!(
             "{:?}",
             Kernel {
@@ -87,8 +87,9 @@ impl Engine for JitEngine {
         let code = match cached {
             Some(c) => c,
             None => {
-                let p = plan::plan(k)?;
-                let c = std::sync::Arc::new(self.jit.compile(k, &p)?);
+                let p = plan::plan(k).map_err(BackendError::Compile)?;
+                let c = self.jit.compile(k, &p).map_err(BackendError::Compile)?;
+                let c = std::sync::Arc::new(c);
                 if let Ok(mut cache) = self.cache.lock() {
                     cache.insert(key, c.clone());
                 }

@@ -20,43 +20,51 @@ use sha2::{Digest, Sha256};
 
 use super::select::{self, Pass};
 use super::{Param, geometry, params, render};
-use crate::codegen::{Engine, Launch};
+use crate::codegen::{BackendError, Engine, Launch};
 use crate::ir::kernel::{Kernel, KernelIo};
 
-fn err(e: impl std::fmt::Debug) -> String {
-    format!("{e:?}")
+type Result<T> = std::result::Result<T, BackendError>;
+
+/// A driver or runtime failure.
+fn err(e: impl std::fmt::Debug) -> BackendError {
+    BackendError::Device(format!("{e:?}"))
 }
 
 /// Checks that the driver and NVRTC libraries load, without calling into them.
-fn libraries_present() -> Result<(), String> {
+fn libraries_present() -> Result<()> {
     // SAFETY: `is_culib_present` only tries to dlopen libcuda under its usual names and
     // closes it again; it calls no CUDA function.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err("no CUDA driver library (libcuda.so) found".to_string());
+        return Err(BackendError::Unavailable(
+            "no CUDA driver library (libcuda.so) found".into(),
+        ));
     }
     // SAFETY: as above, for libnvrtc.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(
+        return Err(BackendError::Unavailable(
             "no NVRTC library (libnvrtc.so) found; add the CUDA toolkit's lib64 directory \
              to LD_LIBRARY_PATH"
-                .to_string(),
-        );
+                .into(),
+        ));
     }
     Ok(())
 }
 
 /// Runs `f` after the library check, turning a panic inside cudarc into an error.
-fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     libraries_present()?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err("the CUDA library panicked (see the message above)".to_string()))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        let why = "the CUDA library panicked (see the message above)";
+        Err(BackendError::Device(why.into()))
+    })
 }
 
-fn context() -> Result<Arc<CudaContext>, String> {
-    CudaContext::new(0).map_err(|e| format!("no usable CUDA device: {e:?}"))
+fn context() -> Result<Arc<CudaContext>> {
+    CudaContext::new(0)
+        .map_err(|e| BackendError::Unavailable(format!("no usable CUDA device: {e:?}")))
 }
 
-fn describe(ctx: &CudaContext) -> Result<String, String> {
+fn describe(ctx: &CudaContext) -> Result<String> {
     let name = ctx.name().map_err(err)?;
     let (major, minor) = ctx.compute_capability().map_err(err)?;
     let mem = ctx.total_mem().map_err(err)? as f64 / (1u64 << 30) as f64;
@@ -64,7 +72,7 @@ fn describe(ctx: &CudaContext) -> Result<String, String> {
 }
 
 /// Describes device 0, or says why there is none. Never panics.
-pub fn probe() -> Result<String, String> {
+pub fn probe() -> Result<String> {
     guarded(|| {
         let ctx = context()?;
         describe(&ctx)
@@ -73,7 +81,7 @@ pub fn probe() -> Result<String, String> {
 
 /// Device-to-device copy bandwidth in GB/s (bytes read plus bytes written, per second),
 /// the best of 5 copies of 1 GiB timed with events.
-pub fn copy_bandwidth_gbs() -> Result<f64, String> {
+pub fn copy_bandwidth_gbs() -> Result<f64> {
     guarded(|| {
         let ctx = context()?;
         let stream = ctx.default_stream();
@@ -109,7 +117,7 @@ struct Inner {
     modules: Mutex<HashMap<[u8; 32], Arc<CudaModule>>>,
     /// Device copies of input slices, until the uploading thread's `end_tensor`.
     uploads: Mutex<HashMap<UploadKey, Arc<CudaSlice<u8>>>>,
-    select: OnceLock<Result<CudaFunction, String>>,
+    select: OnceLock<Result<CudaFunction>>,
     /// Device time of the latest kernel launch, in milliseconds.
     last_kernel_ms: Mutex<Option<f32>>,
 }
@@ -125,7 +133,7 @@ pub struct CudaEngine {
 
 impl CudaEngine {
     /// Opens device 0, or says why it cannot. Never panics.
-    pub fn new() -> Result<CudaEngine, String> {
+    pub fn new() -> Result<CudaEngine> {
         guarded(|| {
             let ctx = context()?;
             let description = describe(&ctx)?;
@@ -152,12 +160,12 @@ impl CudaEngine {
     }
 
     /// Compiles (or finds in the cache) a translation unit and loads it.
-    pub fn module(&self, src: &str) -> Result<Arc<CudaModule>, String> {
+    pub fn module(&self, src: &str) -> Result<Arc<CudaModule>> {
         self.inner.module(src)
     }
 
     /// Compiles several kernels with one NVRTC call (one translation unit).
-    pub fn compile_all(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+    pub fn compile_all(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>> {
         let module = self.inner.module(&render(ks))?;
         ks.iter()
             .enumerate()
@@ -167,12 +175,7 @@ impl CudaEngine {
 
     /// Runs kernel `index` of a CUDA translation unit written for `ks` by `render`, possibly
     /// edited by hand (to try a variant of the prelude, say).
-    pub fn compile_source(
-        &self,
-        src: &str,
-        index: usize,
-        k: &Kernel,
-    ) -> Result<Box<dyn Launch>, String> {
+    pub fn compile_source(&self, src: &str, index: usize, k: &Kernel) -> Result<Box<dyn Launch>> {
         let module = self.inner.module(src)?;
         self.launcher(&module, index, k)
     }
@@ -182,7 +185,7 @@ impl CudaEngine {
         module: &Arc<CudaModule>,
         index: usize,
         k: &Kernel,
-    ) -> Result<Box<dyn Launch>, String> {
+    ) -> Result<Box<dyn Launch>> {
         let func = module
             .load_function(&super::entry_name(index, &k.name))
             .map_err(err)?;
@@ -199,32 +202,37 @@ impl CudaEngine {
     }
 
     /// `TopSel` arguments `(t, cut)` selecting the `k` largest |x| (ties: lower index).
-    pub fn topk_cut(&self, x: &[f32], k: usize) -> Result<(u64, u64), String> {
+    pub fn topk_cut(&self, x: &[f32], k: usize) -> Result<(u64, u64)> {
         let dev = self.upload_f32(x)?;
-        select::topk_cut(x.len(), k, &mut |p| self.histogram(&dev, x.len(), p))
+        let mut hist = |p: &Pass| Ok(self.histogram(&dev, x.len(), p)?);
+        select::topk_cut(x.len(), k, &mut hist).map_err(BackendError::Device)
     }
 
     /// The element of 0-based `rank` in `f32::total_cmp` order.
-    pub fn kth_smallest(&self, x: &[f32], rank: usize) -> Result<f32, String> {
+    pub fn kth_smallest(&self, x: &[f32], rank: usize) -> Result<f32> {
         let dev = self.upload_f32(x)?;
-        select::kth_smallest(rank, &mut |p| self.histogram(&dev, x.len(), p))
+        let mut hist = |p: &Pass| Ok(self.histogram(&dev, x.len(), p)?);
+        select::kth_smallest(rank, &mut hist).map_err(BackendError::Device)
     }
 
     /// `semantics::quantile(x, q)`, with the order statistics found on the GPU.
-    pub fn quantile(&self, x: &[f32], q: f32) -> Result<f32, String> {
+    pub fn quantile(&self, x: &[f32], q: f32) -> Result<f32> {
         let dev = self.upload_f32(x)?;
-        select::quantile(x.len(), q, &mut |p| self.histogram(&dev, x.len(), p))
+        let mut hist = |p: &Pass| Ok(self.histogram(&dev, x.len(), p)?);
+        select::quantile(x.len(), q, &mut hist).map_err(BackendError::Device)
     }
 
-    fn upload_f32(&self, x: &[f32]) -> Result<CudaSlice<f32>, String> {
+    fn upload_f32(&self, x: &[f32]) -> Result<CudaSlice<f32>> {
         if x.len() >= 1 << 32 {
-            return Err("radix select: at most 2^32 - 1 elements".to_string());
+            return Err(BackendError::Device(
+                "radix select: at most 2^32 - 1 elements".into(),
+            ));
         }
         self.inner.stream.clone_htod(x).map_err(err)
     }
 
     /// One pass of `kernels/select.cu` over a device buffer.
-    pub fn histogram(&self, x: &CudaSlice<f32>, n: usize, p: &Pass) -> Result<[u32; 256], String> {
+    pub fn histogram(&self, x: &CudaSlice<f32>, n: usize, p: &Pass) -> Result<[u32; 256]> {
         let inner = &self.inner;
         let func = inner
             .select
@@ -257,7 +265,7 @@ impl CudaEngine {
 }
 
 impl Inner {
-    fn module(&self, src: &str) -> Result<Arc<CudaModule>, String> {
+    fn module(&self, src: &str) -> Result<Arc<CudaModule>> {
         let key: [u8; 32] = Sha256::digest(src.as_bytes()).into();
         if let Some(m) = self.modules.lock().map_err(err)?.get(&key) {
             return Ok(m.clone());
@@ -273,9 +281,9 @@ impl Inner {
 
     /// NVRTC with IEEE semantics: no FMA contraction, precise division and square root,
     /// subnormals kept. Retries without `--gpu-architecture` if NVRTC does not know it.
-    fn compile(&self, src: &str) -> Result<cudarc::nvrtc::Ptx, String> {
+    fn compile(&self, src: &str) -> Result<cudarc::nvrtc::Ptx> {
         if src.contains('\0') {
-            return Err("CUDA source holds a NUL byte".to_string());
+            return Err(BackendError::Compile("CUDA source holds a NUL byte".into()));
         }
         let arch = self.arch.lock().map_err(err)?.clone();
         let opts = |arch: Option<String>| CompileOptions {
@@ -289,16 +297,18 @@ impl Inner {
         match compile_ptx_with_opts(src, opts(arch.clone())) {
             Ok(ptx) => Ok(ptx),
             Err(first) if arch.is_some() => {
-                let ptx = compile_ptx_with_opts(src, opts(None))
-                    .map_err(|e| format!("NVRTC: {first}\nthen without the architecture: {e}"))?;
+                let ptx = compile_ptx_with_opts(src, opts(None)).map_err(|e| {
+                    let why = format!("NVRTC: {first}\nthen without the architecture: {e}");
+                    BackendError::Compile(why)
+                })?;
                 *self.arch.lock().map_err(err)? = None;
                 Ok(ptx)
             }
-            Err(e) => Err(format!("NVRTC: {e}")),
+            Err(e) => Err(BackendError::Compile(format!("NVRTC: {e}"))),
         }
     }
 
-    fn upload(&self, bytes: &[u8]) -> Result<Arc<CudaSlice<u8>>, String> {
+    fn upload(&self, bytes: &[u8]) -> Result<Arc<CudaSlice<u8>>> {
         let key = (
             std::thread::current().id(),
             bytes.as_ptr() as usize,
@@ -318,12 +328,12 @@ impl Engine for CudaEngine {
         "cuda"
     }
 
-    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, String> {
+    fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>> {
         let module = self.inner.module(&render(std::slice::from_ref(k)))?;
         self.launcher(&module, 0, k)
     }
 
-    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, String> {
+    fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>> {
         self.compile_all(ks)
     }
 
@@ -348,15 +358,16 @@ impl Launch for CudaLaunch {
         }
     }
 
-    fn try_launch(&self, io: &mut KernelIo) -> Result<(), String> {
-        self.run(io)
-            .map_err(|e| format!("cuda: kernel `{}` failed: {e}", self.kernel.name))
+    fn try_launch(&self, io: &mut KernelIo) -> Result<()> {
+        self.run(io).map_err(|e| {
+            BackendError::Device(format!("cuda: kernel `{}` failed: {e}", self.kernel.name))
+        })
     }
 }
 
 impl CudaLaunch {
     /// Checks that `io` has the buffers and arguments the kernel's signature needs.
-    fn check(&self, io: &KernelIo) -> Result<(), String> {
+    fn check(&self, io: &KernelIo) -> Result<()> {
         let k = &self.kernel;
         let sizes = k
             .inputs
@@ -377,11 +388,13 @@ impl CudaLaunch {
         if ok && io.stores.iter().zip(store_sizes).all(|(b, n)| b.len() == n) {
             Ok(())
         } else {
-            Err("the launch's buffers or arguments do not fit the kernel".to_string())
+            Err(BackendError::Device(
+                "the launch's buffers or arguments do not fit the kernel".into(),
+            ))
         }
     }
 
-    fn run(&self, io: &mut KernelIo) -> Result<(), String> {
+    fn run(&self, io: &mut KernelIo) -> Result<()> {
         self.check(io)?;
         let (k, inner) = (&self.kernel, &self.inner);
         let s = &inner.stream;
@@ -389,7 +402,7 @@ impl CudaLaunch {
             .inputs
             .iter()
             .map(|b| inner.upload(b))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         // SAFETY (both allocations): uninitialised device memory that is never read
         // before the kernel writes it: the kernel stores every element of the domain into
         // every store buffer and one value per unit into every reduction buffer.
@@ -397,11 +410,11 @@ impl CudaLaunch {
             .stores
             .iter()
             .map(|b| unsafe { s.alloc::<u8>(b.len()) })
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(err)?;
         let mut reds = (0..k.n_reductions())
             .map(|_| unsafe { s.alloc::<f64>(k.n_units()) })
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(err)?;
         let mut b = s.launch_builder(&self.func);
         debug_assert!(params(k).windows(2).all(|w| order(w[0]) <= order(w[1])));

@@ -90,18 +90,20 @@ pub fn segments(k: &Kernel) -> usize {
 
 /// The device, or why there is none. Without the `cuda` feature there never is one.
 #[cfg(not(feature = "cuda"))]
-pub fn probe() -> Result<String, String> {
-    Err("built without the `cuda` feature; rebuild with --features cuda".to_string())
+pub fn probe() -> Result<String, crate::codegen::BackendError> {
+    Err(crate::codegen::BackendError::Unavailable(
+        "built without the `cuda` feature; rebuild with --features cuda".into(),
+    ))
 }
 
 /// Device-to-device copy bandwidth; needs the `cuda` feature.
 #[cfg(not(feature = "cuda"))]
-pub fn copy_bandwidth_gbs() -> Result<f64, String> {
+pub fn copy_bandwidth_gbs() -> Result<f64, crate::codegen::BackendError> {
     probe().map(|_| 0.0)
 }
 
 /// The CUDA engine, or why there is none (probed first: never a panic without a driver).
-pub fn engine() -> Result<Box<dyn crate::codegen::Engine>, String> {
+pub fn engine() -> Result<Box<dyn crate::codegen::Engine>, crate::codegen::BackendError> {
     #[cfg(feature = "cuda")]
     {
         probe()?;
@@ -109,6 +111,6 @@ pub fn engine() -> Result<Box<dyn crate::codegen::Engine>, String> {
     }
     #[cfg(not(feature = "cuda"))]
     {
-        Err(probe().err().unwrap_or_default())
+        probe().map(|_| unreachable!("probe fails without the feature"))
     }
 }
