@@ -24,7 +24,7 @@ fn broken(m: &Models, name: &str, yaml: &str) -> String {
     assert_eq!(cli_run(&a), 1, "{name}: should fail");
     assert!(!out.exists(), "{name}: left an output directory");
     let err = job_from_config(&a)
-        .and_then(|job| mergec::runtime::run(&job).map(|_| ()))
+        .and_then(|job| mergec::runtime::run(&job).map(|_| ()).map_err(String::from))
         .expect_err("fails");
     assert!(!out.exists());
     err

@@ -248,7 +248,7 @@ pub fn run(a: &MergeArgs) -> i32 {
     } else {
         job_from_flags(a)
     };
-    let result = job.and_then(|job| with_threads(a.threads, || crate::runtime::run(&job)));
+    let result = job.and_then(|job| with_threads(a.threads, || Ok(crate::runtime::run(&job)?)));
     match result {
         Ok(s) => {
             if !a.quiet {

@@ -57,7 +57,7 @@ impl Backend {
 }
 
 /// The engine for a backend (None for the interpreter).
-pub fn engine(b: Backend) -> Result<Option<Box<dyn Engine>>, String> {
+pub fn engine(b: Backend) -> Result<Option<Box<dyn Engine>>, crate::codegen::BackendError> {
     Ok(match b {
         Backend::Interp => None,
         Backend::Ref => Some(Box::new(crate::codegen::RefEngine)),

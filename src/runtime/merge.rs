@@ -1,6 +1,7 @@
 //! `mergec merge`: streams checkpoints tensor by tensor through a checked
 //! program into a new Hugging Face directory, atomically.
 
+use super::error::MergeError;
 use super::output::{OutputDir, copy_side_files, write_index};
 use super::plan::{
     Action, MergePlan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
@@ -103,23 +104,25 @@ struct Inputs {
 }
 
 /// Runs the merge. On any error or interruption nothing is left at `out`.
-pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
+pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     let start = std::time::Instant::now();
     if job.models.is_empty() {
-        return Err("give at least one --model to merge with the base".into());
+        return Err(MergeError::Job(
+            "give at least one --model to merge with the base".into(),
+        ));
     }
     let inputs: Vec<&std::path::Path> = std::iter::once(&job.base)
         .chain(&job.models)
         .map(|p| p.as_path())
         .collect();
-    refuse_overlap("--out", &job.out, &inputs, "the merge")?;
+    refuse_overlap("--out", &job.out, &inputs, "the merge").map_err(MergeError::Job)?;
     if let Some(t) = &job.tokenizer_from
         && !t.is_dir()
     {
-        return Err(format!(
+        return Err(MergeError::Job(format!(
             "--tokenizer-from `{}` is not a directory",
             t.display()
-        ));
+        )));
     }
     let mut cancel = Cancel::on_signal();
     if let Some(d) = job.deadline {
@@ -127,11 +130,11 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
     }
     let inputs = Inputs {
         cancel,
-        base: Checkpoint::open(&job.base).map_err(|e| e.to_string())?,
+        base: Checkpoint::open(&job.base)?,
         models: job
             .models
             .iter()
-            .map(|m| Checkpoint::open(m).map_err(|e| e.to_string()))
+            .map(Checkpoint::open)
             .collect::<Result<_, _>>()?,
     };
     let plan = plan(
@@ -143,12 +146,13 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
             shard_size: job.shard_size,
             on_mismatch_base: job.on_mismatch_base,
         },
-    )?;
-    let checked = check_ranks(job, &plan)?;
-    validate_params(job, &plan, &checked, inputs.models.len())?;
+    )
+    .map_err(MergeError::Job)?;
+    let checked = check_ranks(job, &plan).map_err(MergeError::Job)?;
+    validate_params(job, &plan, &checked, inputs.models.len()).map_err(MergeError::Job)?;
     let compiled = super::compiled::engine(job.backend)?
         .map(|e| super::compiled::CompiledJob::new(e, &checked));
-    let out = OutputDir::create(&job.out, job.force)?;
+    let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
         job.quiet,
@@ -168,10 +172,11 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, String> {
         )?;
     }
     if names.len() > 1 {
-        write_index(out.path(), &plan, &names)?;
+        write_index(out.path(), &plan, &names).map_err(MergeError::Output)?;
     }
-    copy_side_files(job, out.path())?;
-    super::output::write_provenance(job, out.path(), &inputs.base, &inputs.models, &plan)?;
+    copy_side_files(job, out.path()).map_err(MergeError::Output)?;
+    super::output::write_provenance(job, out.path(), &inputs.base, &inputs.models, &plan)
+        .map_err(MergeError::Output)?;
     out.commit()?;
     bar.finish_and_clear();
     let merged = plan
@@ -310,7 +315,7 @@ fn write_shard(
     shard: &[usize],
     path: &std::path::Path,
     bar: &ProgressBar,
-) -> Result<u64, String> {
+) -> Result<u64, MergeError> {
     let entries: Vec<HeaderEntry> = shard
         .iter()
         .map(|&i| {
@@ -324,7 +329,7 @@ fn write_shard(
         })
         .collect();
     let file = std::fs::File::create(path)
-        .map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
+        .map_err(|e| MergeError::Output(format!("cannot create `{}`: {e}", path.display())))?;
     let header = header_bytes(&entries);
     // A writer thread stores each tensor while the next one is computed.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
@@ -335,8 +340,10 @@ fn write_shard(
     let abandoned = std::sync::atomic::AtomicBool::new(false);
     let abandoned = &abandoned;
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> Result<u64, String> {
-            let io = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+        let writer = scope.spawn(move || -> Result<u64, MergeError> {
+            let io = |e: std::io::Error| {
+                MergeError::Output(format!("cannot write `{}`: {e}", path.display()))
+            };
             let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
             w.write_all(&header).map_err(io)?;
             let mut total = header.len() as u64;
@@ -361,9 +368,10 @@ fn write_shard(
             abandoned.store(true, Ordering::SeqCst);
         }
         drop(tx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(format!("the writer of `{}` failed", path.display())));
+        let written = writer.join().unwrap_or_else(|_| {
+            let why = format!("the writer of `{}` failed", path.display());
+            Err(MergeError::Output(why))
+        });
         produced?;
         written
     })
@@ -391,7 +399,7 @@ fn produce_shard(
     shard: &[usize],
     tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
     in_flight: &std::sync::atomic::AtomicU64,
-) -> Result<(), String> {
+) -> Result<(), MergeError> {
     let k = inputs.models.len();
     let mut i = 0;
     while i < shard.len() {
@@ -419,7 +427,7 @@ fn produce_shard(
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let t_batch = std::time::Instant::now();
-        let results: Vec<Result<Vec<u8>, String>> = shard[i..end]
+        let results: Vec<Result<Vec<u8>, MergeError>> = shard[i..end]
             .par_iter()
             .map(|&ti| {
                 let t = &plan.tensors[ti];
@@ -463,8 +471,8 @@ fn produce(
     checked: &HashMap<usize, Arc<CheckedMerge>>,
     compiled: Option<&super::compiled::CompiledJob>,
     t: &PlannedTensor,
-) -> Result<Vec<u8>, String> {
-    let stopped = |s: crate::cancel::Stop| format!("{s}: nothing was written to the output");
+) -> Result<Vec<u8>, MergeError> {
+    let stopped = MergeError::Stopped;
     inputs.cancel.check().map_err(stopped)?;
     if let Some(c) = compiled
         && t.action == Action::Merge
@@ -478,29 +486,32 @@ fn produce(
         cancel.check().map_err(stopped)?;
     }
     let out_dtype = Dtype::from_header(&t.out_dtype);
-    let base_info = inputs.base.info(&t.name).map_err(|e| e.to_string())?;
+    let base_info = inputs.base.info(&t.name)?;
     if t.action == Action::Copy {
         if base_info.dtype == t.out_dtype {
             return inputs
                 .base
                 .raw_bytes(&t.name)
                 .map(<[u8]>::to_vec)
-                .map_err(|e| e.to_string());
+                .map_err(MergeError::Input);
         }
-        let v = inputs.base.read_f32(&t.name).map_err(|e| e.to_string())?;
+        let v = inputs.base.read_f32(&t.name)?;
         if let Some(d) = out_dtype {
             check_overflow(job, t, d, &v.data)?;
         }
         return Ok(out_dtype.map_or_else(Vec::new, |d| d.encode_vec(&v.data)));
     }
-    let base = inputs.base.read_f32(&t.name).map_err(|e| e.to_string())?;
+    let base = inputs.base.read_f32(&t.name)?;
     let models = inputs
         .models
         .iter()
-        .map(|m| m.read_f32(&t.name).map_err(|e| e.to_string()))
+        .map(|m| m.read_f32(&t.name))
         .collect::<Result<Vec<_>, _>>()?;
     let facts = TensorFacts::from_name(&t.name, plan.n_layers);
-    let overrides = job.params.params_for(&t.name, facts.layer, plan.n_layers)?;
+    let overrides = job
+        .params
+        .params_for(&t.name, facts.layer, plan.n_layers)
+        .map_err(MergeError::Job)?;
     let ctx = Context::new(job.seed, facts).with_cancel(inputs.cancel);
     let m = &checked[&t.shape.len()];
     let out =
@@ -519,17 +530,26 @@ fn produce(
             if e.message.contains("non-finite") {
                 msg.push_str("\n(--allow-nonfinite writes such results anyway)");
             }
-            msg
+            MergeError::Tensor(msg)
         })?;
-    let d =
-        out_dtype.ok_or_else(|| format!("tensor `{}`: cannot store as {}", t.name, t.out_dtype))?;
+    let d = out_dtype.ok_or_else(|| {
+        MergeError::Tensor(format!(
+            "tensor `{}`: cannot store as {}",
+            t.name, t.out_dtype
+        ))
+    })?;
     check_overflow(job, t, d, &out.data)?;
     Ok(d.encode_vec(&out.data))
 }
 
 /// Finite values that the output dtype cannot hold (F16 past 65504) would be stored as Inf:
 /// an error, as a non-finite merge result is, unless --allow-nonfinite.
-fn check_overflow(job: &MergeJob, t: &PlannedTensor, d: Dtype, data: &[f32]) -> Result<(), String> {
+fn check_overflow(
+    job: &MergeJob,
+    t: &PlannedTensor,
+    d: Dtype,
+    data: &[f32],
+) -> Result<(), MergeError> {
     if job.allow_nonfinite || d == Dtype::F32 {
         return Ok(());
     }
@@ -545,7 +565,7 @@ fn check_overflow(job: &MergeJob, t: &PlannedTensor, d: Dtype, data: &[f32]) -> 
         return Ok(());
     }
     let first = data.iter().position(|&x| overflows(x)).unwrap_or(0);
-    Err(format!(
+    Err(MergeError::Tensor(format!(
         "tensor `{}`: {bad} value{} too large for {} would be stored as Inf (first at flat index \
          {first}: {})\nhint: store it as bf16 or f32 (--dtype)\n\
          (--allow-nonfinite writes such results anyway)",
@@ -553,5 +573,5 @@ fn check_overflow(job: &MergeJob, t: &PlannedTensor, d: Dtype, data: &[f32]) -> 
         if bad == 1 { "" } else { "s" },
         d.name(),
         data[first]
-    ))
+    )))
 }

@@ -7,6 +7,7 @@
 
 pub mod child;
 pub mod compiled;
+mod error;
 pub mod merge;
 mod output;
 pub mod plan;
@@ -14,5 +15,6 @@ pub mod safetensors;
 pub mod stale;
 pub mod synth;
 
+pub use error::MergeError;
 pub use merge::{CANCELLED, FixedParams, MergeJob, MergeSummary, ParamSource, run};
 pub use output::remove_temporaries;

@@ -89,16 +89,17 @@ impl OutputDir {
     }
 
     /// Moves the finished directory into place (replacing the old one under --force).
-    pub fn commit(mut self) -> Result<(), String> {
+    pub fn commit(mut self) -> Result<(), super::MergeError> {
         // Held until the rename is done: a second signal removes the temporary either
         // before (then this fails) or not at all.
         let live = live();
         if super::merge::CANCELLED.load(std::sync::atomic::Ordering::Relaxed) || !self.tmp.is_dir()
         {
-            return Err("interrupted: nothing was written to the output".into());
+            return Err(super::MergeError::Stopped(crate::cancel::Stop::Interrupted));
         }
         let err = |e: std::io::Error| {
-            format!("cannot move the merge into `{}`: {e}", self.dest.display())
+            let why = format!("cannot move the merge into `{}`: {e}", self.dest.display());
+            super::MergeError::Output(why)
         };
         if self.replace {
             let old = self

@@ -91,7 +91,7 @@ pub fn run_config(
     let mut a = args(&config.display().to_string(), out);
     tweak(&mut a);
     let job = job_from_config(&a)?;
-    mergec::runtime::run(&job).map(|_| ())
+    mergec::runtime::run(&job).map(|_| ()).map_err(String::from)
 }
 
 /// Reads a tensor of an f32 checkpoint.
