@@ -187,6 +187,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(&args, &|p| {
             mergec::model::LoadedModel::load(p)
                 .map(|m| Box::new(m) as Box<dyn mergec::model::TextModel>)
+                .map_err(String::from)
         }),
         Command::Compile {
             program,

@@ -77,7 +77,7 @@ impl TextModel for Mock {
         prompts: &[String],
         opts: &GenOptions,
         progress: &mut dyn FnMut(usize),
-    ) -> Result<Vec<String>, String> {
+    ) -> mergec::model::Result<Vec<String>> {
         {
             let mut log = self.log.borrow_mut();
             log.calls += 1;

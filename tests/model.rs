@@ -37,6 +37,8 @@ fn config_round_trips_through_hf_json() {
     let c = tiny_config();
     assert_eq!(LlamaConfig::from_hf_json(&c.to_hf_json()).unwrap(), c);
     let e = LlamaConfig::from_hf_json(r#"{"model_type": "gpt2"}"#).unwrap_err();
+    assert!(matches!(e, mergec::model::ModelError::Format(_)), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("gpt2") && e.contains("not supported"), "{e}");
 }
 

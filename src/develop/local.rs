@@ -196,7 +196,7 @@ impl LocalGenerator {
     }
 
     pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
-        self.base.tok.encode(&self.prompt_text(prompt)?)
+        Ok(self.base.tok.encode(&self.prompt_text(prompt)?)?)
     }
 
     /// `n` completions of `prompt` (the text after the opened merge block, without the
@@ -252,7 +252,7 @@ impl LocalGenerator {
                     })
                 }
             })
-            .collect::<Result<Vec<String>>>()?;
+            .collect::<crate::model::Result<Vec<String>>>()?;
         self.last_stats = GuideStats {
             tokens: out.iter().map(|c| c.ids.len()).sum(),
             refused: guide.refused.load(Relaxed),
@@ -276,7 +276,7 @@ impl LocalGenerator {
         let mut text = program.trim_end().to_string();
         text.push('\n');
         text.push_str(REPLY_CLOSE);
-        self.base.tok.encode_plain(&text)
+        Ok(self.base.tok.encode_plain(&text)?)
     }
 
     /// Summed log-probabilities of `completions` (token ids) after `prompt` (ids) under
@@ -323,7 +323,7 @@ impl LocalGenerator {
 
     /// A frozen copy of the current policy, to be a DPO reference.
     pub fn snapshot(&self) -> Result<Llama> {
-        self.policy.with_merged_lora()
+        Ok(self.policy.with_merged_lora()?)
     }
 
     /// The DPO loss and mean chosen-minus-rejected log-ratio margin of `pairs` for the

@@ -47,7 +47,10 @@ fn get_usize(v: &Value, key: &str) -> Result<usize> {
     v.get(key)
         .and_then(Value::as_u64)
         .map(|x| x as usize)
-        .ok_or_else(|| format!("config.json: missing or non-integer `{key}`"))
+        .ok_or_else(|| {
+            let why = format!("config.json: missing or non-integer `{key}`");
+            crate::model::ModelError::Format(why)
+        })
 }
 
 fn token_ids(v: Option<&Value>) -> Vec<u32> {
@@ -76,9 +79,9 @@ impl LlamaConfig {
             "mistral" => Family::Mistral,
             "qwen2" => Family::Qwen2,
             other => {
-                return Err(format!(
+                return Err(crate::model::ModelError::Format(format!(
                     "config.json: model_type `{other}` is not supported (llama, mistral and qwen2 are)"
-                ));
+                )));
             }
         };
         let hidden_size = get_usize(&v, "hidden_size")?;
@@ -97,10 +100,10 @@ impl LlamaConfig {
             || head_dim == 0
             || head_dim % 2 != 0
         {
-            return Err(format!(
+            return Err(crate::model::ModelError::Format(format!(
                 "config.json: inconsistent attention shape ({num_attention_heads} heads, \
                  {num_key_value_heads} key/value heads, head_dim {head_dim})"
-            ));
+            )));
         }
         let rope_scaling = match v.get("rope_scaling") {
             None | Some(Value::Null) => None,
@@ -126,9 +129,9 @@ impl LlamaConfig {
                         })
                     }
                     other => {
-                        return Err(format!(
+                        return Err(crate::model::ModelError::Format(format!(
                             "config.json: rope_scaling type `{other}` is not supported (llama3 is)"
-                        ));
+                        )));
                     }
                 }
             }
@@ -268,16 +271,16 @@ impl ModelSpec {
         check_depth("model.intermediate", self.intermediate)?;
         check_depth("the vocabulary", vocab_size)?;
         if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
-            return Err(format!(
+            return Err(crate::model::ModelError::Format(format!(
                 "model.heads {} must be a positive multiple of model.kv_heads {}",
                 self.heads, self.kv_heads
-            ));
+            )));
         }
         if !self.hidden.is_multiple_of(2 * self.heads) {
-            return Err(format!(
+            return Err(crate::model::ModelError::Format(format!(
                 "model.hidden {} must be a multiple of twice model.heads {} (even head size)",
                 self.hidden, self.heads
-            ));
+            )));
         }
         Ok(())
     }

@@ -11,8 +11,8 @@ use super::tokenizer::Tok;
 use super::{GenOptions, Result};
 use candle_core::{Device, Tensor};
 
-fn err(e: candle_core::Error) -> String {
-    format!("generate: {e}")
+fn err(e: candle_core::Error) -> super::ModelError {
+    super::ModelError::tensor("generate")(e)
 }
 
 /// The text before the first stop string, and whether one was found.
@@ -43,14 +43,16 @@ pub fn generate(
     for (i, p) in prompts.iter().enumerate() {
         let ids = tok.encode(p)?;
         if ids.is_empty() {
-            return Err(format!("prompt {i} is empty after tokenization"));
+            return Err(crate::model::ModelError::Request(format!(
+                "prompt {i} is empty after tokenization"
+            )));
         }
         if ids.len() + opts.max_new_tokens > max_pos {
-            return Err(format!(
+            return Err(crate::model::ModelError::Request(format!(
                 "prompt {i} has {} tokens; with {} new tokens it exceeds the model's {max_pos} positions",
                 ids.len(),
                 opts.max_new_tokens
-            ));
+            )));
         }
         encoded.push(ids);
     }

@@ -52,7 +52,10 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| format!("{}: no weight_map", index.display()))?
             .values()
             .filter_map(|f| f.as_str())
-            .map(|f| crate::runtime::safetensors::shard_path(dir, f).map_err(|e| e.to_string()))
+            .map(|f| {
+                crate::runtime::safetensors::shard_path(dir, f)
+                    .map_err(|e| super::ModelError::Format(e.to_string()))
+            })
             .collect::<Result<_>>()?;
         files.sort();
         files.dedup();
@@ -65,11 +68,11 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!(
+        return Err(crate::model::ModelError::Format(format!(
             "{}: no .safetensors files (a model directory holds config.json, tokenizer.json \
              and model.safetensors)",
             dir.display()
-        ));
+        )));
     }
     all_regular(files)
 }
@@ -93,10 +96,10 @@ impl LoadedModel {
             if path.extension().is_some_and(|e| e == "gguf") {
                 Self::load_gguf(path)
             } else {
-                Err(format!(
+                Err(crate::model::ModelError::Format(format!(
                     "{}: expected a model directory or a .gguf file",
                     path.display()
-                ))
+                )))
             }
         }
     }
@@ -152,9 +155,9 @@ impl LoadedModel {
             .and_then(|v| v.as_str())
             .unwrap_or("");
         if arch != "llama" {
-            return Err(at(&format!(
+            return Err(crate::model::ModelError::Format(at(&format!(
                 "GGUF architecture `{arch}` is not supported (llama-family files are)"
-            )));
+            ))));
         }
         let int = |k: &str| {
             md.get(&format!("llama.{k}"))

@@ -36,9 +36,12 @@ pub fn elementwise_on_caller_thread() {
     }
 }
 
-/// Result type of this module: candle errors, I/O and format problems all become text
-/// that says what and where.
-pub type Result<T> = std::result::Result<T, String>;
+mod error;
+
+pub use error::ModelError;
+
+/// Result type of this module.
+pub type Result<T> = std::result::Result<T, ModelError>;
 
 /// Settings for greedy generation.
 #[derive(Clone, Debug)]

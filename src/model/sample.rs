@@ -309,8 +309,8 @@ struct Choice<'a> {
     closing: bool,
 }
 
-fn err(e: candle_core::Error) -> String {
-    format!("sample: {e}")
+fn err(e: candle_core::Error) -> super::ModelError {
+    super::ModelError::tensor("sample")(e)
 }
 
 struct Seq {
@@ -382,14 +382,16 @@ pub fn sample(
     let max_pos = model.config().max_position_embeddings.clamp(1, 1 << 15);
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {
-            return Err(format!("prompt {i} has no tokens"));
+            return Err(crate::model::ModelError::Request(format!(
+                "prompt {i} has no tokens"
+            )));
         }
         if p.len() + opts.max_new_tokens > max_pos {
-            return Err(format!(
+            return Err(crate::model::ModelError::Request(format!(
                 "prompt {i} has {} tokens; with {} new tokens it exceeds the model's {max_pos} positions",
                 p.len(),
                 opts.max_new_tokens
-            ));
+            )));
         }
     }
     let mut order: Vec<usize> = (0..prompts.len()).collect();
@@ -466,11 +468,11 @@ pub fn sample_shared(
         return Err("the prompt has no tokens".into());
     }
     if prompt.len() + opts.max_new_tokens > max_pos {
-        return Err(format!(
+        return Err(crate::model::ModelError::Request(format!(
             "the prompt has {} tokens; with {} new tokens it exceeds the model's {max_pos} positions",
             prompt.len(),
             opts.max_new_tokens
-        ));
+        )));
     }
     if n == 0 {
         return Ok(vec![]);

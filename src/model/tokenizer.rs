@@ -19,8 +19,9 @@ pub struct Tok {
     chat_template: Option<String>,
 }
 
-fn terr(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
+/// A tokenizer failure: its files, or text it cannot encode or decode.
+fn terr(what: &str, e: impl std::fmt::Display) -> super::ModelError {
+    super::ModelError::Format(format!("{what}: {e}"))
 }
 
 /// The text of a special token entry in `tokenizer_config.json` (a string or
@@ -39,10 +40,10 @@ impl Tok {
     pub fn from_hf_dir(dir: &Path, eos_ids: &[u32]) -> Result<Tok> {
         let path = dir.join("tokenizer.json");
         if !path.is_file() {
-            return Err(format!(
+            return Err(crate::model::ModelError::Format(format!(
                 "{}: missing; a model directory needs its tokenizer.json",
                 path.display()
-            ));
+            )));
         }
         let bytes =
             crate::files::read_bytes(&path, "tokenizer.json", crate::files::limit::TOKENIZER)?;
@@ -90,10 +91,10 @@ impl Tok {
         let s = |k: &str| md.get(k).and_then(|v| v.as_str());
         let model = s("tokenizer.ggml.model").unwrap_or("");
         if model != "gpt2" {
-            return Err(format!(
+            return Err(crate::model::ModelError::Format(format!(
                 "GGUF tokenizer `{model}` is not supported (byte-level BPE, `gpt2`, is); \
                  use the model's Hugging Face directory instead"
-            ));
+            )));
         }
         let tokens = md
             .get("tokenizer.ggml.tokens")
@@ -293,7 +294,7 @@ pub fn render_chat(src: &str, turns: &[(Role, String)], bos: &str, eos: &str) ->
         bos_token => bos,
         eos_token => eos,
     })
-    .map_err(|e| format!("chat template failed: {e}"))
+    .map_err(|e| super::ModelError::Format(format!("chat template failed: {e}")))
 }
 
 /// The GGUF metadata values the loader reads, independent of candle's types.

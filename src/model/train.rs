@@ -8,8 +8,8 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarMap;
 use sha2::{Digest, Sha256};
 
-fn err(e: candle_core::Error) -> String {
-    format!("train: {e}")
+fn err(e: candle_core::Error) -> super::ModelError {
+    super::ModelError::tensor("train")(e)
 }
 
 /// The learning rate at `step` (0-based) of `steps`: linear warmup to `lr` over

@@ -13,8 +13,8 @@ use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 
 mod after;
 
-fn err(e: candle_core::Error) -> String {
-    format!("model: {e}")
+fn err(e: candle_core::Error) -> crate::model::ModelError {
+    crate::model::ModelError::tensor("model")(e)
 }
 
 /// A projection: a frozen linear map, plus optionally a trainable low-rank (LoRA)
@@ -251,10 +251,10 @@ impl Llama {
         }
         for t in &spec.targets {
             if !LoraSpec::ALL.contains(&t.as_str()) {
-                return Err(format!(
+                return Err(crate::model::ModelError::Request(format!(
                     "LoRA target `{t}`: use any of {}",
                     LoraSpec::ALL.join(", ")
-                ));
+                )));
             }
         }
         let dev = self.embed.embeddings().device().clone();
