@@ -1,6 +1,7 @@
 //! The config's parameters checked against the method and typed: the ParamSource
 //! the runtime asks per tensor.
 
+use super::error::ConfigError;
 use super::inputs::Inputs;
 use super::methods;
 use super::params::{ConfigParams, Global, PerModel};
@@ -16,7 +17,7 @@ fn lookup<'m>(
     m: &'m Resolved,
     p: &RawParam,
     notes: &mut Vec<String>,
-) -> Result<Option<&'m ParamInfo>, String> {
+) -> Result<Option<&'m ParamInfo>, ConfigError> {
     if m.use_base == Some(p.name.as_str()) {
         return Err(src.error(
             p.name_pos,
@@ -71,7 +72,7 @@ fn model_settings(
     raw: &RawConfig,
     m: &Resolved,
     notes: &mut Vec<String>,
-) -> Result<Vec<Vec<(String, Placed)>>, String> {
+) -> Result<Vec<Vec<(String, Placed)>>, ConfigError> {
     let mut own: Vec<Vec<(String, Placed)>> = vec![Vec::new(); raw.models.len()];
     for (i, e) in raw.models.iter().enumerate() {
         for p in &e.params {
@@ -103,7 +104,7 @@ fn top_settings(
     raw: &RawConfig,
     m: &Resolved,
     notes: &mut Vec<String>,
-) -> Result<Vec<(String, Placed)>, String> {
+) -> Result<Vec<(String, Placed)>, ConfigError> {
     let mut top: Vec<(String, Placed)> = Vec::new();
     for p in &raw.parameters {
         let Some(info) = lookup(src, m, p, notes)? else {
@@ -123,7 +124,7 @@ pub fn params(
     m: &Resolved,
     inputs: &Inputs,
     notes: &mut Vec<String>,
-) -> Result<ConfigParams, String> {
+) -> Result<ConfigParams, ConfigError> {
     let mut per_model: Vec<PerModel> = Vec::new();
     let mut globals: Vec<Global> = Vec::new();
     let own = model_settings(src, raw, m, notes)?;

@@ -1,6 +1,7 @@
 //! The models a config names: local paths, the base, and the candidates in the
 //! program's order per the method's base role.
 
+use super::error::ConfigError;
 use super::methods::BaseRole;
 use super::resolve::Resolved;
 use super::schema::{RawConfig, Text};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// A model reference as a local path: as given (relative to the working directory), else
 /// relative to the config's directory.
-pub fn local_path(src: &Source, t: &Text, dir: &Path) -> Result<PathBuf, String> {
+pub fn local_path(src: &Source, t: &Text, dir: &Path) -> Result<PathBuf, ConfigError> {
     let given = PathBuf::from(&t.value);
     if given.exists() {
         return Ok(given);
@@ -56,7 +57,12 @@ fn same(a: &Path, b: &Path) -> bool {
     }
 }
 
-pub fn inputs(src: &Source, raw: &RawConfig, m: &Resolved, dir: &Path) -> Result<Inputs, String> {
+pub fn inputs(
+    src: &Source,
+    raw: &RawConfig,
+    m: &Resolved,
+    dir: &Path,
+) -> Result<Inputs, ConfigError> {
     let base = raw
         .base_model
         .as_ref()

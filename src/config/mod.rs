@@ -70,6 +70,7 @@
 //! `arcee_fusion`, `ram` and `ramplus_tl` are not in the stdlib: an error says so.
 
 mod build;
+pub mod error;
 mod inputs;
 mod methods;
 mod params;
@@ -78,6 +79,7 @@ mod schema;
 mod setting;
 mod yaml;
 
+pub use error::ConfigError;
 pub use methods::{BaseRole, METHODS, MethodSpec};
 pub use params::layer_t;
 
@@ -117,7 +119,7 @@ pub struct ConfigJob {
 
 /// Reads the mergekit-style YAML file at `path` into a job's program, models and
 /// parameters, with `o` applied.
-pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, String> {
+pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, ConfigError> {
     let text = crate::files::read_text(
         Path::new(path),
         "a merge config",
@@ -174,7 +176,7 @@ pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, String> {
     })
 }
 
-fn config_dtype(src: &Source, t: Option<&Text>) -> Result<Option<Dtype>, String> {
+fn config_dtype(src: &Source, t: Option<&Text>) -> Result<Option<Dtype>, ConfigError> {
     let Some(t) = t else { return Ok(None) };
     Dtype::parse(&t.value).map(Some).ok_or_else(|| {
         src.error(
@@ -184,7 +186,7 @@ fn config_dtype(src: &Source, t: Option<&Text>) -> Result<Option<Dtype>, String>
     })
 }
 
-fn tokenizer(src: &Source, t: Option<&Text>, dir: &Path) -> Result<Option<PathBuf>, String> {
+fn tokenizer(src: &Source, t: Option<&Text>, dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
     let Some(t) = t else { return Ok(None) };
     match t.value.as_str() {
         "base" => Ok(None),

@@ -1,5 +1,6 @@
 //! `merge_method` to a checked program and the parameters a config may set.
 
+use super::error::ConfigError;
 use super::methods::{self, BaseRole, MethodSpec, Target};
 use super::schema::Text;
 use super::setting::Ty;
@@ -44,7 +45,13 @@ impl Resolved {
     }
 }
 
-fn elem_ty(src: &Source, at: &Text, merge: &str, name: &str, ty: &LangTy) -> Result<Ty, String> {
+fn elem_ty(
+    src: &Source,
+    at: &Text,
+    merge: &str,
+    name: &str,
+    ty: &LangTy,
+) -> Result<Ty, ConfigError> {
     match ty {
         LangTy::F32 => Ok(Ty::F32),
         LangTy::Int => Ok(Ty::Int),
@@ -66,7 +73,7 @@ fn own_params(
     at: &Text,
     sig: &MergeSig,
     skip: &[&str],
-) -> Result<Vec<ParamInfo>, String> {
+) -> Result<Vec<ParamInfo>, ConfigError> {
     sig.params
         .iter()
         .filter(|p| !skip.contains(&p.name.as_str()))
@@ -90,7 +97,7 @@ fn from_spec(
     spec: &MethodSpec,
     program: ProgramSource,
     sig: &MergeSig,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, ConfigError> {
     let mut params = Vec::new();
     for mp in spec.params {
         let info = match mp.target {
@@ -145,7 +152,7 @@ fn generic(
     at: &Text,
     program: ProgramSource,
     sig: &MergeSig,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, ConfigError> {
     Ok(Resolved {
         params: own_params(src, at, sig, &[])?,
         program,
@@ -169,7 +176,7 @@ pub fn method(
     at: &Text,
     config_dir: &Path,
     merge: Option<&str>,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, ConfigError> {
     let name = at.value.trim();
     if is_path(name) {
         let path = config_dir.join(name);
@@ -185,16 +192,16 @@ pub fn method(
         })?;
         let merge_name = program.merge_name(merge).map_err(|e| match e {
             PipelineError::NoMerge { .. } => src.error(at.pos, e.to_string()),
-            _ => format!("--merge: {e}"),
+            _ => ConfigError::Other(format!("--merge: {e}")),
         })?;
         let sig = program.sigs.iter().find(|s| s.name == merge_name).cloned();
         let sig = sig.expect("merge_name names one of the program's merges");
         return generic(src, at, program, &sig);
     }
     if merge.is_some() {
-        return Err(format!(
+        return Err(ConfigError::Other(format!(
             "--merge picks one merge of a .merge program; `{name}` is a stdlib method"
-        ));
+        )));
     }
     if let Some(m) = crate::stdlib::method(name) {
         let sig = m.sig.clone();

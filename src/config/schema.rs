@@ -1,6 +1,7 @@
 //! The shape of a mergekit config: its keys, checked with positions. Parameter
 //! values stay YAML nodes here; they are typed once the method is known.
 
+use super::error::ConfigError;
 use super::yaml::{Kind, Node, Pos, Source};
 use crate::types::did_you_mean;
 
@@ -55,7 +56,7 @@ const TOP_KEYS: &[&str] = &[
     "chat_template",
 ];
 
-fn unknown_key(src: &Source, key: &Node, place: &str, known: &[&str]) -> String {
+fn unknown_key(src: &Source, key: &Node, place: &str, known: &[&str]) -> ConfigError {
     let name = key
         .as_str()
         .map_or_else(|| key.describe(), |s| format!("`{s}`"));
@@ -66,7 +67,7 @@ fn unknown_key(src: &Source, key: &Node, place: &str, known: &[&str]) -> String 
     src.error(key.pos, format!("unknown key {name} {place} ({hint})"))
 }
 
-fn pairs<'a>(src: &Source, node: &'a Node, what: &str) -> Result<&'a [(Node, Node)], String> {
+fn pairs<'a>(src: &Source, node: &'a Node, what: &str) -> Result<&'a [(Node, Node)], ConfigError> {
     match &node.kind {
         Kind::Map(m) => Ok(m),
         Kind::Null => Ok(&[]),
@@ -80,7 +81,7 @@ fn pairs<'a>(src: &Source, node: &'a Node, what: &str) -> Result<&'a [(Node, Nod
     }
 }
 
-fn text(src: &Source, key: &str, node: &Node) -> Result<Option<Text>, String> {
+fn text(src: &Source, key: &str, node: &Node) -> Result<Option<Text>, ConfigError> {
     match &node.kind {
         Kind::Null => Ok(None),
         Kind::Str(s) => Ok(Some(Text {
@@ -97,7 +98,7 @@ fn text(src: &Source, key: &str, node: &Node) -> Result<Option<Text>, String> {
     }
 }
 
-fn params(src: &Source, node: &Node, owner: &str) -> Result<Vec<RawParam>, String> {
+fn params(src: &Source, node: &Node, owner: &str) -> Result<Vec<RawParam>, ConfigError> {
     pairs(src, node, &format!("`parameters` {owner}"))?
         .iter()
         .map(|(k, v)| {
@@ -116,7 +117,7 @@ fn params(src: &Source, node: &Node, owner: &str) -> Result<Vec<RawParam>, Strin
         .collect()
 }
 
-fn model_entry(src: &Source, node: &Node) -> Result<ModelEntry, String> {
+fn model_entry(src: &Source, node: &Node) -> Result<ModelEntry, ConfigError> {
     let Kind::Map(m) = &node.kind else {
         return Err(src.error(
             node.pos,
@@ -158,7 +159,7 @@ fn model_entry(src: &Source, node: &Node) -> Result<ModelEntry, String> {
 }
 
 /// Checks the document's keys and structure.
-pub fn read(src: &Source, root: &Node) -> Result<RawConfig, String> {
+pub fn read(src: &Source, root: &Node) -> Result<RawConfig, ConfigError> {
     let top = match &root.kind {
         Kind::Map(m) => m,
         Kind::Null => return Err(src.error(root.pos, "the config is empty")),

@@ -8,6 +8,7 @@
 //! filter is absent, `*`, or a substring of the tensor name gives the value; when none
 //! matches the setting gives nothing and the next level of precedence is asked.
 
+use super::error::ConfigError;
 use super::yaml::{Kind, Node, Pos, Source};
 use crate::types::Const;
 use serde_json::{Value as Json, json};
@@ -122,7 +123,7 @@ impl Setting {
 }
 
 /// Parses `node` as the setting of parameter `name` of element type `ty`.
-pub fn parse(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Placed, String> {
+pub fn parse(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Placed, ConfigError> {
     let setting = match &node.kind {
         Kind::Seq(items) if items.iter().all(|n| matches!(n.kind, Kind::Map(_))) => {
             if items.is_empty() {
@@ -153,7 +154,7 @@ pub fn parse(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Placed, St
     })
 }
 
-fn condition(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Cond, String> {
+fn condition(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Cond, ConfigError> {
     let Kind::Map(pairs) = &node.kind else {
         return Err(src.error(node.pos, "expected a `filter`/`value` entry"));
     };
@@ -202,7 +203,7 @@ fn condition(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Cond, Stri
 }
 
 /// A scalar or a gradient of `ty`.
-fn value(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Val, String> {
+fn value(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Val, ConfigError> {
     match &node.kind {
         Kind::Seq(items) => {
             if items.is_empty() {
@@ -234,7 +235,7 @@ fn value(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<Val, String> {
     }
 }
 
-fn scalar(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<f64, String> {
+fn scalar(src: &Source, name: &str, node: &Node, ty: Ty) -> Result<f64, ConfigError> {
     let wrong = || {
         src.error(
             node.pos,
@@ -286,7 +287,9 @@ mod tests {
         let Kind::Map(m) = &root.kind else {
             panic!("a map")
         };
-        parse(&src, "p", &m[0].1, ty).map(|p| p.setting)
+        parse(&src, "p", &m[0].1, ty)
+            .map(|p| p.setting)
+            .map_err(String::from)
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A YAML document as a tree whose every node knows its line and column
 //! (serde-saphyr's `Spanned`), and errors that point at them.
 
+use super::error::{ConfigError, Located};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -148,38 +149,40 @@ pub struct Source {
 
 impl Source {
     /// `FILE, line L, column C: MESSAGE` and the line with a caret under the column.
-    pub fn error(&self, pos: Pos, msg: impl std::fmt::Display) -> String {
-        if pos.line == 0 {
-            return format!("{}: {msg}", self.label);
-        }
-        let mut out = format!(
-            "{}, line {}, column {}: {msg}",
-            self.label, pos.line, pos.column
-        );
-        if let Some(line) = self.text.lines().nth(pos.line as usize - 1) {
-            let num = pos.line.to_string();
-            let pad = " ".repeat(num.len());
-            let col = (pos.column.max(1) - 1) as usize;
-            let lead: String = line
-                .chars()
-                .take(col)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            // Underline the word that starts there (a key, a scalar), at least one column.
-            let width = line
-                .chars()
-                .skip(col)
-                .take_while(|c| !matches!(c, ':' | ',' | ']' | '}' | '#') && !c.is_whitespace())
-                .count()
-                .max(1);
-            let marks = "^".repeat(width);
-            out.push_str(&format!("\n {num} | {line}\n {pad} | {lead}{marks}"));
-        }
-        out
+    pub fn error(&self, pos: Pos, msg: impl std::fmt::Display) -> ConfigError {
+        let excerpt = (pos.line > 0)
+            .then(|| self.text.lines().nth(pos.line as usize - 1))
+            .flatten()
+            .map(|line| {
+                let num = pos.line.to_string();
+                let pad = " ".repeat(num.len());
+                let col = (pos.column.max(1) - 1) as usize;
+                let lead: String = line
+                    .chars()
+                    .take(col)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                // Underline the word that starts there (a key, a scalar), at least one column.
+                let width = line
+                    .chars()
+                    .skip(col)
+                    .take_while(|c| !matches!(c, ':' | ',' | ']' | '}' | '#') && !c.is_whitespace())
+                    .count()
+                    .max(1);
+                let marks = "^".repeat(width);
+                format!(" {num} | {line}\n {pad} | {lead}{marks}")
+            });
+        ConfigError::At(Located {
+            label: self.label.clone(),
+            line: pos.line,
+            column: pos.column,
+            message: msg.to_string(),
+            excerpt,
+        })
     }
 
     /// Parses the text into a tree; a syntax error names its line and column.
-    pub fn parse(&self) -> Result<Node, String> {
+    pub fn parse(&self) -> Result<Node, ConfigError> {
         serde_saphyr::from_str::<Node>(&self.text).map_err(|e| {
             let pos = e.location().map_or(Pos::default(), |l| Pos {
                 line: l.line(),
@@ -208,6 +211,7 @@ mod tests {
             text: text.into(),
         }
         .parse()
+        .map_err(String::from)
     }
 
     #[test]
@@ -228,6 +232,21 @@ mod tests {
         assert_eq!(m[2].1.kind, Kind::Bool(true));
         assert_eq!(m[3].1.kind, Kind::Null);
         assert_eq!(m[3].0.pos, Pos { line: 6, column: 1 });
+    }
+
+    #[test]
+    fn errors_keep_their_place() {
+        let src = Source {
+            label: "t.yml".into(),
+            text: "a: 1\na: 2\n".into(),
+        };
+        let e = src.parse().expect_err("duplicate key");
+        let at = e.location().expect("a place in the file");
+        assert_eq!((at.label.as_str(), at.line), ("t.yml", 2));
+        assert!(
+            at.excerpt.as_deref().is_some_and(|x| x.contains("a: 2")),
+            "{at:?}"
+        );
     }
 
     #[test]
