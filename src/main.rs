@@ -62,9 +62,9 @@ enum Command {
         /// Number of candidate models to unroll for.
         #[arg(long, default_value_t = 3)]
         models: usize,
-        /// typed, ir, kernels, clif or cuda.
-        #[arg(long, default_value = "kernels")]
-        emit: String,
+        /// The form to print.
+        #[arg(long, value_enum, default_value_t = cli::compile::Emit::Kernels)]
+        emit: cli::compile::Emit,
         /// Tensor shape, e.g. 4096x4096 or 783.
         #[arg(long, default_value = "4096x4096")]
         shape: String,
@@ -205,7 +205,7 @@ fn main() -> ExitCode {
                 models,
                 shape,
                 sets: &sets,
-                emit: &emit,
+                emit,
                 dtype: &dtype,
                 tensor: &tensor,
             }),

@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo test --release --test compile_golden -- --nocapture`.
 
-use mergec::cli::compile::{CompileArgs, emit};
+use mergec::cli::compile::{CompileArgs, Emit, emit};
 use mergec::pipeline;
 use std::time::Instant;
 
@@ -28,7 +28,7 @@ fn sets(method: &str) -> Vec<String> {
     }
 }
 
-fn args<'a>(method: &'a str, sets: &'a [String], emit: &'a str) -> CompileArgs<'a> {
+fn args<'a>(method: &'a str, sets: &'a [String], emit: Emit) -> CompileArgs<'a> {
     CompileArgs {
         program: method,
         merge: None,
@@ -46,8 +46,8 @@ fn kernel_plans_and_cuda_of_every_stdlib_method() {
     for m in mergec::stdlib::methods() {
         let name = m.sig.name.clone();
         let s = sets(&name);
-        let plan = emit(&args(&name, &s, "kernels")).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let cuda = emit(&args(&name, &s, "cuda")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan = emit(&args(&name, &s, Emit::Kernels)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cuda = emit(&args(&name, &s, Emit::Cuda)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let start = cuda.find("extern \"C\" __global__").unwrap_or(0);
         settings().bind(|| {
             insta::assert_snapshot!(format!("kernels@{name}"), plan);

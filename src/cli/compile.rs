@@ -4,6 +4,21 @@ use crate::interp::TensorFacts;
 use crate::pipeline::{Source, Target};
 use crate::types::Const;
 
+/// The compiled form `mergec compile` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// The typed tree of the merge for the tensor's rank.
+    Typed,
+    /// The graph IR before and after the passes.
+    Ir,
+    /// The fused kernel plan.
+    Kernels,
+    /// Cranelift IR of each kernel.
+    Clif,
+    /// CUDA C of the kernels.
+    Cuda,
+}
+
 /// What `mergec compile` was asked for.
 pub struct CompileArgs<'a> {
     pub program: &'a str,
@@ -11,7 +26,7 @@ pub struct CompileArgs<'a> {
     pub models: usize,
     pub shape: Vec<usize>,
     pub sets: &'a [String],
-    pub emit: &'a str,
+    pub emit: Emit,
     pub dtype: &'a str,
     pub tensor: &'a str,
 }
@@ -40,34 +55,26 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
         a.models,
         super::merge::dtype_flag(a.dtype)?,
     );
-    let typed = m.body.pretty(&m.var_names);
     let g = crate::pipeline::lower(&m, params, &target).map_err(|e| format!("`{name}`: {e}"))?;
-    if a.emit == "typed" {
-        return Ok(typed);
-    }
-    let ir_before = g.print();
-    let plan = crate::pipeline::optimise(g, &target);
-    let kernels: Vec<_> = plan.kernels().cloned().collect();
+    let optimise = |g| crate::pipeline::optimise(g, &target);
+    let kernels = |g| -> Vec<_> { optimise(g).kernels().cloned().collect() };
     Ok(match a.emit {
-        "ir" => format!(
-            "{ir_before}\n== after the passes ==\n{}",
-            plan.graph.print()
-        ),
-        "kernels" => plan.print(),
-        "clif" => {
+        Emit::Typed => m.body.pretty(&m.var_names),
+        Emit::Ir => {
+            let before = g.print();
+            let after = optimise(g).graph.print();
+            format!("{before}\n== after the passes ==\n{after}")
+        }
+        Emit::Kernels => optimise(g).print(),
+        Emit::Clif => {
             let mut out = String::new();
-            for k in &kernels {
+            for k in &kernels(g) {
                 out.push_str(&crate::codegen::cpu::clif_text(k)?);
                 out.push('\n');
             }
             out
         }
-        "cuda" => crate::codegen::cuda::render(&kernels),
-        other => {
-            return Err(format!(
-                "--emit `{other}`: use typed, ir, kernels, clif or cuda"
-            ));
-        }
+        Emit::Cuda => crate::codegen::cuda::render(&kernels(g)),
     })
 }
 
