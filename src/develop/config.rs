@@ -39,7 +39,7 @@ pub struct RunConfig {
     pub eval_batch: usize,
     /// `tiny`, `local:PATH` (a llama-family HF directory or .gguf file), `openai:URL`
     /// or `openai-chat:URL`.
-    pub generator: String,
+    pub generator: super::generator::GeneratorSpec,
     pub generator_model: Option<String>,
     /// Learn between iterations (DPO or the pairs' export); `false` keeps the same
     /// generator throughout (the no-DPO control).
@@ -163,7 +163,7 @@ impl Default for RunConfig {
             train: None,
             max_new_tokens: 96,
             eval_batch: 128,
-            generator: "tiny".into(),
+            generator: super::generator::GeneratorSpec::Tiny,
             generator_model: None,
             learn: true,
             random_sizes: vec![],
@@ -236,7 +236,8 @@ impl RunConfig {
 
     /// Whether the generator reads the prompt (`tiny` and `random` do not).
     pub fn prompted(&self) -> bool {
-        !matches!(self.generator.as_str(), "tiny" | "random")
+        use super::generator::GeneratorSpec;
+        !matches!(self.generator, GeneratorSpec::Tiny | GeneratorSpec::Random)
     }
 
     /// Checks what can be checked before any work: files exist, numbers make sense.
@@ -343,7 +344,10 @@ impl RunConfig {
                 "random_sizes[{i}] must be within 1..={max}, not {s}"
             ));
         }
-        if self.archive > 0 && !self.prompted() && self.generator != "tiny" {
+        if self.archive > 0
+            && !self.prompted()
+            && self.generator != super::generator::GeneratorSpec::Tiny
+        {
             return Err(format!(
                 "archive = {} needs a prompted generator (openai:URL, openai-chat:URL or \
                  local:PATH) or the conditioned tiny one (tiny), not `{}`; set archive = 0",

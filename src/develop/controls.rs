@@ -49,7 +49,7 @@ pub fn arm_config(cfg: &RunConfig, arm: &str, events: &[Event]) -> RunConfig {
     c.scored_budget = scored(events);
     c.iterations = (cfg.iterations * ITERATION_FACTOR).min(MAX_ITERATIONS);
     if arm == "random" {
-        c.generator = "random".into();
+        c.generator = super::generator::GeneratorSpec::Random;
         c.archive = 0;
         c.random_sizes = records(events)
             .filter(|r| r.assessed.stage == super::candidate::Stage::Valid)
@@ -225,7 +225,7 @@ fn arm_stats(name: &str, cfg: &RunConfig, events: &[Event], best_test: Option<Ac
         .collect();
     Arm {
         arm: name.into(),
-        generator: cfg.generator.clone(),
+        generator: cfg.generator.to_string(),
         learn: cfg.learn,
         generated: iterations.iter().map(|s| s.generated).sum(),
         valid: iterations.iter().map(|s| s.valid).sum(),

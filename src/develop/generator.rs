@@ -42,6 +42,76 @@ impl LearnReport {
     }
 }
 
+/// Which generator a run uses, as written in a config or on the command line:
+/// `tiny`, `random`, `local:PATH`, `openai:URL` or `openai-chat:URL`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum GeneratorSpec {
+    Tiny,
+    Random,
+    Local(std::path::PathBuf),
+    /// An OpenAI-compatible server: `/completions`, or `/chat/completions` with `chat`.
+    OpenAi {
+        url: String,
+        chat: bool,
+    },
+}
+
+impl std::str::FromStr for GeneratorSpec {
+    type Err = String;
+
+    fn from_str(g: &str) -> Result<GeneratorSpec, String> {
+        let openai = |url: &str, chat: bool| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(GeneratorSpec::OpenAi {
+                    url: url.to_string(),
+                    chat,
+                })
+            } else {
+                Err(format!(
+                    "generator `{g}`: the URL must start with http:// or https:// \
+                     (e.g. openai:http://localhost:8000/v1)"
+                ))
+            }
+        };
+        match g {
+            "tiny" => Ok(GeneratorSpec::Tiny),
+            "random" => Ok(GeneratorSpec::Random),
+            _ if g.starts_with("local:") => Ok(GeneratorSpec::Local(g["local:".len()..].into())),
+            _ if g.starts_with("openai-chat:") => openai(&g["openai-chat:".len()..], true),
+            _ if g.starts_with("openai:") => openai(&g["openai:".len()..], false),
+            _ => Err(format!(
+                "generator `{g}`: use tiny, random, local:PATH, openai:URL or openai-chat:URL"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for GeneratorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GeneratorSpec::Tiny => f.write_str("tiny"),
+            GeneratorSpec::Random => f.write_str("random"),
+            GeneratorSpec::Local(p) => write!(f, "local:{}", p.display()),
+            GeneratorSpec::OpenAi { url, chat: false } => write!(f, "openai:{url}"),
+            GeneratorSpec::OpenAi { url, chat: true } => write!(f, "openai-chat:{url}"),
+        }
+    }
+}
+
+impl TryFrom<String> for GeneratorSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<GeneratorSpec, String> {
+        s.parse()
+    }
+}
+
+impl From<GeneratorSpec> for String {
+    fn from(g: GeneratorSpec) -> String {
+        g.to_string()
+    }
+}
+
 pub trait Generator {
     /// Name and version recorded with every program (e.g. `tiny-v1@<hash>`).
     fn id(&self) -> String;

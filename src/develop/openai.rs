@@ -10,6 +10,7 @@
 //! (e.g. TRL's DPO trainer) and restarts the server; if the hook's last output line is
 //! `endpoint: URL`, the next iteration samples from that URL.
 
+use super::generator::GeneratorSpec;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -77,23 +78,18 @@ pub struct Exported {
 impl OpenAiGenerator {
     /// From a generator spec `openai:URL` or `openai-chat:URL`.
     pub fn from_spec(spec: &str, model: Option<String>) -> Result<OpenAiGenerator, String> {
-        let (chat, url) = if let Some(u) = spec.strip_prefix("openai-chat:") {
-            (true, u)
-        } else if let Some(u) = spec.strip_prefix("openai:") {
-            (false, u)
-        } else {
-            return Err(format!(
+        match spec.parse()? {
+            GeneratorSpec::OpenAi { url, chat } => Ok(OpenAiGenerator::new(&url, chat, model)),
+            _ => Err(format!(
                 "generator `{spec}`: expected openai:URL or openai-chat:URL"
-            ));
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "generator `{spec}`: the URL must start with http:// or https:// \
-                 (e.g. openai:http://localhost:8000/v1)"
-            ));
+            )),
         }
+    }
+
+    /// A client of the server at `url` (`/chat/completions` with `chat`).
+    pub fn new(url: &str, chat: bool, model: Option<String>) -> OpenAiGenerator {
         let limits = HttpLimits::default();
-        Ok(OpenAiGenerator {
+        OpenAiGenerator {
             base: url.trim_end_matches('/').to_string(),
             chat,
             model,
@@ -102,7 +98,7 @@ impl OpenAiGenerator {
             hook: None,
             agent: agent(&limits),
             max_reply: limits.max_reply,
-        })
+        }
     }
 
     /// The same generator with other timeouts and reply size limit.

@@ -39,7 +39,9 @@ pub fn compact_prompt() -> String {
 /// generators, else `full`; anything else names a template file).
 pub fn for_run(cfg: &super::config::RunConfig) -> Result<String, String> {
     match cfg.prompt.as_str() {
-        "auto" if cfg.generator.starts_with("local:") => Ok(compact_prompt()),
+        "auto" if matches!(cfg.generator, super::generator::GeneratorSpec::Local(_)) => {
+            Ok(compact_prompt())
+        }
         "auto" | "full" => Ok(default_prompt()),
         "compact" => Ok(compact_prompt()),
         file => {

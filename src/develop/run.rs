@@ -51,80 +51,88 @@ pub fn open_run(
 }
 
 /// Builds the configured generator; `finished` iterations of the run are done (a
-/// resumed `tiny` generator continues from the weights saved after the last of them).
+/// resumed `tiny` or `local:` generator continues from the weights saved after the
+/// last of them).
 pub fn generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>, String> {
-    let g = cfg.generator.as_str();
-    if g == "tiny" {
-        use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
-        let cache = crate::develop::tiny::default_cache();
-        let dpo = DpoSettings {
+    use super::generator::GeneratorSpec;
+    match &cfg.generator {
+        GeneratorSpec::Tiny => tiny_generator(cfg, finished),
+        GeneratorSpec::Random => Ok(Box::new(crate::develop::random::RandomGenerator::new(
+            cfg.random_sizes.clone(),
+        ))),
+        GeneratorSpec::Local(path) => local_generator(cfg, path, finished),
+        GeneratorSpec::OpenAi { url, chat } => {
+            use crate::develop::openai::{HttpLimits, OpenAiGenerator};
+            let mut o = OpenAiGenerator::new(url, *chat, cfg.generator_model.clone())
+                .with_limits(HttpLimits::from_config(cfg)?);
+            o.hook = cfg.hook.clone();
+            Ok(Box::new(o))
+        }
+    }
+}
+
+/// The built-in tiny generator, plain or conditioned (with the archive on).
+fn tiny_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>, String> {
+    use crate::develop::tiny::{DpoSettings, TinyGenerator, TinySpec};
+    let cache = crate::develop::tiny::default_cache();
+    let dpo = DpoSettings {
+        beta: cfg.dpo_beta,
+        lr: cfg.dpo_lr,
+        max_steps: cfg.dpo_steps,
+        epochs: cfg.dpo_epochs,
+        seed: cfg.seed,
+        nll: cfg.dpo_nll,
+        ..DpoSettings::default()
+    };
+    // With the archive on, the tiny generator writes children of archive programs.
+    let spec = if cfg.archive > 0 {
+        TinySpec::conditioned()
+    } else {
+        TinySpec::default()
+    };
+    let mut t = TinyGenerator::for_run(
+        &cache,
+        &spec,
+        &cfg.run_dir.join("generator"),
+        finished,
+        dpo,
+        &mut |m| eprintln!("{m}"),
+    )?;
+    t.guided = cfg.guided;
+    Ok(Box::new(t))
+}
+
+/// A local llama-family model with LoRA adapters.
+fn local_generator(
+    cfg: &RunConfig,
+    path: &std::path::Path,
+    finished: usize,
+) -> Result<Box<dyn Generator>, String> {
+    use crate::develop::local::{LocalGenerator, LocalSettings};
+    use crate::develop::tiny::DpoSettings;
+    use crate::model::llama::LoraSpec;
+    let settings = LocalSettings {
+        guided: cfg.guided,
+        top_p: cfg.top_p,
+        batch_size: cfg.generator_batch,
+        max_new_tokens: cfg.generator_max_tokens,
+        lora: LoraSpec::new(cfg.lora_rank, cfg.lora_alpha),
+        dpo: DpoSettings {
             beta: cfg.dpo_beta,
-            lr: cfg.dpo_lr,
+            lr: cfg.lora_lr,
             max_steps: cfg.dpo_steps,
             epochs: cfg.dpo_epochs,
             seed: cfg.seed,
             nll: cfg.dpo_nll,
-            ..DpoSettings::default()
-        };
-        // With the archive on, the tiny generator writes children of archive programs.
-        let spec = if cfg.archive > 0 {
-            TinySpec::conditioned()
-        } else {
-            TinySpec::default()
-        };
-        let mut t = TinyGenerator::for_run(
-            &cache,
-            &spec,
-            &cfg.run_dir.join("generator"),
-            finished,
-            dpo,
-            &mut |m| eprintln!("{m}"),
-        )?;
-        t.guided = cfg.guided;
-        return Ok(Box::new(t));
-    }
-    if g == "random" {
-        return Ok(Box::new(crate::develop::random::RandomGenerator::new(
-            cfg.random_sizes.clone(),
-        )));
-    }
-    if let Some(path) = g.strip_prefix("local:") {
-        use crate::develop::local::{LocalGenerator, LocalSettings};
-        use crate::develop::tiny::DpoSettings;
-        use crate::model::llama::LoraSpec;
-        let settings = LocalSettings {
-            guided: cfg.guided,
-            top_p: cfg.top_p,
-            batch_size: cfg.generator_batch,
-            max_new_tokens: cfg.generator_max_tokens,
-            lora: LoraSpec::new(cfg.lora_rank, cfg.lora_alpha),
-            dpo: DpoSettings {
-                beta: cfg.dpo_beta,
-                lr: cfg.lora_lr,
-                max_steps: cfg.dpo_steps,
-                epochs: cfg.dpo_epochs,
-                seed: cfg.seed,
-                nll: cfg.dpo_nll,
-                ..LocalSettings::default().dpo
-            },
-        };
-        let l = LocalGenerator::for_run(
-            std::path::Path::new(path),
-            settings,
-            &cfg.run_dir.join("generator"),
-            finished,
-            &mut |m| eprintln!("{m}"),
-        )?;
-        return Ok(Box::new(l));
-    }
-    if g.starts_with("openai:") || g.starts_with("openai-chat:") {
-        use crate::develop::openai::{HttpLimits, OpenAiGenerator};
-        let mut o = OpenAiGenerator::from_spec(g, cfg.generator_model.clone())?
-            .with_limits(HttpLimits::from_config(cfg)?);
-        o.hook = cfg.hook.clone();
-        return Ok(Box::new(o));
-    }
-    Err(format!(
-        "generator `{g}`: use tiny, random, local:PATH, openai:URL or openai-chat:URL"
-    ))
+            ..LocalSettings::default().dpo
+        },
+    };
+    let l = LocalGenerator::for_run(
+        path,
+        settings,
+        &cfg.run_dir.join("generator"),
+        finished,
+        &mut |m| eprintln!("{m}"),
+    )?;
+    Ok(Box::new(l))
 }
