@@ -213,7 +213,10 @@ fn chat_prompts_are_conversations_with_worked_shots() {
     assert_eq!(roles, [Role::User, Role::Assistant, Role::User]);
     let mut m = Mock::new(&data, false, "h");
     let e = evaluate(&mut m, &data, &train, &plain_sys, &mut no_progress()).unwrap_err();
-    assert!(e.contains("no chat template"), "{e}");
+    assert!(
+        matches!(e, mergec::eval::EvalError::Job(_)) && e.to_string().contains("no chat template"),
+        "{e}"
+    );
     assert_eq!(m.log.borrow().calls, 0);
 }
 
@@ -255,7 +258,10 @@ fn completions_are_cut_scored_and_intervalled() {
         ..EvalSettings::default()
     };
     let e = evaluate(&mut m, &data, &train, &many, &mut no_progress()).unwrap_err();
-    assert!(e.contains("only 12"), "{e}");
+    assert!(
+        matches!(e, mergec::eval::EvalError::Job(_)) && e.to_string().contains("only 12"),
+        "{e}"
+    );
     let e = evaluate(
         &mut m,
         &[],
@@ -264,7 +270,10 @@ fn completions_are_cut_scored_and_intervalled() {
         &mut no_progress(),
     )
     .unwrap_err();
-    assert!(e.contains("no problems"), "{e}");
+    assert!(
+        matches!(e, mergec::eval::EvalError::Job(_)) && e.to_string().contains("no problems"),
+        "{e}"
+    );
     assert_eq!(m.log.borrow().calls, 1);
 }
 
@@ -324,7 +333,10 @@ fn jobs_score_their_split_with_data_file_indices() {
     assert_eq!(got, want[..2]);
     j.limit = Some(0);
     let e = run_job(&mut m, &j, None, &mut no_progress()).unwrap_err();
-    assert!(e.contains("is empty"), "{e}");
+    assert!(
+        matches!(e, mergec::eval::EvalError::Job(_)) && e.to_string().contains("is empty"),
+        "{e}"
+    );
 }
 
 #[test]

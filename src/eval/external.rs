@@ -4,6 +4,7 @@
 //! is a number (a fraction in [0, 1], or a percentage with `%`), else the last JSON
 //! object holding `accuracy`, `acc` or `score`.
 
+use super::EvalError;
 use crate::runtime::child;
 use std::path::Path;
 use std::process::Command;
@@ -17,29 +18,29 @@ pub enum Evaluator {
 }
 
 impl Evaluator {
-    pub fn parse(s: &str) -> Result<Evaluator, String> {
+    pub fn parse(s: &str) -> Result<Evaluator, EvalError> {
         match s.split_once(':') {
             Some(("command", cmd)) if cmd.contains("{model}") => {
                 Ok(Evaluator::Command(cmd.to_string()))
             }
-            Some(("command", _)) => Err(format!(
+            Some(("command", _)) => Err(crate::eval::EvalError::Setting(format!(
                 "--evaluator `{s}`: the command needs `{{model}}` where the model directory goes"
-            )),
-            _ => Err(format!(
+            ))),
+            _ => Err(crate::eval::EvalError::Setting(format!(
                 "--evaluator `{s}`: use command:CMD with {{model}}, e.g. 'command:lm_eval --model_args pretrained={{model}} ...'"
-            )),
+            ))),
         }
     }
 
     /// Runs the evaluator on a model directory; the score as a fraction in [0, 1].
-    pub fn score(&self, model: &Path) -> Result<f64, String> {
+    pub fn score(&self, model: &Path) -> Result<f64, EvalError> {
         self.score_within(model, None)
     }
 
     /// [`Evaluator::score`], killing the evaluator (and everything it started) when
     /// `limit` runs out. Its stdout and stderr are kept up to their last
     /// [`OUTPUT_CAP`] bytes each, so a flood cannot grow memory.
-    pub fn score_within(&self, model: &Path, limit: Option<Duration>) -> Result<f64, String> {
+    pub fn score_within(&self, model: &Path, limit: Option<Duration>) -> Result<f64, EvalError> {
         let Evaluator::Command(template) = self;
         let quoted = format!("'{}'", model.display().to_string().replace('\'', r"'\''"));
         let cmd = template.replace("{model}", &quoted);
@@ -47,27 +48,27 @@ impl Evaluator {
         c.arg("-c").arg(&cmd);
         let out = child::spawn(&mut c, child::Limits::default(), true, OUTPUT_CAP, limit)
             .and_then(|s| s.wait(None))
-            .map_err(|e| format!("cannot run the evaluator `{cmd}`: {e}"))?;
+            .map_err(|e| EvalError::Evaluator(format!("cannot run the evaluator `{cmd}`: {e}")))?;
         let last = || child::last_lines(&out.stderr, 5).unwrap_or_else(|| "(no stderr)".into());
         if out.timed_out {
             let secs = limit.map_or(0.0, |d| d.as_secs_f64());
-            return Err(format!(
+            return Err(crate::eval::EvalError::Evaluator(format!(
                 "the evaluator `{cmd}` ran over the time limit of {secs} s: killed; its last lines:\n{}",
                 last()
-            ));
+            )));
         }
         if !out.status.success() {
-            return Err(format!(
+            return Err(crate::eval::EvalError::Evaluator(format!(
                 "the evaluator `{cmd}` failed ({}); its last lines:\n{}",
                 out.how(),
                 last()
-            ));
+            )));
         }
         parse_score(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
-            format!(
+            EvalError::Evaluator(format!(
                 "the evaluator `{cmd}` printed no score: end its output with a line holding the \
                  accuracy (0.62 or 62%), or a JSON object with \"accuracy\""
-            )
+            ))
         })
     }
 }
@@ -131,16 +132,23 @@ mod tests {
         let e = Evaluator::parse("command:test -d {model} && echo 0.75").expect("parses");
         assert_eq!(e.score(Path::new("/tmp")).expect("scores"), 0.75);
         let e = Evaluator::parse("command:echo {model} >/dev/null; exit 3").expect("parses");
-        assert!(e.score(Path::new("/tmp")).unwrap_err().contains("failed"));
+        assert!(
+            e.score(Path::new("/tmp"))
+                .unwrap_err()
+                .to_string()
+                .contains("failed")
+        );
         let e = Evaluator::parse("command:echo {model}").expect("parses");
         assert!(
             e.score(Path::new("/tmp"))
                 .unwrap_err()
+                .to_string()
                 .contains("printed no score")
         );
         assert!(
             Evaluator::parse("command:echo 1")
                 .unwrap_err()
+                .to_string()
                 .contains("{model}")
         );
         assert!(Evaluator::parse("lm_eval").is_err());
@@ -153,7 +161,8 @@ mod tests {
             .expect("parses");
         let err = e
             .score_within(Path::new("/tmp"), Some(Duration::from_millis(500)))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("over the time limit of 0.5 s") && err.contains("working"),
             "{err}"
@@ -171,7 +180,7 @@ mod tests {
         );
         let e =
             Evaluator::parse("command:echo {model}; echo bad input >&2; exit 3").expect("parses");
-        let err = e.score(Path::new("/tmp")).unwrap_err();
+        let err = e.score(Path::new("/tmp")).unwrap_err().to_string();
         assert!(
             err.contains("exited with 3") && err.contains("bad input"),
             "{err}"

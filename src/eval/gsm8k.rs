@@ -2,6 +2,7 @@
 //! Answers are compared as numbers after normalising (`$`, thousands commas, units and
 //! a trailing period dropped), so "$1,200." and "1200 dollars" both match 1200.
 
+use super::EvalError;
 use crate::semantics::rng::SplitMix64;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -75,25 +76,30 @@ pub fn is_correct(completion: &str, target: &str) -> bool {
 }
 
 /// Parses GSM8K-format JSONL; errors name the line. `label` names the source.
-pub fn parse_jsonl(text: &str, label: &str) -> Result<Vec<Problem>, String> {
+pub fn parse_jsonl(text: &str, label: &str) -> Result<Vec<Problem>, EvalError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let at = || format!("{label}:{}", i + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("{}: not JSON: {e}", at()))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| EvalError::Data(format!("{}: not JSON: {e}", at())))?;
         let field = |k: &str| {
             v.get(k).and_then(|x| x.as_str()).map(str::to_string).ok_or_else(|| {
-                format!("{}: needs a string field `{k}` (GSM8K format: question, answer \"... #### N\")", at())
+                EvalError::Data(format!("{}: needs a string field `{k}` (GSM8K format: question, answer \"... #### N\")", at()))
             })
         };
         let (question, solution) = (field("question")?, field("answer")?);
         let target = solution
             .rsplit_once("####")
             .and_then(|(_, n)| normalize_number(n))
-            .ok_or_else(|| format!("{}: the answer does not end in `#### <number>`", at()))?;
+            .ok_or_else(|| {
+                EvalError::Data(format!(
+                    "{}: the answer does not end in `#### <number>`",
+                    at()
+                ))
+            })?;
         out.push(Problem {
             question,
             solution,
@@ -104,7 +110,7 @@ pub fn parse_jsonl(text: &str, label: &str) -> Result<Vec<Problem>, String> {
 }
 
 /// Reads a GSM8K-format JSONL file.
-pub fn load_jsonl(path: &std::path::Path) -> Result<Vec<Problem>, String> {
+pub fn load_jsonl(path: &std::path::Path) -> Result<Vec<Problem>, EvalError> {
     let text = crate::files::read_text(path, "a data set", crate::files::limit::DATASET)?;
     parse_jsonl(&text, &path.display().to_string())
 }
@@ -120,10 +126,10 @@ pub enum Split {
 
 impl Split {
     /// `all`, `dev:N`, `test` (after the default dev of 100) or `test:N`.
-    pub fn parse(s: &str) -> Result<Split, String> {
+    pub fn parse(s: &str) -> Result<Split, EvalError> {
         let num = |n: &str| {
             n.parse::<usize>()
-                .map_err(|_| format!("--split `{s}`: `{n}` is not a count"))
+                .map_err(|_| EvalError::Setting(format!("--split `{s}`: `{n}` is not a count")))
         };
         match s.split_once(':') {
             None if s == "all" => Ok(Split::All),
@@ -131,7 +137,9 @@ impl Split {
             None if s == "dev" => Ok(Split::Dev(100)),
             Some(("dev", n)) => Ok(Split::Dev(num(n)?)),
             Some(("test", n)) => Ok(Split::Test(num(n)?)),
-            _ => Err(format!("--split `{s}`: use all, dev:N or test[:N]")),
+            _ => Err(EvalError::Setting(format!(
+                "--split `{s}`: use all, dev:N or test[:N]"
+            ))),
         }
     }
 
@@ -249,12 +257,15 @@ mod tests {
         let ps = parse_jsonl(text, "d.jsonl").expect("parses");
         assert_eq!(ps.len(), 2);
         assert_eq!(ps[1].target, "1000");
-        let e = parse_jsonl("{\"question\": \"x\"}", "d.jsonl").unwrap_err();
+        let e = parse_jsonl("{\"question\": \"x\"}", "d.jsonl")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("d.jsonl:1") && e.contains("`answer`"), "{e}");
-        let e =
-            parse_jsonl("{\"question\": \"x\", \"answer\": \"no mark\"}", "d.jsonl").unwrap_err();
+        let e = parse_jsonl("{\"question\": \"x\", \"answer\": \"no mark\"}", "d.jsonl")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("#### <number>"), "{e}");
-        let e = parse_jsonl("not json", "d.jsonl").unwrap_err();
+        let e = parse_jsonl("not json", "d.jsonl").unwrap_err().to_string();
         assert!(e.contains("not JSON"), "{e}");
     }
 
@@ -270,7 +281,7 @@ mod tests {
         assert_ne!(dev, Split::Dev(100).indices(1000, 8), "seeded");
         assert!(Split::parse("train").is_err());
         for s in [Split::All, Split::Dev(7), Split::Test(100)] {
-            assert_eq!(Split::parse(&s.to_string()), Ok(s));
+            assert_eq!(Split::parse(&s.to_string()).ok(), Some(s));
         }
         assert!(Split::parse("dev:x").is_err());
     }

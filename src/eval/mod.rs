@@ -4,7 +4,10 @@
 //! result cache ([`run`]); and external evaluators such as lm-evaluation-harness
 //! ([`external`]). See docs/eval.md.
 
+mod error;
 pub mod external;
 pub mod gsm8k;
 pub mod run;
 pub mod stats;
+
+pub use error::EvalError;

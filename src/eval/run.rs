@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Errors are text that says what and where.
-pub type Result<T> = std::result::Result<T, String>;
+pub type Result<T> = std::result::Result<T, super::EvalError>;
 
 /// Version of prompts, scoring and the cached report; bump it when any of them changes
 /// meaning so old cache entries are not reused.
@@ -44,7 +44,9 @@ impl ChatMode {
             "auto" => Ok(ChatMode::Auto),
             "on" => Ok(ChatMode::On),
             "off" => Ok(ChatMode::Off),
-            _ => Err(format!("--chat `{s}`: use auto, on or off")),
+            _ => Err(crate::eval::EvalError::Setting(format!(
+                "--chat `{s}`: use auto, on or off"
+            ))),
         }
     }
 }
@@ -113,9 +115,9 @@ pub struct EvalReport {
 /// shuffle, so the choice depends only on the train size, `k` and the seed.
 pub fn choose_shots(available: usize, k: usize, seed: u64) -> Result<Vec<usize>> {
     if k > available {
-        return Err(format!(
+        return Err(crate::eval::EvalError::Job(format!(
             "{k} shots asked for, but the train problems number only {available}"
-        ));
+        )));
     }
     Ok(Split::Dev(k).indices(available, seed))
 }
@@ -153,16 +155,16 @@ fn build_prompts(
             return Ok((chat.into_iter().flatten().collect(), true, Vec::new()));
         }
         if made > 0 {
-            return Err(format!(
+            return Err(crate::eval::EvalError::Job(format!(
                 "the model's chat template gave no prompt for {} of {} problems",
                 problems.len() - made,
                 problems.len()
-            ));
+            )));
         }
         if settings.chat == ChatMode::On {
-            return Err(
+            return Err(crate::eval::EvalError::Job(
                 "--chat on: the model has no chat template (use --chat off or auto)".to_string(),
-            );
+            ));
         }
     }
     let owned: Vec<Problem> = shots.iter().map(|p| (*p).clone()).collect();
@@ -191,13 +193,19 @@ pub fn evaluate(
     progress: &mut dyn FnMut(usize),
 ) -> Result<EvalReport> {
     if problems.is_empty() {
-        return Err("no problems to score".to_string());
+        return Err(crate::eval::EvalError::Job(
+            "no problems to score".to_string(),
+        ));
     }
     if settings.batch_size == 0 {
-        return Err("the batch size must be at least 1".to_string());
+        return Err(crate::eval::EvalError::Job(
+            "the batch size must be at least 1".to_string(),
+        ));
     }
     if settings.max_new_tokens == 0 {
-        return Err("max_new_tokens must be at least 1".to_string());
+        return Err(crate::eval::EvalError::Job(
+            "max_new_tokens must be at least 1".to_string(),
+        ));
     }
     let shot_idx = choose_shots(train.len(), settings.shots, settings.seed)?;
     let shots: Vec<&Problem> = shot_idx.iter().map(|&i| &train[i]).collect();
@@ -209,11 +217,11 @@ pub fn evaluate(
     };
     let completions = model.generate(&prompts, &opts, progress)?;
     if completions.len() != prompts.len() {
-        return Err(format!(
+        return Err(crate::eval::EvalError::Job(format!(
             "the model returned {} completions for {} prompts",
             completions.len(),
             prompts.len()
-        ));
+        )));
     }
     let items: Vec<ItemRecord> = problems
         .iter()
@@ -258,8 +266,9 @@ impl Dataset {
     /// Reads and parses a JSONL file; errors name the path (and line).
     pub fn load(path: &Path) -> Result<Dataset> {
         let bytes = crate::files::read_bytes(path, "a data set", crate::files::limit::DATASET)?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|e| format!("`{}` is not UTF-8: {e}", path.display()))?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            super::EvalError::Data(format!("`{}` is not UTF-8: {e}", path.display()))
+        })?;
         let problems = gsm8k::parse_jsonl(text, &path.display().to_string())?;
         Ok(Dataset {
             path: path.to_path_buf(),
@@ -339,12 +348,12 @@ pub fn run_job(
 ) -> Result<JobOutcome> {
     let indices = job.indices();
     if indices.is_empty() {
-        return Err(format!(
+        return Err(crate::eval::EvalError::Job(format!(
             "the split {} of `{}` ({} problems) is empty",
             job.split,
             job.data.path.display(),
             job.data.problems.len()
-        ));
+        )));
     }
     let key = job.cache_key(&model.content_hash());
     let cache_file = cache_dir.map(|d| d.join(format!("{key}.json")));
@@ -450,7 +459,12 @@ mod tests {
         d.sort_unstable();
         d.dedup();
         assert_eq!(d.len(), 5);
-        assert!(choose_shots(3, 5, 0).unwrap_err().contains("only 3"));
+        assert!(
+            choose_shots(3, 5, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("only 3")
+        );
         assert!(choose_shots(0, 0, 0).expect("none").is_empty());
     }
 }
