@@ -26,7 +26,11 @@ pub fn network(m: &ModelSpec) -> crate::model::config::LlamaConfig {
     m.llama(tokenizer::vocab_size(), tokenizer::BOS, tokenizer::EOS)
 }
 
-type Result<T> = std::result::Result<T, String>;
+mod error;
+
+pub use error::ZooError;
+
+type Result<T> = std::result::Result<T, ZooError>;
 
 /// Bumped whenever the generator or the training code changes what a spec builds.
 /// 2: training matmuls in row blocks of at most 512 (the same bits on every machine),
@@ -120,18 +124,19 @@ pub fn default_spec(family: u32) -> FamilySpec {
 /// Applies `key=value` overrides (dotted paths into the spec's JSON, e.g.
 /// `base.steps=300`, `model.hidden=96`, `expert.tune=mlp`).
 pub fn apply_overrides(spec: &FamilySpec, sets: &[String]) -> Result<FamilySpec> {
-    let mut v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    let set = |m: String| ZooError::Setting(m);
+    let mut v = serde_json::to_value(spec).map_err(|e| set(e.to_string()))?;
     for s in sets {
         let (k, val) = s
             .split_once('=')
-            .ok_or_else(|| format!("--set `{s}`: use KEY=VALUE"))?;
+            .ok_or_else(|| set(format!("--set `{s}`: use KEY=VALUE")))?;
         let parts: Vec<&str> = k.split('.').collect();
         let (last, path) = parts.split_last().expect("split gives one part");
         let mut slot = &mut v;
         for part in path {
             slot = slot
                 .get_mut(*part)
-                .ok_or_else(|| format!("--set `{s}`: no field `{k}` in the zoo spec"))?;
+                .ok_or_else(|| set(format!("--set `{s}`: no field `{k}` in the zoo spec")))?;
         }
         let value = match serde_json::from_str(val) {
             Ok(x) => x,
@@ -139,10 +144,10 @@ pub fn apply_overrides(spec: &FamilySpec, sets: &[String]) -> Result<FamilySpec>
         };
         // Fields left out at their defaults may be set too; unknown names fail below.
         slot.as_object_mut()
-            .ok_or_else(|| format!("--set `{s}`: `{k}` is not a field of the zoo spec"))?
+            .ok_or_else(|| set(format!("--set `{s}`: `{k}` is not a field of the zoo spec")))?
             .insert(last.to_string(), value);
     }
-    serde_json::from_value(v).map_err(|e| format!("--set: {e}"))
+    serde_json::from_value(v).map_err(|e| set(format!("--set: {e}")))
 }
 
 /// A spec's cache key: the code version and the spec.
@@ -180,7 +185,7 @@ pub struct Built {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, text).map_err(|e| ZooError::Io(format!("{}: {e}", path.display())))
 }
 
 fn jsonl(ps: &[Problem]) -> String {
@@ -245,7 +250,7 @@ fn run_training(
     } else {
         &spec.tune
     })
-    .map_err(|e| format!("tune regex: {e}"))?;
+    .map_err(|e| ZooError::Setting(format!("tune regex: {e}")))?;
     let t0 = std::time::Instant::now();
     if spec.density < 1.0 {
         let batches: Vec<Vec<Example>> = (0..spec.mask_batches.max(1))
@@ -261,7 +266,11 @@ fn run_training(
         let refs: Vec<&Example> = batch.iter().collect();
         let loss = t.step(spec, &tune, &refs)?;
         if !loss.is_finite() {
-            return Err(format!("{label}: loss is {loss} at step {step}"));
+            return Err(ZooError::Diverged {
+                label: label.to_string(),
+                loss,
+                step,
+            });
         }
         acc += loss;
         k += 1;
@@ -327,7 +336,7 @@ pub fn build_family(
     // A stale manifest must not vouch for a half-built directory; models whose own
     // training key still matches are kept (unless `force`).
     let _ = std::fs::remove_file(dir.join("manifest.json"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| ZooError::Io(format!("{}: {e}", dir.display())))?;
     let keep = if force {
         None
     } else {

@@ -3,6 +3,7 @@
 //! (deterministic: the same seed gives the same bits), and saving in Hugging Face format.
 
 use super::tokenizer;
+use crate::model::ModelError;
 use crate::model::config::LlamaConfig;
 use crate::model::llama::{Llama, masked_cross_entropy};
 use crate::semantics::rng::SplitMix64;
@@ -11,10 +12,11 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-type Result<T> = std::result::Result<T, String>;
+/// Training is model work: its errors are the model layer's.
+type Result<T> = crate::model::Result<T>;
 
-fn cerr(e: candle_core::Error) -> String {
-    format!("zoo training: {e}")
+fn cerr(e: candle_core::Error) -> ModelError {
+    ModelError::tensor("zoo training")(e)
 }
 
 /// One training run's settings.
@@ -117,7 +119,7 @@ impl Trainer {
         let mut vars: Vec<(String, Var)> = vm
             .data()
             .lock()
-            .map_err(|_| "zoo training: poisoned lock".to_string())?
+            .map_err(|_| ModelError::Format("zoo training: poisoned lock".into()))?
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -192,11 +194,11 @@ impl Trainer {
                 .and_then(|x| x.to_vec1::<f32>())
                 .map_err(cerr)?;
             if p.data.len() != p.m.len() {
-                return Err(format!(
+                return Err(ModelError::Format(format!(
                     "{}: {} has the wrong shape",
                     file.display(),
                     p.name
-                ));
+                )));
             }
             p.start.clone_from(&p.data);
             p.var
@@ -353,10 +355,8 @@ impl Trainer {
     /// Writes `model.safetensors` (f32, names sorted), `config.json` and the tokenizer
     /// files into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let w = |name: &str, text: &str| {
-            std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.display()))
-        };
+        let w =
+            |name: &str, text: &str| crate::files::write_atomic(&dir.join(name), text.as_bytes());
         w("config.json", &self.cfg.to_hf_json())?;
         w(
             "generation_config.json",
@@ -429,7 +429,5 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, &[usize], &[f32])]) -> R
             out.extend(x.to_le_bytes());
         }
     }
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, out).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    Ok(crate::files::write_atomic(path, &out)?)
 }
