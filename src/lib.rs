@@ -48,7 +48,9 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "interpreter and compiler",
-        &["interp", "ir", "passes", "codegen", "exec", "pipeline", "show"],
+        &[
+            "interp", "ir", "passes", "codegen", "exec", "pipeline", "show",
+        ],
     ),
     ("runtime", &["runtime", "config"]),
     ("the LLM side", &["model", "eval", "zoo"]),

@@ -14,9 +14,9 @@
 mod programs;
 
 use mergec::codegen::{Engine, RefEngine};
-use mergec::pipeline::run_compiled;
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::lower::LowerError;
+use mergec::pipeline::run_compiled;
 use mergec::semantics::rng::SplitMix64;
 use mergec::types::{CheckedMerge, Const, instantiate_merge};
 use programs::{random_cases, random_tensor, stdlib_settings};

@@ -15,8 +15,8 @@ mod size;
 mod suggest;
 pub mod tast;
 pub mod ty;
-mod visit;
 mod user_calls;
+mod visit;
 
 pub use check::LoadShapeFn;
 pub use program::{
