@@ -190,12 +190,10 @@ pub fn method(
                 e.render_diagnostics(crate::diag::use_color())
             )
         })?;
-        let merge_name = program.merge_name(merge).map_err(|e| match e {
+        let sig = program.merge(merge).cloned().map_err(|e| match e {
             PipelineError::NoMerge { .. } => src.error(at.pos, e.to_string()),
             _ => ConfigError::Other(format!("--merge: {e}")),
         })?;
-        let sig = program.sigs.iter().find(|s| s.name == merge_name).cloned();
-        let sig = sig.expect("merge_name names one of the program's merges");
         return generic(src, at, program, &sig);
     }
     if merge.is_some() {

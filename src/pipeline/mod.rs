@@ -98,23 +98,25 @@ impl Source {
 
     /// The merge to run: `want`, which must be one of the program's, or its first.
     pub fn merge_name(&self, want: Option<&str>) -> Result<String, PipelineError> {
-        let have = || self.sigs.iter().map(|s| s.name.clone()).collect();
-        match want {
-            Some(n) if self.sigs.iter().any(|s| s.name == n) => Ok(n.to_string()),
-            Some(n) => Err(PipelineError::UnknownMerge {
+        self.merge(want).map(|s| s.name.clone())
+    }
+
+    /// The signature of the merge to run (see [`Source::merge_name`]).
+    pub fn merge(&self, want: Option<&str>) -> Result<&MergeSig, PipelineError> {
+        let found = match want {
+            Some(n) => self.sigs.iter().find(|s| s.name == n),
+            None => self.sigs.first(),
+        };
+        found.ok_or_else(|| match want {
+            Some(n) => PipelineError::UnknownMerge {
                 label: self.label.clone(),
                 name: n.to_string(),
-                have: have(),
-            }),
-            None => {
-                self.sigs
-                    .first()
-                    .map(|s| s.name.clone())
-                    .ok_or_else(|| PipelineError::NoMerge {
-                        label: self.label.clone(),
-                    })
-            }
-        }
+                have: self.sigs.iter().map(|s| s.name.clone()).collect(),
+            },
+            None => PipelineError::NoMerge {
+                label: self.label.clone(),
+            },
+        })
     }
 
     /// The merge `name` checked for a base tensor of `rank` dimensions.
