@@ -127,6 +127,20 @@ enum Command {
         /// Programs whose merges and functions to load at start.
         files: Vec<String>,
     },
+    /// Print the language's grammar as Lark (llguidance, vLLM, Python's lark) or GBNF
+    /// (llama.cpp), derived from grammar/merge.pest.
+    Grammar {
+        /// The form to print.
+        #[arg(long, value_enum, default_value_t = cli::grammar::Format::Lark)]
+        format: cli::grammar::Format,
+        /// Every program, or only what the self-develop loop runs.
+        #[arg(long, value_enum, default_value_t = cli::grammar::ShapeArg::Program)]
+        shape: cli::grammar::ShapeArg,
+        /// Instead of printing the grammar, say whether pest and llguidance (the Lark
+        /// form) accept each of these programs.
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        check: Vec<std::path::PathBuf>,
+    },
     /// Print the generated language reference (or --write it into docs/language.md).
     Docs {
         #[arg(long)]
@@ -227,6 +241,17 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::run(&args),
         Command::Demo { seed } => cli::run::demo(seed),
         Command::Repl { seed, files } => mergec::repl::run_terminal(seed, &files),
+        Command::Grammar {
+            format,
+            shape,
+            check,
+        } => {
+            if check.is_empty() {
+                cli::grammar::run(format, shape)
+            } else {
+                cli::grammar::check(&check, shape)
+            }
+        }
         Command::Docs { write } => cli::docs::run(write),
     };
     ExitCode::from(code as u8)

@@ -64,6 +64,7 @@ config_flags!(
     dpo_epochs,
     dpo_nll,
     guided,
+    grammar_mask,
     top_p,
     generator_batch,
     generator_max_tokens,

@@ -1,5 +1,6 @@
 //! `mergec generate`: merge programs sampled from a generator (a local model, or the
-//! built-in `tiny`), with valid rates; and `--bench`, generation throughput.
+//! built-in `tiny`), with valid rates; `--bench`, generation throughput; and
+//! `--logprobs`, a local model's log-probabilities of given completions.
 
 use crate::develop::candidate::{Stage, assess};
 use crate::develop::generator::Generator;
@@ -41,7 +42,13 @@ pub struct GenerateArgs {
     /// Grammar-guided decoding: every token keeps the program a viable prefix.
     #[arg(long)]
     pub guided: bool,
-    /// LoRA adapters to load (a directory saved by a develop run's `learn`).
+    /// With --guided: draw only from the tokens the loop's grammar allows (llguidance's
+    /// token mask over `mergec grammar --shape loop`) instead of drawing and redrawing.
+    #[arg(long, requires = "guided")]
+    pub grammar_mask: bool,
+    /// LoRA adapters to load: a directory in PEFT's layout (`adapter_model.safetensors`,
+    /// `adapter_config.json`), saved by a develop run's `learn` or by
+    /// `scripts/dpo_train.py`. Rank, alpha and target modules come from its config.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Print a JSON summary of the valid rates instead of the programs.
@@ -59,6 +66,20 @@ pub struct GenerateArgs {
     /// merge block included) and stop: other tools can then tokenize the same text.
     #[arg(long)]
     pub print_prompt: bool,
+    /// Instead of sampling: the summed log-probability of given completions under the
+    /// model (with `--adapter`'s adapters, unmerged). FILE is JSON lines, each
+    /// `{"prompt", "completion"}` or a DPO pair `{"prompt", "chosen", "rejected"}` (a
+    /// develop run's `dpo-pairs-iterN.jsonl`); each prints one JSON line: `logprob` (or
+    /// `chosen` and `rejected`) and the token counts. The prompt is laid out as for
+    /// sampling (`--print-prompt`) and a completion is a program closed by the fence,
+    /// unless `--raw`.
+    #[arg(long, value_name = "FILE")]
+    pub logprobs: Option<PathBuf>,
+    /// With `--logprobs`: score the records' texts as written (no chat template, no merge
+    /// block, no closing fence): the prompt encoded as a prompt, each completion as its
+    /// continuation.
+    #[arg(long, requires = "logprobs")]
+    pub raw: bool,
 }
 
 pub fn run(a: &GenerateArgs) -> i32 {
@@ -101,6 +122,7 @@ fn tiny(a: &GenerateArgs, conditioned: bool) -> Result<TinyGenerator, String> {
     };
     let mut t = TinyGenerator::pretrained(&default_cache(), &spec, &mut |m| eprintln!("{m}"))?;
     t.guided = a.guided;
+    t.grammar_mask = a.grammar_mask;
     t.top_p = a.top_p;
     t.batch_size = a.batch;
     Ok(t)
@@ -123,6 +145,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
     let mut g: Box<dyn Generator> = if local {
         let settings = LocalSettings {
             guided: a.guided,
+            grammar_mask: a.grammar_mask,
             top_p: a.top_p,
             batch_size: a.batch,
             max_new_tokens: a.max_new_tokens,
@@ -137,13 +160,16 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
             print!("{}", l.prompt_text(&prompt)?);
             return Ok(());
         }
+        if let Some(f) = &a.logprobs {
+            return logprobs(f, a.raw, &l);
+        }
         if a.bench {
             return bench(a, &l, &prompt);
         }
         Box::new(l)
     } else {
-        if a.bench {
-            return Err("--bench needs a model path".into());
+        if a.bench || a.logprobs.is_some() {
+            return Err("--bench and --logprobs need a model path".into());
         }
         Box::new(tiny(a, parent.is_some())?)
     };
@@ -196,6 +222,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
         json!({
             "generator": g.id(),
             "guided": a.guided,
+            "grammar_mask": a.grammar_mask,
             "programs": replies.len(),
             "parse_valid": parsed as f64 / n,
             "check_valid": checked as f64 / n,
@@ -255,6 +282,88 @@ fn bench(a: &GenerateArgs, g: &LocalGenerator, prompt: &str) -> Result<(), Strin
                 "threads": threads,
             })
         );
+    }
+    Ok(())
+}
+
+/// One record of a `--logprobs` file: its prompt and the completions scored, by name.
+struct Scored {
+    prompt: String,
+    completions: Vec<(&'static str, String)>,
+}
+
+/// The records of a `--logprobs` file (JSON lines; blank lines skipped).
+fn read_scored(file: &std::path::Path) -> Result<Vec<Scored>, String> {
+    let text =
+        crate::files::read_text(file, "a log-probability file", crate::files::limit::DATASET)?;
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |m: &str| format!("{}:{}: {m}", file.display(), i + 1);
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| at(&e.to_string()))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let prompt = field("prompt").ok_or_else(|| at("no string `prompt`"))?;
+        let completions = match (field("completion"), field("chosen"), field("rejected")) {
+            (Some(c), None, None) => vec![("logprob", c)],
+            (None, Some(c), Some(r)) => vec![("chosen", c), ("rejected", r)],
+            _ => {
+                return Err(at(
+                    "expected a string `completion`, or strings `chosen` and `rejected`",
+                ));
+            }
+        };
+        out.push(Scored {
+            prompt,
+            completions,
+        });
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no records", file.display()));
+    }
+    Ok(out)
+}
+
+/// `--logprobs`: one JSON line per record of `file`, records of one prompt scored
+/// together (the prompt run once).
+fn logprobs(file: &std::path::Path, raw: bool, g: &LocalGenerator) -> Result<(), String> {
+    let records = read_scored(file)?;
+    let mut lines: Vec<Option<serde_json::Value>> = vec![None; records.len()];
+    let mut done = vec![false; records.len()];
+    for i in 0..records.len() {
+        if done[i] {
+            continue;
+        }
+        let group: Vec<usize> = (i..records.len())
+            .filter(|&j| !done[j] && records[j].prompt == records[i].prompt)
+            .collect();
+        let texts: Vec<&str> = group
+            .iter()
+            .flat_map(|&j| records[j].completions.iter().map(|(_, c)| c.as_str()))
+            .collect();
+        let (ids, comps) = g.scored_ids(&records[i].prompt, &texts, raw)?;
+        let lps = g.logprobs_ids(&ids, &comps)?;
+        let mut k = 0;
+        for &j in &group {
+            let mut o = serde_json::Map::new();
+            o.insert("index".into(), json!(j));
+            o.insert("prompt_tokens".into(), json!(ids.len()));
+            for (name, _) in &records[j].completions {
+                let tokens = match *name {
+                    "logprob" => "tokens".to_string(),
+                    n => format!("{n}_tokens"),
+                };
+                o.insert(name.to_string(), json!(lps[k]));
+                o.insert(tokens, json!(comps[k].len()));
+                k += 1;
+            }
+            lines[j] = Some(serde_json::Value::Object(o));
+            done[j] = true;
+        }
+    }
+    for l in lines.into_iter().flatten() {
+        println!("{l}");
     }
     Ok(())
 }

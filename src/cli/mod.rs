@@ -7,6 +7,7 @@ pub mod develop;
 pub mod docs;
 pub mod eval;
 pub mod generate;
+pub mod grammar;
 pub mod merge;
 pub mod methods;
 pub mod run;

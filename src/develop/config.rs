@@ -87,6 +87,9 @@ pub struct RunConfig {
     /// Grammar-guided decoding (`tiny` and `local:`): every sampled token keeps the
     /// program a viable prefix of the language, names resolved.
     pub guided: bool,
+    /// With `guided`: draw only from the tokens the loop's grammar allows (llguidance's
+    /// token mask over `mergec grammar --shape loop`) instead of drawing and redrawing.
+    pub grammar_mask: bool,
     /// Nucleus of `local:` sampling.
     pub top_p: f64,
     /// Sequences a `local:` generator decodes together.
@@ -186,6 +189,7 @@ impl Default for RunConfig {
             dpo_epochs: 2,
             dpo_nll: 1.0,
             guided: false,
+            grammar_mask: false,
             top_p: 0.95,
             generator_batch: 16,
             generator_max_tokens: 320,

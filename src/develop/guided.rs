@@ -2,6 +2,7 @@
 //! still become one runnable, well-typed merge ([`program_fit`]), for
 //! [`crate::model::sample::Guide`]. Used by the `local:` and `tiny` generators.
 
+use crate::model::mask::GrammarMask;
 use crate::model::sample::{Fit, Guide};
 
 /// The viability of a program prefix for guided decoding: a viable prefix of the
@@ -80,12 +81,22 @@ pub fn program_fit(text: &str) -> Fit {
 }
 
 /// The guide of program sampling: [`program_fit`]'s rules, lines ending as soon as they
-/// can after [`SOFT_LINE`] characters.
-pub fn program_guide(pieces: &[Option<String>]) -> Guide<'_> {
+/// can after [`SOFT_LINE`] characters; with `mask` (see [`loop_mask`]), tokens are drawn
+/// only from those the grammar allows.
+pub fn program_guide<'a>(pieces: &'a [Option<String>], mask: Option<&'a GrammarMask>) -> Guide<'a> {
     let mut g = Guide::new(pieces, &program_fit);
+    g.mask = mask;
     g.closing = Some(&closing_fit);
     g.soft_line = SOFT_LINE;
     g
+}
+
+/// The token mask of the programs the loop runs (`mergec grammar --shape loop`, compiled
+/// by llguidance) over the vocabulary `pieces` with end tokens `eos`.
+pub fn loop_mask(pieces: &[Option<String>], eos: &[u32]) -> Result<GrammarMask, String> {
+    use crate::syntax::forms::{Shape, derive, lark};
+    let g = derive(Shape::Loop).map_err(|e| e.to_string())?;
+    GrammarMask::new(&lark::render(&g), pieces, eos).map_err(|e| e.to_string())
 }
 
 /// [`program_fit`] for a program that must finish: the body line being written must be

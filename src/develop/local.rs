@@ -19,8 +19,9 @@ use super::guided::program_guide;
 use super::tiny::iteration_dir;
 use crate::model::LoadedModel;
 use crate::model::llama::{Llama, LoraSpec};
+use crate::model::peft;
 use crate::model::sample::{SampleOptions, sample_shared};
-use crate::model::train::{Batch, dpo_objective, dpo_summary, sequence_logprobs};
+use crate::model::train::{Batch, dpo_objective, dpo_summary, sequence_logprobs, token_logprobs};
 use crate::model::{Role, TextModel};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -45,6 +46,9 @@ pub const REPLY_CLOSE: &str = "```";
 pub struct LocalSettings {
     /// Grammar-guided decoding.
     pub guided: bool,
+    /// With `guided`: draw only from the tokens the loop's grammar allows (llguidance's
+    /// mask) instead of drawing and redrawing.
+    pub grammar_mask: bool,
     pub top_p: f64,
     /// Sequences decoded together.
     pub batch_size: usize,
@@ -58,6 +62,7 @@ impl Default for LocalSettings {
     fn default() -> Self {
         LocalSettings {
             guided: true,
+            grammar_mask: false,
             top_p: 0.95,
             batch_size: 16,
             max_new_tokens: 320,
@@ -101,6 +106,8 @@ pub struct LocalGenerator {
     adapter_iteration: Option<usize>,
     adapter_hash: Option<String>,
     pub last_stats: GuideStats,
+    /// The grammar mask, built on first use (`settings.grammar_mask`).
+    mask: Option<crate::model::mask::GrammarMask>,
 }
 
 impl LocalGenerator {
@@ -121,6 +128,7 @@ impl LocalGenerator {
             adapter_iteration: None,
             adapter_hash: None,
             last_stats: GuideStats::default(),
+            mask: None,
         })
     }
 
@@ -137,7 +145,7 @@ impl LocalGenerator {
         let mut g = Self::load(path, settings)?;
         for t in (1..=finished).rev() {
             let d = iteration_dir(generator_dir, t);
-            if d.join("adapter_model.safetensors").is_file() {
+            if d.join(peft::WEIGHTS_FILE).is_file() {
                 g.load_adapter(&d)?;
                 g.adapter_iteration = Some(t);
                 log(&format!("local generator: resuming {}", g.id()));
@@ -147,13 +155,50 @@ impl LocalGenerator {
         Ok(g)
     }
 
-    /// Loads adapters saved by [`Self::save_adapter`] (rank and targets must match the
-    /// settings).
+    /// Loads LoRA adapters in PEFT's layout from `dir`: a develop run's
+    /// ([`Self::save_adapter`]) or PEFT's `save_pretrained` (`scripts/dpo_train.py`). Their
+    /// rank, alpha and targets come from the directory's `adapter_config.json` and replace
+    /// the settings' (the settings' are assumed when it has none); every tensor those imply
+    /// must be in `adapter_model.safetensors` with its shape, and nothing else.
     pub fn load_adapter(&mut self, dir: &Path) -> Result<()> {
-        let file = dir.join("adapter_model.safetensors");
-        self.vm
-            .load(&file)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let spec = peft::read_config(dir)?.unwrap_or_else(|| self.settings.lora.clone());
+        let weights = peft::read_weights(dir)?;
+        let vm = VarMap::new();
+        let mut policy = self.base.model.clone();
+        policy.attach_lora(&spec, &vm, self.settings.dpo.seed)?;
+        {
+            let data = vm.data().lock().map_err(|_| "poisoned var map")?;
+            let file = dir.join(peft::WEIGHTS_FILE);
+            let at = |m: String| format!("{}: {m}", file.display());
+            for (name, t) in &weights {
+                let Some(var) = data.get(name) else {
+                    return Err(at(format!(
+                        "`{name}` is not a LoRA tensor of this model for rank {} on {}",
+                        spec.rank,
+                        spec.targets.join(", ")
+                    )));
+                };
+                if var.shape() != t.shape() {
+                    return Err(at(format!(
+                        "`{name}` is {:?}, the model's is {:?}",
+                        t.dims(),
+                        var.dims()
+                    )));
+                }
+                var.set(t).map_err(cerr)?;
+            }
+            if let Some(missing) = data.keys().find(|k| !weights.iter().any(|(n, _)| n == *k)) {
+                return Err(at(format!(
+                    "`{missing}` is missing ({} tensors for rank {} on {})",
+                    data.len(),
+                    spec.rank,
+                    spec.targets.join(", ")
+                )));
+            }
+        }
+        self.vm = vm;
+        self.policy = policy;
+        self.settings.lora = spec;
         self.merged = None;
         self.adapter_hash = Some(crate::model::train::weights_hash(&self.vm)?);
         Ok(())
@@ -162,11 +207,11 @@ impl LocalGenerator {
     /// Writes the adapters to `dir` in PEFT's layout.
     pub fn save_adapter(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let tmp = dir.join("adapter_model.safetensors.tmp");
+        let tmp = dir.join(format!("{}.tmp", peft::WEIGHTS_FILE));
         self.vm
             .save(&tmp)
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        let file = dir.join("adapter_model.safetensors");
+        let file = dir.join(peft::WEIGHTS_FILE);
         std::fs::rename(&tmp, &file).map_err(|e| format!("{}: {e}", file.display()))?;
         let cfg = json!({
             "peft_type": "LORA",
@@ -180,7 +225,7 @@ impl LocalGenerator {
             "base_content_hash": self.base.content_hash(),
         });
         Ok(crate::files::write_atomic(
-            &dir.join("adapter_config.json"),
+            &dir.join(peft::CONFIG_FILE),
             serde_json::to_string_pretty(&cfg).expect("json").as_bytes(),
         )?)
     }
@@ -224,7 +269,10 @@ impl LocalGenerator {
         let model = self.merged.as_ref().expect("just built");
         let tok = &self.base.tok;
         let pieces = &self.pieces;
-        let guide = program_guide(pieces);
+        if guided && self.settings.grammar_mask && self.mask.is_none() {
+            self.mask = Some(super::guided::loop_mask(pieces, &eos)?);
+        }
+        let guide = program_guide(pieces, self.mask.as_ref());
         let out = if guided {
             sample_shared(model, &ids, n, &eos, &opts, &|_| false, Some(&guide))?
         } else {
@@ -280,8 +328,9 @@ impl LocalGenerator {
     }
 
     /// Summed log-probabilities of `completions` (token ids) after `prompt` (ids) under
-    /// `model`, in batches of `batch`. The prompt but its last token is run once (a
-    /// constant prefix); each sequence is that last token then the completion.
+    /// `model`, in batches of `batch` (each token's in f32, their sum in f64). The prompt
+    /// but its last token is run once (a constant prefix); each sequence is that last
+    /// token then the completion.
     fn logprobs_of(
         model: &Llama,
         prompt: &[u32],
@@ -299,12 +348,13 @@ impl LocalGenerator {
             let views: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
             let b = Batch::new(&views, &[], 0, &Device::Cpu)?;
             let logits = model.forward_after(&prefix, &b.inputs)?;
-            let lp = sequence_logprobs(&logits, &b)?;
+            // Summed in f64: an f32 sum of hundreds of tokens is off by ~1e-3.
+            let lp = token_logprobs(&logits, &b)?
+                .to_vec2::<f32>()
+                .map_err(cerr)?;
             out.extend(
-                lp.to_vec1::<f32>()
-                    .map_err(cerr)?
-                    .into_iter()
-                    .map(f64::from),
+                lp.iter()
+                    .map(|r| r.iter().copied().map(f64::from).sum::<f64>()),
             );
         }
         Ok(out)
@@ -313,12 +363,46 @@ impl LocalGenerator {
     /// Log-probabilities of `programs` as completions of `prompt` under the current
     /// policy.
     pub fn logprobs(&self, prompt: &str, programs: &[&str]) -> Result<Vec<f64>> {
-        let ids = self.prompt_ids(prompt)?;
-        let comps = programs
+        let (ids, comps) = self.scored_ids(prompt, programs, false)?;
+        self.logprobs_ids(&ids, &comps)
+    }
+
+    /// Token ids of `prompt` and of `completions` as they are scored: in the generator's
+    /// layout ([`Self::prompt_text`] around the prompt, each completion a program closed by
+    /// the fence) or, `raw`, the texts as given (the prompt encoded as a prompt, BOS as the
+    /// tokenizer says; each completion as a continuation, nothing added).
+    pub fn scored_ids(
+        &self,
+        prompt: &str,
+        completions: &[&str],
+        raw: bool,
+    ) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+        let ids = if raw {
+            self.base.tok.encode(prompt)?
+        } else {
+            self.prompt_ids(prompt)?
+        };
+        let comps = completions
             .iter()
-            .map(|p| self.completion_ids(p))
+            .map(|c| match raw {
+                true => Ok(self.base.tok.encode_plain(c)?),
+                false => self.completion_ids(c),
+            })
             .collect::<Result<Vec<_>>>()?;
-        Self::logprobs_of(&self.policy, &ids, &comps, 4)
+        if ids.len() < 2 {
+            return Err("local generator: a prompt to score needs at least two tokens".into());
+        }
+        if comps.iter().any(Vec::is_empty) {
+            return Err("local generator: an empty completion has no log-probability".into());
+        }
+        Ok((ids, comps))
+    }
+
+    /// Summed log-probabilities of the completions `comps` after `prompt` (token ids)
+    /// under the current policy, its adapters unmerged (`W x + scale B A x`, as PEFT
+    /// computes them).
+    pub fn logprobs_ids(&self, prompt: &[u32], comps: &[Vec<u32>]) -> Result<Vec<f64>> {
+        Self::logprobs_of(&self.policy, prompt, comps, 4)
     }
 
     /// A frozen copy of the current policy, to be a DPO reference.

@@ -99,6 +99,7 @@ fn tiny_generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>
         &mut |m| eprintln!("{m}"),
     )?;
     t.guided = cfg.guided;
+    t.grammar_mask = cfg.grammar_mask;
     Ok(Box::new(t))
 }
 
@@ -113,6 +114,7 @@ fn local_generator(
     use crate::model::llama::LoraSpec;
     let settings = LocalSettings {
         guided: cfg.guided,
+        grammar_mask: cfg.grammar_mask,
         top_p: cfg.top_p,
         batch_size: cfg.generator_batch,
         max_new_tokens: cfg.generator_max_tokens,

@@ -10,11 +10,14 @@
 //! - [`sample`]: batched temperature / top-p sampling with seeded per-completion streams.
 //! - [`train`]: seeded initialisation, sequence log-probabilities, the DPO loss.
 //! - [`LoadedModel`]: a model loaded from a path, implementing [`TextModel`].
+//! - [`peft`]: LoRA adapters in PEFT's layout (their config and tensors).
 
 pub mod config;
 pub mod generate;
 pub mod llama;
 pub mod load;
+pub mod mask;
+pub mod peft;
 pub mod repro;
 pub mod sample;
 pub mod tokenizer;

@@ -12,6 +12,7 @@
 //! Probabilities are computed in f64 from the f32 logits with a fixed summation order.
 
 use super::llama::{KvCache, Llama};
+use super::mask::{GrammarMask, MaskState};
 use super::tokenizer::Tok;
 use super::{Result, generate::cut_at_stop};
 use crate::semantics::rng::SplitMix64;
@@ -180,6 +181,10 @@ pub struct Guide<'a> {
     /// tokens, byte fragments).
     pub pieces: &'a [Option<String>],
     pub fit: &'a (dyn Fn(&str) -> Fit + Sync),
+    /// The grammar's token mask (llguidance): tokens are drawn only from the tokens it
+    /// allows, renormalized; `fit` then judges only what a context-free grammar cannot
+    /// say (names, types, layout).
+    pub mask: Option<&'a GrammarMask>,
     pub tries: usize,
     pub scan: usize,
     /// At a dead end, a completion drops its current line and samples it again, at
@@ -210,6 +215,7 @@ impl<'a> Guide<'a> {
         Guide {
             pieces,
             fit,
+            mask: None,
             tries: 32,
             scan: 512,
             backtracks: 8,
@@ -275,6 +281,21 @@ impl<'a> Guide<'a> {
     ) -> Option<(u32, bool)> {
         use std::sync::atomic::Ordering::Relaxed;
         let (logits, opts) = (at.logits, at.opts);
+        let masked: Vec<f32>;
+        let logits = match at.allowed {
+            Some(a) => {
+                masked = logits
+                    .iter()
+                    .zip(a)
+                    .map(|(&l, &ok)| if ok { l } else { f32::NEG_INFINITY })
+                    .collect();
+                if masked.iter().all(|l| !l.is_finite()) {
+                    return None;
+                }
+                &masked[..]
+            }
+            None => logits,
+        };
         let mut cand = nucleus(logits, opts.temperature, opts.top_p);
         cand.retain(|c| allowed(c.0));
         for _ in 0..self.tries {
@@ -303,6 +324,8 @@ impl<'a> Guide<'a> {
 /// tokens, the sampling options, and whether the completion is closing.
 struct Choice<'a> {
     logits: &'a [f32],
+    /// The grammar mask's allowed tokens, if the guide has one.
+    allowed: Option<&'a [bool]>,
     text: &'a str,
     eos: &'a [u32],
     opts: &'a SampleOptions,
@@ -332,6 +355,8 @@ struct Seq {
     dropped_times: usize,
     /// Guided decoding: finishing under the guide's closing fit.
     closing: bool,
+    /// Guided decoding with a mask: the completion's place in the grammar.
+    grammar: Option<MaskState>,
 }
 
 impl Seq {
@@ -359,6 +384,7 @@ impl Seq {
             dropped_at: usize::MAX,
             dropped_times: 0,
             closing: false,
+            grammar: guide.and_then(|g| g.mask).map(GrammarMask::start),
         }
     }
 }
@@ -558,6 +584,11 @@ fn backtrack(s: &mut Seq) -> bool {
     // has no entry yet.
     let fed = s.out.len() - 1;
     s.hidden.extend((keep - 1..fed).map(|j| s.own_from + j));
+    if let Some(g) = s.grammar.as_mut()
+        && !g.rollback(s.out.len() - keep)
+    {
+        return false;
+    }
     s.out.truncate(keep);
     s.ends.truncate(keep);
     s.text.truncate(s.ends[keep - 1]);
@@ -632,8 +663,14 @@ fn decode(
                     let choice = if short && g.closing.is_some() && !closing {
                         None
                     } else {
+                        // An engine in an error state allows nothing: a dead end.
+                        let allowed = s
+                            .grammar
+                            .as_mut()
+                            .map(|g| g.allowed().unwrap_or_else(|| vec![false; l.len()]));
                         let at = Choice {
                             logits: &l,
+                            allowed: allowed.as_deref(),
                             text: &s.text,
                             eos,
                             opts,
@@ -666,6 +703,19 @@ fn decode(
             };
             let end = eos.contains(&t);
             if !end {
+                if let Some(g) = s.grammar.as_mut()
+                    && !g.consume(t)
+                {
+                    // Cannot happen for a token the mask allowed; end unfinished.
+                    finished.push((
+                        s.idx,
+                        Completion {
+                            ids: s.out,
+                            finished: false,
+                        },
+                    ));
+                    continue;
+                }
                 s.out.push(t);
                 s.pos += 1;
                 if let Some(g) = guide {

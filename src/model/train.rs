@@ -142,13 +142,19 @@ impl Batch {
 /// Summed log-probabilities `(b,)` of each sequence's scored targets under `logits`
 /// `(b, t, v)` (differentiable).
 pub fn sequence_logprobs(logits: &Tensor, batch: &Batch) -> Result<Tensor> {
+    token_logprobs(logits, batch)?.sum(1).map_err(err)
+}
+
+/// Log-probabilities `(b, t)` of each sequence's targets under `logits` `(b, t, v)`, zero
+/// where a target is not scored (differentiable).
+pub fn token_logprobs(logits: &Tensor, batch: &Batch) -> Result<Tensor> {
     (|| {
         let (b, t, v) = logits.dims3()?;
         let lp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
         let picked = lp
             .gather(&batch.targets.reshape((b * t, 1))?, 1)?
             .reshape((b, t))?;
-        (picked * &batch.weights)?.sum(1)
+        picked * &batch.weights
     })()
     .map_err(err)
 }

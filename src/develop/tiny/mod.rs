@@ -287,6 +287,8 @@ pub struct TinyGenerator {
     pub batch_size: usize,
     /// Grammar-guided decoding (every token keeps the program a viable prefix).
     pub guided: bool,
+    /// With `guided`: draw only from the tokens the loop's grammar allows (llguidance).
+    pub grammar_mask: bool,
     /// Settings of [`Generator::learn`].
     pub dpo: DpoSettings,
 }
@@ -321,6 +323,7 @@ impl TinyGenerator {
             top_p: 0.95,
             batch_size: 32,
             guided: false,
+            grammar_mask: false,
             dpo: DpoSettings::default(),
         }
     }
@@ -484,6 +487,7 @@ impl TinyGenerator {
             top_p: self.top_p,
             batch_size: self.batch_size,
             guided: self.guided,
+            grammar_mask: self.grammar_mask,
             dpo: self.dpo.clone(),
         })
     }
@@ -517,7 +521,11 @@ impl TinyGenerator {
         };
         let prompts = vec![prompt; n];
         let pieces = self.vocab.pieces();
-        let guide = crate::develop::guided::program_guide(&pieces);
+        let mask = match self.grammar_mask && self.guided {
+            true => Some(crate::develop::guided::loop_mask(&pieces, &[EOS])?),
+            false => None,
+        };
+        let guide = crate::develop::guided::program_guide(&pieces, mask.as_ref());
         let guide = self.guided.then_some(&guide);
         let out = sample(&self.model, &prompts, &[EOS], PAD, &opts, &|_| false, guide)?;
         Ok(out.iter().map(|c| self.vocab.decode(&c.ids)).collect())

@@ -1,0 +1,171 @@
+//! Token masks from a grammar with llguidance: which tokens may come next so that the
+//! text stays a prefix of the grammar's language, for every token of the vocabulary at
+//! once (the engine behind structured outputs in vLLM, SGLang and llama.cpp).
+//!
+//! The vocabulary is given as each token's text ([`super::tokenizer::Tok::pieces`], or a
+//! built-in vocabulary's): llguidance's token trie is built from those bytes, so any
+//! tokenizer works the same way. (llguidance's own Hugging Face bridge,
+//! `toktrie_hf_tokenizers`, needs tokenizers 0.21; this project uses 0.23, and the
+//! pieces are what guided decoding appends to its text anyway.) Tokens without a
+//! piece (special tokens, byte fragments) are never allowed, but the end tokens, which
+//! are allowed where the grammar accepts the text.
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{ApproximateTokEnv, TokEnv, TokRxInfo, TokTrie};
+use llguidance::{Matcher, ParserFactory};
+use std::sync::Arc;
+
+/// Why a grammar could not be used for masks.
+#[derive(Debug, thiserror::Error)]
+pub enum MaskError {
+    #[error("the vocabulary has no tokens")]
+    NoVocabulary,
+    #[error("llguidance: {0}")]
+    Engine(String),
+}
+
+/// A compiled grammar over one vocabulary; [`GrammarMask::start`] gives each completion
+/// its own state.
+pub struct GrammarMask {
+    template: Matcher,
+    vocab: usize,
+}
+
+impl GrammarMask {
+    /// The grammar `lark` (llguidance's Lark syntax) over the vocabulary `pieces`
+    /// (token `i`'s text, None where it has none) with end tokens `eos`.
+    pub fn new(lark: &str, pieces: &[Option<String>], eos: &[u32]) -> Result<Self, MaskError> {
+        if pieces.is_empty() {
+            return Err(MaskError::NoVocabulary);
+        }
+        let words: Vec<Vec<u8>> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                Some(s) if !eos.contains(&(i as u32)) => s.as_bytes().to_vec(),
+                // A special token: llguidance's marker, so no text ever matches it.
+                _ => {
+                    let mut w = vec![TokTrie::SPECIAL_TOKEN_MARKER];
+                    w.extend_from_slice(format!("[{i}]").as_bytes());
+                    w
+                }
+            })
+            .collect();
+        Self::from_words(lark, words, eos)
+    }
+
+    /// A grammar over single bytes (every byte a token, end token 0), to check whole texts
+    /// with [`Self::accepts`].
+    pub fn bytes(lark: &str) -> Result<Self, MaskError> {
+        let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        words[0] = vec![TokTrie::SPECIAL_TOKEN_MARKER, b'[', b'0', b']'];
+        Self::from_words(lark, words, &[0])
+    }
+
+    fn from_words(lark: &str, words: Vec<Vec<u8>>, eos: &[u32]) -> Result<Self, MaskError> {
+        let eos_in: Vec<u32> = eos
+            .iter()
+            .copied()
+            .filter(|&e| (e as usize) < words.len())
+            .collect();
+        let first_eos = eos_in.first().copied().unwrap_or(words.len() as u32 - 1);
+        let info = TokRxInfo::new(words.len() as u32, first_eos);
+        let mut trie = TokTrie::from(&info, &words);
+        if !eos_in.is_empty() {
+            trie = trie.with_eos_tokens(&eos_in);
+        }
+        let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
+        let mut factory = ParserFactory::new_simple(&env).map_err(engine)?;
+        factory.quiet();
+        // Whitespace and comments may also open the text (llguidance allows `%ignore`d
+        // text only after the first lexeme unless told).
+        let lark = format!("%llguidance {{\"allow_initial_skip\": true}}\n{lark}");
+        let parser = factory
+            .create_parser(TopLevelGrammar::from_lark(lark))
+            .map_err(engine)?;
+        let template = Matcher::new(Ok(parser));
+        if let Some(e) = template.get_error() {
+            return Err(MaskError::Engine(e));
+        }
+        Ok(GrammarMask {
+            template,
+            vocab: words.len(),
+        })
+    }
+
+    /// A fresh state at the start of the text.
+    pub fn start(&self) -> MaskState {
+        MaskState {
+            m: self.template.deep_clone(),
+            vocab: self.vocab,
+        }
+    }
+}
+
+/// One completion's place in the grammar.
+pub struct MaskState {
+    m: Matcher,
+    vocab: usize,
+}
+
+impl MaskState {
+    /// The tokens allowed next (end tokens where the text is whole); None if the
+    /// engine is in an error state (a token it did not allow was consumed).
+    pub fn allowed(&mut self) -> Option<Vec<bool>> {
+        let v = self.m.compute_mask().ok()?;
+        Some((0..self.vocab).map(|t| v.is_allowed(t as u32)).collect())
+    }
+
+    /// Takes token `t`; false if the grammar does not allow it.
+    pub fn consume(&mut self, t: u32) -> bool {
+        self.m.consume_token(t).is_ok() && !self.m.is_error()
+    }
+
+    /// Forgets the last `n` tokens.
+    pub fn rollback(&mut self, n: usize) -> bool {
+        n == 0 || self.m.rollback(n).is_ok()
+    }
+
+    /// Whether the text so far is a whole sentence of the grammar.
+    pub fn accepting(&mut self) -> bool {
+        self.m.is_accepting().unwrap_or(false)
+    }
+}
+
+impl GrammarMask {
+    /// Whether the grammar accepts `text` exactly (a [`Self::bytes`] grammar).
+    pub fn accepts(&self, text: &str) -> bool {
+        self.explain(text).is_ok()
+    }
+
+    /// [`Self::accepts`], with where and why a rejected text stops: the byte offset and
+    /// the engine's message.
+    pub fn explain(&self, text: &str) -> Result<(), (usize, String)> {
+        let mut s = self.start();
+        for (i, b) in text.bytes().enumerate() {
+            // A grammar that cannot go on stops its engine: generation ends there, and
+            // only whitespace and comments may follow in a whole text.
+            if s.m.is_stopped() && !s.m.is_error() && only_skip(&text[i..]) {
+                return Ok(());
+            }
+            if b == 0 || !s.consume(b as u32) {
+                return Err((i, s.m.get_error().unwrap_or_else(|| "not allowed".into())));
+            }
+        }
+        if s.accepting() {
+            Ok(())
+        } else {
+            Err((text.len(), "the text is not complete".into()))
+        }
+    }
+}
+
+/// Only whitespace and `#` comments.
+fn only_skip(text: &str) -> bool {
+    text.lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+}
+
+fn engine<E: std::fmt::Display>(e: E) -> MaskError {
+    MaskError::Engine(e.to_string())
+}
