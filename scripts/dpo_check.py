@@ -7,9 +7,10 @@ loss, and mergec loads the adapter it writes and computes the same log-probabili
 
 On SmolLM2-135M (assets/, scripts/fetch-assets.sh), on the CPU:
  1. Pairs, deterministic: each program of stdlib/ and examples/ of at most --max-chars
-    characters (comment and blank lines dropped) is `chosen` against three corruptions of
-    it as `rejected` (its lines in reverse order, the words of each line reversed, its
-    lines rotated by one), for one short prompt. At least 32 pairs.
+    characters (comment and blank lines dropped; 450: 8 programs, completions of at most
+    ~130 tokens) is `chosen` against four corruptions of it as `rejected` (its lines in
+    reverse order, the words of each line reversed, its lines rotated by one, its return
+    line dropped), for one short prompt. At least 32 pairs.
  2. The prompt dpo_train.py gives TRL (--format mergec) is byte for byte
     `mergec generate MODEL --print-prompt` for that prompt.
  3. dpo_train.py trains a rank-256 adapter for --steps steps with --lr (1e-4 here, larger
@@ -59,6 +60,7 @@ def corruptions(program):
         "\n".join(reversed(lines)),
         "\n".join(" ".join(reversed(l.split())) for l in lines),
         "\n".join(lines[1:] + lines[:1]),
+        "\n".join(l for l in lines if not l.lstrip().startswith("return ")),
     ]
 
 
@@ -108,7 +110,7 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--max-chars", type=int, default=800)
+    ap.add_argument("--max-chars", type=int, default=450)
     ap.add_argument("--tol", type=float, default=1e-3)
     a = ap.parse_args()
     t0 = time.time()
@@ -119,7 +121,7 @@ def main():
     pairs = make_pairs(pairs_file, a.max_chars)
     if len(pairs) < 32:
         sys.exit(f"dpo_check: only {len(pairs)} pairs (need 32): raise --max-chars")
-    print(f"dpo_check: {len(pairs)} pairs from {len(pairs) // 3} programs", flush=True)
+    print(f"dpo_check: {len(pairs)} pairs from {len(pairs) // 4} programs", flush=True)
 
     # 2. The prompt TRL sees is mergec's.
     prompt_file = os.path.join(a.work, "prompt.txt")
@@ -162,7 +164,7 @@ def main():
     mergec_s = time.time() - t1
     ours = [json.loads(l) for l in out.splitlines() if l.strip()]
     peft = peft_logps(a.model, adapter, trl)
-    d_trl, d_peft, rows = 0.0, 0.0, []
+    d_trl, d_peft, d_tok, rows = 0.0, 0.0, 0.0, []
     for t, m, p in zip(trl, ours, peft, strict=True):
         for i, k in enumerate(("chosen", "rejected")):
             if t[f"{k}_tokens"] != m[f"{k}_tokens"] or t["prompt_tokens"] != m["prompt_tokens"]:
@@ -170,16 +172,19 @@ def main():
                                 f"mergec {m['prompt_tokens']}+{m[f'{k}_tokens']}")
             d_trl = max(d_trl, abs(t[f"{k}_logp"] - m[k]))
             d_peft = max(d_peft, abs(p[i] - m[k]))
+            d_tok = max(d_tok, abs(t[f"{k}_logp"] - m[k]) / m[f"{k}_tokens"])
             rows.append({"tokens": m[f"{k}_tokens"], "trl": t[f"{k}_logp"], "peft": p[i], "mergec": m[k]})
     print(f"dpo_check: {len(rows)} held-out completions ({min(r['tokens'] for r in rows)}-"
           f"{max(r['tokens'] for r in rows)} tokens, log-probs {min(r['mergec'] for r in rows):.1f} to "
           f"{max(r['mergec'] for r in rows):.1f}): max |mergec - TRL| = {d_trl:.2e}, "
-          f"max |mergec - PEFT reloaded| = {d_peft:.2e} (tolerance {a.tol:g})")
+          f"max |mergec - PEFT reloaded| = {d_peft:.2e} (tolerance {a.tol:g}); per token, "
+          f"max |mergec - TRL| / tokens = {d_tok:.1e}")
     if d_trl > a.tol or d_peft > a.tol:
         failures.append(f"log-probabilities differ by more than {a.tol}: TRL {d_trl:.2e}, PEFT {d_peft:.2e}")
     summary = {"pairs": len(pairs), "steps": a.steps, "lr": a.lr, "heldout_loss": held,
                "train_loss": [(h["step"], h["loss"]) for h in losses["train"]],
-               "max_abs_diff_trl": d_trl, "max_abs_diff_peft": d_peft, "completions": rows,
+               "max_abs_diff_trl": d_trl, "max_abs_diff_peft": d_peft,
+               "max_abs_diff_trl_per_token": d_tok, "completions": rows,
                "train_seconds": round(train_s, 1), "mergec_logprobs_seconds": round(mergec_s, 1),
                "seconds": round(time.time() - t0, 1), "failures": failures}
     with open(os.path.join(a.work, "summary.json"), "w", encoding="utf-8") as fh:

@@ -8,8 +8,10 @@
 Reads JSON lines `{"prompt", "chosen", "rejected"}` (a develop run's
 `generator/dpo-pairs-iterN.jsonl`, TRL's preference format; several --pairs files are
 concatenated), holds out a seeded fraction of them (--heldout), and trains a LoRA adapter
-on the rest against the frozen base (adapters disabled: TRL's reference for a PEFT model).
-The held-out DPO loss is measured before training and every --eval-every steps. Writes to
+on the rest against the frozen base (adapters disabled: TRL's reference for a PEFT model),
+or with --init-adapter trains an earlier iteration's adapter further against a frozen copy
+of it. The held-out DPO loss is measured before training and every --eval-every steps.
+Writes to
 --out (built in OUT.tmp, then renamed; an existing non-empty OUT needs --force):
 
     adapter_model.safetensors, adapter_config.json   PEFT's layout: `mergec generate --adapter
@@ -50,6 +52,7 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 import time
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -93,6 +96,9 @@ def parse_args(argv=None):
                    help="truncate prompt+completion to this many tokens (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--init-adapter", metavar="DIR",
+                   help="continue training this PEFT adapter (e.g. the previous iteration's), "
+                        "against a frozen copy of it; its rank, alpha and targets are kept")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     a = p.parse_args(argv)
     if a.alpha is None:
@@ -106,6 +112,12 @@ def parse_args(argv=None):
         fail("--rank must be at least 1")
     if not 0.0 <= a.heldout < 1.0:
         fail("--heldout must be in [0, 1)")
+    if not (os.path.isdir(a.model) and os.path.isfile(os.path.join(a.model, "config.json"))
+            or os.path.isfile(a.model) and a.model.endswith(".gguf")):
+        fail(f"--model {a.model}: expected a .gguf file or a Hugging Face model directory "
+             "(with config.json)")
+    if a.init_adapter and not os.path.isfile(os.path.join(a.init_adapter, "adapter_config.json")):
+        fail(f"--init-adapter {a.init_adapter}: no adapter_config.json there")
     return a
 
 
@@ -146,15 +158,10 @@ def load_model(path):
     """(model, tokenizer) in float32 on the CPU from a .gguf file or an HF directory."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            fail(f"{path}: not a Hugging Face model directory (no config.json)")
-        kw = {}
-        src = path
-    elif os.path.isfile(path) and path.endswith(".gguf"):
+    if path.endswith(".gguf") and os.path.isfile(path):
         src, kw = os.path.dirname(os.path.abspath(path)), {"gguf_file": os.path.basename(path)}
     else:
-        fail(f"--model {path}: expected a .gguf file or a Hugging Face model directory")
+        src, kw = path, {}
     try:
         tok = AutoTokenizer.from_pretrained(src, **kw)
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
@@ -241,8 +248,9 @@ def make_trainer_class():
 
 def trl_logps(trainer, dataset):
     """Per-pair summed completion log-probabilities as TRL's loss computes them (its
-    collator, the fused LM head's per-token log-probs in float32), with and without the
-    adapters; summed in float64 (TRL's float32 sum of hundreds of tokens is off by ~1e-3)."""
+    collator, the fused LM head's per-token log-probs in float32), with the adapters, summed
+    in float64 (TRL's float32 sum of hundreds of tokens is off by ~1e-3); and the reference's,
+    as TRL cached them (float32 sums; computed here when not cached)."""
     import torch
     model = trainer.model
     model.eval()
@@ -255,10 +263,13 @@ def trl_logps(trainer, dataset):
                   labels=labels, fused_lm_head=True, use_cache=False)
         n = mask.size(1) - 1
         with torch.no_grad():
-            pol = model(**kw).log_probs[:, -n:].double().sum(1)
-            with model.disable_adapter():
-                ref = model(**kw).log_probs[:, -n:].double().sum(1)
-        out.append((pol[0].item(), pol[1].item(), ref[0].item(), ref[1].item(),
+            pol = model(**kw).log_probs[:, -n:].double().sum(1).tolist()
+            if "ref_chosen_logps" in ex:
+                ref = [ex["ref_chosen_logps"], ex["ref_rejected_logps"]]
+            else:
+                with model.disable_adapter():
+                    ref = model(**kw).log_probs[:, -n:].double().sum(1).tolist()
+        out.append((pol[0], pol[1], ref[0], ref[1],
                     len(ex["prompt_ids"]), len(ex["chosen_ids"]), len(ex["rejected_ids"])))
     return out
 
@@ -277,15 +288,15 @@ def history(log):
     return train, held
 
 
-def prepare_out(out, force):
+def check_out(out, force):
+    """Refuses to clobber: before any work."""
     if os.path.exists(out) and not os.path.isdir(out):
         fail(f"--out {out}: exists and is not a directory")
     if os.path.isdir(out) and os.listdir(out) and not force:
         fail(f"--out {out}: exists and is not empty (--force replaces it)")
-    tmp = out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    return tmp
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
 
 
 def publish(tmp, out):
@@ -306,11 +317,12 @@ def main(argv=None):
     train_pairs, held_pairs = split(pairs, a.heldout, a.seed)
     if not train_pairs:
         fail("no pairs left to train on")
-    tmp = prepare_out(a.out, a.force)
+    check_out(a.out, a.force)
     import torch
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
     torch.manual_seed(a.seed)
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
+    disable_progress_bars()
     from peft import LoraConfig, get_peft_model
     from trl import DPOConfig
     t0 = time.time()
@@ -319,11 +331,19 @@ def main(argv=None):
         f"{len(held_pairs)} held out; format {a.format}")
     lora = LoraConfig(r=a.rank, lora_alpha=a.alpha, target_modules=a.targets, lora_dropout=0.0,
                       bias="none", task_type="CAUSAL_LM")
+    if a.init_adapter:
+        # TRL trains the adapter further against a frozen copy of it (its "ref" adapter).
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, a.init_adapter, is_trainable=True)
+        c = model.peft_config["default"]
+        a.rank, a.alpha, a.targets, lora = c.r, c.lora_alpha, sorted(c.target_modules), None
+        log(f"continuing {a.init_adapter} (rank {a.rank}, alpha {a.alpha})")
     per_step = a.batch * a.grad_accum
     steps = a.steps or max(1, math.ceil(a.epochs * len(train_pairs) / per_step))
     every = a.eval_every or max(1, steps // 4)
+    scratch = tempfile.TemporaryDirectory(prefix="dpo_train-")  # the trainer's output_dir
     cfg = DPOConfig(
-        output_dir=os.path.join(tmp, "trainer"), learning_rate=a.lr, beta=a.beta,
+        output_dir=scratch.name, learning_rate=a.lr, beta=a.beta,
         lr_scheduler_type=a.scheduler, warmup_steps=0, max_steps=steps,
         per_device_train_batch_size=a.batch, per_device_eval_batch_size=a.batch,
         gradient_accumulation_steps=a.grad_accum, max_length=a.max_length or None,
@@ -351,8 +371,9 @@ def main(argv=None):
         held_log.insert(0, {"step": 0, "loss": before["eval_loss"],
                             "margin": before.get("eval_rewards/margins"),
                             "accuracy": before.get("eval_rewards/accuracies")})
-    trainer.model.save_pretrained(tmp)
-    shutil.rmtree(os.path.join(tmp, "trainer"), ignore_errors=True)
+    tmp = a.out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp, selected_adapters=["default"])
     t1 = time.time()
     if held_pairs:
         with open(os.path.join(tmp, "heldout.jsonl"), "w", encoding="utf-8") as fh:
@@ -364,7 +385,7 @@ def main(argv=None):
         log(f"held-out log-probabilities written ({time.time() - t1:.1f}s)")
     summary = {
         "model": a.model, "pairs": a.pairs, "format": a.format, "rank": a.rank, "alpha": a.alpha,
-        "target_modules": a.targets, "lr": a.lr, "beta": a.beta, "scheduler": a.scheduler,
+        "target_modules": a.targets, "init_adapter": a.init_adapter, "lr": a.lr, "beta": a.beta, "scheduler": a.scheduler,
         "steps": steps, "batch": a.batch, "grad_accum": a.grad_accum, "seed": a.seed,
         "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs), "eval_every": every,
         "train_seconds": round(train_s, 1), "train": train_log, "heldout": held_log,
