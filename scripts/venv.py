@@ -25,6 +25,14 @@ import shutil
 import subprocess
 import sys
 
+# llama.cpp built for this machine's CPU (GGML_NATIVE) died with a general protection fault
+# in libggml-cpu on the first completion here (its AMX/AVX-512 paths); a portable AVX2 build
+# does not. The flags are part of the venv's key.
+ENV = {
+    "llama-server": {"CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
+                                   "-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF"},
+}
+
 KINDS = {
     "grammar": (
         ["lark==1.3.1", "llguidance==1.9.1"],
@@ -47,7 +55,9 @@ def main():
         sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(KINDS)}}}")
     kind = sys.argv[1]
     pins, check = KINDS[kind]
-    key = hashlib.sha256((sys.version.split()[0] + " " + " ".join(pins)).encode()).hexdigest()[:16]
+    env = ENV.get(kind, {})
+    key = hashlib.sha256((sys.version.split()[0] + " " + " ".join(pins) + repr(sorted(env.items())))
+                         .encode()).hexdigest()[:16]
     root = os.environ.get("MERGEC_VENV_ROOT", os.path.expanduser("~/.cache/mergec/venvs"))
     venv = os.path.join(root, f"{kind}-{key}")
     py = os.path.join(venv, "bin", "python")
@@ -60,8 +70,8 @@ def main():
         os.makedirs(root, exist_ok=True)
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        r = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--quiet",
-                            "--disable-pip-version-check", *pins])
+        r = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--quiet", "--no-cache-dir",
+                            "--disable-pip-version-check", *pins], env={**os.environ, **env})
         if r.returncode != 0 or not ok(py):
             shutil.rmtree(venv, ignore_errors=True)
             sys.exit(f"error: could not install {' '.join(pins)} into {venv} (pip exit {r.returncode})")

@@ -115,6 +115,13 @@ fn pairs_are_exported_in_trl_format_and_the_hook_can_move_the_endpoint() {
     assert_eq!(ex.hook_output.lines().next().unwrap().trim(), "2");
     assert_eq!(ex.new_endpoint.as_deref(), Some("http://127.0.0.1:2/v1"));
     assert_eq!(g.base, "http://127.0.0.1:2/v1");
+    // A hook that loads an adapter into the running server names it (vllm-lora.sh).
+    g.hook = Some("echo loaded; echo 'model: mergec-iter2'".into());
+    let ex = g.export(&pairs, 2, dir.path()).unwrap();
+    assert_eq!(ex.new_model.as_deref(), Some("mergec-iter2"));
+    assert_eq!(ex.new_endpoint, None);
+    assert_eq!(g.model.as_deref(), Some("mergec-iter2"));
+    assert_eq!(g.base, "http://127.0.0.1:2/v1");
     g.hook = Some("echo training failed >&2; exit 3".into());
     let e = g.export(&pairs, 2, dir.path()).unwrap_err();
     assert!(e.contains("training failed"), "{e}");
@@ -159,4 +166,46 @@ fn servers_that_fail_hang_trickle_or_flood_end_in_bounded_time_with_a_clear_erro
         assert!(e.contains(want) && e.contains(&url), "{fault:?}: {e}");
         assert!(took < 5.0, "{fault:?} took {took} s");
     }
+}
+
+#[test]
+fn requests_carry_the_loops_grammar_in_the_servers_dialect() {
+    use mergec::develop::openai::RemoteGrammar;
+    for (setting, key) in [
+        (RemoteGrammar::Gbnf, "grammar"),
+        (RemoteGrammar::Lark, "structured_outputs"),
+        // The mock answers `/version` as vLLM does: auto picks Lark.
+        (RemoteGrammar::Auto, "structured_outputs"),
+    ] {
+        let (url, seen) = mock_server(200);
+        let mut g = OpenAiGenerator::from_spec(&format!("openai:{url}"), Some("m".into())).unwrap();
+        g.grammar = setting;
+        g.sample("P", 1, 0.7, 3).unwrap();
+        let seen = seen.lock().unwrap();
+        let (_, body) = seen
+            .iter()
+            .find(|(p, _)| p.ends_with("/completions"))
+            .expect("a completion request");
+        let text = match key {
+            "grammar" => body["grammar"].as_str().expect("GBNF text"),
+            _ => body["structured_outputs"]["grammar"]
+                .as_str()
+                .expect("Lark text"),
+        };
+        let start = if key == "grammar" {
+            "root ::="
+        } else {
+            "start:"
+        };
+        assert!(
+            text.contains(start) && text.contains("\"models\""),
+            "{setting:?}: {text}"
+        );
+    }
+    let (url, seen) = mock_server(200);
+    let mut g = OpenAiGenerator::from_spec(&format!("openai:{url}"), Some("m".into())).unwrap();
+    g.sample("P", 1, 0.7, 3).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "no grammar and no probing unless asked");
+    assert!(seen[0].1.get("grammar").is_none() && seen[0].1.get("structured_outputs").is_none());
 }

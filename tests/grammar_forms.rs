@@ -184,27 +184,32 @@ fn the_loop_form_holds_the_loops_programs_and_only_those() {
     let g = GrammarMask::bytes(&lark).expect("llguidance compiles the loop form");
     let h = "merge m(base: Tensor, models: [Tensor]";
     for ok in [
-        format!("{h}) -> Tensor {{ return base }}"),
+        format!("{h}) -> Tensor {{\n  return base }}"),
+        format!("{h}) -> Tensor {{\n    return base\n}}"),
         format!(
-            "{h}, w: f32 = -0.5, k: int = 2, t: bool = true) -> Tensor {{\n  return base * w\n}}"
+            "{h}, w: f32 = -0.5, k: int = 2, t: bool = true) -> Tensor {{\n  let d = models[0] - base;\n  return base * w\n}}"
         ),
-        format!("{h}, d: [f32] = [0.5, -1.0],) -> Tensor {{ return base }}\n"),
-        mergec::stdlib::SOURCES
-            .iter()
-            .find(|(n, _)| *n == "task_arithmetic.merge")
-            .map(|(_, s)| s.to_string())
-            .expect("stdlib"),
+        format!(
+            "{h}, d: [f32] = [0.5, -1.0],) -> Tensor {{\n  return if true {{ let x = base; x }} else {{ base }}\n}}"
+        ),
     ] {
         assert!(g.accepts(&ok), "{ok}");
     }
+    let nine_lets = "  let a = base\n".repeat(9);
     for bad in [
         "fn f(x: f32) -> f32 { return x }".to_string(),
-        format!("{h}, w: Tensor = 1.0) -> Tensor {{ return base }}"),
-        format!("{h}, k: int = 1.5) -> Tensor {{ return base }}"),
-        format!("{h}) -> [Tensor] {{ return models }}"),
-        "merge m(x: Tensor, models: [Tensor]) -> Tensor { return x }".to_string(),
+        format!("{h}) -> Tensor {{ return base }}"),
+        format!("{h}, w: Tensor = 1.0) -> Tensor {{\n  return base\n}}"),
+        format!("{h}, k: int = 1.5) -> Tensor {{\n  return base\n}}"),
+        format!("{h}) -> [Tensor] {{\n  return models\n}}"),
+        format!("{h}) -> Tensor {{\n  # a comment\n  return base\n}}"),
+        format!("{h}) -> Tensor {{\n  let a = base\n\n  return a\n}}"),
+        format!("{h}) -> Tensor {{\n  let a = base +\n base\n  return a\n}}"),
+        format!("{h}) -> Tensor {{\n{nine_lets}  return a\n}}"),
+        format!("{h}\n) -> Tensor {{\n  return base\n}}"),
+        "merge m(x: Tensor, models: [Tensor]) -> Tensor {\n  return x\n}".to_string(),
         format!(
-            "{h}) -> Tensor {{ return base }}\nmerge n(base: Tensor) -> Tensor {{ return base }}"
+            "{h}) -> Tensor {{\n  return base\n}}\nmerge n(base: Tensor) -> Tensor {{\n  return base\n}}"
         ),
     ] {
         assert!(!g.accepts(&bad), "{bad}");

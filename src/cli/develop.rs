@@ -43,6 +43,7 @@ config_flags!(
     eval_batch,
     generator,
     generator_model,
+    generator_grammar,
     learn,
     random_sizes,
     scored_budget,

@@ -14,9 +14,18 @@ use std::time::Instant;
 /// The command line of `mergec generate`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
-    /// `tiny` (the built-in generator), or a llama-family model: a Hugging Face directory
-    /// or a .gguf file (as `local:PATH` in a develop run).
+    /// `tiny` (the built-in generator), a llama-family model (a Hugging Face directory
+    /// or a .gguf file, as `local:PATH` in a develop run), or a server:
+    /// `openai:URL` / `openai-chat:URL` (an OpenAI-compatible API base such as
+    /// `http://127.0.0.1:8000/v1`).
     pub model: String,
+    /// With `openai:`: the model name to ask for (default: the server's first).
+    #[arg(long)]
+    pub server_model: Option<String>,
+    /// With `openai:`: the grammar requests carry: auto (ask the server), gbnf
+    /// (llama.cpp's `grammar`), lark (vLLM's `structured_outputs`) or none.
+    #[arg(long, default_value = "auto")]
+    pub grammar: String,
     /// The prompt (default: the develop loop's prompt for this generator).
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
@@ -128,7 +137,32 @@ fn tiny(a: &GenerateArgs, conditioned: bool) -> Result<TinyGenerator, String> {
     Ok(t)
 }
 
+/// An `openai:` / `openai-chat:` generator, if the model names one.
+fn server(a: &GenerateArgs) -> Result<Option<crate::develop::openai::OpenAiGenerator>, String> {
+    if !a.model.starts_with("openai") {
+        return Ok(None);
+    }
+    let mut o =
+        crate::develop::openai::OpenAiGenerator::from_spec(&a.model, a.server_model.clone())?;
+    o.grammar = a.grammar.parse()?;
+    o.max_tokens = a.max_new_tokens;
+    o.top_p = a.top_p;
+    Ok(Some(o))
+}
+
 fn run_inner(a: &GenerateArgs) -> Result<(), String> {
+    if let Some(o) = server(a)? {
+        if a.bench || a.logprobs.is_some() || a.guided || a.adapter.is_some() || a.parent.is_some()
+        {
+            return Err(
+                "with an openai: server, --guided, --adapter, --parent, --bench and --logprobs \
+                 do not apply (the server decodes; --grammar guides it)"
+                    .into(),
+            );
+        }
+        let prompt = prompt(a, true)?;
+        return report(a, Box::new(o), &prompt, None);
+    }
     let local = a.model != "tiny";
     if local && a.parent.is_some() {
         return Err(
@@ -142,7 +176,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
         Some(p) => p.clone(),
         None => prompt(a, local)?,
     };
-    let mut g: Box<dyn Generator> = if local {
+    let g: Box<dyn Generator> = if local {
         let settings = LocalSettings {
             guided: a.guided,
             grammar_mask: a.grammar_mask,
@@ -173,13 +207,22 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
         }
         Box::new(tiny(a, parent.is_some())?)
     };
+    report(a, g, &prompt, parent.as_deref())
+}
+
+/// Samples `a.n` programs from `g`, prints them (or not, with `--summary`) and the valid
+/// rates as one JSON line.
+fn report(
+    a: &GenerateArgs,
+    mut g: Box<dyn Generator>,
+    prompt: &str,
+    parent: Option<&str>,
+) -> Result<(), String> {
     let t0 = Instant::now();
-    let replies = g.sample(&prompt, a.n, a.temperature, a.seed)?;
+    let replies = g.sample(prompt, a.n, a.temperature, a.seed)?;
     let secs = t0.elapsed().as_secs_f64();
     let probes = crate::develop::candidate::default_probes();
-    let parent_hash = parent
-        .as_ref()
-        .and_then(|p| assess(p, 3, &probes).canonical);
+    let parent_hash = parent.and_then(|p| assess(p, 3, &probes).canonical);
     let mut copies = 0;
     let mut counts = [0usize; 4];
     for (i, r) in replies.iter().enumerate() {
@@ -223,11 +266,12 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
             "generator": g.id(),
             "guided": a.guided,
             "grammar_mask": a.grammar_mask,
+            "server_grammar": a.model.starts_with("openai").then_some(a.grammar.as_str()),
             "programs": replies.len(),
             "parse_valid": parsed as f64 / n,
             "check_valid": checked as f64 / n,
             "runnable": counts[3] as f64 / n,
-            "parent_copies": parent.as_ref().map(|_| copies as f64 / n),
+            "parent_copies": parent.map(|_| copies as f64 / n),
             "seconds": secs,
             "temperature": a.temperature,
             "seed": a.seed,

@@ -41,6 +41,9 @@ pub struct RunConfig {
     /// or `openai-chat:URL`.
     pub generator: super::generator::GeneratorSpec,
     pub generator_model: Option<String>,
+    /// The grammar `openai:` requests carry: `auto` (ask the server), `gbnf` (llama.cpp's
+    /// `grammar`), `lark` (vLLM's `structured_outputs`) or `none`.
+    pub generator_grammar: String,
     /// Learn between iterations (DPO or the pairs' export); `false` keeps the same
     /// generator throughout (the no-DPO control).
     pub learn: bool,
@@ -168,6 +171,7 @@ impl Default for RunConfig {
             eval_batch: 128,
             generator: super::generator::GeneratorSpec::Tiny,
             generator_model: None,
+            generator_grammar: "auto".into(),
             learn: true,
             random_sizes: vec![],
             scored_budget: 0,

@@ -172,10 +172,19 @@ impl Generator for super::openai::OpenAiGenerator {
                 "{} pairs written to {}{}",
                 ex.pairs,
                 ex.pairs_file.display(),
-                match &ex.new_endpoint {
-                    Some(u) => format!("; the hook moved the endpoint to {u}"),
-                    None if self.hook.is_some() => "; hook ran".to_string(),
-                    None => "; no hook configured (train externally, e.g. with TRL)".to_string(),
+                match (&ex.new_endpoint, &ex.new_model) {
+                    (Some(u), _) => format!(
+                        "; the hook moved the endpoint to {u}{}",
+                        ex.new_model
+                            .as_ref()
+                            .map(|m| format!(" and the model to {m}"))
+                            .unwrap_or_default()
+                    ),
+                    (None, Some(m)) => format!("; the hook moved the model to {m}"),
+                    (None, None) if self.hook.is_some() => "; hook ran".to_string(),
+                    (None, None) => {
+                        "; no hook configured (train with scripts/dpo_train.py)".to_string()
+                    }
                 }
             ),
         })

@@ -379,3 +379,20 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod mask_tests {
+    #[test]
+    fn the_loop_mask_refuses_control_characters() {
+        let pieces = crate::develop::tiny::TinySpec::default().vocab().pieces();
+        let m = super::loop_mask(&pieces, &[crate::develop::tiny::EOS]).expect("mask");
+        let mut s = m.start();
+        let text = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n  let x = if normalize { base + eg  ";
+        for b in text.bytes() {
+            assert!(s.consume(b as u32), "{b}");
+        }
+        let a = s.allowed().expect("mask");
+        let ok: Vec<usize> = (0..128).filter(|&i| a[i]).collect();
+        assert!(!a[11] && !a[12], "{ok:?}");
+    }
+}

@@ -5,10 +5,20 @@
 //! The model name comes from `--generator-model` / `generator_model` (else the server's
 //! first model); `OPENAI_API_KEY`, when set, is sent as a bearer token.
 //!
+//! Remote guidance: with `generator_grammar` (default `auto`) each request carries the
+//! loop's grammar (`mergec grammar --shape loop`), so the server decodes only programs the
+//! loop can run: `gbnf` sends the GBNF form as `grammar` (llama.cpp's server and
+//! llama-cpp-python's), `lark` sends the Lark form as `structured_outputs: {grammar}`
+//! (vLLM >= 0.12), `none` sends neither, and `auto` asks the server what it is (vLLM
+//! answers `/version`, llama.cpp `/props`, llama-cpp-python lists its models as owned by
+//! `me`; anything else gets no grammar). Type errors are still repaired by the loop.
+//!
 //! Learning happens outside: each iteration's preference pairs are written as TRL-format
 //! JSONL (`prompt`, `chosen`, `rejected`) and an optional hook command trains on them
-//! (e.g. TRL's DPO trainer) and restarts the server; if the hook's last output line is
-//! `endpoint: URL`, the next iteration samples from that URL.
+//! (scripts/dpo_train.py: TRL's DPO trainer) and reloads the server; if the hook's last
+//! output lines are `endpoint: URL` and/or `model: NAME`, the next iteration samples from
+//! that URL and/or asks for that model (examples/hooks/vllm-lora.sh loads the new adapter
+//! into vLLM and names it).
 
 use super::generator::GeneratorSpec;
 use serde_json::{Value, json};
@@ -24,9 +34,52 @@ pub struct OpenAiGenerator {
     /// Shell command run after the pairs are written; `{pairs}`, `{iteration}` and
     /// `{endpoint}` are replaced.
     pub hook: Option<String>,
+    /// Which grammar requests carry (`Auto`: decided on the first request; `None` for
+    /// a generator made with [`Self::new`]).
+    pub grammar: RemoteGrammar,
     agent: ureq::Agent,
     /// The largest reply read, in bytes.
     max_reply: u64,
+}
+
+/// The grammar an `openai:` generator sends with its requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteGrammar {
+    None,
+    /// GBNF as `grammar` (llama.cpp, llama-cpp-python).
+    Gbnf,
+    /// Lark as `structured_outputs: {grammar}` (vLLM).
+    Lark,
+    /// Ask the server.
+    Auto,
+}
+
+impl std::str::FromStr for RemoteGrammar {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "none" => RemoteGrammar::None,
+            "gbnf" => RemoteGrammar::Gbnf,
+            "lark" => RemoteGrammar::Lark,
+            "auto" => RemoteGrammar::Auto,
+            _ => {
+                return Err(format!(
+                    "generator_grammar `{s}`: expected auto, gbnf, lark or none"
+                ));
+            }
+        })
+    }
+}
+
+impl RemoteGrammar {
+    pub fn name(self) -> &'static str {
+        match self {
+            RemoteGrammar::None => "none",
+            RemoteGrammar::Gbnf => "gbnf",
+            RemoteGrammar::Lark => "lark",
+            RemoteGrammar::Auto => "auto",
+        }
+    }
 }
 
 /// How long an `openai:` generator waits, and how much it reads.
@@ -73,6 +126,8 @@ pub struct Exported {
     pub pairs: usize,
     pub hook_output: String,
     pub new_endpoint: Option<String>,
+    /// The model name the hook's `model: NAME` line switched to.
+    pub new_model: Option<String>,
 }
 
 impl OpenAiGenerator {
@@ -96,6 +151,8 @@ impl OpenAiGenerator {
             max_tokens: 768,
             top_p: 0.95,
             hook: None,
+            // No grammar unless asked (a run's `generator_grammar` defaults to auto).
+            grammar: RemoteGrammar::None,
             agent: agent(&limits),
             max_reply: limits.max_reply,
         }
@@ -168,6 +225,61 @@ impl OpenAiGenerator {
         })
     }
 
+    /// The server's root (the API base without its `/v1`).
+    fn root(&self) -> &str {
+        self.base.strip_suffix("/v1").unwrap_or(&self.base)
+    }
+
+    /// `Auto` resolved by asking the server what it is (once).
+    fn resolve_grammar(&mut self) -> RemoteGrammar {
+        if self.grammar != RemoteGrammar::Auto {
+            return self.grammar;
+        }
+        let ok = |path: &str| {
+            let url = format!("{}{path}", self.root());
+            self.agent
+                .get(&url)
+                .call()
+                .is_ok_and(|r| r.status().is_success())
+        };
+        // llama.cpp's server answers `/props`; llama-cpp-python's lists its models as
+        // owned by "me".
+        let llama_cpp = || {
+            ok("/props")
+                || self
+                    .get("/models")
+                    .is_ok_and(|v| v["data"][0]["owned_by"] == "me")
+        };
+        let g = if ok("/version") {
+            RemoteGrammar::Lark
+        } else if llama_cpp() {
+            RemoteGrammar::Gbnf
+        } else {
+            RemoteGrammar::None
+        };
+        eprintln!(
+            "openai generator: {} gets grammar `{}` (generator_grammar = auto)",
+            self.base,
+            g.name()
+        );
+        self.grammar = g;
+        g
+    }
+
+    /// The request fields that carry the grammar, if any.
+    fn grammar_fields(&mut self) -> Result<Option<(&'static str, Value)>, String> {
+        use crate::syntax::forms::{Shape, derive, gbnf, lark};
+        let g = self.resolve_grammar();
+        if g == RemoteGrammar::None {
+            return Ok(None);
+        }
+        let d = derive(Shape::Loop).map_err(|e| e.to_string())?;
+        Ok(Some(match g {
+            RemoteGrammar::Gbnf => ("grammar", json!(gbnf::render(&d))),
+            _ => ("structured_outputs", json!({"grammar": lark::render(&d)})),
+        }))
+    }
+
     fn model_name(&mut self) -> Result<String, String> {
         if let Some(m) = &self.model {
             return Ok(m.clone());
@@ -196,6 +308,7 @@ impl OpenAiGenerator {
         seed: u64,
     ) -> Result<Vec<String>, String> {
         let model = self.model_name()?;
+        let grammar = self.grammar_fields()?;
         let mut out = Vec::with_capacity(n);
         let mut round = 0u64;
         while out.len() < n {
@@ -205,6 +318,9 @@ impl OpenAiGenerator {
                 "top_p": self.top_p, "max_tokens": self.max_tokens,
                 "seed": seed.wrapping_add(round),
             });
+            if let Some((key, value)) = &grammar {
+                body[*key] = value.clone();
+            }
             let path = if self.chat {
                 body["messages"] = json!([{"role": "user", "content": prompt}]);
                 "/chat/completions"
@@ -273,15 +389,27 @@ impl OpenAiGenerator {
                     String::from_utf8_lossy(&out.stderr).trim()
                 ));
             }
-            if let Some(url) = stdout
+            // The hook's closing lines may move the generator: `endpoint: URL` (a new
+            // server) and `model: NAME` (e.g. an adapter loaded into vLLM).
+            for l in stdout
                 .lines()
                 .rev()
-                .find(|l| !l.trim().is_empty())
-                .and_then(|l| l.trim().strip_prefix("endpoint:"))
+                .filter(|l| !l.trim().is_empty())
+                .take_while(|l| l.trim().starts_with("endpoint:") || l.trim().starts_with("model:"))
             {
-                let url = url.trim().trim_end_matches('/').to_string();
-                self.base = url.clone();
-                ex.new_endpoint = Some(url);
+                let l = l.trim();
+                if let Some(url) = l.strip_prefix("endpoint:") {
+                    let url = url.trim().trim_end_matches('/').to_string();
+                    if ex.new_endpoint.is_none() {
+                        self.base = url.clone();
+                        ex.new_endpoint = Some(url);
+                    }
+                } else if let Some(name) = l.strip_prefix("model:")
+                    && ex.new_model.is_none()
+                {
+                    self.model = Some(name.trim().to_string());
+                    ex.new_model = Some(name.trim().to_string());
+                }
             }
             ex.hook_output = stdout;
         }

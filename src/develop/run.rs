@@ -66,6 +66,7 @@ pub fn generator(cfg: &RunConfig, finished: usize) -> Result<Box<dyn Generator>,
             let mut o = OpenAiGenerator::new(url, *chat, cfg.generator_model.clone())
                 .with_limits(HttpLimits::from_config(cfg)?);
             o.hook = cfg.hook.clone();
+            o.grammar = cfg.generator_grammar.parse()?;
             Ok(Box::new(o))
         }
     }

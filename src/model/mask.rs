@@ -112,7 +112,8 @@ impl MaskState {
     /// The tokens allowed next (end tokens where the text is whole); None if the
     /// engine is in an error state (a token it did not allow was consumed).
     pub fn allowed(&mut self) -> Option<Vec<bool>> {
-        let v = self.m.compute_mask().ok()?;
+        // A grammar that cannot go on allows only the end tokens.
+        let v = self.m.compute_mask_or_eos().ok()?;
         Some((0..self.vocab).map(|t| v.is_allowed(t as u32)).collect())
     }
 
@@ -168,4 +169,37 @@ fn only_skip(text: &str) -> bool {
 
 fn engine<E: std::fmt::Display>(e: E) -> MaskError {
     MaskError::Engine(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GrammarMask;
+
+    const LARK: &str = "start: \"ab\" \"c\"\nSKIP: /(?: )+/\n%ignore SKIP\n";
+
+    fn ascii() -> Vec<Option<String>> {
+        (0u8..128).map(|b| Some((b as char).to_string())).collect()
+    }
+
+    #[test]
+    fn the_mask_allows_exactly_the_grammars_next_bytes() {
+        let pieces = ascii();
+        let g = GrammarMask::new(LARK, &pieces, &[0]).expect("grammar");
+        let mut s = g.start();
+        let ok: Vec<u8> = (0u8..128)
+            .filter(|&b| s.allowed().expect("mask")[b as usize])
+            .collect();
+        assert_eq!(ok, b" a".to_vec());
+        assert!(s.consume(b'a' as u32) && s.consume(b'b' as u32));
+        let ok: Vec<u8> = (0u8..128)
+            .filter(|&b| s.allowed().expect("mask")[b as usize])
+            .collect();
+        assert_eq!(ok, b" c".to_vec());
+        assert!(s.consume(b' ' as u32) && s.rollback(1));
+        assert!(s.consume(b'c' as u32));
+        let ok: Vec<u32> = (0u32..128)
+            .filter(|&b| s.allowed().expect("mask")[b as usize])
+            .collect();
+        assert_eq!(ok, vec![0], "only the end token once whole");
+    }
 }

@@ -18,9 +18,12 @@
 //!   operator glued to the next word (`a orb` as `a or b`), which pest rejects. The
 //!   tests measure every difference against pest.
 //!
-//! [`Shape::Loop`] adds what the self-develop loop can run: one merge whose header is
-//! `merge NAME(base: Tensor, models: [Tensor], NAME: TYPE = LITERAL, ...) -> Tensor`
-//! (see `develop::guided::header_fits`).
+//! [`Shape::Loop`] is what the self-develop loop runs, laid out as guided decoding
+//! writes it (`develop::guided::tidy` and `header_fits`): one merge whose header, on one
+//! line, is `merge NAME(base: Tensor, models: [Tensor], NAME: TYPE = LITERAL, ...) ->
+//! Tensor {`; then one statement a line, at most [`LOOP_STATEMENTS`] `let`s and a
+//! `return`, then `}`; spaces between lexemes (at most 8 in a row), no comments, tabs or
+//! blank lines.
 
 pub mod gbnf;
 pub mod lark;
@@ -43,6 +46,8 @@ pub enum Shape {
 /// Parameters of a [`Shape::Loop`] header besides `base` and `models`
 /// (`develop::guided::MAX_PARAMS`).
 pub const LOOP_PARAMS: usize = 6;
+/// `let` statements of a [`Shape::Loop`] body (`develop::guided::MAX_STATEMENTS`).
+pub const LOOP_STATEMENTS: usize = 8;
 
 /// A set of characters, or all characters but a set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +141,7 @@ pub fn derive(shape: Shape) -> Result<Grammar, FormError> {
     defs.push(start);
     if shape == Shape::Loop {
         defs.extend(loop_defs());
+        defs.extend(loop_body());
     }
     // Every rule reachable from the start, in the order first referenced.
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -150,10 +156,14 @@ pub fn derive(shape: Shape) -> Result<Grammar, FormError> {
         }
         i += 1;
     }
-    let skip = ["WHITESPACE", "COMMENT"]
-        .iter()
-        .map(|n| Ok((n.to_string(), d.token_node(n, &d.get(n)?.expr)?)))
-        .collect::<Result<Vec<_>, FormError>>()?;
+    let skip = match shape {
+        Shape::Program => ["WHITESPACE", "COMMENT"]
+            .iter()
+            .map(|n| Ok((n.to_string(), d.token_node(n, &d.get(n)?.expr)?)))
+            .collect::<Result<Vec<_>, FormError>>()?,
+        // Spaces only: lines end at statements (LOOP_NL).
+        Shape::Loop => vec![("SPACE".to_string(), Node::Lit(" ".into()))],
+    };
     Ok(Grammar {
         defs,
         skip,
@@ -528,9 +538,38 @@ fn loop_start() -> Node {
         lit(")"),
         lit("->"),
         lit("Tensor"),
-        r("body"),
+        r("loop_body"),
     ]);
     Node::Seq(items)
+}
+
+/// The loop's body: one statement a line, at most [`LOOP_STATEMENTS`] `let`s, then the
+/// `return`, then `}` (on the return's line or the next).
+fn loop_body() -> Vec<Def> {
+    let lit = |s: &str| Node::Lit(s.to_string());
+    let r = |s: &str| Node::Ref(s.to_string());
+    let line = |stmt: &str| Node::Seq(vec![r(stmt), Node::Opt(Box::new(lit(";"))), r("LOOP_NL")]);
+    let mut lets = Node::Opt(Box::new(line("let_stmt")));
+    for _ in 1..LOOP_STATEMENTS {
+        lets = Node::Opt(Box::new(Node::Seq(vec![line("let_stmt"), lets])));
+    }
+    let ret = Node::Seq(vec![
+        r("return_stmt"),
+        Node::Opt(Box::new(lit(";"))),
+        Node::Opt(Box::new(lit("\n"))),
+    ]);
+    vec![
+        Def {
+            name: "loop_body".into(),
+            token: false,
+            body: Node::Seq(vec![lit("{"), r("LOOP_NL"), lets, ret, lit("}")]),
+        },
+        Def {
+            name: "LOOP_NL".into(),
+            token: true,
+            body: Node::Seq(vec![lit("\n"), Node::Star(Box::new(lit(" ")))]),
+        },
+    ]
 }
 
 /// The loop header's parameters: `, NAME: TYPE = LITERAL` with a literal of the type.
