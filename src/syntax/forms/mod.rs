@@ -526,8 +526,10 @@ fn loop_start() -> Node {
     for _ in 1..LOOP_PARAMS {
         params = Node::Opt(Box::new(Node::Seq(vec![r("loop_param"), params])));
     }
+    // `merge ` with its space: a character-level engine (llama.cpp) would otherwise glue
+    // the name to the keyword (`merge_x(` reads as `merge _x(` in pest's grammar).
     let mut items: Vec<Node> = [
-        "merge", "", "(", "base", ":", "Tensor", ",", "models", ":", "[", "Tensor", "]",
+        "merge ", "", "(", "base", ":", "Tensor", ",", "models", ":", "[", "Tensor", "]",
     ]
     .iter()
     .map(|s| if s.is_empty() { r("IDENT") } else { lit(s) })
