@@ -369,6 +369,17 @@ struct Seq {
 }
 
 impl Seq {
+    /// The completion as it stands, ended before it finished.
+    fn unfinished(self) -> (usize, Completion) {
+        (
+            self.idx,
+            Completion {
+                ids: self.out,
+                finished: false,
+            },
+        )
+    }
+
     /// Completion `idx` (random stream `(opts.seed, idx)`), after `pad` left padding, at
     /// position `pos`, its own cache entries from `own_from`.
     fn new(
@@ -698,13 +709,7 @@ fn decode(
                             continue;
                         }
                         None => {
-                            finished.push((
-                                s.idx,
-                                Completion {
-                                    ids: s.out,
-                                    finished: false,
-                                },
-                            ));
+                            finished.push(s.unfinished());
                             continue;
                         }
                     }
@@ -716,13 +721,7 @@ fn decode(
                     && !g.consume(t)
                 {
                     // Cannot happen for a token the mask allowed; end unfinished.
-                    finished.push((
-                        s.idx,
-                        Completion {
-                            ids: s.out,
-                            finished: false,
-                        },
-                    ));
+                    finished.push(s.unfinished());
                     continue;
                 }
                 s.out.push(t);

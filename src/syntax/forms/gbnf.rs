@@ -121,20 +121,9 @@ fn class(c: &Class) -> String {
     if neg.is_empty() && set.len() == 1 {
         return quote(&set.iter().next().expect("one").to_string());
     }
-    let mut o = format!("[{neg}");
     if !neg.is_empty() && set.is_empty() {
-        // Any character: GBNF has no `.`; all but the empty set of a byte no text has.
-        o.push_str("\\x00");
+        // Any character: GBNF has no `.`; all but a byte no text has.
+        return "[^\\x00]".into();
     }
-    for (a, b) in Class::ranges(set) {
-        o.push_str(&esc(a, true));
-        if b != a {
-            if b as u32 > a as u32 + 1 {
-                o.push('-');
-            }
-            o.push_str(&esc(b, true));
-        }
-    }
-    o.push(']');
-    o
+    super::bracket(set, !neg.is_empty(), &|c| esc(c, true))
 }

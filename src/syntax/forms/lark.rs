@@ -117,16 +117,5 @@ fn class(c: &Class) -> String {
     if !neg.is_empty() && set.is_empty() {
         return "(?s:.)".into();
     }
-    let mut o = format!("[{neg}");
-    for (a, b) in Class::ranges(set) {
-        o.push_str(&escape(a, true));
-        if b != a {
-            if b as u32 > a as u32 + 1 {
-                o.push('-');
-            }
-            o.push_str(&escape(b, true));
-        }
-    }
-    o.push(']');
-    o
+    super::bracket(set, !neg.is_empty(), &|c| escape(c, true))
 }

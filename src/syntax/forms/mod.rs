@@ -70,6 +70,23 @@ impl Class {
     }
 }
 
+/// `[...]` (or `[^...]`) of `set`, each character through `esc` (which escapes what the
+/// format needs inside brackets), runs of three or more as ranges.
+pub fn bracket(set: &BTreeSet<char>, negated: bool, esc: &dyn Fn(char) -> String) -> String {
+    let mut o = String::from(if negated { "[^" } else { "[" });
+    for (a, b) in Class::ranges(set) {
+        o.push_str(&esc(a));
+        if b != a {
+            if b as u32 > a as u32 + 1 {
+                o.push('-');
+            }
+            o.push_str(&esc(b));
+        }
+    }
+    o.push(']');
+    o
+}
+
 /// One grammar expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
