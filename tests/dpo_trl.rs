@@ -5,6 +5,8 @@
 //! `scripts/dpo_check.py` trains with TRL, sees the held-out loss fall, and finds mergec's
 //! log-probabilities of the held-out completions within 1e-3 of TRL's.
 
+#[path = "common/venv.rs"]
+mod venv;
 use candle_core::{Device, Tensor};
 use mergec::develop::generator::Generator;
 use mergec::develop::local::{LocalGenerator, LocalSettings};
@@ -193,19 +195,6 @@ fn smollm2() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// The venv of `scripts/venv.py dpo` (made if missing: a 3 GB download the first time).
-fn dpo_python() -> Result<String, String> {
-    let out = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/venv.py"))
-        .arg("dpo")
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// TRL's DPO on SmolLM2-135M for 8 steps (CPU, about 7 minutes on 2 cores) against mergec:
 /// `MERGEC_DPO_TEST=1 cargo test --release --test dpo_trl -- --nocapture`.
 #[test]
@@ -221,7 +210,7 @@ fn trl_dpo_lowers_the_held_out_loss_and_mergec_matches_its_log_probabilities() {
         eprintln!("skipped: assets/smollm2 not fetched (scripts/fetch-assets.sh)");
         return;
     };
-    let py = match dpo_python() {
+    let py = match venv::python("dpo") {
         Ok(p) => p,
         Err(e) => {
             eprintln!("skipped: the dpo venv could not be made: {e}");

@@ -7,6 +7,8 @@
 //! programs (some with comments and extra whitespace), and 10,000 mutations of them
 //! (a character deleted, inserted, or two swapped), each labelled by pest.
 
+#[path = "common/venv.rs"]
+mod venv;
 use mergec::model::mask::GrammarMask;
 use mergec::semantics::rng::SplitMix64;
 use mergec::syntax::forms::{self, Shape};
@@ -225,23 +227,9 @@ fn the_derived_forms_are_stable() {
     }
 }
 
-/// The `grammar` venv's python, or why there is none.
-fn venv_python() -> Result<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("python3")
-        .arg(root.join("scripts/venv.py"))
-        .arg("grammar")
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 #[test]
 fn python_lark_and_the_gbnf_reader_agree_with_pest() {
-    let py = match venv_python() {
+    let py = match venv::python("grammar") {
         Ok(p) => p,
         Err(e) => {
             eprintln!("SKIP: no `grammar` venv (lark, llguidance from PyPI): {e}");

@@ -7,6 +7,8 @@
 //! cores) and sampling on the CPU takes a few minutes more. Without it the test says so
 //! and passes.
 
+#[path = "common/venv.rs"]
+mod venv;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,17 +91,7 @@ fn a_real_server_decodes_with_the_loops_grammar() {
     }
     let model = root().join("assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(model.is_file(), "run scripts/fetch-assets.sh first");
-    let venv = Command::new("python3")
-        .arg(root().join("scripts/venv.py"))
-        .arg("llama-server")
-        .output()
-        .expect("python3");
-    assert!(
-        venv.status.success(),
-        "scripts/venv.py llama-server: {}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let py = String::from_utf8_lossy(&venv.stdout).trim().to_string();
+    let py = venv::python("llama-server").expect("the llama-server venv");
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("server.log");

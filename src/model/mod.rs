@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod guide;
 pub mod llama;
 pub mod load;
 pub mod mask;

@@ -1,0 +1,191 @@
+//! Grammar-guided choice of the next token: [`Guide`] (what fits, how hard to look,
+//! the llguidance mask) and the per-step [`Choice`] it judges. The decoding loop that uses
+//! them is [`super::sample`].
+
+use super::mask::GrammarMask;
+use super::sample::{SampleOptions, nucleus, pick_from};
+use crate::semantics::rng::SplitMix64;
+
+/// Whether a text may still be continued to a valid output, for guided decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// No continuation is valid.
+    No,
+    /// A valid output may follow.
+    Prefix,
+    /// A whole valid output: the completion ends here.
+    Whole,
+}
+
+/// Grammar-guided decoding: every sampled token keeps the completion's text a valid
+/// prefix (checked by `fit` on the text so far plus the token's text).
+///
+/// A token is drawn from the usual distribution (temperature, top-p); one that does not
+/// fit is removed and another drawn, up to `tries` times; then the most likely tokens
+/// (up to `scan`) are tried in order. A completion with no fitting token ends
+/// unfinished. The end token is allowed only when the text is whole; a whole text ends
+/// the completion at once.
+pub struct Guide<'a> {
+    /// Each token's text; None for tokens never emitted under guidance (special
+    /// tokens, byte fragments).
+    pub pieces: &'a [Option<String>],
+    pub fit: &'a (dyn Fn(&str) -> Fit + Sync),
+    /// The grammar's token mask (llguidance): tokens are drawn only from the tokens it
+    /// allows, renormalized; `fit` then judges only what a context-free grammar cannot
+    /// say (names, types, layout).
+    pub mask: Option<&'a GrammarMask>,
+    pub tries: usize,
+    pub scan: usize,
+    /// At a dead end, a completion drops its current line and samples it again, at
+    /// most this many times; then it ends unfinished.
+    pub backtracks: usize,
+    /// A line but the first (a header) at least this long (leading blanks aside) ends
+    /// as soon as it can: the tokens that end it (their text holds a newline) or end the
+    /// completion are tried first, the same way, and the line goes on only if none
+    /// fits. 0: no limit. (Trying bracket-closing tokens next made SmolLM2's programs
+    /// less often valid: 75-81% against 88-97%.)
+    pub soft_line: usize,
+    /// Closing: a completion whose backtracks are spent, or with fewer than `reserve`
+    /// tokens left, drops its current line and goes on under this stricter fit (which
+    /// should only let it finish: for programs, the next line must be the `return`),
+    /// with twice its backtracks anew. None: such a completion ends unfinished.
+    pub closing: Option<&'a (dyn Fn(&str) -> Fit + Sync)>,
+    pub reserve: usize,
+    /// Tokens drawn and refused, lines redone, completions that found no fitting
+    /// token, and completions that went closing.
+    pub refused: std::sync::atomic::AtomicUsize,
+    pub backtracked: std::sync::atomic::AtomicUsize,
+    pub dead_ends: std::sync::atomic::AtomicUsize,
+    pub closed: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> Guide<'a> {
+    pub fn new(pieces: &'a [Option<String>], fit: &'a (dyn Fn(&str) -> Fit + Sync)) -> Self {
+        Guide {
+            pieces,
+            fit,
+            mask: None,
+            tries: 32,
+            scan: 512,
+            backtracks: 8,
+            soft_line: 0,
+            closing: None,
+            reserve: 64,
+            refused: Default::default(),
+            backtracked: Default::default(),
+            dead_ends: Default::default(),
+            closed: Default::default(),
+        }
+    }
+
+    /// Whether token `t` may follow `text`: None if not, else whether the text is then
+    /// whole (or, for an end token, that it ends here).
+    fn judge(&self, at: &Choice, t: u32) -> Option<bool> {
+        let Choice { text, eos, .. } = *at;
+        let fit = match self.closing {
+            Some(f) if at.closing => f,
+            _ => self.fit,
+        };
+        if eos.contains(&t) {
+            return (fit(text) == Fit::Whole).then_some(true);
+        }
+        let piece = self.pieces.get(t as usize)?.as_ref()?;
+        let mut next = String::with_capacity(text.len() + piece.len());
+        next.push_str(text);
+        next.push_str(piece);
+        match fit(&next) {
+            Fit::No => None,
+            Fit::Prefix => Some(false),
+            Fit::Whole => Some(true),
+        }
+    }
+
+    /// The guided choice for one completion: the token and whether the completion is
+    /// then whole, or None at a dead end.
+    pub(super) fn choose(&self, at: &Choice, rng: &mut SplitMix64) -> Option<(u32, bool)> {
+        let text = at.text;
+        let line_start = text.rfind('\n').map(|i| i + 1);
+        let line = text[line_start.unwrap_or(0)..].trim_start();
+        if self.soft_line > 0 && line_start.is_some() && line.len() >= self.soft_line {
+            let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
+            let ends = |t: u32| at.eos.contains(&t) || piece(t).is_some_and(|p| p.contains('\n'));
+            if let Some(c) = self.search(at, rng, &ends) {
+                return Some(c);
+            }
+        }
+        let c = self.search(at, rng, &|_| true);
+        if c.is_none() {
+            self.dead_ends
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        c
+    }
+
+    /// [`Self::choose`] among the tokens `allowed` says: draws, then the most likely.
+    fn search(
+        &self,
+        at: &Choice,
+        rng: &mut SplitMix64,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Option<(u32, bool)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (logits, opts) = (at.logits, at.opts);
+        // The model's own nucleus, less what the mask forbids; only when none of it is
+        // allowed, the nucleus of the masked distribution. (Renormalizing first widens
+        // the nucleus into tokens the model barely wants, e.g. names spelled letter by
+        // letter, which the names check then refuses: 0.91 valid against 0.95 for the
+        // tiny generator at temperature 1.0.)
+        let mut cand = nucleus(logits, opts.temperature, opts.top_p);
+        let masked: Vec<f32>;
+        let logits = match at.allowed {
+            Some(a) => {
+                cand.retain(|c| a.get(c.0 as usize).copied().unwrap_or(false));
+                masked = logits
+                    .iter()
+                    .zip(a)
+                    .map(|(&l, &ok)| if ok { l } else { f32::NEG_INFINITY })
+                    .collect();
+                if masked.iter().all(|l| !l.is_finite()) {
+                    return None;
+                }
+                if cand.is_empty() {
+                    cand = nucleus(&masked, opts.temperature, opts.top_p);
+                }
+                &masked[..]
+            }
+            None => logits,
+        };
+        cand.retain(|c| allowed(c.0));
+        for _ in 0..self.tries {
+            if cand.is_empty() {
+                break;
+            }
+            let t = pick_from(&cand, rng.unit());
+            if let Some(whole) = self.judge(at, t) {
+                return Some((t, whole));
+            }
+            self.refused.fetch_add(1, Relaxed);
+            cand.retain(|c| c.0 != t);
+        }
+        let mut order: Vec<u32> = (0..logits.len() as u32)
+            .filter(|&i| logits[i as usize].is_finite() && allowed(i))
+            .collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        order
+            .iter()
+            .take(self.scan)
+            .find_map(|&t| self.judge(at, t).map(|whole| (t, whole)))
+    }
+}
+
+/// What one guided choice sees: the completion's next-token logits and text, the end
+/// tokens, the sampling options, and whether the completion is closing.
+pub(super) struct Choice<'a> {
+    pub(super) logits: &'a [f32],
+    /// The grammar mask's allowed tokens, if the guide has one.
+    pub(super) allowed: Option<&'a [bool]>,
+    pub(super) text: &'a str,
+    pub(super) eos: &'a [u32],
+    pub(super) opts: &'a SampleOptions,
+    pub(super) closing: bool,
+}
