@@ -76,6 +76,10 @@ pub fn develop(dir: &Path, url: &str, extra: &[&str]) -> Command {
             &format!("openai:{url}"),
             "--generator-model",
             "mock",
+            // The mock enforces no grammar, and `auto` would probe it (extra requests the
+            // tests count).
+            "--generator-grammar",
+            "none",
         ]);
     }
     c.arg("--base")
