@@ -86,6 +86,15 @@ config_flags!(
     transfer_test,
     keep_best,
     jobs,
+    executor,
+    max_in_flight,
+    retries,
+    ray_num_cpus,
+    ray_num_gpus,
+    ray_memory_gb,
+    ray_mergec,
+    ray_unreachable_s,
+    devices,
     memory_budget_gb,
     time_limit_s,
     candidate_memory_gb,
@@ -115,7 +124,13 @@ pub struct DevelopArgs {
     pub flags: ConfigFlags,
 }
 
-const LIST_FIELDS: &[&str] = &["models", "baseline_grid", "transfer_models", "random_sizes"];
+const LIST_FIELDS: &[&str] = &[
+    "models",
+    "baseline_grid",
+    "transfer_models",
+    "random_sizes",
+    "devices",
+];
 
 /// The demo's settings on a zoo at `zoo` (flags and a config file still win).
 pub fn demo_table(zoo: &std::path::Path) -> Result<toml::Table, String> {
@@ -216,7 +231,9 @@ pub fn resolve_config(a: &DevelopArgs) -> Result<RunConfig, String> {
                     .filter(|s| !s.is_empty())
                     .map(|s| match s.parse::<i64>() {
                         // Counts stay integers; weights become floats.
-                        Ok(i) if key == "random_sizes" => toml::Value::Integer(i),
+                        Ok(i) if key == "random_sizes" || key == "devices" => {
+                            toml::Value::Integer(i)
+                        }
                         _ => s
                             .parse::<f64>()
                             .map(toml::Value::Float)
@@ -268,6 +285,10 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
     // in range before anything is opened or sized from it.
     let fresh = crate::develop::record::check_run_dir(&cfg.run_dir, a.resume)?;
     cfg.validate()?;
+    // A cluster that cannot run our candidates is an error before anything runs.
+    if let Some(url) = crate::develop::ray::head_url(&cfg.executor)? {
+        eprintln!("{}", crate::develop::ray::check_head(&cfg, &url)?);
+    }
     if driver::resolve_jobs(&cfg) > 1 {
         crate::model::elementwise_on_caller_thread();
     }

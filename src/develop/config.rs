@@ -133,6 +133,29 @@ pub struct RunConfig {
     /// Candidates merged and scored at once (0: as many as the cores and
     /// `memory_budget_gb` allow).
     pub jobs: usize,
+    /// Where candidates run: `local` (child processes of this one) or
+    /// `ray:http://HEAD:8265` (one Ray job per candidate through the head's Jobs REST
+    /// API; see docs/cluster.md).
+    pub executor: String,
+    /// `ray:`: candidates submitted at once (the loop's group size).
+    pub max_in_flight: usize,
+    /// `ray:`: how many times a candidate lost for a cluster reason (node lost, worker
+    /// killed, job stopped) is submitted again; a program's own failure is not.
+    pub retries: usize,
+    /// `ray:`: each candidate job's `entrypoint_num_cpus`, `entrypoint_num_gpus` and
+    /// `entrypoint_memory` (GiB; 0: none asked).
+    pub ray_num_cpus: f64,
+    pub ray_num_gpus: f64,
+    pub ray_memory_gb: f64,
+    /// `ray:`: the `mergec` the workers run (empty: this executable's path, for nodes
+    /// that share its install).
+    pub ray_mergec: String,
+    /// `ray:`: seconds the head may stay unreachable before the run stops (and can be
+    /// resumed once it is back).
+    pub ray_unreachable_s: f64,
+    /// `local`: GPUs to run candidates on, one candidate per device at a time, each
+    /// with `CUDA_VISIBLE_DEVICES` set to it (and `{device}` in evaluator commands).
+    pub devices: Vec<u32>,
     /// Memory the candidates scored at once may use together, in GiB (each is
     /// estimated from the size of the base checkpoint).
     pub memory_budget_gb: f64,
@@ -214,6 +237,15 @@ impl Default for RunConfig {
             transfer_test: None,
             keep_best: 3,
             jobs: 0,
+            executor: "local".into(),
+            max_in_flight: 8,
+            retries: 2,
+            ray_num_cpus: 1.0,
+            ray_num_gpus: 0.0,
+            ray_memory_gb: 0.0,
+            ray_mergec: String::new(),
+            ray_unreachable_s: 120.0,
+            devices: vec![],
             memory_budget_gb: 8.0,
             time_limit_s: 600.0,
             candidate_memory_gb: 0.0,
@@ -281,7 +313,44 @@ impl RunConfig {
         regex::Regex::new(&self.tensors).map_err(|e| format!("tensors: {e}"))?;
         self.check_counts()?;
         self.check_floats()?;
-        self.validate_isolation()
+        self.validate_isolation()?;
+        self.validate_executor()
+    }
+
+    /// The executor and its settings.
+    fn validate_executor(&self) -> Result<(), String> {
+        super::ray::head_url(&self.executor)?;
+        for (key, v, lo, hi) in [
+            ("max_in_flight", self.max_in_flight, 1, 100_000),
+            ("retries", self.retries, 0, 32),
+            ("devices (their number)", self.devices.len(), 0, 1024),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{key} must be within {lo}..{hi}, not {v}"));
+            }
+        }
+        for (key, v, hi) in [
+            ("ray_num_cpus", self.ray_num_cpus, 4096.0),
+            ("ray_num_gpus", self.ray_num_gpus, 1024.0),
+            ("ray_memory_gb", self.ray_memory_gb, 1048576.0),
+            ("ray_unreachable_s", self.ray_unreachable_s, 1e7),
+        ] {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+                return Err(format!("{key} must be within 0..{hi}, not {v}"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = self.devices.iter().find(|d| !seen.insert(**d)) {
+            return Err(format!("devices lists device {d} twice"));
+        }
+        if !self.devices.is_empty() && self.executor != "local" {
+            return Err(
+                "devices is for the local executor; on Ray set ray_num_gpus and Ray places \
+                 each candidate on a GPU"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Counts within bounds that no loop or allocation of a run can trip over.

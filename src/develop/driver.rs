@@ -287,6 +287,19 @@ fn score_model_until(
     Ok((acc, correct, Some(crate::eval::stats::hits_hex(&hits))))
 }
 
+/// How many candidates of the loop run at once: `max_in_flight` on a cluster, one per
+/// device of `devices`, else [`resolve_jobs`].
+pub fn candidates_at_once(cfg: &RunConfig) -> usize {
+    if cfg.executor != "local" {
+        return cfg.max_in_flight;
+    }
+    match (cfg.devices.len(), cfg.jobs) {
+        (0, _) => resolve_jobs(cfg),
+        (d, 0) => d,
+        (d, j) => d.min(j),
+    }
+}
+
 /// How many candidates are merged and scored at once: `jobs`, or (0) as many as the
 /// cores allow and fit `memory_budget_gb`, each estimated at twice the base
 /// checkpoint (its merge output plus the model loaded for scoring) and the merge's

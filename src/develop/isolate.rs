@@ -32,6 +32,10 @@ pub struct Request {
     /// Threads for the tensor work (0: all cores).
     #[serde(default)]
     pub threads: usize,
+    /// The GPU it was given (`devices`): its `CUDA_VISIBLE_DEVICES` and `{device}` in
+    /// evaluator commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// The problems a candidate is scored on.
@@ -148,7 +152,14 @@ type Scores = (f64, usize, usize, Option<String>, f64, f64);
 
 fn answer(run_dir: &Path, request: &Path) -> Result<Scores, String> {
     let req: Request = read_json(request)?;
-    let cfg = RunConfig::from_toml(&run_dir.join("config.toml"))?;
+    let mut cfg = RunConfig::from_toml(&run_dir.join("config.toml"))?;
+    // `{device}`: the one this candidate was given, or the one Ray (or the user) set.
+    let device = req
+        .device
+        .clone()
+        .or_else(|| std::env::var("CUDA_VISIBLE_DEVICES").ok())
+        .unwrap_or_default();
+    cfg.evaluator = cfg.evaluator.replace("{device}", &child::sh_quote(&device));
     let (path, limit) = match &req.problems {
         Problems::Dev => (cfg.dev.clone(), cfg.dev_limit),
         Problems::File { path, limit } => (path.clone(), *limit),
@@ -186,8 +197,8 @@ fn answer(run_dir: &Path, request: &Path) -> Result<Scores, String> {
 
 /// For tests only: `MERGEC_CANDIDATE_FAULT="KIND:TEXT;KIND:TEXT"` makes a candidate
 /// whose program contains TEXT fault as KIND: `abort`, `exit` (status 3, no result),
-/// `kill` (SIGKILL, as the OOM killer does), `hang`, `oom` (a 1 TiB allocation) or
-/// `cpu` (spins until the CPU limit).
+/// `kill` (SIGKILL, as the OOM killer does), `hang`, `oom` (a 1 TiB allocation),
+/// `cpu` (spins until the CPU limit) or `slow` (waits 4 s, then runs as usual).
 fn test_fault(program: &str) {
     let Ok(spec) = std::env::var("MERGEC_CANDIDATE_FAULT") else {
         return;
@@ -201,6 +212,10 @@ fn test_fault(program: &str) {
         }
         eprintln!("MERGEC_CANDIDATE_FAULT: {kind}");
         match kind {
+            "slow" => {
+                std::thread::sleep(Duration::from_secs(4));
+                return;
+            }
             "abort" => std::process::abort(),
             "exit" => std::process::exit(3),
             "kill" => {
@@ -318,15 +333,29 @@ pub struct Job {
 /// why it failed; None when the run was stopped before it finished.
 pub type JobResult = Option<Result<(f64, usize, Option<String>, f64, f64), String>>;
 
-/// Merges and scores `jobs_list` in child processes, `jobs` at a time, each on its
-/// share of the cores; a set `stop` kills the running ones and starts no more.
+/// Merges and scores `list`, `jobs` at a time, with the run's executor: child processes
+/// of this one (`local`) or jobs on a Ray cluster (`ray:`). A set `stop` stops the
+/// running ones and starts no more. An error only when the executor itself is lost
+/// (the Ray head stayed unreachable).
 pub fn run_candidates(
     cfg: &RunConfig,
     list: &[Job],
     jobs: usize,
     stop: &AtomicBool,
-) -> Vec<JobResult> {
-    let workers = jobs.min(list.len()).max(1);
+) -> Result<Vec<JobResult>, String> {
+    match super::ray::head_url(&cfg.executor)? {
+        Some(url) => super::ray::run_candidates(cfg, &url, list, jobs, stop),
+        None => Ok(run_local(cfg, list, jobs, stop)),
+    }
+}
+
+/// [`run_candidates`] in child processes, each on its share of the cores, or one per
+/// device of `devices`.
+fn run_local(cfg: &RunConfig, list: &[Job], jobs: usize, stop: &AtomicBool) -> Vec<JobResult> {
+    let mut workers = jobs.min(list.len()).max(1);
+    if !cfg.devices.is_empty() {
+        workers = workers.min(cfg.devices.len());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if workers <= 1 {
         0
@@ -335,23 +364,29 @@ pub fn run_candidates(
     };
     let limits = cfg.candidate_limits(if threads == 0 { cores } else { threads });
     let mut results: Vec<JobResult> = list.iter().map(|_| None).collect();
-    let mut running: Vec<(usize, PathBuf, Supervised)> = vec![];
+    let mut free: Vec<u32> = cfg.devices.iter().rev().copied().collect();
+    let mut running: Vec<(usize, PathBuf, Option<u32>, Supervised)> = vec![];
     let mut next = 0;
     loop {
         while running.len() < workers && next < list.len() && !stop.load(Ordering::SeqCst) {
             let dir = job_dir(cfg, &list[next].out);
-            match start(cfg, &list[next], &dir, threads, limits) {
-                Ok(s) => running.push((next, dir, s)),
-                Err(e) => results[next] = Some(Err(e)),
+            let device = free.pop();
+            match start(cfg, &list[next], &dir, threads, device, limits) {
+                Ok(s) => running.push((next, dir, device, s)),
+                Err(e) => {
+                    free.extend(device);
+                    results[next] = Some(Err(e));
+                }
             }
             next += 1;
         }
         let mut k = 0;
         while k < running.len() {
-            match running[k].2.poll(Some(stop)) {
+            match running[k].3.poll(Some(stop)) {
                 Ok(None) => k += 1,
                 ended => {
-                    let (i, dir, _) = running.remove(k);
+                    let (i, dir, device, _) = running.remove(k);
+                    free.extend(device);
                     results[i] = match ended {
                         Ok(Some(f)) if f.stopped => None,
                         Ok(Some(f)) => Some(judge(cfg, &dir, &f, limits)),
@@ -372,9 +407,52 @@ pub fn run_candidates(
     }
 }
 
-fn job_dir(cfg: &RunConfig, out: &Path) -> PathBuf {
+/// The scratch directory of the candidate merged to `out`: its request and result.
+pub fn job_dir(cfg: &RunConfig, out: &Path) -> PathBuf {
     let name = out.file_name().unwrap_or_default();
     cfg.run_dir.join("scratch/jobs").join(name)
+}
+
+/// Writes `job`'s request into `dir` (made anew) and returns its path.
+pub fn write_request(
+    job: &Job,
+    dir: &Path,
+    threads: usize,
+    device: Option<u32>,
+) -> Result<PathBuf, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let req = Request {
+        program: job.program.clone(),
+        params: vec![],
+        out: job.out.clone(),
+        problems: Problems::Dev,
+        threads,
+        device: device.map(|d| d.to_string()),
+    };
+    let text = serde_json::to_vec_pretty(&req).map_err(|e| e.to_string())?;
+    let path = dir.join("request.json");
+    crate::files::write_atomic(&path, &text)?;
+    Ok(path)
+}
+
+/// The request at `path`.
+pub fn read_request(path: &Path) -> Result<Request, String> {
+    read_json(path)
+}
+
+/// The result written in the job directory `dir`, as the driver records it.
+pub fn read_reply(dir: &Path) -> Result<(f64, usize, Option<String>, f64, f64), String> {
+    match read_json::<Reply>(&result_path(&dir.join("request.json")))? {
+        Reply::Scored {
+            score_bits,
+            correct,
+            hits,
+            merge_s,
+            eval_s,
+            ..
+        } => Ok((f64::from_bits(score_bits), correct, hits, merge_s, eval_s)),
+        Reply::Failed { reason } => Err(reason),
+    }
 }
 
 /// Writes the request and starts `mergec candidate` on it.
@@ -383,29 +461,85 @@ fn start(
     job: &Job,
     dir: &Path,
     threads: usize,
+    device: Option<u32>,
     limits: Limits,
 ) -> Result<Supervised, String> {
-    let _ = std::fs::remove_dir_all(dir);
-    let req = Request {
-        program: job.program.clone(),
-        params: vec![],
-        out: job.out.clone(),
-        problems: Problems::Dev,
-        threads,
-    };
-    let text = serde_json::to_vec_pretty(&req).map_err(|e| e.to_string())?;
-    let path = dir.join("request.json");
-    crate::files::write_atomic(&path, &text)?;
+    let path = write_request(job, dir, threads, device)?;
+    spawn_candidate(cfg, &cfg.run_dir, &path, device, limits)
+}
+
+/// Starts `mergec candidate` on the request at `request`, under `limits`.
+fn spawn_candidate(
+    cfg: &RunConfig,
+    run_dir: &Path,
+    request: &Path,
+    device: Option<u32>,
+    limits: Limits,
+) -> Result<Supervised, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot start the candidate: no path to mergec: {e}"))?;
     let mut c = Command::new(exe);
     c.arg("candidate")
         .arg("--run-dir")
-        .arg(&cfg.run_dir)
+        .arg(run_dir)
         .arg("--request")
-        .arg(&path);
+        .arg(request);
+    if let Some(d) = device {
+        c.env("CUDA_VISIBLE_DEVICES", d.to_string());
+    }
     child::spawn(&mut c, limits, false, 8 << 10, cfg.candidate_kill_after())
         .map_err(|e| format!("cannot start the candidate process: {e}"))
+}
+
+/// `mergec candidate --supervise`: what the local executor does for one candidate, on
+/// the machine this runs on (a cluster worker): runs the candidate in a child process
+/// under the run's limits and writes the result, the failure of the program included
+/// (killed for memory, over the time limit). Exit status 0 when scored, 1 when the
+/// program failed, 2 when stopped or no result could be written: a job that ends
+/// without a result was lost to the cluster, not failed by its program.
+pub fn supervise(run_dir: &Path, request: &Path) -> i32 {
+    let fail = |e: &str| {
+        eprintln!("error: {e}");
+        2
+    };
+    let cfg = match RunConfig::from_toml(&run_dir.join("config.toml")) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let req = match read_request(request) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let limits = cfg.candidate_limits(if req.threads == 0 { cores } else { req.threads });
+    let result = result_path(request);
+    let _ = std::fs::remove_file(&result);
+    let stop = &crate::runtime::CANCELLED;
+    let finished = spawn_candidate(&cfg, run_dir, request, None, limits)
+        .and_then(|s| s.wait(Some(stop)).map_err(|e| e.to_string()));
+    let f = match finished {
+        Ok(f) if f.stopped || stop.load(Ordering::SeqCst) => return fail("stopped"),
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let dir = request.parent().unwrap_or(Path::new("."));
+    match judge(&cfg, dir, &f, limits) {
+        Ok(_) => 0,
+        Err(_) if result.exists() => 1,
+        Err(reason) => {
+            let text = serde_json::to_vec(&Reply::Failed {
+                reason: reason.clone(),
+            })
+            .unwrap_or_default();
+            match crate::files::write_atomic(&result, &text) {
+                Ok(()) => {
+                    eprintln!("error: {reason}");
+                    1
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+    }
 }
 
 /// The candidate's result: its result file, or what its end says.
@@ -415,19 +549,8 @@ fn judge(
     f: &child::Finished,
     limits: Limits,
 ) -> Result<(f64, usize, Option<String>, f64, f64), String> {
-    let result = result_path(&dir.join("request.json"));
-    if result.exists() {
-        return match read_json::<Reply>(&result)? {
-            Reply::Scored {
-                score_bits,
-                correct,
-                hits,
-                merge_s,
-                eval_s,
-                ..
-            } => Ok((f64::from_bits(score_bits), correct, hits, merge_s, eval_s)),
-            Reply::Failed { reason } => Err(reason),
-        };
+    if result_path(&dir.join("request.json")).exists() {
+        return read_reply(dir);
     }
     let last = f
         .last_stderr_line()
@@ -451,7 +574,7 @@ fn judge(
 }
 
 /// Removes a failed candidate's merge output and any temporary directory it left.
-fn remove_merge(out: &Path) {
+pub fn remove_merge(out: &Path) {
     let _ = std::fs::remove_dir_all(out);
     let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
         return;

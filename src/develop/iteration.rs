@@ -31,12 +31,17 @@ struct Replay {
     crashed: HashMap<(usize, usize), String>,
 }
 
-fn replay(events: &[Event]) -> Replay {
+fn replay(events: &[Event], local: bool) -> Replay {
     let mut known: HashMap<String, Option<f64>> = HashMap::new();
     let mut done: HashSet<(usize, usize)> = Default::default();
     let mut finished_iters = HashSet::new();
-    // The run stopped twice while they ran: failed, and never run again.
-    let crashed = super::isolate::unfinished(events);
+    // The run stopped twice while they ran: failed, and never run again. (A candidate
+    // on a cluster cannot take the driver down with it.)
+    let crashed = if local {
+        super::isolate::unfinished(events)
+    } else {
+        HashMap::new()
+    };
     for c in crashed.values() {
         known.insert(c.clone(), None);
     }
@@ -106,8 +111,8 @@ pub fn run_iterations(
     let mut lp = Loop {
         setup,
         scratch,
-        jobs: super::driver::resolve_jobs(cfg),
-        replay: replay(events),
+        jobs: super::driver::candidates_at_once(cfg),
+        replay: replay(events, cfg.executor == "local"),
         best: vec![],
         stop,
     };
@@ -243,7 +248,25 @@ impl Loop<'_> {
                     },
                 )?;
             }
-            let results = self.score_group(pending, &fresh);
+            let results = match self.score_group(pending, &fresh) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The executor was lost, not the candidates: released, they run
+                    // again on --resume.
+                    for &k in &fresh {
+                        let index = pending[k].index;
+                        append(
+                            log,
+                            events,
+                            Event::Released {
+                                iteration: t,
+                                index,
+                            },
+                        )?;
+                    }
+                    return Err(e);
+                }
+            };
             if self.stop.load(Ordering::SeqCst) {
                 for (k, (out, _)) in fresh.iter().zip(&results) {
                     let _ = std::fs::remove_dir_all(out);
@@ -374,7 +397,11 @@ impl Loop<'_> {
 
     /// Merges and scores the programs of `pending[k]` for each `k` in `fresh`, `jobs`
     /// at a time, each in its own process (see [`super::isolate`]).
-    fn score_group(&self, pending: &[Pending], fresh: &[usize]) -> Vec<CandidateResult> {
+    fn score_group(
+        &self,
+        pending: &[Pending],
+        fresh: &[usize],
+    ) -> Result<Vec<CandidateResult>, String> {
         let list: Vec<super::isolate::Job> = fresh
             .iter()
             .map(|&k| {
@@ -386,8 +413,8 @@ impl Loop<'_> {
                 }
             })
             .collect();
-        let results = super::isolate::run_candidates(&self.setup.cfg, &list, self.jobs, self.stop);
-        list.into_iter().map(|j| j.out).zip(results).collect()
+        let results = super::isolate::run_candidates(&self.setup.cfg, &list, self.jobs, self.stop)?;
+        Ok(list.into_iter().map(|j| j.out).zip(results).collect())
     }
 }
 

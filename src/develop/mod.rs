@@ -21,6 +21,7 @@ pub mod plots;
 pub mod preferences;
 pub mod prompt;
 pub mod random;
+pub mod ray;
 pub mod record;
 pub mod report;
 pub mod run;

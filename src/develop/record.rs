@@ -133,11 +133,31 @@ pub fn check_run_dir(dir: &Path, resume: bool) -> Result<bool, String> {
 /// Creates the run directory `dir` (checked by [`check_run_dir`]) with its marker.
 pub fn create_run_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("run_dir `{}`: {e}", dir.display()))?;
-    let text = format!("mergec {} run directory\n", env!("CARGO_PKG_VERSION"));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = crate::files::sha256_hex(format!("{nanos} {}", std::process::id()).as_bytes());
+    let text = format!(
+        "mergec {} run directory\nid {}\n",
+        env!("CARGO_PKG_VERSION"),
+        &id[..12]
+    );
     Ok(crate::files::write_atomic(
         &dir.join(RUN_MARKER),
         text.as_bytes(),
     )?)
+}
+
+/// The run's id (12 hex digits): the `id` line of its marker, or for a run made before
+/// markers had one, a hash of its directory's canonical path. Names the run's cluster
+/// jobs, so that two runs never share one.
+pub fn run_id(dir: &Path) -> String {
+    let marker = std::fs::read_to_string(dir.join(RUN_MARKER)).unwrap_or_default();
+    if let Some(id) = marker.lines().find_map(|l| l.strip_prefix("id ")) {
+        return id.trim().to_string();
+    }
+    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    crate::files::sha256_hex(path.display().to_string().as_bytes())[..12].to_string()
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ impl Evaluator {
     /// [`OUTPUT_CAP`] bytes each, so a flood cannot grow memory.
     pub fn score_within(&self, model: &Path, limit: Option<Duration>) -> Result<f64, EvalError> {
         let Evaluator::Command(template) = self;
-        let quoted = format!("'{}'", model.display().to_string().replace('\'', r"'\''"));
+        let quoted = child::sh_quote(&model.display().to_string());
         let cmd = template.replace("{model}", &quoted);
         let mut c = Command::new("sh");
         c.arg("-c").arg(&cmd);

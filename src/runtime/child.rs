@@ -279,6 +279,11 @@ pub fn last_lines(bytes: &[u8], n: usize) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
+/// `s` as one word of a POSIX shell command line (single-quoted).
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 /// `s` cut to at most `max` bytes on a character boundary, with `...` when cut.
 pub fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
