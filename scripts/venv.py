@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make (if missing) one of the project's Python virtualenvs and print the path of its python.
 
-    python3 scripts/venv.py KIND          KIND: grammar | llama-server | dpo
+    python3 scripts/venv.py KIND          KIND: grammar | llama-server | dpo | ray
 
 Each venv lives under ~/.cache/mergec/venvs/KIND-HASH (MERGEC_VENV_ROOT overrides the folder), keyed
 by the sha256 of what it installs, so changing a pin makes a new one and an existing one is reused
@@ -17,6 +17,9 @@ What each holds and why:
   dpo           TRL + PEFT + transformers + torch for scripts/dpo_train.py. PyPI's Linux torch wheel is
                 the CUDA build (its nvidia-* wheels come too: about 3 GB to download, 6 GB on disk) and
                 runs on the CPU.
+  ray           Ray with its dashboard (`ray[default]`): a real head for the `ray:` executor of
+                `mergec develop`, which submits candidates through the Jobs REST API the dashboard
+                serves (tests/develop_ray.rs starts one on loopback).
 """
 
 import hashlib
@@ -46,6 +49,10 @@ KINDS = {
         ["torch==2.15.0", "transformers==5.24.0", "trl==1.16.0", "peft==0.21.2", "accelerate==1.15.0",
          "datasets", "safetensors==0.8.0", "gguf==0.19.0"],
         "import torch, transformers, trl, peft, datasets, gguf",
+    ),
+    "ray": (
+        ["ray[default]==2.60.0"],
+        "import ray, ray.dashboard, ray.job_submission",
     ),
 }
 
