@@ -328,7 +328,7 @@ fn run_inner(a: &DevelopArgs) -> Result<Ended, String> {
         return Ok(Ended::Interrupted);
     }
     eprintln!(
-        "scoring the best programs on test, the baselines and the transfer ({:.0} s so far)",
+        "scoring the best programs on test, the baselines and the transfer ({:.1} s so far)",
         started.elapsed().as_secs_f64()
     );
     let fin = crate::develop::final_stage::finalize(&cfg, &mut log, &events, &mut say)?;

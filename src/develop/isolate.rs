@@ -32,8 +32,8 @@ pub struct Request {
     /// Threads for the tensor work (0: all cores).
     #[serde(default)]
     pub threads: usize,
-    /// The GPU it was given (`devices`): its `CUDA_VISIBLE_DEVICES` and `{device}` in
-    /// evaluator commands.
+    /// The GPU it was given (`devices`; its process runs with `CUDA_VISIBLE_DEVICES`
+    /// set to it, which is what `{device}` in evaluator commands becomes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
 }
@@ -152,14 +152,7 @@ type Scores = (f64, usize, usize, Option<String>, f64, f64);
 
 fn answer(run_dir: &Path, request: &Path) -> Result<Scores, String> {
     let req: Request = read_json(request)?;
-    let mut cfg = RunConfig::from_toml(&run_dir.join("config.toml"))?;
-    // `{device}`: the one this candidate was given, or the one Ray (or the user) set.
-    let device = req
-        .device
-        .clone()
-        .or_else(|| std::env::var("CUDA_VISIBLE_DEVICES").ok())
-        .unwrap_or_default();
-    cfg.evaluator = cfg.evaluator.replace("{device}", &child::sh_quote(&device));
+    let cfg = RunConfig::from_toml(&run_dir.join("config.toml"))?;
     let (path, limit) = match &req.problems {
         Problems::Dev => (cfg.dev.clone(), cfg.dev_limit),
         Problems::File { path, limit } => (path.clone(), *limit),

@@ -73,6 +73,23 @@ impl Status {
 pub struct Head {
     url: String,
     agent: ureq::Agent,
+    /// `Authorization: Bearer` for a cluster with token authentication (Ray >= 2.52).
+    token: Option<String>,
+}
+
+/// Ray's token, where Ray's own clients look for it: `RAY_AUTH_TOKEN`, the file at
+/// `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`.
+fn ray_token() -> Option<String> {
+    let nonempty = |s: String| Some(s.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = std::env::var("RAY_AUTH_TOKEN").ok().and_then(nonempty) {
+        return Some(t);
+    }
+    let path = match std::env::var_os("RAY_AUTH_TOKEN_PATH") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".ray/auth_token"),
+    };
+    let text = crate::files::read_text(&path, "a Ray token", 64 << 10).ok()?;
+    nonempty(text)
 }
 
 impl Head {
@@ -87,15 +104,23 @@ impl Head {
         Head {
             url: url.to_string(),
             agent,
+            token: ray_token(),
         }
     }
 
     /// The JSON reply to a request (None: 404).
     fn call(&self, path: &str, body: Option<&Value>) -> Result<Option<Value>, Fault> {
         let url = format!("{}{path}", self.url);
-        let sent = match body {
-            Some(b) => self.agent.post(&url).send_json(b),
-            None => self.agent.get(&url).call(),
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let sent = match (body, &auth) {
+            (Some(b), Some(a)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", a)
+                .send_json(b),
+            (Some(b), None) => self.agent.post(&url).send_json(b),
+            (None, Some(a)) => self.agent.get(&url).header("Authorization", a).call(),
+            (None, None) => self.agent.get(&url).call(),
         };
         let mut resp =
             sent.map_err(|e| Fault::Unreachable(format!("the Ray head at {}: {e}", self.url)))?;
@@ -108,6 +133,16 @@ impl Head {
             .map_err(|e| Fault::Unreachable(format!("{url}: reading the reply: {e}")))?;
         if status == 404 {
             return Ok(None);
+        }
+        if status == 401 || status == 403 {
+            let have = match self.token {
+                Some(_) => "the token sent was refused",
+                None => "no token was found",
+            };
+            return Err(Fault::Refused(format!(
+                "HTTP {status} from {url}: the cluster asks for a token and {have} (set \
+                 RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, or see `ray get-auth-token`)"
+            )));
         }
         if !(200..300).contains(&status) {
             let last = text.trim().lines().last().unwrap_or_default().to_string();
@@ -273,7 +308,12 @@ struct Flight {
     lost: usize,
     /// Since when the head has not answered about it.
     unreachable: Option<Instant>,
+    /// When it was submitted or found (for the note on jobs that wait long to start).
+    since: Instant,
 }
+
+/// A job waiting this long to start gets a note: the cluster may lack what it asks.
+const PENDING_NOTE: Duration = Duration::from_secs(120);
 
 /// Runs `list` on the Ray cluster at `url`, `in_flight` at a time; the results are in
 /// list order. A set `stop` stops the jobs in flight (their results are None). An error
@@ -313,6 +353,7 @@ pub fn run_candidates(
                     attempt,
                     lost,
                     unreachable: None,
+                    since: Instant::now(),
                 }),
                 Err(Fault::Unreachable(e)) => return Err(unreachable_error(&e)),
                 Err(Fault::Refused(e)) => results[next] = Some(Err(e)),
@@ -344,46 +385,70 @@ pub fn run_candidates(
                 },
                 Ok(Some(s)) if !s.terminal() => {
                     f.unreachable = None;
+                    if s.status == "PENDING" && f.since.elapsed() > PENDING_NOTE {
+                        f.since = Instant::now();
+                        eprintln!(
+                            "note: Ray job {id} has waited over {} s to start ({}); does the \
+                             cluster have ray_num_cpus = {}, ray_num_gpus = {} free? (`ray status`)",
+                            PENDING_NOTE.as_secs(),
+                            last_line(&s.message),
+                            cfg.ray_num_cpus,
+                            cfg.ray_num_gpus
+                        );
+                    }
                     k += 1;
                     continue;
                 }
                 Ok(Some(s)) => s,
             };
             let job = &list[f.i];
-            if let Some(r) = read_result(&f.dir, job) {
-                results[f.i] = Some(finish(r, job, &f.dir));
-                flying.remove(k);
-                continue;
-            }
-            f.lost += 1;
-            let why = format!("{}: {}", st.status, last_line(&st.message));
-            if f.lost > cfg.retries {
-                let r = Err(format!(
-                    "lost on the Ray cluster {} times (retries = {}); last: {why}",
-                    f.lost, cfg.retries
-                ));
-                results[f.i] = Some(finish(r, job, &f.dir));
-                flying.remove(k);
-                continue;
-            }
-            eprintln!(
-                "candidate {}: Ray job {id} lost ({why}); submitting it again ({} of {})",
-                dir_name(&f.dir),
-                f.lost,
-                cfg.retries
-            );
-            f.attempt += 1;
-            f.unreachable = None;
-            let cmd = candidate_command(cfg, &f.dir)?;
-            match head.submit(&job_id(&f.dir, f.attempt), &cmd, cfg) {
-                Ok(()) => k += 1,
-                Err(Fault::Unreachable(e)) => return Err(unreachable_error(&e)),
-                Err(Fault::Refused(e)) => {
-                    results[f.i] = Some(finish(Err(e), job, &f.dir));
+            match ended(&head, cfg, job, f, &st, &job_id)? {
+                Some(r) => {
+                    results[f.i] = Some(finish(r, job, &f.dir));
                     flying.remove(k);
                 }
+                None => k += 1,
             }
         }
+    }
+}
+
+/// A job of `f` ended with status `st`: its reply if the candidate is done (its result,
+/// or lost `retries` + 1 times), or None when it was submitted again.
+fn ended(
+    head: &Head,
+    cfg: &RunConfig,
+    job: &Job,
+    f: &mut Flight,
+    st: &Status,
+    job_id: &dyn Fn(&Path, usize) -> String,
+) -> Result<Option<Reply>, String> {
+    if let Some(r) = read_result(&f.dir, job) {
+        return Ok(Some(r));
+    }
+    f.lost += 1;
+    let why = format!("{}: {}", st.status, last_line(&st.message));
+    if f.lost > cfg.retries {
+        return Ok(Some(Err(format!(
+            "lost on the Ray cluster {} times (retries = {}); last: {why}",
+            f.lost, cfg.retries
+        ))));
+    }
+    eprintln!(
+        "candidate {}: Ray job {} lost ({why}); submitting it again ({} of {})",
+        dir_name(&f.dir),
+        job_id(&f.dir, f.attempt),
+        f.lost,
+        cfg.retries
+    );
+    f.attempt += 1;
+    f.unreachable = None;
+    f.since = Instant::now();
+    let cmd = candidate_command(cfg, &f.dir)?;
+    match head.submit(&job_id(&f.dir, f.attempt), &cmd, cfg) {
+        Ok(()) => Ok(None),
+        Err(Fault::Unreachable(e)) => Err(unreachable_error(&e)),
+        Err(Fault::Refused(e)) => Ok(Some(Err(e))),
     }
 }
 

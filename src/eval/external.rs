@@ -1,5 +1,6 @@
 //! External evaluators: `--evaluator 'command:CMD {model}'` runs CMD through `sh -c`
-//! with `{model}` replaced by the model directory (quoted), e.g. lm-evaluation-harness
+//! with `{model}` replaced by the model directory (quoted) and `{device}` by this
+//! process's `CUDA_VISIBLE_DEVICES` (quoted; empty when unset), e.g. lm-evaluation-harness
 //! with vLLM on a GPU cluster, and reads the score from its output: the last line that
 //! is a number (a fraction in [0, 1], or a percentage with `%`), else the last JSON
 //! object holding `accuracy`, `acc` or `score`.
@@ -43,7 +44,11 @@ impl Evaluator {
     pub fn score_within(&self, model: &Path, limit: Option<Duration>) -> Result<f64, EvalError> {
         let Evaluator::Command(template) = self;
         let quoted = child::sh_quote(&model.display().to_string());
-        let cmd = template.replace("{model}", &quoted);
+        // `{device}`: the GPU this process was given (`devices`, or Ray's placement).
+        let device = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+        let cmd = template
+            .replace("{model}", &quoted)
+            .replace("{device}", &child::sh_quote(&device));
         let mut c = Command::new("sh");
         c.arg("-c").arg(&cmd);
         let out = child::spawn(&mut c, child::Limits::default(), true, OUTPUT_CAP, limit)
