@@ -273,6 +273,8 @@ fn report(
             "runnable": counts[3] as f64 / n,
             "parent_copies": parent.map(|_| copies as f64 / n),
             "seconds": secs,
+            "tokens": g.last_tokens(),
+            "tokens_per_s": g.last_tokens().map(|t| t as f64 / secs.max(1e-9)),
             "temperature": a.temperature,
             "seed": a.seed,
         })

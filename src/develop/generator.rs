@@ -128,6 +128,11 @@ pub trait Generator {
     fn conditioned(&self) -> bool {
         false
     }
+    /// The tokens of the completions the last `sample` returned, where the generator
+    /// counts them (the `local:` one).
+    fn last_tokens(&self) -> Option<usize> {
+        None
+    }
     /// Learns from preference pairs (DPO); `dir` is where this iteration's weights or
     /// exports go.
     fn learn(

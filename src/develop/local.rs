@@ -551,6 +551,10 @@ impl LocalGenerator {
 }
 
 impl Generator for LocalGenerator {
+    fn last_tokens(&self) -> Option<usize> {
+        Some(self.last_stats.tokens)
+    }
+
     fn id(&self) -> String {
         let name = self
             .base
