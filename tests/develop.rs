@@ -682,3 +682,50 @@ fn a_candidate_running_when_the_run_dies_runs_again_once_and_fails_when_it_dies_
         }
     }
 }
+
+/// `devices = [3, 5]`: one candidate per device at a time, each with
+/// `CUDA_VISIBLE_DEVICES` set to its device, which `{device}` in the evaluator command
+/// names; both devices are used.
+#[test]
+fn local_devices_run_one_candidate_per_gpu_with_its_device() {
+    let url = server();
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    let log = dir.path().join("devices.log");
+    let evaluator = format!(
+        "command:test -d {{model}}; printf '%s|%s\\n' \"$CUDA_VISIBLE_DEVICES\" {{device}} >> {}; \
+         test -z \"$CUDA_VISIBLE_DEVICES\" || sleep 0.5; echo 0.5",
+        log.display()
+    );
+    let out = develop(
+        dir.path(),
+        &url,
+        &[
+            "--evaluator",
+            &evaluator,
+            "--devices",
+            "3,5",
+            "--iterations",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    // The candidates' evaluations (the final stage runs in this process, on no device).
+    let on_device: Vec<&str> = text.lines().filter(|l| *l != "|").collect();
+    assert!(on_device.len() >= 2, "{text}");
+    assert!(
+        on_device.iter().all(|l| *l == "3|3" || *l == "5|5"),
+        "{text}"
+    );
+    assert!(
+        on_device.contains(&"3|3") && on_device.contains(&"5|5"),
+        "{text}"
+    );
+}

@@ -185,6 +185,25 @@ fn ray_runs_record_what_local_runs_do_and_survive_lost_jobs_drivers_and_heads() 
         d
     };
 
+    // Workers that run another mergec, or none: an error before anything runs.
+    let d = fresh();
+    let other = d.path().join("other-mergec");
+    std::fs::write(&other, "#!/bin/sh\necho mergec 9.9.9\n").unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for (mergec, says) in [
+        (other.display().to_string(), "version mismatch"),
+        ("/nonexistent/mergec".to_string(), "cannot run mergec"),
+    ] {
+        let mut flags = ray_flags(&head, "1");
+        flags.extend(["--ray-mergec".to_string(), mergec]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let out = run(d.path(), &url, &flags).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!d.path().join("run").exists());
+    }
+
     // The reference: the local executor, one candidate at a time.
     let local = fresh();
     let t0 = Instant::now();
@@ -224,6 +243,7 @@ fn ray_runs_record_what_local_runs_do_and_survive_lost_jobs_drivers_and_heads() 
     let flags = ray_flags(&head, "1");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let child = run(d.path(), &url, &flags)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -291,4 +311,25 @@ fn ray_runs_record_what_local_runs_do_and_survive_lost_jobs_drivers_and_heads() 
             assert_eq!(started(d.path(), *i), expect, "program {i}");
         }
     }
+}
+
+/// A head nothing answers at: a clear error naming it, before anything is written.
+#[test]
+fn an_unreachable_head_stops_the_run_before_it_starts() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let head = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let d = tempfile::tempdir().unwrap();
+    family(d.path());
+    let executor = format!("ray:{head}");
+    let out = run(d.path(), "http://127.0.0.1:9", &["--executor", &executor])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&head) && stderr.contains("dashboard"),
+        "{stderr}"
+    );
+    assert!(!d.path().join("run").exists());
 }
