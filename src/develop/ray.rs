@@ -163,7 +163,10 @@ impl Head {
     fn version(&self) -> Result<String, String> {
         let v = self
             .call("/api/version", None)
-            .map_err(|f| format!("{} (is the head running, with its dashboard?)", f.text()))?
+            .map_err(|f| match f {
+                Fault::Unreachable(e) => format!("{e} (is the head running, with its dashboard?)"),
+                Fault::Refused(e) => e,
+            })?
             .ok_or_else(|| {
                 format!(
                     "{} has no /api/version: not a Ray dashboard (the executor needs \
