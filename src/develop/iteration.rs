@@ -248,29 +248,9 @@ impl Loop<'_> {
                     },
                 )?;
             }
-            let results = match self.score_group(pending, &fresh) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The executor was lost, not the candidates: released, they run
-                    // again on --resume.
-                    for &k in &fresh {
-                        let index = pending[k].index;
-                        append(
-                            log,
-                            events,
-                            Event::Released {
-                                iteration: t,
-                                index,
-                            },
-                        )?;
-                    }
-                    return Err(e);
-                }
-            };
-            if self.stop.load(Ordering::SeqCst) {
-                for (k, (out, _)) in fresh.iter().zip(&results) {
-                    let _ = std::fs::remove_dir_all(out);
-                    let index = pending[*k].index;
+            let release = |log: &mut RunLog, events: &mut Vec<Event>| -> Result<(), String> {
+                for &k in &fresh {
+                    let index = pending[k].index;
                     append(
                         log,
                         events,
@@ -280,6 +260,22 @@ impl Loop<'_> {
                         },
                     )?;
                 }
+                Ok(())
+            };
+            let results = match self.score_group(pending, &fresh) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The executor was lost, not the candidates: released, they run
+                    // again on --resume.
+                    release(log, events)?;
+                    return Err(e);
+                }
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                for (out, _) in &results {
+                    let _ = std::fs::remove_dir_all(out);
+                }
+                release(log, events)?;
                 return Ok(Ended::Interrupted);
             }
             let mut by_item: HashMap<usize, CandidateResult> =

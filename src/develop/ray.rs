@@ -505,8 +505,10 @@ fn attach(
             None => break,
             Some(s) if !s.terminal() => return Ok(Attached::Flying { attempt, lost }),
             Some(s) => {
-                // A stop asked by an interrupted driver is not the cluster's loss.
-                lost += usize::from(s.status != "STOPPED");
+                // A stop asked by an interrupted driver is not the cluster's loss, nor a
+                // job that succeeded (its result was collected by an earlier driver that
+                // died before recording it).
+                lost += usize::from(s.status == "FAILED");
                 attempt += 1;
             }
         }
