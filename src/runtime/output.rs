@@ -164,7 +164,7 @@ const TOKENIZER_FILES: &[&str] = &[
 ];
 
 /// Copies config files from the base and tokenizer files from --tokenizer-from (or the base);
-/// config.json's `torch_dtype` follows --dtype.
+/// config.json's dtype follows --dtype (see [`set_config_dtype`]).
 pub fn copy_side_files(job: &MergeJob, out: &Path) -> Result<(), String> {
     let base_dir = job.base.is_dir().then_some(job.base.as_path());
     let tok_dir = job.tokenizer_from.as_deref().or(base_dir);
@@ -197,14 +197,34 @@ pub fn copy_side_files(job: &MergeJob, out: &Path) -> Result<(), String> {
     let config = out.join("config.json");
     if let (Some(d), true) = (job.dtype, config.is_file()) {
         let text = std::fs::read_to_string(&config).map_err(|e| e.to_string())?;
-        if let Ok(mut v) = serde_json::from_str::<Json>(&text)
-            && let Some(o) = v.as_object_mut()
-        {
-            o.insert("torch_dtype".into(), Json::String(d.torch_name().into()));
+        if let Ok(mut v) = serde_json::from_str::<Json>(&text) {
+            set_config_dtype(&mut v, d.torch_name());
             write_json(&config, &v)?;
         }
     }
     Ok(())
+}
+
+/// Sets a config.json's dtype to `name`: `torch_dtype`, and `dtype` where the config has
+/// it (transformers 4.56 and later write and read `dtype` first, so leaving a base's
+/// `"dtype": "bfloat16"` would load an f32 merge as bf16), in every sub-config that
+/// names one (`text_config` of multimodal models).
+pub fn set_config_dtype(v: &mut Json, name: &str) {
+    let Some(o) = v.as_object_mut() else {
+        return;
+    };
+    o.insert("torch_dtype".into(), Json::String(name.into()));
+    if o.contains_key("dtype") {
+        o.insert("dtype".into(), Json::String(name.into()));
+    }
+    for sub in o.values_mut() {
+        if sub
+            .as_object()
+            .is_some_and(|s| s.contains_key("dtype") || s.contains_key("torch_dtype"))
+        {
+            set_config_dtype(sub, name);
+        }
+    }
 }
 
 fn input_json(path: &Path, ck: &Checkpoint) -> Json {
@@ -256,4 +276,25 @@ pub fn write_provenance(
         "extra": job.extra,
     });
     write_json(&out.join("mergec.json"), &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_dtype_follows_the_output_in_both_keys_and_sub_configs() {
+        // A transformers >= 4.56 config: `dtype`, and a text_config with its own.
+        let mut v = json!({"dtype": "bfloat16", "hidden_size": 8,
+                           "text_config": {"dtype": "bfloat16", "vocab_size": 3}});
+        set_config_dtype(&mut v, "float32");
+        assert_eq!(v["dtype"], "float32");
+        assert_eq!(v["torch_dtype"], "float32");
+        assert_eq!(v["text_config"]["dtype"], "float32");
+        assert_eq!(v["hidden_size"], 8);
+        // An older one: only `torch_dtype`, and no `dtype` is added.
+        let mut w = json!({"torch_dtype": "float16"});
+        set_config_dtype(&mut w, "bfloat16");
+        assert_eq!(w, json!({"torch_dtype": "bfloat16"}));
+    }
 }
