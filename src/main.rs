@@ -107,6 +107,9 @@ enum Command {
         delta: f32,
         #[arg(long, default_value = "2GB")]
         shard_size: String,
+        /// Write into a non-empty --out (its base/ and model-N/ are replaced).
+        #[arg(long)]
+        force: bool,
     },
     /// Build the testbed zoo: tiny llama families (a base and experts) trained on the CPU,
     /// with mixed GSM8K-format dev and test sets (docs/zoo.md).
@@ -236,7 +239,16 @@ fn main() -> ExitCode {
             seed,
             delta,
             shard_size,
-        } => cli::synth::run(&arch, models, &out, &dtype, seed, delta, &shard_size),
+            force,
+        } => cli::synth::run(
+            &arch,
+            models,
+            &out,
+            &dtype,
+            seed,
+            (delta, &shard_size),
+            force,
+        ),
         Command::Zoo(args) => cli::zoo::run(&args),
         Command::Generate(args) => cli::generate::run(&args),
         Command::Demo { seed } => cli::run::demo(seed),

@@ -333,3 +333,25 @@ fn eval_out_into_its_inputs_is_refused_and_nothing_is_touched() {
     names.sort();
     assert_eq!(names, ["dev.jsonl", "model"]);
 }
+
+#[test]
+fn synth_refuses_a_non_empty_out_without_force() {
+    let (dir, keep) = scratch("keep.txt", "someone's file");
+    let out_dir = dir.path().to_string_lossy().into_owned();
+    let out = mergec(&["synth", "--models", "1", "--out", &out_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("base").exists());
+    let out = mergec(&["synth", "--models", "1", "--out", &out_dir, "--force"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("model-1/config.json").is_file());
+    assert_eq!(std::fs::read_to_string(&keep).unwrap(), "someone's file");
+    // An empty or missing --out needs no --force.
+    let fresh = dir.path().join("new");
+    let out = mergec(&["synth", "--models", "1", "--out", &fresh.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -11,10 +11,11 @@ pub fn run(
     out: &Path,
     dtype: &str,
     seed: u64,
-    delta: f32,
-    shard_size: &str,
+    (delta, shard_size): (f32, &str),
+    force: bool,
 ) -> i32 {
     let result = (|| -> Result<(), String> {
+        refuse_non_empty(out, force)?;
         let a = Arch::preset(arch)
             .ok_or_else(|| format!("--arch `{arch}`: use mistral-N or tiny-N (N layers)"))?;
         let d = Dtype::parse(dtype)
@@ -45,5 +46,25 @@ pub fn run(
             eprintln!("error: {e}");
             1
         }
+    }
+}
+
+/// A non-empty `out` is someone's files: written into only with --force.
+fn refuse_non_empty(out: &Path, force: bool) -> Result<(), String> {
+    if force {
+        return Ok(());
+    }
+    match std::fs::read_dir(out) {
+        Ok(d) => match d.into_iter().next() {
+            Some(_) => Err(format!(
+                "--out `{}` is not empty: pass --force to write base/ and model-N/ into it",
+                out.display()
+            )),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound && out.exists() => {
+            Err(format!("--out `{}`: {e}", out.display()))
+        }
+        Err(_) => Ok(()),
     }
 }
