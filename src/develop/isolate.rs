@@ -128,14 +128,18 @@ pub fn run_candidate(run_dir: &Path, request: &Path) -> i32 {
         },
         Err(reason) => Reply::Failed { reason },
     };
-    let text = match serde_json::to_vec(&reply) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    if let Err(e) = crate::files::write_atomic(&result_path(request), &text) {
+    write_reply(request, reply)
+}
+
+/// Writes `reply` as the result of `request` (atomically) and returns the candidate's
+/// exit status: 0 scored, 1 failed (the reason also on stderr), 2 not written.
+fn write_reply(request: &Path, reply: Reply) -> i32 {
+    let written = serde_json::to_vec(&reply)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            crate::files::write_atomic(&result_path(request), &text).map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
         eprintln!("error: {e}");
         return 2;
     }
@@ -322,9 +326,13 @@ pub struct Job {
     pub out: PathBuf,
 }
 
-/// The result of a candidate run by the driver: (dev, correct, hits, merge s, eval s), or
-/// why it failed; None when the run was stopped before it finished.
-pub type JobResult = Option<Result<(f64, usize, Option<String>, f64, f64), String>>;
+/// A candidate's outcome as the driver records it: (dev, correct, hits, merge s, eval s),
+/// or why it failed.
+pub type Scored = Result<(f64, usize, Option<String>, f64, f64), String>;
+
+/// The result of a candidate run by the driver; None when the run was stopped before it
+/// finished.
+pub type JobResult = Option<Scored>;
 
 /// Merges and scores `list`, `jobs` at a time, with the run's executor: child processes
 /// of this one (`local`) or jobs on a Ray cluster (`ray:`). A set `stop` stops the
@@ -434,7 +442,7 @@ pub fn read_request(path: &Path) -> Result<Request, String> {
 }
 
 /// The result written in the job directory `dir`, as the driver records it.
-pub fn read_reply(dir: &Path) -> Result<(f64, usize, Option<String>, f64, f64), String> {
+pub fn read_reply(dir: &Path) -> Scored {
     match read_json::<Reply>(&result_path(&dir.join("request.json")))? {
         Reply::Scored {
             score_bits,
@@ -519,29 +527,12 @@ pub fn supervise(run_dir: &Path, request: &Path) -> i32 {
     match judge(&cfg, dir, &f, limits) {
         Ok(_) => 0,
         Err(_) if result.exists() => 1,
-        Err(reason) => {
-            let text = serde_json::to_vec(&Reply::Failed {
-                reason: reason.clone(),
-            })
-            .unwrap_or_default();
-            match crate::files::write_atomic(&result, &text) {
-                Ok(()) => {
-                    eprintln!("error: {reason}");
-                    1
-                }
-                Err(e) => fail(&e.to_string()),
-            }
-        }
+        Err(reason) => write_reply(request, Reply::Failed { reason }),
     }
 }
 
 /// The candidate's result: its result file, or what its end says.
-fn judge(
-    cfg: &RunConfig,
-    dir: &Path,
-    f: &child::Finished,
-    limits: Limits,
-) -> Result<(f64, usize, Option<String>, f64, f64), String> {
+fn judge(cfg: &RunConfig, dir: &Path, f: &child::Finished, limits: Limits) -> Scored {
     if result_path(&dir.join("request.json")).exists() {
         return read_reply(dir);
     }

@@ -479,7 +479,7 @@ fn last_line(s: &str) -> String {
     cut(line.trim(), 300)
 }
 
-type Reply = Result<(f64, usize, Option<String>, f64, f64), String>;
+type Reply = isolate::Scored;
 
 /// What a candidate's job directory says when it is picked up.
 enum Attached {
