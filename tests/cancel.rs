@@ -150,6 +150,8 @@ fn merge_one_tensor_until(
         max_memory: 1 << 30,
         force: false,
         on_mismatch_base: false,
+        allow_arch_mismatch: false,
+        allow_unread_models: false,
         allow_nonfinite: false,
         tokenizer_from: None,
         quiet: true,

@@ -242,38 +242,39 @@ fn merged_tensors_equal_the_interpreter_and_the_directory_is_complete() {
     let shown = |k: &str| params[k].to_string();
     assert!(shown("weight").contains("0.3") && shown("weight").contains("0.7"));
     assert!(shown("lambda").contains("0.9"));
-    let hashes = |v: &Json| -> BTreeSet<(String, String)> {
-        v["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                let file = f["file"].as_str().unwrap();
-                let name = Path::new(file).file_name().unwrap().to_string_lossy();
-                (
-                    name.into_owned(),
-                    f["header_sha256"].as_str().unwrap().into(),
-                )
-            })
-            .collect()
-    };
-    let actual = |d: &str| -> BTreeSet<(String, String)> {
-        weight_files(&zoo.path(d))
-            .iter()
-            .map(|f| {
-                (
-                    f.file_name().unwrap().to_string_lossy().into_owned(),
-                    header_sha256(f),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(hashes(&p["inputs"]["base"]), actual("base"));
+    // Content hashes of the tensors read: every tensor of the base, the merged ones of
+    // the models (all but the copied one); equal for equal content, different otherwise.
+    let merged: BTreeSet<String> = Checkpoint::open(out.join(MODEL_FILE))
+        .unwrap()
+        .names()
+        .filter(|n| Checkpoint::open(zoo.path("m1")).unwrap().info(n).is_ok())
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        p["inputs"]["base"]["content_blake3"],
+        content_blake3(&zoo.path("base"), |_| true)
+    );
     assert_eq!(p["inputs"]["base"]["path"], "base");
     for (i, m) in ["m1", "m2"].iter().enumerate() {
-        assert_eq!(hashes(&p["inputs"]["models"][i]), actual(m), "{m}");
-        assert_eq!(p["inputs"]["models"][i]["path"], *m);
+        let input = &p["inputs"]["models"][i];
+        assert_eq!(
+            input["content_blake3"],
+            content_blake3(&zoo.path(m), |n| merged.contains(n)),
+            "{m}"
+        );
+        assert_eq!(input["tensors_hashed"], 20);
+        assert_eq!(input["path"], *m);
+        assert!(
+            input["files"][0]
+                .as_str()
+                .unwrap()
+                .ends_with(".safetensors")
+        );
     }
+    assert_ne!(
+        p["inputs"]["models"][0]["content_blake3"],
+        p["inputs"]["models"][1]["content_blake3"]
+    );
     assert_eq!(p["tensors"]["merged"], 20);
     assert_eq!(p["tensors"]["copied"], 1);
 
@@ -525,10 +526,19 @@ fn tokenizer_from_copies_tokenizer_files_from_another_directory() {
 }
 
 #[test]
-fn a_tensor_missing_from_one_model_is_copied_from_the_base() {
+fn a_tensor_missing_from_one_model_is_an_error_or_copied_from_the_base_when_allowed() {
     let zoo = Zoo::new();
     rewrite_m2(&zoo, |t| t.retain(|t| t.name != UP1));
-    ok(merge(&zoo, "wavg", "out", &[]));
+    let e = fails(merge(&zoo, "wavg", "out", &[]));
+    assert!(
+        e.contains("architecture") && e.contains("model 2") && e.contains(UP1),
+        "{e}"
+    );
+    assert!(e.contains("--allow-arch-mismatch"), "{e}");
+    assert!(!zoo.path("out").exists());
+    let o = ok(merge(&zoo, "wavg", "out", &["--allow-crimes"]));
+    let note = String::from_utf8_lossy(&o.stderr);
+    assert!(note.contains("1 of the base's tensors missing"), "{note}");
     let base = Checkpoint::open(zoo.path("base")).unwrap();
     let out = Checkpoint::open(zoo.path("out")).unwrap();
     assert_eq!(out.raw_bytes(UP1).unwrap(), base.raw_bytes(UP1).unwrap());
@@ -679,6 +689,8 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         max_memory: 1 << 30,
         force: false,
         on_mismatch_base: false,
+        allow_arch_mismatch: false,
+        allow_unread_models: false,
         allow_nonfinite: false,
         tokenizer_from: None,
         quiet: true,

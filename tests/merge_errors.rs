@@ -295,6 +295,46 @@ fn cases() -> Vec<Case> {
             expect: &["weight", "3 values", "2 models"],
         },
         Case {
+            case: "a model with one layer fewer than the base (layer 1 missing)",
+            setup: |z| rewrite_m2(z, |t| t.retain(|t| !t.name.contains("layers.1."))),
+            args: wavg(&[]),
+            expect: &[
+                "architecture",
+                "model 2 `m2`",
+                "1 layers where the base has 2",
+                "model.layers.1.",
+                "--allow-arch-mismatch",
+            ],
+        },
+        Case {
+            case: "a model with a layer more than the base",
+            setup: |z| {
+                rewrite_m2(z, |t| {
+                    let extra: Vec<RawTensor> = t
+                        .iter()
+                        .filter(|t| t.name.contains("layers.1."))
+                        .map(|t| RawTensor {
+                            name: t.name.replace("layers.1.", "layers.2."),
+                            ..t.clone()
+                        })
+                        .collect();
+                    t.extend(extra);
+                })
+            },
+            args: wavg(&[]),
+            expect: &[
+                "3 layers where the base has 2",
+                "tensors the base lacks",
+                "model.layers.2.",
+            ],
+        },
+        Case {
+            case: "slerp (base and one model) given two models",
+            setup: |_| {},
+            args: cmd("slerp", "slerp", &[]),
+            expect: &["reads only models[0]", "2 were given", "`m2` would be ignored"],
+        },
+        Case {
             case: "--tokenizer-from that is not a directory",
             setup: |_| {},
             args: wavg(&["--tokenizer-from", "nowhere"]),

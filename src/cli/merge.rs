@@ -53,6 +53,11 @@ pub struct MergeArgs {
     /// Write tensors with NaN or Inf instead of failing.
     #[arg(long)]
     pub allow_nonfinite: bool,
+    /// Merge models whose tensors differ from the base's (other layer counts, missing or
+    /// extra tensors): the shared ones are merged, the base's others copied. Without it
+    /// such inputs are an error naming the first differences.
+    #[arg(long, visible_alias = "allow-crimes")]
+    pub allow_arch_mismatch: bool,
     /// Copy tokenizer files from this directory instead of the base.
     #[arg(long)]
     pub tokenizer_from: Option<PathBuf>,
@@ -205,6 +210,8 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         max_memory: parse_size(&a.max_memory).map_err(|e| format!("--max-memory {e}"))?,
         force: a.force,
         on_mismatch_base: parse_mismatch(&a.on_mismatch)?,
+        allow_arch_mismatch: a.allow_arch_mismatch,
+        allow_unread_models: false,
         allow_nonfinite: a.allow_nonfinite,
         quiet: a.quiet,
         backend: choose_backend(a)?,
@@ -251,6 +258,9 @@ pub fn run(a: &MergeArgs) -> i32 {
     let result = job.and_then(|job| with_threads(a.threads, || Ok(crate::runtime::run(&job)?)));
     match result {
         Ok(s) => {
+            for n in &s.notes {
+                eprintln!("{n}");
+            }
             if !a.quiet {
                 eprintln!(
                     "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s",

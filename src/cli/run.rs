@@ -216,6 +216,8 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             max_memory: 1 << 30,
             force: false,
             on_mismatch_base: false,
+            allow_arch_mismatch: false,
+            allow_unread_models: false,
             allow_nonfinite: false,
             tokenizer_from: None,
             quiet: true,

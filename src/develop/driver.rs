@@ -216,6 +216,8 @@ pub fn merge_and_score(
         max_memory: 2 << 30,
         force: true,
         on_mismatch_base: false,
+        allow_arch_mismatch: false,
+        allow_unread_models: true,
         allow_nonfinite: false,
         tokenizer_from: None,
         quiet: true,

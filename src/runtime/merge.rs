@@ -74,6 +74,12 @@ pub struct MergeJob {
     pub max_memory: u64,
     pub force: bool,
     pub on_mismatch_base: bool,
+    /// Merge models whose tensor names differ from the base's (the shared ones; the base's
+    /// others are copied): `--allow-arch-mismatch`, mergekit's `--allow-crimes`.
+    pub allow_arch_mismatch: bool,
+    /// Accept more models than the program reads (`slerp` reads `models[0]` only). The
+    /// command line refuses them; the self-develop loop gives every program its models.
+    pub allow_unread_models: bool,
     pub allow_nonfinite: bool,
     pub tokenizer_from: Option<PathBuf>,
     pub quiet: bool,
@@ -94,6 +100,9 @@ pub struct MergeSummary {
     pub shards: usize,
     pub bytes_written: u64,
     pub seconds: f64,
+    /// What the user should know about a merge that went through (e.g. models whose
+    /// tensors differ from the base's, with --allow-arch-mismatch).
+    pub notes: Vec<String>,
 }
 
 struct Inputs {
@@ -101,6 +110,8 @@ struct Inputs {
     models: Vec<Checkpoint>,
     /// Stops every tensor's work on a signal or at the job's deadline.
     cancel: Cancel,
+    /// Digests of the tensors read, for the provenance.
+    hashes: super::content::ContentHashes,
 }
 
 /// Runs the merge. On any error or interruption nothing is left at `out`.
@@ -130,6 +141,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     }
     let inputs = Inputs {
         cancel,
+        hashes: super::content::ContentHashes::new(1 + job.models.len()),
         base: Checkpoint::open(&job.base)?,
         models: job
             .models
@@ -137,6 +149,11 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
             .map(Checkpoint::open)
             .collect::<Result<_, _>>()?,
     };
+    let notes: Vec<String> =
+        super::arch::check_same_tensors(&inputs.base, &inputs.models, job.allow_arch_mismatch)
+            .map_err(MergeError::Job)?
+            .into_iter()
+            .collect();
     let plan = plan(
         &inputs.base,
         &inputs.models,
@@ -149,6 +166,9 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     )
     .map_err(MergeError::Job)?;
     let checked = check_ranks(job, &plan).map_err(MergeError::Job)?;
+    if !job.allow_unread_models {
+        refuse_unread_models(job, &checked).map_err(MergeError::Job)?;
+    }
     validate_params(job, &plan, &checked, inputs.models.len()).map_err(MergeError::Job)?;
     let compiled = super::compiled::engine(job.backend)?
         .map(|e| super::compiled::CompiledJob::new(e, &checked));
@@ -175,8 +195,15 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         write_index(out.path(), &plan, &names).map_err(MergeError::Output)?;
     }
     copy_side_files(job, out.path()).map_err(MergeError::Output)?;
-    super::output::write_provenance(job, out.path(), &inputs.base, &inputs.models, &plan)
-        .map_err(MergeError::Output)?;
+    super::output::write_provenance(
+        job,
+        out.path(),
+        &inputs.base,
+        &inputs.models,
+        &plan,
+        &inputs.hashes,
+    )
+    .map_err(MergeError::Output)?;
     out.commit()?;
     bar.finish_and_clear();
     let merged = plan
@@ -190,7 +217,44 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         shards: names.len(),
         bytes_written: written,
         seconds: start.elapsed().as_secs_f64(),
+        notes,
     })
+}
+
+/// More models than the program reads is an error: `slerp` reads `models[0]` only, and a
+/// second model would be dropped without a word.
+fn refuse_unread_models(
+    job: &MergeJob,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+) -> Result<(), String> {
+    let given = job.models.len();
+    let read = checked
+        .values()
+        .map(|m| crate::types::models_read(&m.body, m.models))
+        .try_fold(0usize, |most, r| r.map(|r| most.max(r)));
+    let Some(read) = read else { return Ok(()) };
+    if read >= given {
+        return Ok(());
+    }
+    let unread: Vec<String> = job.models[read..]
+        .iter()
+        .map(|p| format!("`{}`", p.display()))
+        .collect();
+    let reads = match read {
+        0 => "reads none of the models".to_string(),
+        1 => "reads only models[0]: it merges the base with one model".to_string(),
+        n => format!(
+            "reads only models[0] to models[{}]: it merges the base with {n} models",
+            n - 1
+        ),
+    };
+    Err(format!(
+        "`{}` {reads}, but {given} were given; {} would be ignored\n\
+         hint: drop {}, or use a method that merges every model (e.g. linear, ties, multislerp)",
+        job.merge_name,
+        unread.join(", "),
+        if unread.len() == 1 { "it" } else { "them" }
+    ))
 }
 
 /// Checks the program for every rank among the merged tensors, before any work.
@@ -432,6 +496,9 @@ fn produce_shard(
             .map(|&ti| {
                 let t = &plan.tensors[ti];
                 let r = produce(job, inputs, plan, checked, compiled, t);
+                if r.is_ok() {
+                    hash_inputs(inputs, t);
+                }
                 // Nothing of this tensor's inputs is borrowed any more: drop their pages
                 // from this process (they stay in the page cache), so peak memory is one
                 // tensor's worth, not the checkpoints'.
@@ -461,6 +528,21 @@ fn produce_shard(
         i = end;
     }
     Ok(())
+}
+
+/// Records the digests of what `t` read (the base's tensor; the models' when merged)
+/// while its pages are still mapped in.
+fn hash_inputs(inputs: &Inputs, t: &PlannedTensor) {
+    if let Ok(b) = inputs.base.raw_bytes(&t.name) {
+        inputs.hashes.add(0, &t.name, b);
+    }
+    if t.action == Action::Merge {
+        for (i, m) in inputs.models.iter().enumerate() {
+            if let Ok(b) = m.raw_bytes(&t.name) {
+                inputs.hashes.add(i + 1, &t.name, b);
+            }
+        }
+    }
 }
 
 /// The output bytes of one tensor: merged by the program, or copied from the base.

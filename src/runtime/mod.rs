@@ -5,8 +5,10 @@
 //! directory (single file or sharded with an index), memory-mapped, and turns
 //! any stored tensor of F32, F16 or BF16 into f32. The REPL's `load` uses it.
 
+mod arch;
 pub mod child;
 pub mod compiled;
+mod content;
 mod error;
 pub mod merge;
 mod output;

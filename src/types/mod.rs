@@ -17,6 +17,7 @@ pub mod tast;
 pub mod ty;
 mod user_calls;
 mod visit;
+pub use visit::models_read;
 
 pub use check::LoadShapeFn;
 pub use program::{

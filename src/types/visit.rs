@@ -55,6 +55,37 @@ impl TExpr {
     }
 }
 
+/// How many of the models a merge body reads when it reads them only by constant index
+/// (`models[0]`, `models[1]`) and `len(models)`: one past the largest index. `None` when
+/// it uses the list any other way (a fold, arithmetic on the list, a variable index),
+/// which reads every model. `slerp` reads 1, `nuslerp` 2: given more, the rest would be
+/// dropped silently, so `mergec merge` refuses them.
+pub fn models_read(body: &TExpr, models: VarId) -> Option<usize> {
+    fn walk(e: &TExpr, models: VarId, most: &mut usize) -> bool {
+        match &e.kind {
+            TKind::Var(v) if *v == models => return false,
+            TKind::Index(list, i) if matches!(list.kind, TKind::Var(v) if v == models) => {
+                return match i.kind {
+                    TKind::Int(k) if k >= 0 => {
+                        *most = (*most).max(k as usize + 1);
+                        true
+                    }
+                    _ => false,
+                };
+            }
+            TKind::Op(super::ops::Op::Len, xs)
+                if xs.len() == 1 && matches!(xs[0].kind, TKind::Var(v) if v == models) =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+        e.children().into_iter().all(|c| walk(c, models, most))
+    }
+    let mut most = 0;
+    walk(body, models, &mut most).then_some(most)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::types::tast::TKind;
@@ -92,5 +123,33 @@ mod tests {
         assert_eq!(nodes, 28, "every node once");
         assert!(m.body.any(&|e| matches!(e.kind, TKind::Fact(_))));
         assert!(!m.body.any(&|e| matches!(e.kind, TKind::Str(_))));
+    }
+
+    #[test]
+    fn models_read_counts_constant_indices_only() {
+        let read = |src: &str| {
+            let (p, _) = crate::types::check_source(src).expect("checks");
+            let m = crate::types::instantiate_merge(&p, "m", 2).expect("rank 2");
+            super::models_read(&m.body, m.models)
+        };
+        let head = "merge m(base: Tensor, models: [Tensor]) -> Tensor {";
+        assert_eq!(read(&format!("{head} return base + models[0] }}")), Some(1));
+        assert_eq!(
+            read(&format!(
+                "{head} return if len(models) < 2 {{ models[0] }} else {{ models[1] - base }} }}"
+            )),
+            Some(2)
+        );
+        assert_eq!(read(&format!("{head} return base }}")), Some(0));
+        assert_eq!(
+            read(&format!(
+                "{head} return fold(models - base, |acc, t| acc + t) }}"
+            )),
+            None
+        );
+        assert_eq!(
+            read(&format!("{head} return models[len(models) - 1] }}")),
+            None
+        );
     }
 }

@@ -58,28 +58,27 @@ impl Models {
     }
 }
 
+/// `mergec merge PROGRAM --out OUT --shard-size 8KB --quiet`, parsed as the command line
+/// parses it (so every other flag has its default).
 pub fn args(program: &str, out: &Path) -> MergeArgs {
-    MergeArgs {
-        program: program.to_string(),
-        merge: None,
-        base: None,
-        models: Vec::new(),
-        out: out.to_path_buf(),
-        sets: Vec::new(),
-        dtype: None,
-        only: None,
-        seed: 0,
-        shard_size: "8KB".into(),
-        max_memory: "4GB".into(),
-        force: false,
-        on_mismatch: "error".into(),
-        allow_nonfinite: false,
-        tokenizer_from: None,
-        quiet: true,
-        threads: None,
-        backend: "jit".into(),
-        device: "cpu".into(),
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Merge {
+        #[command(flatten)]
+        args: MergeArgs,
     }
+    let out = out.display().to_string();
+    Merge::try_parse_from([
+        "merge",
+        program,
+        "--out",
+        &out,
+        "--shard-size",
+        "8KB",
+        "--quiet",
+    ])
+    .expect("the flags parse")
+    .args
 }
 
 /// Runs a config through the library; errors as the CLI would print them.
