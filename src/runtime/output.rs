@@ -227,13 +227,14 @@ pub fn set_config_dtype(v: &mut Json, name: &str) {
     }
 }
 
-fn input_json(path: &Path, ck: &Checkpoint) -> Json {
-    let headers: Vec<Json> = ck
-        .header_digests()
-        .into_iter()
-        .map(|(p, h)| json!({ "file": p.display().to_string(), "header_sha256": h }))
-        .collect();
-    json!({ "path": path.display().to_string(), "files": headers })
+fn input_json(path: &Path, ck: &Checkpoint, d: super::content::InputDigest) -> Json {
+    let files: Vec<String> = ck.files().iter().map(|p| p.display().to_string()).collect();
+    json!({
+        "path": path.display().to_string(),
+        "files": files,
+        "content_blake3": d.blake3,
+        "tensors_hashed": d.tensors,
+    })
 }
 
 /// `mergec.json`: how this checkpoint was made, enough to make it again.
@@ -243,6 +244,7 @@ pub fn write_provenance(
     base: &Checkpoint,
     models: &[Checkpoint],
     plan: &MergePlan,
+    hashes: &super::content::ContentHashes,
 ) -> Result<(), String> {
     let merged = plan
         .tensors
@@ -263,8 +265,10 @@ pub fn write_provenance(
         "dtype": job.dtype.map(|d| d.torch_name()),
         "only": job.only.as_ref().map(|r| r.as_str()),
         "inputs": {
-            "base": input_json(&job.base, base),
-            "models": job.models.iter().zip(models).map(|(p, c)| input_json(p, c)).collect::<Vec<_>>(),
+            "base": input_json(&job.base, base, hashes.digest(0)),
+            "models": job.models.iter().zip(models).enumerate()
+                .map(|(i, (p, c))| input_json(p, c, hashes.digest(i + 1)))
+                .collect::<Vec<_>>(),
         },
         "tensors": {
             "merged": merged,

@@ -260,19 +260,6 @@ impl Checkpoint {
         let _ = name;
     }
 
-    /// SHA-256 of each file's header (length and JSON), hex: what was read, for provenance.
-    pub fn header_digests(&self) -> Vec<(PathBuf, String)> {
-        use sha2::{Digest, Sha256};
-        self.shards
-            .iter()
-            .map(|s| {
-                let digest = Sha256::digest(&s.map[..s.data_start.min(s.map.len())]);
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                (s.path.clone(), hex)
-            })
-            .collect()
-    }
-
     /// Maps one file and adds its tensors.
     fn add_shard(&mut self, path: &Path) -> Result<usize> {
         let (file, len) =

@@ -433,14 +433,21 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// SHA-256 of a safetensors file's header (length and JSON), hex.
-pub fn header_sha256(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    Sha256::digest(&bytes[..8 + n])
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// What mergec.json's `content_blake3` holds for `dir`'s tensors that `keep` selects:
+/// BLAKE3 over their names in order, each followed by a zero byte and the BLAKE3 of its
+/// stored bytes.
+#[allow(dead_code)]
+pub fn content_blake3(dir: &Path, keep: impl Fn(&str) -> bool) -> String {
+    let ck = mergec::runtime::safetensors::Checkpoint::open(dir).unwrap();
+    let mut names: Vec<&str> = ck.names().filter(|n| keep(n)).collect();
+    names.sort();
+    let mut h = blake3::Hasher::new();
+    for n in names {
+        h.update(n.as_bytes());
+        h.update(&[0]);
+        h.update(blake3::hash(ck.raw_bytes(n).unwrap()).as_bytes());
+    }
+    h.finalize().to_hex().to_string()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,0 +1,91 @@
+//! Content hashes of a merge's inputs for `mergec.json`: BLAKE3 of every tensor the merge
+//! reads, taken from the mapped bytes right after the tensor is used (its pages are still
+//! in memory: no second read of the files), then one digest per input over the sorted
+//! `(name, tensor digest)` pairs. Two checkpoints with the same tensors have the same
+//! digest whatever their sharding or header order; any changed value changes it.
+
+use std::sync::Mutex;
+
+/// Tensors at least this large are hashed on every core.
+const PARALLEL_BYTES: usize = 1 << 20;
+
+/// The tensor digests of each input (the base first, then the models), as they come.
+pub struct ContentHashes {
+    inputs: Vec<Mutex<Vec<(String, blake3::Hash)>>>,
+}
+
+/// One input's digest and how many tensors it covers.
+pub struct InputDigest {
+    pub blake3: String,
+    pub tensors: usize,
+}
+
+impl ContentHashes {
+    pub fn new(inputs: usize) -> ContentHashes {
+        ContentHashes {
+            inputs: (0..inputs).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Records tensor `name` of input `input` (0: the base).
+    pub fn add(&self, input: usize, name: &str, bytes: &[u8]) {
+        let mut h = blake3::Hasher::new();
+        if bytes.len() >= PARALLEL_BYTES {
+            h.update_rayon(bytes);
+        } else {
+            h.update(bytes);
+        }
+        let digest = h.finalize();
+        if let Some(slot) = self.inputs.get(input) {
+            slot.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((name.to_string(), digest));
+        }
+    }
+
+    /// The digest of input `input` over the tensors recorded so far.
+    pub fn digest(&self, input: usize) -> InputDigest {
+        let mut pairs = self
+            .inputs
+            .get(input)
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        InputDigest {
+            blake3: combine(&pairs).to_hex().to_string(),
+            tensors: pairs.len(),
+        }
+    }
+}
+
+/// The digest of sorted `(name, digest)` pairs: each name's bytes, a zero byte, its digest.
+pub fn combine(pairs: &[(String, blake3::Hash)]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for (name, d) in pairs {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(d.as_bytes());
+    }
+    h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_ignores_order_and_sees_every_value() {
+        let a = ContentHashes::new(1);
+        a.add(0, "x", &[1, 2, 3]);
+        a.add(0, "y", &vec![7u8; PARALLEL_BYTES + 5]);
+        let b = ContentHashes::new(1);
+        b.add(0, "y", &vec![7u8; PARALLEL_BYTES + 5]);
+        b.add(0, "x", &[1, 2, 3]);
+        assert_eq!(a.digest(0).blake3, b.digest(0).blake3);
+        assert_eq!(a.digest(0).tensors, 2);
+        let c = ContentHashes::new(1);
+        c.add(0, "x", &[1, 2, 4]);
+        c.add(0, "y", &vec![7u8; PARALLEL_BYTES + 5]);
+        assert_ne!(a.digest(0).blake3, c.digest(0).blake3);
+    }
+}
