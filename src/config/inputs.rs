@@ -9,14 +9,23 @@ use super::yaml::{Pos, Source};
 use std::path::{Path, PathBuf};
 
 /// A model reference as a local path: as given (relative to the working directory), else
-/// relative to the config's directory.
-pub fn local_path(src: &Source, t: &Text, dir: &Path) -> Result<PathBuf, ConfigError> {
+/// relative to the config's directory, else a Hub id (`org/name`, `org/name@rev`) from
+/// the local Hugging Face cache (`hub`: `--transformers-cache`, else the usual variables).
+pub fn local_path(
+    src: &Source,
+    t: &Text,
+    dir: &Path,
+    hub: Option<&Path>,
+) -> Result<PathBuf, ConfigError> {
     let given = PathBuf::from(&t.value);
     if given.exists() {
         return Ok(given);
     }
     if given.is_relative() && dir.join(&given).exists() {
         return Ok(dir.join(&given));
+    }
+    if crate::runtime::hub::parse_id(&t.value).is_some() {
+        return crate::runtime::hub::resolve(&t.value, hub).map_err(|e| src.error(t.pos, e));
     }
     let why = if t.value.contains('+') {
         "; LoRA adapters (`model+lora`) are not supported"
@@ -62,15 +71,16 @@ pub fn inputs(
     raw: &RawConfig,
     m: &Resolved,
     dir: &Path,
+    hub: Option<&Path>,
 ) -> Result<Inputs, ConfigError> {
     let base = raw
         .base_model
         .as_ref()
-        .map(|b| local_path(src, b, dir))
+        .map(|b| local_path(src, b, dir, hub))
         .transpose()?;
     let mut paths: Vec<PathBuf> = Vec::new();
     for e in &raw.models {
-        let p = local_path(src, &e.model, dir)?;
+        let p = local_path(src, &e.model, dir, hub)?;
         if let Some(j) = paths.iter().position(|q| same(q, &p)) {
             return Err(src.error(
                 e.model.pos,

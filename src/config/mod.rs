@@ -101,6 +101,8 @@ pub struct Options {
     pub dtype: Option<Dtype>,
     pub tokenizer_from: Option<PathBuf>,
     pub quiet: bool,
+    /// The Hugging Face cache in which Hub ids are looked up (default: the usual variables).
+    pub hub_cache: Option<PathBuf>,
 }
 
 /// What a mergekit-style config decides for a merge job: the program and its
@@ -136,7 +138,7 @@ pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, ConfigError> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let method = resolve::method(&src, &raw.merge_method, &dir, o.merge.as_deref())?;
-    let inputs = inputs::inputs(&src, &raw, &method, &dir)?;
+    let inputs = inputs::inputs(&src, &raw, &method, &dir, o.hub_cache.as_deref())?;
     let mut notes = Vec::new();
     let mut params = build::params(&src, &raw, &method, &inputs, &mut notes)?;
     if let Some(u) = method.use_base {
@@ -151,7 +153,12 @@ pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, ConfigError> {
     };
     let tokenizer_from = match o.tokenizer_from {
         Some(t) => Some(t),
-        None => tokenizer(&src, raw.tokenizer_source.as_ref(), &dir)?,
+        None => tokenizer(
+            &src,
+            raw.tokenizer_source.as_ref(),
+            &dir,
+            o.hub_cache.as_deref(),
+        )?,
     };
     if !o.quiet {
         for n in &notes {
@@ -186,7 +193,12 @@ fn config_dtype(src: &Source, t: Option<&Text>) -> Result<Option<Dtype>, ConfigE
     })
 }
 
-fn tokenizer(src: &Source, t: Option<&Text>, dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
+fn tokenizer(
+    src: &Source,
+    t: Option<&Text>,
+    dir: &Path,
+    hub: Option<&Path>,
+) -> Result<Option<PathBuf>, ConfigError> {
     let Some(t) = t else { return Ok(None) };
     match t.value.as_str() {
         "base" => Ok(None),
@@ -197,7 +209,7 @@ fn tokenizer(src: &Source, t: Option<&Text>, dir: &Path) -> Result<Option<PathBu
              files to copy",
         )),
         _ => {
-            let p = inputs::local_path(src, t, dir)?;
+            let p = inputs::local_path(src, t, dir, hub)?;
             if !p.is_dir() {
                 return Err(src.error(
                     t.pos,

@@ -355,7 +355,9 @@ impl Checkpoint {
 }
 
 /// The path of a shard named in an index: a plain relative name that stays inside the
-/// model directory `dir` (no `..`, no absolute path, no symlink leading out of it).
+/// model directory `dir` (no `..`, no absolute path, no symlink leading out of it, except
+/// from a Hugging Face cache snapshot `models--ORG--NAME/snapshots/C/` into that repo's
+/// `blobs/`, which is how the cache stores every file).
 pub fn shard_path(dir: &Path, name: &str) -> Result<PathBuf> {
     use std::path::Component;
     let index = dir.join(INDEX_FILE);
@@ -376,7 +378,8 @@ pub fn shard_path(dir: &Path, name: &str) -> Result<PathBuf> {
     // A symlink may still lead out: compare the resolved paths (a missing shard is
     // reported by the caller).
     if let (Ok(real_dir), Ok(real)) = (dir.canonicalize(), path.canonicalize())
-        && !real.starts_with(real_dir)
+        && !real.starts_with(&real_dir)
+        && !hub_cache_blobs(&real_dir).is_some_and(|blobs| real.starts_with(blobs))
     {
         return Err(Error::at(
             &index,
@@ -384,6 +387,16 @@ pub fn shard_path(dir: &Path, name: &str) -> Result<PathBuf> {
         ));
     }
     Ok(path)
+}
+
+/// `models--ORG--NAME/blobs` when `dir` is a snapshot `models--ORG--NAME/snapshots/C`.
+fn hub_cache_blobs(dir: &Path) -> Option<PathBuf> {
+    let snapshots = dir.parent()?;
+    let repo = snapshots.parent()?;
+    let is_repo = repo
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("models--"));
+    (snapshots.file_name()? == "snapshots" && is_repo).then(|| repo.join("blobs"))
 }
 
 fn io_what(e: &std::io::Error) -> String {
