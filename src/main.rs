@@ -81,7 +81,7 @@ enum Command {
     /// evaluator (--evaluator); see docs/eval.md.
     Eval(cli::eval::EvalArgs),
     /// Merge checkpoints with a program (a .merge file or stdlib method) or a mergekit YAML config.
-    Merge(cli::merge::MergeArgs),
+    Merge(Box<cli::merge::MergeArgs>),
     /// The self-develop loop: generate merge programs, merge, score on dev, learn (DPO),
     /// repeat; see docs/develop.md.
     Develop(Box<cli::develop::DevelopArgs>),

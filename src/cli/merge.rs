@@ -14,18 +14,23 @@ use std::sync::atomic::Ordering;
 pub struct MergeArgs {
     /// A .merge file, a stdlib method name (e.g. ties), or a mergekit config (.yml/.yaml).
     pub program: String,
+    /// The output directory, as mergekit-yaml takes it (`mergec merge CONFIG OUT`); the
+    /// same as --out.
+    #[arg(value_name = "OUT")]
+    pub out_dir: Option<PathBuf>,
     /// Which merge of the file to use (default: the first).
     #[arg(long)]
     pub merge: Option<String>,
-    /// The base (seed) model: a Hugging Face directory or a .safetensors file.
+    /// The base (seed) model: a Hugging Face directory, a .safetensors file, or a Hub id
+    /// (org/name, org/name@revision) in the local Hugging Face cache.
     #[arg(long)]
     pub base: Option<PathBuf>,
-    /// A candidate model (repeat for each, in order).
+    /// A candidate model (repeat for each, in order): a directory, a file or a cached Hub id.
     #[arg(long = "model")]
     pub models: Vec<PathBuf>,
-    /// The output directory (written atomically).
+    /// The output directory (written atomically; or give it after the program).
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// Parameter override, e.g. --set lambda=0.5 --set weight=[0.3,0.7].
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub sets: Vec<String>,
@@ -74,13 +79,43 @@ pub struct MergeArgs {
     /// Where to run: cpu, cuda, or auto (the GPU when one is usable, else the CPU, saying so).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Print the summary as JSON on stdout instead of a line on stderr.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+    #[command(flatten)]
+    pub mergekit: super::mergekit_flags::MergekitFlags,
+}
+
+impl MergeArgs {
+    /// The output directory: OUT after the program or --out (one of them, or both equal).
+    pub fn out(&self) -> Result<PathBuf, String> {
+        match (&self.out_dir, &self.out) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "two output directories: `{}` and --out `{}`; give one",
+                a.display(),
+                b.display()
+            )),
+            (Some(a), _) | (None, Some(a)) => Ok(a.clone()),
+            (None, None) => {
+                Err("give the output directory: `mergec merge PROGRAM OUT ...` or --out OUT".into())
+            }
+        }
+    }
+
+    /// The worker threads: --threads, or mergekit's --num-threads.
+    fn threads(&self) -> Option<usize> {
+        self.threads.or(self.mergekit.num_threads)
+    }
 }
 
 /// The backend from --backend and --device.
-pub fn choose_backend(a: &MergeArgs) -> Result<crate::runtime::compiled::Backend, String> {
+pub fn choose_backend(
+    a: &MergeArgs,
+    device: &str,
+) -> Result<crate::runtime::compiled::Backend, String> {
     use crate::runtime::compiled::Backend;
     let b = Backend::parse(&a.backend)?;
-    match a.device.as_str() {
+    match device {
         "cpu" if b == Backend::Cuda => {
             crate::codegen::cuda::probe()
                 .map_err(|why| format!("--backend cuda: no usable GPU: {why}"))?;
@@ -151,6 +186,7 @@ pub fn job_from_config(a: &MergeArgs) -> Result<MergeJob, String> {
         dtype: parse_dtype(a.dtype.as_deref())?,
         tokenizer_from: a.tokenizer_from.clone(),
         quiet: a.quiet,
+        hub_cache: a.mergekit.transformers_cache.clone(),
     };
     with_flags(a, crate::config::read_config(&a.program, options)?)
 }
@@ -171,17 +207,26 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
         .map_err(|e| e.render(color))?;
     let base = a
         .base
-        .clone()
+        .as_deref()
         .ok_or("--base is required (the seed model: a directory or .safetensors file)")?;
     if a.models.is_empty() {
         return Err("give at least one --model to merge with the base".into());
     }
+    let cache = a.mergekit.transformers_cache.as_deref();
+    let resolve =
+        |p: &std::path::Path| crate::runtime::hub::model_path(&p.to_string_lossy(), cache);
+    let base = resolve(base)?;
+    let models = a
+        .models
+        .iter()
+        .map(|m| resolve(m))
+        .collect::<Result<Vec<_>, _>>()?;
     // The same parts a config decides, from the flags.
     let parts = ConfigJob {
         program,
         merge_name,
         base,
-        models: a.models.clone(),
+        models,
         params: Box::new(FixedParams(parse_sets(&a.sets)?)),
         dtype: parse_dtype(a.dtype.as_deref())?,
         tokenizer_from: a.tokenizer_from.clone(),
@@ -193,6 +238,13 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
 /// The job of `c` (what to merge), written where and how the flags say: --out, --only,
 /// --seed, the sizes, --force, --on-mismatch, --allow-nonfinite, --quiet and the backend.
 fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
+    let mk = a.mergekit.map()?;
+    let shard_size = match mk.shard_size {
+        Some(s) => s,
+        None => parse_size(&a.shard_size).map_err(|e| format!("--shard-size {e}"))?,
+    };
+    let mut extra = c.extra;
+    record_command(&mut extra, a);
     Ok(MergeJob {
         program: c.program,
         merge_name: c.merge_name,
@@ -201,12 +253,12 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         params: c.params,
         dtype: c.dtype,
         tokenizer_from: c.tokenizer_from,
-        extra: c.extra,
+        extra,
         deadline: None,
-        out: a.out.clone(),
+        out: a.out()?,
         only: parse_only(a.only.as_deref())?,
-        seed: a.seed,
-        shard_size: parse_size(&a.shard_size).map_err(|e| format!("--shard-size {e}"))?,
+        seed: mk.seed.unwrap_or(a.seed),
+        shard_size,
         max_memory: parse_size(&a.max_memory).map_err(|e| format!("--max-memory {e}"))?,
         force: a.force,
         on_mismatch_base: parse_mismatch(&a.on_mismatch)?,
@@ -214,8 +266,33 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         allow_unread_models: false,
         allow_nonfinite: a.allow_nonfinite,
         quiet: a.quiet,
-        backend: choose_backend(a)?,
+        backend: choose_backend(a, mk.device.unwrap_or(&a.device))?,
+        model_card: mk.model_card,
     })
+}
+
+/// Adds the command line (for the model card and mergec.json) to a job's provenance.
+fn record_command(extra: &mut serde_json::Value, a: &MergeArgs) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = if args.first().is_some_and(|w| w == "merge") {
+        let words: Vec<String> = args
+            .iter()
+            .map(|w| crate::runtime::child::sh_word(w))
+            .collect();
+        format!("mergec {}", words.join(" "))
+    } else {
+        // Called as a library (tests): the program, not a command line.
+        format!(
+            "mergec merge {} ...",
+            crate::runtime::child::sh_word(&a.program)
+        )
+    };
+    if !extra.is_object() {
+        *extra = serde_json::json!({});
+    }
+    if let Some(o) = extra.as_object_mut() {
+        o.insert("command".into(), serde_json::Value::String(command));
+    }
 }
 
 pub fn parse_dtype(s: Option<&str>) -> Result<Option<Dtype>, String> {
@@ -248,20 +325,29 @@ fn parse_mismatch(s: &str) -> Result<bool, String> {
 /// Runs the command; returns the exit code (130, 143 or 129 when interrupted by
 /// Ctrl-C, SIGTERM or SIGHUP).
 pub fn run(a: &MergeArgs) -> i32 {
-    let nothing = format!("nothing was written to `{}`", a.out.display());
+    let out = match a.out() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let nothing = format!("nothing was written to `{}`", out.display());
     super::signals::install(None, nothing.clone());
     let job = if is_config(&a.program) {
         job_from_config(a)
     } else {
         job_from_flags(a)
     };
-    let result = job.and_then(|job| with_threads(a.threads, || Ok(crate::runtime::run(&job)?)));
+    let result = job.and_then(|job| with_threads(a.threads(), || Ok(crate::runtime::run(&job)?)));
     match result {
         Ok(s) => {
             for n in &s.notes {
                 eprintln!("{n}");
             }
-            if !a.quiet {
+            if a.format == "json" {
+                println!("{}", summary_json(&s, &out));
+            } else if !a.quiet {
                 eprintln!(
                     "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s",
                     s.merged,
@@ -269,7 +355,7 @@ pub fn run(a: &MergeArgs) -> i32 {
                     s.shards,
                     if s.shards == 1 { "" } else { "s" },
                     s.bytes_written as f64 / 1e6,
-                    a.out.display(),
+                    out.display(),
                     s.seconds
                 );
             }
@@ -284,4 +370,17 @@ pub fn run(a: &MergeArgs) -> i32 {
             1
         }
     }
+}
+
+/// The summary of `--format json`.
+fn summary_json(s: &crate::runtime::MergeSummary, out: &std::path::Path) -> serde_json::Value {
+    serde_json::json!({
+        "out": out.display().to_string(),
+        "merged": s.merged,
+        "copied": s.copied,
+        "shards": s.shards,
+        "bytes_written": s.bytes_written,
+        "seconds": s.seconds,
+        "notes": s.notes,
+    })
 }

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod generate;
 pub mod grammar;
 pub mod merge;
+pub mod mergekit_flags;
 pub mod methods;
 pub mod run;
 pub mod signals;

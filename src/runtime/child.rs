@@ -284,6 +284,15 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` as one word of a command line for people to read: as it is when the shell would
+/// read it back unchanged, else single-quoted.
+pub fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
+    if plain { s.to_string() } else { sh_quote(s) }
+}
+
 /// `s` cut to at most `max` bytes on a character boundary, with `...` when cut.
 pub fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
