@@ -157,6 +157,7 @@ fn merge_one_tensor_until(
         quiet: true,
         backend,
         extra: serde_json::Value::Null,
+        model_card: false,
         deadline: Some(start + limit),
     };
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");

@@ -504,10 +504,13 @@ fn bare_safetensors_files_are_inputs_too() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    let want: BTreeSet<String> = ["model.safetensors", "mergec.json"]
+    let want: BTreeSet<String> = ["model.safetensors", "mergec.json", "README.md"]
         .map(String::from)
         .into();
-    assert_eq!(files, want, "no side files without a base directory");
+    assert_eq!(
+        files, want,
+        "no side files without a base directory (the card is the merge's own)"
+    );
 }
 
 #[test]
@@ -696,6 +699,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         quiet: true,
         backend: mergec::runtime::compiled::Backend::Jit,
         extra: Json::Null,
+        model_card: false,
         deadline: None,
     };
     let s = mergec::runtime::run(&job).unwrap();

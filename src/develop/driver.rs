@@ -223,6 +223,7 @@ pub fn merge_and_score(
         quiet: true,
         backend: crate::runtime::compiled::Backend::Jit,
         extra: serde_json::Value::Null,
+        model_card: false,
         deadline,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;

@@ -85,8 +85,10 @@ pub struct MergeJob {
     pub quiet: bool,
     /// Which engine runs the merged tensors.
     pub backend: super::compiled::Backend,
-    /// Extra provenance (e.g. the mergekit config text).
+    /// Extra provenance (e.g. the mergekit config text, the command line).
     pub extra: serde_json::Value,
+    /// Write a model card (README.md) and, for a config, `mergekit_config.yml`.
+    pub model_card: bool,
     /// The merge fails ("over the time limit"), writing nothing, if it is still
     /// running at this instant.
     pub deadline: Option<std::time::Instant>,
@@ -204,6 +206,9 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         &inputs.hashes,
     )
     .map_err(MergeError::Output)?;
+    if job.model_card {
+        super::model_card::write(job, out.path(), &inputs.hashes).map_err(MergeError::Output)?;
+    }
     out.commit()?;
     bar.finish_and_clear();
     let merged = plan
