@@ -155,6 +155,7 @@ fn merge_one_tensor_until(
         quiet: true,
         backend,
         extra: serde_json::Value::Null,
+        layers: None,
         deadline: Some(start + limit),
     };
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");

@@ -684,6 +684,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         quiet: true,
         backend: mergec::runtime::compiled::Backend::Jit,
         extra: Json::Null,
+        layers: None,
         deadline: None,
     };
     let s = mergec::runtime::run(&job).unwrap();

@@ -181,6 +181,7 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
         dtype: parse_dtype(a.dtype.as_deref())?,
         tokenizer_from: a.tokenizer_from.clone(),
         extra: serde_json::Value::Null,
+        layers: None,
     };
     with_flags(a, parts)
 }
@@ -197,6 +198,7 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         dtype: c.dtype,
         tokenizer_from: c.tokenizer_from,
         extra: c.extra,
+        layers: c.layers,
         deadline: None,
         out: a.out.clone(),
         only: parse_only(a.only.as_deref())?,

@@ -221,6 +221,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             quiet: true,
             backend: crate::runtime::compiled::Backend::Jit,
             extra: serde_json::Value::Null,
+            layers: None,
             deadline: None,
         };
         let s = crate::runtime::run(&job)?;

@@ -221,6 +221,7 @@ pub fn merge_and_score(
         quiet: true,
         backend: crate::runtime::compiled::Backend::Jit,
         extra: serde_json::Value::Null,
+        layers: None,
         deadline,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;

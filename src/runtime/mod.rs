@@ -12,6 +12,7 @@ pub mod merge;
 mod output;
 pub mod plan;
 pub mod safetensors;
+pub mod stack;
 pub mod stale;
 pub mod synth;
 
