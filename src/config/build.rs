@@ -12,7 +12,7 @@ use super::yaml::Source;
 use serde_json::{Map, Value as Json, json};
 
 /// Checks a parameter name against the method; None when it is ignored (a note is added).
-fn lookup<'m>(
+pub(super) fn lookup<'m>(
     src: &Source,
     m: &'m Resolved,
     p: &RawParam,

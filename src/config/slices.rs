@@ -447,9 +447,12 @@ pub fn stack(
             ));
         }
         let (merge, params) = if paths.len() == 1 && !scaled {
-            // One source: its layers are copied (mergekit's methods return a lone input).
-            // Its parameters are still checked, as mergekit reads them.
-            slice_params(src, raw, slice, &paths, (0, &[]), m, notes)?;
+            // One source: its layers are copied (mergekit's methods return a lone input);
+            // the names of its parameters are still checked.
+            let own = slice.sources.iter().flat_map(|x| &x.params);
+            for p in slice.params.iter().chain(own) {
+                super::build::lookup(src, m, p, notes)?;
+            }
             (None, None)
         } else {
             let (b, ms, base_is_source) = if passthrough {

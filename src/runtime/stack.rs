@@ -9,7 +9,8 @@
 //! are those with a layer number in their name (`model.layers.3.mlp.up_proj.weight`);
 //! the output's are renumbered in output order. The tensors outside the layers are, as
 //! mergekit's: the embeddings (a name with `embed`, `wte` or `wpe`) from the first
-//! slice's sources, the others (final norm, lm_head) from the last slice's.
+//! slice's sources, the others (final norm, lm_head) from the last slice's. Merged
+//! tensors of a stack run on the interpreter whatever the backend.
 
 use super::ParamSource;
 use super::plan::{Action, MergePlan, PlanOptions, PlannedTensor, config_layers, shard};
@@ -115,7 +116,7 @@ struct Layers<'a> {
     outside: Vec<&'a TensorInfo>,
 }
 
-fn layers<'a>(ck: &'a Checkpoint) -> Result<Layers<'a>, String> {
+fn layers(ck: &Checkpoint) -> Result<Layers<'_>, String> {
     let mut prefix: Option<&str> = None;
     let mut by_layer: BTreeMap<i64, BTreeMap<&str, &TensorInfo>> = BTreeMap::new();
     let mut outside = Vec::new();
@@ -169,7 +170,7 @@ fn input_name(inputs: &[&Checkpoint], i: usize) -> String {
     format!("`{}`", inputs[i].path().display())
 }
 
-impl<'a> Planner<'a> {
+impl Planner<'_> {
     fn check_ranges(&self) -> Result<(), String> {
         for s in &self.stack.slices {
             let len = s.sources[0].end - s.sources[0].start;
@@ -372,12 +373,16 @@ pub fn plan(
     let tensors = p.out;
     check_shapes(base, &tensors)?;
     let shards = shard(&tensors, o.shard_size);
-    let copied = tensors.iter().filter(|t| t.action == Action::Copy).count();
+    let not_selected = tensors
+        .iter()
+        .filter(|t| matches!(t.source, Some(Route::Copy(_))) && t.action == Action::Copy)
+        .filter(|t| o.only.is_some_and(|r| !r.is_match(&t.name)))
+        .count();
     Ok(MergePlan {
         n_layers: out_index,
         shards,
         copied: super::plan::CopyReasons {
-            not_selected: copied,
+            not_selected,
             ..Default::default()
         },
         extra_in_models: 0,
