@@ -30,6 +30,10 @@ The YAML files in WORK/configs give the same bytes through the mergekit-yaml com
 (`mergekit-yaml CFG OUT --lazy-unpickle --no-copy-tokenizer --random-seed SEED`; the f32 ones
 without the tie-order patch).
 
+Frankenmerges (`slices:` cases, see slice_cases): mergec runs the very YAML file mergekit ran
+(`mergec merge WORK/configs/CASE.bf16.yml`), compared as above, and config.json's
+num_hidden_layers must agree.
+
 Random methods (DARE, DELLA) are compared exactly at density 1, and statistically at density 0.5:
 one model (weight 1) so that merged - base is that model's sparsified, rescaled task vector, in f32
 on both sides (mergekit `dtype: float32`, mergec `--dtype f32`) so that no kept entry rounds away.
