@@ -16,7 +16,9 @@
 #    2 layers, tied embeddings; 20 tensors) under WORK/ckpt-ARCH, reused when present.
 # 3. scripts/conformance/compare.py runs every case through mergekit (its Python API, exactly as
 #    mergekit-yaml does it; the YAML files are kept in WORK/configs) and through mergec (stdlib method
-#    + --set), and prints the tables: see that file's docstring for the tolerances.
+#    + --set), and prints the tables: see that file's docstring for the tolerances. The frankenmerge
+#    cases (`--only "slices passthrough,slices slerp,slices linear"`) run mergec on the YAML file
+#    itself and compare config.json's num_hidden_layers too.
 # 4. mergec runs the same YAML files (`mergec merge CONFIG.yml`): each must give the same tensors and
 #    config.json as the equivalent command line.
 # 5. scripts/check-output.py on one mergec output (safetensors + transformers AutoConfig + loading

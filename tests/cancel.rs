@@ -158,6 +158,7 @@ fn merge_one_tensor_until(
         backend,
         extra: serde_json::Value::Null,
         model_card: false,
+        layers: None,
         deadline: Some(start + limit),
     };
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");

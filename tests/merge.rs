@@ -700,6 +700,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         backend: mergec::runtime::compiled::Backend::Jit,
         extra: Json::Null,
         model_card: false,
+        layers: None,
         deadline: None,
     };
     let s = mergec::runtime::run(&job).unwrap();

@@ -30,6 +30,10 @@ The YAML files in WORK/configs give the same bytes through the mergekit-yaml com
 (`mergekit-yaml CFG OUT --lazy-unpickle --no-copy-tokenizer --random-seed SEED`; the f32 ones
 without the tie-order patch).
 
+Frankenmerges (`slices:` cases, see slice_cases): mergec runs the very YAML file mergekit ran
+(`mergec merge WORK/configs/CASE.bf16.yml`), compared as above, and config.json's
+num_hidden_layers must agree.
+
 Random methods (DARE, DELLA) are compared exactly at density 1, and statistically at density 0.5:
 one model (weight 1) so that merged - base is that model's sparsified, rescaled task vector, in f32
 on both sides (mergekit `dtype: float32`, mergec `--dtype f32`) so that no kept entry rounds away.
@@ -138,7 +142,41 @@ def cases():
         c.append(Case(f"{m} d=0.5", m, [("model-1", {"weight": 1.0, "density": 0.5})], True, {},
                       ["model-1"], {"weight": "[1.0]", "density": 0.5}, kind="stats", density=0.5,
                       epsilon=0.15 if m.startswith("della") else 0.0))
+    c.extend(slice_cases())
     return c
+
+
+def src(model, start, end, **params):
+    """One source of a slice: layers [start, end) of a model, with its own parameters."""
+    return {"model": model, "layer_range": [start, end], "parameters": params}
+
+
+def slice_cases():
+    """Frankenmerges (`slices:`): mergec runs the very YAML file mergekit runs. As mergekit, the
+    embeddings come from the first slice's sources and the final norm from the last slice's."""
+    return [
+        # 5 layers from two models; model-1's layer 1 twice (overlapping ranges).
+        Case("slices passthrough", "passthrough", [], False, {}, [], {}, slices=[
+            {"sources": [src("model-1", 0, 2)]},
+            {"sources": [src("model-1", 1, 2)]},
+            {"sources": [src("model-2", 0, 2)]},
+        ]),
+        # slerp per slice: a gradient over the first slice's layers; the second merges layer 1 of
+        # the base with layer 0 of model-2; the tensors outside the layers are slerped too.
+        Case("slices slerp", "slerp", [], True, {}, [], {}, slices=[
+            {"sources": [src("base", 0, 2), src("model-1", 0, 2)], "parameters": {"t": [0.2, 0.8]}},
+            {"sources": [src("base", 1, 2), src("model-2", 0, 1)], "parameters": {"t": 0.6}},
+        ]),
+        # linear per slice with per-source weights (one by filter) and a lone source (copied).
+        # The weights are binary fractions: with 0.7 and 0.1, a few dozen elements near zero or at
+        # a bf16 midpoint differ (mergekit's addcmul order vs mergec's products then sum; not
+        # slicing: the `models:` linear does the same).
+        Case("slices linear", "linear", [], False, {}, [], {}, slices=[
+            {"sources": [src("model-1", 0, 1, weight=0.75),
+                         src("model-2", 1, 2, weight=[{"filter": "mlp", "value": 0.5}, {"value": 0.25}])]},
+            {"sources": [src("model-3", 0, 2, weight=1.0)]},
+        ]),
+    ]
 
 
 # ----------------------------------------------------------------------------- running
@@ -156,7 +194,15 @@ def mk_config(case, ckpt, work_dtype, out_dtype=None):
     cfg = {"merge_method": case.method}
     if case.mk_base:
         cfg["base_model"] = os.path.join(ckpt, "base")
-    cfg["models"] = []
+    if "slices" in case.extra:
+        cfg["slices"] = [{
+            "sources": [{"model": os.path.join(ckpt, x["model"]), "layer_range": x["layer_range"],
+                         **({"parameters": x["parameters"]} if x["parameters"] else {})}
+                        for x in sl["sources"]],
+            **({"parameters": sl["parameters"]} if sl.get("parameters") else {}),
+        } for sl in case.extra["slices"]]
+    else:
+        cfg["models"] = []
     for m, p in case.mk_models:
         entry = {"model": os.path.join(ckpt, m)}
         if p:
@@ -242,6 +288,20 @@ def run_mergekit(cfg, cfg_path, out, seed, stable_ties=False):
             run_merge(config, out, options=options, config_source=text)
     else:
         run_merge(config, out, options=options, config_source=text)
+
+
+def run_mergec_yaml(mergec, cfg_path, out, seed):
+    """mergec on a mergekit config file."""
+    cmd = [mergec, "merge", cfg_path, "--out", out, "--seed", str(seed), "--quiet", "--force"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"mergec failed: {' '.join(cmd)}\n{r.stderr}")
+    return " ".join(cmd)
+
+
+def num_layers(out):
+    with open(os.path.join(out, "config.json")) as f:
+        return json.load(f).get("num_hidden_layers")
 
 
 def run_mergec(mergec, case, ckpt, out, dtype, seed):
@@ -391,7 +451,9 @@ def compare(case, mk, mc, inputs, bf16_work):
         mag = torch.maximum(a.abs(), b.abs())
         if bf16_work:
             for m in used:
-                mag = torch.maximum(mag, inputs[m][name].double().abs())
+                # (a stacked layer's inputs have other names: its output magnitude only)
+                if name in inputs[m] and inputs[m][name].shape == a.shape:
+                    mag = torch.maximum(mag, inputs[m][name].double().abs())
         ulps = diff / ulp_bf16(mag)
         if bf16_work and case.kind in ("topk", "crumbs", "sce"):
             amb = ambiguous_mask(case, name, inputs, bf16_work)
@@ -539,11 +601,22 @@ def main():
                 row[mode] = {"error": f"mergekit: {type(e).__name__}: {e}"}
                 failures += 1
                 continue
-            if mode == "bf16":
+            if mode == "bf16" and "slices" in case.extra:
+                cfg_path = os.path.join(args.work, "configs", f"{slug}.{mode}.yml")
+                try:
+                    row["mergec_cmd"] = run_mergec_yaml(args.mergec, cfg_path, out_mc, args.seed)
+                except RuntimeError as e:
+                    row[mode] = {"error": str(e)}
+                    failures += 1
+                    break
+            elif mode == "bf16":
                 row["mergec_cmd"] = run_mergec(args.mergec, case, args.ckpt, out_mc, "bf16", args.seed)
             r = compare(case, load_dir(out_mk), load_dir(out_mc), inputs, mode == "bf16")
             r["tol"] = tol
             r["pass"] = r["max_ulp"] <= tol
+            if "slices" in case.extra:  # and the output's layer count
+                r["layers"] = (num_layers(out_mk), num_layers(out_mc))
+                r["pass"] = r["pass"] and r["layers"][0] == r["layers"][1]
             if mode == "f32":  # the verdict; the bf16 comparison is reported, not judged
                 failures += not r["pass"]
             row[mode] = r
@@ -591,6 +664,8 @@ def print_results(results):
         else:
             hc = f"{'error':>14}"
         print(f"{row['case']:28} {fc} | {hc}")
+        if "layers" in f:
+            print(f"    config.json num_hidden_layers: mergekit {f['layers'][0]}, mergec {f['layers'][1]}")
         for m in ("bf16", "f32"):
             if "error" in row.get(m, {}):
                 print(f"    {m}: {row[m]['error'][:300]}")

@@ -231,6 +231,7 @@ fn job_from_flags(a: &MergeArgs) -> Result<MergeJob, String> {
         dtype: parse_dtype(a.dtype.as_deref())?,
         tokenizer_from: a.tokenizer_from.clone(),
         extra: serde_json::Value::Null,
+        layers: None,
     };
     with_flags(a, parts)
 }
@@ -254,6 +255,7 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         dtype: c.dtype,
         tokenizer_from: c.tokenizer_from,
         extra,
+        layers: c.layers,
         deadline: None,
         out: a.out()?,
         only: parse_only(a.only.as_deref())?,

@@ -224,6 +224,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             backend: crate::runtime::compiled::Backend::Jit,
             extra: serde_json::Value::Null,
             model_card: false,
+            layers: None,
             deadline: None,
         };
         let s = crate::runtime::run(&job)?;

@@ -12,7 +12,7 @@ use super::yaml::Source;
 use serde_json::{Map, Value as Json, json};
 
 /// Checks a parameter name against the method; None when it is ignored (a note is added).
-fn lookup<'m>(
+pub(super) fn lookup<'m>(
     src: &Source,
     m: &'m Resolved,
     p: &RawParam,
@@ -98,15 +98,16 @@ fn model_settings(
     Ok(own)
 }
 
-/// The top-level `parameters`, for the parameters the program takes.
+/// The settings of `parameters` (the top-level ones, or a slice's), for the parameters
+/// the program takes.
 fn top_settings(
     src: &Source,
-    raw: &RawConfig,
+    parameters: &[RawParam],
     m: &Resolved,
     notes: &mut Vec<String>,
 ) -> Result<Vec<(String, Placed)>, ConfigError> {
     let mut top: Vec<(String, Placed)> = Vec::new();
-    for p in &raw.parameters {
+    for p in parameters {
         let Some(info) = lookup(src, m, p, notes)? else {
             continue;
         };
@@ -118,9 +119,13 @@ fn top_settings(
     Ok(top)
 }
 
+/// The parameters of the config `raw` (or of a slice, seen as a config whose `models`
+/// are its sources and whose `parameters` are its own): each model's own setting, else
+/// the first of `raw.parameters` and then `outer` (the config's, for a slice) that applies.
 pub fn params(
     src: &Source,
     raw: &RawConfig,
+    outer: &[RawParam],
     m: &Resolved,
     inputs: &Inputs,
     notes: &mut Vec<String>,
@@ -128,13 +133,17 @@ pub fn params(
     let mut per_model: Vec<PerModel> = Vec::new();
     let mut globals: Vec<Global> = Vec::new();
     let own = model_settings(src, raw, m, notes)?;
-    let top = top_settings(src, raw, m, notes)?;
+    let levels = [
+        top_settings(src, &raw.parameters, m, notes)?,
+        top_settings(src, outer, m, notes)?,
+    ];
     for info in &m.params {
         let Some(target) = &info.target else { continue };
-        let top_setting = top
+        let top_setting: Vec<Placed> = levels
             .iter()
-            .find(|(n, _)| n == &info.name)
-            .map(|(_, s)| s.clone());
+            .filter_map(|l| l.iter().find(|(n, _)| n == &info.name))
+            .map(|(_, s)| s.clone())
+            .collect();
         if info.per_model {
             let settings: Vec<Option<Placed>> = inputs
                 .candidates
@@ -154,7 +163,7 @@ pub fn params(
                 .zip(&settings)
                 .find(|(_, s)| s.is_none());
             if info.required
-                && top_setting.is_none()
+                && top_setting.is_empty()
                 && let Some((c, _)) = unset
             {
                 let msg = if c.entry.is_none() {
@@ -182,12 +191,12 @@ pub fn params(
                 default: info.default.clone(),
                 required: info.required,
             });
-        } else if let Some(top) = top_setting {
+        } else if !top_setting.is_empty() {
             globals.push(Global {
                 target: target.clone(),
                 config_name: info.name.clone(),
                 ty: info.ty,
-                top,
+                top: top_setting,
                 required: info.required,
             });
         } else if info.required {
@@ -211,7 +220,7 @@ pub fn params(
 }
 
 /// The parameters as the config gives them, for mergec.json.
-fn describe(raw: &RawConfig, m: &Resolved, inputs: &Inputs) -> Json {
+pub fn describe(raw: &RawConfig, m: &Resolved, inputs: &Inputs) -> Json {
     let settings = |ps: &[RawParam]| -> Json {
         let mut o = Map::new();
         for p in ps {

@@ -207,7 +207,26 @@ pub static METHODS: &[MethodSpec] = &[
 ];
 
 /// mergekit's methods that mergec's stdlib does not have.
-pub const NOT_IN_STDLIB: &[&str] = &["passthrough", "arcee_fusion", "ram", "ramplus_tl"];
+pub const NOT_IN_STDLIB: &[&str] = &["arcee_fusion", "ram", "ramplus_tl"];
+
+/// mergekit's `passthrough`: one model's tensors, copied (times `scale` where set). Not a
+/// stdlib method (it merges nothing): the config reader gives it this program, and copies
+/// the layers of `slices:` whose `scale` is not set without running it.
+pub static PASSTHROUGH: MethodSpec = MethodSpec {
+    name: "passthrough",
+    base: BaseRole::Input,
+    min_models: 1,
+    max_models: Some(1),
+    params: &[p("scale", true, false)],
+    use_base: None,
+};
+
+pub const PASSTHROUGH_PROGRAM: &str = "\
+# mergekit 0.1.5 `passthrough`: the one model's tensor, times `scale` where the config sets it.
+merge passthrough(base: Tensor, models: [Tensor], scale: [f32] = 1.0) -> Tensor {
+    return models[0] * scale[0]
+}
+";
 
 /// Every parameter name some mergekit method reads. mergekit ignores names a method
 /// does not read; so does mergec (with a note) for these, and refuses any other.

@@ -22,8 +22,9 @@
 //! ```
 //!
 //! Unknown keys at any level, unknown methods and parameters, and values of the wrong type
-//! are errors naming the line and column, with a did-you-mean. `slices`, `modules`,
-//! `tokenizer` and `chat_template` are mergekit keys mergec does not support: an error says so.
+//! are errors naming the line and column, with a did-you-mean. `modules`, `tokenizer` and
+//! `chat_template` are mergekit keys mergec does not support: an error says so. `slices:`
+//! (layer stacking, instead of `models:`) is read by `slices.rs`.
 //! Model references are local paths (relative to the working directory, else to the config's
 //! directory); Hugging Face Hub ids, `@revision` and `+lora` are not supported.
 //!
@@ -66,8 +67,9 @@
 //! as the base for what is copied (tensors not merged, config.json, tokenizer files). Parameter
 //! names of other mergekit methods (e.g. `weight` for `sce`) are ignored with a note, as mergekit
 //! ignores them; any other name is an error. A per-model parameter at the top level applies to
-//! every model; a global one under a model is an error. mergekit's `passthrough`,
-//! `arcee_fusion`, `ram` and `ramplus_tl` are not in the stdlib: an error says so.
+//! every model; a global one under a model is an error. `passthrough` (one model, `scale`)
+//! is a built-in program, not a stdlib method. mergekit's `arcee_fusion`, `ram` and
+//! `ramplus_tl` are not in the stdlib: an error says so.
 
 mod build;
 pub mod error;
@@ -77,6 +79,7 @@ mod params;
 mod resolve;
 mod schema;
 mod setting;
+mod slices;
 mod yaml;
 
 pub use error::ConfigError;
@@ -87,7 +90,17 @@ use crate::runtime::ParamSource;
 use crate::runtime::safetensors::Dtype;
 use crate::types::Const;
 use schema::Text;
-use serde_json::json;
+use serde_json::{Value as Json, json};
+
+/// What a config decides about the inputs: the base, the models, the parameters, the
+/// layer stack (`slices:`) and the slices for mergec.json.
+type Parts = (
+    PathBuf,
+    Vec<PathBuf>,
+    Box<dyn ParamSource>,
+    Option<crate::runtime::stack::LayerStack>,
+    Json,
+);
 use std::path::{Path, PathBuf};
 use yaml::Source;
 
@@ -117,6 +130,8 @@ pub struct ConfigJob {
     pub dtype: Option<Dtype>,
     pub tokenizer_from: Option<PathBuf>,
     pub extra: serde_json::Value,
+    /// Layer stacking (`slices:`); None for a `models:` config.
+    pub layers: Option<crate::runtime::stack::LayerStack>,
 }
 
 /// Reads the mergekit-style YAML file at `path` into a job's program, models and
@@ -138,15 +153,42 @@ pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, ConfigError> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let method = resolve::method(&src, &raw.merge_method, &dir, o.merge.as_deref())?;
-    let inputs = inputs::inputs(&src, &raw, &method, &dir, o.hub_cache.as_deref())?;
     let mut notes = Vec::new();
-    let mut params = build::params(&src, &raw, &method, &inputs, &mut notes)?;
-    if let Some(u) = method.use_base {
-        params
-            .fixed
-            .push((u.to_string(), Const::Bool(raw.base_model.is_some())));
-    }
-    params.fixed.extend(o.sets);
+    let (base, models, params, layers, slices_json): Parts = match &raw.slices {
+        Some((list, _)) => {
+            let s = slices::stack(
+                &src,
+                &raw,
+                list,
+                &method,
+                (&dir, o.hub_cache.as_deref()),
+                &o.sets,
+                &mut notes,
+            )?;
+            let described: Box<dyn ParamSource> = Box::new(slices::Described(s.describe.clone()));
+            (s.base, s.models, described, Some(s.stack), s.describe)
+        }
+        None => {
+            let inputs = inputs::inputs(&src, &raw, &method, &dir, o.hub_cache.as_deref())?;
+            let mut params = build::params(&src, &raw, &[], &method, &inputs, &mut notes)?;
+            if let Some(u) = method.use_base {
+                params
+                    .fixed
+                    .push((u.to_string(), Const::Bool(raw.base_model.is_some())));
+            }
+            params.fixed.extend(o.sets);
+            let models: Vec<PathBuf> = inputs.candidates.into_iter().map(|c| c.path).collect();
+            (
+                inputs.base,
+                models,
+                Box::new(params) as Box<dyn ParamSource>,
+                None,
+                Json::Null,
+            )
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    notes.retain(|n| seen.insert(n.clone()));
     let dtype = match o.dtype {
         Some(d) => Some(d),
         None => config_dtype(&src, raw.out_dtype.as_ref().or(raw.dtype.as_ref()))?,
@@ -165,21 +207,25 @@ pub fn read_config(path: &str, o: Options) -> Result<ConfigJob, ConfigError> {
             eprintln!("note: {n}");
         }
     }
-    let extra = json!({
+    let mut extra = json!({
         "mergekit_config": src.text,
         "config_path": path,
         "merge_method": raw.merge_method.value,
         "notes": notes,
     });
+    if let (Some(o), false) = (extra.as_object_mut(), slices_json.is_null()) {
+        o.insert("slices".into(), slices_json);
+    }
     Ok(ConfigJob {
         program: method.program,
         merge_name: method.merge_name,
-        base: inputs.base,
-        models: inputs.candidates.into_iter().map(|c| c.path).collect(),
-        params: Box::new(params),
+        base,
+        models,
+        params,
         dtype,
         tokenizer_from,
         extra,
+        layers,
     })
 }
 

@@ -16,8 +16,9 @@ pub struct PerModel {
     pub ty: Ty,
     /// Each candidate's own setting, in the order of the program's `models`.
     pub own: Vec<Option<Placed>>,
-    /// The top-level setting, for every model.
-    pub top: Option<Placed>,
+    /// The settings for every model: a slice's, then the top-level one (the first
+    /// that applies wins).
+    pub top: Vec<Placed>,
     /// The program's default (a scalar for every model, or a list).
     pub default: Option<Const>,
     /// mergekit stops when no value applies (or the program has no default).
@@ -29,7 +30,8 @@ pub struct Global {
     pub target: String,
     pub config_name: String,
     pub ty: Ty,
-    pub top: Placed,
+    /// A slice's setting, then the top-level one (the first that applies wins); not empty.
+    pub top: Vec<Placed>,
     pub required: bool,
 }
 
@@ -68,23 +70,31 @@ impl ConfigParams {
     }
 }
 
-impl ParamSource for ConfigParams {
-    fn params_for(
+/// The first of `settings` that applies to the tensor.
+fn first_value(settings: &[Placed], tensor: &str, t: f64) -> Option<f64> {
+    settings.iter().find_map(|s| s.setting.eval(tensor, t))
+}
+
+impl ConfigParams {
+    /// The values for the tensor `tensor`, each model's own settings matched against
+    /// `model_tensor(i)` (mergekit matches a model's settings against its input tensor).
+    fn values(
         &self,
         tensor: &str,
+        model_tensor: &dyn Fn(usize) -> String,
         layer: i64,
         n_layers: i64,
     ) -> Result<Vec<(String, Const)>, String> {
         let t = layer_t(layer, n_layers);
         let mut out: Vec<(String, Const)> = Vec::new();
         for g in &self.globals {
-            match g.top.setting.eval(tensor, t) {
+            match first_value(&g.top, tensor, t) {
                 Some(v) => out.push((g.target.clone(), g.ty.to_const(v))),
                 None if g.required => {
                     return Err(format!(
                         "tensor `{tensor}`: no value of `{}` applies{}; the method needs one",
                         g.config_name,
-                        self.where_set(Some(&g.top))
+                        self.where_set(g.top.first())
                     ));
                 }
                 None => {}
@@ -94,10 +104,11 @@ impl ParamSource for ConfigParams {
             let mut given = false;
             let mut values = Vec::with_capacity(p.own.len());
             for (i, own) in p.own.iter().enumerate() {
+                let name = model_tensor(i);
                 let v = own
                     .as_ref()
-                    .and_then(|s| s.setting.eval(tensor, t))
-                    .or_else(|| p.top.as_ref().and_then(|s| s.setting.eval(tensor, t)));
+                    .and_then(|s| s.setting.eval(&name, t))
+                    .or_else(|| first_value(&p.top, &name, t));
                 let default = match &p.default {
                     Some(Const::List(xs)) => xs.get(i).cloned(),
                     other => other.clone(),
@@ -110,7 +121,7 @@ impl ParamSource for ConfigParams {
                     (None, Some(d)) if !p.required => values.push(d),
                     (None, _) => {
                         let model = self.models.get(i).map_or("?", String::as_str);
-                        let place = self.where_set(own.as_ref().or(p.top.as_ref()));
+                        let place = self.where_set(own.as_ref().or(p.top.first()));
                         return Err(format!(
                             "tensor `{tensor}`: no value of `{}` applies to model `{model}`{place}; \
                              give it under the model's `parameters` or the top-level `parameters`",
@@ -128,6 +139,28 @@ impl ParamSource for ConfigParams {
             out.push((name.clone(), value.clone()));
         }
         Ok(out)
+    }
+}
+
+impl ParamSource for ConfigParams {
+    fn params_for(
+        &self,
+        tensor: &str,
+        layer: i64,
+        n_layers: i64,
+    ) -> Result<Vec<(String, Const)>, String> {
+        self.values(tensor, &|_| tensor.to_string(), layer, n_layers)
+    }
+
+    fn params_for_models(
+        &self,
+        tensor: &str,
+        models: &[&str],
+        layer: i64,
+        n_layers: i64,
+    ) -> Result<Vec<(String, Const)>, String> {
+        let name = |i: usize| models.get(i).copied().unwrap_or(tensor).to_string();
+        self.values(tensor, &name, layer, n_layers)
     }
 
     fn describe(&self) -> Json {

@@ -209,6 +209,12 @@ pub fn method(
             None => generic(src, at, program, &sig),
         };
     }
+    if name == methods::PASSTHROUGH.name {
+        let program = ProgramSource::check("mergec/passthrough", methods::PASSTHROUGH_PROGRAM)
+            .map_err(|e| ConfigError::Other(format!("internal: passthrough: {e}")))?;
+        let sig = program.sigs[0].clone();
+        return from_spec(src, at, &methods::PASSTHROUGH, program, &sig);
+    }
     if methods::NOT_IN_STDLIB.contains(&name) {
         return Err(src.error(
             at.pos,

@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub dtype: Option<Text>,
     pub out_dtype: Option<Text>,
     pub tokenizer_source: Option<Text>,
+    /// `slices:` (layer stacking), and where it is written; then `models` is empty.
+    pub slices: Option<(Vec<super::slices::SliceEntry>, Pos)>,
 }
 
 /// mergekit's top-level keys (MergeConfiguration), for did-you-mean.
@@ -56,7 +58,7 @@ const TOP_KEYS: &[&str] = &[
     "chat_template",
 ];
 
-fn unknown_key(src: &Source, key: &Node, place: &str, known: &[&str]) -> ConfigError {
+pub(super) fn unknown_key(src: &Source, key: &Node, place: &str, known: &[&str]) -> ConfigError {
     let name = key
         .as_str()
         .map_or_else(|| key.describe(), |s| format!("`{s}`"));
@@ -81,7 +83,7 @@ fn pairs<'a>(src: &Source, node: &'a Node, what: &str) -> Result<&'a [(Node, Nod
     }
 }
 
-fn text(src: &Source, key: &str, node: &Node) -> Result<Option<Text>, ConfigError> {
+pub(super) fn text(src: &Source, key: &str, node: &Node) -> Result<Option<Text>, ConfigError> {
     match &node.kind {
         Kind::Null => Ok(None),
         Kind::Str(s) => Ok(Some(Text {
@@ -98,7 +100,7 @@ fn text(src: &Source, key: &str, node: &Node) -> Result<Option<Text>, ConfigErro
     }
 }
 
-fn params(src: &Source, node: &Node, owner: &str) -> Result<Vec<RawParam>, ConfigError> {
+pub(super) fn params(src: &Source, node: &Node, owner: &str) -> Result<Vec<RawParam>, ConfigError> {
     pairs(src, node, &format!("`parameters` {owner}"))?
         .iter()
         .map(|(k, v)| {
@@ -178,6 +180,7 @@ pub fn read(src: &Source, root: &Node) -> Result<RawConfig, ConfigError> {
     let mut models = None;
     let mut parameters = Vec::new();
     let (mut dtype, mut out_dtype, mut tokenizer_source) = (None, None, None);
+    let mut slices = None;
     for (k, v) in top {
         let Some(key) = k.as_str() else {
             return Err(unknown_key(src, k, "at the top level", TOP_KEYS));
@@ -211,14 +214,12 @@ pub fn read(src: &Source, root: &Node) -> Result<RawConfig, ConfigError> {
             "dtype" => dtype = text(src, key, v)?,
             "out_dtype" => out_dtype = text(src, key, v)?,
             "tokenizer_source" => tokenizer_source = text(src, key, v)?,
-            "slices" | "modules" => {
+            "slices" => slices = Some((super::slices::read(src, v)?, k.pos)),
+            "modules" => {
                 return Err(src.error(
                     k.pos,
-                    format!(
-                        "`{key}` is not supported: mergec merges whole models, the same layers \
-                         of each (mergekit's `models:` form); list them under `models:` \
-                         (layer stacking and per-module configs are not available)"
-                    ),
+                    "`modules` is not supported (a config per module of a multi-module \
+                     model); use `models:` (whole models) or `slices:` (layer stacking)",
                 ));
             }
             "tokenizer" => {
@@ -244,13 +245,25 @@ pub fn read(src: &Source, root: &Node) -> Result<RawConfig, ConfigError> {
             "no `merge_method` (e.g. `merge_method: ties`, or a path to a .merge program)",
         )
     })?;
-    let (models, models_pos) = models.ok_or_else(|| {
-        src.error(
-            root.pos,
-            "no `models` (a list of `- model: PATH` entries with optional `parameters:`)",
-        )
-    })?;
-    if models.is_empty() {
+    let (models, models_pos) = match (models, &slices) {
+        (Some(_), Some((_, at))) => {
+            return Err(src.error(
+                *at,
+                "give either `models` (whole models merged) or `slices` (layer ranges \
+                 stacked), not both, as mergekit",
+            ));
+        }
+        (None, Some((_, at))) => (Vec::new(), *at),
+        (Some(m), None) => m,
+        (None, None) => {
+            return Err(src.error(
+                root.pos,
+                "no `models` (a list of `- model: PATH` entries with optional `parameters:`) \
+                 and no `slices` (layer ranges to stack)",
+            ));
+        }
+    };
+    if models.is_empty() && slices.is_none() {
         return Err(src.error(models_pos, "`models` is empty: list the models to merge"));
     }
     Ok(RawConfig {
@@ -262,5 +275,6 @@ pub fn read(src: &Source, root: &Node) -> Result<RawConfig, ConfigError> {
         dtype,
         out_dtype,
         tokenizer_source,
+        slices,
     })
 }

@@ -224,6 +224,7 @@ pub fn merge_and_score(
         backend: crate::runtime::compiled::Backend::Jit,
         extra: serde_json::Value::Null,
         model_card: false,
+        layers: None,
         deadline,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;

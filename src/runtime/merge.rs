@@ -7,6 +7,7 @@ use super::plan::{
     Action, MergePlan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
 };
 use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
+use super::stack::Route;
 use crate::cancel::Cancel;
 use crate::interp::{Context, TensorFacts, param_value, run_merge_owned};
 use crate::types::{CheckedMerge, Const};
@@ -30,6 +31,19 @@ pub trait ParamSource: Sync {
         layer: i64,
         n_layers: i64,
     ) -> Result<Vec<(String, Const)>, String>;
+    /// As `params_for`, where each model's tensor has its own name (`models[i]`; layer
+    /// stacking reads other layers than the output's): a per-model setting is matched
+    /// against its model's tensor name, as mergekit does.
+    fn params_for_models(
+        &self,
+        tensor: &str,
+        models: &[&str],
+        layer: i64,
+        n_layers: i64,
+    ) -> Result<Vec<(String, Const)>, String> {
+        let _ = models;
+        self.params_for(tensor, layer, n_layers)
+    }
     /// What to record in mergec.json.
     fn describe(&self) -> serde_json::Value;
     /// Whether values differ between tensors (then errors name the tensor).
@@ -89,6 +103,10 @@ pub struct MergeJob {
     pub extra: serde_json::Value,
     /// Write a model card (README.md) and, for a config, `mergekit_config.yml`.
     pub model_card: bool,
+    /// Layer stacking (mergekit's `slices:`): the output's layers are ranges of the
+    /// inputs' layers. None: every tensor of the base is merged with the models' tensors
+    /// of the same name (or copied from the base).
+    pub layers: Option<super::stack::LayerStack>,
     /// The merge fails ("over the time limit"), writing nothing, if it is still
     /// running at this instant.
     pub deadline: Option<std::time::Instant>,
@@ -116,10 +134,36 @@ struct Inputs {
     hashes: super::content::ContentHashes,
 }
 
+impl Inputs {
+    /// The checkpoints by input number: the base, then the models.
+    fn all(&self) -> Vec<&Checkpoint> {
+        std::iter::once(&self.base).chain(&self.models).collect()
+    }
+
+    /// Where a tensor is read from: its route's sources, else the base's and every
+    /// model's tensor of its name.
+    fn sources<'a>(&'a self, t: &'a PlannedTensor) -> Vec<(&'a Checkpoint, &'a str)> {
+        match &t.source {
+            Some(r) => {
+                let all = self.all();
+                r.sources()
+                    .into_iter()
+                    .map(|s| (all[s.input], s.name.as_str()))
+                    .collect()
+            }
+            None => self
+                .all()
+                .into_iter()
+                .map(|c| (c, t.name.as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// Runs the merge. On any error or interruption nothing is left at `out`.
 pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     let start = std::time::Instant::now();
-    if job.models.is_empty() {
+    if job.models.is_empty() && job.layers.is_none() {
         return Err(MergeError::Job(
             "give at least one --model to merge with the base".into(),
         ));
@@ -151,27 +195,32 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
             .map(Checkpoint::open)
             .collect::<Result<_, _>>()?,
     };
-    let notes: Vec<String> =
-        super::arch::check_same_tensors(&inputs.base, &inputs.models, job.allow_arch_mismatch)
-            .map_err(MergeError::Job)?
-            .into_iter()
-            .collect();
-    let plan = plan(
-        &inputs.base,
-        &inputs.models,
-        &PlanOptions {
-            only: job.only.as_ref(),
-            dtype: job.dtype,
-            shard_size: job.shard_size,
-            on_mismatch_base: job.on_mismatch_base,
-        },
-    )
+    let notes: Vec<String> = match job.layers {
+        // A stack takes layers from models of other depths by design.
+        Some(_) => Vec::new(),
+        None => {
+            super::arch::check_same_tensors(&inputs.base, &inputs.models, job.allow_arch_mismatch)
+                .map_err(MergeError::Job)?
+                .into_iter()
+                .collect()
+        }
+    };
+    let options = PlanOptions {
+        only: job.only.as_ref(),
+        dtype: job.dtype,
+        shard_size: job.shard_size,
+        on_mismatch_base: job.on_mismatch_base,
+    };
+    let plan = match &job.layers {
+        Some(stack) => super::stack::plan(&inputs.base, &inputs.models, stack, &options),
+        None => plan(&inputs.base, &inputs.models, &options),
+    }
     .map_err(MergeError::Job)?;
     let checked = check_ranks(job, &plan).map_err(MergeError::Job)?;
-    if !job.allow_unread_models {
+    if !job.allow_unread_models && job.layers.is_none() {
         refuse_unread_models(job, &checked).map_err(MergeError::Job)?;
     }
-    validate_params(job, &plan, &checked, inputs.models.len()).map_err(MergeError::Job)?;
+    validate_params(job, &plan, &checked).map_err(MergeError::Job)?;
     let compiled = super::compiled::engine(job.backend)?
         .map(|e| super::compiled::CompiledJob::new(e, &checked));
     let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
@@ -197,6 +246,10 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         write_index(out.path(), &plan, &names).map_err(MergeError::Output)?;
     }
     copy_side_files(job, out.path()).map_err(MergeError::Output)?;
+    if let Some(stack) = &job.layers {
+        let paths: Vec<&std::path::Path> = inputs.all().iter().map(|c| c.path()).collect();
+        super::stack::rewrite_config(out.path(), stack, &paths).map_err(MergeError::Output)?;
+    }
     super::output::write_provenance(
         job,
         out.path(),
@@ -296,9 +349,8 @@ fn validate_params(
     job: &MergeJob,
     plan: &MergePlan,
     checked: &HashMap<usize, Arc<CheckedMerge>>,
-    k: usize,
 ) -> Result<(), String> {
-    if !plan.tensors.iter().any(|t| t.action == Action::Merge) {
+    if job.layers.is_none() && !plan.tensors.iter().any(|t| t.action == Action::Merge) {
         let why = match &job.only {
             Some(r) => format!(
                 "--only `{}` matches no tensor that every model has",
@@ -318,8 +370,7 @@ fn validate_params(
         ));
     }
     for t in plan.tensors.iter().filter(|t| t.action == Action::Merge) {
-        let layer = crate::interp::layer_index(&t.name).unwrap_or(-1);
-        let overrides = job.params.params_for(&t.name, layer, plan.n_layers)?;
+        let (overrides, k) = tensor_params(job, plan, t)?;
         let m = &checked[&t.shape.len()];
         for (name, value) in &overrides {
             let Some((p, _)) = m.params.iter().find(|(p, _)| &p.name == name) else {
@@ -332,7 +383,7 @@ fn validate_params(
                 ));
             };
             param_value(p, value, k).map_err(|e| {
-                if job.params.varies_by_tensor() {
+                if t.source.is_some() || job.params.varies_by_tensor() {
                     format!("tensor `{}`: {e}", t.name)
                 } else {
                     e.to_string()
@@ -349,6 +400,34 @@ fn validate_params(
         }
     }
     Ok(())
+}
+
+/// A merged tensor's parameter values, and how many models it merges: its slice's
+/// (asked with the layer's position in the slice) under layer stacking, else the job's.
+fn tensor_params(
+    job: &MergeJob,
+    plan: &MergePlan,
+    t: &PlannedTensor,
+) -> Result<(Vec<(String, Const)>, usize), String> {
+    if let (
+        Some(Route::Merge {
+            slice,
+            models,
+            layer,
+            n_layers,
+            ..
+        }),
+        Some(stack),
+    ) = (&t.source, &job.layers)
+    {
+        let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        let params = &stack.slices[*slice].params;
+        let values = params.params_for_models(&t.name, &names, *layer, *n_layers)?;
+        return Ok((values, models.len()));
+    }
+    let layer = crate::interp::layer_index(&t.name).unwrap_or(-1);
+    let values = job.params.params_for(&t.name, layer, plan.n_layers)?;
+    Ok((values, job.models.len()))
 }
 
 fn progress(quiet: bool, total: u64) -> ProgressBar {
@@ -452,8 +531,8 @@ const OVERLAP_BYTES: u64 = 1 << 30;
 
 /// A tensor's input bytes (base and models) and output bytes.
 fn tensor_bytes(inputs: &Inputs, t: &PlannedTensor) -> u64 {
-    let input = |c: &Checkpoint| c.info(&t.name).map_or(0, |i| i.nbytes() as u64);
-    input(&inputs.base) + inputs.models.iter().map(input).sum::<u64>() + t.out_bytes as u64
+    let input = |(c, name): (&Checkpoint, &str)| c.info(name).map_or(0, |i| i.nbytes() as u64);
+    inputs.sources(t).into_iter().map(input).sum::<u64>() + t.out_bytes as u64
 }
 
 /// Computes a shard's tensors in order, in batches within the memory budget, and
@@ -507,9 +586,8 @@ fn produce_shard(
                 // Nothing of this tensor's inputs is borrowed any more: drop their pages
                 // from this process (they stay in the page cache), so peak memory is one
                 // tensor's worth, not the checkpoints'.
-                inputs.base.release(&t.name);
-                for m in &inputs.models {
-                    m.release(&t.name);
+                for (c, name) in inputs.sources(t) {
+                    c.release(name);
                 }
                 r
             })
@@ -538,14 +616,19 @@ fn produce_shard(
 /// Records the digests of what `t` read (the base's tensor; the models' when merged)
 /// while its pages are still mapped in.
 fn hash_inputs(inputs: &Inputs, t: &PlannedTensor) {
-    if let Ok(b) = inputs.base.raw_bytes(&t.name) {
-        inputs.hashes.add(0, &t.name, b);
-    }
-    if t.action == Action::Merge {
-        for (i, m) in inputs.models.iter().enumerate() {
-            if let Ok(b) = m.raw_bytes(&t.name) {
-                inputs.hashes.add(i + 1, &t.name, b);
-            }
+    let all = inputs.all();
+    let read: Vec<(usize, &str)> = match &t.source {
+        Some(r) => r
+            .sources()
+            .into_iter()
+            .map(|s| (s.input, s.name.as_str()))
+            .collect(),
+        None if t.action == Action::Merge => (0..all.len()).map(|i| (i, t.name.as_str())).collect(),
+        None => vec![(0, t.name.as_str())],
+    };
+    for (i, name) in read {
+        if let Ok(b) = all[i].raw_bytes(name) {
+            inputs.hashes.add(i, name, b);
         }
     }
 }
@@ -563,6 +646,7 @@ fn produce(
     inputs.cancel.check().map_err(stopped)?;
     if let Some(c) = compiled
         && t.action == Action::Merge
+        && t.source.is_none()
     {
         let cancel = &inputs.cancel;
         if let Some(bytes) = c.produce(job, &inputs.base, &inputs.models, plan.n_layers, t, cancel)
@@ -572,33 +656,65 @@ fn produce(
         // A compiled run cut short is not retried by the interpreter.
         cancel.check().map_err(stopped)?;
     }
-    let out_dtype = Dtype::from_header(&t.out_dtype);
-    let base_info = inputs.base.info(&t.name)?;
-    if t.action == Action::Copy {
-        if base_info.dtype == t.out_dtype {
-            return inputs
-                .base
-                .raw_bytes(&t.name)
-                .map(<[u8]>::to_vec)
-                .map_err(MergeError::Input);
+    match &t.source {
+        Some(Route::Copy(from)) => copy_tensor(job, inputs.all()[from.input], &from.name, t),
+        Some(Route::Merge { base, models, .. }) => {
+            let all = inputs.all();
+            let base = all[base.input].read_f32(&base.name)?;
+            let models = models
+                .iter()
+                .map(|m| all[m.input].read_f32(&m.name))
+                .collect::<Result<Vec<_>, _>>()?;
+            merge_tensor(job, inputs, plan, checked, t, base, models)
         }
-        let v = inputs.base.read_f32(&t.name)?;
-        if let Some(d) = out_dtype {
-            check_overflow(job, t, d, &v.data)?;
+        None if t.action == Action::Copy => copy_tensor(job, &inputs.base, &t.name, t),
+        None => {
+            let base = inputs.base.read_f32(&t.name)?;
+            let models = inputs
+                .models
+                .iter()
+                .map(|m| m.read_f32(&t.name))
+                .collect::<Result<Vec<_>, _>>()?;
+            merge_tensor(job, inputs, plan, checked, t, base, models)
         }
-        return Ok(out_dtype.map_or_else(Vec::new, |d| d.encode_vec(&v.data)));
     }
-    let base = inputs.base.read_f32(&t.name)?;
-    let models = inputs
-        .models
-        .iter()
-        .map(|m| m.read_f32(&t.name))
-        .collect::<Result<Vec<_>, _>>()?;
+}
+
+/// The output bytes of `t` copied from the tensor `name` of `from` (converted to the
+/// output dtype).
+fn copy_tensor(
+    job: &MergeJob,
+    from: &Checkpoint,
+    name: &str,
+    t: &PlannedTensor,
+) -> Result<Vec<u8>, MergeError> {
+    let out_dtype = Dtype::from_header(&t.out_dtype);
+    if from.info(name)?.dtype == t.out_dtype {
+        return from
+            .raw_bytes(name)
+            .map(<[u8]>::to_vec)
+            .map_err(MergeError::Input);
+    }
+    let v = from.read_f32(name)?;
+    if let Some(d) = out_dtype {
+        check_overflow(job, t, d, &v.data)?;
+    }
+    Ok(out_dtype.map_or_else(Vec::new, |d| d.encode_vec(&v.data)))
+}
+
+/// The output bytes of `t` merged by the program from the values read.
+fn merge_tensor(
+    job: &MergeJob,
+    inputs: &Inputs,
+    plan: &MergePlan,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+    t: &PlannedTensor,
+    base: crate::interp::Tensor,
+    models: Vec<crate::interp::Tensor>,
+) -> Result<Vec<u8>, MergeError> {
+    let stopped = MergeError::Stopped;
     let facts = TensorFacts::from_name(&t.name, plan.n_layers);
-    let overrides = job
-        .params
-        .params_for(&t.name, facts.layer, plan.n_layers)
-        .map_err(MergeError::Job)?;
+    let (overrides, _) = tensor_params(job, plan, t).map_err(MergeError::Job)?;
     let ctx = Context::new(job.seed, facts).with_cancel(inputs.cancel);
     let m = &checked[&t.shape.len()];
     let out =
@@ -619,7 +735,7 @@ fn produce(
             }
             MergeError::Tensor(msg)
         })?;
-    let d = out_dtype.ok_or_else(|| {
+    let d = Dtype::from_header(&t.out_dtype).ok_or_else(|| {
         MergeError::Tensor(format!(
             "tensor `{}`: cannot store as {}",
             t.name, t.out_dtype

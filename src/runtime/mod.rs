@@ -16,6 +16,7 @@ mod model_card;
 mod output;
 pub mod plan;
 pub mod safetensors;
+pub mod stack;
 pub mod stale;
 pub mod synth;
 

@@ -22,6 +22,9 @@ pub struct PlannedTensor {
     /// The stored dtype written (a copied tensor of another dtype keeps its own).
     pub out_dtype: String,
     pub out_bytes: usize,
+    /// Where it is read from when not the base's and every model's tensor of the same
+    /// name (layer stacking: see `stack`).
+    pub source: Option<super::stack::Route>,
 }
 
 /// Why tensors were copied rather than merged, for the summary.
@@ -119,6 +122,7 @@ pub fn plan(
             action,
             out_bytes,
             out_dtype,
+            source: None,
         });
     }
     if tensors.is_empty() {
@@ -144,7 +148,7 @@ pub fn plan(
 }
 
 /// Consecutive tensors into shards of at most `limit` bytes (a larger tensor gets its own).
-fn shard(tensors: &[PlannedTensor], limit: u64) -> Vec<Vec<usize>> {
+pub(super) fn shard(tensors: &[PlannedTensor], limit: u64) -> Vec<Vec<usize>> {
     let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut size = 0u64;
     for (i, t) in tensors.iter().enumerate() {
@@ -171,28 +175,34 @@ fn elem_size(t: &PlannedTensor) -> usize {
 }
 
 /// `num_hidden_layers` from the base's config.json, else one past the largest layer index.
+fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> Result<i64, String> {
+    Ok(
+        config_layers(base, "the base's config.json")?.unwrap_or_else(|| {
+            tensors
+                .iter()
+                .filter_map(|t| crate::interp::layer_index(&t.name))
+                .max()
+                .map_or(0, |m| m + 1)
+        }),
+    )
+}
+
+/// `num_hidden_layers` from a checkpoint's config.json, if it has one that says.
 /// A config.json that is there but not a readable regular file (a FIFO, /dev/zero, 2 GB)
 /// is an error: it would be copied into the output.
-fn n_layers(base: &Checkpoint, tensors: &[PlannedTensor]) -> Result<i64, String> {
-    let config = base.path().join("config.json");
+pub(super) fn config_layers(ck: &Checkpoint, what: &str) -> Result<Option<i64>, String> {
+    let config = ck.path().join("config.json");
     let text = match std::fs::symlink_metadata(&config) {
         Ok(_) => Some(crate::files::read_text(
             &config,
-            "the base's config.json",
+            what,
             crate::files::limit::JSON,
         )?),
         Err(_) => None,
     };
-    let from_config = text
+    Ok(text
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|j| j.get("num_hidden_layers").and_then(|v| v.as_i64()));
-    Ok(from_config.unwrap_or_else(|| {
-        tensors
-            .iter()
-            .filter_map(|t| crate::interp::layer_index(&t.name))
-            .max()
-            .map_or(0, |m| m + 1)
-    }))
+        .and_then(|j| j.get("num_hidden_layers").and_then(|v| v.as_i64())))
 }
 
 /// Shard file names as transformers writes them.
