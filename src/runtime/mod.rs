@@ -8,6 +8,7 @@
 pub mod child;
 pub mod compiled;
 mod error;
+pub mod gguf;
 pub mod merge;
 mod output;
 pub mod plan;
@@ -16,5 +17,6 @@ pub mod stale;
 pub mod synth;
 
 pub use error::MergeError;
+pub use gguf::{GgufSummary, GgufType, OutputFormat};
 pub use merge::{CANCELLED, FixedParams, MergeJob, MergeSummary, ParamSource, run};
 pub use output::remove_temporaries;
