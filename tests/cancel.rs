@@ -156,6 +156,7 @@ fn merge_one_tensor_until(
         backend,
         extra: serde_json::Value::Null,
         deadline: Some(start + limit),
+        out_format: mergec::runtime::OutputFormat::Safetensors,
     };
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");
     (err, start.elapsed().as_secs_f64())

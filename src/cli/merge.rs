@@ -4,9 +4,9 @@ use crate::config::ConfigJob;
 use crate::pipeline::Source;
 use crate::runtime::plan::parse_size;
 use crate::runtime::safetensors::Dtype;
-use crate::runtime::{CANCELLED, FixedParams, MergeJob};
+use crate::runtime::{CANCELLED, FixedParams, MergeJob, OutputFormat};
 use crate::types::Const;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 /// The command line of `mergec merge`.
@@ -69,6 +69,15 @@ pub struct MergeArgs {
     /// Where to run: cpu, cuda, or auto (the GPU when one is usable, else the CPU, saying so).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// What --out holds: safetensors shards (default), or one model.gguf for llama.cpp
+    /// (llama and mistral models with a tokenizer): gguf (each weight in its merged dtype),
+    /// gguf:f32, gguf:f16, gguf:bf16 or gguf:q4_k (rows not a multiple of 256 go to q8_0 or
+    /// f16). Norms stay f32.
+    #[arg(long, default_value = "safetensors", value_name = "FORMAT")]
+    pub out_format: String,
+    /// With --out-format gguf: keep the safetensors shards next to model.gguf.
+    #[arg(long)]
+    pub keep_safetensors: bool,
 }
 
 /// The backend from --backend and --device.
@@ -198,6 +207,7 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         tokenizer_from: c.tokenizer_from,
         extra: c.extra,
         deadline: None,
+        out_format: OutputFormat::parse(&a.out_format, a.keep_safetensors)?,
         out: a.out.clone(),
         only: parse_only(a.only.as_deref())?,
         seed: a.seed,
@@ -238,6 +248,30 @@ fn parse_mismatch(s: &str) -> Result<bool, String> {
     }
 }
 
+/// The summary of a merge written as GGUF: types, fallbacks and notes.
+fn report_gguf(s: &crate::runtime::MergeSummary, g: &crate::runtime::GgufSummary, out: &Path) {
+    let types: Vec<String> = g.types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    eprintln!(
+        "merged {} tensors, copied {} from the base, into `{}` ({:.1} MB; tensors: {}) in {:.1} s",
+        s.merged,
+        s.copied,
+        out.join(g.file.file_name().unwrap_or_default()).display(),
+        g.bytes as f64 / 1e6,
+        types.join(", "),
+        s.seconds
+    );
+    if let Some((first, why)) = g.fallbacks.first() {
+        eprintln!(
+            "note: {} weight{} stored in another type than asked, e.g. `{first}` as {why}",
+            g.fallbacks.len(),
+            if g.fallbacks.len() == 1 { "" } else { "s" },
+        );
+    }
+    for n in &g.notes {
+        eprintln!("note: {n}");
+    }
+}
+
 /// Runs the command; returns the exit code (130, 143 or 129 when interrupted by
 /// Ctrl-C, SIGTERM or SIGHUP).
 pub fn run(a: &MergeArgs) -> i32 {
@@ -251,7 +285,9 @@ pub fn run(a: &MergeArgs) -> i32 {
     let result = job.and_then(|job| with_threads(a.threads, || Ok(crate::runtime::run(&job)?)));
     match result {
         Ok(s) => {
-            if !a.quiet {
+            if let (false, Some(g)) = (a.quiet, &s.gguf) {
+                report_gguf(&s, g, &a.out);
+            } else if !a.quiet {
                 eprintln!(
                     "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s",
                     s.merged,

@@ -222,6 +222,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             backend: crate::runtime::compiled::Backend::Jit,
             extra: serde_json::Value::Null,
             deadline: None,
+            out_format: crate::runtime::OutputFormat::Safetensors,
         };
         let s = crate::runtime::run(&job)?;
         let out = Checkpoint::open(&job.out).map_err(|e| e.to_string())?;

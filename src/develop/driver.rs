@@ -222,6 +222,7 @@ pub fn merge_and_score(
         backend: crate::runtime::compiled::Backend::Jit,
         extra: serde_json::Value::Null,
         deadline,
+        out_format: crate::runtime::OutputFormat::Safetensors,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;
     let merge_s = t0.elapsed().as_secs_f64();

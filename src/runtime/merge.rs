@@ -2,7 +2,7 @@
 //! program into a new Hugging Face directory, atomically.
 
 use super::error::MergeError;
-use super::output::{OutputDir, copy_side_files, write_index};
+use super::output::{OutputDir, check_out_format, copy_side_files, write_index, write_out_format};
 use super::plan::{
     Action, MergePlan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
 };
@@ -84,6 +84,8 @@ pub struct MergeJob {
     /// The merge fails ("over the time limit"), writing nothing, if it is still
     /// running at this instant.
     pub deadline: Option<std::time::Instant>,
+    /// Safetensors shards, or one GGUF file made from them.
+    pub out_format: super::OutputFormat,
 }
 
 /// What a finished merge reports.
@@ -94,6 +96,8 @@ pub struct MergeSummary {
     pub shards: usize,
     pub bytes_written: u64,
     pub seconds: f64,
+    /// The GGUF file written, for --out-format gguf.
+    pub gguf: Option<super::GgufSummary>,
 }
 
 struct Inputs {
@@ -150,6 +154,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     .map_err(MergeError::Job)?;
     let checked = check_ranks(job, &plan).map_err(MergeError::Job)?;
     validate_params(job, &plan, &checked, inputs.models.len()).map_err(MergeError::Job)?;
+    check_out_format(job, &plan)?;
     let compiled = super::compiled::engine(job.backend)?
         .map(|e| super::compiled::CompiledJob::new(e, &checked));
     let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
@@ -177,6 +182,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     copy_side_files(job, out.path()).map_err(MergeError::Output)?;
     super::output::write_provenance(job, out.path(), &inputs.base, &inputs.models, &plan)
         .map_err(MergeError::Output)?;
+    let gguf = write_out_format(job, out.path(), &names, inputs.cancel)?;
     out.commit()?;
     bar.finish_and_clear();
     let merged = plan
@@ -190,6 +196,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         shards: names.len(),
         bytes_written: written,
         seconds: start.elapsed().as_secs_f64(),
+        gguf,
     })
 }
 

@@ -79,6 +79,8 @@ pub fn args(program: &str, out: &Path) -> MergeArgs {
         threads: None,
         backend: "jit".into(),
         device: "cpu".into(),
+        out_format: "safetensors".into(),
+        keep_safetensors: false,
     }
 }
 
