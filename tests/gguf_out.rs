@@ -185,7 +185,7 @@ fn f32_gguf_is_the_safetensors_merge_bit_for_bit_with_metadata_and_same_logits()
         ("llama.attention.head_count_kv", 2),
         ("llama.context_length", 512),
         ("llama.rope.dimension_count", 8),
-        ("llama.vocab_size", 53),
+        ("llama.vocab_size", 52),
         ("general.file_type", 0),
         ("tokenizer.ggml.bos_token_id", 1),
         ("tokenizer.ggml.eos_token_id", 2),
@@ -196,7 +196,7 @@ fn f32_gguf_is_the_safetensors_merge_bit_for_bit_with_metadata_and_same_logits()
     assert_eq!(g.str("tokenizer.ggml.model"), "gpt2");
     assert_eq!(g.str("tokenizer.chat_template"), TEMPLATE);
     let tokens = g.md("tokenizer.ggml.tokens").to_vec().expect("tokens");
-    assert_eq!(tokens.len(), 53);
+    assert_eq!(tokens.len(), 52);
     assert_eq!(tokens[3].to_string().expect("token"), "0");
     // Tied embeddings: no output.weight, as convert_hf_to_gguf.py writes them.
     let st = safetensors_weights(&f.join("st"));
@@ -302,13 +302,14 @@ fn q4_k_is_within_its_error_and_falls_back_where_rows_do_not_fit() {
         };
         assert_eq!(dt, expect, "{name}");
         let (a, b) = (values(&got), values(want));
-        // Relative to the tensor's largest value: 4 bits per weight with 6-bit block
-        // scales are within about 1/16 of it; q8_0 within 1/200.
+        // Relative to the tensor's largest value: 4 bits per weight (16 steps over a block
+        // of 32's range, with 6-bit scales and minimums) are within about 1/13 of it;
+        // q8_0 within 1/200.
         let rel = max_abs_diff(&a, &b) / max_abs(&b).max(1e-12);
         let bound = match dt {
             GgmlDType::F32 => 0.0,
             GgmlDType::Q8_0 => 0.005,
-            _ => 0.07,
+            _ => 0.1,
         };
         assert!(rel <= bound, "{name} ({dt:?}): relative error {rel}");
         if rel > worst.0 {
@@ -452,10 +453,10 @@ fn llama_cpps_gguf_reader_reads_the_file() {
     assert_eq!(s["llama.rope.freq_base"], 10000.0);
     assert_eq!(s["tokenizer.ggml.model"], "gpt2");
     assert_eq!(s["tokenizer.chat_template"], TEMPLATE);
-    assert_eq!(v["arrays"]["tokenizer.ggml.tokens"]["len"], 53);
+    assert_eq!(v["arrays"]["tokenizer.ggml.tokens"]["len"], 52);
     assert_eq!(
-        v["arrays"]["tokenizer.ggml.token_type"]["head"][..4],
-        [3, 3, 3, 1]
+        v["arrays"]["tokenizer.ggml.token_type"]["head"],
+        json!([3, 3, 3, 1, 1, 1, 1, 1])
     );
     let tensors = v["tensors"].as_array().expect("tensors");
     let find = |n: &str| {
@@ -471,7 +472,7 @@ fn llama_cpps_gguf_reader_reads_the_file() {
     assert_eq!(find("blk.0.ffn_down.weight")["shape"], json!([320, 256]));
     assert_eq!(find("blk.0.ffn_down.weight")["type"], "Q8_0");
     assert_eq!(find("output_norm.weight")["type"], "F32");
-    assert_eq!(find("token_embd.weight")["shape"], json!([256, 53]));
+    assert_eq!(find("token_embd.weight")["shape"], json!([256, 52]));
     assert_eq!(tensors.len(), 2 * 9 + 3);
     println!(
         "gguf.GGUFReader: version {}, {} tensors, {} metadata keys",
