@@ -201,9 +201,9 @@ fn pre_name(pre: &Json) -> &'static str {
         None => vec![],
     };
     match parts.as_slice() {
-        [b] if byte_level(*b, true) => "gpt-2",
+        [b] if byte_level(b, true) => "gpt-2",
         [d, b]
-            if d["type"] == "Digits" && d["individual_digits"] == true && byte_level(*b, true) =>
+            if d["type"] == "Digits" && d["individual_digits"] == true && byte_level(b, true) =>
         {
             "smollm"
         }
@@ -212,7 +212,7 @@ fn pre_name(pre: &Json) -> &'static str {
                 && s["pattern"]["Regex"]
                     .as_str()
                     .is_some_and(|r| r.contains("\\p{N}{1,3}"))
-                && byte_level(*b, false) =>
+                && byte_level(b, false) =>
         {
             "llama-bpe"
         }
