@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make (if missing) one of the project's Python virtualenvs and print the path of its python.
 
-    python3 scripts/venv.py KIND          KIND: grammar | llama-server | dpo | ray
+    python3 scripts/venv.py KIND          KIND: grammar | llama-server | dpo | ray | gguf
 
 Each venv lives under ~/.cache/mergec/venvs/KIND-HASH (MERGEC_VENV_ROOT overrides the folder), keyed
 by the sha256 of what it installs, so changing a pin makes a new one and an existing one is reused
@@ -20,6 +20,8 @@ What each holds and why:
   ray           Ray with its dashboard (`ray[default]`): a real head for the `ray:` executor of
                 `mergec develop`, which submits candidates through the Jobs REST API the dashboard
                 serves (tests/develop_ray.rs starts one on loopback).
+  gguf          llama.cpp's own `gguf` reader (and numpy, which it needs): checks the .gguf files
+                `mergec merge --out-format gguf` writes (tests/gguf_out.rs). Small, no compiler.
 """
 
 import hashlib
@@ -53,6 +55,10 @@ KINDS = {
     "ray": (
         ["ray[default]==2.60.0"],
         "import ray, ray.dashboard, ray.job_submission",
+    ),
+    "gguf": (
+        ["gguf==0.19.0", "numpy"],
+        "import gguf, numpy",
     ),
 }
 

@@ -160,6 +160,7 @@ fn merge_one_tensor_until(
         model_card: false,
         layers: None,
         deadline: Some(start + limit),
+        out_format: mergec::runtime::OutputFormat::Safetensors,
     };
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");
     (err, start.elapsed().as_secs_f64())

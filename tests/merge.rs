@@ -702,6 +702,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         model_card: false,
         layers: None,
         deadline: None,
+        out_format: mergec::runtime::OutputFormat::Safetensors,
     };
     let s = mergec::runtime::run(&job).unwrap();
     assert_eq!((s.merged, s.copied, s.shards), (20, 1, 1));

@@ -4,9 +4,9 @@ use crate::config::ConfigJob;
 use crate::pipeline::Source;
 use crate::runtime::plan::parse_size;
 use crate::runtime::safetensors::Dtype;
-use crate::runtime::{CANCELLED, FixedParams, MergeJob};
+use crate::runtime::{CANCELLED, FixedParams, MergeJob, OutputFormat};
 use crate::types::Const;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 /// The command line of `mergec merge`.
@@ -82,6 +82,15 @@ pub struct MergeArgs {
     /// Print the summary as JSON on stdout instead of a line on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub format: String,
+    /// What --out holds: safetensors shards (default), or one model.gguf for llama.cpp
+    /// (llama and mistral models with a tokenizer): gguf (each weight in its merged dtype),
+    /// gguf:f32, gguf:f16, gguf:bf16 or gguf:q4_k (rows not a multiple of 256 go to q8_0 or
+    /// f16). Norms stay f32.
+    #[arg(long, default_value = "safetensors", value_name = "FORMAT")]
+    pub out_format: String,
+    /// With --out-format gguf: keep the safetensors shards next to model.gguf.
+    #[arg(long)]
+    pub keep_safetensors: bool,
     #[command(flatten)]
     pub mergekit: super::mergekit_flags::MergekitFlags,
 }
@@ -258,6 +267,7 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         layers: c.layers,
         deadline: None,
         out: a.out()?,
+        out_format: OutputFormat::parse(&a.out_format, a.keep_safetensors)?,
         only: parse_only(a.only.as_deref())?,
         seed: mk.seed.unwrap_or(a.seed),
         shard_size,
@@ -324,6 +334,30 @@ fn parse_mismatch(s: &str) -> Result<bool, String> {
     }
 }
 
+/// The summary of a merge written as GGUF: types, fallbacks and notes.
+fn report_gguf(s: &crate::runtime::MergeSummary, g: &crate::runtime::GgufSummary, out: &Path) {
+    let types: Vec<String> = g.types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    eprintln!(
+        "merged {} tensors, copied {} from the base, into `{}` ({:.1} MB; tensors: {}) in {:.1} s",
+        s.merged,
+        s.copied,
+        out.join(g.file.file_name().unwrap_or_default()).display(),
+        g.bytes as f64 / 1e6,
+        types.join(", "),
+        s.seconds
+    );
+    if let Some((first, why)) = g.fallbacks.first() {
+        eprintln!(
+            "note: {} weight{} stored in another type than asked, e.g. `{first}` as {why}",
+            g.fallbacks.len(),
+            if g.fallbacks.len() == 1 { "" } else { "s" },
+        );
+    }
+    for n in &g.notes {
+        eprintln!("note: {n}");
+    }
+}
+
 /// Runs the command; returns the exit code (130, 143 or 129 when interrupted by
 /// Ctrl-C, SIGTERM or SIGHUP).
 pub fn run(a: &MergeArgs) -> i32 {
@@ -349,6 +383,8 @@ pub fn run(a: &MergeArgs) -> i32 {
             }
             if a.format == "json" {
                 println!("{}", summary_json(&s, &out));
+            } else if let (false, Some(g)) = (a.quiet, &s.gguf) {
+                report_gguf(&s, g, &out);
             } else if !a.quiet {
                 eprintln!(
                     "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s",

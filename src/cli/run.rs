@@ -226,6 +226,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             model_card: false,
             layers: None,
             deadline: None,
+            out_format: crate::runtime::OutputFormat::Safetensors,
         };
         let s = crate::runtime::run(&job)?;
         let out = Checkpoint::open(&job.out).map_err(|e| e.to_string())?;

@@ -226,6 +226,7 @@ pub fn merge_and_score(
         model_card: false,
         layers: None,
         deadline,
+        out_format: crate::runtime::OutputFormat::Safetensors,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;
     let merge_s = t0.elapsed().as_secs_f64();

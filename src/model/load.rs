@@ -4,7 +4,8 @@ use super::config::{Family, LlamaConfig};
 use super::llama::Llama;
 use super::tokenizer::{GgufValue, Tok};
 use super::{GenOptions, Result, Role, TextModel};
-use candle_core::{DType, Device, Tensor};
+use crate::runtime::gguf::names as gguf_names;
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -202,16 +203,14 @@ impl LoadedModel {
         let mut names: Vec<&String> = content.tensor_infos.keys().collect();
         names.sort();
         for name in names {
-            let Some(hf) = hf_name(name) else {
+            let Some(hf) = gguf_names::hf_name(name) else {
                 continue;
             };
             let q = content.tensor(&mut f, name, &dev).map_err(|e| at(&e))?;
             let mut t = q.dequantize(&dev).map_err(|e| at(&e))?;
             // llama.cpp stores q/k rows interleaved per head for its rotary layout.
-            if name.ends_with("attn_q.weight") {
-                t = unpermute(&t, heads).map_err(|e| at(&e))?;
-            } else if name.ends_with("attn_k.weight") {
-                t = unpermute(&t, kv_heads).map_err(|e| at(&e))?;
+            if let Some(h) = gguf_names::rope_heads(name, heads, kv_heads) {
+                t = gguf_names::unpermute_qk(&t, h).map_err(|e| at(&e))?;
             }
             ts.insert(hf, t);
         }
@@ -260,42 +259,6 @@ fn gguf_value(v: &candle_core::quantized::gguf_file::Value) -> GgufValue {
             }
         }
     }
-}
-
-/// The Hugging Face name of a llama.cpp tensor name, or None for tensors not used here.
-fn hf_name(g: &str) -> Option<String> {
-    Some(match g {
-        "token_embd.weight" => "model.embed_tokens.weight".into(),
-        "output_norm.weight" => "model.norm.weight".into(),
-        "output.weight" => "lm_head.weight".into(),
-        _ => {
-            let rest = g.strip_prefix("blk.")?;
-            let (n, part) = rest.split_once('.')?;
-            let hf = match part {
-                "attn_q.weight" => "self_attn.q_proj.weight",
-                "attn_k.weight" => "self_attn.k_proj.weight",
-                "attn_v.weight" => "self_attn.v_proj.weight",
-                "attn_output.weight" => "self_attn.o_proj.weight",
-                "ffn_gate.weight" => "mlp.gate_proj.weight",
-                "ffn_up.weight" => "mlp.up_proj.weight",
-                "ffn_down.weight" => "mlp.down_proj.weight",
-                "attn_norm.weight" => "input_layernorm.weight",
-                "ffn_norm.weight" => "post_attention_layernorm.weight",
-                _ => return None,
-            };
-            format!("model.layers.{n}.{hf}")
-        }
-    })
-}
-
-/// Undoes llama.cpp's per-head row interleaving of q/k weights
-/// (`(heads, 2, hd/2, in)` stored as `(heads, hd/2, 2, in)`).
-fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-    let (rows, cols) = t.dims2()?;
-    t.reshape((heads, rows / heads / 2, 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))
 }
 
 impl TextModel for LoadedModel {

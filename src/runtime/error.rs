@@ -21,12 +21,25 @@ pub enum MergeError {
     /// overflowing result.
     #[error("{0}")]
     Tensor(String),
+    /// The merge cannot be written as GGUF (found before any tensor is merged), or
+    /// converting it failed.
+    #[error("--out-format gguf: {0}")]
+    Gguf(super::gguf::GgufError),
     /// The output directory could not be prepared, written or moved into place.
     #[error("{0}")]
     Output(String),
     /// Interrupted, or over the time limit: nothing was written.
     #[error("{0}: nothing was written to the output")]
     Stopped(Stop),
+}
+
+impl From<super::gguf::GgufError> for MergeError {
+    fn from(e: super::gguf::GgufError) -> MergeError {
+        match e {
+            super::gguf::GgufError::Stopped(s) => MergeError::Stopped(s),
+            other => MergeError::Gguf(other),
+        }
+    }
 }
 
 impl From<MergeError> for String {

@@ -2,7 +2,7 @@
 //! program into a new Hugging Face directory, atomically.
 
 use super::error::MergeError;
-use super::output::{OutputDir, copy_side_files, write_index};
+use super::output::{OutputDir, check_out_format, copy_side_files, write_index, write_out_format};
 use super::plan::{
     Action, MergePlan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
 };
@@ -110,6 +110,8 @@ pub struct MergeJob {
     /// The merge fails ("over the time limit"), writing nothing, if it is still
     /// running at this instant.
     pub deadline: Option<std::time::Instant>,
+    /// Safetensors shards, or one GGUF file made from them.
+    pub out_format: super::OutputFormat,
 }
 
 /// What a finished merge reports.
@@ -123,6 +125,8 @@ pub struct MergeSummary {
     /// What the user should know about a merge that went through (e.g. models whose
     /// tensors differ from the base's, with --allow-arch-mismatch).
     pub notes: Vec<String>,
+    /// The GGUF file written, for --out-format gguf.
+    pub gguf: Option<super::GgufSummary>,
 }
 
 struct Inputs {
@@ -221,6 +225,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         refuse_unread_models(job, &checked).map_err(MergeError::Job)?;
     }
     validate_params(job, &plan, &checked).map_err(MergeError::Job)?;
+    check_out_format(job, &plan)?;
     let compiled = super::compiled::engine(job.backend)?
         .map(|e| super::compiled::CompiledJob::new(e, &checked));
     let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
@@ -262,6 +267,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     if job.model_card {
         super::model_card::write(job, out.path(), &inputs.hashes).map_err(MergeError::Output)?;
     }
+    let gguf = write_out_format(job, out.path(), &names, inputs.cancel)?;
     out.commit()?;
     bar.finish_and_clear();
     let merged = plan
@@ -276,6 +282,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         bytes_written: written,
         seconds: start.elapsed().as_secs_f64(),
         notes,
+        gguf,
     })
 }
 

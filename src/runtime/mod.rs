@@ -10,6 +10,7 @@ pub mod child;
 pub mod compiled;
 mod content;
 mod error;
+pub mod gguf;
 pub mod hub;
 pub mod merge;
 mod model_card;
@@ -21,5 +22,6 @@ pub mod stale;
 pub mod synth;
 
 pub use error::MergeError;
+pub use gguf::{GgufSummary, GgufType, OutputFormat};
 pub use merge::{CANCELLED, FixedParams, MergeJob, MergeSummary, ParamSource, run};
 pub use output::remove_temporaries;

@@ -237,6 +237,67 @@ fn input_json(path: &Path, ck: &Checkpoint, d: super::content::InputDigest) -> J
     })
 }
 
+/// Where the output's config.json and tokenizer come from: the base directory and
+/// --tokenizer-from (or the base).
+fn side_file_dirs(job: &MergeJob) -> Result<(&Path, &Path), super::gguf::GgufError> {
+    if !job.base.is_dir() {
+        return Err(super::gguf::GgufError::Missing(format!(
+            "the base `{}` is a file: a GGUF file needs the model's config.json and tokenizer, \
+             so the base must be a Hugging Face directory",
+            job.base.display()
+        )));
+    }
+    let tok = job.tokenizer_from.as_deref().unwrap_or(&job.base);
+    Ok((&job.base, tok))
+}
+
+/// Before any work: whether the merge can be written as the job's --out-format.
+pub fn check_out_format(job: &MergeJob, plan: &MergePlan) -> Result<(), super::MergeError> {
+    if job.out_format == super::OutputFormat::Safetensors {
+        return Ok(());
+    }
+    let (config_dir, tok_dir) = side_file_dirs(job)?;
+    let names = plan.tensors.iter().map(|t| t.name.as_str());
+    Ok(super::gguf::check_convertible(config_dir, tok_dir, names)?)
+}
+
+/// The GGUF file of a finished merge in `out` (`model.gguf`), for --out-format gguf;
+/// the safetensors shards and their index are removed unless kept.
+pub fn write_out_format(
+    job: &MergeJob,
+    out: &Path,
+    shards: &[String],
+    cancel: crate::cancel::Cancel,
+) -> Result<Option<super::GgufSummary>, super::MergeError> {
+    let super::OutputFormat::Gguf {
+        ty,
+        keep_safetensors,
+    } = job.out_format
+    else {
+        return Ok(None);
+    };
+    let name = job
+        .out
+        .file_name()
+        .map_or_else(|| "merged".into(), |n| n.to_string_lossy().into_owned());
+    let opts = super::gguf::GgufOptions { ty, name, cancel };
+    let summary = super::gguf::safetensors_dir_to_gguf(out, &out.join(GGUF_FILE), &opts)?;
+    if !keep_safetensors {
+        for f in shards.iter().map(String::as_str).chain([INDEX_FILE]) {
+            let p = out.join(f);
+            if p.is_file() {
+                std::fs::remove_file(&p).map_err(|e| {
+                    super::MergeError::Output(format!("cannot remove `{}`: {e}", p.display()))
+                })?;
+            }
+        }
+    }
+    Ok(Some(summary))
+}
+
+/// The file --out-format gguf writes in the output directory.
+pub const GGUF_FILE: &str = "model.gguf";
+
 /// `mergec.json`: how this checkpoint was made, enough to make it again.
 pub fn write_provenance(
     job: &MergeJob,
@@ -264,6 +325,7 @@ pub fn write_provenance(
         "backend": job.backend.name(),
         "dtype": job.dtype.map(|d| d.torch_name()),
         "only": job.only.as_ref().map(|r| r.as_str()),
+        "out_format": job.out_format.describe(),
         "inputs": {
             "base": input_json(&job.base, base, hashes.digest(0)),
             "models": job.models.iter().zip(models).enumerate()

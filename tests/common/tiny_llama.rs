@@ -70,11 +70,16 @@ pub fn write_tiny_model(dir: &Path, seed: u64, scale: f32) {
 
 /// [`write_tiny_model`] over the characters `chars`.
 pub fn write_char_model(dir: &Path, seed: u64, scale: f32, chars: &str) {
+    write_char_model_with(dir, seed, scale, chars, tiny_config());
+}
+
+/// [`write_char_model`] with the architecture `arch` (its vocabulary size follows `chars`).
+pub fn write_char_model_with(dir: &Path, seed: u64, scale: f32, chars: &str, arch: LlamaConfig) {
     std::fs::create_dir_all(dir).unwrap();
     let cfg = LlamaConfig {
         vocab_size: 3 + chars.chars().count(),
         max_position_embeddings: 512,
-        ..tiny_config()
+        ..arch
     };
     let dev = Device::Cpu;
     let vm = VarMap::new();
