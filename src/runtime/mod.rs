@@ -8,6 +8,7 @@
 pub mod child;
 pub mod compiled;
 mod error;
+pub mod lora;
 pub mod merge;
 mod output;
 pub mod plan;

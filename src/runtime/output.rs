@@ -144,7 +144,7 @@ pub fn write_index(dir: &Path, plan: &MergePlan, names: &[String]) -> Result<(),
     write_json(&dir.join(INDEX_FILE), &index)
 }
 
-fn write_json(path: &Path, v: &Json) -> Result<(), String> {
+pub(super) fn write_json(path: &Path, v: &Json) -> Result<(), String> {
     let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())? + "\n";
     std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }
@@ -227,7 +227,7 @@ pub fn set_config_dtype(v: &mut Json, name: &str) {
     }
 }
 
-fn input_json(path: &Path, ck: &Checkpoint) -> Json {
+pub(super) fn input_json(path: &Path, ck: &Checkpoint) -> Json {
     let headers: Vec<Json> = ck
         .header_digests()
         .into_iter()
