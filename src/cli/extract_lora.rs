@@ -111,7 +111,7 @@ fn report(a: &ExtractLoraArgs, s: &ExtractSummary) {
         .map(|t| format!("{:.4} ({})", t.energy, t.tensor))
         .unwrap_or_else(|| "-".into());
     eprintln!(
-        "extracted a rank-{} LoRA of {} tensors ({}; {} unchanged) into `{}` ({}, {:.1} MB) \
+        "extracted a rank-{} LoRA of {} tensors ({}; {} unchanged) into `{}` ({}, {}) \
          in {:.1} s; energy kept: min {min}, median {:.4}",
         a.rank,
         s.tensors.len(),
@@ -119,10 +119,19 @@ fn report(a: &ExtractLoraArgs, s: &ExtractSummary) {
         s.tensors.len() - changed.len(),
         a.out.display(),
         s.dtype.name(),
-        s.bytes_written as f64 / 1e6,
+        size(s.bytes_written),
         s.seconds,
         median_energy(&s.tensors),
     );
+}
+
+/// Bytes as kB below a megabyte, else MB.
+fn size(bytes: u64) -> String {
+    if bytes < 1_000_000 {
+        format!("{:.1} kB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
 }
 
 /// "3 other tensors differ and are not in the adapter (embedding: 1, norm: 2): `a`, ..."

@@ -327,9 +327,12 @@ fn provenance(job: &ExtractJob, base: &Checkpoint, model: &Checkpoint, s: &Extra
 pub fn median_energy(tensors: &[TensorEnergy]) -> f64 {
     let mut e: Vec<f64> = tensors.iter().map(|t| t.energy).collect();
     e.sort_by(f64::total_cmp);
-    match e.len() {
-        0 => 1.0,
-        n if n % 2 == 1 => e[n / 2],
-        n => (e[n / 2 - 1] + e[n / 2]) / 2.0,
+    let n = e.len();
+    if n == 0 {
+        1.0
+    } else if n.is_multiple_of(2) {
+        (e[n / 2 - 1] + e[n / 2]) / 2.0
+    } else {
+        e[n / 2]
     }
 }

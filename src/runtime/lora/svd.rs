@@ -78,7 +78,7 @@ pub fn truncated_svd(
     cancel: &Cancel,
 ) -> Result<Truncated, SvdFailure> {
     let (m, n) = d.shape();
-    debug_assert!(rank >= 1 && rank <= m.min(n));
+    debug_assert!((1..=m.min(n)).contains(&rank));
     if method.is_exact(m, n, rank) {
         let svd = d.thin_svd().map_err(|_| SvdFailure::NoConvergence)?;
         return Ok(Truncated {
