@@ -88,6 +88,9 @@ enum Command {
     /// Merge and score one candidate of a `develop` run (what the driver runs in a
     /// child process per program); writes `result.json` beside the request.
     Candidate(cli::candidate::CandidateArgs),
+    /// Extract a LoRA adapter (PEFT layout) from a fine-tuned model: the rank-r truncated
+    /// SVD of each attention and MLP projection's difference from the base.
+    ExtractLora(cli::extract_lora::ExtractLoraArgs),
     /// Write synthetic checkpoints (a base and variants) with real architectures' shapes.
     Synth {
         /// mistral-N (Mistral-7B shapes, N layers) or tiny-N.
@@ -201,6 +204,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => cli::merge::run(&args),
         Command::Develop(args) => cli::develop::run(&args),
         Command::Candidate(args) => cli::candidate::run(&args),
+        Command::ExtractLora(args) => cli::extract_lora::run(&args),
         Command::Eval(args) => cli::eval::run(&args, &|p| {
             mergec::model::LoadedModel::load(p)
                 .map(|m| Box::new(m) as Box<dyn mergec::model::TextModel>)

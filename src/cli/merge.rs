@@ -156,7 +156,7 @@ pub fn is_config(path: &str) -> bool {
 /// The most worker threads `--threads` accepts.
 pub const MAX_THREADS: usize = 1024;
 
-fn parse_threads(s: &str) -> Result<usize, String> {
+pub fn parse_threads(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
         _ => Err(format!("give a whole number from 1 to {MAX_THREADS}")),

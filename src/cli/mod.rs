@@ -6,6 +6,7 @@ pub mod compile;
 pub mod develop;
 pub mod docs;
 pub mod eval;
+pub mod extract_lora;
 pub mod generate;
 pub mod grammar;
 pub mod merge;

@@ -12,6 +12,7 @@ mod content;
 mod error;
 pub mod gguf;
 pub mod hub;
+pub mod lora;
 pub mod merge;
 mod model_card;
 mod output;

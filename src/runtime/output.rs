@@ -144,7 +144,7 @@ pub fn write_index(dir: &Path, plan: &MergePlan, names: &[String]) -> Result<(),
     write_json(&dir.join(INDEX_FILE), &index)
 }
 
-fn write_json(path: &Path, v: &Json) -> Result<(), String> {
+pub(super) fn write_json(path: &Path, v: &Json) -> Result<(), String> {
     let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())? + "\n";
     std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }
@@ -227,14 +227,20 @@ pub fn set_config_dtype(v: &mut Json, name: &str) {
     }
 }
 
-fn input_json(path: &Path, ck: &Checkpoint, d: super::content::InputDigest) -> Json {
+/// An input for mergec.json: its path, its files and, when the tensors were hashed as
+/// they were read, their content digest.
+pub(super) fn input_json(
+    path: &Path,
+    ck: &Checkpoint,
+    d: Option<super::content::InputDigest>,
+) -> Json {
     let files: Vec<String> = ck.files().iter().map(|p| p.display().to_string()).collect();
-    json!({
-        "path": path.display().to_string(),
-        "files": files,
-        "content_blake3": d.blake3,
-        "tensors_hashed": d.tensors,
-    })
+    let mut v = json!({ "path": path.display().to_string(), "files": files });
+    if let Some(d) = d {
+        v["content_blake3"] = json!(d.blake3);
+        v["tensors_hashed"] = json!(d.tensors);
+    }
+    v
 }
 
 /// Where the output's config.json and tokenizer come from: the base directory and
@@ -327,9 +333,9 @@ pub fn write_provenance(
         "only": job.only.as_ref().map(|r| r.as_str()),
         "out_format": job.out_format.describe(),
         "inputs": {
-            "base": input_json(&job.base, base, hashes.digest(0)),
+            "base": input_json(&job.base, base, Some(hashes.digest(0))),
             "models": job.models.iter().zip(models).enumerate()
-                .map(|(i, (p, c))| input_json(p, c, hashes.digest(i + 1)))
+                .map(|(i, (p, c))| input_json(p, c, Some(hashes.digest(i + 1))))
                 .collect::<Vec<_>>(),
         },
         "tensors": {
