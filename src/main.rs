@@ -19,6 +19,7 @@ struct Cli {
 enum Command {
     /// Check merge programs: print each merge's signature, or diagnostics (exit 1).
     Check {
+        /// The .merge files to check.
         #[arg(required = true)]
         files: Vec<String>,
         /// Output format: text (default) or json (for tools and the self-develop loop).
@@ -42,8 +43,9 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         models: usize,
         /// Tensor shape, e.g. 64x96 or 783.
-        #[arg(long, default_value = "64x96")]
+        #[arg(long, default_value = "64x96", value_parser = shape_arg)]
         shape: String,
+        /// Seed of the example tensors and of the program's random draws (randn, masks).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Parameter override, e.g. --set density=0.5 --set weight=[0.3,0.7,1.0].
@@ -57,6 +59,7 @@ enum Command {
     Compile {
         /// A .merge file, or a stdlib method such as `ties`.
         program: String,
+        /// Which merge of the file to compile (default: the first).
         #[arg(long)]
         merge: Option<String>,
         /// Number of candidate models to unroll for.
@@ -66,11 +69,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli::compile::Emit::Kernels)]
         emit: cli::compile::Emit,
         /// Tensor shape, e.g. 4096x4096 or 783.
-        #[arg(long, default_value = "4096x4096")]
+        #[arg(long, default_value = "4096x4096", value_parser = shape_arg)]
         shape: String,
         /// Storage dtype of inputs and output.
-        #[arg(long, default_value = "bf16")]
+        #[arg(long, default_value = "bf16", value_parser = dtype_arg)]
         dtype: String,
+        /// Parameter override, e.g. --set density=0.5 --set weight=[0.3,0.7,1.0].
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
         /// The tensor name the program sees (for name, kind, layer).
@@ -99,15 +103,19 @@ enum Command {
         /// Number of variants besides the base.
         #[arg(long, default_value_t = 3)]
         models: usize,
+        /// The directory to write: base/ and model-1/ .. model-N/.
         #[arg(long)]
         out: std::path::PathBuf,
-        #[arg(long, default_value = "bf16")]
+        /// Storage dtype of the weights: bf16, f16 or f32.
+        #[arg(long, default_value = "bf16", value_parser = dtype_arg)]
         dtype: String,
+        /// Seed of the synthetic weights and deltas.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Size of the variants' deltas relative to the weights' scale.
         #[arg(long, default_value_t = 0.1)]
         delta: f32,
+        /// Largest safetensors shard written, e.g. 2GB or 500MB.
         #[arg(long, default_value = "2GB")]
         shard_size: String,
         /// Write into a non-empty --out (its base/ and model-N/ are replaced).
@@ -122,6 +130,7 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Check and run every stdlib method on example tensors (the quick tour).
     Demo {
+        /// Seed of the example tensors and of the methods' random draws.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -149,6 +158,8 @@ enum Command {
     },
     /// Print the generated language reference (or --write it into docs/language.md).
     Docs {
+        /// Write the reference into docs/language.md (between its markers) instead of
+        /// printing it.
         #[arg(long)]
         write: bool,
     },
@@ -171,6 +182,16 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
             "--shape `{s}`: give positive sizes like 64x96 or 783 (at most 2^26 elements)"
         )),
     }
+}
+
+/// `--shape` checked while parsing, so a bad one is a usage error (exit 2).
+fn shape_arg(s: &str) -> Result<String, String> {
+    parse_shape(s).map(|_| s.to_string())
+}
+
+/// `--dtype` checked while parsing, so a bad one is a usage error (exit 2).
+fn dtype_arg(s: &str) -> Result<String, String> {
+    cli::merge::dtype_flag(s).map(|_| s.to_string())
 }
 
 fn main() -> ExitCode {
@@ -271,4 +292,44 @@ fn main() -> ExitCode {
         Command::Docs { write } => cli::docs::run(write),
     };
     ExitCode::from(code as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of `cmd` and its subcommands (recursively) that has neither help
+    /// nor long help, as `subcommand --flag`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let name = match arg.get_long() {
+                    Some(l) => format!("--{l}"),
+                    None => id.to_string(),
+                };
+                out.push(format!("{path} {name}").trim().to_string());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name());
+            undocumented(sub, p.trim(), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        let mut out = Vec::new();
+        undocumented(&Cli::command(), "", &mut out);
+        assert!(
+            out.is_empty(),
+            "{} arguments without help text:\n{}",
+            out.len(),
+            out.join("\n")
+        );
+    }
 }

@@ -40,12 +40,17 @@ pub struct GenerateArgs {
     /// Sequences decoded together.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Sampling temperature.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
+    /// Nucleus sampling: draw from the smallest set of tokens whose probability
+    /// reaches this.
     #[arg(long, default_value_t = 0.95)]
     pub top_p: f64,
+    /// At most this many tokens per program (local models and `openai:` servers).
     #[arg(long, default_value_t = 320)]
     pub max_new_tokens: usize,
+    /// Seed of the sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Grammar-guided decoding: every token keeps the program a viable prefix.
@@ -67,8 +72,10 @@ pub struct GenerateArgs {
     /// exactly `--new-tokens` tokens (no early end), one JSON line each.
     #[arg(long)]
     pub bench: bool,
+    /// With --bench: the batch sizes to measure, comma-separated.
     #[arg(long, default_value = "1,16")]
     pub batches: String,
+    /// With --bench: tokens generated per sequence (no early end).
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
     /// Print the exact prompt text the model is given (chat template and the opened
