@@ -355,3 +355,55 @@ fn synth_refuses_a_non_empty_out_without_force() {
     let out = mergec(&["synth", "--models", "1", "--out", &fresh.to_string_lossy()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn check_accepts_a_stdlib_method_name_like_run() {
+    let out = mergec(&["check", "ties"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("ties: "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = mergec(&["check", "tiez"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("neither a file nor a stdlib method"), "{err}");
+}
+
+#[test]
+fn check_a_program_without_a_merge_is_an_error() {
+    let (_d, path) = scratch(
+        "fns.merge",
+        "fn twice(x: Tensor) -> Tensor {\n    return x * 2.0\n}\n",
+    );
+    let out = mergec(&["check", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!("error: {path} defines no merge (")),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_flag_values_are_usage_errors() {
+    for args in [
+        &["compile", "ties", "--emit", "foo"][..],
+        &["compile", "ties", "--dtype", "xx"],
+        &["compile", "ties", "--shape", "0"],
+        &["run", "ties", "--shape", "abc"],
+        &["compile", "ties", "--models", "abc"],
+    ] {
+        let out = mergec(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: invalid value"), "{args:?}: {err}");
+    }
+}

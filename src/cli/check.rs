@@ -28,6 +28,38 @@ pub fn run(files: &[String], json: bool) -> i32 {
         diagnostics: Vec::new(),
     };
     for file in files {
+        // A stdlib method's name, as `run`, `compile` and `merge` accept it.
+        if !std::path::Path::new(file).exists() && !file.ends_with(".merge") {
+            match crate::pipeline::Source::load(file) {
+                Ok(source) => {
+                    for s in &source.sigs {
+                        if !json {
+                            println!("{file}: {}", s.signature());
+                        }
+                        report.merges.push(JsonMerge {
+                            file: file.clone(),
+                            name: s.name.clone(),
+                            signature: s.signature(),
+                            ranks: s.ranks.clone(),
+                            cost: s.cost,
+                        });
+                    }
+                }
+                Err(e) => {
+                    report.ok = false;
+                    let msg = e.render(!json && crate::diag::use_color());
+                    if json {
+                        report.diagnostics.push(
+                            crate::diag::Diagnostic::error(Default::default(), msg)
+                                .to_json(file, ""),
+                        );
+                    } else {
+                        eprintln!("error: {msg}");
+                    }
+                }
+            }
+            continue;
+        }
         let src = match crate::files::read_program(file) {
             Ok(s) => s,
             Err(msg) => {
@@ -43,6 +75,20 @@ pub fn run(files: &[String], json: bool) -> i32 {
             }
         };
         match crate::types::check_source(&src) {
+            Ok((_, sigs)) if sigs.is_empty() => {
+                report.ok = false;
+                let msg = format!(
+                    "{file} defines no merge (only functions; `run`, `compile` and `merge` need \
+                     a `merge`)"
+                );
+                if json {
+                    report.diagnostics.push(
+                        crate::diag::Diagnostic::error(Default::default(), msg).to_json(file, &src),
+                    );
+                } else {
+                    eprintln!("error: {msg}");
+                }
+            }
             Ok((_, sigs)) => {
                 for s in sigs {
                     if !json {
