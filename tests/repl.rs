@@ -463,3 +463,52 @@ fn continuation_counts_open_brackets() {
     assert_eq!(open_brackets("f(x # (\n)"), 0);
     assert_eq!(open_brackets("x)"), -1);
 }
+
+#[test]
+fn bare_help_exit_and_quit_do_what_users_expect() {
+    let mut s = Session::new(0);
+    let help = ok(&mut s, &["help"]);
+    assert_eq!(help, ok(&mut s, &[":help"]));
+    assert_eq!(ok(&mut s, &["help()"]), help);
+    for q in ["exit", "quit", "exit()", "quit()", "  quit  "] {
+        let out = s.eval_line(q);
+        assert!(out.quit && !out.is_error, "`{q}`: {out:?}");
+    }
+}
+
+/// `mergec repl` with `input` piped to its stdin: (exit code, stdout, stderr).
+fn piped(input: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mergec"))
+        .arg("repl")
+        .env("NO_COLOR", "1")
+        .env("MERGEC_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mergec repl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn piped_input_exits_1_when_a_line_failed() {
+    let (code, _, err) = piped("1 + 1\nno_such_name\n2 + 2\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown name `no_such_name`"), "{err}");
+    let (code, out, err) = piped("1 + 1\n");
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = piped("help\nquit\nno_such_name\n");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(":help"), "{out}");
+}

@@ -157,6 +157,12 @@ impl Session {
         if let Some(cmd) = t.strip_prefix(':') {
             return commands::run(self, cmd);
         }
+        // What users type by habit (Python, shells): the commands, not unknown names.
+        match t {
+            "help" | "help()" => return commands::run(self, "help"),
+            "exit" | "exit()" | "quit" | "quit()" => return commands::run(self, "quit"),
+            _ => {}
+        }
         if starts_with_word(t, "merge") || starts_with_word(t, "fn") {
             return commands::define(self, line);
         }

@@ -31,8 +31,12 @@ pub fn run_terminal(seed: u64, files: &[String]) -> i32 {
     for n in session.startup_notes() {
         eprintln!("{n}");
     }
+    // Piped input (a script): any error makes the exit code 1.
+    let mut had_error = false;
     if !files.is_empty() {
-        print_output(&session.load_files(files));
+        let out = session.load_files(files);
+        had_error |= out.is_error;
+        print_output(&out);
     }
     editor.set_helper(Some(ReplHelper::new(session.completion_names())));
     let history = history_path();
@@ -46,6 +50,7 @@ pub fn run_terminal(seed: u64, files: &[String]) -> i32 {
                     let _ = editor.add_history_entry(line.as_str());
                 }
                 let out = session.eval_line(&line);
+                had_error |= out.is_error;
                 print_output(&out);
                 if out.quit {
                     break;
@@ -66,7 +71,11 @@ pub fn run_terminal(seed: u64, files: &[String]) -> i32 {
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
-    0
+    if had_error && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        1
+    } else {
+        0
+    }
 }
 
 fn print_output(out: &Output) {
