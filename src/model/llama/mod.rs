@@ -52,16 +52,8 @@ pub struct LoraSpec {
 }
 
 impl LoraSpec {
-    /// All attention and MLP projections.
-    pub const ALL: [&'static str; 7] = [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ];
+    /// All attention and MLP projections (the ones `extract-lora` writes adapters for).
+    pub const ALL: [&'static str; 7] = crate::runtime::lora::TARGETS;
 
     pub fn new(rank: usize, alpha: f64) -> LoraSpec {
         LoraSpec {
