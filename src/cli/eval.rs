@@ -52,9 +52,13 @@ pub struct EvalArgs {
     /// Write per-item results here (JSONL: index, question, target, completion, answer, correct).
     #[arg(long, requires = "data")]
     pub out: Option<PathBuf>,
-    /// Print a JSON object instead of the summary line.
+    /// Print a JSON object instead of the summary line (the same as --format json).
     #[arg(long)]
     pub json: bool,
+    /// Output format: text (a summary line) or json (one object), as every command that
+    /// prints results takes it.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
     /// Neither read nor write the result cache ($MERGEC_CACHE_DIR, else
     /// $XDG_CACHE_HOME/mergec/eval, else ~/.cache/mergec/eval).
     #[arg(long, requires = "data")]
@@ -109,7 +113,7 @@ pub fn execute(
 
 fn external(args: &EvalArgs, e: &str) -> Result<String, String> {
     let score = Evaluator::parse(e)?.score(&args.model)?;
-    Ok(if args.json {
+    Ok(if args.json || args.format == "json" {
         serde_json::json!({
             "accuracy": score,
             "model": args.model.display().to_string(),
@@ -291,7 +295,7 @@ fn summary(
     if let Some(l) = args.limit {
         scope.push_str(&format!(", first {l}"));
     }
-    if args.json {
+    if args.json || args.format == "json" {
         return serde_json::json!({
             "accuracy": acc,
             "ci_low": lo,

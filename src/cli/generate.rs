@@ -65,9 +65,14 @@ pub struct GenerateArgs {
     /// `scripts/dpo_train.py`. Rank, alpha and target modules come from its config.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// Print a JSON summary of the valid rates instead of the programs.
+    /// Print a JSON summary of the valid rates instead of the programs (the same as
+    /// --format json).
     #[arg(long)]
     pub summary: bool,
+    /// Output format: text (the programs) or json (the summary of valid rates), as every
+    /// command that prints results takes it.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
     /// Throughput instead: for each batch size in `--batches`, that many sequences of
     /// exactly `--new-tokens` tokens (no early end), one JSON line each.
     #[arg(long)]
@@ -253,7 +258,7 @@ fn report(
             Stage::Valid => 3,
         };
         counts[k] += 1;
-        if !a.summary {
+        if !(a.summary || a.format == "json") {
             println!("# program {i}: {:?}", s.stage);
             println!("{}", s.program.as_deref().unwrap_or(r.trim()));
             if s.stage != Stage::Valid && !s.diagnostics.is_empty() {
