@@ -21,6 +21,24 @@ struct JsonReport {
 }
 
 /// Checks each file; prints signatures or diagnostics. Returns the exit code.
+impl JsonReport {
+    /// Prints (unless `json`) and records the signatures of `file`'s merges.
+    fn add(&mut self, file: &str, sigs: &[crate::types::MergeSig], json: bool) {
+        for s in sigs {
+            if !json {
+                println!("{file}: {}", s.signature());
+            }
+            self.merges.push(JsonMerge {
+                file: file.to_string(),
+                name: s.name.clone(),
+                signature: s.signature(),
+                ranks: s.ranks.clone(),
+                cost: s.cost,
+            });
+        }
+    }
+}
+
 pub fn run(files: &[String], json: bool) -> i32 {
     let mut report = JsonReport {
         ok: true,
@@ -32,18 +50,7 @@ pub fn run(files: &[String], json: bool) -> i32 {
         if !std::path::Path::new(file).exists() && !file.ends_with(".merge") {
             match crate::pipeline::Source::load(file) {
                 Ok(source) => {
-                    for s in &source.sigs {
-                        if !json {
-                            println!("{file}: {}", s.signature());
-                        }
-                        report.merges.push(JsonMerge {
-                            file: file.clone(),
-                            name: s.name.clone(),
-                            signature: s.signature(),
-                            ranks: s.ranks.clone(),
-                            cost: s.cost,
-                        });
-                    }
+                    report.add(file, &source.sigs, json);
                 }
                 Err(e) => {
                     report.ok = false;
@@ -90,18 +97,7 @@ pub fn run(files: &[String], json: bool) -> i32 {
                 }
             }
             Ok((_, sigs)) => {
-                for s in sigs {
-                    if !json {
-                        println!("{file}: {}", s.signature());
-                    }
-                    report.merges.push(JsonMerge {
-                        file: file.clone(),
-                        name: s.name.clone(),
-                        signature: s.signature(),
-                        ranks: s.ranks.clone(),
-                        cost: s.cost,
-                    });
-                }
+                report.add(file, &sigs, json);
             }
             Err(diags) => {
                 report.ok = false;
