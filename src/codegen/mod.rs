@@ -38,6 +38,11 @@ pub trait Engine: Send + Sync {
     }
     /// Called after the last launch of one tensor (device engines drop cached uploads).
     fn end_tensor(&self) {}
+    /// Whether launches may run from several host threads at once (the CPU engines; a
+    /// device engine's launches queue on one stream and are made one at a time).
+    fn concurrent_launches(&self) -> bool {
+        false
+    }
 }
 
 /// The sequential reference evaluator as an engine (slow; the semantics).
@@ -54,6 +59,9 @@ impl Launch for RefLaunch {
 impl Engine for RefEngine {
     fn name(&self) -> &'static str {
         "ref"
+    }
+    fn concurrent_launches(&self) -> bool {
+        true
     }
     fn compile(&self, k: &Kernel) -> Result<Box<dyn Launch>, BackendError> {
         Ok(Box::new(RefLaunch(k.clone())))

@@ -16,6 +16,8 @@ use zerocopy::IntoBytes;
 /// A plan with every kernel compiled for one engine.
 pub struct Compiled {
     pub plan: Plan,
+    /// Whether the engine's launches may run from several threads at once.
+    concurrent: bool,
     code: Vec<Vec<Box<dyn Code>>>,
     /// Per stage, per select: the key kernel for a full chunk and for the last one.
     sel_code: Vec<Vec<KeyCode>>,
@@ -57,6 +59,7 @@ impl Compiled {
         }
         Ok(Compiled {
             plan,
+            concurrent: engine.concurrent_launches(),
             code,
             sel_code,
         })
@@ -360,21 +363,10 @@ impl State<'_> {
             }
         }
         let chunks = sel.rows.div_ceil(sel.chunk_rows);
-        let mut failed = None;
-        let cuts = {
-            let mut fill =
-                |c: usize, bufs: &mut [Vec<f32>]| match self.key_chunk(si, j, sel, c, bufs) {
-                    Ok(start) => start,
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        c * sel.chunk_rows * cols
-                    }
-                };
-            super::topk::select_chunked(sel.keys.len(), n, chunks, &requests, &mut fill)
-        };
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        let fill = |c: usize, bufs: &mut [Vec<f32>]| self.key_chunk(si, j, sel, c, bufs);
+        let parallel = self.c.concurrent;
+        let cuts =
+            super::topk::select_chunked(sel.keys.len(), n, chunks, &requests, parallel, &fill)?;
         for (i, &t) in ok.iter().enumerate() {
             let c = [cuts[2 * i], cuts[2 * i + 1]];
             self.host[t as usize] = Some(Ok(HVal::Cuts(c)));

@@ -1,63 +1,27 @@
 //! Top-k cut points over keys that are recomputed chunk by chunk (no buffer of the
-//! tensor's size): an O(n) radix select in at most three passes. Pass 1 histograms
-//! the top 16 bits of every magnitude key; pass 2 the low 16 bits inside the bucket
-//! where each requested rank falls, which fixes the threshold key `t`; pass 3 (only
-//! when `t` is tied beyond the rank) finds the index of the last tied element taken.
-//! Histograms are integer counts merged in a fixed order: the same result for any
-//! number of threads.
+//! tensor's size): an O(n) radix select over the bits of the magnitude key, in as few
+//! passes over the input as the keys allow.
+//!
+//! Pass 1 histograms the top 12 bits of every key; the bucket holding each requested
+//! rank is then known with its size. A pass *gathers* the keys sharing a bucket when
+//! there are at most [`GATHER_MAX`] of them (the usual case: one more pass, then the
+//! rest is done in memory); a larger bucket gets a histogram of the next 10 bits
+//! instead. Once the threshold key `t` is known, the element of `t` that is the last
+//! taken is found from per-chunk counts, recomputing only the chunk that holds it.
+//!
+//! Every pass runs over contiguous groups of chunks in parallel, each group with its
+//! own key buffers and counts; counts are integers and gathered keys stay in chunk
+//! order, so the result is the same for any number of threads.
 
 use super::select::TopkCut;
 use crate::ir::reference::magnitude_key;
 use rayon::prelude::*;
 
-const BINS: usize = 1 << 16;
-/// Elements per parallel histogram task.
-const TASK: usize = 1 << 20;
-
-fn histogram(keys: &[f32], bucket: Option<u32>) -> Vec<u64> {
-    let parts: Vec<Vec<u32>> = keys
-        .par_chunks(TASK)
-        .map(|part| {
-            let mut h = vec![0u32; BINS];
-            match bucket {
-                None => {
-                    for &x in part {
-                        h[(magnitude_key(x) >> 16) as usize] += 1;
-                    }
-                }
-                Some(b) => {
-                    for &x in part {
-                        let k = magnitude_key(x);
-                        if k >> 16 == b {
-                            h[(k & 0xffff) as usize] += 1;
-                        }
-                    }
-                }
-            }
-            h
-        })
-        .collect();
-    let mut out = vec![0u64; BINS];
-    for p in parts {
-        for (o, x) in out.iter_mut().zip(&p) {
-            *o += *x as u64;
-        }
-    }
-    out
-}
-
-/// The bin holding rank `r` (1-based, counting from the largest bin down) and the
-/// rank within it.
-fn locate(h: &[u64], r: u64) -> (u32, u64) {
-    let mut above = 0u64;
-    for b in (0..BINS).rev() {
-        if above + h[b] >= r {
-            return (b as u32, r - above);
-        }
-        above += h[b];
-    }
-    (0, r)
-}
+/// Key digits after the first: (shift, width), most significant first.
+const DIGITS: [(u32, u32); 3] = [(20, 12), (10, 10), (0, 10)];
+/// A pass gathers the keys sharing a prefix once at most this many share it (4 bytes
+/// each, per request).
+const GATHER_MAX: u64 = 1 << 23;
 
 /// One request: the first `count` elements of key `key` in the order (magnitude
 /// descending, index ascending).
@@ -67,24 +31,316 @@ pub struct Request {
     pub count: usize,
 }
 
+/// Writes chunk `c`'s keys into the buffers (one per key, resized by the callee) and
+/// returns the index of the chunk's first element. Called from several threads at once
+/// when the selection runs in parallel.
+pub type Fill<'a, E> = dyn Fn(usize, &mut [Vec<f32>]) -> Result<usize, E> + Sync + 'a;
+
+#[derive(Clone, Copy, Debug)]
 enum State {
     Done(TopkCut),
-    /// Bucket (top 16 bits) and the rank within it.
-    Bucket(u32, u64),
-    /// Threshold key, how many elements equal to it are taken, how many seen so far.
-    Tie(u32, u64, u64),
+    /// Wanted: the `rank`-th largest (1-based) of the `count` keys whose bits from
+    /// `shift` up equal `prefix`.
+    Open {
+        shift: u32,
+        prefix: u32,
+        rank: u64,
+        count: u64,
+    },
+    /// The threshold key is `t`; the `m`-th of its elements (in index order) is the
+    /// last one taken.
+    Tie {
+        t: u32,
+        m: u64,
+    },
 }
 
-/// Cut points for every request. `n` elements per key, in `chunks` chunks;
-/// `fill(c, bufs)` writes chunk `c`'s keys into `bufs` (one per key, resized by the
-/// callee) and returns the index of its first element.
-pub fn select_chunked(
+/// What one pass computes for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    /// Histogram of the digit `(dshift, width)` of the keys with `prefix` above `shift`.
+    Hist {
+        key: usize,
+        shift: u32,
+        prefix: u32,
+        dshift: u32,
+        width: u32,
+    },
+    /// The keys with `prefix` above `shift`, their low `shift` bits, chunk by chunk.
+    Gather { key: usize, shift: u32, prefix: u32 },
+    /// How many keys equal `t`, chunk by chunk.
+    Count { key: usize, t: u32 },
+}
+
+/// A job's result.
+enum Acc {
+    Hist(Vec<u64>),
+    Gather(Vec<Vec<u32>>),
+    Count(Vec<u64>),
+}
+
+/// The smallest and largest key with `prefix` in its bits from `shift` up.
+fn prefix_range(shift: u32, prefix: u32) -> (u32, u32) {
+    let lo = (prefix as u64) << shift;
+    (lo as u32, (lo | ((1u64 << shift) - 1)) as u32)
+}
+
+/// Whether key `k` has `prefix` in its bits from `shift` up.
+#[inline(always)]
+fn has_prefix(k: u32, shift: u32, prefix: u32) -> bool {
+    (k as u64) >> shift == prefix as u64
+}
+
+#[inline(always)]
+fn low_bits(k: u32, shift: u32) -> u32 {
+    ((k as u64) & ((1u64 << shift) - 1)) as u32
+}
+
+impl Job {
+    fn of(r: &Request, s: &State, gather_max: u64) -> Option<Job> {
+        let key = r.key;
+        match *s {
+            State::Done(_) => None,
+            State::Tie { t, .. } => Some(Job::Count { key, t }),
+            State::Open {
+                shift,
+                prefix,
+                count,
+                ..
+            } if count <= gather_max => Some(Job::Gather { key, shift, prefix }),
+            State::Open { shift, prefix, .. } => {
+                let &(dshift, width) = DIGITS.iter().find(|d| d.0 < shift)?;
+                Some(Job::Hist {
+                    key,
+                    shift,
+                    prefix,
+                    dshift,
+                    width,
+                })
+            }
+        }
+    }
+
+    fn key(&self) -> usize {
+        match *self {
+            Job::Hist { key, .. } | Job::Gather { key, .. } | Job::Count { key, .. } => key,
+        }
+    }
+
+    fn empty(&self) -> Acc {
+        match *self {
+            Job::Hist { width, .. } => Acc::Hist(vec![0; 1 << width]),
+            Job::Gather { .. } => Acc::Gather(Vec::new()),
+            Job::Count { .. } => Acc::Count(Vec::new()),
+        }
+    }
+
+    /// Adds one chunk's keys to the job's result (`scratch`: a zeroed histogram of the
+    /// job's width, returned zeroed).
+    #[inline(always)]
+    fn add(&self, keys: &[f32], acc: &mut Acc, scratch: &mut [u32]) {
+        match (*self, acc) {
+            (
+                Job::Hist {
+                    shift,
+                    prefix,
+                    dshift,
+                    width,
+                    ..
+                },
+                Acc::Hist(h),
+            ) => {
+                let mask = (1u32 << width) - 1;
+                if shift == 32 {
+                    count4(keys, scratch, |x| {
+                        ((magnitude_key(x) >> dshift) & mask) as usize
+                    });
+                } else {
+                    for &x in keys {
+                        let k = magnitude_key(x);
+                        if has_prefix(k, shift, prefix) {
+                            scratch[((k >> dshift) & mask) as usize] += 1;
+                        }
+                    }
+                }
+                // A chunk has fewer than 2^32 elements; the u64 totals take each chunk.
+                for (t, s) in h.iter_mut().zip(scratch.iter_mut()) {
+                    *t += *s as u64;
+                    *s = 0;
+                }
+            }
+            (Job::Gather { shift, prefix, .. }, Acc::Gather(g)) => {
+                let (lo, hi) = prefix_range(shift, prefix);
+                let mut out = Vec::new();
+                // A bit mask of the matches per 64 keys (vectorizes), then the matches.
+                for block in keys.chunks(64) {
+                    let mut bits = 0u64;
+                    for (i, &x) in block.iter().enumerate() {
+                        let k = magnitude_key(x);
+                        bits |= ((lo <= k && k <= hi) as u64) << i;
+                    }
+                    while bits != 0 {
+                        let k = magnitude_key(block[bits.trailing_zeros() as usize]);
+                        out.push(low_bits(k, shift));
+                        bits &= bits - 1;
+                    }
+                }
+                g.push(out)
+            }
+            (Job::Count { t, .. }, Acc::Count(c)) => {
+                c.push(keys.iter().filter(|&&x| magnitude_key(x) == t).count() as u64)
+            }
+            _ => unreachable!("topk: a job with another job's result"),
+        }
+    }
+}
+
+/// Adds 1 to `h[bin(x)]` for every `x` of `keys`, in four interleaved histograms summed
+/// at the end: runs of equal bins (quantized weights give many) then do not wait on the
+/// previous increment. `h` has `scratch.len()` bins.
+#[inline(always)]
+fn count4(keys: &[f32], h: &mut [u32], bin: impl Fn(f32) -> usize) {
+    let bins = h.len();
+    let mut four = vec![0u32; 3 * bins];
+    let (h1, rest) = four.split_at_mut(bins);
+    let (h2, h3) = rest.split_at_mut(bins);
+    let mut quads = keys.chunks_exact(4);
+    for q in &mut quads {
+        h[bin(q[0])] += 1;
+        h1[bin(q[1])] += 1;
+        h2[bin(q[2])] += 1;
+        h3[bin(q[3])] += 1;
+    }
+    for &x in quads.remainder() {
+        h[bin(x)] += 1;
+    }
+    for i in 0..bins {
+        h[i] += h1[i] + h2[i] + h3[i];
+    }
+}
+
+/// [`Job::add`] as an operation pulp compiles for the CPU's instruction set.
+struct Add<'a> {
+    job: &'a Job,
+    keys: &'a [f32],
+    acc: &'a mut Acc,
+    scratch: &'a mut [u32],
+}
+
+impl pulp::WithSimd for Add<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.job.add(self.keys, self.acc, self.scratch)
+    }
+}
+
+/// Appends `b` (the next group's result) to `a`.
+fn merge(a: &mut Acc, b: Acc) {
+    match (a, b) {
+        (Acc::Hist(a), Acc::Hist(b)) => a.iter_mut().zip(&b).for_each(|(x, y)| *x += y),
+        (Acc::Gather(a), Acc::Gather(b)) => a.extend(b),
+        (Acc::Count(a), Acc::Count(b)) => a.extend(b),
+        _ => unreachable!("topk: results of different jobs"),
+    }
+}
+
+/// One pass over every chunk: each job's result, in parallel over contiguous groups
+/// of chunks when `parallel`.
+fn pass<E: Send>(
+    jobs: &[Job],
+    n_keys: usize,
+    chunks: usize,
+    parallel: bool,
+    fill: &Fill<E>,
+) -> Result<Vec<Acc>, E> {
+    let groups = if parallel {
+        (rayon::current_num_threads() * 4).min(chunks).max(1)
+    } else {
+        1
+    };
+    let per = chunks.div_ceil(groups);
+    let group = |g: usize| -> Result<Vec<Acc>, E> {
+        let mut bufs = vec![Vec::new(); n_keys];
+        let mut acc: Vec<Acc> = jobs.iter().map(Job::empty).collect();
+        let width = jobs
+            .iter()
+            .map(|j| match j {
+                Job::Hist { width, .. } => 1usize << width,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let mut scratch = vec![0u32; width];
+        let arch = pulp::Arch::new();
+        for c in g * per..((g + 1) * per).min(chunks) {
+            fill(c, &mut bufs)?;
+            for (j, a) in jobs.iter().zip(acc.iter_mut()) {
+                // Compiled for the best instruction set the CPU has (AVX2 on x86-64).
+                arch.dispatch(Add {
+                    job: j,
+                    keys: &bufs[j.key()],
+                    acc: a,
+                    scratch: &mut scratch,
+                });
+            }
+        }
+        Ok(acc)
+    };
+    let parts: Vec<Vec<Acc>> = if groups > 1 {
+        (0..groups)
+            .into_par_iter()
+            .map(group)
+            .collect::<Result<_, E>>()?
+    } else {
+        vec![group(0)?]
+    };
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
+    for p in parts {
+        for (a, b) in total.iter_mut().zip(p) {
+            merge(a, b);
+        }
+    }
+    Ok(total)
+}
+
+/// The bin holding rank `r` (1-based, counting from the largest bin down) and the
+/// rank within it.
+fn locate(h: &[u64], r: u64) -> (u32, u64) {
+    let mut above = 0u64;
+    for b in (0..h.len()).rev() {
+        if above + h[b] >= r {
+            return (b as u32, r - above);
+        }
+        above += h[b];
+    }
+    (0, r)
+}
+
+/// Cut points for every request over `n` elements per key in `chunks` chunks, whose
+/// keys `fill` computes (from several threads at once when `parallel`).
+pub fn select_chunked<E: Send>(
     n_keys: usize,
     n: usize,
     chunks: usize,
     requests: &[Request],
-    fill: &mut dyn FnMut(usize, &mut [Vec<f32>]) -> usize,
-) -> Vec<TopkCut> {
+    parallel: bool,
+    fill: &Fill<E>,
+) -> Result<Vec<TopkCut>, E> {
+    select_with(n_keys, n, chunks, requests, parallel, fill, GATHER_MAX)
+}
+
+/// [`select_chunked`], gathering buckets of at most `gather_max` keys.
+fn select_with<E: Send>(
+    n_keys: usize,
+    n: usize,
+    chunks: usize,
+    requests: &[Request],
+    parallel: bool,
+    fill: &Fill<E>,
+    gather_max: u64,
+) -> Result<Vec<TopkCut>, E> {
     let mut st: Vec<State> = requests
         .iter()
         .map(|r| match r.count {
@@ -96,112 +352,143 @@ pub fn select_chunked(
                 t: 0,
                 cut: n as u64,
             }),
-            c => State::Bucket(0, c as u64),
+            c => State::Open {
+                shift: 32,
+                prefix: 0,
+                rank: c as u64,
+                count: n as u64,
+            },
         })
         .collect();
-    let mut bufs = vec![Vec::new(); n_keys];
-    let pending = |st: &[State]| st.iter().any(|s| !matches!(s, State::Done(_)));
-    if !pending(&st) {
-        return done(st);
-    }
-    // Pass 1: top 16 bits.
-    let mut hi = vec![vec![0u64; BINS]; n_keys];
-    let wanted: Vec<bool> = (0..n_keys)
-        .map(|k| {
-            requests
-                .iter()
-                .zip(&st)
-                .any(|(r, s)| r.key == k && !matches!(s, State::Done(_)))
-        })
-        .collect();
-    for c in 0..chunks {
-        fill(c, &mut bufs);
-        for k in (0..n_keys).filter(|&k| wanted[k]) {
-            add(&mut hi[k], &histogram(&bufs[k], None));
+    loop {
+        let todo: Vec<(usize, Job)> = requests
+            .iter()
+            .zip(&st)
+            .enumerate()
+            .filter_map(|(i, (r, s))| Some((i, Job::of(r, s, gather_max)?)))
+            .collect();
+        if todo.is_empty() {
+            break;
+        }
+        // Requests wanting the same thing (the same key's first digit, say) share a job.
+        let mut jobs: Vec<Job> = Vec::new();
+        let which: Vec<usize> = todo
+            .iter()
+            .map(|&(_, job)| {
+                jobs.iter().position(|&j| j == job).unwrap_or_else(|| {
+                    jobs.push(job);
+                    jobs.len() - 1
+                })
+            })
+            .collect();
+        let results = pass(&jobs, n_keys, chunks, parallel, fill)?;
+        for ((i, job), w) in todo.into_iter().zip(which) {
+            st[i] = step(st[i], job, &results[w], n, requests[i].key, n_keys, fill)?;
         }
     }
-    for (r, s) in requests.iter().zip(st.iter_mut()) {
-        if let State::Bucket(_, rank) = *s {
-            let (b, within) = locate(&hi[r.key], rank);
-            *s = State::Bucket(b, within);
-        }
-    }
-    // Pass 2: low 16 bits inside each request's bucket.
-    let mut lo: Vec<Vec<u64>> = vec![vec![0u64; BINS]; requests.len()];
-    for c in 0..chunks {
-        fill(c, &mut bufs);
-        for (i, (r, s)) in requests.iter().zip(&st).enumerate() {
-            if let State::Bucket(b, _) = *s {
-                add(&mut lo[i], &histogram(&bufs[r.key], Some(b)));
-            }
-        }
-    }
-    for (i, s) in st.iter_mut().enumerate() {
-        if let State::Bucket(b, rank) = *s {
-            let (l, m) = locate(&lo[i], rank);
-            let t = (b << 16) | l;
-            *s = if m == lo[i][l as usize] {
-                State::Done(TopkCut { t, cut: n as u64 })
-            } else {
-                State::Tie(t, m, 0)
-            };
-        }
-    }
-    // Pass 3: the index of the m-th element equal to t, in index order.
-    if pending(&st) {
-        for c in 0..chunks {
-            if !pending(&st) {
-                break;
-            }
-            let start = fill(c, &mut bufs);
-            for (r, s) in requests.iter().zip(st.iter_mut()) {
-                if let State::Tie(t, m, seen) = *s {
-                    *s = scan_ties(&bufs[r.key], start, t, m, seen);
-                }
-            }
-        }
-    }
-    done(st)
-}
-
-fn add(acc: &mut [u64], h: &[u64]) {
-    for (a, x) in acc.iter_mut().zip(h) {
-        *a += x;
-    }
-}
-
-/// Counts elements equal to `t` in one chunk (in parallel); if the m-th falls in it,
-/// finds its index.
-fn scan_ties(keys: &[f32], start: usize, t: u32, m: u64, seen: u64) -> State {
-    let count = keys
-        .par_chunks(TASK)
-        .map(|p| p.iter().filter(|&&x| magnitude_key(x) == t).count() as u64)
-        .sum::<u64>();
-    if seen + count < m {
-        return State::Tie(t, m, seen + count);
-    }
-    let mut s = seen;
-    for (i, &x) in keys.iter().enumerate() {
-        if magnitude_key(x) == t {
-            s += 1;
-            if s == m {
-                return State::Done(TopkCut {
-                    t,
-                    cut: (start + i) as u64 + 1,
-                });
-            }
-        }
-    }
-    unreachable!("topk: the tied element was counted but not found")
-}
-
-fn done(st: Vec<State>) -> Vec<TopkCut> {
-    st.into_iter()
+    Ok(st
+        .into_iter()
         .map(|s| match s {
             State::Done(c) => c,
             _ => unreachable!("topk: unresolved request"),
         })
-        .collect()
+        .collect())
+}
+
+/// A request's state after a pass gave its job's result.
+fn step<E: Send>(
+    s: State,
+    job: Job,
+    acc: &Acc,
+    n: usize,
+    key: usize,
+    n_keys: usize,
+    fill: &Fill<E>,
+) -> Result<State, E> {
+    let resolved = |t: u32, m: u64, equal: u64| {
+        if m == equal {
+            State::Done(TopkCut { t, cut: n as u64 })
+        } else {
+            State::Tie { t, m }
+        }
+    };
+    Ok(match (s, job, acc) {
+        (State::Open { prefix, rank, .. }, Job::Hist { dshift, width, .. }, Acc::Hist(h)) => {
+            let (b, within) = locate(h, rank);
+            let prefix = ((prefix as u64) << width | b as u64) as u32;
+            let count = h[b as usize];
+            if dshift == 0 {
+                resolved(prefix, within, count)
+            } else {
+                State::Open {
+                    shift: dshift,
+                    prefix,
+                    rank: within,
+                    count,
+                }
+            }
+        }
+        (
+            State::Open {
+                shift,
+                prefix,
+                rank,
+                ..
+            },
+            Job::Gather { .. },
+            Acc::Gather(parts),
+        ) => {
+            let mut all: Vec<u32> = parts.iter().flatten().copied().collect();
+            let v = *all
+                .select_nth_unstable_by(rank as usize - 1, |a, b| b.cmp(a))
+                .1;
+            let greater = all.iter().filter(|&&x| x > v).count() as u64;
+            let equal: Vec<u64> = parts
+                .iter()
+                .map(|p| p.iter().filter(|&&x| x == v).count() as u64)
+                .collect();
+            let t = (((prefix as u64) << shift) | v as u64) as u32;
+            match resolved(t, rank - greater, equal.iter().sum()) {
+                State::Tie { t, m } => State::Done(last_taken(t, m, &equal, key, n_keys, fill)?),
+                done => done,
+            }
+        }
+        (State::Tie { t, m }, Job::Count { .. }, Acc::Count(counts)) => {
+            State::Done(last_taken(t, m, counts, key, n_keys, fill)?)
+        }
+        _ => unreachable!("topk: a result for another state"),
+    })
+}
+
+/// The cut after the `m`-th element of key `t` (1-based, index order), given how many
+/// each chunk has: the chunk holding it is recomputed and scanned.
+fn last_taken<E: Send>(
+    t: u32,
+    m: u64,
+    per_chunk: &[u64],
+    key: usize,
+    n_keys: usize,
+    fill: &Fill<E>,
+) -> Result<TopkCut, E> {
+    let mut left = m;
+    for (c, &k) in per_chunk.iter().enumerate() {
+        if left <= k {
+            let mut bufs = vec![Vec::new(); n_keys];
+            let start = fill(c, &mut bufs)?;
+            let (i, _) = bufs[key]
+                .iter()
+                .enumerate()
+                .filter(|&(_, &x)| magnitude_key(x) == t)
+                .nth(left as usize - 1)
+                .expect("topk: the chunk's count of the threshold key");
+            return Ok(TopkCut {
+                t,
+                cut: (start + i + 1) as u64,
+            });
+        }
+        left -= k;
+    }
+    unreachable!("topk: fewer elements of the threshold key than counted")
 }
 
 #[cfg(test)]
@@ -255,19 +542,25 @@ mod tests {
                     .into_iter()
                     .collect();
                 let reqs: Vec<Request> = ks.iter().map(|&k| Request { key: 0, count: k }).collect();
-                let mut fill = |c: usize, bufs: &mut [Vec<f32>]| {
+                let fill = |c: usize, bufs: &mut [Vec<f32>]| -> Result<usize, ()> {
                     let lo = c * chunk;
                     bufs[0].clear();
                     bufs[0].extend_from_slice(&x[lo..(lo + chunk).min(n)]);
-                    lo
+                    Ok(lo)
                 };
-                let cuts = select_chunked(1, n, chunks, &reqs, &mut fill);
-                for (&k, c) in ks.iter().zip(cuts) {
-                    assert_eq!(
-                        mask(&x, c),
-                        topk_mask(&x, k, 0),
-                        "n {n} k {k} chunk {chunk}"
-                    );
+                // Gathering at once, after one or two digits, and never.
+                for gather_max in [u64::MAX, n as u64 / 50, 3, 0] {
+                    for parallel in [false, true] {
+                        let cuts =
+                            select_with(1, n, chunks, &reqs, parallel, &fill, gather_max).unwrap();
+                        for (&k, c) in ks.iter().zip(cuts) {
+                            assert_eq!(
+                                mask(&x, c),
+                                topk_mask(&x, k, 0),
+                                "n {n} k {k} chunk {chunk} gather_max {gather_max}"
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@ use super::kernel::{Bin64, BinOp, Inst, Kernel, KernelIo, KernelKind, Mode, RedO
 use crate::semantics as sem;
 
 /// Magnitude key of the top-k order: |x| as bits, NaN above everything.
+#[inline(always)]
 pub fn magnitude_key(x: f32) -> u32 {
     if x.is_nan() {
         u32::MAX

@@ -11,7 +11,7 @@ use crate::ir::kernel::{
 use crate::ir::plan::{Launch, Plan, Select, Source, Stage, StoreTarget, U64Arg};
 
 /// Elements per chunk of a chunked top-k selection's keys.
-const SELECT_CHUNK: usize = 1 << 21;
+const SELECT_CHUNK: usize = 1 << 17;
 
 /// Whether `x`'s keys can be computed a chunk of rows at a time: a 2-D value whose
 /// kernel cone does not depend on element positions (random draws, top-k masks).

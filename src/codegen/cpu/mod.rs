@@ -68,6 +68,9 @@ impl Engine for JitEngine {
     fn name(&self) -> &'static str {
         "jit"
     }
+    fn concurrent_launches(&self) -> bool {
+        true
+    }
 
     /// Kernels compile independently (one module each), so in parallel.
     fn compile_many(&self, ks: &[Kernel]) -> Result<Vec<Box<dyn Launch>>, BackendError> {
