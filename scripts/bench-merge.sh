@@ -4,8 +4,10 @@
 #
 #   scripts/bench-merge.sh [DIR] [--arch mistral-2] [--only-mergec] [--methods "task_arithmetic ties"]
 #                          [--density 0.5] [--repeat 1] [--keep] [--check] [--backends "jit interp"]
-#                          [--mergec PATH] [--device cpu]
+#                          [--mergec PATH] [--device cpu] [--threads "1 2 all"]
 #
+# --threads: the thread counts the jit backend runs at (each labelled mergec-jit-tN; "all" is
+# every core, mergec's default); the other backends run on all cores.
 # --backends: mergec's engines to run, each labelled mergec-BACKEND (jit: the compiled kernels, the
 # default; interp: the reference interpreter; cuda: the GPU, with --device cuda). --mergec: a prebuilt
 # binary (no cargo build; for GPU machines without Rust).
@@ -33,7 +35,12 @@
 # shows on tiny runs). Before the runs every input file is read
 # once with cat (timed: "first read") and again (timed: "warm read"), and re-read before each run
 # so the page cache is warm. Outputs go to DIR/out-*, deleted after each run unless --keep;
-# --check runs scripts/check-output.py on the mergec outputs.
+# --check runs scripts/check-output.py on the mergec outputs. Before each run the page cache is
+# warmed and `sync` flushes what earlier runs wrote, so no run waits on another's writeback.
+# Floors, measured in the same run: "read inputs" (cat of every input, warm) and "copy base"
+# (cat of the base into a new file: a warm read of one model plus a write of the output's
+# size, the least a merge that writes its output can do beyond reading its inputs). The "x
+# read" column is each wall time over the warm read of the inputs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +55,7 @@ CHECK=0
 BACKENDS="jit interp"
 MERGEC_BIN=""
 DEVICE=cpu
+THREADS="1 2 all"
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch) ARCH="$2"; shift 2 ;;
@@ -60,6 +68,7 @@ while [ $# -gt 0 ]; do
         --backends) BACKENDS="$2"; shift 2 ;;
         --mergec) MERGEC_BIN="$2"; shift 2 ;;
         --device) DEVICE="$2"; shift 2 ;;
+        --threads) THREADS="$2"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) DIR="$1"; shift ;;
@@ -108,6 +117,7 @@ IN_SIZE="$(echo "$IN_BYTES / 1000000000" | bc -l | xargs printf '%.3f') GB"
 
 # measure LABEL CMD...: runs CMD, appends "LABEL wall_s maxrss_kb anon_kb status" to $RESULTS
 RESULTS="$(mktemp)"
+SHAS="$(mktemp)"
 LOGDIR="$DIR/logs"
 mkdir -p "$LOGDIR"
 MEMWATCH="$ROOT/scripts/conformance/memwatch.py"
@@ -135,11 +145,15 @@ measure() {
     fi
 }
 
-warm() { cat "${INPUTS[@]}" >/dev/null; }
+warm() { cat "${INPUTS[@]}" >/dev/null; sync; }
 
 echo "== page cache: reading the $IN_SIZE of inputs" >&2
 measure first_read sh -c 'cat "$@" >/dev/null' cat "${INPUTS[@]}"
 measure warm_read sh -c 'cat "$@" >/dev/null' cat "${INPUTS[@]}"
+COPY="$DIR/out-copy"
+rm -rf "$COPY"; mkdir -p "$COPY"; warm
+measure copy_base sh -c 'cat "$@" >"$0/model.safetensors"' "$COPY" "$CKPT"/base/*.safetensors
+rm -rf "$COPY"
 
 for method in $METHODS; do
     set_args=()
@@ -150,17 +164,27 @@ for method in $METHODS; do
     fi
     for r in $(seq 1 "$REPEAT"); do
       for backend in $BACKENDS; do
-        out="$DIR/out-mergec-$backend-$method"
+        runs="all"
+        [ "$backend" = jit ] && runs="$THREADS"
+        for t in $runs; do
+        tag="$backend"; targs=()
+        if [ "$backend" = jit ]; then tag="jit-t$t"; fi
+        [ "$t" = all ] || targs=(--threads "$t")
+        out="$DIR/out-mergec-$tag-$method"
         rm -rf "$out"
         warm
-        echo "== mergec --backend $backend $method (run $r)" >&2
-        measure "mergec-${backend}_${method}_$r" "$MERGEC" merge "$method" --base "$CKPT/base" --model "$CKPT/model-1" \
+        echo "== mergec --backend $backend ${targs[*]} $method (run $r)" >&2
+        measure "mergec-${tag}_${method}_$r" "$MERGEC" merge "$method" --base "$CKPT/base" --model "$CKPT/model-1" \
             --model "$CKPT/model-2" --model "$CKPT/model-3" "${set_args[@]}" --dtype bf16 --out "$out" --quiet \
-            --backend "$backend" --device "$DEVICE"
+            --backend "$backend" --device "$DEVICE" "${targs[@]}"
         if [ "$CHECK" = 1 ] && [ "$r" = 1 ] && [ -n "${PY:-}" ]; then
             "$PY" "$ROOT/scripts/check-output.py" "$out" --quiet --expect-dtype bf16 2>/dev/null | tail -4 >&2 || true
         fi
+        sha="$(cat "$out"/*.safetensors | sha256sum | cut -c1-16)"
+        echo "   sha256 of the output: $sha" >&2
+        echo "mergec-${tag}_${method}_$r $sha" >>"$SHAS"
         [ "$KEEP" = 1 ] || rm -rf "$out"
+        done
       done
 
         [ "$ONLY_MERGEC" = 1 ] && continue
@@ -196,22 +220,27 @@ echo "machine: $(nproc) cores ($cpu), $mem RAM, $(uname -sr); $params$([ "$ONLY_
 echo "page cache warm; peak RSS from $([ -n "$TIME" ] && echo "GNU time -v" || echo "getrusage(RUSAGE_CHILDREN)"), wall time and peak anon from scripts/conformance/memwatch.py"
 echo
 OUT_BYTES=$(du -cb "$CKPT"/base/*.safetensors | tail -1 | cut -f1)
-printf '| %-18s | %-12s | %10s | %13s | %15s | %9s | %s\n' "merge" "tool" "wall (s)" "peak RSS (GB)" "peak anon (GB)" "GB/s moved" "note"
-printf '|%s|%s|%s|%s|%s|%s|%s\n' "--------------------" "--------------" "-----------:" "--------------:" "----------------:" "----------:" "------"
+WARM_WALL=$(awk '$1 == "warm_read" {print $2}' "$RESULTS")
+printf '| %-18s | %-12s | %10s | %7s | %13s | %15s | %9s | %s\n' "merge" "tool" "wall (s)" "x read" "peak RSS (GB)" "peak anon (GB)" "GB/s moved" "note"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s\n' "--------------------" "--------------" "-----------:" "--------:" "--------------:" "----------------:" "----------:" "------"
 while read -r label wall rss anon status; do
     case "$label" in
         first_read) m="read inputs (cat)"; tool="-"; note="first read" ;;
         warm_read) m="read inputs (cat)"; tool="-"; note="page cache warm" ;;
+        copy_base) m="copy base (cat >)"; tool="-"; note="read + write of the output's size" ;;
         *) tool="${label%%_*}"; rest="${label#*_}"; m="${rest%_*}"; note="run ${rest##*_}" ;;
     esac
     [ "$status" != 0 ] && note="$note, FAILED (exit $status)"
     # bytes moved: inputs read once plus the output written once (a plain read moves only the inputs)
-    case "$label" in *_read) moved=$IN_BYTES ;; *) moved=$((IN_BYTES + OUT_BYTES)) ;; esac
-    printf '| %-18s | %-12s | %10.2f | %13.3f | %15.3f | %9.2f | %s\n' "$m" "$tool" "$wall" \
+    case "$label" in *_read) moved=$IN_BYTES ;; copy_base) moved=$((2 * OUT_BYTES)) ;; *) moved=$((IN_BYTES + OUT_BYTES)) ;; esac
+    sha="$(awk -v l="$label" '$1 == l {print $2}' "$SHAS")"
+    [ -n "$sha" ] && note="$note, sha256 $sha"
+    printf '| %-18s | %-12s | %10.2f | %7.2f | %13.3f | %15.3f | %9.2f | %s\n' "$m" "$tool" "$wall" \
+        "$(echo "$wall / $WARM_WALL" | bc -l)" \
         "$(echo "$rss / 1048576" | bc -l)" "$(echo "$anon / 1048576" | bc -l)" \
         "$(echo "$moved / $wall / 1000000000" | bc -l)" "$note"
 done <"$RESULTS"
-rm -f "$RESULTS"
+rm -f "$RESULTS" "$SHAS"
 echo
 echo "(input size in 10^9 bytes; memory in GiB = 2^30 bytes. peak RSS: the kernel's high-water mark (GNU time's"
 echo " 'Maximum resident set size'), which counts the touched pages of memory-mapped inputs; peak anon:"
