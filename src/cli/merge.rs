@@ -387,14 +387,15 @@ pub fn run(a: &MergeArgs) -> i32 {
                 report_gguf(&s, g, &out);
             } else if !a.quiet {
                 eprintln!(
-                    "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s",
+                    "merged {} tensors, copied {} from the base, into {} shard{} ({:.1} MB) at `{}` in {:.1} s ({})",
                     s.merged,
                     s.copied,
                     s.shards,
                     if s.shards == 1 { "" } else { "s" },
                     s.bytes_written as f64 / 1e6,
                     out.display(),
-                    s.seconds
+                    s.seconds,
+                    engine_line(&s)
                 );
             }
             0
@@ -411,6 +412,20 @@ pub fn run(a: &MergeArgs) -> i32 {
 }
 
 /// The summary of `--format json`.
+/// Which engine ran, on how many threads, and how fast the inputs went through it.
+fn engine_line(s: &crate::runtime::MergeSummary) -> String {
+    let threads = match s.threads {
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
+    let gbps = s.bytes_read as f64 / 1e9 / s.seconds.max(1e-9);
+    format!(
+        "{} on {threads}: read {:.2} GB at {gbps:.2} GB/s",
+        s.backend,
+        s.bytes_read as f64 / 1e9
+    )
+}
+
 fn summary_json(s: &crate::runtime::MergeSummary, out: &std::path::Path) -> serde_json::Value {
     serde_json::json!({
         "out": out.display().to_string(),
@@ -418,7 +433,10 @@ fn summary_json(s: &crate::runtime::MergeSummary, out: &std::path::Path) -> serd
         "copied": s.copied,
         "shards": s.shards,
         "bytes_written": s.bytes_written,
+        "bytes_read": s.bytes_read,
         "seconds": s.seconds,
+        "backend": s.backend,
+        "threads": s.threads,
         "notes": s.notes,
     })
 }

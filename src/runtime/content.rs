@@ -5,6 +5,7 @@
 //! digest whatever their sharding or header order; any changed value changes it.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Tensors at least this large are hashed on every core.
 const PARALLEL_BYTES: usize = 1 << 20;
@@ -12,6 +13,8 @@ const PARALLEL_BYTES: usize = 1 << 20;
 /// The tensor digests of each input (the base first, then the models), as they come.
 pub struct ContentHashes {
     inputs: Vec<Mutex<Vec<(String, blake3::Hash)>>>,
+    /// Bytes hashed: every byte of the inputs the merge read.
+    bytes: AtomicU64,
 }
 
 /// One input's digest and how many tensors it covers.
@@ -24,6 +27,7 @@ impl ContentHashes {
     pub fn new(inputs: usize) -> ContentHashes {
         ContentHashes {
             inputs: (0..inputs).map(|_| Mutex::new(Vec::new())).collect(),
+            bytes: AtomicU64::new(0),
         }
     }
 
@@ -36,11 +40,17 @@ impl ContentHashes {
             h.update(bytes);
         }
         let digest = h.finalize();
+        self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if let Some(slot) = self.inputs.get(input) {
             slot.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push((name.to_string(), digest));
         }
+    }
+
+    /// How many bytes of input tensors were recorded.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// The digest of input `input` over the tensors recorded so far.

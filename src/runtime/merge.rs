@@ -121,7 +121,12 @@ pub struct MergeSummary {
     pub copied: usize,
     pub shards: usize,
     pub bytes_written: u64,
+    /// Bytes of input tensors read.
+    pub bytes_read: u64,
     pub seconds: f64,
+    /// The engine that ran the merge (`jit`, `interp`, `cuda`, `ref`) and on how many threads.
+    pub backend: &'static str,
+    pub threads: usize,
     /// What the user should know about a merge that went through (e.g. models whose
     /// tensors differ from the base's, with --allow-arch-mismatch).
     pub notes: Vec<String>,
@@ -280,7 +285,10 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         copied: plan.tensors.len() - merged,
         shards: names.len(),
         bytes_written: written,
+        bytes_read: inputs.hashes.bytes(),
         seconds: start.elapsed().as_secs_f64(),
+        backend: job.backend.name(),
+        threads: rayon::current_num_threads(),
         notes,
         gguf,
     })
