@@ -180,9 +180,11 @@ for method in $METHODS; do
         if [ "$CHECK" = 1 ] && [ "$r" = 1 ] && [ -n "${PY:-}" ]; then
             "$PY" "$ROOT/scripts/check-output.py" "$out" --quiet --expect-dtype bf16 2>/dev/null | tail -4 >&2 || true
         fi
-        sha="$(cat "$out"/*.safetensors | sha256sum | cut -c1-16)"
-        echo "   sha256 of the output: $sha" >&2
-        echo "mergec-${tag}_${method}_$r $sha" >>"$SHAS"
+        if compgen -G "$out/*.safetensors" >/dev/null; then
+            sha="$(cat "$out"/*.safetensors | sha256sum | cut -c1-16)"
+            echo "   sha256 of the output: $sha" >&2
+            echo "mergec-${tag}_${method}_$r $sha" >>"$SHAS"
+        fi
         [ "$KEEP" = 1 ] || rm -rf "$out"
         done
       done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh runs on a GPU machine that has no Rust and no network:
 # the mergec binary and the GPU test binary (tests/gpu.rs), both with --features cuda,
-# stripped of debug info, plus gpu-check.sh itself, in one folder.
+# stripped of debug info, plus gpu-check.sh itself and scripts/bench-merge.sh, in one folder.
 #
 #   scripts/gpu-bundle.sh [OUT]      (default OUT: target/gpu-bundle, ignored by git)
 #
@@ -25,6 +25,10 @@ mkdir -p "$OUT"
 cp "$TARGET/release/mergec" "$OUT/mergec"
 cp "$TESTS" "$OUT/gpu-tests"
 cp "$ROOT/scripts/gpu-check.sh" "$OUT/gpu-check.sh"
+# The merge benchmark, laid out as in the repository (it finds memwatch.py from its own path).
+mkdir -p "$OUT/scripts/conformance"
+cp "$ROOT/scripts/bench-merge.sh" "$OUT/scripts/bench-merge.sh"
+cp "$ROOT/scripts/conformance/memwatch.py" "$OUT/scripts/conformance/memwatch.py"
 if command -v strip >/dev/null; then
     strip --strip-debug "$OUT/mergec" "$OUT/gpu-tests"
 fi

@@ -10,8 +10,9 @@
 #   2. the GPU tests (tests/gpu.rs, the ignored ones too): random kernels against the
 #      reference, transcendental tolerances, top-k/quantile selection, a merge-shaped
 #      kernel's throughput, and the device-to-device copy bandwidth;
-#   3. a merge benchmark: `mergec merge --backend jit` against `--backend cuda` on
-#      Mistral-shaped checkpoints, outputs compared; every stdlib method cuda vs jit.
+#   3. the merge benchmark (scripts/bench-merge.sh): plain read of the inputs, the JIT at 1, 2
+#      and all threads, `--backend cuda`, on Mistral-shaped checkpoints, output sha256s
+#      compared; then every stdlib method cuda vs jit on a tiny family.
 # Exit status: 0 if every step that ran passed.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,29 +72,22 @@ ARCH="${MERGEC_BENCH_ARCH:-mistral-2}"
 M="$BUNDLE/mergec"
 if timeout 120 "$M" synth --arch "$ARCH" --models 3 --dtype bf16 --out "$WORK/ckpt" >/dev/null &&
     timeout 60 "$M" synth --arch tiny-2 --models 3 --dtype bf16 --out "$WORK/tiny" >/dev/null; then
-    IN=("$WORK"/ckpt/base/*.safetensors "$WORK"/ckpt/model-*/*.safetensors)
-    bytes=$(du -cb "${IN[@]}" | tail -1 | cut -f1)
-    cat "${IN[@]}" >/dev/null; cat "${IN[@]}" >/dev/null
-    s=$(date +%s%N); cat "${IN[@]}" >/dev/null
-    echo "plain read of the inputs ($bytes bytes, warm): $(secs "$s") s"
-    for method in task_arithmetic "ties --set density=0.5"; do
-        for backend in jit cuda; do
-            cat "${IN[@]}" >/dev/null
-            s=$(date +%s%N)
-            # shellcheck disable=SC2086
-            timeout 120 "$M" merge $method --base "$WORK/ckpt/base" --model "$WORK/ckpt/model-1" \
-                --model "$WORK/ckpt/model-2" --model "$WORK/ckpt/model-3" --dtype bf16 \
-                --out "$WORK/out-$backend" --quiet --backend "$backend" ||
-                { STATUS=1; echo "merge $method ($backend) failed"; }
-            echo "merge $method ($ARCH, base + 3, bf16) --backend $backend: $(secs "$s") s"
-        done
-        if cmp -s "$WORK/out-cuda/model.safetensors" "$WORK/out-jit/model.safetensors" ||
-            diff -r -q -x mergec.json "$WORK/out-cuda" "$WORK/out-jit" >/dev/null; then
-            echo "  outputs identical (cuda vs jit)"
+    # scripts/bench-merge.sh: the plain read of the inputs (the floor), a copy of the base (read
+    # + write of the output's size), the JIT at 1, 2 and all threads and the cuda backend, each
+    # output's sha256; the same method must give the same bytes on every engine and thread count.
+    mkdir -p "$WORK/bench"
+    ln -s "$WORK/ckpt" "$WORK/bench/ckpt-$ARCH"
+    timeout 480 bash "$BUNDLE/scripts/bench-merge.sh" "$WORK/bench" --arch "$ARCH" --only-mergec \
+        --mergec "$M" --backends "jit cuda" --methods "task_arithmetic ties" --threads "1 2 all" \
+        >"$WORK/bench.md" 2>"$WORK/bench.err" || { STATUS=1; echo "bench-merge failed"; tail -20 "$WORK/bench.err"; }
+    cat "$WORK/bench.md"
+    for method in task_arithmetic ties; do
+        shas="$(grep "| $method " "$WORK/bench.md" | grep -o 'sha256 [0-9a-f]*' | sort -u)"
+        if [ "$(echo "$shas" | grep -c sha256)" = 1 ]; then
+            echo "  $method: outputs identical on every engine and thread count ($shas)"
         else
-            echo "  outputs DIFFER (cuda vs jit)"; STATUS=1
+            echo "  $method: outputs DIFFER: $(echo "$shas" | tr '\n' ' ')"; STATUS=1
         fi
-        rm -rf "$WORK/out-cuda" "$WORK/out-jit"
     done
     same=0; differ=""
     for method in $("$M" methods 2>/dev/null | awk '/^[a-z_]+ / {print $1}'); do
