@@ -2,8 +2,10 @@
 //! tensor's size): an O(n) radix select over the bits of the magnitude key, in as few
 //! passes over the input as the keys allow.
 //!
-//! Pass 1 histograms the top 12 bits of every key; the bucket holding each requested
-//! rank is then known with its size. A pass *gathers* the keys sharing a bucket when
+//! Pass 1 histograms the top 12 bits of every key (a request for one element takes
+//! the largest key of each chunk instead); the bucket holding each requested rank is
+//! then known with its size. Tensors of at most [`GATHER_ALL_MAX`] keys gather them all
+//! in pass 1. A pass *gathers* the keys sharing a bucket when
 //! there are at most [`GATHER_MAX`] of them (the usual case: one more pass, then the
 //! rest is done in memory); a larger bucket gets a histogram of the next 10 bits
 //! instead. Once the threshold key `t` is known, the element of `t` that is the last
@@ -22,6 +24,8 @@ const DIGITS: [(u32, u32); 3] = [(20, 12), (10, 10), (0, 10)];
 /// A pass gathers the keys sharing a prefix once at most this many share it (4 bytes
 /// each, per request).
 const GATHER_MAX: u64 = 1 << 23;
+/// Tensors of at most this many keys skip the first histogram and gather every key.
+const GATHER_ALL_MAX: u64 = 1 << 18;
 
 /// One request: the first `count` elements of key `key` in the order (magnitude
 /// descending, index ascending).
@@ -70,6 +74,9 @@ enum Job {
     Gather { key: usize, shift: u32, prefix: u32 },
     /// How many keys equal `t`, chunk by chunk.
     Count { key: usize, t: u32 },
+    /// The largest key, chunk by chunk (for a request of one element: ties asks for the
+    /// top 1 of each task vector beside its top `density`).
+    Max { key: usize },
 }
 
 /// A job's result.
@@ -77,6 +84,7 @@ enum Acc {
     Hist(Vec<u64>),
     Gather(Vec<Vec<u32>>),
     Count(Vec<u64>),
+    Max(Vec<u32>),
 }
 
 /// The smallest and largest key with `prefix` in its bits from `shift` up.
@@ -103,11 +111,19 @@ impl Job {
             State::Done(_) => None,
             State::Tie { t, .. } => Some(Job::Count { key, t }),
             State::Open {
+                shift: 32, rank: 1, ..
+            } => Some(Job::Max { key }),
+            // Every key is gathered at once only for small tensors: selecting in memory
+            // among millions of keys (twice for ties' two requests) costs more than the
+            // histogram pass it saves.
+            State::Open {
                 shift,
                 prefix,
                 count,
                 ..
-            } if count <= gather_max => Some(Job::Gather { key, shift, prefix }),
+            } if count <= gather_max && (shift < 32 || count <= GATHER_ALL_MAX) => {
+                Some(Job::Gather { key, shift, prefix })
+            }
             State::Open { shift, prefix, .. } => {
                 let &(dshift, width) = DIGITS.iter().find(|d| d.0 < shift)?;
                 Some(Job::Hist {
@@ -123,7 +139,10 @@ impl Job {
 
     fn key(&self) -> usize {
         match *self {
-            Job::Hist { key, .. } | Job::Gather { key, .. } | Job::Count { key, .. } => key,
+            Job::Hist { key, .. }
+            | Job::Gather { key, .. }
+            | Job::Count { key, .. }
+            | Job::Max { key } => key,
         }
     }
 
@@ -132,6 +151,7 @@ impl Job {
             Job::Hist { width, .. } => Acc::Hist(vec![0; 1 << width]),
             Job::Gather { .. } => Acc::Gather(Vec::new()),
             Job::Count { .. } => Acc::Count(Vec::new()),
+            Job::Max { .. } => Acc::Max(Vec::new()),
         }
     }
 
@@ -187,6 +207,9 @@ impl Job {
                 }
                 g.push(out)
             }
+            (Job::Max { .. }, Acc::Max(m)) => {
+                m.push(keys.iter().map(|&x| magnitude_key(x)).max().unwrap_or(0))
+            }
             (Job::Count { t, .. }, Acc::Count(c)) => {
                 c.push(keys.iter().filter(|&&x| magnitude_key(x) == t).count() as u64)
             }
@@ -241,6 +264,7 @@ fn merge(a: &mut Acc, b: Acc) {
         (Acc::Hist(a), Acc::Hist(b)) => a.iter_mut().zip(&b).for_each(|(x, y)| *x += y),
         (Acc::Gather(a), Acc::Gather(b)) => a.extend(b),
         (Acc::Count(a), Acc::Count(b)) => a.extend(b),
+        (Acc::Max(a), Acc::Max(b)) => a.extend(b),
         _ => unreachable!("topk: results of different jobs"),
     }
 }
@@ -452,6 +476,12 @@ fn step<E: Send>(
                 State::Tie { t, m } => State::Done(last_taken(t, m, &equal, key, n_keys, fill)?),
                 done => done,
             }
+        }
+        (State::Open { rank: 1, .. }, Job::Max { .. }, Acc::Max(maxes)) => {
+            // The first element of the largest key: in the first chunk whose largest it is.
+            let t = maxes.iter().copied().max().unwrap_or(0);
+            let holds: Vec<u64> = maxes.iter().map(|&m| (m == t) as u64).collect();
+            State::Done(last_taken(t, 1, &holds, key, n_keys, fill)?)
         }
         (State::Tie { t, m }, Job::Count { .. }, Acc::Count(counts)) => {
             State::Done(last_taken(t, m, counts, key, n_keys, fill)?)
