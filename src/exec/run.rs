@@ -364,9 +364,14 @@ impl State<'_> {
         }
         let chunks = sel.rows.div_ceil(sel.chunk_rows);
         let fill = |c: usize, bufs: &mut [Vec<f32>]| self.key_chunk(si, j, sel, c, bufs);
-        let parallel = self.c.concurrent;
-        let cuts =
-            super::topk::select_chunked(sel.keys.len(), n, chunks, &requests, parallel, &fill)?;
+        let keys = super::topk::ChunkedKeys {
+            n_keys: sel.keys.len(),
+            n,
+            chunks,
+            parallel: self.c.concurrent,
+            fill: &fill,
+        };
+        let cuts = super::topk::select_chunked(&keys, &requests)?;
         for (i, &t) in ok.iter().enumerate() {
             let c = [cuts[2 * i], cuts[2 * i + 1]];
             self.host[t as usize] = Some(Ok(HVal::Cuts(c)));

@@ -342,29 +342,37 @@ fn locate(h: &[u64], r: u64) -> (u32, u64) {
     (0, r)
 }
 
-/// Cut points for every request over `n` elements per key in `chunks` chunks, whose
-/// keys `fill` computes (from several threads at once when `parallel`).
+/// The keys a selection reads: `n_keys` keys of `n` elements each in `chunks` chunks,
+/// computed by `fill` (from several threads at once when `parallel`).
+pub struct ChunkedKeys<'a, E> {
+    pub n_keys: usize,
+    pub n: usize,
+    pub chunks: usize,
+    pub parallel: bool,
+    pub fill: &'a Fill<'a, E>,
+}
+
+/// Cut points for every request.
 pub fn select_chunked<E: Send>(
-    n_keys: usize,
-    n: usize,
-    chunks: usize,
+    keys: &ChunkedKeys<E>,
     requests: &[Request],
-    parallel: bool,
-    fill: &Fill<E>,
 ) -> Result<Vec<TopkCut>, E> {
-    select_with(n_keys, n, chunks, requests, parallel, fill, GATHER_MAX)
+    select_with(keys, requests, GATHER_MAX)
 }
 
 /// [`select_chunked`], gathering buckets of at most `gather_max` keys.
 fn select_with<E: Send>(
-    n_keys: usize,
-    n: usize,
-    chunks: usize,
+    keys: &ChunkedKeys<E>,
     requests: &[Request],
-    parallel: bool,
-    fill: &Fill<E>,
     gather_max: u64,
 ) -> Result<Vec<TopkCut>, E> {
+    let &ChunkedKeys {
+        n_keys,
+        n,
+        chunks,
+        parallel,
+        fill,
+    } = keys;
     let mut st: Vec<State> = requests
         .iter()
         .map(|r| match r.count {
@@ -581,8 +589,14 @@ mod tests {
                 // Gathering at once, after one or two digits, and never.
                 for gather_max in [u64::MAX, n as u64 / 50, 3, 0] {
                     for parallel in [false, true] {
-                        let cuts =
-                            select_with(1, n, chunks, &reqs, parallel, &fill, gather_max).unwrap();
+                        let keys = ChunkedKeys {
+                            n_keys: 1,
+                            n,
+                            chunks,
+                            parallel,
+                            fill: &fill,
+                        };
+                        let cuts = select_with(&keys, &reqs, gather_max).unwrap();
                         for (&k, c) in ks.iter().zip(cuts) {
                             assert_eq!(
                                 mask(&x, c),
