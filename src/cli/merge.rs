@@ -411,7 +411,6 @@ pub fn run(a: &MergeArgs) -> i32 {
     }
 }
 
-/// The summary of `--format json`.
 /// Which engine ran, on how many threads, and how fast the inputs went through it.
 fn engine_line(s: &crate::runtime::MergeSummary) -> String {
     let threads = match s.threads {
@@ -426,6 +425,7 @@ fn engine_line(s: &crate::runtime::MergeSummary) -> String {
     )
 }
 
+/// The summary of `--format json`.
 fn summary_json(s: &crate::runtime::MergeSummary, out: &std::path::Path) -> serde_json::Value {
     serde_json::json!({
         "out": out.display().to_string(),
