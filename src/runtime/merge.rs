@@ -252,26 +252,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
             &bar,
         )?;
     }
-    if names.len() > 1 {
-        write_index(out.path(), &plan, &names).map_err(MergeError::Output)?;
-    }
-    copy_side_files(job, out.path()).map_err(MergeError::Output)?;
-    if let Some(stack) = &job.layers {
-        let paths: Vec<&std::path::Path> = inputs.all().iter().map(|c| c.path()).collect();
-        super::stack::rewrite_config(out.path(), stack, &paths).map_err(MergeError::Output)?;
-    }
-    super::output::write_provenance(
-        job,
-        out.path(),
-        &inputs.base,
-        &inputs.models,
-        &plan,
-        &inputs.hashes,
-    )
-    .map_err(MergeError::Output)?;
-    if job.model_card {
-        super::model_card::write(job, out.path(), &inputs.hashes).map_err(MergeError::Output)?;
-    }
+    write_side_files(job, out.path(), &inputs, &plan, &names).map_err(MergeError::Output)?;
     let gguf = write_out_format(job, out.path(), &names, inputs.cancel)?;
     out.commit()?;
     bar.finish_and_clear();
@@ -292,6 +273,31 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         notes,
         gguf,
     })
+}
+
+/// What goes beside the shards: the index, the base's side files (config, tokenizer),
+/// a stack's rewritten config, the provenance and the model card.
+fn write_side_files(
+    job: &MergeJob,
+    dir: &std::path::Path,
+    inputs: &Inputs,
+    plan: &MergePlan,
+    names: &[String],
+) -> Result<(), String> {
+    if names.len() > 1 {
+        write_index(dir, plan, names)?;
+    }
+    copy_side_files(job, dir)?;
+    if let Some(stack) = &job.layers {
+        let paths: Vec<&std::path::Path> = inputs.all().iter().map(|c| c.path()).collect();
+        super::stack::rewrite_config(dir, stack, &paths)?;
+    }
+    let (base, models) = (&inputs.base, &inputs.models);
+    super::output::write_provenance(job, dir, base, models, plan, &inputs.hashes)?;
+    if job.model_card {
+        super::model_card::write(job, dir, &inputs.hashes)?;
+    }
+    Ok(())
 }
 
 /// More models than the program reads is an error: `slerp` reads `models[0]` only, and a
