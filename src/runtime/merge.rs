@@ -275,8 +275,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     })
 }
 
-/// What goes beside the shards: the index, the base's side files (config, tokenizer),
-/// a stack's rewritten config, the provenance and the model card.
+/// Beside the shards: the index, side files, a stack's config, provenance, model card.
 fn write_side_files(
     job: &MergeJob,
     dir: &std::path::Path,
@@ -292,7 +291,7 @@ fn write_side_files(
         let paths: Vec<&std::path::Path> = inputs.all().iter().map(|c| c.path()).collect();
         super::stack::rewrite_config(dir, stack, &paths)?;
     }
-    let (base, models) = (&inputs.base, &inputs.models);
+    let Inputs { base, models, .. } = inputs;
     super::output::write_provenance(job, dir, base, models, plan, &inputs.hashes)?;
     if job.model_card {
         super::model_card::write(job, dir, &inputs.hashes)?;
