@@ -445,6 +445,11 @@ fn the_adapter_is_the_same_bytes_for_any_thread_count() {
 }
 
 /// A failed run: exit 1, the expected words, nothing at `out` and no temporaries.
+/// The arguments as `&str`s.
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
 fn refused(root: &Path, args: &[&str], expect: &[&str]) {
     let e = fails(mergec_in(root, args));
     for s in expect {
@@ -476,8 +481,7 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
         .collect()
     };
     let run = |a: Vec<String>, expect: &[&str]| {
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        refused(p, &a, expect);
+        refused(p, &strs(&a), expect);
         assert!(!p.join("out").exists());
     };
     run(args("model", "0", "out"), &["--rank must be at least 1"]);
@@ -534,42 +538,15 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
     // A non-empty --out is kept as it was.
     std::fs::create_dir_all(p.join("taken")).unwrap();
     std::fs::write(p.join("taken/notes.txt"), "mine").unwrap();
-    refused(
-        p,
-        &[
-            "extract-lora",
-            "--base",
-            "base",
-            "--model",
-            "model",
-            "--rank",
-            "2",
-            "--out",
-            "taken",
-        ],
-        &["not empty", "--force"],
-    );
+    run(args("model", "2", "taken"), &["not empty", "--force"]);
     assert_eq!(
         std::fs::read_to_string(p.join("taken/notes.txt")).unwrap(),
         "mine"
     );
     // ... and replaced with --force.
-    ok(mergec_in(
-        p,
-        &[
-            "extract-lora",
-            "--base",
-            "base",
-            "--model",
-            "model",
-            "--rank",
-            "2",
-            "--out",
-            "taken",
-            "--force",
-            "--quiet",
-        ],
-    ));
+    let mut force = args("model", "2", "taken");
+    force.extend(["--force", "--quiet"].map(String::from));
+    ok(mergec_in(p, &strs(&force)));
     assert!(!p.join("taken/notes.txt").exists());
     assert!(p.join("taken/adapter_config.json").is_file());
     // The model equal to the base: nothing to extract.
@@ -579,58 +556,15 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
         p.join("copy/model.safetensors"),
     )
     .unwrap();
-    refused(
-        p,
-        &[
-            "extract-lora",
-            "--base",
-            "base",
-            "--model",
-            "copy",
-            "--rank",
-            "2",
-            "--out",
-            "same",
-        ],
-        &["no task vector"],
-    );
+    run(args("copy", "2", "same"), &["no task vector"]);
     assert!(!p.join("same").exists());
-    // Usage errors are clap's: exit 2.
-    for bad in [
-        vec![
-            "extract-lora",
-            "--base",
-            "base",
-            "--model",
-            "model",
-            "--out",
-            "x",
-        ],
-        vec![
-            "extract-lora",
-            "--base",
-            "base",
-            "--model",
-            "model",
-            "--rank",
-            "-1",
-            "--out",
-            "x",
-        ],
-        vec![
-            "extract-lora",
-            "--base",
-            "base",
-            "--model",
-            "model",
-            "--rank",
-            "2",
-            "--out",
-            "x",
-            "--svd",
-            "fast",
-        ],
-    ] {
+    // Usage errors are clap's: exit 2 (no --rank, a negative one, an unknown --svd).
+    let mut no_rank = args("model", "2", "x");
+    no_rank.drain(5..7); // "--rank", "2"
+    let mut bad_svd = args("model", "2", "x");
+    bad_svd.extend(["--svd", "fast"].map(String::from));
+    for bad in [no_rank, args("model", "-1", "x"), bad_svd] {
+        let bad = strs(&bad);
         let o = mergec_in(p, &bad);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     }
