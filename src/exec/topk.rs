@@ -93,12 +93,6 @@ fn prefix_range(shift: u32, prefix: u32) -> (u32, u32) {
     (lo as u32, (lo | ((1u64 << shift) - 1)) as u32)
 }
 
-/// Whether key `k` has `prefix` in its bits from `shift` up.
-#[inline(always)]
-fn has_prefix(k: u32, shift: u32, prefix: u32) -> bool {
-    (k as u64) >> shift == prefix as u64
-}
-
 #[inline(always)]
 fn low_bits(k: u32, shift: u32) -> u32 {
     ((k as u64) & ((1u64 << shift) - 1)) as u32
@@ -176,9 +170,10 @@ impl Job {
                         ((magnitude_key(x) >> dshift) & mask) as usize
                     });
                 } else {
+                    let (lo, hi) = prefix_range(shift, prefix);
                     for &x in keys {
                         let k = magnitude_key(x);
-                        if has_prefix(k, shift, prefix) {
+                        if lo <= k && k <= hi {
                             scratch[((k >> dshift) & mask) as usize] += 1;
                         }
                     }
