@@ -88,15 +88,105 @@ pub fn program_guide<'a>(pieces: &'a [Option<String>], mask: Option<&'a GrammarM
     g.mask = mask;
     g.closing = Some(&closing_fit);
     g.soft_line = SOFT_LINE;
+    g.soft_header = SOFT_HEADER;
     g
 }
 
+/// Headers this long close their parameter list as soon as they can: a header must fit
+/// in [`tidy`]'s 200 characters, and one cannot be redone.
+pub const SOFT_HEADER: usize = 150;
+
 /// The token mask of the programs the loop runs (`mergec grammar --shape loop`, compiled
 /// by llguidance) over the vocabulary `pieces` with end tokens `eos`.
+///
+/// From each body line on, the mask is that of the rest of the program with the names
+/// in scope spelled out ([`rest_grammar`]): values and functions that do not resolve
+/// are never drawn.
 pub fn loop_mask(pieces: &[Option<String>], eos: &[u32]) -> Result<GrammarMask, String> {
     use crate::syntax::forms::{Shape, derive, lark};
     let g = derive(Shape::Loop).map_err(|e| e.to_string())?;
-    GrammarMask::new(&lark::render(&g), pieces, eos).map_err(|e| e.to_string())
+    let mask = GrammarMask::new(&lark::render(&g), pieces, eos).map_err(|e| e.to_string())?;
+    Ok(mask.with_lines(Box::new(move |text, closing| {
+        rest_grammar(&g, text, closing)
+    })))
+}
+
+/// The Lark grammar of the rest of a guided program from a body line's start (`text`
+/// ends there): the names in scope are its parameters, its `let`s so far, the builtins
+/// a merge may call and the tensor facts; a closing program has only its `return`
+/// left. None before the body, or if the text so far does not parse.
+pub fn rest_grammar(
+    lp: &crate::syntax::forms::Grammar,
+    text: &str,
+    closing: bool,
+) -> Option<String> {
+    use crate::syntax::ast::Stmt;
+    use crate::syntax::forms::{lark, scoped};
+    let header_end = text.find('{')?;
+    text[header_end..].find('\n')?;
+    let program = crate::syntax::parse_program(&format!("{text}return base\n}}")).ok()?;
+    let item = program.items.first()?;
+    // After the program's own `return` only `}` is left: the grammar so far says so.
+    if item
+        .body
+        .iter()
+        .rev()
+        .skip(1)
+        .any(|st| matches!(st, Stmt::Return { .. }))
+    {
+        return None;
+    }
+    let lets: Vec<&str> = item
+        .body
+        .iter()
+        .filter_map(|st| match st {
+            Stmt::Let { name, .. } => Some(name.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut names: std::collections::BTreeSet<String> =
+        item.params.iter().map(|p| p.name.name.clone()).collect();
+    names.extend(lets.iter().map(|n| n.to_string()));
+    if closing {
+        // Only the values, no lists (`models`): a closing `return` is arithmetic of them.
+        let lists = item
+            .params
+            .iter()
+            .filter(|p| matches!(p.ty.kind, crate::syntax::ast::TypeExprKind::List(_)));
+        for p in lists {
+            names.remove(&p.name.name);
+        }
+        let r = scoped::Rest {
+            names,
+            keywords: Default::default(),
+            lets_left: 0,
+            closing,
+        };
+        return Some(lark::render(&scoped::rest(lp, &r)));
+    }
+    names.extend(
+        crate::types::builtins::BUILTINS
+            .iter()
+            .filter(|b| !b.repl_only())
+            .map(|b| b.name.to_string()),
+    );
+    names.extend(
+        crate::types::tast::Fact::ALL
+            .iter()
+            .map(|f| f.0.to_string()),
+    );
+    let keywords = crate::types::builtins::BUILTINS
+        .iter()
+        .filter(|b| !b.repl_only())
+        .flat_map(|b| b.params.iter().map(|p| p.name.to_string()))
+        .collect();
+    let r = scoped::Rest {
+        names,
+        keywords,
+        lets_left: MAX_STATEMENTS.saturating_sub(lets.len()),
+        closing,
+    };
+    Some(lark::render(&scoped::rest(lp, &r)))
 }
 
 /// [`program_fit`] for a program that must finish: the body line being written must be
@@ -394,5 +484,35 @@ mod mask_tests {
         let a = s.allowed().expect("mask");
         let ok: Vec<usize> = (0..128).filter(|&i| a[i]).collect();
         assert!(!a[11] && !a[12], "{ok:?}");
+    }
+}
+
+#[cfg(test)]
+mod rest_tests {
+    use super::rest_grammar;
+    use crate::model::mask::GrammarMask;
+    use crate::syntax::forms::{Shape, derive};
+
+    #[test]
+    fn the_rest_of_a_program_names_what_is_in_scope() {
+        let lp = derive(Shape::Loop).expect("loop grammar");
+        let text = "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, lambda: f32 = 1.0, normalize: bool = false) -> Tensor {\n    let mixed = sum(weight * (models - base))\n    let total = sum(weight)\n    let divisor = if normalize and abs(total) >= 1e-8 { 1.0 } else { 1.0 }\n    ";
+        let g = rest_grammar(&lp, text, false).expect("a grammar");
+        let g = GrammarMask::bytes(&g).expect("compiles");
+        for ok in [
+            "return base + lambda * (mixed / divisor) + mixed\n}",
+            "return base + lambda * (mixed / divisor) + mixed }",
+        ] {
+            assert!(g.accepts(ok), "{ok:?}: {:?}", g.explain(ok));
+        }
+        assert!(!g.accepts("return base + mixd\n}"));
+        // After the return, the current grammar goes on.
+        assert!(rest_grammar(&lp, &format!("{text}return base\n"), false).is_none());
+        // Closing: a short return of the values in scope.
+        let g = rest_grammar(&lp, text, true).expect("a grammar");
+        let g = GrammarMask::bytes(&g).expect("compiles");
+        assert!(g.accepts("return base + lambda * (mixed / divisor)\n}"));
+        assert!(!g.accepts("let x = base\n    return x\n}"));
+        assert!(!g.accepts("return sum(models)\n}"));
     }
 }

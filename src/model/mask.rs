@@ -13,7 +13,8 @@
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{ApproximateTokEnv, TokEnv, TokRxInfo, TokTrie};
 use llguidance::{Matcher, ParserFactory};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Why a grammar could not be used for masks.
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +27,21 @@ pub enum MaskError {
 
 /// A compiled grammar over one vocabulary; [`GrammarMask::start`] gives each completion
 /// its own state.
+///
+/// With [`GrammarMask::with_lines`], the grammar may change at each line start: the
+/// hook sees the text so far (ending in a newline and blanks) and whether the completion
+/// is closing, and gives the grammar of the rest of the text (or None: keep the current
+/// one). Those grammars are compiled once per text of grammar.
 pub struct GrammarMask {
     template: Matcher,
     vocab: usize,
+    factory: ParserFactory,
+    lines: Option<Box<LineGrammar>>,
+    compiled: Mutex<HashMap<String, Matcher>>,
 }
+
+/// A grammar for the rest of a text from a line start (see [`GrammarMask::with_lines`]).
+pub type LineGrammar = dyn Fn(&str, bool) -> Option<String> + Send + Sync;
 
 impl GrammarMask {
     /// The grammar `lark` (llguidance's Lark syntax) over the vocabulary `pieces`
@@ -77,59 +89,131 @@ impl GrammarMask {
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
         let mut factory = ParserFactory::new_simple(&env).map_err(engine)?;
         factory.quiet();
-        // Whitespace and comments may also open the text (llguidance allows `%ignore`d
-        // text only after the first lexeme unless told).
-        let lark = format!("%llguidance {{\"allow_initial_skip\": true}}\n{lark}");
-        let parser = factory
-            .create_parser(TopLevelGrammar::from_lark(lark))
-            .map_err(engine)?;
-        let template = Matcher::new(Ok(parser));
-        if let Some(e) = template.get_error() {
-            return Err(MaskError::Engine(e));
-        }
+        let template = matcher(&factory, lark)?;
         Ok(GrammarMask {
             template,
             vocab: words.len(),
+            factory,
+            lines: None,
+            compiled: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// This grammar for the start of the text, and `lines`' grammars from each line
+    /// start on.
+    pub fn with_lines(mut self, lines: Box<LineGrammar>) -> Self {
+        self.lines = Some(lines);
+        self
     }
 
     /// A fresh state at the start of the text.
     pub fn start(&self) -> MaskState {
         MaskState {
-            m: self.template.deep_clone(),
+            frames: vec![Frame {
+                start: 0,
+                count: 0,
+                m: self.template.deep_clone(),
+            }],
             vocab: self.vocab,
         }
     }
+
+    /// A fresh matcher of the grammar `lark` (compiled once).
+    fn fresh(&self, lark: &str) -> Option<Matcher> {
+        let mut cache = self.compiled.lock().ok()?;
+        if let Some(m) = cache.get(lark) {
+            return Some(m.deep_clone());
+        }
+        let m = matcher(&self.factory, lark).ok()?;
+        cache.insert(lark.to_string(), m.deep_clone());
+        Some(m)
+    }
 }
 
-/// One completion's place in the grammar.
+fn matcher(factory: &ParserFactory, lark: &str) -> Result<Matcher, MaskError> {
+    // Whitespace and comments may also open the text (llguidance allows `%ignore`d
+    // text only after the first lexeme unless told).
+    let lark = format!("%llguidance {{\"allow_initial_skip\": true}}\n{lark}");
+    let parser = factory
+        .create_parser(TopLevelGrammar::from_lark(lark))
+        .map_err(engine)?;
+    let m = Matcher::new(Ok(parser));
+    match m.get_error() {
+        Some(e) => Err(MaskError::Engine(e)),
+        None => Ok(m),
+    }
+}
+
+/// One completion's place in the grammar: a matcher per grammar it went through, each
+/// with the tokens it took (`count`, from the completion's token `start` on).
 pub struct MaskState {
-    m: Matcher,
+    frames: Vec<Frame>,
     vocab: usize,
 }
 
+struct Frame {
+    start: usize,
+    count: usize,
+    m: Matcher,
+}
+
 impl MaskState {
+    fn top(&mut self) -> &mut Frame {
+        self.frames.last_mut().expect("a frame")
+    }
+
+    fn consumed(&self) -> usize {
+        self.frames.last().map_or(0, |f| f.start + f.count)
+    }
+
     /// The tokens allowed next (end tokens where the text is whole); None if the
     /// engine is in an error state (a token it did not allow was consumed).
     pub fn allowed(&mut self) -> Option<Vec<bool>> {
         // A grammar that cannot go on allows only the end tokens.
-        let v = self.m.compute_mask_or_eos().ok()?;
+        let v = self.top().m.compute_mask_or_eos().ok()?;
         Some((0..self.vocab).map(|t| v.is_allowed(t as u32)).collect())
     }
 
     /// Takes token `t`; false if the grammar does not allow it.
     pub fn consume(&mut self, t: u32) -> bool {
-        self.m.consume_token(t).is_ok() && !self.m.is_error()
+        let f = self.top();
+        let ok = f.m.consume_token(t).is_ok() && !f.m.is_error();
+        f.count += ok as usize;
+        ok
     }
 
-    /// Forgets the last `n` tokens.
+    /// Forgets the last `n` tokens (and the grammars taken up after them).
     pub fn rollback(&mut self, n: usize) -> bool {
-        n == 0 || self.m.rollback(n).is_ok()
+        let Some(target) = self.consumed().checked_sub(n) else {
+            return false;
+        };
+        while self.frames.len() > 1 && self.top().start > target {
+            self.frames.pop();
+        }
+        let f = self.top();
+        let back = f.start + f.count - target;
+        f.count -= back;
+        back == 0 || f.m.rollback(back).is_ok()
+    }
+
+    /// At a line start (the text so far ends in a newline and blanks): the grammar of
+    /// the rest from here on, if the mask has one for this text.
+    pub fn line_start(&mut self, g: &GrammarMask, text: &str, closing: bool) {
+        let Some(lark) = g.lines.as_ref().and_then(|f| f(text, closing)) else {
+            return;
+        };
+        let Some(m) = g.fresh(&lark) else { return };
+        let start = self.consumed();
+        // A grammar taken up here before (then not closing) is replaced.
+        if self.frames.len() > 1 && self.top().start == start {
+            self.frames.pop();
+        }
+        self.frames.push(Frame { start, count: 0, m });
     }
 
     /// Whether the text so far is a whole sentence of the grammar.
     pub fn accepting(&mut self) -> bool {
-        self.m.is_accepting().unwrap_or(false)
+        self.top().m.is_accepting().unwrap_or(false)
     }
 }
 
@@ -146,11 +230,13 @@ impl GrammarMask {
         for (i, b) in text.bytes().enumerate() {
             // A grammar that cannot go on stops its engine: generation ends there, and
             // only whitespace and comments may follow in a whole text.
-            if s.m.is_stopped() && !s.m.is_error() && only_skip(&text[i..]) {
+            let m = &s.top().m;
+            if m.is_stopped() && !m.is_error() && only_skip(&text[i..]) {
                 return Ok(());
             }
             if b == 0 || !s.consume(b as u32) {
-                return Err((i, s.m.get_error().unwrap_or_else(|| "not allowed".into())));
+                let why = s.top().m.get_error();
+                return Err((i, why.unwrap_or_else(|| "not allowed".into())));
             }
         }
         if s.accepting() {
@@ -201,5 +287,32 @@ mod tests {
             .filter(|&b| s.allowed().expect("mask")[b as usize])
             .collect();
         assert_eq!(ok, vec![0], "only the end token once whole");
+    }
+
+    #[test]
+    fn line_grammars_take_over_at_line_starts_and_roll_back() {
+        // The text: lines of `a`s; from the second line on, only `b`s (then `.`).
+        let lark = "start: LINE+\nLINE: /[ab]+\\n/\n";
+        let rest = "start: BS \".\"\nBS: /(?:b+\\n)+/\n";
+        let g = GrammarMask::new(lark, &ascii(), &[0])
+            .expect("grammar")
+            .with_lines(Box::new(move |text: &str, _| {
+                text.ends_with('\n').then(|| rest.to_string())
+            }));
+        let allowed = |s: &mut super::MaskState, b: u8| s.allowed().expect("mask")[b as usize];
+        let mut s = g.start();
+        assert!(allowed(&mut s, b'a') && s.consume(b'a' as u32) && s.consume(b'\n' as u32));
+        s.line_start(&g, "a\n", false);
+        assert!(!allowed(&mut s, b'a') && allowed(&mut s, b'b'));
+        assert!(s.consume(b'b' as u32) && s.consume(b'\n' as u32));
+        s.line_start(&g, "a\nb\n", false);
+        // A fresh grammar of the rest again: a line of `b`s first.
+        assert!(allowed(&mut s, b'b') && !allowed(&mut s, b'.'));
+        // Back into the first line: its grammar again.
+        assert!(s.rollback(3));
+        assert!(allowed(&mut s, b'a') && allowed(&mut s, b'\n'));
+        assert!(s.consume(b'\n' as u32));
+        s.line_start(&g, "a\n", false);
+        assert!(!allowed(&mut s, b'a'));
     }
 }

@@ -446,6 +446,19 @@ fn recover(s: &mut Seq, g: &Guide, short: bool) -> bool {
     s.backtracks > 0 && backtrack(s)
 }
 
+/// A guided completion's grammar mask at a new line (only blanks after its last
+/// newline): it may take up the grammar of the rest of the text.
+fn at_line_start(s: &mut Seq, g: &Guide) {
+    let blank = s
+        .text
+        .rsplit('\n')
+        .next()
+        .is_some_and(|l| l.trim().is_empty());
+    if let (Some(m), Some(mask), true) = (s.grammar.as_mut(), g.mask, blank) {
+        m.line_start(mask, &s.text, s.closing);
+    }
+}
+
 /// Drops of one line in a row before [`backtrack`] drops the line before it too.
 const ESCALATE: usize = 2;
 
@@ -522,6 +535,7 @@ fn decode(
                             // Redo the current line: the token before it is fed again.
                             g.backtracked
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            at_line_start(&mut s, g);
                             keep.push(row as u32);
                             still.push(s);
                             continue;
@@ -547,6 +561,9 @@ fn decode(
                 if let Some(g) = guide {
                     if let Some(Some(p)) = g.pieces.get(t as usize) {
                         s.text.push_str(p);
+                        if p.contains('\n') {
+                            at_line_start(&mut s, g);
+                        }
                     }
                     s.ends.push(s.text.len());
                 }

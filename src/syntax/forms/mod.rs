@@ -27,6 +27,7 @@
 
 pub mod gbnf;
 pub mod lark;
+pub mod scoped;
 
 use pest_meta::ast::{Expr, Rule as PestRule, RuleType};
 use std::collections::{BTreeMap, BTreeSet};
