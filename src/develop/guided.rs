@@ -514,5 +514,7 @@ mod rest_tests {
         assert!(g.accepts("return base + lambda * (mixed / divisor)\n}"));
         assert!(!g.accepts("let x = base\n    return x\n}"));
         assert!(!g.accepts("return sum(models)\n}"));
+        assert!(!g.accepts("return 2.0 * base\n}"));
+        assert!(g.accepts("return base * (2.0 + lambda)\n}"));
     }
 }

@@ -133,7 +133,8 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
 const FREE: &str = "_free";
 
 /// The `return` of a program that must finish now: arithmetic (`+ - * /`, parentheses)
-/// of the names in scope and numbers, then `}`. A sub-language of the loop grammar.
+/// of the names in scope and numbers that starts with a name (a return of numbers alone
+/// is never a tensor), then `}`. A sub-language of the loop grammar.
 fn closing(lp: &Grammar, r: &Rest) -> Grammar {
     let lit = |s: &str| Node::Lit(s.to_string());
     let refn = |s: &str| Node::Ref(s.to_string());
@@ -159,8 +160,19 @@ fn closing(lp: &Grammar, r: &Rest) -> Grammar {
             "closing_expr",
             false,
             Node::Seq(vec![
-                refn("closing_operand"),
+                refn(NAME_USE),
                 Node::Star(Box::new(Node::Seq(vec![op, refn("closing_operand")]))),
+            ]),
+        ),
+        def(
+            "closing_inner",
+            false,
+            Node::Seq(vec![
+                refn("closing_operand"),
+                Node::Star(Box::new(Node::Seq(vec![
+                    Node::Alt(["+", "-", "*", "/"].iter().map(|o| lit(o)).collect()),
+                    refn("closing_operand"),
+                ]))),
             ]),
         ),
         def(
@@ -169,7 +181,7 @@ fn closing(lp: &Grammar, r: &Rest) -> Grammar {
             Node::Alt(vec![
                 refn(NAME_USE),
                 refn("NUMBER"),
-                Node::Seq(vec![lit("("), refn("closing_expr"), lit(")")]),
+                Node::Seq(vec![lit("("), refn("closing_inner"), lit(")")]),
             ]),
         ),
         def(
