@@ -491,7 +491,10 @@ mod mask_tests {
 mod rest_tests {
     use super::rest_grammar;
     use crate::model::mask::GrammarMask;
-    use crate::syntax::forms::{Shape, derive};
+    use crate::syntax::forms::scoped::{Rest, rest};
+    use crate::syntax::forms::{Shape, derive, lark};
+
+    // `syntax::forms::scoped` checked with llguidance (a higher layer than `syntax`).
 
     #[test]
     fn the_rest_of_a_program_names_what_is_in_scope() {
@@ -516,5 +519,52 @@ mod rest_tests {
         assert!(!g.accepts("return sum(models)\n}"));
         assert!(!g.accepts("return 2.0 * base\n}"));
         assert!(g.accepts("return base * (2.0 + lambda)\n}"));
+    }
+
+    fn grammar(names: &[&str], lets_left: usize) -> GrammarMask {
+        let lp = derive(Shape::Loop).expect("loop grammar");
+        let r = Rest {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            keywords: ["x", "k"].iter().map(|s| s.to_string()).collect(),
+            lets_left,
+            closing: false,
+        };
+        GrammarMask::bytes(&lark::render(&rest(&lp, &r))).expect("compiles")
+    }
+
+    #[test]
+    fn only_names_in_scope_are_used() {
+        // (A grammar is for one line start: later lines' own `let`s are named too.)
+        let g = grammar(
+            &[
+                "base", "d", "map", "models", "sum", "weight", "weights", "x",
+            ],
+            2,
+        );
+        for ok in [
+            "let x = sum(models - base)\nreturn base + weight * x\n}",
+            "  let d = models - base;\n    return base + sum(weights * d)\n}",
+            "return base + map(models, |m| m - base)[0] }",
+            "return base + { let y = base * 2.0; y } }",
+            "return if weight > 0.5 { base } else { sum(models) } }",
+            "return sum(x = models)\n}",
+        ] {
+            assert!(g.accepts(ok), "{ok:?}: {:?}", g.explain(ok));
+        }
+        // Unknown values and functions, and more lets than are left.
+        for bad in [
+            "return bas\n}",
+            "return base + model\n}",
+            "return dot(base, base)\n}",
+            "return sum(y = models)\n}",
+            "let a = base\nlet b = base\nlet c = base\nreturn a\n}",
+        ] {
+            assert!(!g.accepts(bad), "{bad:?} accepted");
+        }
+        // A lambda binds its parameter: free inside.
+        let g = grammar(&["base", "models", "map", "sum"], 1);
+        assert!(g.accepts("return sum(map(models, |m| m - base))\n}"));
+        assert!(g.accepts("return base + { let y = base * 2.0; y }\n}"));
+        assert!(!g.accepts("return base + { y }\n}"));
     }
 }

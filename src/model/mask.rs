@@ -125,10 +125,17 @@ impl GrammarMask {
             return Some(m.deep_clone());
         }
         let m = matcher(&self.factory, lark).ok()?;
+        // One grammar per scope seen: a long develop run would gather them forever.
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
         cache.insert(lark.to_string(), m.deep_clone());
         Some(m)
     }
 }
+
+/// Compiled line grammars kept at most (then the cache starts again).
+const MAX_CACHED: usize = 512;
 
 fn matcher(factory: &ParserFactory, lark: &str) -> Result<Matcher, MaskError> {
     // Whitespace and comments may also open the text (llguidance allows `%ignore`d
