@@ -568,11 +568,7 @@ fn loop_start() -> Node {
 fn loop_body() -> Vec<Def> {
     let lit = |s: &str| Node::Lit(s.to_string());
     let r = |s: &str| Node::Ref(s.to_string());
-    let line = |stmt: &str| Node::Seq(vec![r(stmt), Node::Opt(Box::new(lit(";"))), r("LOOP_NL")]);
-    let mut lets = Node::Opt(Box::new(line("let_stmt")));
-    for _ in 1..LOOP_STATEMENTS {
-        lets = Node::Opt(Box::new(Node::Seq(vec![line("let_stmt"), lets])));
-    }
+    let lets = let_lines(LOOP_STATEMENTS);
     let ret = Node::Seq(vec![
         r("return_stmt"),
         Node::Opt(Box::new(lit(";"))),
@@ -590,6 +586,23 @@ fn loop_body() -> Vec<Def> {
             body: Node::Seq(vec![lit("\n"), Node::Star(Box::new(lit(" ")))]),
         },
     ]
+}
+
+/// At most `n` body lines of one `let` each (nested options, which every engine reads).
+pub fn let_lines(n: usize) -> Node {
+    let line = Node::Seq(vec![
+        Node::Ref("let_stmt".into()),
+        Node::Opt(Box::new(Node::Lit(";".into()))),
+        Node::Ref("LOOP_NL".into()),
+    ]);
+    let mut lets = match n {
+        0 => return Node::Seq(vec![]),
+        _ => Node::Opt(Box::new(line.clone())),
+    };
+    for _ in 1..n {
+        lets = Node::Opt(Box::new(Node::Seq(vec![line.clone(), lets])));
+    }
+    lets
 }
 
 /// The loop header's parameters: `, NAME: TYPE = LITERAL` with a literal of the type.

@@ -43,15 +43,7 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
     }
     let lit = |s: &str| Node::Lit(s.to_string());
     let refn = |s: &str| Node::Ref(s.to_string());
-    let line = Node::Seq(vec![
-        refn("let_stmt"),
-        Node::Opt(Box::new(lit(";"))),
-        refn("LOOP_NL"),
-    ]);
-    let mut lets = Node::Seq(vec![]);
-    for _ in 0..r.lets_left {
-        lets = Node::Opt(Box::new(Node::Seq(vec![line.clone(), lets])));
-    }
+    let lets = super::let_lines(r.lets_left);
     let start = Def {
         name: "start".into(),
         token: false,
