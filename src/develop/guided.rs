@@ -106,9 +106,42 @@ pub fn loop_mask(pieces: &[Option<String>], eos: &[u32]) -> Result<GrammarMask, 
     use crate::syntax::forms::{Shape, derive, lark};
     let g = derive(Shape::Loop).map_err(|e| e.to_string())?;
     let mask = GrammarMask::new(&lark::render(&g), pieces, eos).map_err(|e| e.to_string())?;
+    let known = Known::new();
     Ok(mask.with_lines(Box::new(move |text, closing| {
-        rest_grammar(&g, text, closing)
+        rest_grammar(&g, &known, text, closing)
     })))
+}
+
+/// The names every merge may use, whatever it defines: the builtins it may call and
+/// the tensor facts, and the builtins' keyword arguments (computed once per mask).
+pub struct Known {
+    names: std::collections::BTreeSet<String>,
+    keywords: std::collections::BTreeSet<String>,
+}
+
+impl Known {
+    pub fn new() -> Known {
+        use crate::types::builtins::BUILTINS;
+        let callable = || BUILTINS.iter().filter(|b| !b.repl_only());
+        let facts = crate::types::tast::Fact::ALL
+            .iter()
+            .map(|f| f.0.to_string());
+        Known {
+            names: callable()
+                .map(|b| b.name.to_string())
+                .chain(facts)
+                .collect(),
+            keywords: callable()
+                .flat_map(|b| b.params.iter().map(|p| p.name.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The Lark grammar of the rest of a guided program from a body line's start (`text`
@@ -117,6 +150,7 @@ pub fn loop_mask(pieces: &[Option<String>], eos: &[u32]) -> Result<GrammarMask, 
 /// left. None before the body, or if the text so far does not parse.
 pub fn rest_grammar(
     lp: &crate::syntax::forms::Grammar,
+    known: &Known,
     text: &str,
     closing: bool,
 ) -> Option<String> {
@@ -164,25 +198,10 @@ pub fn rest_grammar(
         };
         return Some(lark::render(&scoped::rest(lp, &r)));
     }
-    names.extend(
-        crate::types::builtins::BUILTINS
-            .iter()
-            .filter(|b| !b.repl_only())
-            .map(|b| b.name.to_string()),
-    );
-    names.extend(
-        crate::types::tast::Fact::ALL
-            .iter()
-            .map(|f| f.0.to_string()),
-    );
-    let keywords = crate::types::builtins::BUILTINS
-        .iter()
-        .filter(|b| !b.repl_only())
-        .flat_map(|b| b.params.iter().map(|p| p.name.to_string()))
-        .collect();
+    names.extend(known.names.iter().cloned());
     let r = scoped::Rest {
         names,
-        keywords,
+        keywords: known.keywords.clone(),
         lets_left: MAX_STATEMENTS.saturating_sub(lets.len()),
         closing,
     };
@@ -489,7 +508,7 @@ mod mask_tests {
 
 #[cfg(test)]
 mod rest_tests {
-    use super::rest_grammar;
+    use super::{Known, rest_grammar};
     use crate::model::mask::GrammarMask;
     use crate::syntax::forms::scoped::{Rest, rest};
     use crate::syntax::forms::{Shape, derive, lark};
@@ -500,7 +519,7 @@ mod rest_tests {
     fn the_rest_of_a_program_names_what_is_in_scope() {
         let lp = derive(Shape::Loop).expect("loop grammar");
         let text = "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, lambda: f32 = 1.0, normalize: bool = false) -> Tensor {\n    let mixed = sum(weight * (models - base))\n    let total = sum(weight)\n    let divisor = if normalize and abs(total) >= 1e-8 { 1.0 } else { 1.0 }\n    ";
-        let g = rest_grammar(&lp, text, false).expect("a grammar");
+        let g = rest_grammar(&lp, &Known::new(), text, false).expect("a grammar");
         let g = GrammarMask::bytes(&g).expect("compiles");
         for ok in [
             "return base + lambda * (mixed / divisor) + mixed\n}",
@@ -510,9 +529,9 @@ mod rest_tests {
         }
         assert!(!g.accepts("return base + mixd\n}"));
         // After the return, the current grammar goes on.
-        assert!(rest_grammar(&lp, &format!("{text}return base\n"), false).is_none());
+        assert!(rest_grammar(&lp, &Known::new(), &format!("{text}return base\n"), false).is_none());
         // Closing: a short return of the values in scope.
-        let g = rest_grammar(&lp, text, true).expect("a grammar");
+        let g = rest_grammar(&lp, &Known::new(), text, true).expect("a grammar");
         let g = GrammarMask::bytes(&g).expect("compiles");
         assert!(g.accepts("return base + lambda * (mixed / divisor)\n}"));
         assert!(!g.accepts("let x = base\n    return x\n}"));
