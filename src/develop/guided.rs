@@ -60,6 +60,8 @@ pub fn program_fit(text: &str) -> Fit {
                 (&text[..=i], format!("{}return base\n}}", &text[..=i]))
             } else if trimmed.ends_with(';') {
                 (trimmed, format!("{trimmed}\nreturn base\n}}"))
+            } else if doomed_line(text) {
+                return Fit::No;
             } else {
                 return Fit::Prefix;
             };
@@ -76,6 +78,64 @@ pub fn program_fit(text: &str) -> Fit {
                 return Fit::No;
             }
             Fit::Prefix
+        }
+    }
+}
+
+/// Whether `text` ends in a body line (`let` or `return`) whose expression so far, up
+/// to a trailing `+ - * /` (and unary `-`/`!`), can never check, whatever follows:
+/// - it has a type error that ends before the expression does: the operand that
+///   follows binds only to the nodes ending there (the right spine), so the rest of
+///   the expression stays as it is, error and all;
+/// - it is a `return` whose value so far is a list: binary operators on a list give a
+///   list, never a tensor.
+///
+/// (A small model otherwise writes on to the line limit, `mixed + mixed + ...` or
+/// `sum(x = 1.0, -base) * ...`, then redoes the whole line.)
+fn doomed_line(text: &str) -> bool {
+    let Some(i) = text.rfind('\n') else {
+        return false;
+    };
+    // A binary operator, maybe with unary minuses or nots after it (a model refused
+    // `+` there writes `- -`).
+    let line = text[i + 1..].trim_end();
+    let head = line.trim_end_matches(['+', '-', '*', '/', '!', ' ']);
+    if !line[head.len()..]
+        .trim_start()
+        .starts_with(['+', '-', '*', '/'])
+    {
+        return false;
+    }
+    let stmt = head.trim_start();
+    let (expr, returns) = match stmt.strip_prefix("return ") {
+        Some(e) => (e, true),
+        None => match stmt.strip_prefix("let ").and_then(|l| l.split_once('=')) {
+            Some((_, e)) if !e.starts_with('=') => (e, false),
+            _ => return false,
+        },
+    };
+    // The expression as a `let`'s value (a merge returning a list does not check).
+    let before = format!("{}let probe = ", &text[..=i]);
+    let (from, to) = (before.len(), before.len() + expr.trim_end().len());
+    let probe = format!("{before}{expr}\nreturn base\n}}");
+    let Ok(program) = crate::syntax::parse_program(&probe) else {
+        return false;
+    };
+    let Some(item) = program.items.first() else {
+        return false;
+    };
+    match crate::types::instantiate_merge(&program, &item.name.name, 2) {
+        Err(diags) => diags
+            .iter()
+            .any(|d| d.span.start >= from && d.span.end < to),
+        Ok(m) => {
+            let mut e = &m.body;
+            let mut last = None;
+            while let crate::types::tast::TKind::Let(_, value, body) = &e.kind {
+                last = Some(&value.ty);
+                e = body;
+            }
+            returns && last.is_some_and(|t| t.is_list())
         }
     }
 }
@@ -146,8 +206,9 @@ impl Default for Known {
 
 /// The Lark grammar of the rest of a guided program from a body line's start (`text`
 /// ends there): the names in scope are its parameters, its `let`s so far, the builtins
-/// a merge may call and the tensor facts; a closing program has only its `return`
-/// left. None before the body, or if the text so far does not parse.
+/// a merge may call and the tensor facts. A closing program has only its `return` left:
+/// arithmetic of its numbers and tensors (by their checked types) that starts with a
+/// tensor. None before the body, or if the text so far does not parse.
 pub fn rest_grammar(
     lp: &crate::syntax::forms::Grammar,
     known: &Known,
@@ -170,42 +231,71 @@ pub fn rest_grammar(
     {
         return None;
     }
-    let lets: Vec<&str> = item
+    let lets = item
         .body
         .iter()
-        .filter_map(|st| match st {
-            Stmt::Let { name, .. } => Some(name.name.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut names: std::collections::BTreeSet<String> =
-        item.params.iter().map(|p| p.name.name.clone()).collect();
-    names.extend(lets.iter().map(|n| n.to_string()));
-    if closing {
-        // Only the values, no lists (`models`): a closing `return` is arithmetic of them.
-        let lists = item
-            .params
-            .iter()
-            .filter(|p| matches!(p.ty.kind, crate::syntax::ast::TypeExprKind::List(_)));
-        for p in lists {
-            names.remove(&p.name.name);
-        }
-        let r = scoped::Rest {
-            names,
-            keywords: Default::default(),
-            lets_left: 0,
-            closing,
-        };
-        return Some(lark::render(&scoped::rest(lp, &r)));
-    }
-    names.extend(known.names.iter().cloned());
-    let r = scoped::Rest {
-        names,
-        keywords: known.keywords.clone(),
-        lets_left: MAX_STATEMENTS.saturating_sub(lets.len()),
+        .filter(|st| matches!(st, Stmt::Let { .. }))
+        .count();
+    let mut r = scoped::Rest {
+        names: Default::default(),
+        keywords: Default::default(),
+        lets_left: 0,
         closing,
+        tensors: Default::default(),
     };
+    if closing {
+        // The last binding of a name holds (a `let` may shadow one with another type).
+        let typed: std::collections::BTreeMap<_, _> =
+            typed_names(&program, &item.name.name).into_iter().collect();
+        for (name, ty) in typed {
+            use crate::types::ty::Ty;
+            if matches!(ty, Ty::Tensor(_)) {
+                r.tensors.insert(name.clone());
+            }
+            if matches!(ty, Ty::Tensor(_) | Ty::F32 | Ty::Int) {
+                r.names.insert(name);
+            }
+        }
+        // `base` is a tensor whatever the rest says.
+        r.tensors.insert("base".into());
+        r.names.insert("base".into());
+    } else {
+        r.names
+            .extend(item.params.iter().map(|p| p.name.name.clone()));
+        r.names.extend(item.body.iter().filter_map(|st| match st {
+            Stmt::Let { name, .. } => Some(name.name.clone()),
+            _ => None,
+        }));
+        r.names.extend(known.names.iter().cloned());
+        r.keywords = known.keywords.clone();
+        r.lets_left = MAX_STATEMENTS.saturating_sub(lets);
+    }
     Some(lark::render(&scoped::rest(lp, &r)))
+}
+
+/// The parameters and top-level `let`s of merge `name` in `program`, with their checked
+/// types (at rank 2); none if it does not check.
+fn typed_names(
+    program: &crate::syntax::ast::Program,
+    name: &str,
+) -> Vec<(String, crate::types::ty::Ty)> {
+    use crate::types::tast::TKind;
+    let Ok(m) = crate::types::instantiate_merge(program, name, 2) else {
+        return vec![];
+    };
+    let mut out: Vec<_> = m
+        .params
+        .iter()
+        .map(|(p, _)| (p.name.clone(), p.ty.clone()))
+        .collect();
+    let mut e = &m.body;
+    while let TKind::Let(id, value, body) = &e.kind {
+        if let Some(n) = m.var_names.get(*id as usize) {
+            out.push((n.clone(), value.ty.clone()));
+        }
+        e = body;
+    }
+    out
 }
 
 /// [`program_fit`] for a program that must finish: the body line being written must be
@@ -432,6 +522,35 @@ mod tests {
     use super::{Fit, header_fits, program_fit};
 
     #[test]
+    fn a_line_that_can_never_check_goes_no_further() {
+        let h = "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0) -> Tensor {\n    let d = models - base\n";
+        for doomed in [
+            "    return d + ",
+            "    return base + d * ",
+            "    return d - w *",
+            "    let x = sum(x = 1.0, -base) * ",
+            "    let x = sqrt(w, w) + base - ",
+            "    return (base + sqrt(w, w)) * ",
+            "    return d - -",
+            "    return d * - !",
+        ] {
+            assert_eq!(program_fit(&format!("{h}{doomed}")), Fit::No, "{doomed:?}");
+        }
+        for open in [
+            "    return base + ",
+            "    return sum(d) + ",
+            "    return d",
+            "    return base + w * ",
+            "    return base * -",
+            "    let x = base + sqrt(w) - ",
+            "    let x = sum(d) / ",
+            "    let x: f32 = w * ",
+        ] {
+            assert_eq!(program_fit(&format!("{h}{open}")), Fit::Prefix, "{open:?}");
+        }
+    }
+
+    #[test]
     fn a_return_line_can_end_before_its_brace() {
         let h =
             "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    let d = models[0] - base\n";
@@ -538,6 +657,16 @@ mod rest_tests {
         assert!(!g.accepts("return sum(models)\n}"));
         assert!(!g.accepts("return 2.0 * base\n}"));
         assert!(g.accepts("return base * (2.0 + lambda)\n}"));
+        // By their checked types: it starts with a tensor; no bools.
+        assert!(g.accepts("return mixed / total\n}"));
+        assert!(!g.accepts("return total * base\n}"));
+        assert!(!g.accepts("return base + normalize\n}"));
+        // The last binding of a name holds.
+        let shadowed = format!("{text}let mixed = mixed * (models - base)\n    ");
+        let g = rest_grammar(&lp, &Known::new(), &shadowed, true).expect("a grammar");
+        let g = GrammarMask::bytes(&g).expect("compiles");
+        assert!(!g.accepts("return mixed + base\n}"));
+        assert!(g.accepts("return base + total\n}"));
     }
 
     fn grammar(names: &[&str], lets_left: usize) -> GrammarMask {
@@ -547,6 +676,7 @@ mod rest_tests {
             keywords: ["x", "k"].iter().map(|s| s.to_string()).collect(),
             lets_left,
             closing: false,
+            tensors: Default::default(),
         };
         GrammarMask::bytes(&lark::render(&rest(&lp, &r))).expect("compiles")
     }

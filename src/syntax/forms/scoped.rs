@@ -25,11 +25,15 @@ pub struct Rest {
     pub lets_left: usize,
     /// Only a short `return` is left ([`closing`]).
     pub closing: bool,
+    /// When closing: the names that hold a tensor (the `return` starts with one).
+    pub tensors: BTreeSet<String>,
 }
 
 /// The terminals of a name in scope and of a keyword argument's name.
 pub const NAME_USE: &str = "NAME_USE";
 pub const KEYWORD: &str = "KEYWORD_NAME";
+/// The terminal of a tensor's name in scope (closing only).
+pub const TENSOR_USE: &str = "TENSOR_USE";
 /// Rules where an identifier is a use of a name in scope.
 const USES: [&str; 2] = ["primary", "call"];
 /// Rules that bring names into scope for what they hold.
@@ -125,8 +129,8 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
 const FREE: &str = "_free";
 
 /// The `return` of a program that must finish now: arithmetic (`+ - * /`, parentheses)
-/// of the names in scope and numbers that starts with a name (a return of numbers alone
-/// is never a tensor), then `}`. A sub-language of the loop grammar.
+/// of the names in scope and numbers that starts with a tensor's name (a return of
+/// numbers alone is never a tensor), then `}`. A sub-language of the loop grammar.
 fn closing(lp: &Grammar, r: &Rest) -> Grammar {
     let lit = |s: &str| Node::Lit(s.to_string());
     let refn = |s: &str| Node::Ref(s.to_string());
@@ -152,7 +156,7 @@ fn closing(lp: &Grammar, r: &Rest) -> Grammar {
             "closing_expr",
             false,
             Node::Seq(vec![
-                refn(NAME_USE),
+                refn(TENSOR_USE),
                 Node::Star(Box::new(Node::Seq(vec![op, refn("closing_operand")]))),
             ]),
         ),
@@ -180,6 +184,11 @@ fn closing(lp: &Grammar, r: &Rest) -> Grammar {
             NAME_USE,
             true,
             Node::Alt(r.names.iter().map(|n| lit(n)).collect()),
+        ),
+        def(
+            TENSOR_USE,
+            true,
+            Node::Alt(r.tensors.iter().map(|n| lit(n)).collect()),
         ),
     ];
     defs.extend(lp.defs.iter().find(|d| d.name == "NUMBER").cloned());
