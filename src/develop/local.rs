@@ -87,6 +87,7 @@ impl Default for LocalSettings {
 pub struct GuideStats {
     pub tokens: usize,
     pub refused: usize,
+    pub cut: usize,
     pub backtracked: usize,
     pub dead_ends: usize,
     pub closed: usize,
@@ -304,6 +305,7 @@ impl LocalGenerator {
         self.last_stats = GuideStats {
             tokens: out.iter().map(|c| c.ids.len()).sum(),
             refused: guide.refused.load(Relaxed),
+            cut: guide.cut.load(Relaxed),
             backtracked: guide.backtracked.load(Relaxed),
             dead_ends: guide.dead_ends.load(Relaxed),
             closed: guide.closed.load(Relaxed),
@@ -311,9 +313,9 @@ impl LocalGenerator {
         if guided {
             let st = &self.last_stats;
             eprintln!(
-                "guided: {} tokens, {} drawn tokens refused, {} lines redone, {} dead ends; \
-                 programs closed early (a return forced after the retries): {} of {n}",
-                st.tokens, st.refused, st.backtracked, st.dead_ends, st.closed
+                "guided: {} tokens, {} drawn tokens refused, {} lines cut short, {} lines redone, \
+                 {} dead ends; programs closed early (a return forced after the retries): {} of {n}",
+                st.tokens, st.refused, st.cut, st.backtracked, st.dead_ends, st.closed
             );
         }
         Ok(texts)

@@ -50,14 +50,20 @@ pub struct Guide<'a> {
     /// it can: tokens holding `)` are tried first, the same way. 0: no limit.
     pub soft_header: usize,
     /// Closing: a completion whose backtracks are spent, or with fewer than `reserve`
-    /// tokens left, drops its current line and goes on under this stricter fit (which
-    /// should only let it finish: for programs, the next line must be the `return`),
-    /// with twice its backtracks anew. None: such a completion ends unfinished.
+    /// tokens left (or forward passes: a redone line's cost them too), drops its
+    /// current line and goes on under this stricter fit (which should only let it
+    /// finish: for programs, the next line must be the `return`), with twice its
+    /// backtracks anew. None: such a completion ends unfinished. Whatever happens, a
+    /// completion ends after `2 * max_new_tokens` forward passes.
     pub closing: Option<&'a (dyn Fn(&str) -> Fit + Sync)>,
     pub reserve: usize,
-    /// Tokens drawn and refused, lines redone, completions that found no fitting
-    /// token, and completions that went closing.
+    /// The token whose text is a newline: a line at a dead end that could have ended
+    /// earlier is cut there and ended with it, not redone (see [`super::sample`]).
+    pub newline: Option<u32>,
+    /// Tokens drawn and refused, lines cut short, lines redone, completions that found
+    /// no fitting token, and completions that went closing.
     pub refused: std::sync::atomic::AtomicUsize,
+    pub cut: std::sync::atomic::AtomicUsize,
     pub backtracked: std::sync::atomic::AtomicUsize,
     pub dead_ends: std::sync::atomic::AtomicUsize,
     pub closed: std::sync::atomic::AtomicUsize,
@@ -76,7 +82,12 @@ impl<'a> Guide<'a> {
             soft_header: 0,
             closing: None,
             reserve: 64,
+            newline: pieces
+                .iter()
+                .position(|p| p.as_deref() == Some("\n"))
+                .map(|i| i as u32),
             refused: Default::default(),
+            cut: Default::default(),
             backtracked: Default::default(),
             dead_ends: Default::default(),
             closed: Default::default(),
@@ -85,7 +96,7 @@ impl<'a> Guide<'a> {
 
     /// Whether token `t` may follow `text`: None if not, else whether the text is then
     /// whole (or, for an end token, that it ends here).
-    fn judge(&self, at: &Choice, t: u32) -> Option<bool> {
+    pub(super) fn judge(&self, at: &Choice, t: u32) -> Option<bool> {
         let Choice { text, eos, .. } = *at;
         let fit = match self.closing {
             Some(f) if at.closing => f,
@@ -103,6 +114,18 @@ impl<'a> Guide<'a> {
             Fit::Prefix => Some(false),
             Fit::Whole => Some(true),
         }
+    }
+
+    /// Whether the current line (not the first, not blank) could end here: the
+    /// newline token is allowed and fits.
+    pub(super) fn line_ends(&self, at: &Choice) -> bool {
+        let Some(nl) = self.newline else { return false };
+        let Some(i) = at.text.rfind('\n') else {
+            return false;
+        };
+        !at.text[i + 1..].trim().is_empty()
+            && at.allowed.is_none_or(|a| a.get(nl as usize) == Some(&true))
+            && self.judge(at, nl).is_some()
     }
 
     /// The guided choice for one completion: the token and whether the completion is

@@ -180,6 +180,11 @@ struct Seq {
     /// Where the last dropped line started, and how many times in a row it was.
     dropped_at: usize,
     dropped_times: usize,
+    /// Guided decoding: the forward passes that gave this completion logits so far.
+    steps: usize,
+    /// Guided decoding: the tokens kept if the current line were cut at its last
+    /// place where it could have ended (0: none in this line).
+    end_at: usize,
     /// Guided decoding: finishing under the guide's closing fit.
     closing: bool,
     /// Guided decoding with a mask: the completion's place in the grammar.
@@ -221,6 +226,8 @@ impl Seq {
             backtracks: guide.map_or(0, |g| g.backtracks),
             dropped_at: usize::MAX,
             dropped_times: 0,
+            end_at: 0,
+            steps: 0,
             closing: false,
             grammar: guide.and_then(|g| g.mask).map(GrammarMask::start),
         }
@@ -431,19 +438,66 @@ fn backtrack(s: &mut Seq) -> bool {
     s.ends.truncate(keep);
     s.text.truncate(s.ends[keep - 1]);
     s.pos -= fed + 1 - keep;
+    s.end_at = 0;
     true
+}
+
+/// A guided completion at a dead end in a line that could have ended earlier (after
+/// its `end_at` tokens): the tokens after that are dropped (their cache entries
+/// hidden) and the line ends there with the guide's newline token, which is fed next.
+/// Lines that ran on past every place they could end (a sum of the same name to the
+/// line limit, a type error no later token mends) are kept up to there, not redone.
+/// Some(false) when the line could not have ended; None if the grammar refused the
+/// cut (it allowed the newline there, so this cannot happen): the completion must end.
+fn cut_line(s: &mut Seq, g: &Guide) -> Option<bool> {
+    let Some(nl) = g.newline else {
+        return Some(false);
+    };
+    let keep = s.end_at;
+    if keep == 0 || keep > s.out.len() {
+        return Some(false);
+    }
+    // Cache entry j holds token j; the last picked token has none yet.
+    let fed = s.out.len() - 1;
+    if let Some(m) = s.grammar.as_mut()
+        && !(m.rollback(s.out.len() - keep) && m.consume(nl))
+    {
+        return None;
+    }
+    s.hidden.extend((keep..fed).map(|j| s.own_from + j));
+    s.out.truncate(keep);
+    s.ends.truncate(keep);
+    s.text.truncate(s.ends[keep - 1]);
+    s.pos -= fed + 1 - keep;
+    s.out.push(nl);
+    s.pos += 1;
+    s.text.push('\n');
+    s.ends.push(s.text.len());
+    s.end_at = 0;
+    at_line_start(s, g);
+    Some(true)
 }
 
 /// A guided completion at a dead end, or short of tokens: backtracks; once its
 /// backtracks are spent (or it is short of tokens) it first goes closing, if the guide
 /// can. False: it ends unfinished.
 fn recover(s: &mut Seq, g: &Guide, short: bool) -> bool {
-    if g.closing.is_some() && !s.closing && (s.backtracks == 0 || short) {
-        s.closing = true;
-        s.backtracks = 2 * g.backtracks;
-        g.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if s.backtracks == 0 || short {
+        go_closing(s, g);
     }
     s.backtracks > 0 && backtrack(s)
+}
+
+/// A guided completion goes on under the guide's closing fit (if it has one), with
+/// twice its backtracks anew; at a line start, under the closing grammar at once.
+fn go_closing(s: &mut Seq, g: &Guide) {
+    if g.closing.is_none() || s.closing {
+        return;
+    }
+    s.closing = true;
+    s.backtracks = 2 * g.backtracks;
+    g.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    at_line_start(s, g);
 }
 
 /// A guided completion's grammar mask at a new line (only blanks after its last
@@ -456,6 +510,78 @@ fn at_line_start(s: &mut Seq, g: &Guide) {
         .is_some_and(|l| l.trim().is_empty());
     if let (Some(m), Some(mask), true) = (s.grammar.as_mut(), g.mask, blank) {
         m.line_start(mask, &s.text, s.closing);
+    }
+}
+
+/// What guided decoding does with one completion's logits.
+enum Pick {
+    /// Emit this token (and whether the completion is then whole).
+    Token(u32, bool),
+    /// A line was cut or is redone: the completion is fed again, no token emitted.
+    Again,
+    /// The completion ends unfinished.
+    Unfinished,
+}
+
+/// The guided choice for completion `s` from its logits `l`: a token, a line cut or
+/// redone at a dead end, or the end.
+fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOptions) -> Pick {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Too few tokens or forward passes left to go on: close now. Lines redone cost
+    // passes too, so a completion closes after as many passes as an unguided one
+    // makes, less `reserve`, and ends after twice that many.
+    s.steps += 1;
+    let short = s.out.len().max(s.steps) + g.reserve >= opts.max_new_tokens;
+    if s.steps >= 2 * opts.max_new_tokens {
+        return Pick::Unfinished;
+    }
+    // At a line start there is no line to drop: close from here.
+    if short
+        && s.text.contains('\n')
+        && s.text
+            .rsplit('\n')
+            .next()
+            .is_some_and(|l| l.trim().is_empty())
+    {
+        go_closing(s, g);
+    }
+    let closing = s.closing;
+    let choice = if short && g.closing.is_some() && !closing {
+        None
+    } else {
+        // An engine in an error state allows nothing: a dead end.
+        let allowed = s
+            .grammar
+            .as_mut()
+            .map(|g| g.allowed().unwrap_or_else(|| vec![false; l.len()]));
+        let at = Choice {
+            logits: l,
+            allowed: allowed.as_deref(),
+            text: &s.text,
+            eos,
+            opts,
+            closing,
+        };
+        if g.line_ends(&at) {
+            s.end_at = s.out.len();
+        }
+        g.choose(&at, &mut s.rng)
+    };
+    match choice {
+        Some((t, whole)) => Pick::Token(t, whole),
+        None => match cut_line(s, g) {
+            Some(true) => {
+                g.cut.fetch_add(1, Relaxed);
+                Pick::Again
+            }
+            Some(false) if recover(s, g, short) => {
+                // Redo the current line: the token before it is fed again.
+                g.backtracked.fetch_add(1, Relaxed);
+                at_line_start(s, g);
+                Pick::Again
+            }
+            _ => Pick::Unfinished,
+        },
     }
 }
 
@@ -507,45 +633,18 @@ fn decode(
                     pick_token(&l, opts.temperature, opts.top_p, s.rng.unit()),
                     false,
                 ),
-                Some(g) => {
-                    // Too few tokens left to go on: close now.
-                    let short = s.out.len() + g.reserve >= opts.max_new_tokens;
-                    let closing = s.closing;
-                    let choice = if short && g.closing.is_some() && !closing {
-                        None
-                    } else {
-                        // An engine in an error state allows nothing: a dead end.
-                        let allowed = s
-                            .grammar
-                            .as_mut()
-                            .map(|g| g.allowed().unwrap_or_else(|| vec![false; l.len()]));
-                        let at = Choice {
-                            logits: &l,
-                            allowed: allowed.as_deref(),
-                            text: &s.text,
-                            eos,
-                            opts,
-                            closing,
-                        };
-                        g.choose(&at, &mut s.rng)
-                    };
-                    match choice {
-                        Some(c) => c,
-                        None if recover(&mut s, g, short) => {
-                            // Redo the current line: the token before it is fed again.
-                            g.backtracked
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            at_line_start(&mut s, g);
-                            keep.push(row as u32);
-                            still.push(s);
-                            continue;
-                        }
-                        None => {
-                            finished.push(s.unfinished());
-                            continue;
-                        }
+                Some(g) => match guided_pick(&mut s, g, &l, eos, opts) {
+                    Pick::Token(t, whole) => (t, whole),
+                    Pick::Again => {
+                        keep.push(row as u32);
+                        still.push(s);
+                        continue;
                     }
-                }
+                    Pick::Unfinished => {
+                        finished.push(s.unfinished());
+                        continue;
+                    }
+                },
             };
             let end = eos.contains(&t);
             if !end {
@@ -562,6 +661,7 @@ fn decode(
                     if let Some(Some(p)) = g.pieces.get(t as usize) {
                         s.text.push_str(p);
                         if p.contains('\n') {
+                            s.end_at = 0;
                             at_line_start(&mut s, g);
                         }
                     }
