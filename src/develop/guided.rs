@@ -82,27 +82,33 @@ pub fn program_fit(text: &str) -> Fit {
     }
 }
 
-/// Whether `text` ends in a body line (`let` or `return`) whose expression so far, up
-/// to a trailing `+ - * /` (and unary `-`/`!`), can never check, whatever follows:
-/// - it has a type error that ends before the expression does: the operand that
-///   follows binds only to the nodes ending there (the right spine), so the rest of
-///   the expression stays as it is, error and all;
+/// Whether `text` ends in a body line (`let` or `return`) whose expression so far ends
+/// in a binary operator (maybe with unary `-`/`!` after it) and can never check,
+/// whatever follows:
+/// - with any operand after the operator (one of each type a value can have, see
+///   [`OPERANDS`]), the expression has a type error that ends before that operand: a
+///   later operand binds only to the nodes ending there (the right spine), so the
+///   operator's left operand and everything before it stay as they are, error and all
+///   (`max(a, b) && ...` on tensors, `sqrt(w, w) + ...`);
 /// - it is a `return` whose value so far is a list: binary operators on a list give a
 ///   list, never a tensor.
 ///
-/// (A small model otherwise writes on to the line limit, `mixed + mixed + ...` or
-/// `sum(x = 1.0, -base) * ...`, then redoes the whole line.)
+/// (A small model otherwise writes on to the line limit, `mixed + mixed + ...`,
+/// `x && y == 1.0 && ...` or `min(xs) || 4 || 5 ...`, then redoes the whole line.)
 fn doomed_line(text: &str) -> bool {
     let Some(i) = text.rfind('\n') else {
         return false;
     };
-    // A binary operator, maybe with unary minuses or nots after it (a model refused
-    // `+` there writes `- -`).
     let line = text[i + 1..].trim_end();
-    let head = line.trim_end_matches(['+', '-', '*', '/', '!', ' ']);
-    if !line[head.len()..]
-        .trim_start()
-        .starts_with(['+', '-', '*', '/'])
+    let head = line.trim_end_matches(['+', '-', '*', '/', '!', '&', '|', '=', '<', '>', ' ']);
+    let tail = line[head.len()..].trim_start();
+    let Some(op) = BINARY.iter().find(|op| tail.starts_with(**op)) else {
+        return false;
+    };
+    // A model refused an operand there writes `- -`.
+    if !tail[op.len()..]
+        .chars()
+        .all(|c| matches!(c, '-' | '!' | ' '))
     {
         return false;
     }
@@ -114,31 +120,68 @@ fn doomed_line(text: &str) -> bool {
             _ => return false,
         },
     };
+    let expr = expr.trim();
+    if expr.is_empty() {
+        return false;
+    }
     // The expression as a `let`'s value (a merge returning a list does not check).
     let before = format!("{}let probe = ", &text[..=i]);
-    let (from, to) = (before.len(), before.len() + expr.trim_end().len());
-    let probe = format!("{before}{expr}\nreturn base\n}}");
-    let Ok(program) = crate::syntax::parse_program(&probe) else {
-        return false;
+    let from = before.len();
+    let to = from + expr.len() + 1 + op.len();
+    let probe = |operand: &str| format!("{before}{expr} {op} {operand}\nreturn base\n}}");
+    let typed = |src: &str| {
+        let program = crate::syntax::parse_program(src).ok()?;
+        let item = program.items.first()?;
+        Some(crate::types::instantiate_merge(
+            &program,
+            &item.name.name,
+            2,
+        ))
     };
-    let Some(item) = program.items.first() else {
-        return false;
-    };
-    match crate::types::instantiate_merge(&program, &item.name.name, 2) {
-        Err(diags) => diags
+    let doomed_with = |operand: &str| match typed(&probe(operand)) {
+        Some(Err(diags)) => diags
             .iter()
-            .any(|d| d.span.start >= from && d.span.end < to),
-        Ok(m) => {
-            let mut e = &m.body;
-            let mut last = None;
-            while let crate::types::tast::TKind::Let(_, value, body) = &e.kind {
-                last = Some(&value.ty);
-                e = body;
-            }
-            returns && last.is_some_and(|t| t.is_list())
-        }
+            .any(|d| d.span.start >= from && d.span.end <= to),
+        _ => false,
+    };
+    if OPERANDS.iter().all(|o| doomed_with(o)) {
+        return true;
     }
+    // A return whose value so far is a list stays a list.
+    if !returns {
+        return false;
+    }
+    let Some(Ok(m)) = typed(&format!("{before}{expr}\nreturn base\n}}")) else {
+        return false;
+    };
+    let mut e = &m.body;
+    let mut last = None;
+    while let crate::types::tast::TKind::Let(_, value, body) = &e.kind {
+        last = Some(&value.ty);
+        e = body;
+    }
+    last.is_some_and(|t| t.is_list())
 }
+
+/// The binary operators [`doomed_line`] looks for, longest first.
+const BINARY: [&str; 13] = [
+    "&&", "||", "==", "!=", "<=", ">=", "**", "<", ">", "+", "-", "*", "/",
+];
+
+/// One operand of each type a value can have (tensor, list, float, int, bool, mask,
+/// list of masks, lists of numbers, string), for [`doomed_line`]'s probes.
+const OPERANDS: [&str; 10] = [
+    "base",
+    "models",
+    "1.0",
+    "1",
+    "true",
+    "(base > 0.0)",
+    "(models > 0.0)",
+    "[1.0]",
+    "[1]",
+    "\"a\"",
+];
 
 /// The guide of program sampling: [`program_fit`]'s rules, lines ending as soon as they
 /// can after [`SOFT_LINE`] characters; with `mask` (see [`loop_mask`]), tokens are drawn
@@ -533,6 +576,10 @@ mod tests {
             "    return (base + sqrt(w, w)) * ",
             "    return d - -",
             "    return d * - !",
+            "    let x = max(d[0], base) && ",
+            "    let x = max(d[0], base) && w == 1.0 && ",
+            "    let x = min([1, 2, 3]) || ",
+            "    return sqrt(w, w) == ",
         ] {
             assert_eq!(program_fit(&format!("{h}{doomed}")), Fit::No, "{doomed:?}");
         }
@@ -545,6 +592,11 @@ mod tests {
             "    let x = base + sqrt(w) - ",
             "    let x = sum(d) / ",
             "    let x: f32 = w * ",
+            "    let x = base > 0.0 && ",
+            "    let x = w == ",
+            "    let x = base ** ",
+            "    return base + (w ",
+            "    let x = ",
         ] {
             assert_eq!(program_fit(&format!("{h}{open}")), Fit::Prefix, "{open:?}");
         }
