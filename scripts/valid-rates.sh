@@ -7,7 +7,8 @@
 #
 # Environment: SMOL_TEMPS (temperatures for the local model, default "0.6 1.0"), TINY_TEMP (1.0).
 # One JSON line per row: parse_valid (parses), check_valid (parses and checks), runnable (also
-# instantiates for a 3-model merge), seconds.
+# instantiates for a 3-model merge), seconds, tokens and tokens/s; guided rows of the local model
+# are preceded by the guide's counts (refused draws, lines cut and redone, programs closed early).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-64}"
@@ -19,6 +20,7 @@ for g in "" --guided "--guided --grammar-mask"; do
 done
 for t in ${SMOL_TEMPS:-0.6 1.0}; do
   for g in "" --guided "--guided --grammar-mask"; do
-    target/release/mergec generate "$MODEL" -n "$N" --batch 16 --temperature "$t" $g --summary 2>/dev/null
+    target/release/mergec generate "$MODEL" -n "$N" --batch 16 --temperature "$t" $g --summary \
+      2> >(grep '^guided:' >&2)
   done
 done
