@@ -213,6 +213,19 @@ fn shared_sampling_matches_padded_sampling_and_guides() {
         assert_eq!(c.ids.len(), 4, "{c:?}");
         assert_eq!((c.ids[1], c.ids[3]), (0, 0), "{c:?}");
     }
+    // The same guided completions, redone lines and closing included, whatever the
+    // batch size.
+    for batch_size in [1, 4, 6] {
+        let mut again = Guide::new(&pieces, &open);
+        again.closing = Some(&close);
+        again.reserve = 2;
+        let other = SampleOptions {
+            batch_size,
+            ..long.clone()
+        };
+        let h = sample_shared(&m, &prompt, 6, &[2], &other, &|_| false, Some(&again)).unwrap();
+        assert_eq!(g, h, "batch size {batch_size}");
+    }
     // Without a closing fit, the same completions end unfinished.
     let guide = Guide::new(&pieces, &open);
     let g = sample_shared(&m, &prompt, 6, &[2], &long, &|_| false, Some(&guide)).unwrap();
