@@ -444,6 +444,9 @@ pub fn header_fits(text: &str) -> bool {
     let mut st = 0usize; // 0..12: FIXED; 12: after a parameter; 20+: in a parameter; 30+: tail
     let mut ty = "";
     let mut params = 0;
+    // Parameter names so far: a name given twice fails the checker at the header's
+    // end, and a header cannot be redone.
+    let mut names = vec!["base", "models"];
     for (k, tok) in toks.iter().enumerate() {
         let partial = open_end && k + 1 == toks.len();
         let is_word = |t: &str| {
@@ -489,9 +492,10 @@ pub fn header_fits(text: &str) -> bool {
         }
         if st == 20 && tok != ")" {
             params += 1;
-            if params > MAX_PARAMS {
+            if params > MAX_PARAMS || (!partial && names.contains(&tok.as_str())) {
                 return false;
             }
+            names.push(tok.as_str());
         }
         if st == 22 {
             ty = ["f32", "int", "bool", "["]
@@ -637,6 +641,8 @@ mod tests {
             "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = [0.5, -1",
             "merge m(base: Tensor, models: [Tensor], weight: [f32] = [0.5, 1.0]) -> Tensor {",
             "merge m(base: Tensor, models: [Tensor],) -",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w2:",
             "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n  return base }",
         ] {
             assert!(header_fits(ok), "{ok:?}");
@@ -652,6 +658,10 @@ mod tests {
             "merge m(base: Tensor, models: [Tensor], w: [f32] = [x",
             "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
             "merge let(",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w:",
+            "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w ",
+            "merge m(base: Tensor, models: [Tensor], models :",
+            "merge m(base: Tensor, models: [Tensor], base:",
             "merge m(base: Tensor, models: [Tensor], a: f32 = 1.0, b: f32 = 1.0, c: f32 = 1.0, \
              d: f32 = 1.0, e: f32 = 1.0, f: f32 = 1.0,",
         ] {
