@@ -470,8 +470,9 @@ pub fn header_fits(text: &str) -> bool {
             22 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)) || word_ok("["),
             26 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)),
             27 => word_ok("]"),
-            // A list literal's elements.
-            28 => word_ok("-") || is_number(tok) || word_ok("]"),
+            // A list literal's elements; not none (an empty list has no value for
+            // any model: the merge does not instantiate).
+            28 => word_ok("-") || is_number(tok) || (word_ok("]") && toks[k - 1] != "["),
             29 => is_number(tok),
             40 => word_ok(",") || word_ok("]"),
             23 => word_ok("="),
@@ -659,6 +660,7 @@ mod tests {
             "merge m(base: Tensor, models: [Tensor]) -> [Tensor]",
             "merge let(",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w:",
+            "merge m(base: Tensor, models: [Tensor], w: [f32] = []",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w ",
             "merge m(base: Tensor, models: [Tensor], models :",
             "merge m(base: Tensor, models: [Tensor], base:",
