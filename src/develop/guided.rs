@@ -129,38 +129,30 @@ fn doomed_line(text: &str) -> bool {
     let from = before.len();
     let to = from + expr.len() + 1 + op.len();
     let probe = |operand: &str| format!("{before}{expr} {op} {operand}\nreturn base\n}}");
-    let typed = |src: &str| {
-        let program = crate::syntax::parse_program(src).ok()?;
-        let item = program.items.first()?;
-        Some(crate::types::instantiate_merge(
-            &program,
-            &item.name.name,
-            2,
-        ))
+    let parsed = |src: &str| {
+        crate::syntax::parse_program(src)
+            .ok()
+            .filter(|p| !p.items.is_empty())
     };
-    let doomed_with = |operand: &str| match typed(&probe(operand)) {
-        Some(Err(diags)) => diags
-            .iter()
-            .any(|d| d.span.start >= from && d.span.end <= to),
-        _ => false,
+    let doomed_with = |operand: &str| {
+        parsed(&probe(operand)).is_some_and(|p| {
+            crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).is_err_and(|diags| {
+                diags
+                    .iter()
+                    .any(|d| d.span.start >= from && d.span.end <= to)
+            })
+        })
     };
     if OPERANDS.iter().all(|o| doomed_with(o)) {
         return true;
     }
     // A return whose value so far is a list stays a list.
-    if !returns {
-        return false;
-    }
-    let Some(Ok(m)) = typed(&format!("{before}{expr}\nreturn base\n}}")) else {
-        return false;
-    };
-    let mut e = &m.body;
-    let mut last = None;
-    while let crate::types::tast::TKind::Let(_, value, body) = &e.kind {
-        last = Some(&value.ty);
-        e = body;
-    }
-    last.is_some_and(|t| t.is_list())
+    returns
+        && parsed(&format!("{before}{expr}\nreturn base\n}}")).is_some_and(|p| {
+            typed_names(&p, &p.items[0].name.name)
+                .last()
+                .is_some_and(|(n, t)| n == "probe" && t.is_list())
+        })
 }
 
 /// The binary operators [`doomed_line`] looks for, longest first.

@@ -503,14 +503,17 @@ fn go_closing(s: &mut Seq, g: &Guide) {
 /// A guided completion's grammar mask at a new line (only blanks after its last
 /// newline): it may take up the grammar of the rest of the text.
 fn at_line_start(s: &mut Seq, g: &Guide) {
-    let blank = s
-        .text
-        .rsplit('\n')
-        .next()
-        .is_some_and(|l| l.trim().is_empty());
+    let blank = blank_line(&s.text);
     if let (Some(m), Some(mask), true) = (s.grammar.as_mut(), g.mask, blank) {
         m.line_start(mask, &s.text, s.closing);
     }
+}
+
+/// Whether `text`'s last line holds only blanks (a line start).
+fn blank_line(text: &str) -> bool {
+    text.rsplit('\n')
+        .next()
+        .is_some_and(|l| l.trim().is_empty())
 }
 
 /// What guided decoding does with one completion's logits.
@@ -536,13 +539,7 @@ fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOpti
         return Pick::Unfinished;
     }
     // At a line start there is no line to drop: close from here.
-    if short
-        && s.text.contains('\n')
-        && s.text
-            .rsplit('\n')
-            .next()
-            .is_some_and(|l| l.trim().is_empty())
-    {
+    if short && s.text.contains('\n') && blank_line(&s.text) {
         go_closing(s, g);
     }
     let closing = s.closing;
