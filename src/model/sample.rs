@@ -192,6 +192,16 @@ struct Seq {
 }
 
 impl Seq {
+    /// Guided decoding: keeps only the first `keep` tokens (at least one) and the text
+    /// they make.
+    fn keep_only(&mut self, keep: usize) {
+        self.pos -= self.out.len() - keep;
+        self.out.truncate(keep);
+        self.ends.truncate(keep);
+        self.text.truncate(self.ends[keep - 1]);
+        self.end_at = 0;
+    }
+
     /// The completion as it stands, ended before it finished.
     fn unfinished(self) -> (usize, Completion) {
         (
@@ -434,11 +444,7 @@ fn backtrack(s: &mut Seq) -> bool {
     {
         return false;
     }
-    s.out.truncate(keep);
-    s.ends.truncate(keep);
-    s.text.truncate(s.ends[keep - 1]);
-    s.pos -= fed + 1 - keep;
-    s.end_at = 0;
+    s.keep_only(keep);
     true
 }
 
@@ -465,16 +471,8 @@ fn cut_line(s: &mut Seq, g: &Guide) -> Option<bool> {
         return None;
     }
     s.hidden.extend((keep..fed).map(|j| s.own_from + j));
-    s.out.truncate(keep);
-    s.ends.truncate(keep);
-    s.text.truncate(s.ends[keep - 1]);
-    s.pos -= fed + 1 - keep;
-    s.out.push(nl);
-    s.pos += 1;
-    s.text.push('\n');
-    s.ends.push(s.text.len());
-    s.end_at = 0;
-    at_line_start(s, g);
+    s.keep_only(keep);
+    push_guided(s, g, nl);
     Some(true)
 }
 
@@ -507,6 +505,21 @@ fn at_line_start(s: &mut Seq, g: &Guide) {
     if let (Some(m), Some(mask), true) = (s.grammar.as_mut(), g.mask, blank) {
         m.line_start(mask, &s.text, s.closing);
     }
+}
+
+/// Appends token `t` to guided completion `s` (its grammar already past it): its
+/// text, and at a newline a new line.
+fn push_guided(s: &mut Seq, g: &Guide, t: u32) {
+    s.out.push(t);
+    s.pos += 1;
+    if let Some(Some(p)) = g.pieces.get(t as usize) {
+        s.text.push_str(p);
+        if p.contains('\n') {
+            s.end_at = 0;
+            at_line_start(s, g);
+        }
+    }
+    s.ends.push(s.text.len());
 }
 
 /// Whether `text`'s last line holds only blanks (a line start).
@@ -652,17 +665,12 @@ fn decode(
                     finished.push(s.unfinished());
                     continue;
                 }
-                s.out.push(t);
-                s.pos += 1;
-                if let Some(g) = guide {
-                    if let Some(Some(p)) = g.pieces.get(t as usize) {
-                        s.text.push_str(p);
-                        if p.contains('\n') {
-                            s.end_at = 0;
-                            at_line_start(&mut s, g);
-                        }
+                match guide {
+                    Some(g) => push_guided(&mut s, g, t),
+                    None => {
+                        s.out.push(t);
+                        s.pos += 1;
                     }
-                    s.ends.push(s.text.len());
                 }
             }
             let stopped = !end && (whole || stop(&s.out));
