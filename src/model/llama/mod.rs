@@ -12,6 +12,7 @@ use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 
 mod after;
+mod rows;
 
 fn err(e: candle_core::Error) -> crate::model::ModelError {
     crate::model::ModelError::tensor("model")(e)
@@ -32,6 +33,54 @@ impl Proj {
             None => Ok(y),
             Some((a, b, scale)) => y + (b.forward(&a.forward(x)?)? * *scale)?,
         }
+    }
+}
+
+impl Proj {
+    /// [`Self::forward`] for the few rows of a decoding step: the frozen map through
+    /// [`rows::rows_times`] (no graph: inference only).
+    fn step(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = step_linear(&self.lin, x)?;
+        match &self.lora {
+            None => Ok(y),
+            Some((a, b, scale)) => y + (b.forward(&a.forward(x)?)? * *scale)?,
+        }
+    }
+}
+
+/// `lin` applied to `x` `(..., in)`: through [`rows::rows_times`] when both are f32 on
+/// the CPU with contiguous weights, else through candle's matmul.
+fn step_linear(lin: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    use candle_core::{CpuStorage, Storage};
+    let dims = x.dims().to_vec();
+    let Some((&inp, lead)) = dims.split_last() else {
+        return lin.forward(x);
+    };
+    let rows: usize = lead.iter().product();
+    if inp == 0 || x.dtype() != DType::F32 || !x.device().is_cpu() {
+        return lin.forward(x);
+    }
+    let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let y = {
+        let (storage, layout) = lin.weight().storage_and_layout();
+        let (Storage::Cpu(CpuStorage::F32(w)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        else {
+            drop(storage);
+            return lin.forward(x);
+        };
+        if !(b - a).is_multiple_of(inp) {
+            drop(storage);
+            return lin.forward(x);
+        }
+        rows::rows_times(&xs, rows, &w[a..b], inp)
+    };
+    let mut shape = lead.to_vec();
+    shape.push(y.len() / rows.max(1));
+    let y = Tensor::from_vec(y, shape, x.device())?;
+    match lin.bias() {
+        Some(bias) => y.broadcast_add(bias),
+        None => Ok(y),
     }
 }
 
@@ -482,12 +531,15 @@ impl Llama {
             cache.layers = (0..self.layers.len()).map(|_| None).collect();
         }
         let scale = 1.0 / (hd as f64).sqrt();
+        // Decoding steps (one token per sequence) take the row-wise products, whose
+        // bits do not depend on the batch; a prefill takes candle's matmul.
+        let lin = |p: &Proj, x: &Tensor| if t == 1 { p.step(x) } else { p.forward(x) };
         let mut x = self.embed.forward(tokens)?;
         for (i, (l, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &l.ln_attn, eps)?;
-            let q = heads(&l.q.forward(&h)?, b, t, nh, hd)?;
-            let k = heads(&l.k.forward(&h)?, b, t, nkv, hd)?;
-            let v = heads(&l.v.forward(&h)?, b, t, nkv, hd)?;
+            let q = heads(&lin(&l.q, &h)?, b, t, nh, hd)?;
+            let k = heads(&lin(&l.k, &h)?, b, t, nkv, hd)?;
+            let v = heads(&lin(&l.v, &h)?, b, t, nkv, hd)?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
             let (k, v) = match slot.take() {
@@ -505,14 +557,14 @@ impl Llama {
                 att.matmul(&v)?
             };
             let y = y.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-            x = (x + l.o.forward(&y)?)?;
+            x = (x + lin(&l.o, &y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &l.ln_mlp, eps)?;
-            let m = (l.gate.forward(&h)?.silu()? * l.up.forward(&h)?)?;
-            x = (x + l.down.forward(&m)?)?;
+            let m = (lin(&l.gate, &h)?.silu()? * lin(&l.up, &h)?)?;
+            x = (x + lin(&l.down, &m)?)?;
         }
         let x = x.i((.., t - 1, ..))?.contiguous()?;
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        self.lm_head.forward(&x)
+        step_linear(&self.lm_head, &x)
     }
 }
 
