@@ -7,7 +7,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use mergec::develop::generator::Pair;
 use mergec::develop::local::{LocalGenerator, LocalSettings};
-use mergec::model::llama::{KvCache, Llama, LoraSpec};
+use mergec::model::llama::{KvCache, Llama, LoraSpec, OwnCache};
 use mergec::model::sample::{Fit, Guide, SampleOptions, sample, sample_shared};
 
 #[path = "common/tiny_llama.rs"]
@@ -103,6 +103,79 @@ fn shared_prefix_forwards_match_the_plain_ones() {
         let d = max_diff(&a, &s);
         assert!(d < 1e-4, "step {step}: {d}");
     }
+}
+
+/// Decoding steps with per-sequence caches (`step_ragged`): each sequence's logits
+/// match the training forward on its whole text, and are the same bits alone or in a
+/// batch whose sequences joined at different steps, one of them redoing two tokens.
+#[test]
+fn ragged_steps_match_the_plain_forward_and_do_not_depend_on_the_batch() {
+    let m = random_llama(4, 40);
+    let prompt: Vec<u32> = vec![1, 5, 9, 12, 7, 30];
+    let (prefix, _) = m.prefill_prefix(&prompt).unwrap();
+    let conts: [Vec<u32>; 3] = [vec![3, 8, 8, 10, 2], vec![17, 2, 25, 6], vec![39, 0, 1]];
+    let p = prompt.len();
+    let alone: Vec<Vec<Vec<f32>>> = conts
+        .iter()
+        .map(|c| {
+            let mut cache = OwnCache::default();
+            let rows: Vec<Vec<f32>> = c
+                .iter()
+                .enumerate()
+                .map(|(j, &t)| {
+                    let l = m.step_ragged(Some(&prefix), &[t], &[p + j], &mut [&mut cache]);
+                    l.unwrap().i(0).unwrap().to_vec1().unwrap()
+                })
+                .collect();
+            assert_eq!(cache.len(), c.len());
+            let whole: Vec<u32> = prompt.iter().chain(c).copied().collect();
+            let t = Tensor::new(whole.as_slice(), &Device::Cpu).unwrap();
+            let full = m.forward_train(&t.unsqueeze(0).unwrap()).unwrap();
+            for (j, row) in rows.iter().enumerate() {
+                let want = full.i((0, p + j)).unwrap();
+                let got = Tensor::new(row.as_slice(), &Device::Cpu).unwrap();
+                let d = max_diff(&got, &want);
+                assert!(d < 1e-4, "token {j}: {d}");
+            }
+            rows
+        })
+        .collect();
+    // Sequence k joins at step k; at step 3 sequence 0 drops its entries from token 1
+    // on and feeds token 1 again.
+    let mut caches = vec![OwnCache::default(); 3];
+    let mut fed = [0usize; 3];
+    let mut rows_checked = 0;
+    for step in 0.. {
+        if step == 3 {
+            assert_eq!(fed[0], 3);
+            caches[0].truncate(1);
+            fed[0] = 1;
+        }
+        let live: Vec<usize> = (0..3)
+            .filter(|&k| k <= step && fed[k] < conts[k].len())
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        let toks: Vec<u32> = live.iter().map(|&k| conts[k][fed[k]]).collect();
+        let pos: Vec<usize> = live.iter().map(|&k| p + fed[k]).collect();
+        let mut refs: Vec<&mut OwnCache> = caches
+            .iter_mut()
+            .enumerate()
+            .filter(|(k, _)| live.contains(k))
+            .map(|(_, c)| c)
+            .collect();
+        let l = m
+            .step_ragged(Some(&prefix), &toks, &pos, &mut refs)
+            .unwrap();
+        for (r, &k) in live.iter().enumerate() {
+            let row: Vec<f32> = l.i(r).unwrap().to_vec1().unwrap();
+            assert_eq!(row, alone[k][fed[k]], "step {step}, sequence {k}");
+            fed[k] += 1;
+            rows_checked += 1;
+        }
+    }
+    assert_eq!(rows_checked, 5 + 4 + 3 + 2);
 }
 
 #[test]

@@ -127,27 +127,3 @@ pub(crate) fn prefill(
         cache,
     )
 }
-
-/// One decoding step of the live sequences, each given as (its last token, that token's
-/// position, its left padding in the cache). Returns the next logits, `(batch, vocab)`.
-pub(crate) fn decode_step(
-    model: &Llama,
-    live: &[(u32, usize, usize)],
-    cache: &mut KvCache,
-) -> Result<Tensor> {
-    let dev = Device::Cpu;
-    let total = cache.len() + 1;
-    let b = live.len();
-    let toks: Vec<u32> = live.iter().map(|l| l.0).collect();
-    let pos: Vec<u32> = live.iter().map(|l| l.1 as u32).collect();
-    let mut mask = Vec::with_capacity(b * total);
-    for &(_, _, pad) in live {
-        mask.extend((0..total).map(|j| if j >= pad { 0f32 } else { f32::NEG_INFINITY }));
-    }
-    model.forward_step(
-        &Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
-        &Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
-        &Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
-        cache,
-    )
-}

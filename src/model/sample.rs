@@ -13,7 +13,7 @@
 
 use super::guide::Choice;
 pub use super::guide::{Fit, Guide};
-use super::llama::{KvCache, Llama};
+use super::llama::{KvCache, Llama, OwnCache, Prefix};
 use super::mask::{GrammarMask, MaskState};
 use super::tokenizer::Tok;
 use super::{Result, generate::cut_at_stop};
@@ -165,17 +165,17 @@ fn err(e: candle_core::Error) -> super::ModelError {
 
 struct Seq {
     idx: usize,
-    pad: usize,
     pos: usize,
     out: Vec<u32>,
     rng: SplitMix64,
     /// The completion's text so far (guided decoding only).
     text: String,
-    /// Guided decoding: the text's length after each token, the cache index of the
-    /// first generated token, cache entries hidden by backtracking, and backtracks left.
-    ends: Vec<usize>,
+    /// The sequence's own keys and values; entry `own_from + j` holds token `j` (fed
+    /// after it was picked).
+    cache: OwnCache,
     own_from: usize,
-    hidden: Vec<usize>,
+    /// Guided decoding: the text's length after each token, and backtracks left.
+    ends: Vec<usize>,
     backtracks: usize,
     /// Where the last dropped line started, and how many times in a row it was.
     dropped_at: usize,
@@ -203,8 +203,8 @@ impl Seq {
     }
 
     /// The completion as it stands, ended before it finished.
-    fn unfinished(self) -> (usize, Completion) {
-        (
+    fn unfinished(self) -> Next {
+        Next::Done(
             self.idx,
             Completion {
                 ids: self.out,
@@ -213,26 +213,24 @@ impl Seq {
         )
     }
 
-    /// Completion `idx` (random stream `(opts.seed, idx)`), after `pad` left padding, at
-    /// position `pos`, its own cache entries from `own_from`.
+    /// Completion `idx` (random stream `(opts.seed, idx)`) at position `pos`, after its
+    /// own `cache` (its prompt, or nothing after a shared prefix).
     fn new(
         idx: usize,
-        pad: usize,
         pos: usize,
-        own_from: usize,
+        cache: OwnCache,
         opts: &SampleOptions,
         guide: Option<&Guide>,
     ) -> Seq {
         Seq {
             idx,
-            pad,
             pos,
             out: vec![],
             rng: stream(opts.seed, idx),
             text: String::new(),
             ends: vec![],
-            own_from,
-            hidden: vec![],
+            own_from: cache.len(),
+            cache,
             backtracks: guide.map_or(0, |g| g.backtracks),
             dropped_at: usize::MAX,
             dropped_times: 0,
@@ -279,50 +277,29 @@ pub fn sample(
     order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
     let mut results: Vec<Option<Completion>> = vec![None; prompts.len()];
     for chunk in order.chunks(opts.batch_size.max(1)) {
-        let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
-        let seqs: Vec<Seq> = chunk
-            .iter()
-            .map(|&i| {
-                Seq::new(
-                    i,
-                    longest - prompts[i].len(),
-                    prompts[i].len(),
-                    longest,
-                    opts,
-                    guide,
-                )
-            })
-            .collect();
         if opts.max_new_tokens == 0 {
-            for s in seqs {
-                results[s.idx] = Some(Completion {
+            for &i in chunk {
+                results[i] = Some(Completion {
                     ids: vec![],
                     finished: false,
                 });
             }
             continue;
         }
+        let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
         let mut cache = KvCache::default();
-        let batch: Vec<&[u32]> = seqs.iter().map(|s| prompts[s.idx].as_slice()).collect();
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
         let first = super::generate::prefill(model, &batch, pad_id, &mut cache)?;
-        let mut step = |live: &[(u32, usize, usize)], hidden: &[&[usize]], cache: &mut KvCache| {
-            if hidden.iter().all(|h| h.is_empty()) {
-                return super::generate::decode_step(model, live, cache);
-            }
-            let dev = candle_core::Device::Cpu;
-            let b = live.len();
-            let total = cache.len() + 1;
-            let toks: Vec<u32> = live.iter().map(|l| l.0).collect();
-            let pos: Vec<u32> = live.iter().map(|l| l.1 as u32).collect();
-            let mask = visibility(live.iter().map(|l| l.2), hidden, total);
-            model.forward_step(
-                &candle_core::Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
-                &candle_core::Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
-                &candle_core::Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
-                cache,
-            )
-        };
-        for (idx, c) in decode(seqs, first, cache, eos, opts, stop, guide, &mut step)? {
+        let rows: Vec<Vec<f32>> = first.to_vec2().map_err(err)?;
+        let mut work = Vec::with_capacity(chunk.len());
+        for ((r, &i), l) in chunk.iter().enumerate().zip(rows) {
+            let own = cache.own(r, longest - prompts[i].len())?;
+            work.push((Seq::new(i, prompts[i].len(), own, opts, guide), l));
+        }
+        drop(cache);
+        let mut step = |seqs: &mut [Seq]| step_seqs(model, None, seqs);
+        let slots = chunk.len();
+        for (idx, c) in decode(work, &mut || None, slots, eos, opts, stop, guide, &mut step)? {
             results[idx] = Some(c);
         }
     }
@@ -368,50 +345,41 @@ pub fn sample_shared(
         ]);
     }
     let (prefix, last) = model.prefill_prefix(prompt)?;
-    let mut out = Vec::with_capacity(n);
-    let idx: Vec<usize> = (0..n).collect();
-    for chunk in idx.chunks(opts.batch_size.max(1)) {
-        let seqs: Vec<Seq> = chunk
-            .iter()
-            .map(|&i| Seq::new(i, 0, prompt.len(), 0, opts, guide))
-            .collect();
-        let first = last
-            .broadcast_as((chunk.len(), last.dim(1).map_err(err)?))
-            .and_then(|t| t.contiguous())
-            .map_err(err)?;
-        let mut step = |live: &[(u32, usize, usize)], hidden: &[&[usize]], cache: &mut KvCache| {
-            let dev = candle_core::Device::Cpu;
-            let b = live.len();
-            let total = cache.len() + 1;
-            let toks: Vec<u32> = live.iter().map(|l| l.0).collect();
-            let pos: Vec<u32> = live.iter().map(|l| l.1 as u32).collect();
-            let mask = visibility(live.iter().map(|_| 0), hidden, total);
-            model.forward_step_shared(
-                &prefix,
-                &candle_core::Tensor::from_vec(toks, (b, 1), &dev).map_err(err)?,
-                &candle_core::Tensor::from_vec(pos, (b, 1), &dev).map_err(err)?,
-                &candle_core::Tensor::from_vec(mask, (b, 1, 1, total), &dev).map_err(err)?,
-                cache,
-            )
-        };
-        let mut done = decode(
-            seqs,
-            first,
-            KvCache::default(),
-            eos,
-            opts,
-            stop,
-            guide,
-            &mut step,
-        )?;
-        done.sort_by_key(|d| d.0);
-        out.extend(done.into_iter().map(|d| d.1));
-    }
-    Ok(out)
+    let last: Vec<f32> = last.flatten_all().and_then(|t| t.to_vec1()).map_err(err)?;
+    // Every completion starts from the prompt's last logits and takes the first free
+    // slot: at most `batch_size` decode at once, a finished one's slot is refilled at
+    // once (continuous batching).
+    let mut next = 0..n;
+    let mut fresh = || {
+        next.next().map(|i| {
+            let s = Seq::new(i, prompt.len(), OwnCache::default(), opts, guide);
+            (s, last.clone())
+        })
+    };
+    let mut step = |seqs: &mut [Seq]| step_seqs(model, Some(&prefix), seqs);
+    let slots = opts.batch_size.max(1);
+    let mut done = decode(vec![], &mut fresh, slots, eos, opts, stop, guide, &mut step)?;
+    done.sort_by_key(|d| d.0);
+    Ok(done.into_iter().map(|d| d.1).collect())
+}
+
+/// One decoding step of `seqs` (after `prefix`, if any): each feeds its last token.
+fn step_seqs(
+    model: &Llama,
+    prefix: Option<&Prefix>,
+    seqs: &mut [Seq],
+) -> Result<candle_core::Tensor> {
+    let toks: Vec<u32> = seqs
+        .iter()
+        .map(|s| *s.out.last().expect("a token"))
+        .collect();
+    let pos: Vec<usize> = seqs.iter().map(|s| s.pos - 1).collect();
+    let mut caches: Vec<&mut OwnCache> = seqs.iter_mut().map(|s| &mut s.cache).collect();
+    model.step_ragged(prefix, &toks, &pos, &mut caches)
 }
 
 /// Backtracking of guided decoding at a dead end: drops the tokens of the current
-/// line (at least one token) and hides their cache entries, and the entry of the token
+/// line (at least one token) and drops their cache entries, and the entry of the token
 /// before them, which is fed again for fresh logits. A line dropped [`ESCALATE`] times
 /// in a row takes the line before it along (not the first line): what trapped it may
 /// have been decided there. False when only the first line (the header) is left to drop.
@@ -435,10 +403,8 @@ fn backtrack(s: &mut Seq) -> bool {
         return false;
     }
     s.backtracks -= 1;
-    // Cache entry j holds token j (fed after it was picked); the last picked token
-    // has no entry yet.
-    let fed = s.out.len() - 1;
-    s.hidden.extend((keep - 1..fed).map(|j| s.own_from + j));
+    // The last token kept is fed again: its entry goes too.
+    s.cache.truncate(s.own_from + keep - 1);
     if let Some(g) = s.grammar.as_mut()
         && !g.rollback(s.out.len() - keep)
     {
@@ -450,7 +416,7 @@ fn backtrack(s: &mut Seq) -> bool {
 
 /// A guided completion at a dead end in a line that could have ended earlier (after
 /// its `end_at` tokens): the tokens after that are dropped (their cache entries
-/// hidden) and the line ends there with the guide's newline token, which is fed next.
+/// dropped) and the line ends there with the guide's newline token, which is fed next.
 /// Lines that ran on past every place they could end (a sum of the same name to the
 /// line limit, a type error no later token mends) are kept up to there, not redone.
 /// Some(false) when the line could not have ended; None if the grammar refused the
@@ -463,14 +429,12 @@ fn cut_line(s: &mut Seq, g: &Guide) -> Option<bool> {
     if keep == 0 || keep > s.out.len() {
         return Some(false);
     }
-    // Cache entry j holds token j; the last picked token has none yet.
-    let fed = s.out.len() - 1;
     if let Some(m) = s.grammar.as_mut()
         && !(m.rollback(s.out.len() - keep) && m.consume(nl))
     {
         return None;
     }
-    s.hidden.extend((keep..fed).map(|j| s.own_from + j));
+    s.cache.truncate(s.own_from + keep);
     s.keep_only(keep);
     push_guided(s, g, nl);
     Some(true)
@@ -598,110 +562,107 @@ fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOpti
 /// Drops of one line in a row before [`backtrack`] drops the line before it too.
 const ESCALATE: usize = 2;
 
-/// Attention masks `(b, 1, 1, total)` of one decoding step: each row's left padding and
-/// its hidden cache entries masked.
-fn visibility(pads: impl Iterator<Item = usize>, hidden: &[&[usize]], total: usize) -> Vec<f32> {
-    let mut mask = Vec::with_capacity(hidden.len() * total);
-    for (pad, h) in pads.zip(hidden) {
-        let row = mask.len();
-        mask.extend((0..total).map(|j| if j >= pad { 0f32 } else { f32::NEG_INFINITY }));
-        for &j in h.iter() {
-            mask[row + j] = f32::NEG_INFINITY;
-        }
-    }
-    mask
+/// One decoding step of the live sequences, each feeding its last token; returns the
+/// next logits `(batch, vocab)`.
+type StepFn<'a> = dyn FnMut(&mut [Seq]) -> Result<candle_core::Tensor> + 'a;
+
+/// What one logits row does to a sequence.
+enum Next {
+    Live(Seq),
+    Done(usize, Completion),
 }
 
-/// One decoding step of the live sequences (last token, its position, left padding),
-/// each with its hidden cache entries; returns the next logits `(batch, vocab)`.
-type StepFn<'a> = dyn FnMut(&[(u32, usize, usize)], &[&[usize]], &mut KvCache) -> Result<candle_core::Tensor>
-    + 'a;
-
-/// The decoding loop of one batch: picks each live sequence's next token from its
-/// logits row, retires finished sequences from `cache`, and steps the rest.
+/// The one decoding loop: picks each live sequence's next token from its logits row,
+/// lets finished sequences go, fills free slots (at most `slots` live) with sequences
+/// from `fresh` (each with its first logits row), and steps the live ones. Every
+/// sequence has its own cache and random stream, so its tokens do not depend on its
+/// neighbours or on when it joined.
 #[allow(clippy::too_many_arguments)]
 fn decode(
-    mut seqs: Vec<Seq>,
-    first: candle_core::Tensor,
-    mut cache: KvCache,
+    mut work: Vec<(Seq, Vec<f32>)>,
+    fresh: &mut dyn FnMut() -> Option<(Seq, Vec<f32>)>,
+    slots: usize,
     eos: &[u32],
     opts: &SampleOptions,
     stop: &dyn Fn(&[u32]) -> bool,
     guide: Option<&Guide>,
     step: &mut StepFn,
 ) -> Result<Vec<(usize, Completion)>> {
-    let mut finished = Vec::with_capacity(seqs.len());
-    let mut logits = first;
+    let mut finished = Vec::new();
     loop {
-        let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(err)?;
-        let before = seqs.len();
-        let mut keep = Vec::with_capacity(before);
-        let mut still = Vec::with_capacity(before);
-        for (row, (mut s, l)) in seqs.drain(..).zip(rows).enumerate() {
-            let (t, whole) = match guide {
-                None => (
-                    pick_token(&l, opts.temperature, opts.top_p, s.rng.unit()),
-                    false,
-                ),
-                Some(g) => match guided_pick(&mut s, g, &l, eos, opts) {
-                    Pick::Token(t, whole) => (t, whole),
-                    Pick::Again => {
-                        keep.push(row as u32);
-                        still.push(s);
-                        continue;
-                    }
-                    Pick::Unfinished => {
-                        finished.push(s.unfinished());
-                        continue;
-                    }
-                },
+        let mut live = Vec::with_capacity(slots);
+        let mut take =
+            |s: Seq, l: &[f32], live: &mut Vec<Seq>| match advance(s, l, eos, opts, stop, guide) {
+                Next::Live(s) => live.push(s),
+                Next::Done(i, c) => finished.push((i, c)),
             };
-            let end = eos.contains(&t);
-            if !end {
-                if let Some(g) = s.grammar.as_mut()
-                    && !g.consume(t)
-                {
-                    // Cannot happen for a token the mask allowed; end unfinished.
-                    finished.push(s.unfinished());
-                    continue;
-                }
-                match guide {
-                    Some(g) => push_guided(&mut s, g, t),
-                    None => {
-                        s.out.push(t);
-                        s.pos += 1;
-                    }
-                }
-            }
-            let stopped = !end && (whole || stop(&s.out));
-            if end || stopped || s.out.len() >= opts.max_new_tokens {
-                finished.push((
-                    s.idx,
-                    Completion {
-                        ids: s.out,
-                        finished: end || stopped,
-                    },
-                ));
-            } else {
-                keep.push(row as u32);
-                still.push(s);
+        for (s, l) in work.drain(..) {
+            take(s, &l, &mut live);
+        }
+        while live.len() < slots {
+            match fresh() {
+                Some((s, l)) => take(s, &l, &mut live),
+                None => break,
             }
         }
-        seqs = still;
-        if seqs.is_empty() {
+        if live.is_empty() {
             break;
         }
-        if keep.len() != before {
-            cache.retain(&keep)?;
-        }
-        let live: Vec<(u32, usize, usize)> = seqs
-            .iter()
-            .map(|s| (*s.out.last().expect("a token"), s.pos - 1, s.pad))
-            .collect();
-        let hidden: Vec<&[usize]> = seqs.iter().map(|s| s.hidden.as_slice()).collect();
-        logits = step(&live, &hidden, &mut cache)?;
+        let rows: Vec<Vec<f32>> = step(&mut live)?.to_vec2().map_err(err)?;
+        work = live.into_iter().zip(rows).collect();
     }
     Ok(finished)
+}
+
+/// Sequence `s` given its logits row `l`: its next token picked (or, guided, its line
+/// cut or redone), and whether it is now done.
+fn advance(
+    mut s: Seq,
+    l: &[f32],
+    eos: &[u32],
+    opts: &SampleOptions,
+    stop: &dyn Fn(&[u32]) -> bool,
+    guide: Option<&Guide>,
+) -> Next {
+    let (t, whole) = match guide {
+        None => (
+            pick_token(l, opts.temperature, opts.top_p, s.rng.unit()),
+            false,
+        ),
+        Some(g) => match guided_pick(&mut s, g, l, eos, opts) {
+            Pick::Token(t, whole) => (t, whole),
+            Pick::Again => return Next::Live(s),
+            Pick::Unfinished => return s.unfinished(),
+        },
+    };
+    let end = eos.contains(&t);
+    if !end {
+        if let Some(g) = s.grammar.as_mut()
+            && !g.consume(t)
+        {
+            // Cannot happen for a token the mask allowed; end unfinished.
+            return s.unfinished();
+        }
+        match guide {
+            Some(g) => push_guided(&mut s, g, t),
+            None => {
+                s.out.push(t);
+                s.pos += 1;
+            }
+        }
+    }
+    let stopped = !end && (whole || stop(&s.out));
+    if end || stopped || s.out.len() >= opts.max_new_tokens {
+        Next::Done(
+            s.idx,
+            Completion {
+                ids: s.out,
+                finished: end || stopped,
+            },
+        )
+    } else {
+        Next::Live(s)
+    }
 }
 
 /// [`sample`] on text through a tokenizer: completions of `prompts`, in order, cut at

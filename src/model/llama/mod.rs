@@ -12,7 +12,10 @@ use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 
 mod after;
+mod ragged;
 mod rows;
+
+pub use ragged::OwnCache;
 
 fn err(e: candle_core::Error) -> crate::model::ModelError {
     crate::model::ModelError::tensor("model")(e)
