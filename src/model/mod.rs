@@ -3,8 +3,9 @@
 //! files) used both to score merged models and to train the testbed zoo.
 //!
 //! - [`config::LlamaConfig`]: the architecture, read from / written to HF `config.json`.
-//! - [`llama::Llama`]: the network. `forward_train` (differentiable, all positions) and
-//!   `forward_step` (inference with a KV cache, left padding and per-sequence positions).
+//! - [`llama::Llama`]: the network. `forward_train` (differentiable, all positions),
+//!   `forward_step` (prefill: a KV cache, left padding and per-sequence positions) and
+//!   `step_ragged` (decoding: per-sequence caches of any lengths, continuous batching).
 //! - [`tokenizer::Tok`]: a `tokenizers` tokenizer plus special tokens and chat template.
 //! - [`generate`]: batched greedy decoding with stop strings.
 //! - [`sample`]: batched temperature / top-p sampling with seeded per-completion streams.

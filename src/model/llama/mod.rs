@@ -1,9 +1,11 @@
 //! The llama-family network (llama, mistral, qwen2) on candle.
 //!
-//! Two forward passes share the weights: [`Llama::forward_train`] uses only
-//! differentiable candle ops (for training the testbed zoo), and [`Llama::forward_step`]
+//! Three forward passes share the weights: [`Llama::forward_train`] uses only
+//! differentiable candle ops (for training the testbed zoo); [`Llama::forward_step`]
 //! uses candle's fused CPU kernels, a KV cache, left padding and per-sequence positions
-//! (for batched generation).
+//! (prompt prefill); [`Llama::step_ragged`] (`ragged.rs`) decodes one token per
+//! sequence, each with its own cache, through fixed-order kernels (`rows.rs`), so a
+//! sequence's bits do not depend on its batch.
 
 use super::Result;
 use super::config::LlamaConfig;
