@@ -147,11 +147,7 @@ impl Llama {
         c: &AfterContext,
     ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
+        let (nh, nkv, hd) = self.head_dims();
         let (b, t) = (c.b, c.t);
         let eps = cfg.rms_norm_eps as f32;
         let scale = 1.0 / (hd as f64).sqrt();

@@ -283,6 +283,12 @@ impl Llama {
         })
     }
 
+    /// Query heads, key/value heads and the head size.
+    fn head_dims(&self) -> (usize, usize, usize) {
+        let c = &self.cfg;
+        (c.num_attention_heads, c.num_key_value_heads, c.head_dim)
+    }
+
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
@@ -434,11 +440,7 @@ impl Llama {
     fn forward_train_inner(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
+        let (nh, nkv, hd) = self.head_dims();
         let eps = cfg.rms_norm_eps as f32;
         if t > self.cos.dim(0)? {
             candle_core::bail!(
@@ -523,11 +525,7 @@ impl Llama {
     ) -> candle_core::Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
+        let (nh, nkv, hd) = self.head_dims();
         let eps = cfg.rms_norm_eps as f32;
         let flat = positions.flatten_all()?;
         let cos = self.cos.index_select(&flat, 0)?.reshape((b, t, hd / 2))?;

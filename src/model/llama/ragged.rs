@@ -96,11 +96,7 @@ impl Llama {
     ) -> candle_core::Result<Tensor> {
         let b = tokens.len();
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
+        let (nh, nkv, hd) = self.head_dims();
         let eps = cfg.rms_norm_eps as f32;
         let dev = self.embed.embeddings().device().clone();
         let pos: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
