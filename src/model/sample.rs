@@ -297,9 +297,16 @@ pub fn sample(
             work.push((Seq::new(i, prompts[i].len(), own, opts, guide), l));
         }
         drop(cache);
-        let mut step = |seqs: &mut [Seq]| step_seqs(model, None, seqs);
-        let slots = chunk.len();
-        for (idx, c) in decode(work, &mut || None, slots, eos, opts, stop, guide, &mut step)? {
+        let at = Decoding {
+            model,
+            prefix: None,
+            slots: chunk.len(),
+            eos,
+            opts,
+            stop,
+            guide,
+        };
+        for (idx, c) in decode(&at, work, &mut || None)? {
             results[idx] = Some(c);
         }
     }
@@ -356,19 +363,23 @@ pub fn sample_shared(
             (s, last.clone())
         })
     };
-    let mut step = |seqs: &mut [Seq]| step_seqs(model, Some(&prefix), seqs);
-    let slots = opts.batch_size.max(1);
-    let mut done = decode(vec![], &mut fresh, slots, eos, opts, stop, guide, &mut step)?;
+    let at = Decoding {
+        model,
+        prefix: Some(&prefix),
+        slots: opts.batch_size.max(1),
+        eos,
+        opts,
+        stop,
+        guide,
+    };
+    let mut done = decode(&at, vec![], &mut fresh)?;
     done.sort_by_key(|d| d.0);
     Ok(done.into_iter().map(|d| d.1).collect())
 }
 
 /// One decoding step of `seqs` (after `prefix`, if any): each feeds its last token.
-fn step_seqs(
-    model: &Llama,
-    prefix: Option<&Prefix>,
-    seqs: &mut [Seq],
-) -> Result<candle_core::Tensor> {
+/// Returns the next logits `(batch, vocab)`.
+fn step(model: &Llama, prefix: Option<&Prefix>, seqs: &mut [Seq]) -> Result<candle_core::Tensor> {
     let toks: Vec<u32> = seqs
         .iter()
         .map(|s| *s.out.last().expect("a token"))
@@ -562,9 +573,17 @@ fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOpti
 /// Drops of one line in a row before [`backtrack`] drops the line before it too.
 const ESCALATE: usize = 2;
 
-/// One decoding step of the live sequences, each feeding its last token; returns the
-/// next logits `(batch, vocab)`.
-type StepFn<'a> = dyn FnMut(&mut [Seq]) -> Result<candle_core::Tensor> + 'a;
+/// What [`decode`] runs: the model (after `prefix`, if any), at most `slots` sequences
+/// at once, and how tokens are picked and completions end.
+struct Decoding<'a> {
+    model: &'a Llama,
+    prefix: Option<&'a Prefix>,
+    slots: usize,
+    eos: &'a [u32],
+    opts: &'a SampleOptions,
+    stop: &'a dyn Fn(&[u32]) -> bool,
+    guide: Option<&'a Guide<'a>>,
+}
 
 /// What one logits row does to a sequence.
 enum Next {
@@ -573,33 +592,26 @@ enum Next {
 }
 
 /// The one decoding loop: picks each live sequence's next token from its logits row,
-/// lets finished sequences go, fills free slots (at most `slots` live) with sequences
+/// lets finished sequences go, fills free slots (at most `at.slots` live) with sequences
 /// from `fresh` (each with its first logits row), and steps the live ones. Every
 /// sequence has its own cache and random stream, so its tokens do not depend on its
 /// neighbours or on when it joined.
-#[allow(clippy::too_many_arguments)]
 fn decode(
+    at: &Decoding,
     mut work: Vec<(Seq, Vec<f32>)>,
     fresh: &mut dyn FnMut() -> Option<(Seq, Vec<f32>)>,
-    slots: usize,
-    eos: &[u32],
-    opts: &SampleOptions,
-    stop: &dyn Fn(&[u32]) -> bool,
-    guide: Option<&Guide>,
-    step: &mut StepFn,
 ) -> Result<Vec<(usize, Completion)>> {
     let mut finished = Vec::new();
     loop {
-        let mut live = Vec::with_capacity(slots);
-        let mut take =
-            |s: Seq, l: &[f32], live: &mut Vec<Seq>| match advance(s, l, eos, opts, stop, guide) {
-                Next::Live(s) => live.push(s),
-                Next::Done(i, c) => finished.push((i, c)),
-            };
+        let mut live = Vec::with_capacity(at.slots);
+        let mut take = |s: Seq, l: &[f32], live: &mut Vec<Seq>| match advance(s, l, at) {
+            Next::Live(s) => live.push(s),
+            Next::Done(i, c) => finished.push((i, c)),
+        };
         for (s, l) in work.drain(..) {
             take(s, &l, &mut live);
         }
-        while live.len() < slots {
+        while live.len() < at.slots {
             match fresh() {
                 Some((s, l)) => take(s, &l, &mut live),
                 None => break,
@@ -608,7 +620,9 @@ fn decode(
         if live.is_empty() {
             break;
         }
-        let rows: Vec<Vec<f32>> = step(&mut live)?.to_vec2().map_err(err)?;
+        let rows: Vec<Vec<f32>> = step(at.model, at.prefix, &mut live)?
+            .to_vec2()
+            .map_err(err)?;
         work = live.into_iter().zip(rows).collect();
     }
     Ok(finished)
@@ -616,14 +630,8 @@ fn decode(
 
 /// Sequence `s` given its logits row `l`: its next token picked (or, guided, its line
 /// cut or redone), and whether it is now done.
-fn advance(
-    mut s: Seq,
-    l: &[f32],
-    eos: &[u32],
-    opts: &SampleOptions,
-    stop: &dyn Fn(&[u32]) -> bool,
-    guide: Option<&Guide>,
-) -> Next {
+fn advance(mut s: Seq, l: &[f32], at: &Decoding) -> Next {
+    let (eos, opts, stop, guide) = (at.eos, at.opts, at.stop, at.guide);
     let (t, whole) = match guide {
         None => (
             pick_token(l, opts.temperature, opts.top_p, s.rng.unit()),

@@ -33,19 +33,17 @@ struct Proj {
 
 impl Proj {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.lin.forward(x)?;
-        match &self.lora {
-            None => Ok(y),
-            Some((a, b, scale)) => y + (b.forward(&a.forward(x)?)? * *scale)?,
-        }
+        self.plus_lora(x, self.lin.forward(x)?)
     }
-}
 
-impl Proj {
     /// [`Self::forward`] for the few rows of a decoding step: the frozen map through
     /// [`rows::rows_times`] (no graph: inference only).
     fn step(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = step_linear(&self.lin, x)?;
+        self.plus_lora(x, step_linear(&self.lin, x)?)
+    }
+
+    /// `y` (the frozen map of `x`) plus the adapter's update of `x`, if any.
+    fn plus_lora(&self, x: &Tensor, y: Tensor) -> candle_core::Result<Tensor> {
         match &self.lora {
             None => Ok(y),
             Some((a, b, scale)) => y + (b.forward(&a.forward(x)?)? * *scale)?,
@@ -534,15 +532,12 @@ impl Llama {
             cache.layers = (0..self.layers.len()).map(|_| None).collect();
         }
         let scale = 1.0 / (hd as f64).sqrt();
-        // Decoding steps (one token per sequence) take the row-wise products, whose
-        // bits do not depend on the batch; a prefill takes candle's matmul.
-        let lin = |p: &Proj, x: &Tensor| if t == 1 { p.step(x) } else { p.forward(x) };
         let mut x = self.embed.forward(tokens)?;
         for (i, (l, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &l.ln_attn, eps)?;
-            let q = heads(&lin(&l.q, &h)?, b, t, nh, hd)?;
-            let k = heads(&lin(&l.k, &h)?, b, t, nkv, hd)?;
-            let v = heads(&lin(&l.v, &h)?, b, t, nkv, hd)?;
+            let q = heads(&l.q.forward(&h)?, b, t, nh, hd)?;
+            let k = heads(&l.k.forward(&h)?, b, t, nkv, hd)?;
+            let v = heads(&l.v.forward(&h)?, b, t, nkv, hd)?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
             let (k, v) = match slot.take() {
@@ -560,14 +555,14 @@ impl Llama {
                 att.matmul(&v)?
             };
             let y = y.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-            x = (x + lin(&l.o, &y)?)?;
+            x = (x + l.o.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &l.ln_mlp, eps)?;
-            let m = (lin(&l.gate, &h)?.silu()? * lin(&l.up, &h)?)?;
-            x = (x + lin(&l.down, &m)?)?;
+            let m = (l.gate.forward(&h)?.silu()? * l.up.forward(&h)?)?;
+            x = (x + l.down.forward(&m)?)?;
         }
         let x = x.i((.., t - 1, ..))?.contiguous()?;
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        step_linear(&self.lm_head, &x)
+        self.lm_head.forward(&x)
     }
 }
 
