@@ -95,6 +95,13 @@ impl Llama {
         caches: &mut [&mut OwnCache],
     ) -> candle_core::Result<Tensor> {
         let b = tokens.len();
+        if positions.len() != b || caches.len() != b {
+            candle_core::bail!(
+                "step_ragged: {b} tokens, {} positions and {} caches",
+                positions.len(),
+                caches.len()
+            );
+        }
         let cfg = &self.cfg;
         let (nh, nkv, hd) = self.head_dims();
         let eps = cfg.rms_norm_eps as f32;
