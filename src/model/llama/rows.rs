@@ -8,8 +8,8 @@
 //! input row and a weight row read in place, so the weights stream through once per
 //! step and the cost grows with the rows only through the products.
 //!
-//! Every dot product runs in one fixed order (two 8-lane fused multiply-add
-//! accumulators over the depth, then a fixed tree over their lanes), so an output's
+//! Every dot product runs in one fixed order (one 8-lane fused multiply-add
+//! accumulator over the depth, then a fixed tree over its lanes), so an output's
 //! bits depend only on its input row and weight row: not on the other rows, the batch
 //! size, the thread count, the machine's caches or its instruction set (the same
 //! fused operations run as AVX2 or as scalar `mul_add`).
