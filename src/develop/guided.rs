@@ -2,6 +2,8 @@
 //! still become one runnable, well-typed merge ([`program_fit`]), for
 //! [`crate::model::sample::Guide`]. Used by the `local:` and `tiny` generators.
 
+mod doomed;
+
 use crate::model::mask::GrammarMask;
 use crate::model::sample::{Fit, Guide};
 
@@ -60,7 +62,9 @@ pub fn program_fit(text: &str) -> Fit {
                 (&text[..=i], format!("{}return base\n}}", &text[..=i]))
             } else if trimmed.ends_with(';') {
                 (trimmed, format!("{trimmed}\nreturn base\n}}"))
-            } else if doomed_line(text) {
+            } else if let Some(k) = doomed::doomed_group(text) {
+                return Fit::Lost(k);
+            } else if doomed::doomed_line(text) {
                 return Fit::No;
             } else {
                 return Fit::Prefix;
@@ -73,107 +77,24 @@ pub fn program_fit(text: &str) -> Fit {
                     return Fit::No;
                 }
             } else if let Err(diags) = crate::types::check_source(&probe)
-                && diags.iter().any(|d| d.span.start < upto.len())
+                && let Some(first) = diags
+                    .iter()
+                    .map(|d| d.span.start)
+                    .filter(|&k| k < upto.len())
+                    .min()
             {
-                return Fit::No;
+                // A type error in the line just ended: it is redone from there.
+                let line_start = upto.trim_end().rfind('\n').map_or(0, |i| i + 1);
+                return if first >= line_start && line_start > header_end {
+                    Fit::Lost(first)
+                } else {
+                    Fit::No
+                };
             }
             Fit::Prefix
         }
     }
 }
-
-/// Whether `text` ends in a body line (`let` or `return`) whose expression so far ends
-/// in a binary operator (maybe with unary `-`/`!` after it) and can never check,
-/// whatever follows:
-/// - with any operand after the operator (one of each type a value can have, see
-///   [`OPERANDS`]), the expression has a type error that ends before that operand: a
-///   later operand binds only to the nodes ending there (the right spine), so the
-///   operator's left operand and everything before it stay as they are, error and all
-///   (`max(a, b) && ...` on tensors, `sqrt(w, w) + ...`);
-/// - it is a `return` whose value so far is a list: binary operators on a list give a
-///   list, never a tensor.
-///
-/// (A small model otherwise writes on to the line limit, `mixed + mixed + ...`,
-/// `x && y == 1.0 && ...` or `min(xs) || 4 || 5 ...`, then redoes the whole line.)
-fn doomed_line(text: &str) -> bool {
-    let Some(i) = text.rfind('\n') else {
-        return false;
-    };
-    let line = text[i + 1..].trim_end();
-    let head = line.trim_end_matches(['+', '-', '*', '/', '!', '&', '|', '=', '<', '>', ' ']);
-    let tail = line[head.len()..].trim_start();
-    let Some(op) = BINARY.iter().find(|op| tail.starts_with(**op)) else {
-        return false;
-    };
-    // A model refused an operand there writes `- -`.
-    if !tail[op.len()..]
-        .chars()
-        .all(|c| matches!(c, '-' | '!' | ' '))
-    {
-        return false;
-    }
-    let stmt = head.trim_start();
-    let (expr, returns) = match stmt.strip_prefix("return ") {
-        Some(e) => (e, true),
-        None => match stmt.strip_prefix("let ").and_then(|l| l.split_once('=')) {
-            Some((_, e)) if !e.starts_with('=') => (e, false),
-            _ => return false,
-        },
-    };
-    let expr = expr.trim();
-    if expr.is_empty() {
-        return false;
-    }
-    // The expression as a `let`'s value (a merge returning a list does not check).
-    let before = format!("{}let probe = ", &text[..=i]);
-    let from = before.len();
-    let to = from + expr.len() + 1 + op.len();
-    let probe = |operand: &str| format!("{before}{expr} {op} {operand}\nreturn base\n}}");
-    let parsed = |src: &str| {
-        crate::syntax::parse_program(src)
-            .ok()
-            .filter(|p| !p.items.is_empty())
-    };
-    let doomed_with = |operand: &str| {
-        parsed(&probe(operand)).is_some_and(|p| {
-            crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).is_err_and(|diags| {
-                diags
-                    .iter()
-                    .any(|d| d.span.start >= from && d.span.end <= to)
-            })
-        })
-    };
-    if OPERANDS.iter().all(|o| doomed_with(o)) {
-        return true;
-    }
-    // A return whose value so far is a list stays a list.
-    returns
-        && parsed(&format!("{before}{expr}\nreturn base\n}}")).is_some_and(|p| {
-            typed_names(&p, &p.items[0].name.name)
-                .last()
-                .is_some_and(|(n, t)| n == "probe" && t.is_list())
-        })
-}
-
-/// The binary operators [`doomed_line`] looks for, longest first.
-const BINARY: [&str; 13] = [
-    "&&", "||", "==", "!=", "<=", ">=", "**", "<", ">", "+", "-", "*", "/",
-];
-
-/// One operand of each type a value can have (tensor, list, float, int, bool, mask,
-/// list of masks, lists of numbers, string), for [`doomed_line`]'s probes.
-const OPERANDS: [&str; 10] = [
-    "base",
-    "models",
-    "1.0",
-    "1",
-    "true",
-    "(base > 0.0)",
-    "(models > 0.0)",
-    "[1.0]",
-    "[1]",
-    "\"a\"",
-];
 
 /// The guide of program sampling: [`program_fit`]'s rules, lines ending as soon as they
 /// can after [`SOFT_LINE`] characters; with `mask` (see [`loop_mask`]), tokens are drawn
@@ -562,44 +483,6 @@ mod tests {
     use super::{Fit, header_fits, program_fit};
 
     #[test]
-    fn a_line_that_can_never_check_goes_no_further() {
-        let h = "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0) -> Tensor {\n    let d = models - base\n";
-        for doomed in [
-            "    return d + ",
-            "    return base + d * ",
-            "    return d - w *",
-            "    let x = sum(x = 1.0, -base) * ",
-            "    let x = sqrt(w, w) + base - ",
-            "    return (base + sqrt(w, w)) * ",
-            "    return d - -",
-            "    return d * - !",
-            "    let x = max(d[0], base) && ",
-            "    let x = max(d[0], base) && w == 1.0 && ",
-            "    let x = min([1, 2, 3]) || ",
-            "    return sqrt(w, w) == ",
-        ] {
-            assert_eq!(program_fit(&format!("{h}{doomed}")), Fit::No, "{doomed:?}");
-        }
-        for open in [
-            "    return base + ",
-            "    return sum(d) + ",
-            "    return d",
-            "    return base + w * ",
-            "    return base * -",
-            "    let x = base + sqrt(w) - ",
-            "    let x = sum(d) / ",
-            "    let x: f32 = w * ",
-            "    let x = base > 0.0 && ",
-            "    let x = w == ",
-            "    let x = base ** ",
-            "    return base + (w ",
-            "    let x = ",
-        ] {
-            assert_eq!(program_fit(&format!("{h}{open}")), Fit::Prefix, "{open:?}");
-        }
-    }
-
-    #[test]
     fn a_return_line_can_end_before_its_brace() {
         let h =
             "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n    let d = models[0] - base\n";
@@ -611,7 +494,11 @@ mod tests {
             program_fit(&format!("{h}    return base + d\n}}")),
             Fit::Whole
         );
-        assert_eq!(program_fit(&format!("{h}    return 1.0\n")), Fit::No);
+        // A type error in the line just ended: redone from the error.
+        assert_eq!(
+            program_fit(&format!("{h}    return 1.0\n")),
+            Fit::Lost(h.len() + "    return ".len())
+        );
         assert_eq!(
             program_fit(&format!("{h}    return base\n    let")),
             Fit::No

@@ -89,6 +89,7 @@ pub struct GuideStats {
     pub refused: usize,
     pub cut: usize,
     pub backtracked: usize,
+    pub regrouped: usize,
     pub dead_ends: usize,
     pub closed: usize,
 }
@@ -307,6 +308,7 @@ impl LocalGenerator {
             refused: guide.refused.load(Relaxed),
             cut: guide.cut.load(Relaxed),
             backtracked: guide.backtracked.load(Relaxed),
+            regrouped: guide.regrouped.load(Relaxed),
             dead_ends: guide.dead_ends.load(Relaxed),
             closed: guide.closed.load(Relaxed),
         };
@@ -314,8 +316,15 @@ impl LocalGenerator {
             let st = &self.last_stats;
             eprintln!(
                 "guided: {} tokens, {} drawn tokens refused, {} lines cut short, {} lines redone, \
-                 {} dead ends; programs closed early (a return forced after the retries): {} of {n}",
-                st.tokens, st.refused, st.cut, st.backtracked, st.dead_ends, st.closed
+                 {} redone from a closed group's type error, {} dead ends; programs closed early \
+                 (a return forced after the retries): {} of {n}",
+                st.tokens,
+                st.refused,
+                st.cut,
+                st.backtracked,
+                st.regrouped,
+                st.dead_ends,
+                st.closed
             );
         }
         Ok(texts)

@@ -15,6 +15,22 @@ pub enum Fit {
     Prefix,
     /// A whole valid output: the completion ends here.
     Whole,
+    /// No continuation is valid, and what went wrong starts at this byte: the text up
+    /// to there may still go on (a completion is sampled again from there).
+    Lost(usize),
+}
+
+/// Times a completion samples again from one place (see [`Guide::regroups`]).
+pub const REGROUP_SAME: usize = 2;
+
+/// A guided choice: a token (and whether the text is then whole), a place to sample
+/// again from (a token's text went wrong for good there, see [`Fit::Lost`]), or a
+/// dead end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Chosen {
+    Token(u32, bool),
+    Lost(usize),
+    Dead,
 }
 
 /// Grammar-guided decoding: every sampled token keeps the completion's text a valid
@@ -39,6 +55,10 @@ pub struct Guide<'a> {
     /// At a dead end, a completion drops its current line and samples it again, at
     /// most this many times; then it ends unfinished.
     pub backtracks: usize,
+    /// A completion whose text went wrong for good mid-line ([`Fit::Lost`]) samples
+    /// again from where it went wrong, at most this many times (and at most
+    /// [`REGROUP_SAME`] times from one place); then it is at a dead end.
+    pub regroups: usize,
     /// A line but the first (a header) at least this long (leading blanks aside) ends
     /// as soon as it can: the tokens that end it (their text holds a newline) or end the
     /// completion are tried first, the same way, and the line goes on only if none
@@ -60,11 +80,13 @@ pub struct Guide<'a> {
     /// The token whose text is a newline: a line at a dead end that could have ended
     /// earlier is cut there and ended with it, not redone (see [`super::sample`]).
     pub newline: Option<u32>,
-    /// Tokens drawn and refused, lines cut short, lines redone, completions that found
+    /// Tokens drawn and refused, lines cut short, lines redone, lines sampled again
+    /// from where they went wrong, completions that found
     /// no fitting token, and completions that went closing.
     pub refused: std::sync::atomic::AtomicUsize,
     pub cut: std::sync::atomic::AtomicUsize,
     pub backtracked: std::sync::atomic::AtomicUsize,
+    pub regrouped: std::sync::atomic::AtomicUsize,
     pub dead_ends: std::sync::atomic::AtomicUsize,
     pub closed: std::sync::atomic::AtomicUsize,
 }
@@ -78,6 +100,7 @@ impl<'a> Guide<'a> {
             tries: 32,
             scan: 512,
             backtracks: 8,
+            regroups: 16,
             soft_line: 0,
             soft_header: 0,
             closing: None,
@@ -89,31 +112,33 @@ impl<'a> Guide<'a> {
             refused: Default::default(),
             cut: Default::default(),
             backtracked: Default::default(),
+            regrouped: Default::default(),
             dead_ends: Default::default(),
             closed: Default::default(),
         }
     }
 
-    /// Whether token `t` may follow `text`: None if not, else whether the text is then
-    /// whole (or, for an end token, that it ends here).
-    pub(super) fn judge(&self, at: &Choice, t: u32) -> Option<bool> {
+    /// Whether token `t` may follow `text`: the fit of the text with it (for an end
+    /// token, Whole if the text may end here, else No).
+    pub(super) fn judge(&self, at: &Choice, t: u32) -> Fit {
         let Choice { text, eos, .. } = *at;
         let fit = match self.closing {
             Some(f) if at.closing => f,
             _ => self.fit,
         };
         if eos.contains(&t) {
-            return (fit(text) == Fit::Whole).then_some(true);
+            return match fit(text) {
+                Fit::Whole => Fit::Whole,
+                _ => Fit::No,
+            };
         }
-        let piece = self.pieces.get(t as usize)?.as_ref()?;
+        let Some(Some(piece)) = self.pieces.get(t as usize) else {
+            return Fit::No;
+        };
         let mut next = String::with_capacity(text.len() + piece.len());
         next.push_str(text);
         next.push_str(piece);
-        match fit(&next) {
-            Fit::No => None,
-            Fit::Prefix => Some(false),
-            Fit::Whole => Some(true),
-        }
+        fit(&next)
     }
 
     /// Whether the current line (not the first, not blank) could end here: the
@@ -125,12 +150,12 @@ impl<'a> Guide<'a> {
         };
         !at.text[i + 1..].trim().is_empty()
             && at.allowed.is_none_or(|a| a.get(nl as usize) == Some(&true))
-            && self.judge(at, nl).is_some()
+            && matches!(self.judge(at, nl), Fit::Prefix | Fit::Whole)
     }
 
     /// The guided choice for one completion: the token and whether the completion is
-    /// then whole, or None at a dead end.
-    pub(super) fn choose(&self, at: &Choice, rng: &mut SplitMix64) -> Option<(u32, bool)> {
+    /// then whole, where to sample again from, or a dead end.
+    pub(super) fn choose(&self, at: &Choice, rng: &mut SplitMix64) -> Chosen {
         let text = at.text;
         let line_start = text.rfind('\n').map(|i| i + 1);
         let line = text[line_start.unwrap_or(0)..].trim_start();
@@ -139,19 +164,21 @@ impl<'a> Guide<'a> {
         if soft > 0 && line_start.is_some() && line.len() >= soft {
             let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
             let ends = |t: u32| at.eos.contains(&t) || piece(t).is_some_and(|p| p.contains('\n'));
-            if let Some(c) = self.search(at, rng, &ends) {
-                return Some(c);
+            let c = self.search(at, rng, &ends);
+            if c != Chosen::Dead {
+                return c;
             }
         }
         if self.soft_header > 0 && line_start.is_none() && text.len() >= self.soft_header {
             let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
             let closes = |t: u32| piece(t).is_some_and(|p| p.contains(')'));
-            if let Some(c) = self.search(at, rng, &closes) {
-                return Some(c);
+            let c = self.search(at, rng, &closes);
+            if c != Chosen::Dead {
+                return c;
             }
         }
         let c = self.search(at, rng, &|_| true);
-        if c.is_none() {
+        if c == Chosen::Dead {
             self.dead_ends
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -159,12 +186,8 @@ impl<'a> Guide<'a> {
     }
 
     /// [`Self::choose`] among the tokens `allowed` says: draws, then the most likely.
-    fn search(
-        &self,
-        at: &Choice,
-        rng: &mut SplitMix64,
-        allowed: &dyn Fn(u32) -> bool,
-    ) -> Option<(u32, bool)> {
+    /// The first token whose text goes wrong for good ends the search.
+    fn search(&self, at: &Choice, rng: &mut SplitMix64, allowed: &dyn Fn(u32) -> bool) -> Chosen {
         use std::sync::atomic::Ordering::Relaxed;
         let (logits, opts) = (at.logits, at.opts);
         // The model's own nucleus, less what the mask forbids; only when none of it is
@@ -183,7 +206,7 @@ impl<'a> Guide<'a> {
                     .map(|(&l, &ok)| if ok { l } else { f32::NEG_INFINITY })
                     .collect();
                 if masked.iter().all(|l| !l.is_finite()) {
-                    return None;
+                    return Chosen::Dead;
                 }
                 if cand.is_empty() {
                     cand = nucleus(&masked, opts.temperature, opts.top_p);
@@ -198,8 +221,13 @@ impl<'a> Guide<'a> {
                 break;
             }
             let t = pick_from(&cand, rng.unit());
-            if let Some(whole) = self.judge(at, t) {
-                return Some((t, whole));
+            match self.judge(at, t) {
+                Fit::No => {}
+                Fit::Prefix => return Chosen::Token(t, false),
+                Fit::Whole => return Chosen::Token(t, true),
+                Fit::Lost(k) if k < at.text.len() => return Chosen::Lost(k),
+                // The token's own text went wrong: refused like any other.
+                Fit::Lost(_) => {}
             }
             self.refused.fetch_add(1, Relaxed);
             cand.retain(|c| c.0 != t);
@@ -211,7 +239,13 @@ impl<'a> Guide<'a> {
         order
             .iter()
             .take(self.scan)
-            .find_map(|&t| self.judge(at, t).map(|whole| (t, whole)))
+            .find_map(|&t| match self.judge(at, t) {
+                Fit::Prefix => Some(Chosen::Token(t, false)),
+                Fit::Whole => Some(Chosen::Token(t, true)),
+                Fit::Lost(k) if k < at.text.len() => Some(Chosen::Lost(k)),
+                Fit::No | Fit::Lost(_) => None,
+            })
+            .unwrap_or(Chosen::Dead)
     }
 }
 

@@ -11,13 +11,14 @@
 //! along the reduction, so logits are the same bits for any thread count).
 //! Probabilities are computed in f64 from the f32 logits with a fixed summation order.
 
-use super::guide::Choice;
+use super::guide::{Choice, Chosen};
 pub use super::guide::{Fit, Guide};
 use super::llama::{KvCache, Llama, OwnCache, Prefix};
 use super::mask::{GrammarMask, MaskState};
 use super::tokenizer::Tok;
 use super::{Result, generate::cut_at_stop};
 use crate::semantics::rng::SplitMix64;
+use rayon::prelude::*;
 
 /// Settings for [`sample`].
 #[derive(Clone, Debug)]
@@ -180,6 +181,11 @@ struct Seq {
     /// Where the last dropped line started, and how many times in a row it was.
     dropped_at: usize,
     dropped_times: usize,
+    /// Samplings again from where a line went wrong left, the last place, and how
+    /// many times from there.
+    regroups: usize,
+    regrouped_at: usize,
+    regrouped_times: usize,
     /// Guided decoding: the forward passes that gave this completion logits so far.
     steps: usize,
     /// Guided decoding: the tokens kept if the current line were cut at its last
@@ -234,6 +240,9 @@ impl Seq {
             backtracks: guide.map_or(0, |g| g.backtracks),
             dropped_at: usize::MAX,
             dropped_times: 0,
+            regroups: guide.map_or(0, |g| g.regroups),
+            regrouped_at: usize::MAX,
+            regrouped_times: 0,
             end_at: 0,
             steps: 0,
             closing: false,
@@ -255,7 +264,7 @@ pub fn sample(
     eos: &[u32],
     pad_id: u32,
     opts: &SampleOptions,
-    stop: &dyn Fn(&[u32]) -> bool,
+    stop: &(dyn Fn(&[u32]) -> bool + Sync),
     guide: Option<&Guide>,
 ) -> Result<Vec<Completion>> {
     let max_pos = model.config().max_position_embeddings.clamp(1, 1 << 15);
@@ -325,7 +334,7 @@ pub fn sample_shared(
     n: usize,
     eos: &[u32],
     opts: &SampleOptions,
-    stop: &dyn Fn(&[u32]) -> bool,
+    stop: &(dyn Fn(&[u32]) -> bool + Sync),
     guide: Option<&Guide>,
 ) -> Result<Vec<Completion>> {
     let max_pos = model.config().max_position_embeddings.clamp(1, 1 << 15);
@@ -389,6 +398,15 @@ fn step(model: &Llama, prefix: Option<&Prefix>, seqs: &mut [Seq]) -> Result<cand
     model.step_ragged(prefix, &toks, &pos, &mut caches)
 }
 
+/// Whether guided decoding prints the text it drops (`MERGEC_DEBUG=guide`), to see
+/// where its forward passes go.
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "guide"))
+    })
+}
+
 /// Backtracking of guided decoding at a dead end: drops the tokens of the current
 /// line (at least one token) and drops their cache entries, and the entry of the token
 /// before them, which is fed again for fresh logits. A line dropped [`ESCALATE`] times
@@ -408,6 +426,9 @@ fn backtrack(s: &mut Seq) -> bool {
         s.dropped_times = 1;
     }
     s.dropped_at = line_start;
+    if tracing() {
+        eprintln!("guide: line dropped: {:?}", &s.text[line_start..]);
+    }
     // Keep the tokens that end at or before the line's start.
     let keep = s.ends.iter().take_while(|&&e| e <= line_start).count();
     if keep == 0 || keep == s.out.len() {
@@ -422,6 +443,48 @@ fn backtrack(s: &mut Seq) -> bool {
         return false;
     }
     s.keep_only(keep);
+    true
+}
+
+/// A guided completion whose text went wrong for good at byte `at` of its current
+/// line ([`super::guide::Fit::Lost`]): drops the tokens that end after `at` (and the
+/// cache entry of the last one kept, which is fed again), so it samples again from
+/// there. False when its regroups are spent, or spent at that place
+/// ([`super::guide::REGROUP_SAME`]): it is at a dead end.
+fn regroup(s: &mut Seq, at: usize) -> bool {
+    let line_start = s.text.rfind('\n').map_or(0, |i| i + 1);
+    if s.regrouped_at == at {
+        s.regrouped_times += 1;
+    } else {
+        s.regrouped_times = 1;
+    }
+    s.regrouped_at = at;
+    let keep = s.ends.iter().take_while(|&&e| e <= at).count();
+    if s.regroups == 0
+        || s.regrouped_times > super::guide::REGROUP_SAME
+        || at < line_start
+        || keep == 0
+        || keep >= s.out.len()
+    {
+        return false;
+    }
+    if let Some(g) = s.grammar.as_mut()
+        && !g.rollback(s.out.len() - keep)
+    {
+        return false;
+    }
+    s.regroups -= 1;
+    if tracing() {
+        let (kept, dropped) = (&s.text[line_start..at], &s.text[at..]);
+        eprintln!("guide: line redone from its error: {kept:?} dropped {dropped:?}");
+    }
+    s.cache.truncate(s.own_from + keep - 1);
+    let end_at = s.end_at;
+    s.keep_only(keep);
+    // Where the line could have ended is kept if it still can.
+    if end_at <= keep {
+        s.end_at = end_at;
+    }
     true
 }
 
@@ -532,7 +595,7 @@ fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOpti
     }
     let closing = s.closing;
     let choice = if short && g.closing.is_some() && !closing {
-        None
+        Chosen::Dead
     } else {
         // An engine in an error state allows nothing: a dead end.
         let allowed = s
@@ -553,20 +616,25 @@ fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOpti
         g.choose(&at, &mut s.rng)
     };
     match choice {
-        Some((t, whole)) => Pick::Token(t, whole),
-        None => match cut_line(s, g) {
-            Some(true) => {
-                g.cut.fetch_add(1, Relaxed);
-                Pick::Again
-            }
-            Some(false) if recover(s, g, short) => {
-                // Redo the current line: the token before it is fed again.
-                g.backtracked.fetch_add(1, Relaxed);
-                at_line_start(s, g);
-                Pick::Again
-            }
-            _ => Pick::Unfinished,
-        },
+        Chosen::Token(t, whole) => return Pick::Token(t, whole),
+        Chosen::Lost(k) if regroup(s, k) => {
+            g.regrouped.fetch_add(1, Relaxed);
+            return Pick::Again;
+        }
+        Chosen::Lost(_) | Chosen::Dead => {}
+    }
+    match cut_line(s, g) {
+        Some(true) => {
+            g.cut.fetch_add(1, Relaxed);
+            Pick::Again
+        }
+        Some(false) if recover(s, g, short) => {
+            // Redo the current line: the token before it is fed again.
+            g.backtracked.fetch_add(1, Relaxed);
+            at_line_start(s, g);
+            Pick::Again
+        }
+        _ => Pick::Unfinished,
     }
 }
 
@@ -581,7 +649,7 @@ struct Decoding<'a> {
     slots: usize,
     eos: &'a [u32],
     opts: &'a SampleOptions,
-    stop: &'a dyn Fn(&[u32]) -> bool,
+    stop: &'a (dyn Fn(&[u32]) -> bool + Sync),
     guide: Option<&'a Guide<'a>>,
 }
 
@@ -604,16 +672,21 @@ fn decode(
     let mut finished = Vec::new();
     loop {
         let mut live = Vec::with_capacity(at.slots);
-        let mut take = |s: Seq, l: &[f32], live: &mut Vec<Seq>| match advance(s, l, at) {
+        let mut take = |next: Next, live: &mut Vec<Seq>| match next {
             Next::Live(s) => live.push(s),
             Next::Done(i, c) => finished.push((i, c)),
         };
-        for (s, l) in work.drain(..) {
-            take(s, &l, &mut live);
+        // Each sequence's pick (guided: its checks and mask) on its own: in parallel.
+        let picked: Vec<Next> = std::mem::take(&mut work)
+            .into_par_iter()
+            .map(|(s, l)| advance(s, &l, at))
+            .collect();
+        for next in picked {
+            take(next, &mut live);
         }
         while live.len() < at.slots {
             match fresh() {
-                Some((s, l)) => take(s, &l, &mut live),
+                Some((s, l)) => take(advance(s, &l, at), &mut live),
                 None => break,
             }
         }

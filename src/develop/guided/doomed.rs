@@ -1,0 +1,269 @@
+//! Lines a guided program can never finish well: [`doomed_line`] (an operator after
+//! an error no operand mends) and [`doomed_group`] (a closed bracket group with a type
+//! error inside), for [`super::program_fit`].
+
+/// Whether `text` ends in a body line (`let` or `return`) whose expression so far ends
+/// in a binary operator (maybe with unary `-`/`!` after it) and can never check,
+/// whatever follows:
+/// - with any operand after the operator (one of each type a value can have, see
+///   [`OPERANDS`]), the expression has a type error that ends before that operand: a
+///   later operand binds only to the nodes ending there (the right spine), so the
+///   operator's left operand and everything before it stay as they are, error and all
+///   (`max(a, b) && ...` on tensors, `sqrt(w, w) + ...`);
+/// - it is a `return` whose value so far is a list: binary operators on a list give a
+///   list, never a tensor.
+///
+/// (A small model otherwise writes on to the line limit, `mixed + mixed + ...`,
+/// `x && y == 1.0 && ...` or `min(xs) || 4 || 5 ...`, then redoes the whole line.)
+pub(super) fn doomed_line(text: &str) -> bool {
+    let Some(i) = text.rfind('\n') else {
+        return false;
+    };
+    let line = text[i + 1..].trim_end();
+    let head = line.trim_end_matches(['+', '-', '*', '/', '!', '&', '|', '=', '<', '>', ' ']);
+    let tail = line[head.len()..].trim_start();
+    let Some(op) = BINARY.iter().find(|op| tail.starts_with(**op)) else {
+        return false;
+    };
+    // A model refused an operand there writes `- -`.
+    if !tail[op.len()..]
+        .chars()
+        .all(|c| matches!(c, '-' | '!' | ' '))
+    {
+        return false;
+    }
+    let stmt = head.trim_start();
+    let (expr, returns) = match stmt.strip_prefix("return ") {
+        Some(e) => (e, true),
+        None => match stmt.strip_prefix("let ").and_then(|l| l.split_once('=')) {
+            Some((_, e)) if !e.starts_with('=') => (e, false),
+            _ => return false,
+        },
+    };
+    let expr = expr.trim();
+    if expr.is_empty() {
+        return false;
+    }
+    // The expression as a `let`'s value (a merge returning a list does not check).
+    let before = format!("{}let probe = ", &text[..=i]);
+    let from = before.len();
+    let to = from + expr.len() + 1 + op.len();
+    let probe = |operand: &str| format!("{before}{expr} {op} {operand}\nreturn base\n}}");
+    let parsed = |src: &str| {
+        crate::syntax::parse_program(src)
+            .ok()
+            .filter(|p| !p.items.is_empty())
+    };
+    let doomed_with = |operand: &str| {
+        parsed(&probe(operand)).is_some_and(|p| {
+            crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).is_err_and(|diags| {
+                diags
+                    .iter()
+                    .any(|d| d.span.start >= from && d.span.end <= to)
+            })
+        })
+    };
+    if OPERANDS.iter().all(|o| doomed_with(o)) {
+        return true;
+    }
+    // A return whose value so far is a list stays a list.
+    returns
+        && parsed(&format!("{before}{expr}\nreturn base\n}}")).is_some_and(|p| {
+            super::typed_names(&p, &p.items[0].name.name)
+                .last()
+                .is_some_and(|(n, t)| n == "probe" && t.is_list())
+        })
+}
+
+/// The binary operators [`doomed_line`] looks for, longest first.
+const BINARY: [&str; 13] = [
+    "&&", "||", "==", "!=", "<=", ">=", "**", "<", ">", "+", "-", "*", "/",
+];
+
+/// One operand of each type a value can have (tensor, list, float, int, bool, mask,
+/// list of masks, lists of numbers, string), for [`doomed_line`]'s probes.
+const OPERANDS: [&str; 10] = [
+    "base",
+    "models",
+    "1.0",
+    "1",
+    "true",
+    "(base > 0.0)",
+    "(models > 0.0)",
+    "[1.0]",
+    "[1]",
+    "\"a\"",
+];
+
+/// Where the last body line of `text` went wrong for good, if it did: its last closed
+/// bracket group (a call with its name, a parenthesized expression or a list, not an
+/// index) has a type error inside it. Nothing after a closed group changes what is
+/// inside it, so no continuation mends that error: the line is to be redone from the
+/// error's start (the byte offset returned), not written on to its limit. (SmolLM2 at
+/// temperature 1.0 wrote `sum(x = (base == 0.0))` or `topk_mask(numel(x = 1))` and
+/// then 80 more characters before the line was dropped.)
+///
+/// Not judged (None): groups with a name bound inside the line (a lambda's or a
+/// block's), whose probe cannot resolve it, and lines with a string. Memoized per
+/// text up to the group's end, so each group is checked once.
+pub(super) fn doomed_group(text: &str) -> Option<usize> {
+    let header_end = text.find('{')?;
+    let nl = text.rfind('\n').filter(|&i| i > header_end)?;
+    let line = &text[nl + 1..];
+    if line.contains('"') {
+        return None;
+    }
+    let close = line.rfind([')', ']'])?;
+    let upto = &text[..nl + 1 + close + 1];
+    thread_local! {
+        static MEMO: std::cell::RefCell<std::collections::HashMap<String, Option<usize>>> =
+            Default::default();
+    }
+    if let Some(known) = MEMO.with(|m| m.borrow().get(upto).copied()) {
+        return known;
+    }
+    let found = group_error(&text[..=nl], &line[..=close]).map(|k| nl + 1 + k);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MEMO_SIZE {
+            m.clear();
+        }
+        m.insert(upto.to_string(), found);
+    });
+    found
+}
+
+/// Entries [`doomed_group`] remembers per thread before it starts afresh.
+const MEMO_SIZE: usize = 4096;
+
+/// The start (in `line`) of the first type error inside the group that ends `line`
+/// (after the program's lines `before`), if its probe `let probe = <group>` has one.
+fn group_error(before: &str, line: &str) -> Option<usize> {
+    let b = line.as_bytes();
+    let close = b.len() - 1;
+    let mut depth = 0usize;
+    let mut open = None;
+    for j in (0..=close).rev() {
+        match b[j] {
+            b')' | b']' => depth += 1,
+            b'(' | b'[' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    open = Some(j);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let open = open?;
+    if (b[open] == b'(') != (b[close] == b')') {
+        return None;
+    }
+    let head = line[..open].trim_end();
+    let word_at = head
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let word = &head[word_at..];
+    let named = !word.is_empty() && !KEYWORDS.contains(&word);
+    let start = match b[open] {
+        b'(' if named => word_at,
+        // An index: its value depends on what it indexes.
+        b'[' if named || head.ends_with([')', ']']) => return None,
+        _ => open,
+    };
+    let group = &line[start..];
+    let src = format!("{before}let probe = {group}\nreturn base\n}}");
+    let from = before.len() + "let probe = ".len();
+    let p = crate::syntax::parse_program(&src)
+        .ok()
+        .filter(|p| !p.items.is_empty())?;
+    let diags = crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).err()?;
+    let inside: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .filter(|d| d.span.start >= from && d.span.end <= from + group.len())
+        .collect();
+    if inside.iter().any(|d| d.message.starts_with("unknown name")) {
+        return None;
+    }
+    inside.iter().map(|d| start + d.span.start - from).min()
+}
+
+/// Words before a `(` that make it a parenthesized expression, not a call.
+const KEYWORDS: [&str; 7] = ["return", "if", "else", "and", "or", "not", "let"];
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Fit, program_fit};
+
+    #[test]
+    fn a_line_that_can_never_check_goes_no_further() {
+        let h = "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0) -> Tensor {\n    let d = models - base\n";
+        for doomed in [
+            "    return d + ",
+            "    return base + d * ",
+            "    return d - w *",
+            "    let x = sum(x = 1.0, -base) * ",
+            "    let x = sqrt(w, w) + base - ",
+            "    return (base + sqrt(w, w)) * ",
+            "    return d - -",
+            "    return d * - !",
+            "    let x = max(d[0], base) && ",
+            "    let x = max(d[0], base) && w == 1.0 && ",
+            "    let x = min([1, 2, 3]) || ",
+            "    return sqrt(w, w) == ",
+        ] {
+            let fit = program_fit(&format!("{h}{doomed}"));
+            assert!(matches!(fit, Fit::No | Fit::Lost(_)), "{doomed:?}: {fit:?}");
+        }
+        for open in [
+            "    return base + ",
+            "    return sum(d) + ",
+            "    return d",
+            "    return base + w * ",
+            "    return base * -",
+            "    let x = base + sqrt(w) - ",
+            "    let x = sum(d) / ",
+            "    let x: f32 = w * ",
+            "    let x = base > 0.0 && ",
+            "    let x = w == ",
+            "    let x = base ** ",
+            "    return base + (w ",
+            "    let x = ",
+        ] {
+            assert_eq!(program_fit(&format!("{h}{open}")), Fit::Prefix, "{open:?}");
+        }
+    }
+
+    #[test]
+    fn a_closed_group_with_a_type_error_is_redone_from_the_error() {
+        let h = "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0) -> Tensor {\n    let d = models[0] - base\n";
+        // (line, where the error starts in it)
+        for (doomed, from) in [
+            ("    let x = sqrt(w, w)", "sqrt"),
+            ("    let x = base + sum(x = (base == 0.0))", "(base =="),
+            ("    let x = base + sum(x = (base == 0.0)) * ", "(base =="),
+            ("    return d * max([base, models])", "models]"),
+            ("    let x = topk_mask(numel(x = 1)) + base", "topk_mask"),
+            ("    let x = (d && base) * 2.0", "d &&"),
+        ] {
+            let text = format!("{h}{doomed}");
+            let at = text.len() - doomed.len() + doomed.find(from).unwrap();
+            assert_eq!(program_fit(&text), Fit::Lost(at), "{doomed:?}");
+        }
+        for open in [
+            "    let x = sqrt(w)",
+            "    let x = sum(models) + sqrt(",
+            "    let x = models[0]",
+            "    let x = (d + base) * ",
+            "    return sum(models)",
+            "    let x = [1.0, 2.0]",
+            // Inside a lambda its parameter is not known to the probe: not judged.
+            "    let x = fold(models - base, |acc, tau, i| (acc + tau))",
+            "    let x = fold(models - base, |acc, tau, i| (acc && tau)",
+        ] {
+            assert_eq!(program_fit(&format!("{h}{open}")), Fit::Prefix, "{open:?}");
+        }
+    }
+}
