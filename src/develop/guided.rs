@@ -287,8 +287,12 @@ const MAX_LINE: usize = 120;
 
 /// Layout limits of guided programs: no comments or tabs, the header on one line (at
 /// most 200 characters), no blank lines, at most [`MAX_STATEMENTS`] statements before
-/// the `return` and nothing but `}` after it, body lines of at most 120 characters, words of at most 32 characters,
-/// numbers of at most 12 digits and no runs of more than 8 spaces.
+/// the `return` and nothing but `}` after it, body lines of at most 120 characters, words
+/// of at most 32 characters, numbers of at most 12 digits and no runs of more than 8
+/// spaces; body lines [`plain_line`]s, and no `return` of a list literal (a list,
+/// unless indexed). (SmolLM2 at temperature 1.0 wrote `return [mixed, total, ...` and
+/// `max(sum_all(x = sum_all(x = sqrt(sum_all(...` to the line limit: a third of the
+/// text it dropped.)
 pub fn tidy(text: &str) -> bool {
     if text.contains(['#', '\t', '\r']) || text.contains("         ") {
         return false;
@@ -308,6 +312,9 @@ pub fn tidy(text: &str) -> bool {
             return false;
         }
         returned = l.starts_with("return ");
+        if (returned && l["return ".len()..].trim_start().starts_with('[')) || !plain_line(l) {
+            return false;
+        }
         // Each line starts a statement (or closes the body); after MAX_STATEMENTS
         // statements, only `return` (then `}`).
         let ending = starts_with_word(l, "return") || l.starts_with('}');
@@ -329,6 +336,57 @@ pub fn tidy(text: &str) -> bool {
         line = if c == '\n' { 0 } else { line + 1 };
         if word > 32 || digits > 12 || line > 200 {
             return false;
+        }
+    }
+    true
+}
+
+/// Brackets open at once in a body line of a guided program, at most (the standard
+/// library's lines open at most 4).
+const MAX_DEPTH: usize = 4;
+
+/// Longest string literal of a guided program.
+const MAX_STRING: usize = 32;
+
+/// Whether body line `l` stays plain: at most [`MAX_DEPTH`] brackets open at once,
+/// string literals of at most [`MAX_STRING`] characters, and no `if` inside an `if`'s
+/// condition. (Otherwise a prefix stays viable however long it runs: SmolLM2 wrote
+/// unclosed strings and `if a < 1 || if len(...` conditions to the line limit.)
+fn plain_line(l: &str) -> bool {
+    let (mut open, mut string, mut condition) = (0usize, None::<usize>, false);
+    let mut word = String::new();
+    for c in l.chars().chain([' ']) {
+        if let Some(n) = string.as_mut() {
+            *n += 1;
+            if c == '"' {
+                string = None;
+            } else if *n > MAX_STRING {
+                return false;
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if word == "if" {
+            if condition {
+                return false;
+            }
+            condition = true;
+        }
+        word.clear();
+        match c {
+            '"' => string = Some(0),
+            '(' | '[' | '{' => {
+                open += 1;
+                condition &= c != '{';
+                if open > MAX_DEPTH {
+                    return false;
+                }
+            }
+            ')' | ']' | '}' => open = open.saturating_sub(1),
+            _ => {}
         }
     }
     true
@@ -480,7 +538,7 @@ fn header_tokens(s: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Fit, header_fits, program_fit};
+    use super::{Fit, header_fits, program_fit, tidy};
 
     #[test]
     fn a_return_line_can_end_before_its_brace() {
@@ -504,6 +562,28 @@ mod tests {
             Fit::No
         );
         assert_eq!(program_fit(&format!("{h}    return base\n    ")), Fit::No);
+    }
+
+    #[test]
+    fn body_lines_stay_plain_and_return_no_list_literal() {
+        let h = "merge m(base: Tensor, models: [Tensor]) -> Tensor {\n";
+        for ok in [
+            "    let x = sum(sqrt(abs(max(base, 1.0))))",
+            "    let w = [1.0, 2.0]",
+            "    return base + sum([1.0, 2.0] * (models - base))",
+            "    let x = if sum_all(base) > 0.0 { 1.0 } else if true { 2.0 } else { 3.0 }",
+        ] {
+            assert!(tidy(&format!("{h}{ok}")), "{ok:?}");
+        }
+        for refused in [
+            "    let x = sum(sqrt(abs(max(min(",
+            "    return [",
+            "    return  [base, base",
+            "    let x = \"a very long string that never ends, on and on",
+            "    let x = if base > 0.0 || if ",
+        ] {
+            assert!(!tidy(&format!("{h}{refused}")), "{refused:?}");
+        }
     }
 
     #[test]

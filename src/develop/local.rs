@@ -90,6 +90,7 @@ pub struct GuideStats {
     pub cut: usize,
     pub backtracked: usize,
     pub regrouped: usize,
+    pub passes: usize,
     pub dead_ends: usize,
     pub closed: usize,
 }
@@ -309,16 +310,18 @@ impl LocalGenerator {
             cut: guide.cut.load(Relaxed),
             backtracked: guide.backtracked.load(Relaxed),
             regrouped: guide.regrouped.load(Relaxed),
+            passes: guide.passes.load(Relaxed),
             dead_ends: guide.dead_ends.load(Relaxed),
             closed: guide.closed.load(Relaxed),
         };
         if guided {
             let st = &self.last_stats;
             eprintln!(
-                "guided: {} tokens, {} drawn tokens refused, {} lines cut short, {} lines redone, \
-                 {} redone from a closed group's type error, {} dead ends; programs closed early \
+                "guided: {} tokens from {} forward passes, {} drawn tokens refused, {} lines cut \
+                 short, {} lines redone, {} redone from their type error, {} dead ends; programs closed early \
                  (a return forced after the retries): {} of {n}",
                 st.tokens,
+                st.passes,
                 st.refused,
                 st.cut,
                 st.backtracked,

@@ -87,6 +87,8 @@ pub struct Guide<'a> {
     pub cut: std::sync::atomic::AtomicUsize,
     pub backtracked: std::sync::atomic::AtomicUsize,
     pub regrouped: std::sync::atomic::AtomicUsize,
+    /// Forward passes whose logits the guide judged (a token's, or a line's redo).
+    pub passes: std::sync::atomic::AtomicUsize,
     pub dead_ends: std::sync::atomic::AtomicUsize,
     pub closed: std::sync::atomic::AtomicUsize,
 }
@@ -113,6 +115,7 @@ impl<'a> Guide<'a> {
             cut: Default::default(),
             backtracked: Default::default(),
             regrouped: Default::default(),
+            passes: Default::default(),
             dead_ends: Default::default(),
             closed: Default::default(),
         }

@@ -585,6 +585,7 @@ fn guided_pick(s: &mut Seq, g: &Guide, l: &[f32], eos: &[u32], opts: &SampleOpti
     // passes too, so a completion closes after as many passes as an unguided one
     // makes, less `reserve`, and ends after twice that many.
     s.steps += 1;
+    g.passes.fetch_add(1, Relaxed);
     let short = s.out.len().max(s.steps) + g.reserve >= opts.max_new_tokens;
     if s.steps >= 2 * opts.max_new_tokens {
         return Pick::Unfinished;
