@@ -1,0 +1,255 @@
+//! Guided decoding's handling of one completion: its pick under the guide, and what
+//! happens at a dead end (a line cut, redone from its error or whole, closing).
+
+use super::super::guide::{Choice, Chosen, Guide, REGROUP_SAME};
+use super::{SampleOptions, Seq};
+
+/// Whether guided decoding prints the text it drops (`MERGEC_DEBUG=guide`), to see
+/// where its forward passes go.
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "guide"))
+    })
+}
+
+/// Backtracking of guided decoding at a dead end: drops the tokens of the current
+/// line (at least one token) and drops their cache entries, and the entry of the token
+/// before them, which is fed again for fresh logits. A line dropped [`ESCALATE`] times
+/// in a row takes the line before it along (not the first line): what trapped it may
+/// have been decided there. False when only the first line (the header) is left to drop.
+fn backtrack(s: &mut Seq) -> bool {
+    let mut line_start = s.text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    if line_start == s.dropped_at {
+        s.dropped_times += 1;
+    } else {
+        s.dropped_times = 1;
+    }
+    if s.dropped_times > ESCALATE
+        && let Some(prev) = s.text[..line_start.saturating_sub(1)].rfind('\n')
+    {
+        line_start = prev + 1;
+        s.dropped_times = 1;
+    }
+    s.dropped_at = line_start;
+    if tracing() {
+        eprintln!("guide: line dropped: {:?}", &s.text[line_start..]);
+    }
+    // Keep the tokens that end at or before the line's start.
+    let keep = s.ends.iter().take_while(|&&e| e <= line_start).count();
+    if keep == 0 || keep == s.out.len() {
+        return false;
+    }
+    s.backtracks -= 1;
+    // The last token kept is fed again: its entry goes too.
+    s.cache.truncate(s.own_from + keep - 1);
+    if let Some(g) = s.grammar.as_mut()
+        && !g.rollback(s.out.len() - keep)
+    {
+        return false;
+    }
+    s.keep_only(keep);
+    true
+}
+
+/// A guided completion whose text went wrong for good at byte `at` of its current
+/// line ([`super::Fit::Lost`]): drops the tokens that end after `at` (and the
+/// cache entry of the last one kept, which is fed again), so it samples again from
+/// there. False when its regroups are spent, or spent at that place
+/// ([`REGROUP_SAME`]): it is at a dead end.
+fn regroup(s: &mut Seq, at: usize) -> bool {
+    let line_start = s.text.rfind('\n').map_or(0, |i| i + 1);
+    if s.regrouped_at == at {
+        s.regrouped_times += 1;
+    } else {
+        s.regrouped_times = 1;
+    }
+    s.regrouped_at = at;
+    let keep = s.ends.iter().take_while(|&&e| e <= at).count();
+    if s.regroups == 0
+        || s.regrouped_times > REGROUP_SAME
+        || at < line_start
+        || keep == 0
+        || keep >= s.out.len()
+    {
+        return false;
+    }
+    if let Some(g) = s.grammar.as_mut()
+        && !g.rollback(s.out.len() - keep)
+    {
+        return false;
+    }
+    s.regroups -= 1;
+    if tracing() {
+        let (kept, dropped) = (&s.text[line_start..at], &s.text[at..]);
+        eprintln!("guide: line redone from its error: {kept:?} dropped {dropped:?}");
+    }
+    s.cache.truncate(s.own_from + keep - 1);
+    let end_at = s.end_at;
+    s.keep_only(keep);
+    // Where the line could have ended is kept if it still can.
+    if end_at <= keep {
+        s.end_at = end_at;
+    }
+    true
+}
+
+/// A guided completion at a dead end in a line that could have ended earlier (after
+/// its `end_at` tokens): the tokens after that are dropped (their cache entries
+/// dropped) and the line ends there with the guide's newline token, which is fed next.
+/// Lines that ran on past every place they could end (a sum of the same name to the
+/// line limit, a type error no later token mends) are kept up to there, not redone.
+/// Some(false) when the line could not have ended; None if the grammar refused the
+/// cut (it allowed the newline there, so this cannot happen): the completion must end.
+fn cut_line(s: &mut Seq, g: &Guide) -> Option<bool> {
+    let Some(nl) = g.newline else {
+        return Some(false);
+    };
+    let keep = s.end_at;
+    if keep == 0 || keep > s.out.len() {
+        return Some(false);
+    }
+    if let Some(m) = s.grammar.as_mut()
+        && !(m.rollback(s.out.len() - keep) && m.consume(nl))
+    {
+        return None;
+    }
+    s.cache.truncate(s.own_from + keep);
+    s.keep_only(keep);
+    push_guided(s, g, nl);
+    Some(true)
+}
+
+/// A guided completion at a dead end, or short of tokens: backtracks; once its
+/// backtracks are spent (or it is short of tokens) it first goes closing, if the guide
+/// can. False: it ends unfinished.
+fn recover(s: &mut Seq, g: &Guide, short: bool) -> bool {
+    if s.backtracks == 0 || short {
+        go_closing(s, g);
+    }
+    s.backtracks > 0 && backtrack(s)
+}
+
+/// A guided completion goes on under the guide's closing fit (if it has one), with
+/// twice its backtracks anew; at a line start, under the closing grammar at once.
+fn go_closing(s: &mut Seq, g: &Guide) {
+    if g.closing.is_none() || s.closing {
+        return;
+    }
+    s.closing = true;
+    s.backtracks = 2 * g.backtracks;
+    g.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    at_line_start(s, g);
+}
+
+/// A guided completion's grammar mask at a new line (only blanks after its last
+/// newline): it may take up the grammar of the rest of the text.
+fn at_line_start(s: &mut Seq, g: &Guide) {
+    let blank = blank_line(&s.text);
+    if let (Some(m), Some(mask), true) = (s.grammar.as_mut(), g.mask, blank) {
+        m.line_start(mask, &s.text, s.closing);
+    }
+}
+
+/// Appends token `t` to guided completion `s` (its grammar already past it): its
+/// text, and at a newline a new line.
+pub(super) fn push_guided(s: &mut Seq, g: &Guide, t: u32) {
+    s.out.push(t);
+    s.pos += 1;
+    if let Some(Some(p)) = g.pieces.get(t as usize) {
+        s.text.push_str(p);
+        if p.contains('\n') {
+            s.end_at = 0;
+            at_line_start(s, g);
+        }
+    }
+    s.ends.push(s.text.len());
+}
+
+/// Whether `text`'s last line holds only blanks (a line start).
+fn blank_line(text: &str) -> bool {
+    text.rsplit('\n')
+        .next()
+        .is_some_and(|l| l.trim().is_empty())
+}
+
+/// What guided decoding does with one completion's logits.
+pub(super) enum Pick {
+    /// Emit this token (and whether the completion is then whole).
+    Token(u32, bool),
+    /// A line was cut or is redone: the completion is fed again, no token emitted.
+    Again,
+    /// The completion ends unfinished.
+    Unfinished,
+}
+
+/// The guided choice for completion `s` from its logits `l`: a token, a line cut or
+/// redone at a dead end, or the end.
+pub(super) fn guided_pick(
+    s: &mut Seq,
+    g: &Guide,
+    l: &[f32],
+    eos: &[u32],
+    opts: &SampleOptions,
+) -> Pick {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Too few tokens or forward passes left to go on: close now. Lines redone cost
+    // passes too, so a completion closes after as many passes as an unguided one
+    // makes, less `reserve`, and ends after twice that many.
+    s.steps += 1;
+    g.passes.fetch_add(1, Relaxed);
+    let short = s.out.len().max(s.steps) + g.reserve >= opts.max_new_tokens;
+    if s.steps >= 2 * opts.max_new_tokens {
+        return Pick::Unfinished;
+    }
+    // At a line start there is no line to drop: close from here.
+    if short && s.text.contains('\n') && blank_line(&s.text) {
+        go_closing(s, g);
+    }
+    let closing = s.closing;
+    let choice = if short && g.closing.is_some() && !closing {
+        Chosen::Dead
+    } else {
+        // An engine in an error state allows nothing: a dead end.
+        let allowed = s
+            .grammar
+            .as_mut()
+            .map(|g| g.allowed().unwrap_or_else(|| vec![false; l.len()]));
+        let at = Choice {
+            logits: l,
+            allowed: allowed.as_deref(),
+            text: &s.text,
+            eos,
+            opts,
+            closing,
+        };
+        if g.line_ends(&at) {
+            s.end_at = s.out.len();
+        }
+        g.choose(&at, &mut s.rng)
+    };
+    match choice {
+        Chosen::Token(t, whole) => return Pick::Token(t, whole),
+        Chosen::Lost(k) if regroup(s, k) => {
+            g.regrouped.fetch_add(1, Relaxed);
+            return Pick::Again;
+        }
+        Chosen::Lost(_) | Chosen::Dead => {}
+    }
+    match cut_line(s, g) {
+        Some(true) => {
+            g.cut.fetch_add(1, Relaxed);
+            Pick::Again
+        }
+        Some(false) if recover(s, g, short) => {
+            // Redo the current line: the token before it is fed again.
+            g.backtracked.fetch_add(1, Relaxed);
+            at_line_start(s, g);
+            Pick::Again
+        }
+        _ => Pick::Unfinished,
+    }
+}
+
+/// Drops of one line in a row before [`backtrack`] drops the line before it too.
+const ESCALATE: usize = 2;
