@@ -224,13 +224,8 @@ impl<'a> Guide<'a> {
                 break;
             }
             let t = pick_from(&cand, rng.unit());
-            match self.judge(at, t) {
-                Fit::No => {}
-                Fit::Prefix => return Chosen::Token(t, false),
-                Fit::Whole => return Chosen::Token(t, true),
-                Fit::Lost(k) if k < at.text.len() => return Chosen::Lost(k),
-                // The token's own text went wrong: refused like any other.
-                Fit::Lost(_) => {}
+            if let Some(c) = chosen(self.judge(at, t), t, at) {
+                return c;
             }
             self.refused.fetch_add(1, Relaxed);
             cand.retain(|c| c.0 != t);
@@ -242,13 +237,19 @@ impl<'a> Guide<'a> {
         order
             .iter()
             .take(self.scan)
-            .find_map(|&t| match self.judge(at, t) {
-                Fit::Prefix => Some(Chosen::Token(t, false)),
-                Fit::Whole => Some(Chosen::Token(t, true)),
-                Fit::Lost(k) if k < at.text.len() => Some(Chosen::Lost(k)),
-                Fit::No | Fit::Lost(_) => None,
-            })
+            .find_map(|&t| chosen(self.judge(at, t), t, at))
             .unwrap_or(Chosen::Dead)
+    }
+}
+
+/// What token `t`'s fit makes of it: chosen (or a place to sample again from), or None:
+/// refused (also when the token's own text went wrong).
+fn chosen(fit: Fit, t: u32, at: &Choice) -> Option<Chosen> {
+    match fit {
+        Fit::Prefix => Some(Chosen::Token(t, false)),
+        Fit::Whole => Some(Chosen::Token(t, true)),
+        Fit::Lost(k) if k < at.text.len() => Some(Chosen::Lost(k)),
+        Fit::No | Fit::Lost(_) => None,
     }
 }
 

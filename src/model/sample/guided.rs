@@ -41,13 +41,19 @@ fn backtrack(s: &mut Seq) -> bool {
         return false;
     }
     s.backtracks -= 1;
-    // The last token kept is fed again: its entry goes too.
-    s.cache.truncate(s.own_from + keep - 1);
+    feed_again(s, keep)
+}
+
+/// Keeps completion `s`'s first `keep` tokens (at least one, fewer than it has) and
+/// feeds the last of them again for fresh logits: the cache entries from its own on
+/// and the grammar's steps after it go. False if the grammar cannot roll back.
+fn feed_again(s: &mut Seq, keep: usize) -> bool {
     if let Some(g) = s.grammar.as_mut()
         && !g.rollback(s.out.len() - keep)
     {
         return false;
     }
+    s.cache.truncate(s.own_from + keep - 1);
     s.keep_only(keep);
     true
 }
@@ -74,19 +80,15 @@ fn regroup(s: &mut Seq, at: usize) -> bool {
     {
         return false;
     }
-    if let Some(g) = s.grammar.as_mut()
-        && !g.rollback(s.out.len() - keep)
-    {
-        return false;
-    }
-    s.regroups -= 1;
     if tracing() {
         let (kept, dropped) = (&s.text[line_start..at], &s.text[at..]);
         eprintln!("guide: line redone from its error: {kept:?} dropped {dropped:?}");
     }
-    s.cache.truncate(s.own_from + keep - 1);
     let end_at = s.end_at;
-    s.keep_only(keep);
+    if !feed_again(s, keep) {
+        return false;
+    }
+    s.regroups -= 1;
     // Where the line could have ended is kept if it still can.
     if end_at <= keep {
         s.end_at = end_at;
