@@ -181,13 +181,11 @@ struct Seq {
     ends: Vec<usize>,
     backtracks: usize,
     /// Where the last dropped line started, and how many times in a row it was.
-    dropped_at: usize,
-    dropped_times: usize,
-    /// Samplings again from where a line went wrong left, the last place, and how
-    /// many times from there.
+    dropped: InARow,
+    /// Samplings again from where a line went wrong left, and the last place and how
+    /// many times in a row from there.
     regroups: usize,
-    regrouped_at: usize,
-    regrouped_times: usize,
+    regrouped: InARow,
     /// Guided decoding: the forward passes that gave this completion logits so far.
     steps: usize,
     /// Guided decoding: the tokens kept if the current line were cut at its last
@@ -197,6 +195,31 @@ struct Seq {
     closing: bool,
     /// Guided decoding with a mask: the completion's place in the grammar.
     grammar: Option<MaskState>,
+}
+
+/// The last place something happened at (`usize::MAX`: none yet), and how many times
+/// in a row it was there.
+struct InARow {
+    at: usize,
+    times: usize,
+}
+
+impl Default for InARow {
+    fn default() -> Self {
+        InARow {
+            at: usize::MAX,
+            times: 0,
+        }
+    }
+}
+
+impl InARow {
+    /// Counts a time at `at`: how many times in a row it is now.
+    fn count(&mut self, at: usize) -> usize {
+        self.times = if self.at == at { self.times + 1 } else { 1 };
+        self.at = at;
+        self.times
+    }
 }
 
 impl Seq {
@@ -240,11 +263,9 @@ impl Seq {
             own_from: cache.len(),
             cache,
             backtracks: guide.map_or(0, |g| g.backtracks),
-            dropped_at: usize::MAX,
-            dropped_times: 0,
+            dropped: InARow::default(),
             regroups: guide.map_or(0, |g| g.regroups),
-            regrouped_at: usize::MAX,
-            regrouped_times: 0,
+            regrouped: InARow::default(),
             end_at: 0,
             steps: 0,
             closing: false,

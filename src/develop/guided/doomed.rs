@@ -49,18 +49,11 @@ pub(super) fn doomed_line(text: &str) -> bool {
     let from = before.len();
     let to = from + expr.len() + 1 + op.len();
     let probe = |operand: &str| format!("{before}{expr} {op} {operand}\nreturn base\n}}");
-    let parsed = |src: &str| {
-        crate::syntax::parse_program(src)
-            .ok()
-            .filter(|p| !p.items.is_empty())
-    };
     let doomed_with = |operand: &str| {
-        parsed(&probe(operand)).is_some_and(|p| {
-            crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).is_err_and(|diags| {
-                diags
-                    .iter()
-                    .any(|d| d.span.start >= from && d.span.end <= to)
-            })
+        probe_errors(&probe(operand)).is_some_and(|diags| {
+            diags
+                .iter()
+                .any(|d| d.span.start >= from && d.span.end <= to)
         })
     };
     if OPERANDS.iter().all(|o| doomed_with(o)) {
@@ -73,6 +66,20 @@ pub(super) fn doomed_line(text: &str) -> bool {
                 .last()
                 .is_some_and(|(n, t)| n == "probe" && t.is_list())
         })
+}
+
+/// A probe program, parsed; None if it does not parse or holds no item.
+fn parsed(src: &str) -> Option<crate::syntax::ast::Program> {
+    crate::syntax::parse_program(src)
+        .ok()
+        .filter(|p| !p.items.is_empty())
+}
+
+/// The checker's errors for a probe program's merge (at rank 2): None if it does not
+/// parse or has none.
+fn probe_errors(src: &str) -> Option<Vec<crate::diag::Diagnostic>> {
+    let p = parsed(src)?;
+    crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).err()
 }
 
 /// The binary operators [`doomed_line`] looks for, longest first.
@@ -175,10 +182,7 @@ fn group_error(before: &str, line: &str) -> Option<usize> {
     let group = &line[start..];
     let src = format!("{before}let probe = {group}\nreturn base\n}}");
     let from = before.len() + "let probe = ".len();
-    let p = crate::syntax::parse_program(&src)
-        .ok()
-        .filter(|p| !p.items.is_empty())?;
-    let diags = crate::types::instantiate_merge(&p, &p.items[0].name.name, 2).err()?;
+    let diags = probe_errors(&src)?;
     let inside: Vec<_> = diags
         .iter()
         .filter(|d| d.severity == crate::diag::Severity::Error)

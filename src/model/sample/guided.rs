@@ -2,7 +2,7 @@
 //! happens at a dead end (a line cut, redone from its error or whole, closing).
 
 use super::super::guide::{Choice, Chosen, Guide, REGROUP_SAME};
-use super::{SampleOptions, Seq};
+use super::{InARow, SampleOptions, Seq};
 
 /// Whether guided decoding prints the text it drops (`MERGEC_DEBUG=guide`), to see
 /// where its forward passes go.
@@ -20,18 +20,13 @@ fn tracing() -> bool {
 /// have been decided there. False when only the first line (the header) is left to drop.
 fn backtrack(s: &mut Seq) -> bool {
     let mut line_start = s.text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    if line_start == s.dropped_at {
-        s.dropped_times += 1;
-    } else {
-        s.dropped_times = 1;
-    }
-    if s.dropped_times > ESCALATE
+    if s.dropped.count(line_start) > ESCALATE
         && let Some(prev) = s.text[..line_start.saturating_sub(1)].rfind('\n')
     {
         line_start = prev + 1;
-        s.dropped_times = 1;
+        s.dropped = InARow::default();
+        s.dropped.count(line_start);
     }
-    s.dropped_at = line_start;
     if tracing() {
         eprintln!("guide: line dropped: {:?}", &s.text[line_start..]);
     }
@@ -65,15 +60,10 @@ fn feed_again(s: &mut Seq, keep: usize) -> bool {
 /// ([`REGROUP_SAME`]): it is at a dead end.
 fn regroup(s: &mut Seq, at: usize) -> bool {
     let line_start = s.text.rfind('\n').map_or(0, |i| i + 1);
-    if s.regrouped_at == at {
-        s.regrouped_times += 1;
-    } else {
-        s.regrouped_times = 1;
-    }
-    s.regrouped_at = at;
+    let times = s.regrouped.count(at);
     let keep = s.ends.iter().take_while(|&&e| e <= at).count();
     if s.regroups == 0
-        || s.regrouped_times > REGROUP_SAME
+        || times > REGROUP_SAME
         || at < line_start
         || keep == 0
         || keep >= s.out.len()
