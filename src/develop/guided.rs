@@ -62,7 +62,9 @@ pub fn program_fit(text: &str) -> Fit {
                 (&text[..=i], format!("{}return base\n}}", &text[..=i]))
             } else if trimmed.ends_with(';') {
                 (trimmed, format!("{trimmed}\nreturn base\n}}"))
-            } else if let Some(k) = doomed::doomed_group(text) {
+            } else if let Some(k) =
+                doomed::doomed_group(text).or_else(|| doomed::doomed_element(text))
+            {
                 return Fit::Lost(k);
             } else if doomed::doomed_line(text) {
                 return Fit::No;

@@ -142,7 +142,7 @@ impl<'p> Checker<'p> {
                 self.error(
                     Diagnostic::error(
                         span,
-                        format!("`{}` is missing its argument `{}`", b.name, p.name),
+                        format!("`{}` {} `{}`", b.name, super::MISSING_ARGUMENT, p.name),
                     )
                     .with_hint(b.sigs.join("  |  ")),
                 );

@@ -11,7 +11,8 @@ impl Checker<'_> {
     pub(super) fn array(&mut self, xs: &[Expr], expect: Option<&Ty>, span: Span) -> TExpr {
         if xs.is_empty() {
             self.error(
-                Diagnostic::error(span, "empty list").with_hint("lists hold one value per model"),
+                Diagnostic::error(span, super::EMPTY_LIST)
+                    .with_hint("lists hold one value per model"),
             );
             return TExpr::error(span);
         }

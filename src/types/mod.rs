@@ -26,6 +26,19 @@ pub use program::{
 };
 pub use suggest::did_you_mean;
 
+/// How the checker says a call lacks a required argument (`` `f` is missing its
+/// argument `x` ``).
+pub(crate) const MISSING_ARGUMENT: &str = "is missing its argument";
+/// How the checker says a list literal is empty.
+pub(crate) const EMPTY_LIST: &str = "empty list";
+
+/// Whether a checker error is one that more text before its call's or list's closing
+/// bracket would mend: a missing argument, an empty list. (Guided decoding refuses the
+/// bracket then, rather than redoing the group.)
+pub fn wants_more(d: &crate::diag::Diagnostic) -> bool {
+    d.message == EMPTY_LIST || d.message.contains(MISSING_ARGUMENT)
+}
+
 /// Parses and checks a program, returning its AST and merge signatures.
 pub fn check_source(
     src: &str,

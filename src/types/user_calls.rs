@@ -175,7 +175,7 @@ impl<'p> Checker<'p> {
                     self.error(
                         Diagnostic::error(
                             span,
-                            format!("`{fname}` is missing its argument `{}`", p.name.name),
+                            format!("`{fname}` {} `{}`", super::MISSING_ARGUMENT, p.name.name),
                         )
                         .with_hint(format!("`{}` has no default", p.name.name)),
                     );

@@ -110,42 +110,98 @@ const OPERANDS: [&str; 10] = [
 /// temperature 1.0 wrote `sum(x = (base == 0.0))` or `topk_mask(numel(x = 1))` and
 /// then 80 more characters before the line was dropped.)
 ///
+/// An error only more text before the closing bracket mends (a missing argument, an
+/// empty list: [`crate::types::wants_more`]) returns the bracket's offset: the token
+/// that wrote it is refused, and the model writes on inside the group instead.
+///
 /// Not judged (None): groups with a name bound inside the line (a lambda's or a
 /// block's), whose probe cannot resolve it, and lines with a string. Memoized per
 /// text up to the group's end, so each group is checked once.
 pub(super) fn doomed_group(text: &str) -> Option<usize> {
+    let (nl, line) = body_line(text)?;
+    let close = line.rfind([')', ']'])?;
+    let upto = &text[..nl + 1 + close + 1];
+    memo(upto, || match group_error(&text[..=nl], &line[..=close])? {
+        Wrong::At(k) => Some(nl + 1 + k),
+        Wrong::Unfinished => Some(nl + 1 + close),
+    })
+}
+
+/// Where the last body line of `text` went wrong for good, if it ends in a `,` after a
+/// list literal's element and that list, closed right there, has a type error that
+/// more elements do not mend (`[base, [1.0],`: lists do not nest): the byte offset to
+/// redo the line from, a comma earlier than [`doomed_group`] sees the list's close.
+///
+/// Only lists: a call's argument may check only with a later one (`sum(base, axis=0)`
+/// is a sum along an axis, `sum(base)` a type error), so a call is judged at its close.
+pub(super) fn doomed_element(text: &str) -> Option<usize> {
+    let (nl, line) = body_line(text)?;
+    let comma = line.trim_end().strip_suffix(',')?.len();
+    let mut depth = 0usize;
+    let open = line[..comma].bytes().rev().find_map(|c| {
+        match c {
+            b')' | b']' => depth += 1,
+            b'(' | b'[' if depth == 0 => return Some(c),
+            b'(' | b'[' => depth -= 1,
+            _ => {}
+        }
+        None
+    })?;
+    if open != b'[' {
+        return None;
+    }
+    let closed = format!("{}]", &line[..comma]);
+    memo(&text[..nl + 1 + comma + 1], || {
+        match group_error(&text[..=nl], &closed)? {
+            Wrong::At(k) if k < comma => Some(nl + 1 + k),
+            _ => None,
+        }
+    })
+}
+
+/// The last line of `text` if it is a body line without a string: the offset of the
+/// newline before it, and the line.
+fn body_line(text: &str) -> Option<(usize, &str)> {
     let header_end = text.find('{')?;
     let nl = text.rfind('\n').filter(|&i| i > header_end)?;
     let line = &text[nl + 1..];
-    if line.contains('"') {
-        return None;
-    }
-    let close = line.rfind([')', ']'])?;
-    let upto = &text[..nl + 1 + close + 1];
+    (!line.contains('"')).then_some((nl, line))
+}
+
+/// `judge()`, remembered per `key` (per thread, up to [`MEMO_SIZE`] entries).
+fn memo(key: &str, judge: impl FnOnce() -> Option<usize>) -> Option<usize> {
     thread_local! {
         static MEMO: std::cell::RefCell<std::collections::HashMap<String, Option<usize>>> =
             Default::default();
     }
-    if let Some(known) = MEMO.with(|m| m.borrow().get(upto).copied()) {
+    if let Some(known) = MEMO.with(|m| m.borrow().get(key).copied()) {
         return known;
     }
-    let found = group_error(&text[..=nl], &line[..=close]).map(|k| nl + 1 + k);
+    let found = judge();
     MEMO.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() >= MEMO_SIZE {
             m.clear();
         }
-        m.insert(upto.to_string(), found);
+        m.insert(key.to_string(), found);
     });
     found
 }
 
-/// Entries [`doomed_group`] remembers per thread before it starts afresh.
+/// Entries [`memo`] remembers per thread before it starts afresh.
 const MEMO_SIZE: usize = 4096;
 
-/// The start (in `line`) of the first type error inside the group that ends `line`
-/// (after the program's lines `before`), if its probe `let probe = <group>` has one.
-fn group_error(before: &str, line: &str) -> Option<usize> {
+/// What is wrong inside a closed group ([`group_error`]).
+enum Wrong {
+    /// A type error starts at this offset in the line.
+    At(usize),
+    /// Only errors that more text before the closing bracket mends.
+    Unfinished,
+}
+
+/// What is wrong inside the group that ends `line` (after the program's lines
+/// `before`), if its probe `let probe = <group>` has a type error there.
+fn group_error(before: &str, line: &str) -> Option<Wrong> {
     let b = line.as_bytes();
     let close = b.len() - 1;
     let mut depth = 0usize;
@@ -191,7 +247,16 @@ fn group_error(before: &str, line: &str) -> Option<usize> {
     if inside.iter().any(|d| d.message.starts_with("unknown name")) {
         return None;
     }
-    inside.iter().map(|d| start + d.span.start - from).min()
+    let first = inside
+        .iter()
+        .filter(|d| !crate::types::wants_more(d))
+        .map(|d| start + d.span.start - from)
+        .min();
+    match first {
+        Some(k) => Some(Wrong::At(k)),
+        None if inside.is_empty() => None,
+        None => Some(Wrong::Unfinished),
+    }
 }
 
 /// Words before a `(` that make it a parenthesized expression, not a call.
@@ -249,8 +314,12 @@ mod tests {
             ("    let x = base + sum(x = (base == 0.0))", "(base =="),
             ("    let x = base + sum(x = (base == 0.0)) * ", "(base =="),
             ("    return d * max([base, models])", "models]"),
-            ("    let x = topk_mask(numel(x = 1)) + base", "topk_mask"),
+            // `topk_mask` lacks its `k`: the line is redone from its close.
+            ("    let x = topk_mask(numel(x = 1)) + base", ") + base"),
             ("    let x = (d && base) * 2.0", "d &&"),
+            // A list's element is judged at the comma after it.
+            ("    let x = [base, [1.0],", "[1.0]"),
+            ("    let x = sum([base, true, ", "true"),
         ] {
             let text = format!("{h}{doomed}");
             let at = text.len() - doomed.len() + doomed.find(from).unwrap();
@@ -266,8 +335,35 @@ mod tests {
             // Inside a lambda its parameter is not known to the probe: not judged.
             "    let x = fold(models - base, |acc, tau, i| (acc + tau))",
             "    let x = fold(models - base, |acc, tau, i| (acc && tau)",
+            // A call's argument is judged at its close: `axis` makes this a sum.
+            "    let x = sum(base,",
+            "    let x = [base, base,",
         ] {
             assert_eq!(program_fit(&format!("{h}{open}")), Fit::Prefix, "{open:?}");
         }
+    }
+
+    #[test]
+    fn a_close_that_leaves_a_group_unfinished_is_refused() {
+        let h = "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0) -> Tensor {\n";
+        // The closing bracket's token is refused (its offset is in the token), and
+        // the model writes on inside the group.
+        for unfinished in [
+            "    let x = clamp(base, 0.0)",
+            "    let x = where(base > 0.0, base)",
+            "    let x = base + lerp(base, b = base)",
+            "    let x = []",
+        ] {
+            let text = format!("{h}{unfinished}");
+            assert_eq!(
+                program_fit(&text),
+                Fit::Lost(text.len() - 1),
+                "{unfinished:?}"
+            );
+        }
+        // With another error inside too, the line is redone from that one.
+        let text = format!("{h}    let x = where(base > 0.0, sqrt(w, w), [])");
+        let at = text.find("sqrt").unwrap();
+        assert_eq!(program_fit(&text), Fit::Lost(at));
     }
 }
