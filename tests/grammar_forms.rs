@@ -192,7 +192,7 @@ fn the_loop_form_holds_the_loops_programs_and_only_those() {
             "{h}, w: f32 = -0.5, k: int = 2, t: bool = true) -> Tensor {{\n  let d = models[0] - base;\n  return base * w\n}}"
         ),
         format!(
-            "{h}, d: [f32] = [0.5, -1.0],) -> Tensor {{\n  return if true {{ let x = base; x }} else {{ base }}\n}}"
+            "{h}, d: [f32] = -1.0,) -> Tensor {{\n  return if true {{ let x = base; x }} else {{ base }}\n}}"
         ),
     ] {
         assert!(g.accepts(&ok), "{ok}");
@@ -203,6 +203,8 @@ fn the_loop_form_holds_the_loops_programs_and_only_those() {
         format!("{h}) -> Tensor {{ return base }}"),
         format!("{h}, w: Tensor = 1.0) -> Tensor {{\n  return base\n}}"),
         format!("{h}, k: int = 1.5) -> Tensor {{\n  return base\n}}"),
+        // A list's default is a scalar: a literal's length need not match the models.
+        format!("{h}, d: [f32] = [0.5]) -> Tensor {{\n  return base\n}}"),
         format!("{h}) -> [Tensor] {{\n  return models\n}}"),
         format!("{h}) -> Tensor {{\n  # a comment\n  return base\n}}"),
         format!("{h}) -> Tensor {{\n  let a = base\n\n  return a\n}}"),

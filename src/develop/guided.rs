@@ -107,6 +107,7 @@ pub fn program_guide<'a>(pieces: &'a [Option<String>], mask: Option<&'a GrammarM
     g.closing = Some(&closing_fit);
     g.soft_line = SOFT_LINE;
     g.soft_header = SOFT_HEADER;
+    g.soft_word = MAX_WORD;
     g
 }
 
@@ -284,6 +285,8 @@ pub const SOFT_LINE: usize = 80;
 pub const MAX_PARAMS: usize = 6;
 /// Statements (lines) of a guided merge body; then it must return.
 pub const MAX_STATEMENTS: usize = 8;
+/// Longest word (name, keyword, number's digits and letters) of a guided program.
+pub const MAX_WORD: usize = 32;
 /// Longest body line of a guided program.
 const MAX_LINE: usize = 120;
 
@@ -336,7 +339,7 @@ pub fn tidy(text: &str) -> bool {
         };
         digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
         line = if c == '\n' { 0 } else { line + 1 };
-        if word > 32 || digits > 12 || line > 200 {
+        if word > MAX_WORD || digits > 12 || line > 200 {
             return false;
         }
     }
@@ -443,17 +446,14 @@ pub fn header_fits(text: &str) -> bool {
             22 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)) || word_ok("["),
             26 => ["f32", "int", "bool"].iter().any(|t| word_ok(t)),
             27 => word_ok("]"),
-            // A list literal's elements; not none (an empty list has no value for
-            // any model: the merge does not instantiate).
-            28 => word_ok("-") || is_number(tok) || (word_ok("]") && toks[k - 1] != "["),
-            29 => is_number(tok),
-            40 => word_ok(",") || word_ok("]"),
             23 => word_ok("="),
+            // A default is a scalar of the type (of its elements', for a list: one
+            // value for every model; a list literal's length need not match the
+            // number of models, and the merge would not instantiate).
             24 if ty == "bool" => word_ok("true") || word_ok("false"),
             24 | 25 if ty == "int" => {
                 (st == 24 && word_ok("-")) || tok.chars().all(|c| c.is_ascii_digit())
             }
-            24 if ty == "list" => word_ok("-") || is_number(tok) || word_ok("["),
             24 => word_ok("-") || is_number(tok),
             25 => is_number(tok),
             30 => word_ok("->"),
@@ -471,11 +471,10 @@ pub fn header_fits(text: &str) -> bool {
             }
             names.push(tok.as_str());
         }
-        if st == 22 {
-            ty = ["f32", "int", "bool", "["]
+        if st == 22 || st == 26 {
+            ty = ["f32", "int", "bool"]
                 .into_iter()
                 .find(|t| t == tok)
-                .map(|t| if t == "[" { "list" } else { t })
                 .unwrap_or("");
         }
         st = match (st, tok.as_str()) {
@@ -486,11 +485,6 @@ pub fn header_fits(text: &str) -> bool {
             (26, _) => 27,
             (27, _) => 23,
             (24, "-") => 25,
-            (24, "[") => 28,
-            (28, "-") => 29,
-            (28, "]") | (40, "]") => 12,
-            (28, _) | (29, _) => 40,
-            (40, _) => 28,
             (24, _) | (25, _) => 12,
             (s, _) if s < 12 || (20..32).contains(&s) => s + 1,
             (s, _) => s,
@@ -600,8 +594,9 @@ mod tests {
             "merge m(base: Tensor, models: [Tensor], w: f32 = 0.",
             "merge m(base: Tensor, models: [Tensor], w: f32 = -1e-",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1e-3, k: int = 2, t: bool = tr",
-            "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = [0.5, -1",
-            "merge m(base: Tensor, models: [Tensor], weight: [f32] = [0.5, 1.0]) -> Tensor {",
+            "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, d: [f32] = -1",
+            "merge m(base: Tensor, models: [Tensor], k: [int] = 2, on: [bool] = tr",
+            "merge m(base: Tensor, models: [Tensor], on: [bool] = false) -> Tensor {",
             "merge m(base: Tensor, models: [Tensor],) -",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w2:",
@@ -622,6 +617,10 @@ mod tests {
             "merge let(",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w:",
             "merge m(base: Tensor, models: [Tensor], w: [f32] = []",
+            // A list literal's length need not match the number of models.
+            "merge m(base: Tensor, models: [Tensor], w: [f32] = [0",
+            "merge m(base: Tensor, models: [Tensor], on: [bool] = 1",
+            "merge m(base: Tensor, models: [Tensor], k: [int] = 1.5",
             "merge m(base: Tensor, models: [Tensor], w: f32 = 1.0, w ",
             "merge m(base: Tensor, models: [Tensor], models :",
             "merge m(base: Tensor, models: [Tensor], base:",

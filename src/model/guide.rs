@@ -69,6 +69,12 @@ pub struct Guide<'a> {
     /// The first line (a header) at least this long closes its parentheses as soon as
     /// it can: tokens holding `)` are tried first, the same way. 0: no limit.
     pub soft_header: usize,
+    /// A word (letters, digits, `_`) this long ends as soon as it can: tokens whose text
+    /// starts with anything else are tried first, the same way. 0: no limit. (A word at
+    /// a fit's length limit can only end, but the tokens that end it may all be less
+    /// likely than the 512 that the scan tries: SmolLM2 ended merge headers at
+    /// `merge user_func_min_max_mixed_100s_in_`.)
+    pub soft_word: usize,
     /// Closing: a completion whose backtracks are spent, or with fewer than `reserve`
     /// tokens left (or forward passes: a redone line's cost them too), drops its
     /// current line and goes on under this stricter fit (which should only let it
@@ -105,6 +111,7 @@ impl<'a> Guide<'a> {
             regroups: 16,
             soft_line: 0,
             soft_header: 0,
+            soft_word: 0,
             closing: None,
             reserve: 64,
             newline: pieces
@@ -162,10 +169,19 @@ impl<'a> Guide<'a> {
         let text = at.text;
         let line_start = text.rfind('\n').map(|i| i + 1);
         let line = text[line_start.unwrap_or(0)..].trim_start();
+        let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
+        let word_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let word = text.len() - text.trim_end_matches(word_char).len();
+        if self.soft_word > 0 && word >= self.soft_word {
+            let ends_word = |t: u32| piece(t).is_some_and(|p| !p.starts_with(word_char));
+            let c = self.search(at, rng, &ends_word);
+            if c != Chosen::Dead {
+                return c;
+            }
+        }
         // A closing completion ends its line as soon as it can.
         let soft = if at.closing { 1 } else { self.soft_line };
         if soft > 0 && line_start.is_some() && line.len() >= soft {
-            let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
             let ends = |t: u32| at.eos.contains(&t) || piece(t).is_some_and(|p| p.contains('\n'));
             let c = self.search(at, rng, &ends);
             if c != Chosen::Dead {
@@ -173,7 +189,6 @@ impl<'a> Guide<'a> {
             }
         }
         if self.soft_header > 0 && line_start.is_none() && text.len() >= self.soft_header {
-            let piece = |t: u32| self.pieces.get(t as usize).and_then(|p| p.as_deref());
             let closes = |t: u32| piece(t).is_some_and(|p| p.contains(')'));
             let c = self.search(at, rng, &closes);
             if c != Chosen::Dead {
@@ -263,4 +278,54 @@ pub(super) struct Choice<'a> {
     pub(super) eos: &'a [u32],
     pub(super) opts: &'a SampleOptions,
     pub(super) closing: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words of at most 8 characters, anything else after them.
+    fn short_words(text: &str) -> Fit {
+        let word = text.len()
+            - text
+                .trim_end_matches(|c: char| c.is_ascii_alphanumeric())
+                .len();
+        let longest = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .map(str::len)
+            .max();
+        if longest.unwrap_or(0) > 8 || word > 8 {
+            Fit::No
+        } else {
+            Fit::Prefix
+        }
+    }
+
+    #[test]
+    fn a_word_at_its_limit_ends_even_when_its_end_is_unlikely() {
+        // 600 one-letter tokens, most likely first, then `(`, the least likely.
+        let mut pieces: Vec<Option<String>> = (0..600).map(|_| Some("a".to_string())).collect();
+        pieces.push(Some("(".into()));
+        let logits: Vec<f32> = (0..pieces.len()).map(|i| -(i as f32)).collect();
+        let opts = SampleOptions {
+            temperature: 1.0,
+            top_p: 1.0,
+            ..Default::default()
+        };
+        let at = Choice {
+            logits: &logits,
+            allowed: None,
+            text: "merge abcdefgh",
+            eos: &[],
+            opts: &opts,
+            closing: false,
+        };
+        let fit = short_words;
+        let mut g = Guide::new(&pieces, &fit);
+        let mut rng = SplitMix64::new(0);
+        // `(` is beyond the scan's 512 most likely tokens.
+        assert_eq!(g.choose(&at, &mut rng), Chosen::Dead);
+        g.soft_word = 8;
+        assert_eq!(g.choose(&at, &mut rng), Chosen::Token(600, false));
+    }
 }

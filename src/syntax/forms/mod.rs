@@ -605,21 +605,12 @@ pub fn let_lines(n: usize) -> Node {
     lets
 }
 
-/// The loop header's parameters: `, NAME: TYPE = LITERAL` with a literal of the type.
+/// The loop header's parameters: `, NAME: TYPE = LITERAL` with a scalar literal of the
+/// type (of its elements', for a list).
 fn loop_defs() -> Vec<Def> {
     let lit = |s: &str| Node::Lit(s.to_string());
     let r = |s: &str| Node::Ref(s.to_string());
     let signed = |t: &str| Node::Seq(vec![Node::Opt(Box::new(lit("-"))), r(t)]);
-    let list = |t: &str| {
-        Node::Seq(vec![
-            lit("["),
-            Node::Opt(Box::new(Node::Seq(vec![
-                signed(t),
-                Node::Star(Box::new(Node::Seq(vec![lit(","), signed(t)]))),
-            ]))),
-            lit("]"),
-        ])
-    };
     let typed = |ty: Node, value: Node| Node::Seq(vec![ty, lit("="), value]);
     let scalar_types = [("f32", "NUMBER"), ("int", "LOOP_INT")];
     let mut alts: Vec<Node> = scalar_types
@@ -627,9 +618,11 @@ fn loop_defs() -> Vec<Def> {
         .map(|(t, v)| typed(lit(t), signed(v)))
         .collect();
     alts.push(typed(lit("bool"), r("BOOLEAN")));
+    // A list's default is a scalar, one value for every model: a list literal has a
+    // length, which the testbed's number of models need not match.
     for (t, v) in scalar_types {
         let ty = Node::Seq(vec![lit("["), lit(t), lit("]")]);
-        alts.push(typed(ty, Node::Alt(vec![signed(v), list(v)])));
+        alts.push(typed(ty, signed(v)));
     }
     let bools = Node::Seq(vec![lit("["), lit("bool"), lit("]")]);
     alts.push(typed(bools, r("BOOLEAN")));
