@@ -279,8 +279,8 @@ fn shared_sampling_matches_padded_sampling_and_guides() {
     };
     let g = sample_shared(&m, &prompt, 6, &[2], &long, &|_| false, Some(&guide)).unwrap();
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(guide.closed.load(Relaxed), 6);
-    assert!(guide.backtracked.load(Relaxed) >= 6 * (guide.backtracks + 1));
+    assert_eq!(guide.counts.closed.load(Relaxed), 6);
+    assert!(guide.counts.backtracked.load(Relaxed) >= 6 * (guide.backtracks + 1));
     for c in &g {
         assert!(c.finished, "{c:?}");
         assert_eq!(c.ids.len(), 4, "{c:?}");
@@ -336,7 +336,7 @@ fn shared_sampling_matches_padded_sampling_and_guides() {
             ..long.clone()
         };
         let g = sample_shared(&m, &prompt, 6, &[2], &other, &|_| false, Some(&guide)).unwrap();
-        assert!(guide.regrouped.load(Relaxed) > 0);
+        assert!(guide.counts.regrouped.load(Relaxed) > 0);
         for c in &g {
             assert!(c.finished, "{c:?}");
             assert_eq!((c.ids.len(), c.ids[1], c.ids[5]), (6, 0, 0), "{c:?}");

@@ -62,8 +62,9 @@ pub fn program_fit(text: &str) -> Fit {
                 (&text[..=i], format!("{}return base\n}}", &text[..=i]))
             } else if trimmed.ends_with(';') {
                 (trimmed, format!("{trimmed}\nreturn base\n}}"))
-            } else if let Some(k) =
-                doomed::doomed_group(text).or_else(|| doomed::doomed_element(text))
+            } else if let Some(k) = doomed::doomed_group(text)
+                .or_else(|| doomed::doomed_element(text))
+                .or_else(|| doomed::uncallable(text))
             {
                 return Fit::Lost(k);
             } else if doomed::doomed_line(text) {
@@ -317,7 +318,9 @@ pub fn tidy(text: &str) -> bool {
             return false;
         }
         returned = l.starts_with("return ");
-        if (returned && l["return ".len()..].trim_start().starts_with('[')) || !plain_line(l) {
+        if (returned && l["return ".len()..].trim_start().starts_with('['))
+            || !plain_line(line.trim_start())
+        {
             return false;
         }
         // Each line starts a statement (or closes the body); after MAX_STATEMENTS
@@ -350,17 +353,23 @@ pub fn tidy(text: &str) -> bool {
 /// library's lines open at most 4).
 const MAX_DEPTH: usize = 4;
 
+/// Spaces in a row in a body line of a guided program (its indentation aside), at most.
+const MAX_BLANKS: usize = 2;
+
 /// Longest string literal of a guided program.
 const MAX_STRING: usize = 32;
 
-/// Whether body line `l` stays plain: at most [`MAX_DEPTH`] brackets open at once,
-/// string literals of at most [`MAX_STRING`] characters, and no `if` inside an `if`'s
-/// condition. (Otherwise a prefix stays viable however long it runs: SmolLM2 wrote
-/// unclosed strings and `if a < 1 || if len(...` conditions to the line limit.)
+/// Whether body line `l` (its indentation aside) stays plain: at most [`MAX_DEPTH`]
+/// brackets open at once, string literals of at most [`MAX_STRING`] characters, no `if`
+/// inside an `if`'s condition, and at most [`MAX_BLANKS`] spaces in a row outside
+/// strings. (Otherwise a prefix stays viable however long it runs: SmolLM2 wrote
+/// unclosed strings, `if a < 1 || if len(...` conditions and runs of spaces to the
+/// line's limits.)
 fn plain_line(l: &str) -> bool {
     let (mut open, mut string, mut condition) = (0usize, None::<usize>, false);
+    let mut blanks = 0;
     let mut word = String::new();
-    for c in l.chars().chain([' ']) {
+    for c in l.chars().chain(['\n']) {
         if let Some(n) = string.as_mut() {
             *n += 1;
             if c == '"' {
@@ -369,6 +378,10 @@ fn plain_line(l: &str) -> bool {
                 return false;
             }
             continue;
+        }
+        blanks = if c == ' ' { blanks + 1 } else { 0 };
+        if blanks > MAX_BLANKS {
+            return false;
         }
         if c.is_ascii_alphanumeric() || c == '_' {
             word.push(c);
@@ -568,6 +581,8 @@ mod tests {
             "    let w = [1.0, 2.0]",
             "    return base + sum([1.0, 2.0] * (models - base))",
             "    let x = if sum_all(base) > 0.0 { 1.0 } else if true { 2.0 } else { 3.0 }",
+            "        let x  =  base  ",
+            "    let x = contains(\"a    b\", \"a\")",
         ] {
             assert!(tidy(&format!("{h}{ok}")), "{ok:?}");
         }
@@ -577,6 +592,8 @@ mod tests {
             "    return  [base, base",
             "    let x = \"a very long string that never ends, on and on",
             "    let x = if base > 0.0 || if ",
+            "    let x = sum   ",
+            "    let x = base   ",
         ] {
             assert!(!tidy(&format!("{h}{refused}")), "{refused:?}");
         }

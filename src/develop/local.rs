@@ -27,7 +27,6 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, String>;
@@ -86,13 +85,7 @@ impl Default for LocalSettings {
 #[derive(Clone, Debug, Default)]
 pub struct GuideStats {
     pub tokens: usize,
-    pub refused: usize,
-    pub cut: usize,
-    pub backtracked: usize,
-    pub regrouped: usize,
-    pub passes: usize,
-    pub dead_ends: usize,
-    pub closed: usize,
+    pub tally: crate::model::guide::Tally,
 }
 
 /// A local model generating merge programs.
@@ -306,28 +299,14 @@ impl LocalGenerator {
             .collect::<crate::model::Result<Vec<String>>>()?;
         self.last_stats = GuideStats {
             tokens: out.iter().map(|c| c.ids.len()).sum(),
-            refused: guide.refused.load(Relaxed),
-            cut: guide.cut.load(Relaxed),
-            backtracked: guide.backtracked.load(Relaxed),
-            regrouped: guide.regrouped.load(Relaxed),
-            passes: guide.passes.load(Relaxed),
-            dead_ends: guide.dead_ends.load(Relaxed),
-            closed: guide.closed.load(Relaxed),
+            tally: guide.counts.tally(),
         };
         if guided {
             let st = &self.last_stats;
             eprintln!(
-                "guided: {} tokens from {} forward passes, {} drawn tokens refused, {} lines cut \
-                 short, {} lines redone, {} redone from their type error, {} dead ends; programs closed early \
-                 (a return forced after the retries): {} of {n}",
-                st.tokens,
-                st.passes,
-                st.refused,
-                st.cut,
-                st.backtracked,
-                st.regrouped,
-                st.dead_ends,
-                st.closed
+                "guided: {} tokens from {}; programs closed early (a return forced after the \
+                 retries): {} of {n}",
+                st.tokens, st.tally, st.tally.closed
             );
         }
         Ok(texts)

@@ -5,6 +5,7 @@
 use super::mask::GrammarMask;
 use super::sample::{SampleOptions, nucleus, pick_from};
 use crate::semantics::rng::SplitMix64;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Whether a text may still be continued to a valid output, for guided decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,17 +87,87 @@ pub struct Guide<'a> {
     /// The token whose text is a newline: a line at a dead end that could have ended
     /// earlier is cut there and ended with it, not redone (see [`super::sample`]).
     pub newline: Option<u32>,
-    /// Tokens drawn and refused, lines cut short, lines redone, lines sampled again
-    /// from where they went wrong, completions that found
-    /// no fitting token, and completions that went closing.
-    pub refused: std::sync::atomic::AtomicUsize,
-    pub cut: std::sync::atomic::AtomicUsize,
-    pub backtracked: std::sync::atomic::AtomicUsize,
-    pub regrouped: std::sync::atomic::AtomicUsize,
+    /// What happened while it sampled, all completions together.
+    pub counts: Counts,
+}
+
+/// What a [`Guide`] counts while it samples ([`Counts::tally`] reads them).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Tokens drawn and refused.
+    pub refused: AtomicUsize,
+    /// Lines cut short, redone whole, and sampled again from where they went wrong.
+    pub cut: AtomicUsize,
+    pub backtracked: AtomicUsize,
+    pub regrouped: AtomicUsize,
+    /// The tokens that cuts, lines redone and redos from an error dropped (each
+    /// cost a forward pass).
+    pub cut_tokens: AtomicUsize,
+    pub backtracked_tokens: AtomicUsize,
+    pub regrouped_tokens: AtomicUsize,
     /// Forward passes whose logits the guide judged (a token's, or a line's redo).
-    pub passes: std::sync::atomic::AtomicUsize,
-    pub dead_ends: std::sync::atomic::AtomicUsize,
-    pub closed: std::sync::atomic::AtomicUsize,
+    pub passes: AtomicUsize,
+    /// Choices with no fitting token, and completions that went closing.
+    pub dead_ends: AtomicUsize,
+    pub closed: AtomicUsize,
+}
+
+/// [`Counts`] read at one time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub refused: usize,
+    pub cut: usize,
+    pub backtracked: usize,
+    pub regrouped: usize,
+    pub cut_tokens: usize,
+    pub backtracked_tokens: usize,
+    pub regrouped_tokens: usize,
+    pub passes: usize,
+    pub dead_ends: usize,
+    pub closed: usize,
+}
+
+impl Counts {
+    pub fn tally(&self) -> Tally {
+        let get = |a: &AtomicUsize| a.load(Relaxed);
+        Tally {
+            refused: get(&self.refused),
+            cut: get(&self.cut),
+            backtracked: get(&self.backtracked),
+            regrouped: get(&self.regrouped),
+            cut_tokens: get(&self.cut_tokens),
+            backtracked_tokens: get(&self.backtracked_tokens),
+            regrouped_tokens: get(&self.regrouped_tokens),
+            passes: get(&self.passes),
+            dead_ends: get(&self.dead_ends),
+            closed: get(&self.closed),
+        }
+    }
+
+    /// Adds `n` to one count.
+    pub(super) fn add(count: &AtomicUsize, n: usize) {
+        count.fetch_add(n, Relaxed);
+    }
+}
+
+impl std::fmt::Display for Tally {
+    /// The guided summary line's counts (after "N tokens from").
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} forward passes, {} drawn tokens refused, {} lines cut short ({} tokens dropped), \
+             {} lines redone ({} tokens), {} redone from their type error ({} tokens), {} dead ends",
+            self.passes,
+            self.refused,
+            self.cut,
+            self.cut_tokens,
+            self.backtracked,
+            self.backtracked_tokens,
+            self.regrouped,
+            self.regrouped_tokens,
+            self.dead_ends
+        )
+    }
 }
 
 impl<'a> Guide<'a> {
@@ -118,13 +189,7 @@ impl<'a> Guide<'a> {
                 .iter()
                 .position(|p| p.as_deref() == Some("\n"))
                 .map(|i| i as u32),
-            refused: Default::default(),
-            cut: Default::default(),
-            backtracked: Default::default(),
-            regrouped: Default::default(),
-            passes: Default::default(),
-            dead_ends: Default::default(),
-            closed: Default::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -197,8 +262,7 @@ impl<'a> Guide<'a> {
         }
         let c = self.search(at, rng, &|_| true);
         if c == Chosen::Dead {
-            self.dead_ends
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Counts::add(&self.counts.dead_ends, 1);
         }
         c
     }
@@ -206,7 +270,6 @@ impl<'a> Guide<'a> {
     /// [`Self::choose`] among the tokens `allowed` says: draws, then the most likely.
     /// The first token whose text goes wrong for good ends the search.
     fn search(&self, at: &Choice, rng: &mut SplitMix64, allowed: &dyn Fn(u32) -> bool) -> Chosen {
-        use std::sync::atomic::Ordering::Relaxed;
         let (logits, opts) = (at.logits, at.opts);
         // The model's own nucleus, less what the mask forbids; only when none of it is
         // allowed, the nucleus of the masked distribution. (Renormalizing first widens
@@ -242,7 +305,7 @@ impl<'a> Guide<'a> {
             if let Some(c) = chosen(self.judge(at, t), t, at) {
                 return c;
             }
-            self.refused.fetch_add(1, Relaxed);
+            Counts::add(&self.counts.refused, 1);
             cand.retain(|c| c.0 != t);
         }
         let mut order: Vec<u32> = (0..logits.len() as u32)

@@ -1,7 +1,7 @@
 //! Guided decoding's handling of one completion: its pick under the guide, and what
 //! happens at a dead end (a line cut, redone from its error or whole, closing).
 
-use super::super::guide::{Choice, Chosen, Guide, REGROUP_SAME};
+use super::super::guide::{Choice, Chosen, Counts, Guide, REGROUP_SAME};
 use super::{InARow, SampleOptions, Seq};
 
 /// Whether guided decoding prints the text it drops (`MERGEC_DEBUG=guide`), to see
@@ -17,8 +17,9 @@ fn tracing() -> bool {
 /// line (at least one token) and drops their cache entries, and the entry of the token
 /// before them, which is fed again for fresh logits. A line dropped [`ESCALATE`] times
 /// in a row takes the line before it along (not the first line): what trapped it may
-/// have been decided there. False when only the first line (the header) is left to drop.
-fn backtrack(s: &mut Seq) -> bool {
+/// have been decided there. The tokens dropped; None when only the first line (the
+/// header) is left to drop.
+fn backtrack(s: &mut Seq) -> Option<usize> {
     let mut line_start = s.text.rfind('\n').map(|i| i + 1).unwrap_or(0);
     if s.dropped.count(line_start) > ESCALATE
         && let Some(prev) = s.text[..line_start.saturating_sub(1)].rfind('\n')
@@ -33,10 +34,11 @@ fn backtrack(s: &mut Seq) -> bool {
     // Keep the tokens that end at or before the line's start.
     let keep = s.ends.iter().take_while(|&&e| e <= line_start).count();
     if keep == 0 || keep == s.out.len() {
-        return false;
+        return None;
     }
     s.backtracks -= 1;
-    feed_again(s, keep)
+    let dropped = s.out.len() - keep;
+    feed_again(s, keep).then_some(dropped)
 }
 
 /// Keeps completion `s`'s first `keep` tokens (at least one, fewer than it has) and
@@ -56,9 +58,9 @@ fn feed_again(s: &mut Seq, keep: usize) -> bool {
 /// A guided completion whose text went wrong for good at byte `at` of its current
 /// line ([`super::Fit::Lost`]): drops the tokens that end after `at` (and the
 /// cache entry of the last one kept, which is fed again), so it samples again from
-/// there. False when its regroups are spent, or spent at that place
+/// there. The tokens dropped; None when its regroups are spent, or spent at that place
 /// ([`REGROUP_SAME`]): it is at a dead end.
-fn regroup(s: &mut Seq, at: usize) -> bool {
+fn regroup(s: &mut Seq, at: usize) -> Option<usize> {
     let line_start = s.text.rfind('\n').map_or(0, |i| i + 1);
     let times = s.regrouped.count(at);
     let keep = s.ends.iter().take_while(|&&e| e <= at).count();
@@ -68,22 +70,22 @@ fn regroup(s: &mut Seq, at: usize) -> bool {
         || keep == 0
         || keep >= s.out.len()
     {
-        return false;
+        return None;
     }
     if tracing() {
         let (kept, dropped) = (&s.text[line_start..at], &s.text[at..]);
         eprintln!("guide: line redone from its error: {kept:?} dropped {dropped:?}");
     }
-    let end_at = s.end_at;
+    let (end_at, dropped) = (s.end_at, s.out.len() - keep);
     if !feed_again(s, keep) {
-        return false;
+        return None;
     }
     s.regroups -= 1;
     // Where the line could have ended is kept if it still can.
     if end_at <= keep {
         s.end_at = end_at;
     }
-    true
+    Some(dropped)
 }
 
 /// A guided completion at a dead end in a line that could have ended earlier (after
@@ -106,6 +108,7 @@ fn cut_line(s: &mut Seq, g: &Guide) -> Option<bool> {
     {
         return None;
     }
+    Counts::add(&g.counts.cut_tokens, s.out.len() - keep);
     s.cache.truncate(s.own_from + keep);
     s.keep_only(keep);
     push_guided(s, g, nl);
@@ -119,7 +122,12 @@ fn recover(s: &mut Seq, g: &Guide, short: bool) -> bool {
     if s.backtracks == 0 || short {
         go_closing(s, g);
     }
-    s.backtracks > 0 && backtrack(s)
+    let dropped = if s.backtracks > 0 { backtrack(s) } else { None };
+    if let Some(n) = dropped {
+        Counts::add(&g.counts.backtracked, 1);
+        Counts::add(&g.counts.backtracked_tokens, n);
+    }
+    dropped.is_some()
 }
 
 /// A guided completion goes on under the guide's closing fit (if it has one), with
@@ -130,7 +138,7 @@ fn go_closing(s: &mut Seq, g: &Guide) {
     }
     s.closing = true;
     s.backtracks = 2 * g.backtracks;
-    g.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Counts::add(&g.counts.closed, 1);
     at_line_start(s, g);
 }
 
@@ -184,12 +192,11 @@ pub(super) fn guided_pick(
     eos: &[u32],
     opts: &SampleOptions,
 ) -> Pick {
-    use std::sync::atomic::Ordering::Relaxed;
     // Too few tokens or forward passes left to go on: close now. Lines redone cost
     // passes too, so a completion closes after as many passes as an unguided one
     // makes, less `reserve`, and ends after twice that many.
     s.steps += 1;
-    g.passes.fetch_add(1, Relaxed);
+    Counts::add(&g.counts.passes, 1);
     let short = s.out.len().max(s.steps) + g.reserve >= opts.max_new_tokens;
     if s.steps >= 2 * opts.max_new_tokens {
         return Pick::Unfinished;
@@ -222,20 +229,22 @@ pub(super) fn guided_pick(
     };
     match choice {
         Chosen::Token(t, whole) => return Pick::Token(t, whole),
-        Chosen::Lost(k) if regroup(s, k) => {
-            g.regrouped.fetch_add(1, Relaxed);
-            return Pick::Again;
+        Chosen::Lost(k) => {
+            if let Some(n) = regroup(s, k) {
+                Counts::add(&g.counts.regrouped, 1);
+                Counts::add(&g.counts.regrouped_tokens, n);
+                return Pick::Again;
+            }
         }
-        Chosen::Lost(_) | Chosen::Dead => {}
+        Chosen::Dead => {}
     }
     match cut_line(s, g) {
         Some(true) => {
-            g.cut.fetch_add(1, Relaxed);
+            Counts::add(&g.counts.cut, 1);
             Pick::Again
         }
         Some(false) if recover(s, g, short) => {
             // Redo the current line: the token before it is fed again.
-            g.backtracked.fetch_add(1, Relaxed);
             at_line_start(s, g);
             Pick::Again
         }
