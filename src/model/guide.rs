@@ -296,6 +296,7 @@ impl<'a> Guide<'a> {
             }
             None => logits,
         };
+        let allowed = |t: u32| allowed(t) && !at.banned.contains(&t);
         cand.retain(|c| allowed(c.0));
         for _ in 0..self.tries {
             if cand.is_empty() {
@@ -341,6 +342,8 @@ pub(super) struct Choice<'a> {
     pub(super) eos: &'a [u32],
     pub(super) opts: &'a SampleOptions,
     pub(super) closing: bool,
+    /// Tokens not to draw here (a redo from an error dropped them from this place).
+    pub(super) banned: &'a [u32],
 }
 
 #[cfg(test)]
@@ -382,6 +385,7 @@ mod tests {
             eos: &[],
             opts: &opts,
             closing: false,
+            banned: &[],
         };
         let fit = short_words;
         let mut g = Guide::new(&pieces, &fit);
@@ -390,5 +394,35 @@ mod tests {
         assert_eq!(g.choose(&at, &mut rng), Chosen::Dead);
         g.soft_word = 8;
         assert_eq!(g.choose(&at, &mut rng), Chosen::Token(600, false));
+    }
+
+    #[test]
+    fn a_banned_token_is_not_drawn() {
+        let pieces: Vec<Option<String>> = ["a", "b", "c"].map(|p| Some(p.to_string())).into();
+        // Greedy: the most likely token, unless banned.
+        let logits = [3.0, 2.0, 1.0];
+        let opts = SampleOptions {
+            temperature: 0.0,
+            ..Default::default()
+        };
+        let fit = |_: &str| Fit::Prefix;
+        let g = Guide::new(&pieces, &fit);
+        let mut rng = SplitMix64::new(0);
+        for (banned, want) in [(&[][..], 0), (&[0][..], 1), (&[0, 1][..], 2)] {
+            let at = Choice {
+                logits: &logits,
+                allowed: None,
+                text: "x",
+                eos: &[],
+                opts: &opts,
+                closing: false,
+                banned,
+            };
+            assert_eq!(
+                g.choose(&at, &mut rng),
+                Chosen::Token(want, false),
+                "{banned:?}"
+            );
+        }
     }
 }

@@ -186,6 +186,9 @@ struct Seq {
     /// many times in a row from there.
     regroups: usize,
     regrouped: InARow,
+    /// Guided decoding: the first token each redo from an error dropped, by the text
+    /// length it followed; not drawn there again (see [`guided`]'s `regroup`).
+    banned: Vec<(usize, u32)>,
     /// Guided decoding: the forward passes that gave this completion logits so far.
     steps: usize,
     /// Guided decoding: the tokens kept if the current line were cut at its last
@@ -231,6 +234,8 @@ impl Seq {
         self.ends.truncate(keep);
         self.text.truncate(self.ends[keep - 1]);
         self.end_at = 0;
+        let len = self.text.len();
+        self.banned.retain(|&(at, _)| at <= len);
     }
 
     /// The completion as it stands, ended before it finished.
@@ -266,6 +271,7 @@ impl Seq {
             dropped: InARow::default(),
             regroups: guide.map_or(0, |g| g.regroups),
             regrouped: InARow::default(),
+            banned: Vec::new(),
             end_at: 0,
             steps: 0,
             closing: false,
@@ -434,6 +440,9 @@ struct Decoding<'a> {
 }
 
 /// What one logits row does to a sequence.
+// A completion's state moves through here once per pick; boxing it would allocate
+// once per pick instead.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Live(Seq),
     Done(usize, Completion),

@@ -138,14 +138,17 @@ pub(super) fn doomed_element(text: &str) -> Option<usize> {
     let (nl, line) = body_line(text)?;
     let comma = line.trim_end().strip_suffix(',')?.len();
     let mut depth = 0usize;
-    let open = line[..comma].bytes().rev().find_map(|c| {
-        match c {
-            b')' | b']' => depth += 1,
-            b'(' | b'[' if depth == 0 => return Some(c),
-            b'(' | b'[' => depth -= 1,
-            _ => {}
+    let open = line[..comma].bytes().rev().find(|&c| match c {
+        b')' | b']' => {
+            depth += 1;
+            false
         }
-        None
+        b'(' | b'[' if depth == 0 => true,
+        b'(' | b'[' => {
+            depth -= 1;
+            false
+        }
+        _ => false,
     })?;
     if open != b'[' {
         return None;

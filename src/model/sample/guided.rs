@@ -58,7 +58,9 @@ fn feed_again(s: &mut Seq, keep: usize) -> bool {
 /// A guided completion whose text went wrong for good at byte `at` of its current
 /// line ([`super::Fit::Lost`]): drops the tokens that end after `at` (and the
 /// cache entry of the last one kept, which is fed again), so it samples again from
-/// there. The tokens dropped; None when its regroups are spent, or spent at that place
+/// there, without the first token it dropped (the same logits would draw it again
+/// first: SmolLM2 wrote `return mixed` three times running with `mixed` a float, and
+/// the line was then redone whole). The tokens dropped; None when its regroups are spent, or spent at that place
 /// ([`REGROUP_SAME`]): it is at a dead end.
 fn regroup(s: &mut Seq, at: usize) -> Option<usize> {
     let line_start = s.text.rfind('\n').map_or(0, |i| i + 1);
@@ -77,9 +79,11 @@ fn regroup(s: &mut Seq, at: usize) -> Option<usize> {
         eprintln!("guide: line redone from its error: {kept:?} dropped {dropped:?}");
     }
     let (end_at, dropped) = (s.end_at, s.out.len() - keep);
+    let first = s.out[keep];
     if !feed_again(s, keep) {
         return None;
     }
+    s.banned.push((s.text.len(), first));
     s.regroups -= 1;
     // Where the line could have ended is kept if it still can.
     if end_at <= keep {
@@ -214,6 +218,13 @@ pub(super) fn guided_pick(
             .grammar
             .as_mut()
             .map(|g| g.allowed().unwrap_or_else(|| vec![false; l.len()]));
+        let here = s.text.len();
+        let banned: Vec<u32> = s
+            .banned
+            .iter()
+            .filter(|&&(at, _)| at == here)
+            .map(|&(_, t)| t)
+            .collect();
         let at = Choice {
             logits: l,
             allowed: allowed.as_deref(),
@@ -221,6 +232,7 @@ pub(super) fn guided_pick(
             eos,
             opts,
             closing,
+            banned: &banned,
         };
         if g.line_ends(&at) {
             s.end_at = s.out.len();
