@@ -137,20 +137,7 @@ pub(super) fn doomed_group(text: &str) -> Option<usize> {
 pub(super) fn doomed_element(text: &str) -> Option<usize> {
     let (nl, line) = body_line(text)?;
     let comma = line.trim_end().strip_suffix(',')?.len();
-    let mut depth = 0usize;
-    let open = line[..comma].bytes().rev().find(|&c| match c {
-        b')' | b']' => {
-            depth += 1;
-            false
-        }
-        b'(' | b'[' if depth == 0 => true,
-        b'(' | b'[' => {
-            depth -= 1;
-            false
-        }
-        _ => false,
-    })?;
-    if open != b'[' {
+    if line.as_bytes()[innermost_open(&line.as_bytes()[..comma])?] != b'[' {
         return None;
     }
     let closed = format!("{}]", &line[..comma]);
@@ -192,6 +179,20 @@ pub(super) fn uncallable(text: &str) -> Option<usize> {
         .iter()
         .any(|(n, _)| n == word);
     (!bound).then_some(nl + 1 + at)
+}
+
+/// The offset of the innermost bracket (`(` or `[`) still open at the end of `b`.
+fn innermost_open(b: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    for j in (0..b.len()).rev() {
+        match b[j] {
+            b')' | b']' => depth += 1,
+            b'(' | b'[' if depth == 0 => return Some(j),
+            b'(' | b'[' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The last line of `text` if it is a body line without a string: the offset of the
@@ -239,22 +240,7 @@ enum Wrong {
 fn group_error(before: &str, line: &str) -> Option<Wrong> {
     let b = line.as_bytes();
     let close = b.len() - 1;
-    let mut depth = 0usize;
-    let mut open = None;
-    for j in (0..=close).rev() {
-        match b[j] {
-            b')' | b']' => depth += 1,
-            b'(' | b'[' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    open = Some(j);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let open = open?;
+    let open = innermost_open(&b[..close])?;
     if (b[open] == b'(') != (b[close] == b')') {
         return None;
     }
