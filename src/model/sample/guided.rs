@@ -60,8 +60,8 @@ fn feed_again(s: &mut Seq, keep: usize) -> bool {
 /// cache entry of the last one kept, which is fed again), so it samples again from
 /// there, without the first token it dropped (the same logits would draw it again
 /// first: SmolLM2 wrote `return mixed` three times running with `mixed` a float, and
-/// the line was then redone whole). The tokens dropped; None when its regroups are spent, or spent at that place
-/// ([`REGROUP_SAME`]): it is at a dead end.
+/// the line was then redone whole). The tokens dropped; None when its regroups are
+/// spent, or spent at that place ([`REGROUP_SAME`]): it is at a dead end.
 fn regroup(s: &mut Seq, at: usize) -> Option<usize> {
     let line_start = s.text.rfind('\n').map_or(0, |i| i + 1);
     let times = s.regrouped.count(at);
@@ -112,6 +112,7 @@ fn cut_line(s: &mut Seq, g: &Guide) -> Option<bool> {
     {
         return None;
     }
+    Counts::add(&g.counts.cut, 1);
     Counts::add(&g.counts.cut_tokens, s.out.len() - keep);
     s.cache.truncate(s.own_from + keep);
     s.keep_only(keep);
@@ -251,10 +252,7 @@ pub(super) fn guided_pick(
         Chosen::Dead => {}
     }
     match cut_line(s, g) {
-        Some(true) => {
-            Counts::add(&g.counts.cut, 1);
-            Pick::Again
-        }
+        Some(true) => Pick::Again,
         Some(false) if recover(s, g, short) => {
             // Redo the current line: the token before it is fed again.
             at_line_start(s, g);
