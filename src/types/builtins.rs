@@ -107,6 +107,80 @@ impl Builtin {
     pub fn repl_only(&self) -> bool {
         self.group == Group::Repl
     }
+
+    /// The kinds of value a call of it can give, whatever its arguments (for the
+    /// grammar of guided decoding): calls over a list give a list (`abs(models)`,
+    /// `sum_all(models)`).
+    pub fn gives(&self) -> Kinds {
+        const ANY: Kinds = Kinds::new(true, true, true);
+        match self.rule {
+            Rule::Softmax => Kinds::new(false, false, true),
+            Rule::Len | Rule::StrPred(_) | Rule::ToInt | Rule::ToF32 => {
+                Kinds::new(true, false, false)
+            }
+            Rule::Whole(_)
+            | Rule::Whole2(_)
+            | Rule::Quantile
+            | Rule::Numel
+            | Rule::Ndim
+            | Rule::DimOf => Kinds::new(true, false, true),
+            Rule::ListReduce(_) | Rule::TakeBy(_) | Rule::SumMean(..) | Rule::Norm => {
+                Kinds::new(false, true, true)
+            }
+            Rule::TopkMask
+            | Rule::Ranks
+            | Rule::Bernoulli
+            | Rule::Uniform
+            | Rule::Like(_)
+            | Rule::FullLike => Kinds::new(false, true, true),
+            Rule::ReplShape(_) | Rule::Load => Kinds::new(false, true, false),
+            _ => ANY,
+        }
+    }
+
+    /// The kinds of value its first argument may have (for the grammar of guided
+    /// decoding): a list for functions across the model list (`sum(x, axis=i)` also
+    /// takes a tensor), a tensor or a list for functions of a whole tensor.
+    pub fn wants(&self) -> Kinds {
+        match self.rule {
+            Rule::ListReduce(_) | Rule::Softmax | Rule::TakeBy(_) | Rule::Len | Rule::Fold => {
+                Kinds::new(false, false, true)
+            }
+            Rule::SumMean(..)
+            | Rule::Whole(_)
+            | Rule::Whole2(_)
+            | Rule::Quantile
+            | Rule::TopkMask
+            | Rule::Ranks
+            | Rule::Numel
+            | Rule::Ndim
+            | Rule::DimOf
+            | Rule::Bernoulli
+            | Rule::Uniform
+            | Rule::Like(_)
+            | Rule::FullLike
+            | Rule::Norm => Kinds::new(false, true, true),
+            _ => Kinds::new(true, true, true),
+        }
+    }
+}
+
+/// Kinds of value (a scalar, a tensor or mask, a list): see [`Builtin::gives`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kinds {
+    pub scalar: bool,
+    pub tensor: bool,
+    pub list: bool,
+}
+
+impl Kinds {
+    pub const fn new(scalar: bool, tensor: bool, list: bool) -> Kinds {
+        Kinds {
+            scalar,
+            tensor,
+            list,
+        }
+    }
 }
 
 macro_rules! b {

@@ -622,7 +622,7 @@ pub(crate) fn unknown_type_hint(n: &str) -> Option<String> {
         }
         "i32" | "i64" | "usize" | "integer" => Some("did you mean `int`?".to_string()),
         "list" | "List" => Some("list types are written `[f32]` or `[Tensor]`".to_string()),
-        _ => did_you_mean(n, ["f32", "int", "bool", "str", "Tensor", "Mask"]),
+        _ => did_you_mean(n, super::ty::TYPE_NAMES),
     }
 }
 

@@ -524,8 +524,7 @@ fn merge_signature_rules(item: &Item) -> Vec<Diagnostic> {
         let written = crate::syntax::print::type_str(&p.ty);
         let settable = ["f32", "int", "bool", "[f32]", "[int]", "[bool]"];
         let inner = written.trim_start_matches('[').trim_end_matches(']');
-        let known = ["f32", "int", "bool", "str", "Tensor", "Mask"];
-        if !known.contains(&inner) {
+        if !super::ty::TYPE_NAMES.contains(&inner) {
             diags.push(
                 Diagnostic::error(p.ty.span, format!("unknown type `{inner}`"))
                     .with_hint_opt(super::check::unknown_type_hint(inner))

@@ -21,6 +21,9 @@ impl fmt::Display for Dim {
 
 pub type Shape = Vec<Dim>;
 
+/// The names of the types a program may write (a list type wraps one of them).
+pub const TYPE_NAMES: [&str; 6] = ["f32", "int", "bool", "str", "Tensor", "Mask"];
+
 pub fn shape_str(s: &[Dim]) -> String {
     let parts: Vec<String> = s.iter().map(|d| d.to_string()).collect();
     format!("[{}]", parts.join(", "))

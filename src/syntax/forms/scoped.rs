@@ -15,7 +15,7 @@ use super::{Def, Grammar, Node};
 use std::collections::BTreeSet;
 
 /// What the rest of a program may name, and how much of it is left.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Rest {
     /// Values and functions in scope (parameters, `let`s, builtins, tensor facts).
     pub names: BTreeSet<String>,
@@ -25,15 +25,46 @@ pub struct Rest {
     pub lets_left: usize,
     /// Only a short `return` is left ([`closing`]).
     pub closing: bool,
-    /// When closing: the names that hold a tensor (the `return` starts with one).
+    /// The names that hold a tensor (or a mask), by their checked types. When closing,
+    /// the `return` starts with one. Otherwise, if any are given, the values of the
+    /// body are typed by the grammar: see [`typed_defs`].
     pub tensors: BTreeSet<String>,
+    /// The names that hold a list, and those of them that hold tensors (`models`).
+    pub lists: BTreeSet<String>,
+    pub tensor_lists: BTreeSet<String>,
+    /// The functions a merge may call (when typed).
+    pub calls: Vec<Callable>,
+    /// The type names a `let` may declare (`Tensor` among them).
+    pub types: BTreeSet<String>,
+}
+
+/// A function that [`Rest`]'s values may call: its parameters, and the kinds of value
+/// its calls can give and its first argument must have.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Callable {
+    pub name: String,
+    pub params: Vec<String>,
+    pub gives: Kinds,
+    pub wants: Kinds,
+}
+
+/// Kinds of value: which of a scalar, a tensor (or mask) and a list it can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kinds {
+    pub scalar: bool,
+    pub tensor: bool,
+    pub list: bool,
 }
 
 /// The terminals of a name in scope and of a keyword argument's name.
 pub const NAME_USE: &str = "NAME_USE";
 pub const KEYWORD: &str = "KEYWORD_NAME";
-/// The terminal of a tensor's name in scope (closing only).
+/// The terminals of a tensor's name in scope, a list's, and a list of tensors'.
 pub const TENSOR_USE: &str = "TENSOR_USE";
+const LIST_USE: &str = "LIST_USE";
+const TENSOR_LIST: &str = "TENSOR_LIST_USE";
+/// The declared type whose value must be able to be a tensor.
+const TENSOR: &str = "Tensor";
 /// Rules where an identifier is a use of a name in scope.
 const USES: [&str; 2] = ["primary", "call"];
 /// Rules that bring names into scope for what they hold.
@@ -59,7 +90,18 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
             lit("}"),
         ]),
     };
-    let find = |name: &str| lp.defs.iter().find(|d| d.name == name);
+    let typed = if r.tensors.is_empty() {
+        vec![]
+    } else {
+        typed_defs(r)
+    };
+    let find = |name: &str| {
+        let here = |d: &&Def| d.name == name;
+        typed
+            .iter()
+            .find(here)
+            .or_else(|| lp.defs.iter().find(here))
+    };
     let mut defs = vec![start];
     let mut free_roots: Vec<String> = Vec::new();
     let mut todo: Vec<String> = vec!["let_stmt".into(), "return_stmt".into(), "LOOP_NL".into()];
@@ -107,11 +149,25 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
         }
     }
     defs.extend(free);
-    defs.push(Def {
-        name: NAME_USE.into(),
-        token: true,
-        body: Node::Alt(r.names.iter().map(|n| lit(n)).collect()),
-    });
+    let mut tokens = vec![(NAME_USE.to_string(), r.names.clone())];
+    if !typed.is_empty() {
+        tokens.extend([
+            (TENSOR_USE.to_string(), r.tensors.clone()),
+            (LIST_USE.to_string(), r.lists.clone()),
+            (TENSOR_LIST.to_string(), r.tensor_lists.clone()),
+        ]);
+        tokens.extend(r.calls.iter().map(|c| {
+            let params = c.params.iter().cloned().collect();
+            (keywords_of(&c.name), params)
+        }));
+    }
+    for (name, words) in tokens.into_iter().filter(|(_, w)| !w.is_empty()) {
+        defs.push(Def {
+            name,
+            token: true,
+            body: Node::Alt(words.iter().map(|n| lit(n)).collect()),
+        });
+    }
     if !r.keywords.is_empty() {
         defs.push(Def {
             name: KEYWORD.into(),
@@ -127,6 +183,179 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
 }
 
 const FREE: &str = "_free";
+
+/// The rules that type the values of the body when the types of the names are known
+/// (they replace the loop grammar's `return_stmt`, `let_stmt` and `call`):
+/// - a value that must be a tensor (the `return`'s, a `let` declared `: Tensor`) has an
+///   operand that can be one: a tensor's name, a list of tensors' name indexed, a call
+///   that can give one (or a list, indexed), a parenthesis of such a value, an `if` or a
+///   block (`tensor_expr`);
+/// - a call has at most as many arguments as its function has parameters, named by
+///   them; a first argument that must be a list, or a tensor or a list, has an operand
+///   that can be one (`sum(1.0 ...` and `len(base ...` are never drawn);
+/// - a declared type is one of [`Rest::types`], or a list of one.
+///
+/// Operands are judged by what they can be, so no program that checks is ruled out
+/// (`abs(x)` can be anything).
+fn typed_defs(r: &Rest) -> Vec<Def> {
+    let lit = |s: &str| Node::Lit(s.to_string());
+    let refn = |s: &str| Node::Ref(s.to_string());
+    let seq = |v: Vec<Node>| Node::Seq(v);
+    let star = |n: Node| Node::Star(Box::new(n));
+    let calls = |f: &dyn Fn(&Kinds) -> bool| {
+        let v: Vec<Node> = r
+            .calls
+            .iter()
+            .filter(|c| f(&c.gives))
+            .map(|c| refn(&call_rule(&c.name)))
+            .collect();
+        (!v.is_empty()).then_some(Node::Alt(v))
+    };
+    let mut tensor = vec![refn(TENSOR_USE)];
+    let mut list = vec![refn("array")];
+    if !r.tensor_lists.is_empty() {
+        tensor.push(seq(vec![refn(TENSOR_LIST), refn("index")]));
+    }
+    if !r.lists.is_empty() {
+        list.push(refn(LIST_USE));
+    }
+    tensor.extend(calls(&|k| k.tensor));
+    if let Some(c) = calls(&|k| k.list) {
+        tensor.push(seq(vec![c.clone(), refn("index")]));
+        list.push(c);
+    }
+    let def = |name: &str, body: Node| Def {
+        name: name.into(),
+        token: false,
+        body,
+    };
+    let mut defs = Vec::new();
+    for (kind, mut primary) in [("tensor", tensor), ("list", list)] {
+        let expr = format!("{kind}_expr");
+        let operand = format!("{kind}_operand");
+        primary.extend([
+            seq(vec![lit("("), refn(&expr), lit(")")]),
+            refn("if_expr"),
+            refn("block_expr"),
+        ]);
+        defs.extend([
+            def(&expr, some_operand(&operand)),
+            def(
+                &operand,
+                seq(vec![
+                    star(refn("prefix")),
+                    refn(&format!("{kind}_primary")),
+                    star(refn("postfix")),
+                ]),
+            ),
+            def(&format!("{kind}_primary"), Node::Alt(primary)),
+        ]);
+    }
+    defs.push(def(
+        "either_expr",
+        Node::Alt(vec![refn("tensor_expr"), refn("list_expr")]),
+    ));
+    let names = |f: &dyn Fn(&str) -> bool| {
+        Node::Alt(r.types.iter().filter(|t| f(t)).map(|t| lit(t)).collect())
+    };
+    let other_type = Node::Alt(vec![
+        names(&|t| t != TENSOR),
+        seq(vec![lit("["), names(&|_| true), lit("]")]),
+    ]);
+    let let_as = |ty: Option<Node>, value: &str| {
+        let declared = ty.map(|t| vec![lit(":"), t]).unwrap_or_default();
+        let head = vec![lit("let"), refn("IDENT")];
+        seq([head, declared, vec![lit("="), refn(value)]].concat())
+    };
+    defs.extend([
+        def("return_stmt", seq(vec![lit("return"), refn("tensor_expr")])),
+        def(
+            "let_stmt",
+            Node::Alt(vec![
+                let_as(None, "expr"),
+                let_as(Some(lit(TENSOR)), "tensor_expr"),
+                let_as(Some(other_type), "expr"),
+            ]),
+        ),
+        def(
+            "call",
+            Node::Alt(r.calls.iter().map(|c| refn(&call_rule(&c.name))).collect()),
+        ),
+    ]);
+    defs.extend(
+        r.calls
+            .iter()
+            .map(|c| def(&call_rule(&c.name), call_body(c))),
+    );
+    defs
+}
+
+/// `(operand infix)* <operand> (infix operand)*`: an expression with at least one
+/// operand of rule `operand`.
+fn some_operand(operand: &str) -> Node {
+    let refn = |s: &str| Node::Ref(s.to_string());
+    let star = |n: Node| Node::Star(Box::new(n));
+    Node::Seq(vec![
+        star(Node::Seq(vec![refn("operand"), refn("infix")])),
+        refn(operand),
+        star(Node::Seq(vec![refn("infix"), refn("operand")])),
+    ])
+}
+
+/// The rule of a call of `f`, and the terminal of its parameters' names.
+fn call_rule(f: &str) -> String {
+    format!("call_{f}")
+}
+fn keywords_of(f: &str) -> String {
+    format!("KW_{}", f.to_uppercase())
+}
+
+/// A call of `c`: `f()`, or its arguments (at most one per parameter; named ones by
+/// its parameters' names), the first of the kind it wants, and a trailing comma.
+fn call_body(c: &Callable) -> Node {
+    let lit = |s: &str| Node::Lit(s.to_string());
+    let refn = |s: &str| Node::Ref(s.to_string());
+    let seq = |v: Vec<Node>| Node::Seq(v);
+    let opt = |n: Node| Node::Opt(Box::new(n));
+    let kw = keywords_of(&c.name);
+    let Some(first_param) = c.params.first() else {
+        return seq(vec![lit(&c.name), lit("("), lit(")")]);
+    };
+    let arg = Node::Alt(vec![
+        seq(vec![refn(&kw), lit("="), refn("expr")]),
+        refn("expr"),
+    ]);
+    let w = c.wants;
+    let first = if w.scalar {
+        arg.clone()
+    } else {
+        let value = match (w.tensor, w.list) {
+            (true, true) => "either_expr",
+            (false, true) => "list_expr",
+            _ => "tensor_expr",
+        };
+        let others: Vec<Node> = c.params[1..].iter().map(|p| lit(p)).collect();
+        let mut v = vec![
+            refn(value),
+            seq(vec![lit(first_param), lit("="), refn(value)]),
+        ];
+        if !others.is_empty() {
+            v.push(seq(vec![Node::Alt(others), lit("="), refn("expr")]));
+        }
+        Node::Alt(v)
+    };
+    // `("," (arg ("," (arg ","?)?)?)?)?` for the parameters after the first.
+    let mut tail = opt(lit(","));
+    for _ in 1..c.params.len() {
+        tail = opt(seq(vec![lit(","), opt(seq(vec![arg.clone(), tail]))]));
+    }
+    seq(vec![
+        lit(&c.name),
+        lit("("),
+        opt(seq(vec![first, tail])),
+        lit(")"),
+    ])
+}
 
 /// The `return` of a program that must finish now: arithmetic (`+ - * /`, parentheses)
 /// of the names in scope and numbers that starts with a tensor's name (a return of
