@@ -54,14 +54,26 @@ impl Known {
             keywords: callable()
                 .flat_map(|b| b.params.iter().map(|p| p.name.to_string()))
                 .collect(),
-            calls: callable()
-                .map(|b| scoped::Callable {
-                    name: b.name.to_string(),
-                    params: b.params.iter().map(|p| p.name.to_string()).collect(),
-                    gives: kinds(b.gives()),
-                    wants: kinds(b.wants()),
-                })
-                .collect(),
+            calls: {
+                // One entry per signature, its functions in the table's order.
+                let mut calls: Vec<scoped::Callable> = Vec::new();
+                for b in callable() {
+                    let c = scoped::Callable {
+                        names: vec![b.name.to_string()],
+                        params: b.params.iter().map(|p| p.name.to_string()).collect(),
+                        gives: kinds(b.gives()),
+                        wants: kinds(b.wants()),
+                    };
+                    let same = |d: &&mut scoped::Callable| {
+                        (&d.params, d.gives, d.wants) == (&c.params, c.gives, c.wants)
+                    };
+                    match calls.iter_mut().find(same) {
+                        Some(d) => d.names.extend(c.names),
+                        None => calls.push(c),
+                    }
+                }
+                calls
+            },
             types: TYPE_NAMES.iter().map(|t| t.to_string()).collect(),
         }
     }
