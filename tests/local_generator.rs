@@ -328,15 +328,22 @@ fn shared_sampling_matches_padded_sampling_and_guides() {
             _ => Fit::No,
         }
     };
+    // Redos pick from the logits kept of the place they go back to, or feed a token
+    // again for them (rows 0): the same completions, one forward pass less per redo.
     let mut runs = vec![];
-    for batch_size in [6, 1] {
-        let guide = Guide::new(&pieces, &body);
+    let mut passes = vec![];
+    for (batch_size, rows) in [(6, 64), (1, 64), (6, 0)] {
+        let mut guide = Guide::new(&pieces, &body);
+        guide.rows = rows;
         let other = SampleOptions {
             batch_size,
             ..long.clone()
         };
         let g = sample_shared(&m, &prompt, 6, &[2], &other, &|_| false, Some(&guide)).unwrap();
-        assert!(guide.counts.regrouped.load(Relaxed) > 0);
+        let t = guide.counts.tally();
+        assert!(t.regrouped > 0);
+        assert_eq!(t.reused > 0, rows > 0, "{t:?}");
+        passes.push(t.passes + t.reused);
         for c in &g {
             assert!(c.finished, "{c:?}");
             assert_eq!((c.ids.len(), c.ids[1], c.ids[5]), (6, 0, 0), "{c:?}");
@@ -345,6 +352,8 @@ fn shared_sampling_matches_padded_sampling_and_guides() {
         runs.push(g);
     }
     assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0], runs[2]);
+    assert_eq!(passes[0], passes[2]);
 }
 
 #[test]

@@ -84,6 +84,11 @@ pub struct Guide<'a> {
     /// completion ends after `2 * max_new_tokens` forward passes.
     pub closing: Option<&'a (dyn Fn(&str) -> Fit + Sync)>,
     pub reserve: usize,
+    /// Logits rows each completion keeps, of its current line's places: a line redone
+    /// (or redone from its error) to one of them picks from its row, without a forward
+    /// pass to feed a token again; 0: it always feeds one again. The same tokens either
+    /// way. (A vocabulary of 49,152 takes 192 KiB a row: 64 rows are 12 MiB.)
+    pub rows: usize,
     /// The token whose text is a newline: a line at a dead end that could have ended
     /// earlier is cut there and ended with it, not redone (see [`super::sample`]).
     pub newline: Option<u32>,
@@ -105,8 +110,10 @@ pub struct Counts {
     pub cut_tokens: AtomicUsize,
     pub backtracked_tokens: AtomicUsize,
     pub regrouped_tokens: AtomicUsize,
-    /// Forward passes whose logits the guide judged (a token's, or a line's redo).
+    /// Forward passes whose logits the guide judged (a token's, or a line's redo), and
+    /// redos that picked from the kept logits of the place they went back to.
     pub passes: AtomicUsize,
+    pub reused: AtomicUsize,
     /// Choices with no fitting token, and completions that went closing.
     pub dead_ends: AtomicUsize,
     pub closed: AtomicUsize,
@@ -123,6 +130,7 @@ pub struct Tally {
     pub backtracked_tokens: usize,
     pub regrouped_tokens: usize,
     pub passes: usize,
+    pub reused: usize,
     pub dead_ends: usize,
     pub closed: usize,
 }
@@ -139,6 +147,7 @@ impl Counts {
             backtracked_tokens: get(&self.backtracked_tokens),
             regrouped_tokens: get(&self.regrouped_tokens),
             passes: get(&self.passes),
+            reused: get(&self.reused),
             dead_ends: get(&self.dead_ends),
             closed: get(&self.closed),
         }
@@ -156,7 +165,8 @@ impl std::fmt::Display for Tally {
         write!(
             f,
             "{} forward passes, {} drawn tokens refused, {} lines cut short ({} tokens dropped), \
-             {} lines redone ({} tokens), {} redone from their type error ({} tokens), {} dead ends",
+             {} lines redone ({} tokens), {} redone from their type error ({} tokens), \
+             {} redos from kept logits, {} dead ends",
             self.passes,
             self.refused,
             self.cut,
@@ -165,6 +175,7 @@ impl std::fmt::Display for Tally {
             self.backtracked_tokens,
             self.regrouped,
             self.regrouped_tokens,
+            self.reused,
             self.dead_ends
         )
     }
@@ -185,6 +196,7 @@ impl<'a> Guide<'a> {
             soft_word: 0,
             closing: None,
             reserve: 64,
+            rows: 64,
             newline: pieces
                 .iter()
                 .position(|p| p.as_deref() == Some("\n"))

@@ -189,8 +189,18 @@ struct Seq {
     /// Guided decoding: the first token each redo from an error dropped, by the text
     /// length it followed; not drawn there again (see [`guided`]'s `regroup`).
     banned: Vec<(usize, u32)>,
-    /// Guided decoding: the forward passes that gave this completion logits so far.
+    /// Guided decoding: the picks made from logits so far (forward passes, and redos
+    /// that picked from a kept row).
     steps: usize,
+    /// Guided decoding: the logits rows of the current line's places, by how many
+    /// tokens they followed (at most the guide's `rows`, from `line_first` on): a redo to
+    /// one of those places picks from its row, without a forward pass to feed a token
+    /// again.
+    rows: Vec<(usize, Vec<f32>)>,
+    line_first: usize,
+    /// Guided decoding: times tokens were dropped (a row from before a drop may not
+    /// follow the tokens there now).
+    drops: usize,
     /// Guided decoding: the tokens kept if the current line were cut at its last
     /// place where it could have ended (0: none in this line).
     end_at: usize,
@@ -236,6 +246,37 @@ impl Seq {
         self.end_at = 0;
         let len = self.text.len();
         self.banned.retain(|&(at, _)| at <= len);
+        self.rows.retain(|r| r.0 <= keep);
+        self.line_first = self.line_first.min(keep);
+        self.drops += 1;
+    }
+
+    /// Guided decoding: keeps `row`, the logits that followed the first `after`
+    /// tokens, if that place is still in the current line and fewer than `max` are
+    /// kept (else it goes).
+    fn keep_row(&mut self, after: usize, row: Vec<f32>, max: usize) {
+        let here = self.line_first <= after && after <= self.out.len();
+        if here && self.rows.len() < max && self.rows.last().is_none_or(|r| r.0 < after) {
+            self.rows.push((after, row));
+        }
+    }
+
+    /// Guided decoding: whether the row after the first `after` tokens is kept.
+    fn has_row(&self, after: usize) -> bool {
+        self.rows.iter().any(|r| r.0 == after)
+    }
+
+    /// Guided decoding: the kept row after all the tokens so far, taken out.
+    fn take_row(&mut self) -> Option<Vec<f32>> {
+        let n = self.out.len();
+        (self.rows.last()?.0 == n).then(|| self.rows.pop().map(|r| r.1))?
+    }
+
+    /// Guided decoding: a new line starts after the tokens so far; the rows before it go.
+    fn new_line(&mut self) {
+        self.line_first = self.out.len();
+        let first = self.line_first;
+        self.rows.retain(|r| r.0 >= first);
     }
 
     /// The completion as it stands, ended before it finished.
@@ -274,6 +315,9 @@ impl Seq {
             banned: Vec::new(),
             end_at: 0,
             steps: 0,
+            rows: Vec::new(),
+            line_first: 0,
+            drops: 0,
             closing: false,
             grammar: guide.and_then(|g| g.mask).map(GrammarMask::start),
         }
@@ -468,14 +512,14 @@ fn decode(
         // Each sequence's pick (guided: its checks and mask) on its own: in parallel.
         let picked: Vec<Next> = std::mem::take(&mut work)
             .into_par_iter()
-            .map(|(s, l)| advance(s, &l, at))
+            .map(|(s, l)| advance(s, l, at))
             .collect();
         for next in picked {
             take(next, &mut live);
         }
         while live.len() < at.slots {
             match fresh() {
-                Some((s, l)) => take(advance(s, &l, at), &mut live),
+                Some((s, l)) => take(advance(s, l, at), &mut live),
                 None => break,
             }
         }
@@ -492,18 +536,32 @@ fn decode(
 
 /// Sequence `s` given its logits row `l`: its next token picked (or, guided, its line
 /// cut or redone), and whether it is now done.
-fn advance(mut s: Seq, l: &[f32], at: &Decoding) -> Next {
+fn advance(mut s: Seq, l: Vec<f32>, at: &Decoding) -> Next {
     let (eos, opts, stop, guide) = (at.eos, at.opts, at.stop, at.guide);
     let (t, whole) = match guide {
         None => (
-            pick_token(l, opts.temperature, opts.top_p, s.rng.unit()),
+            pick_token(&l, opts.temperature, opts.top_p, s.rng.unit()),
             false,
         ),
-        Some(g) => match guided_pick(&mut s, g, l, eos, opts) {
-            Pick::Token(t, whole) => (t, whole),
-            Pick::Again => return Next::Live(s),
-            Pick::Unfinished => return s.unfinished(),
-        },
+        Some(g) => {
+            let (mut row, mut fresh) = (l, true);
+            loop {
+                let (after, drops) = (s.out.len(), s.drops);
+                let pick = guided_pick(&mut s, g, &row, eos, opts, fresh);
+                if s.drops == drops {
+                    s.keep_row(after, row, g.rows);
+                }
+                match pick {
+                    Pick::Token(t, whole) => break (t, whole),
+                    Pick::Again => match s.take_row() {
+                        // Redone to a place whose logits are kept: pick again from them.
+                        Some(r) => (row, fresh) = (r, false),
+                        None => return Next::Live(s),
+                    },
+                    Pick::Unfinished => return s.unfinished(),
+                }
+            }
+        }
     };
     let end = eos.contains(&t);
     if !end {

@@ -43,14 +43,17 @@ fn backtrack(s: &mut Seq) -> Option<usize> {
 
 /// Keeps completion `s`'s first `keep` tokens (at least one, fewer than it has) and
 /// feeds the last of them again for fresh logits: the cache entries from its own on
-/// and the grammar's steps after it go. False if the grammar cannot roll back.
+/// and the grammar's steps after it go. If the logits after it are kept (see
+/// `Seq::rows`), its cache entry stays and no token is fed again: the next pick is
+/// from them. False if the grammar cannot roll back.
 fn feed_again(s: &mut Seq, keep: usize) -> bool {
     if let Some(g) = s.grammar.as_mut()
         && !g.rollback(s.out.len() - keep)
     {
         return false;
     }
-    s.cache.truncate(s.own_from + keep - 1);
+    let again = !s.has_row(keep) as usize;
+    s.cache.truncate(s.own_from + keep - again);
     s.keep_only(keep);
     true
 }
@@ -165,6 +168,7 @@ pub(super) fn push_guided(s: &mut Seq, g: &Guide, t: u32) {
         s.text.push_str(p);
         if p.contains('\n') {
             s.end_at = 0;
+            s.new_line();
             at_line_start(s, g);
         }
     }
@@ -188,20 +192,29 @@ pub(super) enum Pick {
     Unfinished,
 }
 
-/// The guided choice for completion `s` from its logits `l`: a token, a line cut or
-/// redone at a dead end, or the end.
+/// The guided choice for completion `s` from its logits `l` (from a forward pass if
+/// `fresh`, else kept from an earlier one): a token, a line cut or redone at a dead
+/// end, or the end.
 pub(super) fn guided_pick(
     s: &mut Seq,
     g: &Guide,
     l: &[f32],
     eos: &[u32],
     opts: &SampleOptions,
+    fresh: bool,
 ) -> Pick {
-    // Too few tokens or forward passes left to go on: close now. Lines redone cost
-    // passes too, so a completion closes after as many passes as an unguided one
-    // makes, less `reserve`, and ends after twice that many.
+    // Too few tokens or picks left to go on: close now. Lines redone cost picks too,
+    // so a completion closes after as many picks as an unguided one makes, less
+    // `reserve`, and ends after twice that many.
     s.steps += 1;
-    Counts::add(&g.counts.passes, 1);
+    Counts::add(
+        if fresh {
+            &g.counts.passes
+        } else {
+            &g.counts.reused
+        },
+        1,
+    );
     let short = s.out.len().max(s.steps) + g.reserve >= opts.max_new_tokens;
     if s.steps >= 2 * opts.max_new_tokens {
         return Pick::Unfinished;
