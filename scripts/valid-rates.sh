@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Valid-program rates without guidance, with ours (draw, check, redraw) and with llguidance's
-# token mask (--guided --grammar-mask), for the built-in `tiny`
+# Valid-program rates without guidance, with ours (draw, check, redraw: --guided --no-grammar-mask)
+# and with llguidance's token mask (--guided, the default), for the built-in `tiny`
 # generator and a local model (default: the SmolLM2 fetched by fetch-assets.sh).
 #
 #   scripts/valid-rates.sh [N] [MODEL]        (N programs per row, default 64)
@@ -15,11 +15,11 @@ N="${1:-64}"
 MODEL="${2:-assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
 [ -e "$MODEL" ] || bash scripts/fetch-assets.sh
 cargo build --release --quiet
-for g in "" --guided "--guided --grammar-mask"; do
+for g in "" "--guided --no-grammar-mask" --guided; do
   target/release/mergec generate tiny -n "$N" --temperature "${TINY_TEMP:-1.0}" $g --summary 2>/dev/null
 done
 for t in ${SMOL_TEMPS:-0.6 1.0}; do
-  for g in "" --guided "--guided --grammar-mask"; do
+  for g in "" "--guided --no-grammar-mask" --guided; do
     target/release/mergec generate "$MODEL" -n "$N" --batch 16 --temperature "$t" $g --summary \
       2> >(grep '^guided:' >&2)
   done

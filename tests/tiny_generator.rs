@@ -86,14 +86,16 @@ fn pretraining_is_cached_and_sampling_is_seeded() {
     // Greedy samples are all the same program.
     let g = a.sample("", 3, 0.0, 1).unwrap();
     assert!(g.iter().all(|s| s == &g[0]));
-    // Guided with llguidance's mask too: each completion keeps its own place in the
-    // grammar, so the batching still changes nothing.
-    for t in [&mut a, &mut b] {
-        t.guided = true;
-        t.grammar_mask = true;
+    // Guided, with llguidance's mask (the default) and without: each completion keeps
+    // its own place in the grammar, so the batching still changes nothing.
+    for mask in [true, false] {
+        for t in [&mut a, &mut b] {
+            t.guided = true;
+            t.grammar_mask = mask;
+        }
+        let m = a.sample("", 8, 1.0, 7).unwrap();
+        assert_eq!(m, b.sample("", 8, 1.0, 7).unwrap(), "mask {mask}");
     }
-    let m = a.sample("", 8, 1.0, 7).unwrap();
-    assert_eq!(m, b.sample("", 8, 1.0, 7).unwrap());
 }
 
 /// Composed programs with a feature (`topk_mask` trimming) or without any trimming.

@@ -57,9 +57,14 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub guided: bool,
     /// With --guided: draw only from the tokens the loop's grammar allows (llguidance's
-    /// token mask over `mergec grammar --shape loop`) instead of drawing and redrawing.
-    #[arg(long, requires = "guided")]
+    /// token mask over `mergec grammar --shape loop`). The default; the flag is kept for
+    /// scripts that name it.
+    #[arg(long, requires = "guided", conflicts_with = "no_grammar_mask")]
     pub grammar_mask: bool,
+    /// With --guided: no token mask; draw from the whole nucleus, check each token and
+    /// redraw (mergec's own guidance, as before the mask).
+    #[arg(long, requires = "guided")]
+    pub no_grammar_mask: bool,
     /// LoRA adapters to load: a directory in PEFT's layout (`adapter_model.safetensors`,
     /// `adapter_config.json`), saved by a develop run's `learn` or by
     /// `scripts/dpo_train.py`. Rank, alpha and target modules come from its config.
@@ -103,6 +108,13 @@ pub struct GenerateArgs {
     pub raw: bool,
 }
 
+impl GenerateArgs {
+    /// Whether guided decoding takes llguidance's token mask (the default).
+    fn masked(&self) -> bool {
+        self.guided && !self.no_grammar_mask
+    }
+}
+
 pub fn run(a: &GenerateArgs) -> i32 {
     match run_inner(a) {
         Ok(()) => 0,
@@ -143,7 +155,7 @@ fn tiny(a: &GenerateArgs, conditioned: bool) -> Result<TinyGenerator, String> {
     };
     let mut t = TinyGenerator::pretrained(&default_cache(), &spec, &mut |m| eprintln!("{m}"))?;
     t.guided = a.guided;
-    t.grammar_mask = a.grammar_mask;
+    t.grammar_mask = a.masked();
     t.top_p = a.top_p;
     t.batch_size = a.batch;
     Ok(t)
@@ -191,7 +203,7 @@ fn run_inner(a: &GenerateArgs) -> Result<(), String> {
     let g: Box<dyn Generator> = if local {
         let settings = LocalSettings {
             guided: a.guided,
-            grammar_mask: a.grammar_mask,
+            grammar_mask: a.masked(),
             top_p: a.top_p,
             batch_size: a.batch,
             max_new_tokens: a.max_new_tokens,
@@ -277,7 +289,7 @@ fn report(
         json!({
             "generator": g.id(),
             "guided": a.guided,
-            "grammar_mask": a.grammar_mask,
+            "grammar_mask": a.masked(),
             "server_grammar": a.model.starts_with("openai").then_some(a.grammar.as_str()),
             "programs": replies.len(),
             "parse_valid": parsed as f64 / n,

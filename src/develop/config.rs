@@ -91,7 +91,8 @@ pub struct RunConfig {
     /// program a viable prefix of the language, names resolved.
     pub guided: bool,
     /// With `guided`: draw only from the tokens the loop's grammar allows (llguidance's
-    /// token mask over `mergec grammar --shape loop`) instead of drawing and redrawing.
+    /// token mask over `mergec grammar --shape loop`); false: draw from the whole
+    /// nucleus, check and redraw.
     pub grammar_mask: bool,
     /// Nucleus of `local:` sampling.
     pub top_p: f64,
@@ -216,7 +217,7 @@ impl Default for RunConfig {
             dpo_epochs: 2,
             dpo_nll: 1.0,
             guided: false,
-            grammar_mask: false,
+            grammar_mask: true,
             top_p: 0.95,
             generator_batch: 16,
             generator_max_tokens: 320,

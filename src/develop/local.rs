@@ -61,7 +61,7 @@ impl Default for LocalSettings {
     fn default() -> Self {
         LocalSettings {
             guided: true,
-            grammar_mask: false,
+            grammar_mask: true,
             top_p: 0.95,
             batch_size: 16,
             max_new_tokens: 320,

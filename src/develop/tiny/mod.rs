@@ -323,7 +323,7 @@ impl TinyGenerator {
             top_p: 0.95,
             batch_size: 32,
             guided: false,
-            grammar_mask: false,
+            grammar_mask: true,
             dpo: DpoSettings::default(),
         }
     }
