@@ -216,20 +216,19 @@ mod rest_tests {
     fn the_rest_of_a_program_names_what_is_in_scope() {
         let lp = derive(Shape::Loop).expect("loop grammar");
         let text = "merge m(base: Tensor, models: [Tensor], weight: [f32] = 1.0, lambda: f32 = 1.0, normalize: bool = false) -> Tensor {\n    let mixed = sum(weight * (models - base))\n    let total = sum(weight)\n    let divisor = if normalize and abs(total) >= 1e-8 { 1.0 } else { 1.0 }\n    ";
-        let g = rest_grammar(&lp, &Known::new(), text, false).expect("a grammar");
-        let g = GrammarMask::bytes(&g).expect("compiles");
-        for ok in [
-            "return base + lambda * (mixed / divisor) + mixed\n}",
-            "return base + lambda * (mixed / divisor) + mixed }",
-        ] {
-            assert!(g.accepts(ok), "{ok:?}: {:?}", g.explain(ok));
-        }
+        let g = rest_mask(text, false);
+        accepts_all(
+            &g,
+            &[
+                "return base + lambda * (mixed / divisor) + mixed\n}",
+                "return base + lambda * (mixed / divisor) + mixed }",
+            ],
+        );
         assert!(!g.accepts("return base + mixd\n}"));
         // After the return, the current grammar goes on.
         assert!(rest_grammar(&lp, &Known::new(), &format!("{text}return base\n"), false).is_none());
         // Closing: a short return of the values in scope.
-        let g = rest_grammar(&lp, &Known::new(), text, true).expect("a grammar");
-        let g = GrammarMask::bytes(&g).expect("compiles");
+        let g = rest_mask(text, true);
         assert!(g.accepts("return base + lambda * (mixed / divisor)\n}"));
         assert!(!g.accepts("let x = base\n    return x\n}"));
         assert!(!g.accepts("return sum(models)\n}"));
@@ -241,62 +240,79 @@ mod rest_tests {
         assert!(!g.accepts("return base + normalize\n}"));
         // The last binding of a name holds.
         let shadowed = format!("{text}let mixed = mixed * (models - base)\n    ");
-        let g = rest_grammar(&lp, &Known::new(), &shadowed, true).expect("a grammar");
-        let g = GrammarMask::bytes(&g).expect("compiles");
+        let g = rest_mask(&shadowed, true);
         assert!(!g.accepts("return mixed + base\n}"));
         assert!(g.accepts("return base + total\n}"));
     }
 
     #[test]
     fn a_value_that_must_be_a_tensor_can_be_one() {
-        let lp = derive(Shape::Loop).expect("loop grammar");
         let text = "merge m(base: Tensor, models: [Tensor], w: [f32] = 1.0, t: f32 = 0.5) -> Tensor {\n    let total = sum(w)\n    let d = models - base\n    ";
-        let g = rest_grammar(&lp, &Known::new(), text, false).expect("a grammar");
-        let g = GrammarMask::bytes(&g).expect("compiles");
-        for ok in [
-            "return base + t * sum(w * d)\n}",
-            "return t * d[0] / total\n}",
-            "return (total + t) * (base - 1.0)\n}",
-            "return -abs(models[1])\n}",
-            "return softmax(w * d)[0]\n}",
-            "return if t > 0.5 { base } else { total }\n}",
-            "let x: Tensor = t * base\n    let y: [f32] = w\n    let z: f32 = total\n    return base\n}",
-            "let x = total * t\n    return base\n}",
-            // Calls: first arguments of the kinds their functions take, by name too.
-            "return sum(models, axis=0) + mean(x = d) + numel(base) * sum(w * d)\n}",
-            "return base + len(w) * take_max(keys = d, values = d) + sum_all(d)[0]\n}",
-            "return base * max(t, 2.0) + abs(t) * fold(d, |a, x| a + x)\n}",
-            "return lerp(base, models[0], t,)\n}",
-        ] {
-            assert!(g.accepts(ok), "{ok:?}: {:?}", g.explain(ok));
-        }
-        for bad in [
-            // No operand can be a tensor: a float, a list unindexed, a number's call.
-            "return total\n}",
-            "return t * total + 1.0\n}",
-            "return d\n}",
-            "return sum_all(base) * t\n}",
-            "let x: Tensor = total\n    return base\n}",
-            // Unknown or nested types.
-            "let x: Tensr = base\n    return base\n}",
-            "let x: [[f32]] = w\n    return base\n}",
-            // A scalar where a list or a tensor must be; a tensor where a list must be.
-            "return base + sum(1.0)\n}",
-            "return base + sum(x = t)\n}",
-            "return base * len(base)\n}",
-            "return base * numel(t + 1.0)\n}",
-            // More arguments than parameters; a name no parameter has.
-            "return sum_all(base, d) * base\n}",
-            "return abs(base, t)\n}",
-            "return base * sum(xs = d)\n}",
-        ] {
-            assert!(!g.accepts(bad), "{bad:?} accepted");
-        }
+        let g = rest_mask(text, false);
+        accepts_all(
+            &g,
+            &[
+                "return base + t * sum(w * d)\n}",
+                "return t * d[0] / total\n}",
+                "return (total + t) * (base - 1.0)\n}",
+                "return -abs(models[1])\n}",
+                "return softmax(w * d)[0]\n}",
+                "return if t > 0.5 { base } else { total }\n}",
+                "let x: Tensor = t * base\n    let y: [f32] = w\n    let z: f32 = total\n    return base\n}",
+                "let x = total * t\n    return base\n}",
+                // Calls: first arguments of the kinds their functions take, by name too.
+                "return sum(models, axis=0) + mean(x = d) + numel(base) * sum(w * d)\n}",
+                "return base + len(w) * take_max(keys = d, values = d) + sum_all(d)[0]\n}",
+                "return base * max(t, 2.0) + abs(t) * fold(d, |a, x| a + x)\n}",
+                "return lerp(base, models[0], t,)\n}",
+            ],
+        );
+        rejects_all(
+            &g,
+            &[
+                // No operand can be a tensor: a float, a list unindexed, a number's call.
+                "return total\n}",
+                "return t * total + 1.0\n}",
+                "return d\n}",
+                "return sum_all(base) * t\n}",
+                "let x: Tensor = total\n    return base\n}",
+                // Unknown or nested types.
+                "let x: Tensr = base\n    return base\n}",
+                "let x: [[f32]] = w\n    return base\n}",
+                // A scalar where a list or a tensor must be; a tensor where a list must be.
+                "return base + sum(1.0)\n}",
+                "return base + sum(x = t)\n}",
+                "return base * len(base)\n}",
+                "return base * numel(t + 1.0)\n}",
+                // More arguments than parameters; a name no parameter has.
+                "return sum_all(base, d) * base\n}",
+                "return abs(base, t)\n}",
+                "return base * sum(xs = d)\n}",
+            ],
+        );
         // Where the text so far does not check, values are not typed.
         let wrong = format!("{text}let bad = len(t)\n    ");
-        let g = rest_grammar(&lp, &Known::new(), &wrong, false).expect("a grammar");
-        let g = GrammarMask::bytes(&g).expect("compiles");
+        let g = rest_mask(&wrong, false);
         assert!(g.accepts("return total\n}"));
+    }
+
+    /// The mask of the rest of a program after `text` (a body line's start).
+    fn rest_mask(text: &str, closing: bool) -> GrammarMask {
+        let lp = derive(Shape::Loop).expect("loop grammar");
+        let g = rest_grammar(&lp, &Known::new(), text, closing).expect("a grammar");
+        GrammarMask::bytes(&g).expect("compiles")
+    }
+
+    fn accepts_all(g: &GrammarMask, texts: &[&str]) {
+        for t in texts {
+            assert!(g.accepts(t), "{t:?}: {:?}", g.explain(t));
+        }
+    }
+
+    fn rejects_all(g: &GrammarMask, texts: &[&str]) {
+        for t in texts {
+            assert!(!g.accepts(t), "{t:?} accepted");
+        }
     }
 
     fn grammar(names: &[&str], lets_left: usize) -> GrammarMask {
@@ -320,26 +336,28 @@ mod rest_tests {
             ],
             2,
         );
-        for ok in [
-            "let x = sum(models - base)\nreturn base + weight * x\n}",
-            "  let d = models - base;\n    return base + sum(weights * d)\n}",
-            "return base + map(models, |m| m - base)[0] }",
-            "return base + { let y = base * 2.0; y } }",
-            "return if weight > 0.5 { base } else { sum(models) } }",
-            "return sum(x = models)\n}",
-        ] {
-            assert!(g.accepts(ok), "{ok:?}: {:?}", g.explain(ok));
-        }
+        accepts_all(
+            &g,
+            &[
+                "let x = sum(models - base)\nreturn base + weight * x\n}",
+                "  let d = models - base;\n    return base + sum(weights * d)\n}",
+                "return base + map(models, |m| m - base)[0] }",
+                "return base + { let y = base * 2.0; y } }",
+                "return if weight > 0.5 { base } else { sum(models) } }",
+                "return sum(x = models)\n}",
+            ],
+        );
         // Unknown values and functions, and more lets than are left.
-        for bad in [
-            "return bas\n}",
-            "return base + model\n}",
-            "return dot(base, base)\n}",
-            "return sum(y = models)\n}",
-            "let a = base\nlet b = base\nlet c = base\nreturn a\n}",
-        ] {
-            assert!(!g.accepts(bad), "{bad:?} accepted");
-        }
+        rejects_all(
+            &g,
+            &[
+                "return bas\n}",
+                "return base + model\n}",
+                "return dot(base, base)\n}",
+                "return sum(y = models)\n}",
+                "let a = base\nlet b = base\nlet c = base\nreturn a\n}",
+            ],
+        );
         // A lambda binds its parameter: free inside.
         let g = grammar(&["base", "models", "map", "sum"], 1);
         assert!(g.accepts("return sum(map(models, |m| m - base))\n}"));
