@@ -5,7 +5,8 @@
 #
 #   scripts/valid-rates.sh [N] [MODEL]        (N programs per row, default 64)
 #
-# Environment: SMOL_TEMPS (temperatures for the local model, default "0.6 1.0"), TINY_TEMP (1.0).
+# Environment: SMOL_TEMPS (temperatures for the local model, default "0.6 1.0"), SEEDS (the local
+# model's sampling seeds, one set of rows each, default "0"), TINY_TEMP (1.0).
 # One JSON line per row: parse_valid (parses), check_valid (parses and checks), runnable (also
 # instantiates for a 3-model merge), seconds, tokens and tokens/s; guided rows of the local model
 # are preceded by the guide's counts (refused draws, lines cut and redone, programs closed early).
@@ -18,9 +19,11 @@ cargo build --release --quiet
 for g in "" "--guided --no-grammar-mask" --guided; do
   target/release/mergec generate tiny -n "$N" --temperature "${TINY_TEMP:-1.0}" $g --summary 2>/dev/null
 done
-for t in ${SMOL_TEMPS:-0.6 1.0}; do
-  for g in "" "--guided --no-grammar-mask" --guided; do
-    target/release/mergec generate "$MODEL" -n "$N" --batch 16 --temperature "$t" $g --summary \
-      2> >(grep '^guided:' >&2)
+for s in ${SEEDS:-0}; do
+  for t in ${SMOL_TEMPS:-0.6 1.0}; do
+    for g in "" "--guided --no-grammar-mask" --guided; do
+      target/release/mergec generate "$MODEL" -n "$N" --batch 16 --temperature "$t" --seed "$s" $g \
+        --summary 2> >(grep '^guided:' >&2)
+    done
   done
 done
