@@ -103,7 +103,7 @@ config_flags!(
     dpo_nll,
     /// Grammar-guided decoding (`tiny` and `local:`): every sampled token keeps the program a viable prefix, names resolved (default false).
     guided,
-    /// With --guided: draw only from the tokens the loop's grammar allows (llguidance's token mask) ; false: draw, check and redraw (default true).
+    /// With --guided: draw only from the tokens the loop's grammar allows (llguidance's token mask); false: draw, check and redraw (default true).
     grammar_mask,
     /// Nucleus (top-p) of `local:` sampling (default 0.95).
     top_p,
