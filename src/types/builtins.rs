@@ -4,6 +4,7 @@
 //! so they cannot drift.
 
 use super::ops::{AxisOp, Op};
+pub use crate::syntax::forms::scoped::Kinds;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
@@ -161,24 +162,6 @@ impl Builtin {
             | Rule::FullLike
             | Rule::Norm => Kinds::new(false, true, true),
             _ => Kinds::new(true, true, true),
-        }
-    }
-}
-
-/// Kinds of value (a scalar, a tensor or mask, a list): see [`Builtin::gives`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kinds {
-    pub scalar: bool,
-    pub tensor: bool,
-    pub list: bool,
-}
-
-impl Kinds {
-    pub const fn new(scalar: bool, tensor: bool, list: bool) -> Kinds {
-        Kinds {
-            scalar,
-            tensor,
-            list,
         }
     }
 }

@@ -36,13 +36,8 @@ pub struct Known {
 
 impl Known {
     pub fn new() -> Known {
-        use crate::types::builtins::{BUILTINS, Kinds};
+        use crate::types::builtins::BUILTINS;
         let callable = || BUILTINS.iter().filter(|b| !b.repl_only());
-        let kinds = |k: Kinds| scoped::Kinds {
-            scalar: k.scalar,
-            tensor: k.tensor,
-            list: k.list,
-        };
         let facts = crate::types::tast::Fact::ALL
             .iter()
             .map(|f| f.0.to_string());
@@ -61,8 +56,8 @@ impl Known {
                     let c = scoped::Callable {
                         names: vec![b.name.to_string()],
                         params: b.params.iter().map(|p| p.name.to_string()).collect(),
-                        gives: kinds(b.gives()),
-                        wants: kinds(b.wants()),
+                        gives: b.gives(),
+                        wants: b.wants(),
                     };
                     let same = |d: &&mut scoped::Callable| {
                         (&d.params, d.gives, d.wants) == (&c.params, c.gives, c.wants)

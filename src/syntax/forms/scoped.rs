@@ -50,12 +50,23 @@ pub struct Callable {
     pub wants: Kinds,
 }
 
-/// Kinds of value: which of a scalar, a tensor (or mask) and a list it can be.
+/// Kinds of value: which of a scalar, a tensor (or mask) and a list it can be (the
+/// builtin table says which for each function: `types::builtins::Builtin::gives`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Kinds {
     pub scalar: bool,
     pub tensor: bool,
     pub list: bool,
+}
+
+impl Kinds {
+    pub const fn new(scalar: bool, tensor: bool, list: bool) -> Kinds {
+        Kinds {
+            scalar,
+            tensor,
+            list,
+        }
+    }
 }
 
 /// The terminals of a name in scope and of a keyword argument's name.
