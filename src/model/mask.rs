@@ -181,6 +181,11 @@ impl MaskState {
         Some((0..self.vocab).map(|t| v.is_allowed(t as u32)).collect())
     }
 
+    /// The engine's error, if it is in an error state.
+    pub fn error(&self) -> Option<String> {
+        self.frames.last().and_then(|f| f.m.get_error())
+    }
+
     /// Takes token `t`; false if the grammar does not allow it.
     pub fn consume(&mut self, t: u32) -> bool {
         let f = self.top();

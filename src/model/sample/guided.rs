@@ -228,10 +228,14 @@ pub(super) fn guided_pick(
         Chosen::Dead
     } else {
         // An engine in an error state allows nothing: a dead end.
-        let allowed = s
-            .grammar
-            .as_mut()
-            .map(|g| g.allowed().unwrap_or_else(|| vec![false; l.len()]));
+        let allowed = s.grammar.as_mut().map(|g| {
+            g.allowed().unwrap_or_else(|| {
+                if tracing() {
+                    eprintln!("guide: the mask's engine stopped: {:?}", g.error());
+                }
+                vec![false; l.len()]
+            })
+        });
         let here = s.text.len();
         let banned: Vec<u32> = s
             .banned
