@@ -39,9 +39,9 @@ pub struct Rest {
 }
 
 /// Functions that [`Rest`]'s values may call, with the same parameters, and the same
-/// kinds of value their calls can give and their first argument must have (one
-/// grammar rule for them all: a rule per function made each line's grammar take 2.4x
-/// as long to compile).
+/// kinds of value their calls can give and their first argument must have: one grammar
+/// rule for them all (with a rule per function, llguidance took about 9.4 ms to compile
+/// a typed line grammar on the 2-core machine; so, about 8 ms; untyped, 3.9 ms).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Callable {
     pub names: Vec<String>,
