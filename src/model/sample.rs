@@ -268,8 +268,10 @@ impl Seq {
 
     /// Guided decoding: the kept row after all the tokens so far, taken out.
     fn take_row(&mut self) -> Option<Vec<f32>> {
-        let n = self.out.len();
-        (self.rows.last()?.0 == n).then(|| self.rows.pop().map(|r| r.1))?
+        if self.rows.last()?.0 != self.out.len() {
+            return None;
+        }
+        self.rows.pop().map(|r| r.1)
     }
 
     /// Guided decoding: a new line starts after the tokens so far; the rows before it go.

@@ -174,18 +174,12 @@ pub fn rest(lp: &Grammar, r: &Rest) -> Grammar {
             tokens.push((keywords_of(i), c.params.iter().cloned().collect()));
         }
     }
+    tokens.push((KEYWORD.to_string(), r.keywords.clone()));
     for (name, words) in tokens.into_iter().filter(|(_, w)| !w.is_empty()) {
         defs.push(Def {
             name,
             token: true,
             body: Node::Alt(words.iter().map(|n| lit(n)).collect()),
-        });
-    }
-    if !r.keywords.is_empty() {
-        defs.push(Def {
-            name: KEYWORD.into(),
-            token: true,
-            body: Node::Alt(r.keywords.iter().map(|n| lit(n)).collect()),
         });
     }
     Grammar {
