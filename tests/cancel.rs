@@ -161,6 +161,7 @@ fn merge_one_tensor_until(
         layers: None,
         deadline: Some(start + limit),
         out_format: mergec::runtime::OutputFormat::Safetensors,
+        write_mode: mergec::runtime::WriteMode::Direct,
     };
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");
     (err, start.elapsed().as_secs_f64())

@@ -703,6 +703,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         layers: None,
         deadline: None,
         out_format: mergec::runtime::OutputFormat::Safetensors,
+        write_mode: mergec::runtime::WriteMode::Direct,
     };
     let s = mergec::runtime::run(&job).unwrap();
     assert_eq!((s.merged, s.copied, s.shards), (20, 1, 1));

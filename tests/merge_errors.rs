@@ -450,3 +450,53 @@ fn every_error_is_clear_and_leaves_nothing_behind() {
         );
     }
 }
+
+/// A write that fails midway (here over a file size limit, as on a full disk) is an
+/// error that names the file, not a hang or a kill, and leaves no output behind.
+#[test]
+fn a_failed_write_is_an_error_and_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let zoo = Zoo::new();
+    zoo.program("algo.merge", PROGRAM);
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mergec"));
+    c.current_dir(zoo.dir())
+        .args(cmd("algo.merge", "wavg", &["--quiet"]))
+        .stdin(std::process::Stdio::null());
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 2048,
+                rlim_max: 2048,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("a merge whose writes fail did not end within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = child.wait_with_output().unwrap();
+    let message = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{message}");
+    assert!(
+        message.starts_with("error: ")
+            && message.contains("cannot write")
+            && message.contains("File too large"),
+        "{message}"
+    );
+    assert!(!zoo.path("out").exists(), "`out` was created");
+    assert!(
+        leftovers(zoo.dir()).is_empty(),
+        "{:?}",
+        leftovers(zoo.dir())
+    );
+}

@@ -4,7 +4,7 @@ use crate::config::ConfigJob;
 use crate::pipeline::Source;
 use crate::runtime::plan::parse_size;
 use crate::runtime::safetensors::Dtype;
-use crate::runtime::{CANCELLED, FixedParams, MergeJob, OutputFormat};
+use crate::runtime::{CANCELLED, FixedParams, MergeJob, OutputFormat, WriteMode};
 use crate::types::Const;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -88,6 +88,12 @@ pub struct MergeArgs {
     /// f16). Norms stay f32.
     #[arg(long, default_value = "safetensors", value_name = "FORMAT")]
     pub out_format: String,
+    /// How the output is written: direct (to the disk, bypassing the page cache where
+    /// the file system allows it: no copy of every byte in the kernel) or buffered
+    /// (through the page cache, which then also holds the output for a program that reads
+    /// it next). Either way the merge ends with the output on the disk.
+    #[arg(long, default_value = "direct", value_parser = ["direct", "buffered"])]
+    pub write: String,
     /// With --out-format gguf: keep the safetensors shards next to model.gguf.
     #[arg(long)]
     pub keep_safetensors: bool,
@@ -280,6 +286,11 @@ fn with_flags(a: &MergeArgs, c: ConfigJob) -> Result<MergeJob, String> {
         quiet: a.quiet,
         backend: choose_backend(a, mk.device.unwrap_or(&a.device))?,
         model_card: mk.model_card,
+        write_mode: if a.write == "buffered" {
+            WriteMode::Buffered
+        } else {
+            WriteMode::Direct
+        },
     })
 }
 

@@ -227,6 +227,7 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             layers: None,
             deadline: None,
             out_format: crate::runtime::OutputFormat::Safetensors,
+            write_mode: crate::runtime::WriteMode::Direct,
         };
         let s = crate::runtime::run(&job)?;
         let out = Checkpoint::open(&job.out).map_err(|e| e.to_string())?;

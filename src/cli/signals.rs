@@ -28,6 +28,10 @@ pub fn name(sig: i32) -> &'static str {
 /// of a second, e.g. "nothing was written to `out`".
 pub fn install(note: Option<&'static str>, what: String) {
     INSTALL.call_once(|| {
+        // Over a file size limit (`ulimit -f`) a write fails with EFBIG, reported as any
+        // failed write is, instead of SIGXFSZ killing the process mid-write.
+        // SAFETY: setting a signal's disposition to "ignore", before any handler.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
             Ok(s) => s,
             Err(e) => {

@@ -227,6 +227,8 @@ pub fn merge_and_score(
         layers: None,
         deadline,
         out_format: crate::runtime::OutputFormat::Safetensors,
+        // The candidate is read back at once to be scored: keep it in the page cache.
+        write_mode: crate::runtime::WriteMode::Buffered,
     };
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;
     let merge_s = t0.elapsed().as_secs_f64();

@@ -6,19 +6,16 @@ use super::output::{OutputDir, check_out_format, copy_side_files, write_index, w
 use super::plan::{
     Action, MergePlan, PlanOptions, PlannedTensor, plan, refuse_overlap, shard_file_names,
 };
-use super::safetensors::{Checkpoint, Dtype, HeaderEntry, header_bytes};
+use super::safetensors::{Checkpoint, Dtype};
 use super::stack::Route;
 use crate::cancel::Cancel;
 use crate::interp::{Context, TensorFacts, param_value, run_merge_owned};
 use crate::types::{CheckedMerge, Const};
 use indicatif::{ProgressBar, ProgressStyle};
-use rayon::prelude::*;
 use regex::Regex;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Set by the signal handlers (Ctrl-C, SIGTERM, SIGHUP); polled inside every tensor.
 pub use crate::cancel::INTERRUPTED as CANCELLED;
@@ -112,6 +109,8 @@ pub struct MergeJob {
     pub deadline: Option<std::time::Instant>,
     /// Safetensors shards, or one GGUF file made from them.
     pub out_format: super::OutputFormat,
+    /// How the shards are written (direct I/O or through the page cache).
+    pub write_mode: super::WriteMode,
 }
 
 /// What a finished merge reports.
@@ -134,24 +133,24 @@ pub struct MergeSummary {
     pub gguf: Option<super::GgufSummary>,
 }
 
-struct Inputs {
-    base: Checkpoint,
-    models: Vec<Checkpoint>,
+pub(super) struct Inputs {
+    pub base: Checkpoint,
+    pub models: Vec<Checkpoint>,
     /// Stops every tensor's work on a signal or at the job's deadline.
-    cancel: Cancel,
+    pub cancel: Cancel,
     /// Digests of the tensors read, for the provenance.
-    hashes: super::content::ContentHashes,
+    pub hashes: super::content::ContentHashes,
 }
 
 impl Inputs {
     /// The checkpoints by input number: the base, then the models.
-    fn all(&self) -> Vec<&Checkpoint> {
+    pub fn all(&self) -> Vec<&Checkpoint> {
         std::iter::once(&self.base).chain(&self.models).collect()
     }
 
     /// Where a tensor is read from: its route's sources, else the base's and every
     /// model's tensor of its name.
-    fn sources<'a>(&'a self, t: &'a PlannedTensor) -> Vec<(&'a Checkpoint, &'a str)> {
+    pub fn sources<'a>(&'a self, t: &'a PlannedTensor) -> Vec<(&'a Checkpoint, &'a str)> {
         match &t.source {
             Some(r) => {
                 let all = self.all();
@@ -239,18 +238,16 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         job.quiet,
         plan.tensors.iter().map(|t| t.out_bytes as u64).sum(),
     );
+    let shards = super::shard::Shards {
+        job,
+        inputs: &inputs,
+        plan: &plan,
+        checked: &checked,
+        compiled: compiled.as_ref(),
+    };
     let mut written = 0u64;
     for (shard, file) in plan.shards.iter().zip(&names) {
-        written += write_shard(
-            job,
-            &inputs,
-            &plan,
-            &checked,
-            compiled.as_ref(),
-            shard,
-            &out.path().join(file),
-            &bar,
-        )?;
+        written += shards.write(shard, &out.path().join(file), &bar)?;
     }
     write_side_files(job, out.path(), &inputs, &plan, &names).map_err(MergeError::Output)?;
     let gguf = write_out_format(job, out.path(), &names, inputs.cancel)?;
@@ -463,198 +460,8 @@ fn progress(quiet: bool, total: u64) -> ProgressBar {
     bar
 }
 
-/// Memory one tensor needs while merged: inputs, output and the interpreter's temporaries.
-fn working_bytes(t: &PlannedTensor, k: usize) -> u64 {
-    let n = t.shape.iter().product::<usize>() as u64;
-    match t.action {
-        Action::Merge => n * 4 * (2 * k as u64 + 4),
-        Action::Copy => t.out_bytes as u64,
-    }
-}
-
-/// Writes one shard: header, then tensors in order, computed in parallel batches within the budget.
-#[allow(clippy::too_many_arguments)]
-fn write_shard(
-    job: &MergeJob,
-    inputs: &Inputs,
-    plan: &MergePlan,
-    checked: &HashMap<usize, Arc<CheckedMerge>>,
-    compiled: Option<&super::compiled::CompiledJob>,
-    shard: &[usize],
-    path: &std::path::Path,
-    bar: &ProgressBar,
-) -> Result<u64, MergeError> {
-    let entries: Vec<HeaderEntry> = shard
-        .iter()
-        .map(|&i| {
-            let t = &plan.tensors[i];
-            HeaderEntry {
-                name: &t.name,
-                dtype: &t.out_dtype,
-                shape: &t.shape,
-                nbytes: t.out_bytes,
-            }
-        })
-        .collect();
-    let file = std::fs::File::create(path)
-        .map_err(|e| MergeError::Output(format!("cannot create `{}`: {e}", path.display())))?;
-    let header = header_bytes(&entries);
-    // A writer thread stores each tensor while the next one is computed.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
-    let in_flight = std::sync::atomic::AtomicU64::new(0);
-    let in_flight = &in_flight;
-    // Set when computing failed: the file is abandoned, not flushed and synced (which
-    // would keep a stopped merge writing gigabytes to disk).
-    let abandoned = std::sync::atomic::AtomicBool::new(false);
-    let abandoned = &abandoned;
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> Result<u64, MergeError> {
-            let io = |e: std::io::Error| {
-                MergeError::Output(format!("cannot write `{}`: {e}", path.display()))
-            };
-            let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
-            w.write_all(&header).map_err(io)?;
-            let mut total = header.len() as u64;
-            for bytes in rx {
-                w.write_all(&bytes).map_err(io)?;
-                total += bytes.len() as u64;
-                bar.inc(bytes.len() as u64);
-                in_flight.fetch_sub(bytes.len() as u64, Ordering::SeqCst);
-                if let Some(c) = compiled {
-                    c.recycle(bytes);
-                }
-            }
-            if abandoned.load(Ordering::SeqCst) {
-                return Ok(total);
-            }
-            w.flush().map_err(io)?;
-            w.get_ref().sync_all().map_err(io)?;
-            Ok(total)
-        });
-        let produced = produce_shard(job, inputs, plan, checked, compiled, shard, &tx, in_flight);
-        if produced.is_err() {
-            abandoned.store(true, Ordering::SeqCst);
-        }
-        drop(tx);
-        let written = writer.join().unwrap_or_else(|_| {
-            let why = format!("the writer of `{}` failed", path.display());
-            Err(MergeError::Output(why))
-        });
-        produced?;
-        written
-    })
-}
-
-/// Most bytes (outputs being written plus the next tensors' inputs and outputs) for
-/// which computing goes on while the writer stores the previous output.
-const OVERLAP_BYTES: u64 = 1 << 30;
-
-/// A tensor's input bytes (base and models) and output bytes.
-fn tensor_bytes(inputs: &Inputs, t: &PlannedTensor) -> u64 {
-    let input = |(c, name): (&Checkpoint, &str)| c.info(name).map_or(0, |i| i.nbytes() as u64);
-    inputs.sources(t).into_iter().map(input).sum::<u64>() + t.out_bytes as u64
-}
-
-/// Computes a shard's tensors in order, in batches within the memory budget, and
-/// hands each to the writer.
-#[allow(clippy::too_many_arguments)]
-fn produce_shard(
-    job: &MergeJob,
-    inputs: &Inputs,
-    plan: &MergePlan,
-    checked: &HashMap<usize, Arc<CheckedMerge>>,
-    compiled: Option<&super::compiled::CompiledJob>,
-    shard: &[usize],
-    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
-    in_flight: &std::sync::atomic::AtomicU64,
-) -> Result<(), MergeError> {
-    let k = inputs.models.len();
-    let mut i = 0;
-    while i < shard.len() {
-        // A batch: consecutive tensors whose working memory fits the budget (at least one).
-        // (Compiled kernels use every core themselves: one tensor at a time.)
-        let mut end = i;
-        let mut mem = 0u64;
-        while end < shard.len()
-            && (end == i
-                || (compiled.is_none()
-                    && mem + working_bytes(&plan.tensors[shard[end]], k) <= job.max_memory))
-        {
-            mem += working_bytes(&plan.tensors[shard[end]], k);
-            end += 1;
-        }
-        // Computing overlaps the writing of the previous output only while both fit in
-        // OVERLAP_BYTES (the inputs' pages and the outputs count toward peak memory).
-        let need: u64 = shard[i..end]
-            .iter()
-            .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
-            .sum();
-        while in_flight.load(Ordering::SeqCst) > 0
-            && in_flight.load(Ordering::SeqCst) + need > OVERLAP_BYTES
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let t_batch = std::time::Instant::now();
-        let results: Vec<Result<Vec<u8>, MergeError>> = shard[i..end]
-            .par_iter()
-            .map(|&ti| {
-                let t = &plan.tensors[ti];
-                let r = produce(job, inputs, plan, checked, compiled, t);
-                if r.is_ok() {
-                    hash_inputs(inputs, t);
-                }
-                // Nothing of this tensor's inputs is borrowed any more: drop their pages
-                // from this process (they stay in the page cache), so peak memory is one
-                // tensor's worth, not the checkpoints'.
-                for (c, name) in inputs.sources(t) {
-                    c.release(name);
-                }
-                r
-            })
-            .collect();
-        if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
-            eprintln!(
-                "batch of {}: produce {:.3} s",
-                end - i,
-                t_batch.elapsed().as_secs_f64()
-            );
-        }
-        for (r, &ti) in results.into_iter().zip(&shard[i..end]) {
-            let bytes = r?;
-            debug_assert_eq!(bytes.len(), plan.tensors[ti].out_bytes);
-            in_flight.fetch_add(bytes.len() as u64, Ordering::SeqCst);
-            if tx.send(bytes).is_err() {
-                // The writer stopped: its error is reported.
-                return Ok(());
-            }
-        }
-        i = end;
-    }
-    Ok(())
-}
-
-/// Records the digests of what `t` read (the base's tensor; the models' when merged)
-/// while its pages are still mapped in.
-fn hash_inputs(inputs: &Inputs, t: &PlannedTensor) {
-    let all = inputs.all();
-    let read: Vec<(usize, &str)> = match &t.source {
-        Some(r) => r
-            .sources()
-            .into_iter()
-            .map(|s| (s.input, s.name.as_str()))
-            .collect(),
-        None if t.action == Action::Merge => (0..all.len()).map(|i| (i, t.name.as_str())).collect(),
-        None => vec![(0, t.name.as_str())],
-    };
-    for (i, name) in read {
-        if let Ok(b) = all[i].raw_bytes(name) {
-            inputs.hashes.add(i, name, b);
-        }
-    }
-}
-
 /// The output bytes of one tensor: merged by the program, or copied from the base.
-fn produce(
+pub(super) fn produce(
     job: &MergeJob,
     inputs: &Inputs,
     plan: &MergePlan,

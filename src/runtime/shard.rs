@@ -1,0 +1,244 @@
+//! Writing one output shard: tensors computed in order, in batches within the memory
+//! budget, while a writer thread stores the previous ones through a [`Sink`].
+
+use super::error::MergeError;
+use super::merge::{Inputs, MergeJob, produce};
+use super::plan::{Action, MergePlan, PlannedTensor};
+use super::safetensors::{HeaderEntry, header_bytes};
+use super::sink::{Sink, WriteMode};
+use crate::types::CheckedMerge;
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What every shard of a merge is computed from.
+pub(super) struct Shards<'a> {
+    pub job: &'a MergeJob,
+    pub inputs: &'a Inputs,
+    pub plan: &'a MergePlan,
+    pub checked: &'a HashMap<usize, Arc<CheckedMerge>>,
+    pub compiled: Option<&'a super::compiled::CompiledJob>,
+}
+
+/// Most bytes (outputs being written plus the next tensors' inputs and outputs) for
+/// which computing goes on while the writer stores the previous output.
+const OVERLAP_BYTES: u64 = 1 << 30;
+
+/// What the computing side and the writer thread share.
+struct Flow {
+    /// Output bytes handed to the writer and not yet written.
+    in_flight: AtomicU64,
+    /// Set when the writer has stopped (done, failed or panicked): nothing more will be
+    /// written, so the computing side must not wait for it.
+    writer_gone: AtomicBool,
+    /// Set when computing failed: the file is abandoned, not flushed and synced (which
+    /// would keep a stopped merge writing gigabytes to disk).
+    abandoned: AtomicBool,
+}
+
+/// Sets `writer_gone` however the writer thread ends.
+struct Gone<'a>(&'a AtomicBool);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Shards<'_> {
+    /// Writes one shard: header, then tensors in order. Returns the bytes written.
+    pub fn write(
+        &self,
+        shard: &[usize],
+        path: &std::path::Path,
+        bar: &ProgressBar,
+    ) -> Result<u64, MergeError> {
+        let entries: Vec<HeaderEntry> = shard
+            .iter()
+            .map(|&i| {
+                let t = &self.plan.tensors[i];
+                HeaderEntry {
+                    name: &t.name,
+                    dtype: &t.out_dtype,
+                    shape: &t.shape,
+                    nbytes: t.out_bytes,
+                }
+            })
+            .collect();
+        let file = std::fs::File::create(path)
+            .map_err(|e| MergeError::Output(format!("cannot create `{}`: {e}", path.display())))?;
+        let header = header_bytes(&entries);
+        // Shards made into a GGUF file are read back at once: keep them cached.
+        let mode = match self.job.out_format {
+            super::OutputFormat::Safetensors => self.job.write_mode,
+            super::OutputFormat::Gguf { .. } => WriteMode::Buffered,
+        };
+        // A writer thread stores each tensor while the next one is computed.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
+        let flow = Flow {
+            in_flight: AtomicU64::new(0),
+            writer_gone: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+        };
+        let flow = &flow;
+        let compiled = self.compiled;
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<u64, MergeError> {
+                let _gone = Gone(&flow.writer_gone);
+                let io = |e: std::io::Error| {
+                    MergeError::Output(format!("cannot write `{}`: {e}", path.display()))
+                };
+                let mut w = Sink::new(file, mode);
+                w.write(&header).map_err(io)?;
+                let mut total = header.len() as u64;
+                for bytes in rx {
+                    w.write(&bytes).map_err(io)?;
+                    total += bytes.len() as u64;
+                    bar.inc(bytes.len() as u64);
+                    flow.in_flight
+                        .fetch_sub(bytes.len() as u64, Ordering::SeqCst);
+                    if let Some(c) = compiled {
+                        c.recycle(bytes);
+                    }
+                }
+                if flow.abandoned.load(Ordering::SeqCst) {
+                    return Ok(total);
+                }
+                w.finish().map_err(io)?;
+                Ok(total)
+            });
+            let produced = self.produce_all(shard, &tx, flow);
+            if produced.is_err() {
+                flow.abandoned.store(true, Ordering::SeqCst);
+            }
+            drop(tx);
+            let written = writer.join().unwrap_or_else(|_| {
+                let why = format!("the writer of `{}` failed", path.display());
+                Err(MergeError::Output(why))
+            });
+            // A failed writer's error comes first: it is why computing stopped.
+            let written = written?;
+            produced?;
+            Ok(written)
+        })
+    }
+
+    /// Computes a shard's tensors in order, in batches within the memory budget, and
+    /// hands each to the writer.
+    fn produce_all(
+        &self,
+        shard: &[usize],
+        tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+        flow: &Flow,
+    ) -> Result<(), MergeError> {
+        let (job, inputs, plan) = (self.job, self.inputs, self.plan);
+        let k = inputs.models.len();
+        let mut i = 0;
+        while i < shard.len() {
+            // A batch: consecutive tensors whose working memory fits the budget (at least
+            // one). (Compiled kernels use every core themselves: one tensor at a time.)
+            let mut end = i;
+            let mut mem = 0u64;
+            while end < shard.len()
+                && (end == i
+                    || (self.compiled.is_none()
+                        && mem + working_bytes(&plan.tensors[shard[end]], k) <= job.max_memory))
+            {
+                mem += working_bytes(&plan.tensors[shard[end]], k);
+                end += 1;
+            }
+            // Computing overlaps the writing of the previous output only while both fit in
+            // OVERLAP_BYTES (the inputs' pages and the outputs count toward peak memory).
+            let need: u64 = shard[i..end]
+                .iter()
+                .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
+                .sum();
+            while flow.in_flight.load(Ordering::SeqCst) > 0
+                && flow.in_flight.load(Ordering::SeqCst) + need > OVERLAP_BYTES
+            {
+                if flow.writer_gone.load(Ordering::SeqCst) {
+                    // The writer failed: its error is reported.
+                    return Ok(());
+                }
+                inputs.cancel.check().map_err(MergeError::Stopped)?;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let t_batch = std::time::Instant::now();
+            let results: Vec<Result<Vec<u8>, MergeError>> = shard[i..end]
+                .par_iter()
+                .map(|&ti| {
+                    let t = &plan.tensors[ti];
+                    let r = produce(job, inputs, plan, self.checked, self.compiled, t);
+                    if r.is_ok() {
+                        hash_inputs(inputs, t);
+                    }
+                    // Nothing of this tensor's inputs is borrowed any more: drop their
+                    // pages from this process (they stay in the page cache), so peak
+                    // memory is one tensor's worth, not the checkpoints'.
+                    for (c, name) in inputs.sources(t) {
+                        c.release(name);
+                    }
+                    r
+                })
+                .collect();
+            if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
+                eprintln!(
+                    "batch of {}: produce {:.3} s",
+                    end - i,
+                    t_batch.elapsed().as_secs_f64()
+                );
+            }
+            for (r, &ti) in results.into_iter().zip(&shard[i..end]) {
+                let bytes = r?;
+                debug_assert_eq!(bytes.len(), plan.tensors[ti].out_bytes);
+                flow.in_flight
+                    .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                if tx.send(bytes).is_err() {
+                    // The writer stopped: its error is reported.
+                    return Ok(());
+                }
+            }
+            i = end;
+        }
+        Ok(())
+    }
+}
+
+/// Memory one tensor needs while merged: inputs, output and the interpreter's temporaries.
+fn working_bytes(t: &PlannedTensor, k: usize) -> u64 {
+    let n = t.shape.iter().product::<usize>() as u64;
+    match t.action {
+        Action::Merge => n * 4 * (2 * k as u64 + 4),
+        Action::Copy => t.out_bytes as u64,
+    }
+}
+
+/// A tensor's input bytes (base and models) and output bytes.
+fn tensor_bytes(inputs: &Inputs, t: &PlannedTensor) -> u64 {
+    let input = |(c, name): (&super::safetensors::Checkpoint, &str)| {
+        c.info(name).map_or(0, |i| i.nbytes() as u64)
+    };
+    inputs.sources(t).into_iter().map(input).sum::<u64>() + t.out_bytes as u64
+}
+
+/// Records the digests of what `t` read (the base's tensor; the models' when merged)
+/// while its pages are still mapped in.
+fn hash_inputs(inputs: &Inputs, t: &PlannedTensor) {
+    let all = inputs.all();
+    let read: Vec<(usize, &str)> = match &t.source {
+        Some(r) => r
+            .sources()
+            .into_iter()
+            .map(|s| (s.input, s.name.as_str()))
+            .collect(),
+        None if t.action == Action::Merge => (0..all.len()).map(|i| (i, t.name.as_str())).collect(),
+        None => vec![(0, t.name.as_str())],
+    };
+    for (i, name) in read {
+        if let Ok(b) = all[i].raw_bytes(name) {
+            inputs.hashes.add(i, name, b);
+        }
+    }
+}
