@@ -2,6 +2,16 @@
 //! tensor's size): an O(n) radix select over the bits of the magnitude key, in as few
 //! passes over the input as the keys allow.
 //!
+//! Large tensors first *sample*: every 8th key of a sixteenth of the chunks, spread
+//! evenly, gives an estimate of the threshold and a band of keys around it wide enough
+//! to hold it (the sample's rank, give or take several standard errors). One pass then
+//! counts the keys above the band and gathers those in it, comparisons only (no
+//! histogram scatter); when the band holds the requested rank, which it does unless the
+//! sampled chunks are unlike the rest, the threshold is selected among the gathered
+//! keys. Otherwise (or when the band would be too large to gather) the radix select
+//! below runs as if there had been no sample. Either way the cut is exact: the sample
+//! only decides how much work finding it takes.
+//!
 //! Pass 1 histograms the top 12 bits of every key (a request for one element takes
 //! the largest key of each chunk instead); the bucket holding each requested rank is
 //! then known with its size. Tensors of at most [`GATHER_ALL_MAX`] keys gather them all
@@ -26,6 +36,22 @@ const DIGITS: [(u32, u32); 3] = [(20, 12), (10, 10), (0, 10)];
 const GATHER_MAX: u64 = 1 << 23;
 /// Tensors of at most this many keys skip the first histogram and gather every key.
 const GATHER_ALL_MAX: u64 = 1 << 18;
+/// Tensors of more keys than this (in at least [`SAMPLE_MIN_CHUNKS`] chunks) are sampled
+/// first.
+const BAND_MIN: u64 = 1 << 20;
+const SAMPLE_MIN_CHUNKS: usize = 16;
+/// One chunk in this many is sampled, and one key in [`SAMPLE_STEP`] of each.
+const SAMPLE_CHUNKS: usize = 16;
+const SAMPLE_STEP: usize = 8;
+
+/// When a selection samples and how much it gathers (tests shrink them).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// Most keys one pass gathers for one request.
+    gather_max: u64,
+    /// Sample tensors of more keys than this.
+    band_min: u64,
+}
 
 /// One request: the first `count` elements of key `key` in the order (magnitude
 /// descending, index ascending).
@@ -43,6 +69,16 @@ pub type Fill<'a, E> = dyn Fn(usize, &mut [Vec<f32>]) -> Result<usize, E> + Sync
 #[derive(Clone, Copy, Debug)]
 enum State {
     Done(TopkCut),
+    /// Wanted: the `rank`-th largest key; a sample of the keys comes first.
+    Sample {
+        rank: u64,
+    },
+    /// Wanted: the `rank`-th largest key, which the sample puts between `lo` and `hi`.
+    Band {
+        rank: u64,
+        lo: u32,
+        hi: u32,
+    },
     /// Wanted: the `rank`-th largest (1-based) of the `count` keys whose bits from
     /// `shift` up equal `prefix`.
     Open {
@@ -77,6 +113,10 @@ enum Job {
     /// The largest key, chunk by chunk (for a request of one element: ties asks for the
     /// top 1 of each task vector beside its top `density`).
     Max { key: usize },
+    /// Every [`SAMPLE_STEP`]th key of the sampled chunks.
+    Sample { key: usize },
+    /// How many keys are above `hi`, and the keys from `lo` to `hi`, chunk by chunk.
+    Band { key: usize, lo: u32, hi: u32 },
 }
 
 /// A job's result.
@@ -85,6 +125,18 @@ enum Acc {
     Gather(Vec<Vec<u32>>),
     Count(Vec<u64>),
     Max(Vec<u32>),
+    Sample(Vec<u32>),
+    Band(Band),
+}
+
+/// A band pass's result.
+struct Band {
+    above: u64,
+    /// Keys in the band, counted even once they are no longer kept.
+    inside: u64,
+    /// The band's keys per chunk, while at most `cap` of them.
+    parts: Vec<Vec<u32>>,
+    cap: u64,
 }
 
 /// The smallest and largest key with `prefix` in its bits from `shift` up.
@@ -103,6 +155,8 @@ impl Job {
         let key = r.key;
         match *s {
             State::Done(_) => None,
+            State::Sample { .. } => Some(Job::Sample { key }),
+            State::Band { lo, hi, .. } => Some(Job::Band { key, lo, hi }),
             State::Tie { t, .. } => Some(Job::Count { key, t }),
             State::Open {
                 shift: 32, rank: 1, ..
@@ -136,16 +190,25 @@ impl Job {
             Job::Hist { key, .. }
             | Job::Gather { key, .. }
             | Job::Count { key, .. }
-            | Job::Max { key } => key,
+            | Job::Max { key }
+            | Job::Sample { key }
+            | Job::Band { key, .. } => key,
         }
     }
 
-    fn empty(&self) -> Acc {
+    fn empty(&self, gather_max: u64) -> Acc {
         match *self {
             Job::Hist { width, .. } => Acc::Hist(vec![0; 1 << width]),
             Job::Gather { .. } => Acc::Gather(Vec::new()),
             Job::Count { .. } => Acc::Count(Vec::new()),
             Job::Max { .. } => Acc::Max(Vec::new()),
+            Job::Sample { .. } => Acc::Sample(Vec::new()),
+            Job::Band { .. } => Acc::Band(Band {
+                above: 0,
+                inside: 0,
+                parts: Vec::new(),
+                cap: gather_max,
+            }),
         }
     }
 
@@ -202,6 +265,10 @@ impl Job {
                 }
                 g.push(out)
             }
+            (Job::Band { lo, hi, .. }, Acc::Band(b)) => band_add(keys, lo, hi, b),
+            (Job::Sample { .. }, Acc::Sample(v)) => {
+                v.extend(keys.iter().step_by(SAMPLE_STEP).map(|&x| magnitude_key(x)))
+            }
             (Job::Max { .. }, Acc::Max(m)) => {
                 m.push(keys.iter().map(|&x| magnitude_key(x)).max().unwrap_or(0))
             }
@@ -210,6 +277,38 @@ impl Job {
             }
             _ => unreachable!("topk: a job with another job's result"),
         }
+    }
+}
+
+/// Adds one chunk's keys to a band pass: counts those above `hi`, keeps those from `lo`
+/// to `hi` (until more than the cap are in the band: then the band is dropped).
+#[inline(always)]
+fn band_add(keys: &[f32], lo: u32, hi: u32, b: &mut Band) {
+    let mut out = Vec::new();
+    let mut above = 0u64;
+    // Bit masks of the matches per 64 keys (vectorizes), then the matches.
+    for block in keys.chunks(64) {
+        let (mut inside, mut over) = (0u64, 0u64);
+        for (i, &x) in block.iter().enumerate() {
+            let k = magnitude_key(x);
+            inside |= ((lo <= k && k <= hi) as u64) << i;
+            over |= ((k > hi) as u64) << i;
+        }
+        above += over.count_ones() as u64;
+        b.inside += inside.count_ones() as u64;
+        if b.inside > b.cap {
+            continue;
+        }
+        while inside != 0 {
+            out.push(magnitude_key(block[inside.trailing_zeros() as usize]));
+            inside &= inside - 1;
+        }
+    }
+    b.above += above;
+    if b.inside > b.cap {
+        b.parts = Vec::new();
+    } else {
+        b.parts.push(out);
     }
 }
 
@@ -260,6 +359,16 @@ fn merge(a: &mut Acc, b: Acc) {
         (Acc::Gather(a), Acc::Gather(b)) => a.extend(b),
         (Acc::Count(a), Acc::Count(b)) => a.extend(b),
         (Acc::Max(a), Acc::Max(b)) => a.extend(b),
+        (Acc::Sample(a), Acc::Sample(b)) => a.extend(b),
+        (Acc::Band(a), Acc::Band(b)) => {
+            a.above += b.above;
+            a.inside += b.inside;
+            if a.inside > a.cap {
+                a.parts = Vec::new();
+            } else {
+                a.parts.extend(b.parts);
+            }
+        }
         _ => unreachable!("topk: results of different jobs"),
     }
 }
@@ -269,10 +378,12 @@ fn merge(a: &mut Acc, b: Acc) {
 fn pass<E: Send>(
     jobs: &[Job],
     n_keys: usize,
-    chunks: usize,
+    list: &[usize],
     parallel: bool,
+    gather_max: u64,
     fill: &Fill<E>,
 ) -> Result<Vec<Acc>, E> {
+    let chunks = list.len();
     let groups = if parallel {
         (rayon::current_num_threads() * 4).min(chunks).max(1)
     } else {
@@ -281,7 +392,7 @@ fn pass<E: Send>(
     let per = chunks.div_ceil(groups);
     let group = |g: usize| -> Result<Vec<Acc>, E> {
         let mut bufs = vec![Vec::new(); n_keys];
-        let mut acc: Vec<Acc> = jobs.iter().map(Job::empty).collect();
+        let mut acc: Vec<Acc> = jobs.iter().map(|j| j.empty(gather_max)).collect();
         let width = jobs
             .iter()
             .map(|j| match j {
@@ -292,7 +403,7 @@ fn pass<E: Send>(
             .unwrap_or(0);
         let mut scratch = vec![0u32; width];
         let arch = pulp::Arch::new();
-        for c in g * per..((g + 1) * per).min(chunks) {
+        for &c in &list[(g * per).min(chunks)..((g + 1) * per).min(chunks)] {
             fill(c, &mut bufs)?;
             for (j, a) in jobs.iter().zip(acc.iter_mut()) {
                 // Compiled for the best instruction set the CPU has (AVX2 on x86-64).
@@ -352,15 +463,26 @@ pub fn select_chunked<E: Send>(
     keys: &ChunkedKeys<E>,
     requests: &[Request],
 ) -> Result<Vec<TopkCut>, E> {
-    select_with(keys, requests, GATHER_MAX)
+    let limits = Limits {
+        gather_max: GATHER_MAX,
+        band_min: BAND_MIN,
+    };
+    select_with(keys, requests, limits)
 }
 
-/// [`select_chunked`], gathering buckets of at most `gather_max` keys.
+/// The chunks a sample reads: one in [`SAMPLE_CHUNKS`], spread evenly, at least 8.
+fn sample_chunks(chunks: usize) -> Vec<usize> {
+    let m = (chunks / SAMPLE_CHUNKS).max(8).min(chunks);
+    (0..m).map(|i| i * chunks / m).collect()
+}
+
+/// [`select_chunked`] within `limits`.
 fn select_with<E: Send>(
     keys: &ChunkedKeys<E>,
     requests: &[Request],
-    gather_max: u64,
+    limits: Limits,
 ) -> Result<Vec<TopkCut>, E> {
+    let gather_max = limits.gather_max;
     let &ChunkedKeys {
         n_keys,
         n,
@@ -379,6 +501,9 @@ fn select_with<E: Send>(
                 t: 0,
                 cut: n as u64,
             }),
+            c if c > 1 && n as u64 > limits.band_min && chunks >= SAMPLE_MIN_CHUNKS.min(n) => {
+                State::Sample { rank: c as u64 }
+            }
             c => State::Open {
                 shift: 32,
                 prefix: 0,
@@ -387,8 +512,10 @@ fn select_with<E: Send>(
             },
         })
         .collect();
+    let all: Vec<usize> = (0..chunks).collect();
+    let sampled = sample_chunks(chunks);
     loop {
-        let todo: Vec<(usize, Job)> = requests
+        let mut todo: Vec<(usize, Job)> = requests
             .iter()
             .zip(&st)
             .enumerate()
@@ -396,6 +523,11 @@ fn select_with<E: Send>(
             .collect();
         if todo.is_empty() {
             break;
+        }
+        // A sample reads its chunks only: the other jobs wait for the next full pass.
+        let sampling = todo.iter().any(|(_, j)| matches!(j, Job::Sample { .. }));
+        if sampling {
+            todo.retain(|(_, j)| matches!(j, Job::Sample { .. }));
         }
         // Requests wanting the same thing (the same key's first digit, say) share a job.
         let mut jobs: Vec<Job> = Vec::new();
@@ -408,9 +540,17 @@ fn select_with<E: Send>(
                 })
             })
             .collect();
-        let results = pass(&jobs, n_keys, chunks, parallel, fill)?;
+        let list = if sampling { &sampled } else { &all };
+        let results = pass(&jobs, n_keys, list, parallel, gather_max, fill)?;
         for ((i, job), w) in todo.into_iter().zip(which) {
-            st[i] = step(st[i], job, &results[w], n, requests[i].key, n_keys, fill)?;
+            let how = Resolve {
+                n,
+                key: requests[i].key,
+                n_keys,
+                gather_max,
+                fill,
+            };
+            st[i] = how.step(st[i], job, &results[w])?;
         }
     }
     Ok(st
@@ -422,75 +562,141 @@ fn select_with<E: Send>(
         .collect())
 }
 
-/// A request's state after a pass gave its job's result.
-fn step<E: Send>(
-    s: State,
-    job: Job,
-    acc: &Acc,
+/// What a request's next state is computed with.
+struct Resolve<'a, 'f, E> {
     n: usize,
     key: usize,
     n_keys: usize,
-    fill: &Fill<E>,
-) -> Result<State, E> {
-    let resolved = |t: u32, m: u64, equal: u64| {
+    gather_max: u64,
+    fill: &'a Fill<'f, E>,
+}
+
+impl<E: Send> Resolve<'_, '_, E> {
+    /// A request's state after a pass gave its job's result.
+    fn step(&self, s: State, job: Job, acc: &Acc) -> Result<State, E> {
+        let n = self.n as u64;
+        // The radix select from its first digit: where a sample or band did not help.
+        let from_top = |rank: u64| State::Open {
+            shift: 32,
+            prefix: 0,
+            rank,
+            count: n,
+        };
+        Ok(match (s, job, acc) {
+            (State::Open { prefix, rank, .. }, Job::Hist { dshift, width, .. }, Acc::Hist(h)) => {
+                let (b, within) = locate(h, rank);
+                let prefix = ((prefix as u64) << width | b as u64) as u32;
+                let count = h[b as usize];
+                if dshift == 0 {
+                    self.resolved(prefix, within, count)
+                } else {
+                    State::Open {
+                        shift: dshift,
+                        prefix,
+                        rank: within,
+                        count,
+                    }
+                }
+            }
+            (
+                State::Open {
+                    shift,
+                    prefix,
+                    rank,
+                    ..
+                },
+                Job::Gather { .. },
+                Acc::Gather(parts),
+            ) => self.among(parts, shift, prefix, rank)?,
+            (State::Sample { rank }, Job::Sample { .. }, Acc::Sample(sample)) => {
+                match band(sample, rank, n, self.gather_max) {
+                    Some((lo, hi)) => State::Band { rank, lo, hi },
+                    None => from_top(rank),
+                }
+            }
+            (State::Band { rank, .. }, Job::Band { .. }, Acc::Band(b)) => {
+                if b.inside > b.cap || rank <= b.above || rank > b.above + b.inside {
+                    from_top(rank)
+                } else {
+                    self.among(&b.parts, 32, 0, rank - b.above)?
+                }
+            }
+            (State::Open { rank: 1, .. }, Job::Max { .. }, Acc::Max(maxes)) => {
+                // The first element of the largest key: in the first chunk whose largest it is.
+                let t = maxes.iter().copied().max().unwrap_or(0);
+                let holds: Vec<u64> = maxes.iter().map(|&m| (m == t) as u64).collect();
+                State::Done(self.last_taken(t, 1, &holds)?)
+            }
+            (State::Tie { t, m }, Job::Count { .. }, Acc::Count(counts)) => {
+                State::Done(self.last_taken(t, m, counts)?)
+            }
+            _ => unreachable!("topk: a result for another state"),
+        })
+    }
+
+    /// Done when the `m`-th of the `equal` elements of key `t` is the last one, else a tie.
+    fn resolved(&self, t: u32, m: u64, equal: u64) -> State {
         if m == equal {
-            State::Done(TopkCut { t, cut: n as u64 })
+            State::Done(TopkCut {
+                t,
+                cut: self.n as u64,
+            })
         } else {
             State::Tie { t, m }
         }
+    }
+
+    /// The `rank`-th largest of the gathered keys (chunk by chunk, each the low `shift`
+    /// bits of a key with `prefix` above them) and its cut.
+    fn among(&self, parts: &[Vec<u32>], shift: u32, prefix: u32, rank: u64) -> Result<State, E> {
+        let mut all: Vec<u32> = parts.iter().flatten().copied().collect();
+        let v = *all
+            .select_nth_unstable_by(rank as usize - 1, |a, b| b.cmp(a))
+            .1;
+        let greater = all.iter().filter(|&&x| x > v).count() as u64;
+        let equal: Vec<u64> = parts
+            .iter()
+            .map(|p| p.iter().filter(|&&x| x == v).count() as u64)
+            .collect();
+        let t = (((prefix as u64) << shift) | v as u64) as u32;
+        Ok(match self.resolved(t, rank - greater, equal.iter().sum()) {
+            State::Tie { t, m } => State::Done(self.last_taken(t, m, &equal)?),
+            done => done,
+        })
+    }
+
+    /// [`last_taken`] for this request's key.
+    fn last_taken(&self, t: u32, m: u64, per_chunk: &[u64]) -> Result<TopkCut, E> {
+        last_taken(t, m, per_chunk, self.key, self.n_keys, self.fill)
+    }
+}
+
+/// The band of keys that should hold the `rank`-th largest of `n`, from a sample of
+/// them: its rank in the sample, give or take 8 standard errors (at least 1% of the
+/// sample). None when the sample says the band would hold more than `gather_max` keys.
+fn band(sample: &[u32], rank: u64, n: u64, gather_max: u64) -> Option<(u32, u32)> {
+    let mut sample = sample.to_vec();
+    let s = sample.len() as u64;
+    if s == 0 {
+        return None;
+    }
+    let p = rank as f64 / n as f64;
+    let at = (p * s as f64).round() as i64;
+    let margin = (8.0 * (s as f64 * p * (1.0 - p)).sqrt()).max(s as f64 / 100.0) as i64 + 1;
+    // The key at index `i` of the sample in descending order (0: the largest).
+    let mut nth_largest = |i: i64| *sample.select_nth_unstable(s as usize - 1 - i as usize).1;
+    let hi = match at - margin {
+        i if i < 0 => u32::MAX,
+        i => nth_largest(i),
     };
-    Ok(match (s, job, acc) {
-        (State::Open { prefix, rank, .. }, Job::Hist { dshift, width, .. }, Acc::Hist(h)) => {
-            let (b, within) = locate(h, rank);
-            let prefix = ((prefix as u64) << width | b as u64) as u32;
-            let count = h[b as usize];
-            if dshift == 0 {
-                resolved(prefix, within, count)
-            } else {
-                State::Open {
-                    shift: dshift,
-                    prefix,
-                    rank: within,
-                    count,
-                }
-            }
-        }
-        (
-            State::Open {
-                shift,
-                prefix,
-                rank,
-                ..
-            },
-            Job::Gather { .. },
-            Acc::Gather(parts),
-        ) => {
-            let mut all: Vec<u32> = parts.iter().flatten().copied().collect();
-            let v = *all
-                .select_nth_unstable_by(rank as usize - 1, |a, b| b.cmp(a))
-                .1;
-            let greater = all.iter().filter(|&&x| x > v).count() as u64;
-            let equal: Vec<u64> = parts
-                .iter()
-                .map(|p| p.iter().filter(|&&x| x == v).count() as u64)
-                .collect();
-            let t = (((prefix as u64) << shift) | v as u64) as u32;
-            match resolved(t, rank - greater, equal.iter().sum()) {
-                State::Tie { t, m } => State::Done(last_taken(t, m, &equal, key, n_keys, fill)?),
-                done => done,
-            }
-        }
-        (State::Open { rank: 1, .. }, Job::Max { .. }, Acc::Max(maxes)) => {
-            // The first element of the largest key: in the first chunk whose largest it is.
-            let t = maxes.iter().copied().max().unwrap_or(0);
-            let holds: Vec<u64> = maxes.iter().map(|&m| (m == t) as u64).collect();
-            State::Done(last_taken(t, 1, &holds, key, n_keys, fill)?)
-        }
-        (State::Tie { t, m }, Job::Count { .. }, Acc::Count(counts)) => {
-            State::Done(last_taken(t, m, counts, key, n_keys, fill)?)
-        }
-        _ => unreachable!("topk: a result for another state"),
-    })
+    let lo = match at + margin {
+        i if i >= s as i64 => 0,
+        i => nth_largest(i),
+    };
+    let inside = sample.iter().filter(|&&k| lo <= k && k <= hi).count() as u64;
+    // The band's expected size in the whole tensor, with room for the sample's error.
+    let expect = (inside as f64 * n as f64 / s as f64 * 1.5) as u64;
+    (expect <= gather_max).then_some((lo, hi))
 }
 
 /// The cut after the `m`-th element of key `t` (1-based, index order), given how many
@@ -525,84 +731,4 @@ fn last_taken<E: Send>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::semantics::topk_mask;
-
-    fn mask(x: &[f32], c: TopkCut) -> Vec<bool> {
-        x.iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let k = magnitude_key(v);
-                k > c.t || (k == c.t && (i as u64) < c.cut)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn chunked_select_matches_topk_mask() {
-        let mut seed = 1u64;
-        let mut next = || {
-            seed = crate::semantics::mix64(seed);
-            seed
-        };
-        for &n in &[1usize, 2, 3, 50, 783, 4097, 70_001] {
-            let pool = [
-                0.0f32,
-                -0.0,
-                1.0,
-                -1.0,
-                0.5,
-                2.0,
-                f32::NAN,
-                1e-30,
-                3.5,
-                -3.5,
-            ];
-            let x: Vec<f32> = (0..n)
-                .map(|_| {
-                    let r = next();
-                    if r % 3 == 0 {
-                        pool[(r >> 8) as usize % pool.len()]
-                    } else {
-                        f32::from_bits((r >> 20) as u32) * if r & 1 == 0 { 1.0 } else { -1.0 }
-                    }
-                })
-                .collect();
-            for chunk in [1usize, 7, 1000, n] {
-                let chunks = n.div_ceil(chunk);
-                let ks: Vec<usize> = [0, 1, 2, n / 3, n / 2, n.saturating_sub(1), n]
-                    .into_iter()
-                    .collect();
-                let reqs: Vec<Request> = ks.iter().map(|&k| Request { key: 0, count: k }).collect();
-                let fill = |c: usize, bufs: &mut [Vec<f32>]| -> Result<usize, ()> {
-                    let lo = c * chunk;
-                    bufs[0].clear();
-                    bufs[0].extend_from_slice(&x[lo..(lo + chunk).min(n)]);
-                    Ok(lo)
-                };
-                // Gathering at once, after one or two digits, and never.
-                for gather_max in [u64::MAX, n as u64 / 50, 3, 0] {
-                    for parallel in [false, true] {
-                        let keys = ChunkedKeys {
-                            n_keys: 1,
-                            n,
-                            chunks,
-                            parallel,
-                            fill: &fill,
-                        };
-                        let cuts =
-                            select_with(&keys, &reqs, gather_max).expect("the fill never fails");
-                        for (&k, c) in ks.iter().zip(cuts) {
-                            assert_eq!(
-                                mask(&x, c),
-                                topk_mask(&x, k, 0),
-                                "n {n} k {k} chunk {chunk} gather_max {gather_max}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
+mod tests;
