@@ -709,3 +709,90 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
     assert_eq!((s.merged, s.copied, s.shards), (20, 1, 1));
     assert_eq!(weights(&zoo.path("lib")), weights(&zoo.path("cli")));
 }
+
+/// Digests of inputs are remembered across merges (under XDG_CACHE_HOME): a second
+/// merge of the same files reports the cached ones, and a file rewritten in place, same
+/// size and inode, is hashed again, never reported by its old digest.
+#[test]
+fn input_digests_are_cached_until_the_file_changes() {
+    let zoo = Zoo::new();
+    zoo.program("algo.merge", PROGRAM);
+    let cache = zoo.path("cache");
+    let run = |out: &str| {
+        let mut args: Vec<&str> = MERGE.to_vec();
+        args.extend(["--merge", "wavg"]);
+        args.extend(INPUTS);
+        args.extend(["--out", out]);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mergec"))
+            .current_dir(zoo.dir())
+            .args(&args)
+            .env("XDG_CACHE_HOME", &cache)
+            .env_remove("MERGEC_DIGEST_CACHE")
+            .output()
+            .unwrap();
+        ok(o);
+        read_json(&zoo.path(out).join("mergec.json"))["inputs"]["models"][0]["content_blake3"]
+            .clone()
+    };
+    // Files changed in the last 2 seconds are not cached (their ctime could repeat).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let first = run("out1");
+    let files: Vec<_> = std::fs::read_dir(cache.join("mergec/digests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let inputs: usize = ["base", "m1", "m2"]
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(zoo.path(d))
+                .unwrap()
+                .filter(|e| {
+                    let p = e.as_ref().unwrap().path();
+                    p.extension().is_some_and(|x| x == "safetensors")
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        files.len(),
+        inputs,
+        "one cache file per input file: {files:?}"
+    );
+    // The second merge reports what the cache holds: swap in another digest to see it.
+    let m1 = std::fs::canonicalize(zoo.path("m1")).unwrap();
+    let fake = "ab".repeat(32);
+    let mut poisoned = 0;
+    for f in &files {
+        let mut j = read_json(f);
+        if !Path::new(j["file"]["path"].as_str().unwrap()).starts_with(&m1) {
+            continue;
+        }
+        for (_, v) in j["tensors"].as_object_mut().unwrap() {
+            v[2] = fake.clone().into();
+            poisoned += 1;
+        }
+        std::fs::write(f, j.to_string()).unwrap();
+    }
+    assert!(poisoned > 0);
+    assert_ne!(run("out2"), first, "the cached digests were not used");
+    // Rewritten in place: new bytes, same length and inode. Hashed again.
+    for e in std::fs::read_dir(zoo.path("m1")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "safetensors") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            std::fs::write(&path, &bytes).unwrap();
+        }
+    }
+    let merged: BTreeSet<String> = Checkpoint::open(zoo.path("out1").join(MODEL_FILE))
+        .unwrap()
+        .names()
+        .filter(|n| Checkpoint::open(zoo.path("m1")).unwrap().info(n).is_ok())
+        .map(String::from)
+        .collect();
+    let expect = content_blake3(&zoo.path("m1"), |n| merged.contains(n));
+    let third = run("out3");
+    assert_eq!(third, expect);
+    assert_ne!(third, first);
+}

@@ -195,7 +195,10 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     }
     let inputs = Inputs {
         cancel,
-        hashes: super::content::ContentHashes::new(1 + job.models.len()),
+        hashes: super::content::ContentHashes::new(
+            1 + job.models.len(),
+            super::digest_cache::DigestCache::from_env(),
+        ),
         base: Checkpoint::open(&job.base)?,
         models: job
             .models
@@ -252,6 +255,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     write_side_files(job, out.path(), &inputs, &plan, &names).map_err(MergeError::Output)?;
     let gguf = write_out_format(job, out.path(), &names, inputs.cancel)?;
     out.commit()?;
+    inputs.hashes.save();
     bar.finish_and_clear();
     let merged = plan
         .tensors

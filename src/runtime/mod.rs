@@ -9,6 +9,7 @@ mod arch;
 pub mod child;
 pub mod compiled;
 mod content;
+mod digest_cache;
 mod error;
 pub mod gguf;
 pub mod hub;

@@ -82,6 +82,53 @@ struct Shard {
     map: Mmap,
     /// Offset of the data section (8 + header length).
     data_start: usize,
+    /// Which file, in which version, was mapped (None where it cannot be told).
+    id: Option<FileId>,
+}
+
+/// A file and its version as the file system tells them: what a result computed from
+/// its bytes (a digest) can be cached under. Rewriting the file changes `ctime`, which
+/// no program can set back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of the open `file` at `path` (None off Unix).
+    fn of(path: &Path, file: &std::fs::File) -> Option<FileId> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = file.metadata().ok()?;
+            let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+            Some(FileId {
+                path: std::fs::canonicalize(path).ok()?,
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+                ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (path, file);
+            None
+        }
+    }
+}
+
+/// Where a tensor's stored bytes are: the file and the byte range in it.
+pub struct StoredAt<'a> {
+    pub file: &'a FileId,
+    pub start: u64,
+    pub end: u64,
 }
 
 /// An opened checkpoint: one file, or the shards of a model directory.
@@ -205,6 +252,18 @@ impl Checkpoint {
             .ok_or_else(|| Error::at(&shard.path, format!("tensor `{name}`: data out of range")))
     }
 
+    /// Where tensor `name`'s stored bytes are (None for an unknown name, or a file whose
+    /// identity is unknown).
+    pub fn stored_at(&self, name: &str) -> Option<StoredAt<'_>> {
+        let info = self.tensors.get(name)?;
+        let shard = &self.shards[info.shard];
+        Some(StoredAt {
+            file: shard.id.as_ref()?,
+            start: (shard.data_start + info.start) as u64,
+            end: (shard.data_start + info.end) as u64,
+        })
+    }
+
     /// Drops a tensor's pages from this process: `madvise(MADV_DONTNEED)` over the page-aligned
     /// range its stored bytes cover. Pages of a mapped input stay resident once touched and
     /// count toward the process's RSS (and its peak, VmHWM) until the map goes; a merge calls
@@ -298,6 +357,7 @@ impl Checkpoint {
         }
         self.shards.push(Shard {
             path: path.to_path_buf(),
+            id: FileId::of(path, &file),
             map,
             data_start,
         });

@@ -238,7 +238,7 @@ fn hash_inputs(inputs: &Inputs, t: &PlannedTensor) {
     };
     for (i, name) in read {
         if let Ok(b) = all[i].raw_bytes(name) {
-            inputs.hashes.add(i, name, b);
+            inputs.hashes.add(i, name, b, all[i].stored_at(name));
         }
     }
 }
