@@ -37,6 +37,10 @@
 # so the page cache is warm. Outputs go to DIR/out-*, deleted after each run unless --keep;
 # --check runs scripts/check-output.py on the mergec outputs. Before each run the page cache is
 # warmed and `sync` flushes what earlier runs wrote, so no run waits on another's writeback.
+# mergec remembers its inputs' content digests across merges (~/.cache/mergec/digests): after
+# the first run of a method the inputs are not hashed again. MERGEC_DIGEST_CACHE=off in the
+# environment makes every run hash them (the cost of merging files never merged before); the
+# report's header says which.
 # Floors, measured in the same run: "read inputs" (cat of every input, warm) and "copy base"
 # (cat of the base into a new file: a warm read of one model plus a write of the output's
 # size, the least a merge that writes its output can do beyond reading its inputs). The "x
@@ -219,6 +223,7 @@ params="$("$MERGEC" --version 2>/dev/null || true)"
 echo
 echo "Merge benchmark: $ARCH (base + 3 models, bf16), $IN_SIZE of inputs ($IN_BYTES bytes); ties density $DENSITY"
 echo "machine: $(nproc) cores ($cpu), $mem RAM, $(uname -sr); $params$([ "$ONLY_MERGEC" = 0 ] && echo "; mergekit $("$PY" -c 'import importlib.metadata as m; print(m.version("mergekit"), "/ torch", m.version("torch"))')")"
+echo "input digests: $([ "${MERGEC_DIGEST_CACHE:-}" = off ] || [ "${MERGEC_DIGEST_CACHE:-}" = 0 ] && echo "hashed in every run (MERGEC_DIGEST_CACHE=off)" || echo "cached across runs (~/.cache/mergec/digests)")"
 echo "page cache warm; peak RSS from $([ -n "$TIME" ] && echo "GNU time -v" || echo "getrusage(RUSAGE_CHILDREN)"), wall time and peak anon from scripts/conformance/memwatch.py"
 echo
 OUT_BYTES=$(du -cb "$CKPT"/base/*.safetensors | tail -1 | cut -f1)
