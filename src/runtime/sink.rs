@@ -64,6 +64,11 @@ impl Sink {
 
     /// Appends `bytes`.
     pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        if !self.direct && bytes.len() >= STAGE {
+            // Buffered, a large piece goes to the file as it is, not through the stage.
+            self.drain(false)?;
+            return self.file.write_all(bytes);
+        }
         while !bytes.is_empty() {
             let n = (STAGE - self.fill).min(bytes.len());
             let at = self.start + self.fill;
