@@ -322,3 +322,43 @@ fn speculated_failures_match_the_interpreter() {
         "both outcomes must occur: {ok} ok, {failed} failed"
     );
 }
+
+/// Unions of top-k masks of one key, which the compiler turns into the larger mask when
+/// nothing is skipped (`passes/nested.rs`), and leaves alone otherwise: every form agrees
+/// with the interpreter, for fractions, counts, counts past numel and skips.
+#[test]
+fn unions_of_top_k_masks_match_the_interpreter() {
+    let mut rng = SplitMix64::new(11);
+    let unions = [
+        "topk_mask(x, 0.3) or topk_mask(x, 1)",
+        "topk_mask(x, 1) or topk_mask(x, 0.3)",
+        "topk_mask(x, 0.0) or topk_mask(x, 2)",
+        "topk_mask(x, 7) or topk_mask(x, 100000000)",
+        "topk_mask(x, 0.5, 3) or topk_mask(x, 1, 3)",
+        "topk_mask(x, 0.5) or topk_mask(x, 1, 2)",
+        "topk_mask(x, 2) or topk_mask(x, 1, 5)",
+        "topk_mask(x, 0.2) or topk_mask(abs(models[0]), 0.4)",
+    ];
+    for u in unions {
+        let src = format!(
+            "merge a(base: Tensor, models: [Tensor]) -> Tensor {{
+                let x = abs(models[0] - base)
+                return base + (models[0] - base) * ({u})
+            }}"
+        );
+        let (p, _) = mergec::check_source(&src).expect("checks");
+        for shape in [&[50usize][..], &[1100, 2000]] {
+            let m = instantiate_merge(&p, "a", shape.len()).expect("instantiate");
+            let base = random_tensor(&mut rng, shape, 1.0);
+            let models: Vec<Tensor> = (0..2)
+                .map(|_| random_tensor(&mut rng, shape, 1.0))
+                .collect();
+            for engine in engines() {
+                match compare(&m, &base, &models, &[], NAMES[0], engine.as_ref(), false) {
+                    Ok(Out::Ok) => {}
+                    other => panic!("{u} at {shape:?}: {other:?}"),
+                }
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod cse;
 mod dce;
 mod fold;
 mod fuse;
+mod nested;
 mod schedule;
 
 use crate::ir::graph::Graph;
@@ -30,6 +31,10 @@ pub fn pipeline() -> Vec<Pass> {
         Pass {
             name: "cse",
             run: cse::cse,
+        },
+        Pass {
+            name: "nested_topk",
+            run: nested::nested_topk,
         },
         Pass {
             name: "dce",
