@@ -31,39 +31,41 @@ fn constant(g: &Graph, n: NodeId) -> Option<Scalar> {
     }
 }
 
-pub fn fold_constants(mut g: Graph) -> Graph {
-    // Nodes replaced by another (resolved choices), applied to later arguments.
-    let mut map: Vec<NodeId> = (0..g.nodes.len() as NodeId).collect();
-    for i in 0..g.nodes.len() {
-        let args: Vec<NodeId> = g.nodes[i].args.iter().map(|&a| map[a as usize]).collect();
-        g.nodes[i].args = args;
+pub fn fold_constants(g: Graph) -> Graph {
+    // Resolved choices are replaced by the chosen node; host operations on constants
+    // become constants in place.
+    super::replace_nodes(g, |g, i| {
         let n = &g.nodes[i];
         match &n.op {
-            NodeOp::Select => {
-                if let Some(Scalar::Bool(b)) = constant(&g, n.args[0]) {
-                    map[i] = if b { n.args[1] } else { n.args[2] };
+            NodeOp::Select => match constant(g, n.args[0]) {
+                Some(Scalar::Bool(b)) => {
+                    if b {
+                        n.args[1]
+                    } else {
+                        n.args[2]
+                    }
                 }
-            }
+                _ => i as NodeId,
+            },
             NodeOp::Host(op) if !n.args.is_empty() => {
                 let vals: Option<Vec<Value>> = n
                     .args
                     .iter()
-                    .map(|&a| constant(&g, a).and_then(value))
+                    .map(|&a| constant(g, a).and_then(value))
                     .collect();
                 let folded = vals
                     .and_then(|v| elem_op(*op, &v).ok())
                     .and_then(|v| scalar(&v))
-                    .filter(|s| s.ty() == scalar_ty(&g, i).unwrap_or(s.ty()));
+                    .filter(|s| s.ty() == scalar_ty(g, i).unwrap_or(s.ty()));
                 if let Some(s) = folded {
                     g.nodes[i].op = NodeOp::Const(s);
                     g.nodes[i].args.clear();
                 }
+                i as NodeId
             }
-            _ => {}
+            _ => i as NodeId,
         }
-    }
-    g.output = map[g.output as usize];
-    g
+    })
 }
 
 fn scalar_ty(g: &Graph, i: usize) -> Option<crate::ir::graph::STy> {

@@ -11,7 +11,7 @@ mod fuse;
 mod nested;
 mod schedule;
 
-use crate::ir::graph::Graph;
+use crate::ir::graph::{Graph, NodeId};
 use crate::ir::kernel::Dtype;
 use crate::ir::plan::Plan;
 
@@ -41,6 +41,20 @@ pub fn pipeline() -> Vec<Pass> {
             run: dce::dce,
         },
     ]
+}
+
+/// Visits the nodes in order, each with its arguments already mapped to their
+/// replacements; `replace(g, i)` says which node stands for node `i` from now on (`i`
+/// itself to keep it; it may also rewrite node `i` in place). The output follows.
+fn replace_nodes(mut g: Graph, mut replace: impl FnMut(&mut Graph, usize) -> NodeId) -> Graph {
+    let mut map: Vec<NodeId> = Vec::with_capacity(g.nodes.len());
+    for i in 0..g.nodes.len() {
+        let args: Vec<NodeId> = g.nodes[i].args.iter().map(|&a| map[a as usize]).collect();
+        g.nodes[i].args = args;
+        map.push(replace(&mut g, i));
+    }
+    g.output = map[g.output as usize];
+    g
 }
 
 fn debug_ir() -> bool {

@@ -10,22 +10,19 @@ use crate::interp::{Value, topk_count};
 use crate::ir::graph::{Graph, NodeId, NodeOp, Scalar};
 use crate::ir::kernel::BinOp;
 
-pub fn nested_topk(mut g: Graph) -> Graph {
-    let mut map: Vec<NodeId> = (0..g.nodes.len() as NodeId).collect();
-    for i in 0..g.nodes.len() {
-        let args: Vec<NodeId> = g.nodes[i].args.iter().map(|&a| map[a as usize]).collect();
-        g.nodes[i].args = args;
+pub fn nested_topk(g: Graph) -> Graph {
+    super::replace_nodes(g, |g, i| {
         let n = &g.nodes[i];
         if matches!(n.op, NodeOp::Bin(BinOp::Or))
             && let [a, b] = n.args[..]
-            && let Some(keep) = larger(&g, a, b)
+            && let Some(keep) = larger(g, a, b)
             && g.nodes[keep as usize].ty == n.ty
         {
-            map[i] = keep;
+            keep
+        } else {
+            i as NodeId
         }
-    }
-    g.output = map[g.output as usize];
-    g
+    })
 }
 
 /// The larger of two top-k masks of the same key with nothing skipped, when both counts
