@@ -250,19 +250,14 @@ impl Job {
             (Job::Gather { shift, prefix, .. }, Acc::Gather(g)) => {
                 let (lo, hi) = prefix_range(shift, prefix);
                 let mut out = Vec::new();
-                // A bit mask of the matches per 64 keys (vectorizes), then the matches.
-                for block in keys.chunks(64) {
-                    let mut bits = 0u64;
-                    for (i, &x) in block.iter().enumerate() {
-                        let k = magnitude_key(x);
-                        bits |= ((lo <= k && k <= hi) as u64) << i;
-                    }
+                // A bit mask of the matches per 64 keys, then the matches.
+                scan::range_masks(keys, lo, hi, &mut |block, mut bits, _| {
                     while bits != 0 {
                         let k = magnitude_key(block[bits.trailing_zeros() as usize]);
                         out.push(low_bits(k, shift));
                         bits &= bits - 1;
                     }
-                }
+                });
                 g.push(out)
             }
             (Job::Band { lo, hi, .. }, Acc::Band(b)) => band_add(keys, lo, hi, b),
@@ -286,24 +281,18 @@ impl Job {
 fn band_add(keys: &[f32], lo: u32, hi: u32, b: &mut Band) {
     let mut out = Vec::new();
     let mut above = 0u64;
-    // Bit masks of the matches per 64 keys (vectorizes), then the matches.
-    for block in keys.chunks(64) {
-        let (mut inside, mut over) = (0u64, 0u64);
-        for (i, &x) in block.iter().enumerate() {
-            let k = magnitude_key(x);
-            inside |= ((lo <= k && k <= hi) as u64) << i;
-            over |= ((k > hi) as u64) << i;
-        }
+    // Bit masks of the matches per 64 keys, then the matches.
+    scan::range_masks(keys, lo, hi, &mut |block, mut inside, over| {
         above += over.count_ones() as u64;
         b.inside += inside.count_ones() as u64;
         if b.inside > b.cap {
-            continue;
+            return;
         }
         while inside != 0 {
             out.push(magnitude_key(block[inside.trailing_zeros() as usize]));
             inside &= inside - 1;
         }
-    }
+    });
     b.above += above;
     if b.inside > b.cap {
         b.parts = Vec::new();
@@ -729,6 +718,8 @@ fn last_taken<E: Send>(
     }
     unreachable!("topk: fewer elements of the threshold key than counted")
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

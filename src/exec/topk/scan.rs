@@ -1,0 +1,181 @@
+//! The range scan behind the gather and band passes: for each block of 64 keys, a bit
+//! mask of the keys whose magnitude key lies in `[lo, hi]` and one of those above `hi`.
+//! On x86-64 with AVX2 the masks come from vector compares (eight keys per instruction);
+//! elsewhere, and for the last partial block, from the scalar loop. Both give the same
+//! bits: the scan is exact, only faster.
+
+use crate::ir::reference::magnitude_key;
+
+/// Keys per mask.
+pub const BLOCK: usize = 64;
+
+/// Calls `f(block, inside, above)` for each block of 64 keys of `keys` in order (the last
+/// may be shorter): bit `i` of `inside` is set when `lo <= magnitude_key(block[i]) <= hi`,
+/// and of `above` when it is `> hi`.
+#[inline(always)]
+pub fn range_masks(keys: &[f32], lo: u32, hi: u32, f: &mut impl FnMut(&[f32], u64, u64)) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        done = simd.vectorize(v3::Scan {
+            simd,
+            keys,
+            lo,
+            hi,
+            f,
+        });
+    }
+    for block in keys[done..].chunks(BLOCK) {
+        let (inside, above) = scalar_masks(block, lo, hi);
+        f(block, inside, above);
+    }
+}
+
+/// The masks of one block of at most 64 keys, one key at a time.
+#[inline(always)]
+fn scalar_masks(block: &[f32], lo: u32, hi: u32) -> (u64, u64) {
+    let (mut inside, mut above) = (0u64, 0u64);
+    for (i, &x) in block.iter().enumerate() {
+        let k = magnitude_key(x);
+        inside |= ((lo <= k && k <= hi) as u64) << i;
+        above |= ((k > hi) as u64) << i;
+    }
+    (inside, above)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod v3 {
+    use super::BLOCK;
+    use pulp::bytemuck::cast;
+    use pulp::x86::V3;
+
+    /// `|x|`'s bits with every NaN as this one value, just above infinity's: in that form
+    /// the magnitude order (NaN above everything) is the order of signed 32-bit integers.
+    const NAN: u32 = 0x7f80_0001;
+
+    /// A bound of the magnitude-key order in the canonical form: `k <= hi` iff
+    /// `canon(k) <= hi_c`, `k >= lo` iff `canon(k) >= lo_c`, where a NaN's key is
+    /// `u32::MAX` and its canonical form [`NAN`].
+    fn bounds(lo: u32, hi: u32) -> (i32, i32) {
+        let lo_c = lo.min(NAN);
+        let hi_c = match hi {
+            u32::MAX => NAN,
+            h => h.min(NAN - 1),
+        };
+        (lo_c as i32, hi_c as i32)
+    }
+
+    /// [`scan`] as a function pulp compiles with AVX2 enabled (a closure would not be
+    /// inlined there, and every intrinsic would become a call).
+    pub struct Scan<'a, F> {
+        pub simd: V3,
+        pub keys: &'a [f32],
+        pub lo: u32,
+        pub hi: u32,
+        pub f: &'a mut F,
+    }
+
+    impl<F: FnMut(&[f32], u64, u64)> pulp::NullaryFnOnce for Scan<'_, F> {
+        type Output = usize;
+        #[inline(always)]
+        fn call(self) -> usize {
+            scan(self.simd, self.keys, self.lo, self.hi, self.f)
+        }
+    }
+
+    /// The masks of every whole block of `keys`, to `f`; returns how many keys it read.
+    #[inline(always)]
+    pub fn scan(
+        simd: V3,
+        keys: &[f32],
+        lo: u32,
+        hi: u32,
+        f: &mut impl FnMut(&[f32], u64, u64),
+    ) -> usize {
+        let (lo_c, hi_c) = bounds(lo, hi);
+        let abs = simd.avx._mm256_set1_epi32(0x7fff_ffff);
+        let nan = simd.avx._mm256_set1_epi32(NAN as i32);
+        // canon >= lo_c iff canon > lo_c - 1 (lo_c - 1 >= -1: no overflow).
+        let below = simd.avx._mm256_set1_epi32(lo_c - 1);
+        let top = simd.avx._mm256_set1_epi32(hi_c);
+        let whole = keys.len() / BLOCK * BLOCK;
+        for block in keys[..whole].chunks_exact(BLOCK) {
+            let (mut inside, mut above) = (0u64, 0u64);
+            for (g, eight) in block.chunks_exact(8).enumerate() {
+                let eight: [f32; 8] = eight.try_into().expect("eight keys");
+                let bits: std::arch::x86_64::__m256i = cast(eight);
+                let k = simd.avx2._mm256_and_si256(bits, abs);
+                let k = simd.avx2._mm256_min_epi32(k, nan);
+                let ge_lo = simd.avx2._mm256_cmpgt_epi32(k, below);
+                let gt_hi = simd.avx2._mm256_cmpgt_epi32(k, top);
+                let ins = simd.avx2._mm256_andnot_si256(gt_hi, ge_lo);
+                let m_in = simd.avx._mm256_movemask_ps(cast(ins)) as u32 as u64;
+                let m_hi = simd.avx._mm256_movemask_ps(cast(gt_hi)) as u32 as u64;
+                inside |= m_in << (8 * g);
+                above |= m_hi << (8 * g);
+            }
+            f(block, inside, above);
+        }
+        whole
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn the_vector_masks_are_the_scalar_masks() {
+        use crate::ir::reference::magnitude_key;
+        let Some(simd) = V3::try_new() else {
+            return;
+        };
+        let special = [
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            1e-42,
+            f32::MAX,
+            -f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7fc0_1234),
+            f32::from_bits(0xff80_0001),
+            0.5,
+            -0.25,
+        ];
+        let keys: Vec<f32> = (0..BLOCK * 4)
+            .map(|i| special[(i * 7 + i / 16) % special.len()])
+            .collect();
+        let mut bounds: Vec<u32> = special.iter().map(|&x| magnitude_key(x)).collect();
+        bounds.extend([
+            0,
+            1,
+            u32::MAX - 1,
+            u32::MAX,
+            NAN,
+            NAN - 1,
+            NAN + 1,
+            0x7f80_0000,
+        ]);
+        for &lo in &bounds {
+            for &hi in &bounds {
+                let mut got = Vec::new();
+                let f = &mut |_: &[f32], i, a| got.push((i, a));
+                let n = simd.vectorize(Scan {
+                    simd,
+                    keys: &keys,
+                    lo,
+                    hi,
+                    f,
+                });
+                assert_eq!(n, keys.len());
+                let want: Vec<(u64, u64)> = keys
+                    .chunks(BLOCK)
+                    .map(|b| super::scalar_masks(b, lo, hi))
+                    .collect();
+                assert_eq!(got, want, "lo {lo:#x} hi {hi:#x}");
+            }
+        }
+    }
+}
