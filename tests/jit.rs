@@ -202,13 +202,27 @@ fn f32_stores_round_like_half() {
     assert_same(&engine, &k, &[bytes], &Args::default());
 }
 
-/// Top-k ties: equal magnitudes (and NaN, ±0) on both sides of the cut index.
+/// Top-k ties: equal magnitudes (and NaN of several payloads, infinities, ±0) on both
+/// sides of the cut index, with thresholds at every kind of key and between them.
 #[test]
 fn topsel_ties_follow_the_cut() {
     let engine = JitEngine::new().expect("jit");
-    let vals = [1.0f32, -1.0, 2.0, 0.0, -0.0, f32::NAN, 1.0, -2.0];
+    let vals = [
+        1.0f32,
+        -1.0,
+        2.0,
+        0.0,
+        -0.0,
+        f32::NAN,
+        1.0,
+        -2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::from_bits(0x7fc0_1234),
+        f32::from_bits(0xff80_0001),
+    ];
     let data: Vec<u8> = (0..783)
-        .flat_map(|i| vals[i * 5 % 8].to_le_bytes())
+        .flat_map(|i| vals[i * 5 % vals.len()].to_le_bytes())
         .collect();
     let input = KInput {
         dtype: Dtype::F32,
@@ -243,8 +257,13 @@ fn topsel_ties_follow_the_cut() {
             0u64,
             1.0f32.to_bits() as u64,
             2.0f32.to_bits() as u64,
+            0x7f80_0000,
+            0x7f80_0001,
+            0x7fc0_0000,
+            u32::MAX as u64 - 1,
             u32::MAX as u64,
             1 << 32,
+            u64::MAX,
         ] {
             for cut in [0u64, 1, 7, 8, 9, 100, 4095, 782, 783, u64::MAX] {
                 let args = Args {

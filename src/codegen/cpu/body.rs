@@ -241,19 +241,40 @@ fn uniform(
 }
 
 /// Top-k membership: key > t, or key == t and the element's index < cut.
+///
+/// Keys are compared in a canonical form that orders like the magnitude key and fits in
+/// a signed 32-bit lane (SSE has signed compares only): `|x|`'s bits, every NaN as
+/// `0x7f80_0001` (the magnitude key puts NaN, as `u32::MAX`, above everything). The
+/// threshold is mapped once per group (scalar code), which also folds in the cases
+/// that select nothing or take no ties.
 fn topsel(b: &mut Fb, sc: &Scalars, e0: Value, x: [Value; 2], t: u32, cut: u32) -> [Value; 2] {
+    const NAN: i64 = 0x7f80_0001;
+    const INF: i64 = 0x7f80_0000;
     let (t, cut) = (sc.u64[t as usize], sc.u64[cut as usize]);
-    // t >= 2^32 selects nothing (keys are u32).
-    let small = b
+    // t == u32::MAX: the NaN key. t >= 2^32 selects nothing (keys are u32): above every
+    // canonical key. t between infinity's key and u32::MAX: only NaN is above it and no
+    // key equals it: infinity's key, with no ties.
+    let is_nan = b.ins().icmp_imm_s(IntCC::Equal, t, u32::MAX as i64);
+    let none = b
         .ins()
-        .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, t, u32::MAX as i64);
-    let valid = b.ins().sextend(I32, small);
-    let valid = b.ins().ineg(valid);
-    let valid = b.ins().splat(I32X4, valid);
-    let t32 = b.ins().ireduce(I32, t);
-    let t32 = b.ins().splat(I32X4, t32);
-    // Lanes below `cut`: min(cut - e0 saturating, 8).
+        .icmp_imm_s(IntCC::UnsignedGreaterThan, t, u32::MAX as i64);
+    let gap = b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, t, INF);
+    let (nan_c, max_c, inf_c) = (
+        b.ins().iconst(I64, NAN),
+        b.ins().iconst(I64, i32::MAX as i64),
+        b.ins().iconst(I64, INF),
+    );
+    let tc = b.ins().select(gap, inf_c, t);
+    let tc = b.ins().select(is_nan, nan_c, tc);
+    let tc = b.ins().select(none, max_c, tc);
+    let tc = b.ins().ireduce(I32, tc);
+    let tc = b.ins().splat(I32X4, tc);
+    // Lanes below `cut`: min(cut - e0 saturating, 8); none when ties cannot be taken.
     let past = b.ins().icmp(IntCC::UnsignedGreaterThan, cut, e0);
+    let no_tie = b.ins().bxor(gap, is_nan);
+    let no_tie = b.ins().bxor(no_tie, none);
+    let ties = b.ins().bxor_imm_u(no_tie, 1);
+    let past = b.ins().band(past, ties);
     let diff = b.ins().isub(cut, e0);
     let zero = b.ins().iconst(I64, 0);
     let room = b.ins().select(past, diff, zero);
@@ -262,19 +283,18 @@ fn topsel(b: &mut Fb, sc: &Scalars, e0: Value, x: [Value; 2], t: u32, cut: u32) 
     let room = b.ins().ireduce(I32, room);
     let room = b.ins().splat(I32X4, room);
     let abs_m = emit::splat_i32(b, 0x7fff_ffff);
+    let nan_v = emit::splat_i32(b, NAN as u32);
     [0usize, 1].map(|h| {
         let bits = emit::cast(b, I32X4, x[h]);
         let key = b.ins().band(bits, abs_m);
-        let nan = b.ins().fcmp(FloatCC::NotEqual, x[h], x[h]);
-        let key = b.ins().bor(key, nan);
-        let gt = b.ins().icmp(IntCC::UnsignedGreaterThan, key, t32);
-        let eq = b.ins().icmp(IntCC::Equal, key, t32);
+        let key = b.ins().smin(key, nan_v);
+        let gt = b.ins().icmp(IntCC::SignedGreaterThan, key, tc);
+        let eq = b.ins().icmp(IntCC::Equal, key, tc);
         let l = 4 * h as u32;
         let iota = emit::const_i32x4(b, [l, l + 1, l + 2, l + 3]);
         let below = b.ins().icmp(IntCC::SignedLessThan, iota, room);
         let tie = b.ins().band(eq, below);
         let m = b.ins().bor(gt, tie);
-        let m = b.ins().band(m, valid);
         emit::mask_to_f32(b, m)
     })
 }
