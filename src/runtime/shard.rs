@@ -155,6 +155,7 @@ impl Shards<'_> {
                 .iter()
                 .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
                 .sum();
+            let t_wait = std::time::Instant::now();
             while flow.in_flight.load(Ordering::SeqCst) > 0
                 && flow.in_flight.load(Ordering::SeqCst) + need > OVERLAP_BYTES
             {
@@ -185,8 +186,9 @@ impl Shards<'_> {
                 .collect();
             if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
                 eprintln!(
-                    "batch of {}: produce {:.3} s",
+                    "batch of {}: waited {:.3} s for the writer, produce {:.3} s",
                     end - i,
+                    (t_batch - t_wait).as_secs_f64(),
                     t_batch.elapsed().as_secs_f64()
                 );
             }
