@@ -24,6 +24,8 @@ pub(crate) struct Scalars {
     pub f64: Vec<Value>,
     /// u64 arguments (i64 scalars).
     pub u64: Vec<Value>,
+    /// Per u64 argument that is a top-k threshold: its canonical form.
+    pub thresholds: Vec<Option<Threshold>>,
     /// Helper signatures: (f32) -> f32 and (f32, f32) -> f32.
     pub sig_un: SigRef,
     pub sig_bin: SigRef,
@@ -101,7 +103,7 @@ fn emit_inst(
         Inst::Uniform { key, mode } => Vv::F32(uniform(b, sc, g, key, mode)?),
         Inst::TopSel { x, t, cut } => {
             let x = to_f32(b, get(x)?);
-            Vv::F32(topsel(b, sc, g.e0, x, t, cut))
+            Vv::F32(topsel(b, sc, g.e0, x, t, cut)?)
         }
         Inst::Widen(a) => Vv::F64(to_f64(b, get(a)?)),
         Inst::Arg64(j) => Vv::F64([sc.f64[j as usize]; 4]),
@@ -240,27 +242,33 @@ fn uniform(
     Ok(emit::uniform(b, x))
 }
 
-/// Top-k membership: key > t, or key == t and the element's index < cut.
-///
-/// Keys are compared in a canonical form that orders like the magnitude key and fits in
-/// a signed 32-bit lane (SSE has signed compares only): `|x|`'s bits, every NaN as
-/// `0x7f80_0001` (the magnitude key puts NaN, as `u32::MAX`, above everything). The
-/// threshold is mapped once per group (scalar code), which also folds in the cases
-/// that select nothing or take no ties.
-fn topsel(b: &mut Fb, sc: &Scalars, e0: Value, x: [Value; 2], t: u32, cut: u32) -> [Value; 2] {
-    const NAN: i64 = 0x7f80_0001;
+/// A top-k threshold in the form the group loop compares with: see [`threshold`].
+#[derive(Clone, Copy)]
+pub(crate) struct Threshold {
+    /// The canonical threshold key, splatted (I32X4).
+    key: Value,
+    /// Whether elements of the threshold key can be taken (i8: 0 or 1).
+    ties: Value,
+}
+
+/// Canonical keys order like the magnitude key and fit in a signed 32-bit lane (SSE has
+/// signed compares only): `|x|`'s bits, every NaN as this value (the magnitude key puts
+/// NaN, as `u32::MAX`, above everything).
+const CANON_NAN: i64 = 0x7f80_0001;
+
+/// Maps the u64 threshold argument `t` (scalar code, once per call) to the canonical key
+/// space. `u32::MAX` (the NaN key) becomes [`CANON_NAN`]; `t >= 2^32` selects nothing:
+/// `i32::MAX`, above every canonical key; `t` between infinity's key and `u32::MAX` has
+/// only NaN above it and no key equal to it: infinity's key, with no ties.
+pub(crate) fn threshold(b: &mut Fb, t: Value) -> Threshold {
     const INF: i64 = 0x7f80_0000;
-    let (t, cut) = (sc.u64[t as usize], sc.u64[cut as usize]);
-    // t == u32::MAX: the NaN key. t >= 2^32 selects nothing (keys are u32): above every
-    // canonical key. t between infinity's key and u32::MAX: only NaN is above it and no
-    // key equals it: infinity's key, with no ties.
     let is_nan = b.ins().icmp_imm_s(IntCC::Equal, t, u32::MAX as i64);
     let none = b
         .ins()
         .icmp_imm_s(IntCC::UnsignedGreaterThan, t, u32::MAX as i64);
     let gap = b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, t, INF);
     let (nan_c, max_c, inf_c) = (
-        b.ins().iconst(I64, NAN),
+        b.ins().iconst(I64, CANON_NAN),
         b.ins().iconst(I64, i32::MAX as i64),
         b.ins().iconst(I64, INF),
     );
@@ -268,13 +276,29 @@ fn topsel(b: &mut Fb, sc: &Scalars, e0: Value, x: [Value; 2], t: u32, cut: u32) 
     let tc = b.ins().select(is_nan, nan_c, tc);
     let tc = b.ins().select(none, max_c, tc);
     let tc = b.ins().ireduce(I32, tc);
-    let tc = b.ins().splat(I32X4, tc);
-    // Lanes below `cut`: min(cut - e0 saturating, 8); none when ties cannot be taken.
-    let past = b.ins().icmp(IntCC::UnsignedGreaterThan, cut, e0);
+    // gap holds for the NaN key and past 2^32 too: ties are off only in the gap itself.
     let no_tie = b.ins().bxor(gap, is_nan);
     let no_tie = b.ins().bxor(no_tie, none);
-    let ties = b.ins().bxor_imm_u(no_tie, 1);
-    let past = b.ins().band(past, ties);
+    Threshold {
+        key: b.ins().splat(I32X4, tc),
+        ties: b.ins().bxor_imm_u(no_tie, 1),
+    }
+}
+
+/// Top-k membership: key > t, or key == t and the element's index < cut.
+fn topsel(
+    b: &mut Fb,
+    sc: &Scalars,
+    e0: Value,
+    x: [Value; 2],
+    t: u32,
+    cut: u32,
+) -> Result<[Value; 2], String> {
+    let th = sc.thresholds[t as usize].ok_or("top-k threshold not mapped")?;
+    let cut = sc.u64[cut as usize];
+    // Lanes below `cut`: min(cut - e0 saturating, 8); none when ties cannot be taken.
+    let past = b.ins().icmp(IntCC::UnsignedGreaterThan, cut, e0);
+    let past = b.ins().band(past, th.ties);
     let diff = b.ins().isub(cut, e0);
     let zero = b.ins().iconst(I64, 0);
     let room = b.ins().select(past, diff, zero);
@@ -283,18 +307,18 @@ fn topsel(b: &mut Fb, sc: &Scalars, e0: Value, x: [Value; 2], t: u32, cut: u32) 
     let room = b.ins().ireduce(I32, room);
     let room = b.ins().splat(I32X4, room);
     let abs_m = emit::splat_i32(b, 0x7fff_ffff);
-    let nan_v = emit::splat_i32(b, NAN as u32);
-    [0usize, 1].map(|h| {
+    let nan_v = emit::splat_i32(b, CANON_NAN as u32);
+    Ok([0usize, 1].map(|h| {
         let bits = emit::cast(b, I32X4, x[h]);
         let key = b.ins().band(bits, abs_m);
         let key = b.ins().smin(key, nan_v);
-        let gt = b.ins().icmp(IntCC::SignedGreaterThan, key, tc);
-        let eq = b.ins().icmp(IntCC::Equal, key, tc);
+        let gt = b.ins().icmp(IntCC::SignedGreaterThan, key, th.key);
+        let eq = b.ins().icmp(IntCC::Equal, key, th.key);
         let l = 4 * h as u32;
         let iota = emit::const_i32x4(b, [l, l + 1, l + 2, l + 3]);
         let below = b.ins().icmp(IntCC::SignedLessThan, iota, room);
         let tie = b.ins().band(eq, below);
         let m = b.ins().bor(gt, tie);
         emit::mask_to_f32(b, m)
-    })
+    }))
 }

@@ -14,7 +14,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use super::body::Scalars;
 use super::emit::{self, Fb, mem};
 use super::plan::KernelInfo;
-use crate::ir::kernel::{BLOCK, Dtype, Kernel, KernelKind, Mode, RedOp};
+use crate::ir::kernel::{BLOCK, Dtype, Inst, Kernel, KernelKind, Mode, RedOp};
 
 /// Byte offsets of the fields of `launch::RawIo`.
 pub(crate) const IO_INPUTS: i32 = 0;
@@ -398,15 +398,24 @@ fn scalars(b: &mut Fb, k: &Kernel, io: Value, cc: CallConv) -> Scalars {
             b.ins().splat(F64X2, x)
         })
         .collect();
-    let u64 = (0..k.n_u64)
+    let u64: Vec<Value> = (0..k.n_u64)
         .map(|j| b.ins().load(I64, mem(), pu, 8 * j as i32))
         .collect();
+    let mut thresholds = vec![None; u64.len()];
+    for inst in &k.body {
+        if let Inst::TopSel { t, .. } = *inst
+            && thresholds[t as usize].is_none()
+        {
+            thresholds[t as usize] = Some(super::body::threshold(b, u64[t as usize]));
+        }
+    }
     let sig_un = b.import_signature(helper_sig(cc, 1));
     let sig_bin = b.import_signature(helper_sig(cc, 2));
     Scalars {
         f32,
         f64,
         u64,
+        thresholds,
         sig_un,
         sig_bin,
     }
