@@ -75,8 +75,10 @@ impl Shards<'_> {
             super::OutputFormat::Safetensors => self.job.write_mode,
             super::OutputFormat::Gguf { .. } => WriteMode::Buffered,
         };
-        // A writer thread stores each tensor while the next one is computed.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
+        // A writer thread stores the outputs while the next tensors are computed. The
+        // queue is bounded by bytes (`Flow::in_flight`, OVERLAP_BYTES), not by count: a
+        // small tensor does not wait for the writer to finish a large one.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let flow = Flow {
             in_flight: AtomicU64::new(0),
             writer_gone: AtomicBool::new(false),
@@ -94,6 +96,10 @@ impl Shards<'_> {
                 w.write(&header).map_err(io)?;
                 let mut total = header.len() as u64;
                 for bytes in rx {
+                    if flow.abandoned.load(Ordering::SeqCst) {
+                        // Computing failed: what is queued is not written.
+                        break;
+                    }
                     w.write(&bytes).map_err(io)?;
                     total += bytes.len() as u64;
                     bar.inc(bytes.len() as u64);
@@ -130,7 +136,7 @@ impl Shards<'_> {
     fn produce_all(
         &self,
         shard: &[usize],
-        tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+        tx: &std::sync::mpsc::Sender<Vec<u8>>,
         flow: &Flow,
     ) -> Result<(), MergeError> {
         let (job, inputs, plan) = (self.job, self.inputs, self.plan);
@@ -156,6 +162,7 @@ impl Shards<'_> {
                 .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
                 .sum();
             let t_wait = std::time::Instant::now();
+            let mut mapped = false;
             while flow.in_flight.load(Ordering::SeqCst) > 0
                 && flow.in_flight.load(Ordering::SeqCst) + need > OVERLAP_BYTES
             {
@@ -164,6 +171,21 @@ impl Shards<'_> {
                     return Ok(());
                 }
                 inputs.cancel.check().map_err(MergeError::Stopped)?;
+                // Meanwhile, map the batch's inputs in, once no more is in flight than
+                // the batch's outputs will take: memory stays within what computing
+                // the batch holds anyway.
+                let outputs: u64 = shard[i..end]
+                    .iter()
+                    .map(|&ti| plan.tensors[ti].out_bytes as u64)
+                    .sum();
+                if !mapped && flow.in_flight.load(Ordering::SeqCst) <= outputs {
+                    shard[i..end].par_iter().for_each(|&ti| {
+                        let sources = inputs.sources(&plan.tensors[ti]);
+                        sources.par_iter().for_each(|(c, name)| c.prefetch(name));
+                    });
+                    mapped = true;
+                    continue;
+                }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             let t_batch = std::time::Instant::now();
@@ -178,9 +200,8 @@ impl Shards<'_> {
                     // Nothing of this tensor's inputs is borrowed any more: drop their
                     // pages from this process (they stay in the page cache), so peak
                     // memory is one tensor's worth, not the checkpoints'.
-                    for (c, name) in inputs.sources(t) {
-                        c.release(name);
-                    }
+                    let sources = inputs.sources(t);
+                    sources.par_iter().for_each(|(c, name)| c.release(name));
                     r
                 })
                 .collect();
