@@ -86,13 +86,15 @@ impl Shards<'_> {
         };
         let flow = &flow;
         let compiled = self.compiled;
+        // As many direct writes at once as the merge has threads (up to 4).
+        let lanes = rayon::current_num_threads().clamp(1, 4);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> Result<u64, MergeError> {
                 let _gone = Gone(&flow.writer_gone);
                 let io = |e: std::io::Error| {
                     MergeError::Output(format!("cannot write `{}`: {e}", path.display()))
                 };
-                let mut w = Sink::new(file, mode);
+                let mut w = Sink::new(file, mode, lanes);
                 w.write(&header).map_err(io)?;
                 let mut total = header.len() as u64;
                 for bytes in rx {

@@ -10,8 +10,10 @@
 //! goes on with buffered writes: same bytes, same file.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex, mpsc};
 
 /// File offsets, lengths and buffer addresses of direct writes are multiples of this
 /// (the largest logical block size of common devices).
@@ -30,29 +32,58 @@ pub enum WriteMode {
     Buffered,
 }
 
-/// A file written front to back through an aligned staging buffer.
-pub struct Sink {
-    file: File,
-    /// The staging memory; the aligned stage is `buf[start..start + STAGE]`.
+/// An aligned staging buffer: `buf[start..start + STAGE]`, of which `fill` bytes are
+/// staged.
+struct Stage {
     buf: Vec<u8>,
     start: usize,
-    /// Bytes staged and not yet written.
     fill: usize,
-    direct: bool,
 }
 
-impl Sink {
-    /// A sink that writes `file` (opened for writing, empty) from its start.
-    pub fn new(file: File, mode: WriteMode) -> Sink {
-        let direct = mode == WriteMode::Direct && set_direct(&file, true).is_ok();
+impl Stage {
+    fn new() -> Stage {
         let buf = vec![0u8; STAGE + ALIGN];
         let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-        Sink {
-            file,
+        Stage {
             buf,
             start,
             fill: 0,
+        }
+    }
+
+    fn bytes(&self, n: usize) -> &[u8] {
+        &self.buf[self.start..self.start + n]
+    }
+}
+
+/// A file written front to back through an aligned staging buffer. With more than one
+/// lane, full stages are written directly by that many threads at once, each at its
+/// own offset (one direct write at a time left a virtual disk half idle: 1.1-1.3 GB/s
+/// for one writer, 1.5-1.8 GB/s for two, measured with dd); the file's bytes are the
+/// same either way.
+pub struct Sink {
+    file: File,
+    stage: Stage,
+    /// The file offset of the stage's first byte.
+    pos: u64,
+    direct: bool,
+    lanes: Option<Lanes>,
+}
+
+impl Sink {
+    /// A sink that writes `file` (opened for writing, empty) from its start, with up to
+    /// `lanes` direct writes at once.
+    pub fn new(file: File, mode: WriteMode, lanes: usize) -> Sink {
+        let direct = mode == WriteMode::Direct && set_direct(&file, true).is_ok();
+        let lanes = (direct && lanes > 1)
+            .then(|| Lanes::start(&file, lanes))
+            .and_then(Result::ok);
+        Sink {
+            file,
+            stage: Stage::new(),
+            pos: 0,
             direct,
+            lanes,
         }
     }
 
@@ -67,15 +98,18 @@ impl Sink {
         if !self.direct && bytes.len() >= STAGE {
             // Buffered, a large piece goes to the file as it is, not through the stage.
             self.drain(false)?;
-            return self.file.write_all(bytes);
+            self.file.write_all_at(bytes, self.pos)?;
+            self.pos += bytes.len() as u64;
+            return Ok(());
         }
         while !bytes.is_empty() {
-            let n = (STAGE - self.fill).min(bytes.len());
-            let at = self.start + self.fill;
-            self.buf[at..at + n].copy_from_slice(&bytes[..n]);
-            self.fill += n;
+            let st = &mut self.stage;
+            let n = (STAGE - st.fill).min(bytes.len());
+            let at = st.start + st.fill;
+            st.buf[at..at + n].copy_from_slice(&bytes[..n]);
+            st.fill += n;
             bytes = &bytes[n..];
-            if self.fill == STAGE {
+            if st.fill == STAGE {
                 self.drain(false)?;
             }
         }
@@ -85,26 +119,44 @@ impl Sink {
     /// Writes what is staged, and the file's unaligned tail, and syncs data and metadata
     /// to the disk. Returns the file.
     pub fn finish(mut self) -> io::Result<File> {
+        self.settle()?;
         self.drain(true)?;
         self.file.sync_all()?;
         Ok(self.file)
     }
 
     /// Writes the staged whole blocks (and, at the `end`, the rest), keeping a partial
-    /// block staged for the next bytes.
+    /// block staged for the next bytes. A full stage goes to a lane when there are.
     fn drain(&mut self, end: bool) -> io::Result<()> {
+        if self.direct
+            && self.stage.fill == STAGE
+            && let Some(lanes) = &mut self.lanes
+        {
+            let next = lanes.free_stage()?;
+            if lanes.refused.is_empty() {
+                let full = std::mem::replace(&mut self.stage, next);
+                lanes.submit(full, self.pos);
+                self.pos += STAGE as u64;
+                return Ok(());
+            }
+            lanes.free.push(next);
+            // A direct write was refused: from now on, buffered.
+            self.settle()?;
+        }
+        let fill = self.stage.fill;
         let whole = if self.direct {
-            self.fill / ALIGN * ALIGN
+            fill / ALIGN * ALIGN
         } else {
-            self.fill
+            fill
         };
-        let rest = self.fill - whole;
+        let rest = fill - whole;
         self.put(whole)?;
         if rest == 0 {
             return Ok(());
         }
-        let from = self.start + whole;
-        self.buf.copy_within(from..from + rest, self.start);
+        let st = &mut self.stage;
+        st.buf
+            .copy_within(st.start + whole..st.start + fill, st.start);
         if end {
             // The file's last partial block: direct I/O cannot write it.
             if self.direct {
@@ -116,29 +168,163 @@ impl Sink {
         Ok(())
     }
 
-    /// Writes the first `n` staged bytes and removes them from the stage (the caller
-    /// moves any bytes after them). A direct write the file system refuses is done
-    /// again buffered, and the sink stays buffered.
-    fn put(&mut self, n: usize) -> io::Result<()> {
-        let span = self.start..self.start + n;
-        let before = if self.direct {
-            self.file.stream_position()?
-        } else {
-            0
+    /// Waits for every lane's writes. The first error is returned; stages whose direct
+    /// write was refused are written again buffered, and the sink stays buffered.
+    fn settle(&mut self) -> io::Result<()> {
+        let Some(lanes) = &mut self.lanes else {
+            return Ok(());
         };
-        match self.file.write_all(&self.buf[span.clone()]) {
+        lanes.wait_all()?;
+        if lanes.refused.is_empty() {
+            return Ok(());
+        }
+        set_direct(&self.file, false)?;
+        self.direct = false;
+        for (st, at) in std::mem::take(&mut lanes.refused) {
+            self.file.write_all_at(st.bytes(STAGE), at)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the first `n` staged bytes at the stage's offset and removes them from the
+    /// stage (the caller moves any bytes after them). A direct write the file system
+    /// refuses is done again buffered, and the sink stays buffered.
+    fn put(&mut self, n: usize) -> io::Result<()> {
+        match self.file.write_all_at(self.stage.bytes(n), self.pos) {
             Ok(()) => {}
             Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
                 set_direct(&self.file, false)?;
                 self.direct = false;
-                // Part of it may be written: go back to where this write began.
-                self.file.seek(SeekFrom::Start(before))?;
-                self.file.write_all(&self.buf[span])?;
+                // Part of it may be written: the same bytes go to the same place.
+                self.file.write_all_at(self.stage.bytes(n), self.pos)?;
             }
             Err(e) => return Err(e),
         }
-        self.fill -= n;
+        self.pos += n as u64;
+        self.stage.fill -= n;
         Ok(())
+    }
+}
+
+/// A full stage and the file offset it goes to.
+type Job = (Stage, u64);
+
+/// Threads that each write whole stages directly, at their offsets.
+struct Lanes {
+    work: Option<mpsc::Sender<Job>>,
+    done: mpsc::Receiver<(Job, io::Result<()>)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    /// Stages ready to be filled; at most one per lane plus one exist.
+    free: Vec<Stage>,
+    made: usize,
+    busy: usize,
+    /// Stages whose direct write was refused (EINVAL), to write again buffered.
+    refused: Vec<Job>,
+}
+
+impl Lanes {
+    fn start(file: &File, n: usize) -> io::Result<Lanes> {
+        let (work, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let (report, done) = mpsc::channel();
+        let mut workers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (file, jobs, report) = (file.try_clone()?, jobs.clone(), report.clone());
+            workers.push(std::thread::spawn(move || {
+                loop {
+                    let job = jobs
+                        .lock()
+                        .map_err(|_| ())
+                        .and_then(|j| j.recv().map_err(|_| ()));
+                    let Ok((st, at)) = job else { break };
+                    let r = file.write_all_at(st.bytes(STAGE), at);
+                    if report.send(((st, at), r)).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        Ok(Lanes {
+            work: Some(work),
+            done,
+            workers,
+            free: Vec::new(),
+            made: 0,
+            busy: 0,
+            refused: Vec::new(),
+        })
+    }
+
+    fn submit(&mut self, st: Stage, at: u64) {
+        self.busy += 1;
+        if let Some(w) = &self.work {
+            // The workers live as long as `work`: the send cannot fail.
+            let _ = w.send((st, at));
+        }
+    }
+
+    /// An empty stage: a free one, a new one while there are fewer than one per lane
+    /// plus one, else the next one a lane finishes with.
+    fn free_stage(&mut self) -> io::Result<Stage> {
+        if let Some(st) = self.free.pop() {
+            return Ok(st);
+        }
+        if self.made <= self.workers.len() {
+            self.made += 1;
+            return Ok(Stage::new());
+        }
+        loop {
+            self.collect_one()?;
+            if let Some(st) = self.free.pop() {
+                return Ok(st);
+            }
+            if self.busy == 0 {
+                // Every stage was refused: one more, kept until they are rewritten.
+                return Ok(Stage::new());
+            }
+        }
+    }
+
+    /// Waits for one lane's write; its error, if any.
+    fn collect_one(&mut self) -> io::Result<()> {
+        let Ok(((mut st, at), r)) = self.done.recv() else {
+            return Err(io::Error::other("a writer thread stopped"));
+        };
+        self.busy -= 1;
+        match r {
+            Ok(()) => {
+                st.fill = 0;
+                self.free.push(st);
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.refused.push((st, at));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wait_all(&mut self) -> io::Result<()> {
+        let mut first = Ok(());
+        while self.busy > 0 {
+            if let Err(e) = self.collect_one()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        // Closing the queue ends each worker after its current write.
+        self.work = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
     }
 }
 
@@ -182,11 +368,17 @@ mod tests {
             STAGE + 17,
             3 * ALIGN,
             STAGE - 5,
+            4 * STAGE + ALIGN + 1,
             999,
         ];
-        for mode in [WriteMode::Direct, WriteMode::Buffered] {
-            let path = dir.path().join(format!("{mode:?}"));
-            let mut sink = Sink::new(File::create(&path).unwrap(), mode);
+        for (mode, lanes) in [
+            (WriteMode::Direct, 1),
+            (WriteMode::Direct, 3),
+            (WriteMode::Buffered, 1),
+            (WriteMode::Buffered, 2),
+        ] {
+            let path = dir.path().join(format!("{mode:?}-{lanes}"));
+            let mut sink = Sink::new(File::create(&path).unwrap(), mode, lanes);
             if mode == WriteMode::Buffered {
                 assert!(!sink.is_direct());
             }
@@ -209,11 +401,11 @@ mod tests {
         let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
             return;
         };
-        let mut sink = Sink::new(file, WriteMode::Direct);
+        let mut sink = Sink::new(file, WriteMode::Direct, 2);
         assert!(!sink.is_direct(), "/dev/null takes direct I/O?");
         sink.write(&bytes(STAGE + 3, 1)).unwrap();
         // (No `finish`: /dev/null cannot be synced.)
         sink.drain(true).unwrap();
-        assert_eq!(sink.fill, 0);
+        assert_eq!(sink.stage.fill, 0);
     }
 }
