@@ -64,15 +64,49 @@ pub(crate) fn emit_body(
     g: &Group,
 ) -> Result<Vec<Option<Vv>>, String> {
     let mut vals: Vec<Option<Vv>> = Vec::with_capacity(k.body.len());
+    // Per comparison: its lane masks, which a select uses as they are.
+    let mut masks: Vec<Option<[Value; 2]>> = Vec::with_capacity(k.body.len());
     for (i, inst) in k.body.iter().enumerate() {
-        let v = if p.live[i] {
-            Some(emit_inst(b, sc, g, inst, p.ty[i], &vals)?)
-        } else {
-            None
-        };
+        let (mut v, mut m) = (None, None);
+        if p.live[i] {
+            match *inst {
+                Inst::Bin(op, x, y) if compare(op).is_some() => {
+                    let get = |v: u32| vals[v as usize].ok_or(format!("value {v} not computed"));
+                    let (x, y) = (to_f32(b, get(x)?), to_f32(b, get(y)?));
+                    let cc = compare(op).ok_or("not a comparison")?;
+                    let lanes = [0, 1].map(|h| b.ins().fcmp(cc, x[h], y[h]));
+                    v = Some(Vv::F32(lanes.map(|l| emit::mask_to_f32(b, l))));
+                    m = Some(lanes);
+                }
+                Inst::Select(c, x, y) if p.ty[i] == Ty::F32 && masks[c as usize].is_some() => {
+                    let get = |v: u32| vals[v as usize].ok_or(format!("value {v} not computed"));
+                    let c = masks[c as usize].ok_or("mask not computed")?;
+                    let (x, y) = (to_f32(b, get(x)?), to_f32(b, get(y)?));
+                    v = Some(Vv::F32([0, 1].map(|h| {
+                        let c = emit::cast(b, F32X4, c[h]);
+                        b.ins().bitselect(c, x[h], y[h])
+                    })));
+                }
+                _ => v = Some(emit_inst(b, sc, g, inst, p.ty[i], &vals)?),
+            }
+        }
         vals.push(v);
+        masks.push(m);
     }
     Ok(vals)
+}
+
+/// The condition of a comparison operator.
+fn compare(op: BinOp) -> Option<FloatCC> {
+    Some(match op {
+        BinOp::Eq => FloatCC::Equal,
+        BinOp::Ne => FloatCC::NotEqual,
+        BinOp::Lt => FloatCC::LessThan,
+        BinOp::Le => FloatCC::LessThanOrEqual,
+        BinOp::Gt => FloatCC::GreaterThan,
+        BinOp::Ge => FloatCC::GreaterThanOrEqual,
+        _ => return None,
+    })
 }
 
 fn emit_inst(
@@ -180,13 +214,8 @@ fn binary(b: &mut Fb, sc: &Scalars, op: BinOp, x: Value, y: Value) -> Value {
             };
             return emit::mask_to_f32(b, m);
         }
-        BinOp::Eq => FloatCC::Equal,
-        BinOp::Ne => FloatCC::NotEqual,
-        BinOp::Lt => FloatCC::LessThan,
-        BinOp::Le => FloatCC::LessThanOrEqual,
-        BinOp::Gt => FloatCC::GreaterThan,
-        // Ge (Pow has a helper)
-        _ => FloatCC::GreaterThanOrEqual,
+        // The comparisons (Pow has a helper).
+        op => compare(op).unwrap_or(FloatCC::GreaterThanOrEqual),
     };
     let m = b.ins().fcmp(cc, x, y);
     emit::mask_to_f32(b, m)
