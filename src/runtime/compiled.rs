@@ -109,9 +109,15 @@ impl CompiledJob {
     /// An output buffer of `len` bytes, reusing a recycled one (no fresh pages to fault in).
     fn buffer(&self, len: usize) -> Vec<u8> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let mut b = pool.pop().unwrap_or_default();
-        b.resize(len, 0);
-        b
+        match pool.pop() {
+            Some(mut b) if b.capacity() >= len => {
+                b.resize(len, 0);
+                b
+            }
+            // A new buffer comes zeroed from the allocator (calloc: fresh pages, no
+            // fill); its pages are touched by the kernels' threads, not all here.
+            _ => vec![0u8; len],
+        }
     }
 
     /// Returns an output buffer once written, for the next tensor.
