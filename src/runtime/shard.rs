@@ -163,6 +163,10 @@ impl Shards<'_> {
                 .iter()
                 .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
                 .sum();
+            let outputs: u64 = shard[i..end]
+                .iter()
+                .map(|&ti| plan.tensors[ti].out_bytes as u64)
+                .sum();
             let t_wait = std::time::Instant::now();
             let mut mapped = false;
             while flow.in_flight.load(Ordering::SeqCst) > 0
@@ -176,10 +180,6 @@ impl Shards<'_> {
                 // Meanwhile, map the batch's inputs in, once no more is in flight than
                 // the batch's outputs will take: memory stays within what computing
                 // the batch holds anyway.
-                let outputs: u64 = shard[i..end]
-                    .iter()
-                    .map(|&ti| plan.tensors[ti].out_bytes as u64)
-                    .sum();
                 if !mapped && flow.in_flight.load(Ordering::SeqCst) <= outputs {
                     shard[i..end].par_iter().for_each(|&ti| {
                         let sources = inputs.sources(&plan.tensors[ti]);

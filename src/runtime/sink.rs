@@ -395,6 +395,35 @@ mod tests {
         }
     }
 
+    /// Direct writes the file system refuses (here: at an offset one byte off the block
+    /// size, which Linux file systems refuse with EINVAL) on the lanes are written again
+    /// buffered at their offsets, and the sink goes on buffered: the file has the bytes.
+    #[test]
+    fn a_refused_direct_write_is_written_again_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut sink = Sink::new(File::create(&path).unwrap(), WriteMode::Direct, 2);
+        if !sink.is_direct() {
+            return; // no direct I/O here: nothing to refuse
+        }
+        // Everything one byte further into the file (the first byte stays a hole).
+        sink.pos = 1;
+        // More full stages than the lanes hold at once: the refusals come back while
+        // writing, not only at the end.
+        let want: Vec<u8> = (0..6)
+            .flat_map(|i| bytes(STAGE + 4 * ALIGN + 7, i as u8))
+            .collect();
+        for piece in want.chunks(STAGE / 3 + 5) {
+            sink.write(piece).unwrap();
+        }
+        assert!(!sink.is_direct(), "an offset of 1 was taken by direct I/O");
+        sink.finish().unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), want.len() + 1);
+        assert_eq!(got[0], 0);
+        assert!(got[1..] == want[..], "the bytes differ");
+    }
+
     /// A file system without direct I/O (or a file that is not one) gets buffered writes.
     #[test]
     fn without_direct_io_writes_are_buffered() {
