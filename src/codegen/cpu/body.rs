@@ -69,25 +69,16 @@ pub(crate) fn emit_body(
     for (i, inst) in k.body.iter().enumerate() {
         let (mut v, mut m) = (None, None);
         if p.live[i] {
-            match *inst {
-                Inst::Bin(op, x, y) if compare(op).is_some() => {
-                    let get = |v: u32| vals[v as usize].ok_or(format!("value {v} not computed"));
-                    let (x, y) = (to_f32(b, get(x)?), to_f32(b, get(y)?));
-                    let cc = compare(op).ok_or("not a comparison")?;
-                    let lanes = [0, 1].map(|h| b.ins().fcmp(cc, x[h], y[h]));
-                    v = Some(Vv::F32(lanes.map(|l| emit::mask_to_f32(b, l))));
-                    m = Some(lanes);
-                }
-                Inst::Select(c, x, y) if p.ty[i] == Ty::F32 && masks[c as usize].is_some() => {
-                    let get = |v: u32| vals[v as usize].ok_or(format!("value {v} not computed"));
-                    let c = masks[c as usize].ok_or("mask not computed")?;
-                    let (x, y) = (to_f32(b, get(x)?), to_f32(b, get(y)?));
-                    v = Some(Vv::F32([0, 1].map(|h| {
-                        let c = emit::cast(b, F32X4, c[h]);
-                        b.ins().bitselect(c, x[h], y[h])
-                    })));
-                }
-                _ => v = Some(emit_inst(b, sc, g, inst, p.ty[i], &vals)?),
+            if let Inst::Bin(op, x, y) = *inst
+                && let Some(cc) = compare(op)
+            {
+                let get = |v: u32| vals[v as usize].ok_or(format!("value {v} not computed"));
+                let (x, y) = (to_f32(b, get(x)?), to_f32(b, get(y)?));
+                let lanes = [0, 1].map(|h| b.ins().fcmp(cc, x[h], y[h]));
+                v = Some(Vv::F32(lanes.map(|l| emit::mask_to_f32(b, l))));
+                m = Some(lanes);
+            } else {
+                v = Some(emit_inst(b, sc, g, inst, p.ty[i], &vals, &masks)?);
             }
         }
         vals.push(v);
@@ -116,6 +107,7 @@ fn emit_inst(
     inst: &Inst,
     ty: Ty,
     vals: &[Option<Vv>],
+    masks: &[Option<[Value; 2]>],
 ) -> Result<Vv, String> {
     let get = |v: u32| vals[v as usize].ok_or_else(|| format!("value {v} not computed"));
     Ok(match *inst {
@@ -131,8 +123,9 @@ fn emit_inst(
             Vv::F32([0, 1].map(|h| binary(b, sc, op, x[h], y[h])))
         }
         Inst::Select(c, x, y) => {
+            let mask = masks[c as usize];
             let c = to_f32(b, get(c)?);
-            select(b, c, get(x)?, get(y)?, ty)
+            select(b, c, mask, get(x)?, get(y)?, ty)
         }
         Inst::Uniform { key, mode } => Vv::F32(uniform(b, sc, g, key, mode)?),
         Inst::TopSel { x, t, cut } => {
@@ -221,13 +214,18 @@ fn binary(b: &mut Fb, sc: &Scalars, op: BinOp, x: Value, y: Value) -> Value {
     emit::mask_to_f32(b, m)
 }
 
-fn select(b: &mut Fb, c: [Value; 2], x: Vv, y: Vv, ty: Ty) -> Vv {
+/// `c != 0 ? x : y` per lane; `mask`: the lane masks of `c != 0` when `c` is a
+/// comparison of this kernel (then used as they are).
+fn select(b: &mut Fb, c: [Value; 2], mask: Option<[Value; 2]>, x: Vv, y: Vv, ty: Ty) -> Vv {
     match ty {
         Ty::F32 => {
             let (x, y) = (to_f32(b, x), to_f32(b, y));
             let z = emit::splat_f32(b, 0.0);
             Vv::F32([0, 1].map(|h| {
-                let m = b.ins().fcmp(FloatCC::NotEqual, c[h], z);
+                let m = match mask {
+                    Some(m) => m[h],
+                    None => b.ins().fcmp(FloatCC::NotEqual, c[h], z),
+                };
                 let m = emit::cast(b, F32X4, m);
                 b.ins().bitselect(m, x[h], y[h])
             }))
