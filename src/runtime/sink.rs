@@ -214,8 +214,10 @@ struct Lanes {
     work: Option<mpsc::Sender<Job>>,
     done: mpsc::Receiver<(Job, io::Result<()>)>,
     workers: Vec<std::thread::JoinHandle<()>>,
-    /// Stages ready to be filled; at most one per lane plus one exist.
+    /// Stages ready to be filled. With the sink's own stage, one per lane plus one
+    /// exist: one being filled while each lane writes one.
     free: Vec<Stage>,
+    /// Stages made here (one per lane at most).
     made: usize,
     busy: usize,
     /// Stages whose direct write was refused (EINVAL), to write again buffered.
@@ -263,13 +265,13 @@ impl Lanes {
         }
     }
 
-    /// An empty stage: a free one, a new one while there are fewer than one per lane
-    /// plus one, else the next one a lane finishes with.
+    /// An empty stage: a free one, a new one while fewer than one per lane were made,
+    /// else the next one a lane finishes with.
     fn free_stage(&mut self) -> io::Result<Stage> {
         if let Some(st) = self.free.pop() {
             return Ok(st);
         }
-        if self.made <= self.workers.len() {
+        if self.made < self.workers.len() {
             self.made += 1;
             return Ok(Stage::new());
         }
