@@ -159,10 +159,7 @@ impl Sink {
             .copy_within(st.start + whole..st.start + fill, st.start);
         if end {
             // The file's last partial block: direct I/O cannot write it.
-            if self.direct {
-                set_direct(&self.file, false)?;
-                self.direct = false;
-            }
+            self.go_buffered()?;
             self.put(rest)?;
         }
         Ok(())
@@ -175,13 +172,22 @@ impl Sink {
             return Ok(());
         };
         lanes.wait_all()?;
-        if lanes.refused.is_empty() {
+        let refused = std::mem::take(&mut lanes.refused);
+        if refused.is_empty() {
             return Ok(());
         }
-        set_direct(&self.file, false)?;
-        self.direct = false;
-        for (st, at) in std::mem::take(&mut lanes.refused) {
+        self.go_buffered()?;
+        for (st, at) in refused {
             self.file.write_all_at(st.bytes(STAGE), at)?;
+        }
+        Ok(())
+    }
+
+    /// Turns direct I/O off for the rest of the file (if it was on).
+    fn go_buffered(&mut self) -> io::Result<()> {
+        if self.direct {
+            set_direct(&self.file, false)?;
+            self.direct = false;
         }
         Ok(())
     }
@@ -192,9 +198,8 @@ impl Sink {
     fn put(&mut self, n: usize) -> io::Result<()> {
         match self.file.write_all_at(self.stage.bytes(n), self.pos) {
             Ok(()) => {}
-            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                set_direct(&self.file, false)?;
-                self.direct = false;
+            Err(e) if self.direct && refused(&e) => {
+                self.go_buffered()?;
                 // Part of it may be written: the same bytes go to the same place.
                 self.file.write_all_at(self.stage.bytes(n), self.pos)?;
             }
@@ -299,7 +304,7 @@ impl Lanes {
                 self.free.push(st);
                 Ok(())
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(e) if refused(&e) => {
                 self.refused.push((st, at));
                 Ok(())
             }
@@ -328,6 +333,12 @@ impl Drop for Lanes {
             let _ = w.join();
         }
     }
+}
+
+/// Whether a direct write failed because the file system refuses direct I/O for it
+/// (then it is done again buffered), not for a reason buffered writes share.
+fn refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Turns direct I/O on or off for `file`.
