@@ -9,8 +9,9 @@
 # --threads: the thread counts the jit backend runs at (each labelled mergec-jit-tN; "all" is
 # every core, mergec's default); the other backends run on all cores.
 # --backends: mergec's engines to run, each labelled mergec-BACKEND (jit: the compiled kernels, the
-# default; interp: the reference interpreter; cuda: the GPU, with --device cuda). --mergec: a prebuilt
-# binary (no cargo build; for GPU machines without Rust).
+# default; interp: the reference interpreter; cuda: the GPU, with --device cuda; auto: --device auto,
+# which with a GPU races the JIT and cuda on one tensor and merges with the faster, printing what it
+# measured). --mergec: a prebuilt binary (no cargo build; for GPU machines without Rust).
 #
 # DIR (default /tmp/mergec-bench) holds the checkpoints, DIR/ckpt-ARCH/{base,model-1..3}, written by
 # `mergec synth --arch ARCH --models 3 --dtype bf16` unless already there (then reused). The default
@@ -171,16 +172,18 @@ for method in $METHODS; do
         runs="all"
         [ "$backend" = jit ] && runs="$THREADS"
         for t in $runs; do
-        tag="$backend"; targs=()
+        tag="$backend"; targs=(--backend "$backend" --device "$DEVICE")
         if [ "$backend" = jit ]; then tag="jit-t$t"; fi
-        [ "$t" = all ] || targs=(--threads "$t")
+        if [ "$backend" = auto ]; then targs=(--device auto); fi
+        [ "$t" = all ] || targs+=(--threads "$t")
         out="$DIR/out-mergec-$tag-$method"
         rm -rf "$out"
         warm
-        echo "== mergec --backend $backend ${targs[*]} $method (run $r)" >&2
+        echo "== mergec ${targs[*]} $method (run $r)" >&2
         measure "mergec-${tag}_${method}_$r" "$MERGEC" merge "$method" --base "$CKPT/base" --model "$CKPT/model-1" \
             --model "$CKPT/model-2" --model "$CKPT/model-3" "${set_args[@]}" --dtype bf16 --out "$out" --quiet \
-            --backend "$backend" --device "$DEVICE" "${targs[@]}"
+            "${targs[@]}"
+        grep -h "^note: " "$LOGDIR/mergec-${tag}_${method}_$r.log" >&2 || true
         if [ "$CHECK" = 1 ] && [ "$r" = 1 ] && [ -n "${PY:-}" ]; then
             "$PY" "$ROOT/scripts/check-output.py" "$out" --quiet --expect-dtype bf16 2>/dev/null | tail -4 >&2 || true
         fi

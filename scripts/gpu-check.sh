@@ -73,12 +73,13 @@ M="$BUNDLE/mergec"
 if timeout 120 "$M" synth --arch "$ARCH" --models 3 --dtype bf16 --out "$WORK/ckpt" >/dev/null &&
     timeout 60 "$M" synth --arch tiny-2 --models 3 --dtype bf16 --out "$WORK/tiny" >/dev/null; then
     # scripts/bench-merge.sh: the plain read of the inputs (the floor), a copy of the base (read
-    # + write of the output's size), the JIT at 1, 2 and all threads and the cuda backend, each
+    # + write of the output's size), the JIT at 1, 2 and all threads, the cuda backend and
+    # --device auto (the JIT and cuda raced on one tensor: its note says which won), each
     # output's sha256; the same method must give the same bytes on every engine and thread count.
     mkdir -p "$WORK/bench"
     ln -s "$WORK/ckpt" "$WORK/bench/ckpt-$ARCH"
     timeout 480 bash "$BUNDLE/scripts/bench-merge.sh" "$WORK/bench" --arch "$ARCH" --only-mergec \
-        --mergec "$M" --backends "jit cuda" --methods "task_arithmetic ties" --threads "1 2 all" \
+        --mergec "$M" --backends "jit cuda auto" --methods "task_arithmetic ties" --threads "1 2 all" \
         >"$WORK/bench.md" 2>"$WORK/bench.err" || { STATUS=1; echo "bench-merge failed"; tail -20 "$WORK/bench.err"; }
     cat "$WORK/bench.md"
     for method in task_arithmetic ties; do

@@ -678,7 +678,7 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         &["--seed", "3", "--set", "density=0.25"],
     ));
     let program = mergec::pipeline::Source::check("algo.merge", PROGRAM).unwrap();
-    let job = mergec::runtime::MergeJob {
+    let mut job = mergec::runtime::MergeJob {
         program,
         merge_name: "dare".into(),
         base: zoo.path("base"),
@@ -708,6 +708,25 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
     let s = mergec::runtime::run(&job).unwrap();
     assert_eq!((s.merged, s.copied, s.shards), (20, 1, 1));
     assert_eq!(weights(&zoo.path("lib")), weights(&zoo.path("cli")));
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+
+    // Engines raced (what `--device auto` does with a GPU): the winner runs the merge,
+    // the summary names it and what the race measured, and the bytes are the same.
+    use mergec::runtime::compiled::Backend;
+    job.backend = Backend::Fastest(&[Backend::Ref, Backend::Jit]);
+    job.out = zoo.path("raced");
+    let s = mergec::runtime::run(&job).unwrap();
+    assert_eq!(weights(&zoo.path("raced")), weights(&zoo.path("cli")));
+    assert!(["ref", "jit"].contains(&s.backend), "{}", s.backend);
+    let [note] = &s.notes[..] else {
+        panic!("{:?}", s.notes)
+    };
+    assert!(note.starts_with("note: engines raced on `"), "{note}");
+    assert!(note.contains(" ref ") && note.contains(" jit "), "{note}");
+    assert!(
+        note.ends_with(&format!("; {} runs the merge", s.backend)),
+        "{note}"
+    );
 }
 
 /// Digests of inputs are remembered across merges (under XDG_CACHE_HOME): a second

@@ -76,7 +76,8 @@ pub struct MergeArgs {
     /// reference interpreter), ref (the kernel reference evaluator) or cuda.
     #[arg(long, default_value = "jit")]
     pub backend: String,
-    /// Where to run: cpu, cuda, or auto (the GPU when one is usable, else the CPU, saying so).
+    /// Where to run: cpu, cuda, or auto (with a usable GPU, the faster of the JIT and
+    /// CUDA, timed on one tensor of the merge; else the CPU, saying so).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Print the summary as JSON on stdout instead of a line on stderr.
@@ -142,8 +143,9 @@ pub fn choose_backend(
                 .map_err(|why| format!("--device cuda: no usable GPU: {why}"))?;
             Ok(Backend::Cuda)
         }
+        // With a GPU, the JIT and CUDA race on one tensor and the faster merges.
         "auto" => match crate::codegen::cuda::probe() {
-            Ok(_) => Ok(Backend::Cuda),
+            Ok(_) => Ok(Backend::Fastest(&[Backend::Jit, Backend::Cuda])),
             Err(why) => {
                 if !a.quiet {
                     eprintln!("note: no usable GPU ({why}); merging on the CPU");

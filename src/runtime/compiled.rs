@@ -7,17 +7,18 @@
 use super::merge::MergeJob;
 use super::plan::PlannedTensor;
 use super::safetensors::Checkpoint;
-use crate::codegen::Engine;
-use crate::exec::run::{RunInputs, execute};
+use crate::codegen::{BackendError, Engine};
+use crate::exec::run::{Compiled, RunInputs, execute};
 use crate::interp::TensorFacts;
 use crate::ir::kernel::Dtype;
+use crate::ir::lower::LowerError;
 use crate::pipeline::{PlanCache, PlanKey, Target};
 use crate::types::CheckedMerge;
 use crate::types::tast::{TExpr, TKind};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Which engine runs merged tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub enum Backend {
     Ref,
     /// CUDA kernels on the GPU (feature `cuda`).
     Cuda,
+    /// The fastest of these engines on this machine and merge (`--device auto` with a
+    /// GPU: the JIT and CUDA): each runs one tensor, timed, and the fastest runs the
+    /// rest (see [`race_tensor`]). Their outputs are the same bytes.
+    Fastest(&'static [Backend]),
 }
 
 impl Backend {
@@ -52,18 +57,54 @@ impl Backend {
             Backend::Jit => "jit",
             Backend::Ref => "ref",
             Backend::Cuda => "cuda",
+            Backend::Fastest(_) => "auto",
         }
     }
 }
 
-/// The engine for a backend (None for the interpreter).
-pub fn engine(b: Backend) -> Result<Option<Box<dyn Engine>>, crate::codegen::BackendError> {
+/// The engines of a backend: none for the interpreter, several for [`Backend::Fastest`].
+pub fn engines(b: Backend) -> Result<Vec<Box<dyn Engine>>, BackendError> {
     Ok(match b {
-        Backend::Interp => None,
-        Backend::Ref => Some(Box::new(crate::codegen::RefEngine)),
-        Backend::Jit => Some(Box::new(crate::codegen::cpu::JitEngine::new()?)),
-        Backend::Cuda => Some(crate::codegen::cuda::engine()?),
+        Backend::Interp => vec![],
+        Backend::Ref => vec![Box::new(crate::codegen::RefEngine)],
+        Backend::Jit => vec![Box::new(crate::codegen::cpu::JitEngine::new()?)],
+        Backend::Cuda => vec![crate::codegen::cuda::engine()?],
+        Backend::Fastest(list) => {
+            let mut all = Vec::new();
+            for &x in list {
+                if matches!(x, Backend::Fastest(_)) {
+                    return Err(BackendError::Unavailable(
+                        "a race of engines cannot hold another race".into(),
+                    ));
+                }
+                all.extend(engines(x)?);
+            }
+            all
+        }
     })
+}
+
+/// Elements of the tensors a race of engines is timed on, at most (when a merge has
+/// such tensors): large enough to show a device's throughput, not its launch latency,
+/// small enough that running it once per engine costs little.
+const RACE_MAX_ELEMENTS: usize = 1 << 26;
+
+/// The tensor a race of engines ([`Backend::Fastest`]) is timed on: the first of the
+/// merged tensors with the most elements up to [`RACE_MAX_ELEMENTS`] (else the first
+/// of the smallest merged ones). None if nothing is merged.
+pub fn race_tensor(tensors: &[PlannedTensor]) -> Option<&PlannedTensor> {
+    let merged = || {
+        tensors
+            .iter()
+            .filter(|t| t.action == super::plan::Action::Merge && t.source.is_none())
+            .map(|t| (t.shape.iter().product::<usize>(), t))
+    };
+    let size = merged()
+        .map(|(n, _)| n)
+        .filter(|&n| n <= RACE_MAX_ELEMENTS)
+        .max()
+        .or_else(|| merged().map(|(n, _)| n).min())?;
+    merged().find(|&(n, _)| n == size).map(|(_, t)| t)
 }
 
 /// Whether the merge reads the tensor's facts (its name, kind or layer).
@@ -73,37 +114,77 @@ fn uses_facts(e: &TExpr) -> bool {
 
 /// Compiled-path state for one merge job.
 pub struct CompiledJob {
-    engine: Box<dyn Engine>,
-    caches: HashMap<usize, (Arc<CheckedMerge>, PlanCache)>,
+    /// The engines, each with its plans by rank; the first runs unless another won
+    /// the race ([`Self::race`]).
+    lanes: Vec<Lane>,
+    /// The race's winning lane, and what the race measured.
+    won: OnceLock<usize>,
+    report: OnceLock<String>,
     /// Tensors that went through the interpreter instead (declined or failed).
     pub fallbacks: AtomicUsize,
     pool: Mutex<Vec<Vec<u8>>>,
 }
 
+/// One engine of a job and its plans, by the rank of the tensors they merge.
+struct Lane {
+    engine: Box<dyn Engine>,
+    caches: HashMap<usize, (Arc<CheckedMerge>, PlanCache)>,
+}
+
+/// One tensor's inputs and the key of its plan.
+struct Prepared<'a> {
+    tensors: Vec<(&'a [u8], Dtype)>,
+    facts: TensorFacts,
+    overrides: Vec<(String, crate::types::Const)>,
+    key: PlanKey,
+    rank: usize,
+    numel: usize,
+    models: usize,
+}
+
 impl CompiledJob {
+    /// The compiled path with `engines` (at least one; several race, see [`Self::race`]).
     pub fn new(
-        engine: Box<dyn Engine>,
+        engines: Vec<Box<dyn Engine>>,
         checked: &HashMap<usize, Arc<CheckedMerge>>,
     ) -> CompiledJob {
-        let caches = checked
-            .iter()
-            .map(|(&rank, m)| (rank, (m.clone(), PlanCache::new(uses_facts(&m.body)))))
+        let lanes: Vec<Lane> = engines
+            .into_iter()
+            .map(|engine| Lane {
+                engine,
+                caches: checked
+                    .iter()
+                    .map(|(&rank, m)| (rank, (m.clone(), PlanCache::new(uses_facts(&m.body)))))
+                    .collect(),
+            })
             .collect();
         CompiledJob {
-            engine,
-            caches,
+            lanes,
+            won: OnceLock::new(),
+            report: OnceLock::new(),
             fallbacks: AtomicUsize::new(0),
             pool: Mutex::new(Vec::new()),
         }
     }
 
+    /// The engine that runs the tensors (a race's winner once it is run).
     pub fn engine_name(&self) -> &'static str {
-        self.engine.name()
+        self.lanes[self.lane()].engine.name()
+    }
+
+    /// What a race of engines measured, if one was run.
+    pub fn race_report(&self) -> Option<String> {
+        self.report.get().cloned()
+    }
+
+    fn lane(&self) -> usize {
+        self.won.get().copied().unwrap_or(0)
     }
 
     /// Plans compiled so far.
     pub fn plans(&self) -> usize {
-        self.caches.values().map(|(_, c)| c.len()).sum()
+        let lane = &self.lanes[self.lane()];
+        lane.caches.values().map(|(_, c)| c.len()).sum()
     }
 
     /// An output buffer of `len` bytes, reusing a recycled one (no fresh pages to fault in).
@@ -139,7 +220,9 @@ impl CompiledJob {
         cancel: &crate::cancel::Cancel,
     ) -> Option<Vec<u8>> {
         let r = self.try_produce(job, base, models, n_layers, t, cancel);
-        self.engine.end_tensor();
+        for lane in &self.lanes {
+            lane.engine.end_tensor();
+        }
         if r.is_none() {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
@@ -155,57 +238,42 @@ impl CompiledJob {
         t: &PlannedTensor,
         cancel: &crate::cancel::Cancel,
     ) -> Option<Vec<u8>> {
-        let out_dtype = Dtype::from_header(&t.out_dtype)?;
-        let (m, cache) = self.caches.get(&t.shape.len())?;
-        let numel: usize = t.shape.iter().product();
-        if numel == 0 {
-            return None;
-        }
-        let mut tensors = Vec::with_capacity(models.len() + 1);
-        let all: Vec<&Checkpoint> = std::iter::once(base).chain(models).collect();
-        all.par_iter().for_each(|ck| ck.prefetch(&t.name));
-        for ck in all {
-            let info = ck.info(&t.name).ok()?;
-            if info.shape != t.shape {
-                return None;
-            }
-            tensors.push((
-                ck.raw_bytes(&t.name).ok()?,
-                Dtype::from_header(&info.dtype)?,
-            ));
-        }
-        let facts = TensorFacts::from_name(&t.name, n_layers);
-        let overrides = job.params.params_for(&t.name, facts.layer, n_layers).ok()?;
-        let key = PlanKey {
-            params: format!("{overrides:?}"),
-            facts: if cache.uses_facts {
-                (
-                    facts.name.clone(),
-                    facts.kind.clone(),
-                    facts.layer,
-                    facts.n_layers,
-                )
-            } else {
-                Default::default()
-            },
-            shapes: vec![t.shape.clone(); tensors.len()],
-            in_dtypes: tensors.iter().map(|x| x.1).collect(),
-            out_dtype,
-        };
-        let plan = cache.get_or_compile(key.clone(), || {
-            let params = crate::pipeline::params(m, &overrides, models.len())?;
+        let p = prepare(job, base, models, n_layers, t, &self.lanes[0].caches)?;
+        let lane = self.lane();
+        let plan = self.plan(lane, &p)?;
+        self.run(plan.as_ref().as_ref().ok()?, job, &p, t, cancel)
+    }
+
+    /// Tensor `t`'s plan for lane `lane`, compiled by its engine on first use.
+    fn plan(&self, lane: usize, p: &Prepared) -> Option<Arc<Result<Compiled, LowerError>>> {
+        let engine = self.lanes[lane].engine.as_ref();
+        let (m, cache) = self.lanes[lane].caches.get(&p.rank)?;
+        Some(cache.get_or_compile(p.key.clone(), || {
+            let params = crate::pipeline::params(m, &p.overrides, p.models)?;
             let target = Target {
-                facts: &facts,
-                shapes: key.shapes.clone(),
-                in_dtypes: key.in_dtypes.clone(),
-                out_dtype,
+                facts: &p.facts,
+                shapes: p.key.shapes.clone(),
+                in_dtypes: p.key.in_dtypes.clone(),
+                out_dtype: p.key.out_dtype,
             };
-            crate::pipeline::compile(m, params, &target, self.engine.as_ref())
-        });
-        let plan = plan.as_ref().as_ref().ok()?;
-        let mut out = self.buffer(numel * out_dtype.size());
+            crate::pipeline::compile(m, params, &target, engine)
+        }))
+    }
+
+    /// Runs a compiled plan on tensor `t`: its output bytes, or None (the interpreter
+    /// merges it: the engine failed, or a value is not finite where that is refused).
+    fn run(
+        &self,
+        plan: &Compiled,
+        job: &MergeJob,
+        p: &Prepared,
+        t: &PlannedTensor,
+        cancel: &crate::cancel::Cancel,
+    ) -> Option<Vec<u8>> {
+        let out_dtype = p.key.out_dtype;
+        let mut out = self.buffer(p.numel * out_dtype.size());
         let inp = RunInputs {
-            tensors,
+            tensors: p.tensors.clone(),
             seed: job.seed,
             name: &t.name,
             cancel: *cancel,
@@ -224,6 +292,162 @@ impl CompiledJob {
         }
         Some(out)
     }
+
+    /// With several engines, before the merge: runs tensor `t` (see [`race_tensor`])
+    /// on each, alone and timed, twice (their plans compiled first, so that only the
+    /// runs count), and keeps the fastest for the merge. If their outputs differ (a backend
+    /// bug: every engine gives the interpreter's bytes), or none could run it, the
+    /// first engine runs the merge. The outputs are dropped. [`Self::race_report`]
+    /// says what was measured.
+    pub fn race(
+        &self,
+        job: &MergeJob,
+        base: &Checkpoint,
+        models: &[Checkpoint],
+        n_layers: i64,
+        t: &PlannedTensor,
+        cancel: &crate::cancel::Cancel,
+    ) {
+        if self.lanes.len() < 2 || self.won.get().is_some() {
+            return;
+        }
+        let Some(p) = prepare(job, base, models, n_layers, t, &self.lanes[0].caches) else {
+            return;
+        };
+        let plans: Vec<_> = (0..self.lanes.len()).map(|i| self.plan(i, &p)).collect();
+        let mut outs = Vec::new();
+        let mut seconds = Vec::new();
+        for plan in &plans {
+            let plan = plan.as_ref().and_then(|x| x.as_ref().as_ref().ok());
+            // The better of two runs: a first launch may load code or fault pages in.
+            let (mut out, mut best) = (None, None::<f64>);
+            for _ in 0..2 {
+                let start = std::time::Instant::now();
+                let Some(o) = plan.and_then(|plan| self.run(plan, job, &p, t, cancel)) else {
+                    break;
+                };
+                let s = start.elapsed().as_secs_f64();
+                best = Some(best.map_or(s, |b| b.min(s)));
+                if let Some(old) = out.replace(o) {
+                    self.recycle(old);
+                }
+            }
+            seconds.push(best.filter(|_| out.is_some()));
+            outs.push(out);
+        }
+        let names: Vec<&str> = self.lanes.iter().map(|l| l.engine.name()).collect();
+        let agree = outs
+            .iter()
+            .flatten()
+            .all(|o| Some(o) == outs.iter().flatten().next());
+        let won = if agree { fastest(&seconds) } else { None };
+        let mut report = race_report(&names, &seconds, &t.name, p.numel, won);
+        if !agree {
+            report.push_str(" (their outputs differ: a backend bug)");
+        }
+        let _ = self.won.set(won.unwrap_or(0));
+        let _ = self.report.set(report);
+        for lane in &self.lanes {
+            lane.engine.end_tensor();
+        }
+        outs.into_iter().flatten().for_each(|o| self.recycle(o));
+    }
+}
+
+/// The lane with the shortest time (the first of equal ones); None if none ran.
+fn fastest(seconds: &[Option<f64>]) -> Option<usize> {
+    seconds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+/// What a race measured, in words: "note: engines raced on `NAME` (58.7 M elements):
+/// jit 412.051 ms, cuda 120.313 ms; cuda runs the merge".
+fn race_report(
+    names: &[&str],
+    seconds: &[Option<f64>],
+    tensor: &str,
+    numel: usize,
+    won: Option<usize>,
+) -> String {
+    let times: Vec<String> = names
+        .iter()
+        .zip(seconds)
+        .map(|(n, s)| match s {
+            Some(s) => format!("{n} {:.3} ms", s * 1e3),
+            None => format!("{n} declined it"),
+        })
+        .collect();
+    let size = match numel {
+        n if n >= 1_000_000 => format!("{:.1} M elements", n as f64 / 1e6),
+        n => format!("{n} elements"),
+    };
+    let winner = names[won.unwrap_or(0)];
+    format!(
+        "note: engines raced on `{tensor}` ({size}): {}; {winner} runs the merge",
+        times.join(", ")
+    )
+}
+
+/// Tensor `t`'s inputs (None if a checkpoint lacks it, its shape differs, or a dtype
+/// or rank has no compiled path) and its plan's key.
+fn prepare<'a>(
+    job: &MergeJob,
+    base: &'a Checkpoint,
+    models: &'a [Checkpoint],
+    n_layers: i64,
+    t: &PlannedTensor,
+    caches: &HashMap<usize, (Arc<CheckedMerge>, PlanCache)>,
+) -> Option<Prepared<'a>> {
+    let out_dtype = Dtype::from_header(&t.out_dtype)?;
+    let (_, cache) = caches.get(&t.shape.len())?;
+    let numel: usize = t.shape.iter().product();
+    if numel == 0 {
+        return None;
+    }
+    let mut tensors = Vec::with_capacity(models.len() + 1);
+    let all: Vec<&Checkpoint> = std::iter::once(base).chain(models).collect();
+    all.par_iter().for_each(|ck| ck.prefetch(&t.name));
+    for ck in all {
+        let info = ck.info(&t.name).ok()?;
+        if info.shape != t.shape {
+            return None;
+        }
+        tensors.push((
+            ck.raw_bytes(&t.name).ok()?,
+            Dtype::from_header(&info.dtype)?,
+        ));
+    }
+    let facts = TensorFacts::from_name(&t.name, n_layers);
+    let overrides = job.params.params_for(&t.name, facts.layer, n_layers).ok()?;
+    let key = PlanKey {
+        params: format!("{overrides:?}"),
+        facts: if cache.uses_facts {
+            (
+                facts.name.clone(),
+                facts.kind.clone(),
+                facts.layer,
+                facts.n_layers,
+            )
+        } else {
+            Default::default()
+        },
+        shapes: vec![t.shape.clone(); tensors.len()],
+        in_dtypes: tensors.iter().map(|x| x.1).collect(),
+        out_dtype,
+    };
+    Some(Prepared {
+        tensors,
+        facts,
+        overrides,
+        key,
+        rank: t.shape.len(),
+        numel,
+        models: models.len(),
+    })
 }
 
 /// Whether every stored value is finite.
@@ -259,6 +483,47 @@ fn all_finite_seq(bytes: &[u8], d: Dtype) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fastest_lane_is_the_first_of_the_shortest_that_ran() {
+        assert_eq!(fastest(&[Some(0.3), Some(0.1), Some(0.2)]), Some(1));
+        assert_eq!(fastest(&[Some(0.2), None, Some(0.2)]), Some(0));
+        assert_eq!(fastest(&[None, Some(5.0)]), Some(1));
+        assert_eq!(fastest(&[None, None]), None);
+        assert_eq!(fastest(&[]), None);
+    }
+
+    #[test]
+    fn a_race_runs_on_the_first_of_the_largest_merged_tensors_up_to_its_cap() {
+        let t = |name: &str, shape: &[usize], action: super::super::plan::Action| PlannedTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            action,
+            out_dtype: "BF16".into(),
+            out_bytes: 2 * shape.iter().product::<usize>(),
+            source: None,
+        };
+        use super::super::plan::Action::{Copy, Merge};
+        let cap = RACE_MAX_ELEMENTS;
+        let name = |ts: &[PlannedTensor]| race_tensor(ts).map(|t| t.name.clone());
+        // The largest within the cap, the first of equal ones; copies do not count.
+        let ts = [
+            t("embed", &[cap, 2], Merge),
+            t("norm", &[64], Merge),
+            t("copied", &[cap], Copy),
+            t("up", &[1024, 4096], Merge),
+            t("down", &[4096, 1024], Merge),
+        ];
+        assert_eq!(name(&ts).as_deref(), Some("up"));
+        // None within the cap: the first of the smallest.
+        let ts = [
+            t("a", &[cap, 3], Merge),
+            t("b", &[cap, 2], Merge),
+            t("c", &[2, cap], Merge),
+        ];
+        assert_eq!(name(&ts).as_deref(), Some("b"));
+        assert_eq!(name(&[t("copied", &[8], Copy)]), None);
+    }
 
     /// One NaN or Inf anywhere (first, inside a later block, last) is found, in every
     /// stored dtype; finite values, the largest included, are not.

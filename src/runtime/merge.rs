@@ -206,7 +206,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
             .map(Checkpoint::open)
             .collect::<Result<_, _>>()?,
     };
-    let notes: Vec<String> = match job.layers {
+    let mut notes: Vec<String> = match job.layers {
         // A stack takes layers from models of other depths by design.
         Some(_) => Vec::new(),
         None => {
@@ -233,8 +233,23 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     }
     validate_params(job, &plan, &checked).map_err(MergeError::Job)?;
     check_out_format(job, &plan)?;
-    let compiled = super::compiled::engine(job.backend)?
-        .map(|e| super::compiled::CompiledJob::new(e, &checked));
+    let engines = super::compiled::engines(job.backend)?;
+    let compiled =
+        (!engines.is_empty()).then(|| super::compiled::CompiledJob::new(engines, &checked));
+    if let Some(c) = &compiled
+        && let Some(t) = super::compiled::race_tensor(&plan.tensors)
+    {
+        c.race(
+            job,
+            &inputs.base,
+            &inputs.models,
+            plan.n_layers,
+            t,
+            &inputs.cancel,
+        );
+        let sources = inputs.sources(t);
+        sources.iter().for_each(|(c, name)| c.release(name));
+    }
     let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
@@ -262,6 +277,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         .iter()
         .filter(|t| t.action == Action::Merge)
         .count();
+    notes.extend(compiled.as_ref().and_then(|c| c.race_report()));
     Ok(MergeSummary {
         merged,
         copied: plan.tensors.len() - merged,
@@ -269,7 +285,9 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         bytes_written: written,
         bytes_read: inputs.hashes.bytes(),
         seconds: start.elapsed().as_secs_f64(),
-        backend: job.backend.name(),
+        backend: compiled
+            .as_ref()
+            .map_or(job.backend.name(), |c| c.engine_name()),
         threads: rayon::current_num_threads(),
         notes,
         gguf,
