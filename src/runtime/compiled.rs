@@ -181,12 +181,6 @@ impl CompiledJob {
         self.won.get().copied().unwrap_or(0)
     }
 
-    /// Plans compiled so far.
-    pub fn plans(&self) -> usize {
-        let lane = &self.lanes[self.lane()];
-        lane.caches.values().map(|(_, c)| c.len()).sum()
-    }
-
     /// An output buffer of `len` bytes, reusing a recycled one (no fresh pages to fault in).
     fn buffer(&self, len: usize) -> Vec<u8> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
