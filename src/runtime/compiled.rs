@@ -287,28 +287,50 @@ impl CompiledJob {
         Some(out)
     }
 
-    /// With several engines, before the merge: runs tensor `t` (see [`race_tensor`])
-    /// on each, alone and timed, twice (their plans compiled first, so that only the
-    /// runs count), and keeps the fastest for the merge. If their outputs differ (a backend
-    /// bug: every engine gives the interpreter's bytes), or none could run it, the
-    /// first engine runs the merge. The outputs are dropped. [`Self::race_report`]
-    /// says what was measured.
+    /// With several engines, before the merge: runs one of `tensors` (see
+    /// [`race_tensor`]) on each, alone and timed, twice (their plans compiled first, so
+    /// that only the runs count), and keeps the fastest for the merge. If their outputs
+    /// differ (a backend bug: every engine gives the interpreter's bytes), or none could
+    /// run it, the first engine runs the merge. The outputs are dropped, and the inputs'
+    /// pages released. [`Self::race_report`] says what was measured.
     pub fn race(
         &self,
         job: &MergeJob,
         base: &Checkpoint,
         models: &[Checkpoint],
         n_layers: i64,
-        t: &PlannedTensor,
+        tensors: &[PlannedTensor],
         cancel: &crate::cancel::Cancel,
     ) {
         if self.lanes.len() < 2 || self.won.get().is_some() {
             return;
         }
-        let Some(p) = prepare(job, base, models, n_layers, t, &self.lanes[0].caches) else {
+        let Some(t) = race_tensor(tensors) else {
             return;
         };
-        let plans: Vec<_> = (0..self.lanes.len()).map(|i| self.plan(i, &p)).collect();
+        let caches = &self.lanes[0].caches;
+        let raced =
+            prepare(job, base, models, n_layers, t, caches).map(|p| self.time(job, &p, t, cancel));
+        std::iter::once(base)
+            .chain(models)
+            .for_each(|c| c.release(&t.name));
+        // A tensor with no compiled path: the first engine runs the merge, unreported.
+        let (won, report) = raced.unzip();
+        let _ = self.won.set(won.unwrap_or(0));
+        if let Some(r) = report {
+            let _ = self.report.set(r);
+        }
+    }
+
+    /// [`Self::race`] on one prepared tensor: the winning lane and the report.
+    fn time(
+        &self,
+        job: &MergeJob,
+        p: &Prepared,
+        t: &PlannedTensor,
+        cancel: &crate::cancel::Cancel,
+    ) -> (usize, String) {
+        let plans: Vec<_> = (0..self.lanes.len()).map(|i| self.plan(i, p)).collect();
         let mut outs = Vec::new();
         let mut seconds = Vec::new();
         for plan in &plans {
@@ -317,7 +339,7 @@ impl CompiledJob {
             let (mut out, mut best) = (None, None::<f64>);
             for _ in 0..2 {
                 let start = std::time::Instant::now();
-                let Some(o) = plan.and_then(|plan| self.run(plan, job, &p, t, cancel)) else {
+                let Some(o) = plan.and_then(|plan| self.run(plan, job, p, t, cancel)) else {
                     break;
                 };
                 let s = start.elapsed().as_secs_f64();
@@ -339,12 +361,11 @@ impl CompiledJob {
         if !agree {
             report.push_str(" (their outputs differ: a backend bug)");
         }
-        let _ = self.won.set(won.unwrap_or(0));
-        let _ = self.report.set(report);
         for lane in &self.lanes {
             lane.engine.end_tensor();
         }
         outs.into_iter().flatten().for_each(|o| self.recycle(o));
+        (won.unwrap_or(0), report)
     }
 }
 

@@ -236,21 +236,18 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     let engines = super::compiled::engines(job.backend)?;
     let compiled =
         (!engines.is_empty()).then(|| super::compiled::CompiledJob::new(engines, &checked));
-    if let Some(c) = &compiled
-        && let Some(t) = super::compiled::race_tensor(&plan.tensors)
-    {
+    let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
+    if let Some(c) = &compiled {
+        let (base, models) = (&inputs.base, &inputs.models);
         c.race(
             job,
-            &inputs.base,
-            &inputs.models,
+            base,
+            models,
             plan.n_layers,
-            t,
+            &plan.tensors,
             &inputs.cancel,
         );
-        let sources = inputs.sources(t);
-        sources.iter().for_each(|(c, name)| c.release(name));
     }
-    let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
         job.quiet,
