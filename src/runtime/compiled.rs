@@ -86,7 +86,7 @@ pub fn engines(b: Backend) -> Result<Vec<Box<dyn Engine>>, BackendError> {
 
 /// Elements of the tensors a race of engines is timed on, at most (when a merge has
 /// such tensors): large enough to show a device's throughput, not its launch latency,
-/// small enough that running it once per engine costs little.
+/// small enough that running it twice per engine costs little.
 const RACE_MAX_ELEMENTS: usize = 1 << 26;
 
 /// The tensor a race of engines ([`Backend::Fastest`]) is timed on: the first of the
