@@ -6,8 +6,11 @@
 
 #[path = "common/ckpt.rs"]
 mod ckpt;
+#[path = "common/merge_run.rs"]
+mod merge_run;
 
 use ckpt::*;
+use merge_run::library_job;
 use mergec::runtime::compiled::Backend;
 use mergec::runtime::safetensors::Dtype;
 use mergec::runtime::synth::{Arch, write_model};
@@ -134,35 +137,13 @@ fn merge_one_tensor_until(
     backend: Backend,
     limit: Duration,
 ) -> (mergec::runtime::MergeError, f64) {
-    let program = mergec::pipeline::Source::check("slow.merge", SLOW).unwrap();
+    let (base, models) = (dir.join("base"), vec![dir.join("m1")]);
+    let mut job = library_job("slow.merge", SLOW, "slow", base, models, dir.join("out"));
+    job.only = Some(regex::Regex::new(r"layers\.0\.mlp\.up_proj").unwrap());
+    job.shard_size = 1 << 40;
+    job.backend = backend;
     let start = Instant::now();
-    let job = mergec::runtime::MergeJob {
-        program,
-        merge_name: "slow".into(),
-        base: dir.join("base"),
-        models: vec![dir.join("m1")],
-        out: dir.join("out"),
-        params: Box::new(mergec::runtime::FixedParams(vec![])),
-        dtype: None,
-        only: Some(regex::Regex::new(r"layers\.0\.mlp\.up_proj").unwrap()),
-        seed: 0,
-        shard_size: 1 << 40,
-        max_memory: 1 << 30,
-        force: false,
-        on_mismatch_base: false,
-        allow_arch_mismatch: false,
-        allow_unread_models: false,
-        allow_nonfinite: false,
-        tokenizer_from: None,
-        quiet: true,
-        backend,
-        extra: serde_json::Value::Null,
-        model_card: false,
-        layers: None,
-        deadline: Some(start + limit),
-        out_format: mergec::runtime::OutputFormat::Safetensors,
-        write_mode: mergec::runtime::WriteMode::Direct,
-    };
+    job.deadline = Some(start + limit);
     let err = mergec::runtime::run(&job).expect_err("the merge beat its deadline");
     (err, start.elapsed().as_secs_f64())
 }

@@ -13,7 +13,6 @@ mod merge_run;
 use ckpt::*;
 use merge_run::*;
 use mergec::runtime::safetensors::{Checkpoint, Dtype, INDEX_FILE, MODEL_FILE, encode_raw};
-use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -677,34 +676,10 @@ fn the_library_gives_the_same_bytes_as_the_binary() {
         "cli",
         &["--seed", "3", "--set", "density=0.25"],
     ));
-    let program = mergec::pipeline::Source::check("algo.merge", PROGRAM).unwrap();
-    let mut job = mergec::runtime::MergeJob {
-        program,
-        merge_name: "dare".into(),
-        base: zoo.path("base"),
-        models: vec![zoo.path("m1"), zoo.path("m2")],
-        out: zoo.path("lib"),
-        params: Box::new(mergec::runtime::FixedParams(sets(&["density=0.25"]))),
-        dtype: None,
-        only: None,
-        seed: 3,
-        shard_size: 5_000_000_000,
-        max_memory: 1 << 30,
-        force: false,
-        on_mismatch_base: false,
-        allow_arch_mismatch: false,
-        allow_unread_models: false,
-        allow_nonfinite: false,
-        tokenizer_from: None,
-        quiet: true,
-        backend: mergec::runtime::compiled::Backend::Jit,
-        extra: Json::Null,
-        model_card: false,
-        layers: None,
-        deadline: None,
-        out_format: mergec::runtime::OutputFormat::Safetensors,
-        write_mode: mergec::runtime::WriteMode::Direct,
-    };
+    let (base, models) = (zoo.path("base"), vec![zoo.path("m1"), zoo.path("m2")]);
+    let mut job = library_job("algo.merge", PROGRAM, "dare", base, models, zoo.path("lib"));
+    job.params = Box::new(mergec::runtime::FixedParams(sets(&["density=0.25"])));
+    job.seed = 3;
     let s = mergec::runtime::run(&job).unwrap();
     assert_eq!((s.merged, s.copied, s.shards), (20, 1, 1));
     assert_eq!(weights(&zoo.path("lib")), weights(&zoo.path("cli")));

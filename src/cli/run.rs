@@ -199,36 +199,18 @@ fn demo_checkpoint_merge(seed: u64) -> Result<(), String> {
             )?;
         }
         let program = crate::pipeline::Source::load("ties").map_err(|e| e.to_string())?;
-        let job = crate::runtime::MergeJob {
+        let models = vec![dir.join("m1"), dir.join("m2")];
+        let mut job = crate::runtime::MergeJob::new(
             program,
-            merge_name: "ties".into(),
-            base: dir.join("m0"),
-            models: vec![dir.join("m1"), dir.join("m2")],
-            out: dir.join("merged"),
-            params: Box::new(crate::runtime::FixedParams(vec![(
-                "density".into(),
-                crate::types::Const::F32(0.5),
-            )])),
-            dtype: None,
-            only: None,
-            seed,
-            shard_size: 16 << 10,
-            max_memory: 1 << 30,
-            force: false,
-            on_mismatch_base: false,
-            allow_arch_mismatch: false,
-            allow_unread_models: false,
-            allow_nonfinite: false,
-            tokenizer_from: None,
-            quiet: true,
-            backend: crate::runtime::compiled::Backend::Jit,
-            extra: serde_json::Value::Null,
-            model_card: false,
-            layers: None,
-            deadline: None,
-            out_format: crate::runtime::OutputFormat::Safetensors,
-            write_mode: crate::runtime::WriteMode::Direct,
-        };
+            "ties",
+            dir.join("m0"),
+            models,
+            dir.join("merged"),
+        );
+        let density = ("density".into(), crate::types::Const::F32(0.5));
+        job.params = Box::new(crate::runtime::FixedParams(vec![density]));
+        job.seed = seed;
+        job.shard_size = 16 << 10;
         let s = crate::runtime::run(&job)?;
         let out = Checkpoint::open(&job.out).map_err(|e| e.to_string())?;
         println!(

@@ -202,34 +202,18 @@ pub fn merge_and_score(
     let name = program
         .merge_name(None)
         .map_err(|_| "no merge".to_string())?;
-    let job = crate::runtime::merge::MergeJob {
-        program,
-        merge_name: name,
-        base: base.to_path_buf(),
-        models: models.to_vec(),
-        out: out.to_path_buf(),
-        params: Box::new(crate::runtime::merge::FixedParams(params)),
-        dtype: None,
-        only: Some(regex::Regex::new(&cfg.tensors).map_err(|e| e.to_string())?),
-        seed: cfg.seed,
-        shard_size: 5 << 30,
-        max_memory: 2 << 30,
-        force: true,
-        on_mismatch_base: false,
-        allow_arch_mismatch: false,
-        allow_unread_models: true,
-        allow_nonfinite: false,
-        tokenizer_from: None,
-        quiet: true,
-        backend: crate::runtime::compiled::Backend::Jit,
-        extra: serde_json::Value::Null,
-        model_card: false,
-        layers: None,
-        deadline,
-        out_format: crate::runtime::OutputFormat::Safetensors,
-        // The candidate is read back at once to be scored: keep it in the page cache.
-        write_mode: crate::runtime::WriteMode::Buffered,
-    };
+    let (base, models, dir) = (base.to_path_buf(), models.to_vec(), out.to_path_buf());
+    let mut job = crate::runtime::merge::MergeJob::new(program, &name, base, models, dir);
+    job.params = Box::new(crate::runtime::merge::FixedParams(params));
+    job.only = Some(regex::Regex::new(&cfg.tensors).map_err(|e| e.to_string())?);
+    job.seed = cfg.seed;
+    job.shard_size = 5 << 30;
+    job.max_memory = 2 << 30;
+    job.force = true;
+    job.allow_unread_models = true;
+    job.deadline = deadline;
+    // The candidate is read back at once to be scored: keep it in the page cache.
+    job.write_mode = crate::runtime::WriteMode::Buffered;
     crate::runtime::merge::run(&job).map_err(|e| format!("merge: {e}"))?;
     let merge_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();

@@ -113,6 +113,48 @@ pub struct MergeJob {
     pub write_mode: super::WriteMode,
 }
 
+impl MergeJob {
+    /// Merge `merge_name` of `program` of `base` and `models` into `out`, with a library
+    /// caller's defaults: no parameters set, seed 0, the JIT, 5 GB shards, 1 GiB of
+    /// working memory, direct writes, quiet, no model card; callers change the fields
+    /// they need.
+    pub fn new(
+        program: crate::pipeline::Source,
+        merge_name: &str,
+        base: PathBuf,
+        models: Vec<PathBuf>,
+        out: PathBuf,
+    ) -> MergeJob {
+        MergeJob {
+            program,
+            merge_name: merge_name.into(),
+            base,
+            models,
+            out,
+            params: Box::new(FixedParams(vec![])),
+            dtype: None,
+            only: None,
+            seed: 0,
+            shard_size: 5_000_000_000,
+            max_memory: 1 << 30,
+            force: false,
+            on_mismatch_base: false,
+            allow_arch_mismatch: false,
+            allow_unread_models: false,
+            allow_nonfinite: false,
+            tokenizer_from: None,
+            quiet: true,
+            backend: super::compiled::Backend::Jit,
+            extra: serde_json::Value::Null,
+            model_card: false,
+            layers: None,
+            deadline: None,
+            out_format: super::OutputFormat::Safetensors,
+            write_mode: super::WriteMode::Direct,
+        }
+    }
+}
+
 /// What a finished merge reports.
 #[derive(Debug, Clone)]
 pub struct MergeSummary {
@@ -233,21 +275,8 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
     }
     validate_params(job, &plan, &checked).map_err(MergeError::Job)?;
     check_out_format(job, &plan)?;
-    let engines = super::compiled::engines(job.backend)?;
-    let compiled =
-        (!engines.is_empty()).then(|| super::compiled::CompiledJob::new(engines, &checked));
     let out = OutputDir::create(&job.out, job.force).map_err(MergeError::Output)?;
-    if let Some(c) = &compiled {
-        let (base, models) = (&inputs.base, &inputs.models);
-        c.race(
-            job,
-            base,
-            models,
-            plan.n_layers,
-            &plan.tensors,
-            &inputs.cancel,
-        );
-    }
+    let compiled = compiled_path(job, &inputs, &plan, &checked)?;
     let names = shard_file_names(plan.shards.len());
     let bar = progress(
         job.quiet,
@@ -289,6 +318,24 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         notes,
         gguf,
     })
+}
+
+/// The compiled path of a merge (None: the interpreter merges every tensor), its
+/// engines raced on one tensor when there are several.
+fn compiled_path(
+    job: &MergeJob,
+    inputs: &Inputs,
+    plan: &MergePlan,
+    checked: &HashMap<usize, Arc<CheckedMerge>>,
+) -> Result<Option<super::compiled::CompiledJob>, MergeError> {
+    let engines = super::compiled::engines(job.backend)?;
+    if engines.is_empty() {
+        return Ok(None);
+    }
+    let c = super::compiled::CompiledJob::new(engines, checked);
+    let (base, models, cancel) = (&inputs.base, &inputs.models, &inputs.cancel);
+    c.race(job, base, models, plan.n_layers, &plan.tensors, cancel);
+    Ok(Some(c))
 }
 
 /// Beside the shards: the index, side files, a stack's config, provenance, model card.

@@ -6,7 +6,7 @@
 
 use super::ckpt::*;
 use mergec::runtime::safetensors::{Dtype, INDEX_FILE, RawTensor, encode_raw};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The programs the tests merge with (not the stdlib's, which evolves on its own).
 pub const PROGRAM: &str = "\
@@ -94,4 +94,19 @@ pub fn put_70000(z: &Zoo) {
     write_dir(&z.path("base"), &base, BASE_SHARDS);
     write_dir(&z.path("m1"), &edit(1, Dtype::F16, Dtype::F32), 2);
     rewrite_m2(z, |t| *t = edit(2, Dtype::F32, Dtype::F32));
+}
+
+/// A merge through the library: merge `name` of `program` (labelled `label`) of `base`
+/// and `models` into `out`, at [`mergec::runtime::MergeJob::new`]'s defaults; tests
+/// change the fields they are about.
+pub fn library_job(
+    label: &str,
+    program: &str,
+    name: &str,
+    base: PathBuf,
+    models: Vec<PathBuf>,
+    out: PathBuf,
+) -> mergec::runtime::MergeJob {
+    let program = mergec::pipeline::Source::check(label, program).unwrap();
+    mergec::runtime::MergeJob::new(program, name, base, models, out)
 }
