@@ -214,9 +214,7 @@ impl CompiledJob {
         cancel: &crate::cancel::Cancel,
     ) -> Option<Vec<u8>> {
         let r = self.try_produce(job, base, models, n_layers, t, cancel);
-        for lane in &self.lanes {
-            lane.engine.end_tensor();
-        }
+        self.lanes[self.lane()].engine.end_tensor();
         if r.is_none() {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
@@ -348,14 +346,13 @@ impl CompiledJob {
                     self.recycle(old);
                 }
             }
-            seconds.push(best.filter(|_| out.is_some()));
+            seconds.push(best);
             outs.push(out);
         }
         let names: Vec<&str> = self.lanes.iter().map(|l| l.engine.name()).collect();
-        let agree = outs
-            .iter()
-            .flatten()
-            .all(|o| Some(o) == outs.iter().flatten().next());
+        let mut ran = outs.iter().flatten();
+        let first = ran.next();
+        let agree = ran.all(|o| Some(o) == first);
         let won = if agree { fastest(&seconds) } else { None };
         let mut report = race_report(&names, &seconds, &t.name, p.numel, won);
         if !agree {
