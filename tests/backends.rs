@@ -13,7 +13,7 @@
 #[path = "common/programs.rs"]
 mod programs;
 
-use mergec::codegen::{Engine, RefEngine};
+use mergec::codegen::{Engine, RefEngine, Resident};
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::lower::LowerError;
 use mergec::pipeline::run_compiled;
@@ -27,10 +27,15 @@ const NAMES: [&str; 3] = [
     "model.norm.weight",
 ];
 
+/// The CPU engines, on host memory and on device memory in host RAM (`Resident`: the
+/// executor's GPU path, tensors resident, selections by histogram passes).
 fn engines() -> Vec<Box<dyn Engine>> {
+    let jit = || mergec::codegen::cpu::JitEngine::new().expect("the JIT starts");
     vec![
         Box::new(RefEngine),
-        Box::new(mergec::codegen::cpu::JitEngine::new().expect("the JIT starts")),
+        Box::new(jit()),
+        Box::new(Resident::new(RefEngine)),
+        Box::new(Resident::new(jit())),
     ]
 }
 
@@ -260,6 +265,31 @@ fn chunked_selections_match_the_interpreter() {
             Ok(Out::Ok) => {}
             other => panic!("{method}: {other:?}"),
         }
+        // The device path: keys stored chunk by chunk into device buffers, cuts found by
+        // histogram passes; every input goes up once and only the result comes down
+        // (with 1 KiB of counts per pass and the reductions' partials).
+        let resident = Resident::new(mergec::codegen::cpu::JitEngine::new().expect("JIT"));
+        match compare(&cm, &base, &models, &overrides, NAMES[0], &resident, false) {
+            Ok(Out::Ok) => {}
+            other => panic!("{method} (resident): {other:?}"),
+        }
+        let t = resident.memory().expect("device memory").transfers();
+        let tensor_bytes = (shape.iter().product::<usize>() * 4) as u64;
+        assert_eq!(
+            t.up_bytes,
+            4 * tensor_bytes,
+            "{method}: each input goes up once"
+        );
+        assert!(
+            t.down_bytes >= tensor_bytes && t.down_bytes < tensor_bytes + (1 << 20),
+            "{method}: {} bytes came down for a result of {tensor_bytes}",
+            t.down_bytes
+        );
+        assert_eq!(
+            resident.live_buffers(),
+            0,
+            "{method}: device buffers leaked"
+        );
     }
 }
 

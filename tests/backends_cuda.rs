@@ -23,7 +23,7 @@ mod rng;
 
 use cuda_harness::{emulate_cases, have_cc};
 use cuda_kernels::{Case, Outputs};
-use mergec::codegen::{Engine, Launch};
+use mergec::codegen::{Engine, Launch, Resident};
 use mergec::interp::{Context, Tensor, TensorFacts, run_merge};
 use mergec::ir::kernel::{Kernel, KernelIo};
 use mergec::ir::reference;
@@ -84,7 +84,7 @@ fn record(
     base: &Tensor,
     models: &[Tensor],
     overrides: &[(String, Const)],
-    rec: &Recorder,
+    rec: &dyn Engine,
 ) -> Result<(), String> {
     let facts = TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 4);
     let ctx = Context::new(9, facts.clone());
@@ -138,12 +138,9 @@ fn replay(rec: &Recorder) -> (usize, Vec<String>) {
     (n, bad)
 }
 
-#[test]
-fn stdlib_and_random_programs_replay_under_emulated_cuda() {
-    if !have_cc() {
-        eprintln!("SKIPPED: no C compiler (`cc`) to emulate CUDA with");
-        return;
-    }
+/// Records every stdlib method (its settings, 8 shapes, 1-3 models) on `engine`, whose
+/// launches go to `rec`; returns (programs, failures).
+fn record_stdlib(engine: &dyn Engine, rng: &mut SplitMix64) -> (usize, Vec<String>) {
     let shapes: [&[usize]; 8] = [
         &[1],
         &[3],
@@ -154,9 +151,7 @@ fn stdlib_and_random_programs_replay_under_emulated_cuda() {
         &[50, 3],
         &[7, 783],
     ];
-    let mut rng = SplitMix64::new(21);
-    let rec = Recorder::default();
-    let (mut programs, mut launches, mut failures) = (0usize, 0usize, Vec::new());
+    let (mut programs, mut failures) = (0usize, Vec::new());
     for method in mergec::stdlib::methods() {
         for settings in stdlib_settings(&method.sig.name) {
             let ov: Vec<(String, Const)> = settings
@@ -169,17 +164,46 @@ fn stdlib_and_random_programs_replay_under_emulated_cuda() {
                     continue;
                 };
                 let k = 1 + si % 3;
-                let base = random_tensor(&mut rng, shape, 1.0);
-                let models: Vec<Tensor> = (0..k)
-                    .map(|_| random_tensor(&mut rng, shape, 1.0))
-                    .collect();
+                let base = random_tensor(rng, shape, 1.0);
+                let models: Vec<Tensor> = (0..k).map(|_| random_tensor(rng, shape, 1.0)).collect();
                 programs += 1;
-                if let Err(e) = record(&m, &base, &models, &ov, &rec) {
+                if let Err(e) = record(&m, &base, &models, &ov, engine) {
                     failures.push(format!("{} {settings:?} {shape:?}: {e}", method.sig.name));
                 }
             }
         }
     }
+    (programs, failures)
+}
+
+/// The executor's device path (`Resident`: inputs, intermediates and selection keys in
+/// device memory, cuts by histogram passes) on the stdlib, its launches replayed as CUDA.
+#[test]
+fn stdlib_replays_under_emulated_cuda_on_the_resident_path() {
+    if !have_cc() {
+        eprintln!("SKIPPED: no C compiler (`cc`) to emulate CUDA with");
+        return;
+    }
+    let rec = Recorder::default();
+    let resident = Resident::new(rec.clone());
+    let (programs, mut failures) = record_stdlib(&resident, &mut SplitMix64::new(22));
+    let (n, bad) = replay(&rec);
+    failures.extend(bad);
+    eprintln!("resident path: {programs} programs, {n} launches replayed");
+    assert_eq!(resident.live_buffers(), 0, "device buffers leaked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn stdlib_and_random_programs_replay_under_emulated_cuda() {
+    if !have_cc() {
+        eprintln!("SKIPPED: no C compiler (`cc`) to emulate CUDA with");
+        return;
+    }
+    let mut rng = SplitMix64::new(21);
+    let rec = Recorder::default();
+    let (programs, mut failures) = record_stdlib(&rec, &mut rng);
+    let mut launches = 0usize;
     let (n, bad) = replay(&rec);
     launches += n;
     failures.extend(bad.into_iter().map(|b| format!("stdlib: {b}")));

@@ -421,14 +421,14 @@ mod device {
         let with_upload = t0.elapsed();
         let t1 = std::time::Instant::now();
         let again = run_launch(launch.as_ref(), &case);
-        let cached = t1.elapsed();
+        let again_t = t1.elapsed();
         e.end_tensor();
         assert_eq!(first, again);
         let ms = e.last_kernel_ms().expect("kernel time") as f64;
         let bytes = (5 * rows * cols * 2) as f64;
         eprintln!(
             "merge kernel {rows}x{cols} (4 bf16 in, 1 bf16 out): kernel {ms:.3} ms = {:.0} GB/s; \
-             launch with uploads {with_upload:.1?}, with cached inputs {cached:.1?}",
+             first launch with copies {with_upload:.1?}, second {again_t:.1?}",
             bytes / (ms / 1e3) / 1e9
         );
         // Spot-check rows against the reference (the whole tensor is slow on the host).

@@ -431,11 +431,22 @@ fn engine_line(s: &crate::runtime::MergeSummary) -> String {
         n => format!("{n} threads"),
     };
     let gbps = s.bytes_read as f64 / 1e9 / s.seconds.max(1e-9);
-    format!(
+    let mut line = format!(
         "{} on {threads}: read {:.2} GB at {gbps:.2} GB/s",
         s.backend,
         s.bytes_read as f64 / 1e9
-    )
+    );
+    if let Some(t) = &s.transfers {
+        let rate = |r: Option<f64>| r.map_or(String::new(), |r| format!(" at {r:.1} GB/s"));
+        line += &format!(
+            "; to the device {:.2} GB{}, back {:.2} GB{}",
+            t.up_bytes as f64 / 1e9,
+            rate(t.up_gbs()),
+            t.down_bytes as f64 / 1e9,
+            rate(t.down_gbs())
+        );
+    }
+    line
 }
 
 /// The summary of `--format json`.
@@ -450,6 +461,12 @@ fn summary_json(s: &crate::runtime::MergeSummary, out: &std::path::Path) -> serd
         "seconds": s.seconds,
         "backend": s.backend,
         "threads": s.threads,
+        "transfers": s.transfers.map(|t| serde_json::json!({
+            "to_device_bytes": t.up_bytes,
+            "to_device_gbps": t.up_gbs(),
+            "to_host_bytes": t.down_bytes,
+            "to_host_gbps": t.down_gbs(),
+        })),
         "notes": s.notes,
     })
 }

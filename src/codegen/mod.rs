@@ -4,8 +4,10 @@
 pub mod cpu;
 pub mod cuda;
 mod error;
+mod resident;
 
 pub use error::BackendError;
+pub use resident::{DevBuf, DevView, DeviceMemory, Resident, ResidentIo, Transfers};
 
 use crate::cancel::Cancel;
 use crate::ir::kernel::{Kernel, KernelIo};
@@ -26,6 +28,16 @@ pub trait Launch: Send + Sync {
         cancel.check()?;
         self.try_launch(io)
     }
+    /// Runs the whole domain on buffers in the engine's [`DeviceMemory`] (engines that
+    /// have one): the inputs and stores are views of device buffers, each reduction a
+    /// buffer of `n_units()` f64. The work may still be queued when this returns; the
+    /// memory's next download or histogram waits for it.
+    fn launch_resident(&self, io: &ResidentIo) -> Result<(), BackendError> {
+        let _ = io;
+        Err(BackendError::Unavailable(
+            "this engine has no device memory".into(),
+        ))
+    }
 }
 
 /// A backend: compiles kernels for one target.
@@ -42,6 +54,17 @@ pub trait Engine: Send + Sync {
     /// device engine's launches queue on one stream and are made one at a time).
     fn concurrent_launches(&self) -> bool {
         false
+    }
+    /// The engine's device memory, if its launches run there: the executor then keeps a
+    /// tensor's inputs, intermediates and selection keys in it, and moves only results
+    /// (and the few values host work needs) back.
+    fn memory(&self) -> Option<std::sync::Arc<dyn DeviceMemory>> {
+        None
+    }
+    /// How many tensors the merge may run at once on this engine (a device engine: two,
+    /// so that one tensor's uploads overlap the other's kernels).
+    fn tensors_in_flight(&self) -> usize {
+        1
     }
 }
 

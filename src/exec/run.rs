@@ -2,8 +2,10 @@
 //! engine, selections by the library in `select`. Results are the interpreter's, bit
 //! for bit, on the CPU engines.
 
+mod resident;
+
 use super::select;
-use crate::codegen::{BackendError, Engine, Launch as Code};
+use crate::codegen::{BackendError, DevBuf, DeviceMemory, Engine, Launch as Code};
 use crate::interp::{RuntimeError, Value, elem_op, topk_count};
 use crate::ir::graph::{H64, NTy, NodeId, NodeOp, Red, Scalar};
 use crate::ir::kernel::{Args, Dtype, KernelIo};
@@ -21,6 +23,8 @@ pub struct Compiled {
     code: Vec<Vec<Box<dyn Code>>>,
     /// Per stage, per select: the key kernel for a full chunk and for the last one.
     sel_code: Vec<Vec<KeyCode>>,
+    /// The engine's device memory: tensors then live there (see `resident`).
+    memory: Option<std::sync::Arc<dyn DeviceMemory>>,
 }
 
 impl Compiled {
@@ -62,6 +66,7 @@ impl Compiled {
             concurrent: engine.concurrent_launches(),
             code,
             sel_code,
+            memory: engine.memory(),
         })
     }
 }
@@ -98,11 +103,32 @@ enum HVal {
 
 type HR = Result<HVal, RuntimeError>;
 
+/// A tensor value: on the host, in device memory, or both (a copy made for host work or
+/// for a launch).
+#[derive(Default)]
+struct Buf {
+    host: Option<Vec<f32>>,
+    dev: Option<DevBuf>,
+}
+
+impl Buf {
+    fn host(v: Vec<f32>) -> Buf {
+        Buf {
+            host: Some(v),
+            dev: None,
+        }
+    }
+}
+
 struct State<'a> {
     c: &'a Compiled,
     inp: &'a RunInputs<'a>,
+    /// The engine's device memory, where the tensor's buffers live if it has one.
+    mem: Option<&'a dyn DeviceMemory>,
+    /// The inputs' device copies (uploaded on first use, in their storage dtype).
+    inputs_dev: Vec<Option<DevBuf>>,
     host: Vec<Option<HR>>,
-    buffers: HashMap<NodeId, Vec<f32>>,
+    buffers: HashMap<NodeId, Buf>,
     partials: HashMap<NodeId, Vec<f64>>,
     poison: Vec<Option<Option<RuntimeError>>>,
 }
@@ -113,6 +139,8 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
     let mut st = State {
         c,
         inp,
+        mem: c.memory.as_deref(),
+        inputs_dev: inp.tensors.iter().map(|_| None).collect(),
         host: vec![None; n],
         buffers: HashMap::new(),
         partials: HashMap::new(),
@@ -120,7 +148,8 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
     };
     for (i, node) in c.plan.graph.nodes.iter().enumerate() {
         if let NodeOp::Literal(d) = &node.op {
-            st.buffers.insert(i as NodeId, d.as_ref().clone());
+            st.buffers
+                .insert(i as NodeId, Buf::host(d.as_ref().clone()));
         }
     }
     let mut out = Some(out);
@@ -148,8 +177,8 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
         for (li, l) in stage.launches.iter().enumerate() {
             st.launch(si, li, l, &mut out).map_err(failed)?;
         }
-        for n in &stage.frees {
-            st.buffers.remove(n);
+        for &n in &stage.frees {
+            st.put_buffer(n, None);
         }
         if timing {
             eprintln!(
@@ -199,10 +228,23 @@ impl State<'_> {
         }
     }
 
+    /// A buffer's host copy (made by `to_host` first where it may live on a device).
     fn buffer(&self, n: NodeId) -> &[f32] {
         self.buffers
             .get(&n)
-            .unwrap_or_else(|| panic!("executor: no buffer for %{n}"))
+            .and_then(|b| b.host.as_deref())
+            .unwrap_or_else(|| panic!("executor: no host buffer for %{n}"))
+    }
+
+    /// Sets (or with None, drops) a node's buffer, freeing the device copy it replaces.
+    fn put_buffer(&mut self, n: NodeId, b: Option<Buf>) {
+        let old = match b {
+            Some(b) => self.buffers.insert(n, b),
+            None => self.buffers.remove(&n),
+        };
+        if let (Some(mem), Some(dev)) = (self.mem, old.and_then(|o| o.dev)) {
+            mem.free(dev);
+        }
     }
 
     fn shape(&self, n: NodeId) -> Vec<usize> {
@@ -275,6 +317,9 @@ impl State<'_> {
             }
             NodeOp::Quantile => {
                 let q = self.scalar(args[1])?.as_f32().unwrap_or(f32::NAN);
+                if let Some(q) = self.quantile_resident(args[0], q) {
+                    return Ok(HVal::V(Value::F32(q.map_err(backend_error)?)));
+                }
                 let cancel = &self.inp.cancel;
                 HVal::V(Value::F32(select::quantile(
                     self.buffer(args[0]),
@@ -283,22 +328,28 @@ impl State<'_> {
                 )?))
             }
             NodeOp::TopkMask => {
-                let x = self.buffer(args[0]);
-                let n_el = x.len();
+                let n_el = self.shape(args[0]).iter().product();
                 let (k, skip) = self.topk_counts(&args, n_el)?;
                 let (k, skip) = select::topk_counts(n_el, k, skip);
-                let cancel = &self.inp.cancel;
-                let cuts = [
-                    select::topk_cut(x, k + skip, cancel)?,
-                    select::topk_cut(x, skip, cancel)?,
-                ];
+                let cuts = match self.cuts_resident(args[0], [k + skip, skip]) {
+                    Some(cuts) => cuts.map_err(backend_error)?,
+                    None => {
+                        let (x, cancel) = (self.buffer(args[0]), &self.inp.cancel);
+                        [
+                            select::topk_cut(x, k + skip, cancel)?,
+                            select::topk_cut(x, skip, cancel)?,
+                        ]
+                    }
+                };
                 if self.c.plan.mask_buffers.contains(&n) {
-                    let m = mask_from_cuts(x, &cuts, 0);
-                    self.buffers.insert(n, m);
+                    self.fetch_host(args[0]).map_err(backend_error)?;
+                    let m = mask_from_cuts(self.buffer(args[0]), &cuts, 0);
+                    self.put_buffer(n, Some(Buf::host(m)));
                 }
                 HVal::Cuts(cuts)
             }
             NodeOp::Ranks(axis) => {
+                self.fetch_host(args[0]).map_err(backend_error)?;
                 let shape = self.shape(args[0]);
                 let r = select::ranks(
                     self.buffer(args[0]),
@@ -306,19 +357,20 @@ impl State<'_> {
                     *axis as usize,
                     &self.inp.cancel,
                 )?;
-                self.buffers.insert(n, r);
+                self.put_buffer(n, Some(Buf::host(r)));
                 HVal::Buf
             }
             NodeOp::Axis(aop, axis, keepdim) => {
                 let buf = match self.partials.remove(&n) {
                     Some(rows) => finish_rows(*aop, &rows, self.shape(args[0])),
                     None => {
+                        self.fetch_host(args[0]).map_err(backend_error)?;
                         let shape = self.shape(args[0]);
                         let x = self.buffer(args[0]);
                         select::reduce_axis(x, &shape, *axis as usize, *keepdim, *aop).1
                     }
                 };
-                self.buffers.insert(n, buf);
+                self.put_buffer(n, Some(Buf::host(buf)));
                 HVal::Buf
             }
             other => panic!("executor: {} is not host work", other.name()),
@@ -362,6 +414,9 @@ impl State<'_> {
                 Err(e) => self.host[t as usize] = Some(Err(e)),
             }
         }
+        if self.mem.is_some() {
+            return self.select_resident(si, j, sel, &ok, &requests);
+        }
         let chunks = sel.rows.div_ceil(sel.chunk_rows);
         let fill = |c: usize, bufs: &mut [Vec<f32>]| self.key_chunk(si, j, sel, c, bufs);
         let keys = super::topk::ChunkedKeys {
@@ -384,7 +439,7 @@ impl State<'_> {
                     let start = self.key_chunk(si, j, sel, ch, &mut bufs)?;
                     mask.extend(mask_from_cuts(&bufs[key], &c, start));
                 }
-                self.buffers.insert(t, mask);
+                self.put_buffer(t, Some(Buf::host(mask)));
             }
         }
         Ok(())
@@ -535,6 +590,9 @@ impl State<'_> {
         l: &crate::ir::plan::Launch,
         out: &mut Option<&mut [u8]>,
     ) -> Result<(), BackendError> {
+        if self.mem.is_some() {
+            return self.launch_resident(si, li, l, out);
+        }
         let k = &l.kernel;
         let args = self.args(l);
         // Buffers this launch stores into, taken out while it runs.
@@ -586,8 +644,8 @@ impl State<'_> {
         let mut owned_it = owned.into_iter();
         for s in &l.stores {
             if let StoreTarget::Buffer(n) = s {
-                self.buffers
-                    .insert(*n, owned_it.next().expect("store buffer"));
+                let b = Buf::host(owned_it.next().expect("store buffer"));
+                self.put_buffer(*n, Some(b));
             }
         }
         for (r, p) in l.reductions.iter().zip(reds) {

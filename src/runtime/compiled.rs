@@ -172,6 +172,18 @@ impl CompiledJob {
         self.lanes[self.lane()].engine.name()
     }
 
+    /// What the engine that ran the tensors copied to and from its device memory (if it
+    /// has any and used it).
+    pub fn transfers(&self) -> Option<crate::codegen::Transfers> {
+        let t = self.lanes[self.lane()].engine.memory()?.transfers();
+        (t.up_bytes > 0).then_some(t)
+    }
+
+    /// How many tensors the engine that runs them takes at once.
+    pub fn tensors_in_flight(&self) -> usize {
+        self.lanes[self.lane()].engine.tensors_in_flight()
+    }
+
     /// What a race of engines measured, if one was run.
     pub fn race_report(&self) -> Option<String> {
         self.report.get().cloned()

@@ -173,6 +173,8 @@ pub struct MergeSummary {
     pub notes: Vec<String>,
     /// The GGUF file written, for --out-format gguf.
     pub gguf: Option<super::GgufSummary>,
+    /// Bytes copied to and from a device engine's memory, and how fast (None on the CPU).
+    pub transfers: Option<crate::codegen::Transfers>,
 }
 
 pub(super) struct Inputs {
@@ -317,6 +319,7 @@ pub fn run(job: &MergeJob) -> Result<MergeSummary, MergeError> {
         threads: rayon::current_num_threads(),
         notes,
         gguf,
+        transfers: compiled.as_ref().and_then(|c| c.transfers()),
     })
 }
 

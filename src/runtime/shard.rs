@@ -146,12 +146,14 @@ impl Shards<'_> {
         let mut i = 0;
         while i < shard.len() {
             // A batch: consecutive tensors whose working memory fits the budget (at least
-            // one). (Compiled kernels use every core themselves: one tensor at a time.)
+            // one). Compiled kernels on the CPU use every core themselves: one tensor at a
+            // time; a device engine takes two, so one's uploads overlap the other's kernels.
             let mut end = i;
             let mut mem = 0u64;
+            let in_flight = self.compiled.map_or(usize::MAX, |c| c.tensors_in_flight());
             while end < shard.len()
                 && (end == i
-                    || (self.compiled.is_none()
+                    || (end - i < in_flight
                         && mem + working_bytes(&plan.tensors[shard[end]], k) <= job.max_memory))
             {
                 mem += working_bytes(&plan.tensors[shard[end]], k);

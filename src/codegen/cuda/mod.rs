@@ -21,6 +21,8 @@ pub mod select;
 
 #[cfg(feature = "cuda")]
 mod device;
+#[cfg(feature = "cuda")]
+mod memory;
 
 pub use render::{Param, entry_name, params, render};
 

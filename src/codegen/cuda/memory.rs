@@ -1,0 +1,274 @@
+//! Device memory on the GPU (feature `cuda`): the executor's resident buffers
+//! (`codegen::DeviceMemory`), with one CUDA stream per host thread and two reused
+//! page-locked staging buffers per stream.
+//!
+//! Each host thread that merges a tensor gets its own stream, so that while one tensor's
+//! kernels run, another thread's tensor is copied into staging and uploaded (the merge
+//! runs `Engine::tensors_in_flight` tensors at once), and the writer thread writes the
+//! one before. Copies go through the staging buffers in pieces of [`STAGE`] bytes,
+//! alternating: the host fills one while the device copies out of the other. Buffers are
+//! allocated on the stream of the thread that asks, and used by that thread only.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, PinnedHostSlice,
+    result, sys::CUevent_flags,
+};
+
+use super::select::Pass;
+use crate::codegen::{BackendError, DevBuf, DevView, Transfers};
+
+type Result<T> = std::result::Result<T, BackendError>;
+
+/// Queues the copy of piece `(offset, len)` between a stage and the device.
+type Copy<'a> = dyn FnMut(&mut PinnedHostSlice<u8>, usize, usize) -> Result<()> + 'a;
+/// Moves piece `offset` between a stage and host memory.
+type HostCopy<'a> = dyn FnMut(&mut PinnedHostSlice<u8>, usize) -> Result<()> + 'a;
+/// Queues a histogram pass on a stream: the buffer, the view's (offset, len), the
+/// counters.
+pub type QueueHistogram<'a> = dyn Fn(&Arc<CudaStream>, &CudaSlice<u8>, (usize, usize), &Pass, &mut CudaSlice<u32>) -> Result<()>
+    + 'a;
+
+/// Bytes per staging buffer (two per stream).
+pub const STAGE: usize = 16 << 20;
+
+fn err(e: impl std::fmt::Debug) -> BackendError {
+    BackendError::Device(format!("{e:?}"))
+}
+
+/// One staging buffer and the event after the last copy that used it.
+struct Stage {
+    host: PinnedHostSlice<u8>,
+    busy: Option<CudaEvent>,
+}
+
+impl Stage {
+    /// Waits until the device no longer copies from or into it.
+    fn idle(&mut self) -> Result<()> {
+        if let Some(e) = self.busy.take() {
+            e.synchronize().map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// A host thread's stream and staging.
+pub struct Lane {
+    pub stream: Arc<CudaStream>,
+    stages: Mutex<Vec<Stage>>,
+    /// Copies timed by events, folded into the totals by `settle`: (start, end, bytes, up).
+    timed: Mutex<Vec<(CudaEvent, CudaEvent, u64, bool)>>,
+}
+
+/// The GPU's memory as the executor sees it.
+pub struct GpuMemory {
+    ctx: Arc<CudaContext>,
+    next: AtomicU64,
+    bufs: Mutex<HashMap<u64, CudaSlice<u8>>>,
+    lanes: Mutex<HashMap<ThreadId, Arc<Lane>>>,
+    totals: Mutex<Transfers>,
+}
+
+impl GpuMemory {
+    pub fn new(ctx: Arc<CudaContext>) -> GpuMemory {
+        GpuMemory {
+            ctx,
+            next: AtomicU64::new(0),
+            bufs: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
+            totals: Mutex::new(Transfers::default()),
+        }
+    }
+
+    /// The calling thread's lane (made on its first call).
+    pub fn lane(&self) -> Result<Arc<Lane>> {
+        let me = std::thread::current().id();
+        let mut lanes = self.lanes.lock().map_err(err)?;
+        if let Some(l) = lanes.get(&me) {
+            return Ok(l.clone());
+        }
+        let lane = Arc::new(Lane {
+            stream: self.ctx.new_stream().map_err(err)?,
+            stages: Mutex::new(Vec::new()),
+            timed: Mutex::new(Vec::new()),
+        });
+        lanes.insert(me, lane.clone());
+        Ok(lane)
+    }
+
+    /// Runs `f` with the buffers (the map stays locked meanwhile: keep it short).
+    pub fn with_bufs<T>(
+        &self,
+        f: impl FnOnce(&HashMap<u64, CudaSlice<u8>>) -> Result<T>,
+    ) -> Result<T> {
+        f(&*self.bufs.lock().map_err(err)?)
+    }
+
+    fn insert(&self, slice: CudaSlice<u8>) -> Result<DevBuf> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let len = slice.len();
+        self.bufs.lock().map_err(err)?.insert(id, slice);
+        Ok(DevBuf::new(id, len))
+    }
+
+    /// Copies in `STAGE`-byte pieces through the lane's two staging buffers; `copy`
+    /// queues piece `(offset, len)` between the stage and the device, and `host` moves
+    /// it between the stage and host memory, before (`up`) or after the device copy.
+    fn staged(
+        &self,
+        lane: &Lane,
+        total: usize,
+        up: bool,
+        copy: &mut Copy,
+        host: &mut HostCopy,
+    ) -> Result<()> {
+        let mut stages = lane.stages.lock().map_err(err)?;
+        while stages.len() < 2 {
+            // SAFETY: page-locked host memory, written (uploads) or filled by the device
+            // (downloads) before it is read.
+            let host = unsafe { self.ctx.alloc_pinned_with_flags::<u8>(STAGE, 0) }.map_err(err)?;
+            stages.push(Stage { host, busy: None });
+        }
+        let s = &lane.stream;
+        let timing = Some(CUevent_flags::CU_EVENT_DEFAULT);
+        let start = s.record_event(timing).map_err(err)?;
+        let mut pending: Option<(usize, usize)> = None;
+        for (i, offset) in (0..total).step_by(STAGE).enumerate() {
+            let len = STAGE.min(total - offset);
+            let st = &mut stages[i % 2];
+            st.idle()?;
+            if up {
+                host(&mut st.host, offset)?;
+            }
+            copy(&mut st.host, offset, len)?;
+            st.busy = Some(s.record_event(None).map_err(err)?);
+            if !up {
+                // Piece i is queued: copy piece i - 1 out meanwhile.
+                if let Some((j, o)) = pending.replace((i, offset)) {
+                    let prev = &mut stages[j % 2];
+                    prev.idle()?;
+                    host(&mut prev.host, o)?;
+                }
+            }
+        }
+        if let Some((j, o)) = pending {
+            let last = &mut stages[j % 2];
+            last.idle()?;
+            host(&mut last.host, o)?;
+        }
+        let end = s.record_event(timing).map_err(err)?;
+        let mut timed = lane.timed.lock().map_err(err)?;
+        timed.push((start, end, total as u64, up));
+        Ok(())
+    }
+
+    /// Waits for the lane's copies and adds their bytes and device times to the totals.
+    pub fn settle(&self) -> Result<()> {
+        let lane = self.lane()?;
+        let done: Vec<_> = std::mem::take(&mut *lane.timed.lock().map_err(err)?);
+        let mut totals = self.totals.lock().map_err(err)?;
+        for (start, end, bytes, up) in done {
+            end.synchronize().map_err(err)?;
+            let secs = start.elapsed_ms(&end).map_err(err)? as f64 / 1e3;
+            if up {
+                totals.up_bytes += bytes;
+                totals.up_secs += secs;
+            } else {
+                totals.down_bytes += bytes;
+                totals.down_secs += secs;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn upload(&self, bytes: &[u8]) -> Result<DevBuf> {
+        let lane = self.lane()?;
+        let s = lane.stream.clone();
+        // SAFETY: every byte is written by the copies below before any kernel reads it.
+        let mut dev = unsafe { s.alloc::<u8>(bytes.len().max(1)) }.map_err(err)?;
+        let mut copy = |st: &mut PinnedHostSlice<u8>, offset: usize, len: usize| {
+            let src = st.as_slice().map_err(err)?;
+            let mut dst = dev.slice_mut(offset..offset + len);
+            let (ptr, _record) = dst.device_ptr_mut(&s);
+            // SAFETY: `src` is page-locked and stays untouched until the event recorded
+            // after this copy (`Stage::busy`) completes; `dst` holds `len` bytes.
+            unsafe { result::memcpy_htod_async(ptr, &src[..len], s.cu_stream()) }.map_err(err)
+        };
+        let mut host = |st: &mut PinnedHostSlice<u8>, offset: usize| {
+            let len = STAGE.min(bytes.len() - offset);
+            let stage = st.as_mut_slice().map_err(err)?;
+            stage[..len].copy_from_slice(&bytes[offset..offset + len]);
+            Ok(())
+        };
+        self.staged(&lane, bytes.len(), true, &mut copy, &mut host)?;
+        self.insert(dev)
+    }
+
+    pub fn alloc(&self, len: usize) -> Result<DevBuf> {
+        let lane = self.lane()?;
+        // SAFETY: the executor writes a buffer (a kernel's store or reduction) before it
+        // reads it.
+        let dev = unsafe { lane.stream.alloc::<u8>(len.max(1)) }.map_err(err)?;
+        self.insert(dev)
+    }
+
+    pub fn download(&self, v: DevView, out: &mut [u8]) -> Result<()> {
+        if out.len() != v.len {
+            return Err(BackendError::Device("download: sizes differ".into()));
+        }
+        let lane = self.lane()?;
+        let s = lane.stream.clone();
+        let bufs = self.bufs.lock().map_err(err)?;
+        let dev = bufs.get(&v.buf.id()).ok_or_else(|| missing(v.buf.id()))?;
+        let mut copy = |st: &mut PinnedHostSlice<u8>, offset: usize, len: usize| {
+            let src = dev.slice(v.offset + offset..v.offset + offset + len);
+            let (ptr, _record) = src.device_ptr(&s);
+            let dst = st.as_mut_slice().map_err(err)?;
+            // SAFETY: the stage is not read before the event after this copy completes.
+            unsafe { result::memcpy_dtoh_async(&mut dst[..len], ptr, s.cu_stream()) }.map_err(err)
+        };
+        let mut host = |st: &mut PinnedHostSlice<u8>, offset: usize| {
+            let len = STAGE.min(out.len() - offset);
+            let stage = st.as_slice().map_err(err)?;
+            out[offset..offset + len].copy_from_slice(&stage[..len]);
+            Ok(())
+        };
+        self.staged(&lane, v.len, false, &mut copy, &mut host)
+    }
+
+    pub fn free(&self, b: DevBuf) {
+        if let Ok(mut bufs) = self.bufs.lock() {
+            bufs.remove(&b.id());
+        }
+    }
+
+    pub fn transfers(&self) -> Transfers {
+        let _ = self.settle();
+        self.totals.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// One histogram pass over a view with `launch` (which queues `kernels/select.cu`
+    /// on the stream, given the view and the counters).
+    pub fn histogram(&self, x: DevView, p: &Pass, launch: &QueueHistogram) -> Result<[u32; 256]> {
+        let lane = self.lane()?;
+        let s = &lane.stream;
+        let mut hist = s.alloc_zeros::<u32>(256).map_err(err)?;
+        {
+            let bufs = self.bufs.lock().map_err(err)?;
+            let dev = bufs.get(&x.buf.id()).ok_or_else(|| missing(x.buf.id()))?;
+            launch(s, dev, (x.offset, x.len), p, &mut hist)?;
+        }
+        let mut out = [0u32; 256];
+        s.memcpy_dtoh(&hist, &mut out).map_err(err)?;
+        s.synchronize().map_err(err)?;
+        Ok(out)
+    }
+}
+
+pub fn missing(id: u64) -> BackendError {
+    BackendError::Device(format!("device memory: no buffer {id} (freed?)"))
+}
