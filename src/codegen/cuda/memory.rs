@@ -20,14 +20,11 @@ use cudarc::driver::{
 };
 
 use super::select::Pass;
+use super::staging::{self, Sides, Stage};
 use crate::codegen::{BackendError, DevBuf, DevView, Transfers};
 
 type Result<T> = std::result::Result<T, BackendError>;
 
-/// Queues the copy of piece `(offset, len)` between a stage and the device.
-type Copy<'a> = dyn FnMut(&mut PinnedHostSlice<u8>, usize, usize) -> Result<()> + 'a;
-/// Moves piece `offset` between a stage and host memory.
-type HostCopy<'a> = dyn FnMut(&mut PinnedHostSlice<u8>, usize) -> Result<()> + 'a;
 /// Queues a histogram pass on a stream: the buffer, the view's (offset, len), the
 /// counters.
 pub type QueueHistogram<'a> = dyn Fn(&Arc<CudaStream>, &CudaSlice<u8>, (usize, usize), &Pass, &mut CudaSlice<u32>) -> Result<()>
@@ -40,18 +37,22 @@ fn err(e: impl std::fmt::Debug) -> BackendError {
     BackendError::Device(format!("{e:?}"))
 }
 
-/// One staging buffer and the event after the last copy that used it.
-struct Stage {
+/// One staging buffer, its stream, and the event after the last copy that used it.
+struct Pinned {
     host: PinnedHostSlice<u8>,
+    stream: Arc<CudaStream>,
     busy: Option<CudaEvent>,
 }
 
-impl Stage {
-    /// Waits until the device no longer copies from or into it.
+impl Stage for Pinned {
     fn idle(&mut self) -> Result<()> {
         if let Some(e) = self.busy.take() {
             e.synchronize().map_err(err)?;
         }
+        Ok(())
+    }
+    fn mark_busy(&mut self) -> Result<()> {
+        self.busy = Some(self.stream.record_event(None).map_err(err)?);
         Ok(())
     }
 }
@@ -59,7 +60,7 @@ impl Stage {
 /// A host thread's stream and staging.
 pub struct Lane {
     pub stream: Arc<CudaStream>,
-    stages: Mutex<Vec<Stage>>,
+    stages: Mutex<Option<[Pinned; 2]>>,
     /// Copies timed by events, folded into the totals by `settle`: (start, end, bytes, up).
     timed: Mutex<Vec<(CudaEvent, CudaEvent, u64, bool)>>,
 }
@@ -93,7 +94,7 @@ impl GpuMemory {
         }
         let lane = Arc::new(Lane {
             stream: self.ctx.new_stream().map_err(err)?,
-            stages: Mutex::new(Vec::new()),
+            stages: Mutex::new(None),
             timed: Mutex::new(Vec::new()),
         });
         lanes.insert(me, lane.clone());
@@ -108,58 +109,34 @@ impl GpuMemory {
         f(&*self.bufs.lock().map_err(err)?)
     }
 
-    fn insert(&self, slice: CudaSlice<u8>) -> Result<DevBuf> {
+    /// Keeps a slice (of at least one byte) as a buffer of `len` bytes.
+    fn insert(&self, slice: CudaSlice<u8>, len: usize) -> Result<DevBuf> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let len = slice.len();
         self.bufs.lock().map_err(err)?.insert(id, slice);
         Ok(DevBuf::new(id, len))
     }
 
-    /// Copies in `STAGE`-byte pieces through the lane's two staging buffers; `copy`
-    /// queues piece `(offset, len)` between the stage and the device, and `host` moves
-    /// it between the stage and host memory, before (`up`) or after the device copy.
-    fn staged(
-        &self,
-        lane: &Lane,
-        total: usize,
-        up: bool,
-        copy: &mut Copy,
-        host: &mut HostCopy,
-    ) -> Result<()> {
+    /// Copies `total` bytes through the lane's staging (see `staging`), timed by events.
+    fn staged(&self, lane: &Lane, total: usize, up: bool, sides: Sides<Pinned>) -> Result<()> {
         let mut stages = lane.stages.lock().map_err(err)?;
-        while stages.len() < 2 {
-            // SAFETY: page-locked host memory, written (uploads) or filled by the device
-            // (downloads) before it is read.
-            let host = unsafe { self.ctx.alloc_pinned_with_flags::<u8>(STAGE, 0) }.map_err(err)?;
-            stages.push(Stage { host, busy: None });
+        if stages.is_none() {
+            let stage = || -> Result<Pinned> {
+                // SAFETY: page-locked host memory that the schedule writes (uploads) or
+                // has the device fill (downloads) before it reads it.
+                let host = unsafe { self.ctx.alloc_pinned_with_flags::<u8>(STAGE, 0) };
+                Ok(Pinned {
+                    host: host.map_err(err)?,
+                    stream: lane.stream.clone(),
+                    busy: None,
+                })
+            };
+            *stages = Some([stage()?, stage()?]);
         }
+        let stages = stages.as_mut().expect("made above");
         let s = &lane.stream;
         let timing = Some(CUevent_flags::CU_EVENT_DEFAULT);
         let start = s.record_event(timing).map_err(err)?;
-        let mut pending: Option<(usize, usize)> = None;
-        for (i, offset) in (0..total).step_by(STAGE).enumerate() {
-            let len = STAGE.min(total - offset);
-            let st = &mut stages[i % 2];
-            st.idle()?;
-            if up {
-                host(&mut st.host, offset)?;
-            }
-            copy(&mut st.host, offset, len)?;
-            st.busy = Some(s.record_event(None).map_err(err)?);
-            if !up {
-                // Piece i is queued: copy piece i - 1 out meanwhile.
-                if let Some((j, o)) = pending.replace((i, offset)) {
-                    let prev = &mut stages[j % 2];
-                    prev.idle()?;
-                    host(&mut prev.host, o)?;
-                }
-            }
-        }
-        if let Some((j, o)) = pending {
-            let last = &mut stages[j % 2];
-            last.idle()?;
-            host(&mut last.host, o)?;
-        }
+        staging::staged(stages, total, STAGE, up, sides)?;
         let end = s.record_event(timing).map_err(err)?;
         let mut timed = lane.timed.lock().map_err(err)?;
         timed.push((start, end, total as u64, up));
@@ -190,22 +167,25 @@ impl GpuMemory {
         let s = lane.stream.clone();
         // SAFETY: every byte is written by the copies below before any kernel reads it.
         let mut dev = unsafe { s.alloc::<u8>(bytes.len().max(1)) }.map_err(err)?;
-        let mut copy = |st: &mut PinnedHostSlice<u8>, offset: usize, len: usize| {
-            let src = st.as_slice().map_err(err)?;
+        let mut copy = |st: &mut Pinned, offset: usize, len: usize| {
+            let src = st.host.as_slice().map_err(err)?;
             let mut dst = dev.slice_mut(offset..offset + len);
             let (ptr, _record) = dst.device_ptr_mut(&s);
             // SAFETY: `src` is page-locked and stays untouched until the event recorded
             // after this copy (`Stage::busy`) completes; `dst` holds `len` bytes.
             unsafe { result::memcpy_htod_async(ptr, &src[..len], s.cu_stream()) }.map_err(err)
         };
-        let mut host = |st: &mut PinnedHostSlice<u8>, offset: usize| {
-            let len = STAGE.min(bytes.len() - offset);
-            let stage = st.as_mut_slice().map_err(err)?;
+        let mut host = |st: &mut Pinned, offset: usize, len: usize| {
+            let stage = st.host.as_mut_slice().map_err(err)?;
             stage[..len].copy_from_slice(&bytes[offset..offset + len]);
             Ok(())
         };
-        self.staged(&lane, bytes.len(), true, &mut copy, &mut host)?;
-        self.insert(dev)
+        let sides = Sides {
+            device: &mut copy,
+            host: &mut host,
+        };
+        self.staged(&lane, bytes.len(), true, sides)?;
+        self.insert(dev, bytes.len())
     }
 
     pub fn alloc(&self, len: usize) -> Result<DevBuf> {
@@ -213,7 +193,7 @@ impl GpuMemory {
         // SAFETY: the executor writes a buffer (a kernel's store or reduction) before it
         // reads it.
         let dev = unsafe { lane.stream.alloc::<u8>(len.max(1)) }.map_err(err)?;
-        self.insert(dev)
+        self.insert(dev, len)
     }
 
     pub fn download(&self, v: DevView, out: &mut [u8]) -> Result<()> {
@@ -224,20 +204,23 @@ impl GpuMemory {
         let s = lane.stream.clone();
         let bufs = self.bufs.lock().map_err(err)?;
         let dev = bufs.get(&v.buf.id()).ok_or_else(|| missing(v.buf.id()))?;
-        let mut copy = |st: &mut PinnedHostSlice<u8>, offset: usize, len: usize| {
+        let mut copy = |st: &mut Pinned, offset: usize, len: usize| {
             let src = dev.slice(v.offset + offset..v.offset + offset + len);
             let (ptr, _record) = src.device_ptr(&s);
-            let dst = st.as_mut_slice().map_err(err)?;
+            let dst = st.host.as_mut_slice().map_err(err)?;
             // SAFETY: the stage is not read before the event after this copy completes.
             unsafe { result::memcpy_dtoh_async(&mut dst[..len], ptr, s.cu_stream()) }.map_err(err)
         };
-        let mut host = |st: &mut PinnedHostSlice<u8>, offset: usize| {
-            let len = STAGE.min(out.len() - offset);
-            let stage = st.as_slice().map_err(err)?;
+        let mut host = |st: &mut Pinned, offset: usize, len: usize| {
+            let stage = st.host.as_slice().map_err(err)?;
             out[offset..offset + len].copy_from_slice(&stage[..len]);
             Ok(())
         };
-        self.staged(&lane, v.len, false, &mut copy, &mut host)
+        let sides = Sides {
+            device: &mut copy,
+            host: &mut host,
+        };
+        self.staged(&lane, v.len, false, sides)
     }
 
     pub fn free(&self, b: DevBuf) {

@@ -18,6 +18,7 @@
 
 mod render;
 pub mod select;
+pub mod staging;
 
 #[cfg(feature = "cuda")]
 mod device;
