@@ -175,6 +175,8 @@ for method in $METHODS; do
         tag="$backend"; targs=(--backend "$backend" --device "$DEVICE")
         if [ "$backend" = jit ]; then tag="jit-t$t"; fi
         if [ "$backend" = auto ]; then targs=(--device auto); fi
+        # On a device: the JSON summary carries the bytes copied each way and their GB/s.
+        if [ "$backend" = cuda ] || [ "$backend" = auto ]; then targs+=(--format json); fi
         [ "$t" = all ] || targs+=(--threads "$t")
         out="$DIR/out-mergec-$tag-$method"
         rm -rf "$out"
@@ -184,6 +186,8 @@ for method in $METHODS; do
             --model "$CKPT/model-2" --model "$CKPT/model-3" "${set_args[@]}" --dtype bf16 --out "$out" --quiet \
             "${targs[@]}"
         grep -h "^note: " "$LOGDIR/mergec-${tag}_${method}_$r.log" >&2 || true
+        grep -ho '"transfers":{[^}]*}' "$LOGDIR/mergec-${tag}_${method}_$r.log" |
+            sed 's/^/   host<->device copies: /' >&2 || true
         if [ "$CHECK" = 1 ] && [ "$r" = 1 ] && [ -n "${PY:-}" ]; then
             "$PY" "$ROOT/scripts/check-output.py" "$out" --quiet --expect-dtype bf16 2>/dev/null | tail -4 >&2 || true
         fi

@@ -394,21 +394,25 @@ fn the_seed_changes_dare_masks_and_the_same_seed_gives_the_same_bytes() {
     }
 }
 
+/// Nor does the GPU path's executor (`--backend emulated`: tensors resident in device
+/// memory held in host RAM, two tensors at once).
 #[test]
-fn threads_and_max_memory_do_not_change_the_bytes() {
+fn threads_max_memory_and_the_device_path_do_not_change_the_bytes() {
     let zoo = Zoo::new();
-    let runs: [(&str, &[&str]); 3] = [
+    let runs: [(&str, &[&str]); 4] = [
         ("t1", &["--threads", "1", "--max-memory", "1"]),
         ("t2", &["--threads", "2", "--max-memory", "1GB"]),
         ("t2s", &["--threads", "2", "--max-memory", "5KB"]),
+        ("emu", &["--threads", "2", "--backend", "emulated"]),
     ];
     for (out, flags) in runs {
         ok(merge(&zoo, "dare", out, flags));
     }
     verify_tensors(&zoo, "t1", &Expect::new("dare"));
     let want = weights(&zoo.path("t1"));
-    assert_eq!(weights(&zoo.path("t2")), want);
-    assert_eq!(weights(&zoo.path("t2s")), want);
+    for out in ["t2", "t2s", "emu"] {
+        assert_eq!(weights(&zoo.path(out)), want, "{out}");
+    }
 }
 
 #[test]

@@ -73,7 +73,9 @@ pub struct MergeArgs {
     #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Engine for merged tensors: jit (compiled kernels on the CPU), interp (the
-    /// reference interpreter), ref (the kernel reference evaluator) or cuda.
+    /// reference interpreter), ref (the kernel reference evaluator), cuda, or emulated
+    /// (the GPU path's executor with device memory in host RAM and JIT kernels: for
+    /// checking that path without a GPU; slower than jit).
     #[arg(long, default_value = "jit")]
     pub backend: String,
     /// Where to run: cpu, cuda, or auto (with a usable GPU, the faster of the JIT and

@@ -141,7 +141,7 @@ impl<E: Engine> Engine for Resident<E> {
     fn name(&self) -> &'static str {
         match self.inner.name() {
             "ref" => "ref (resident)",
-            "jit" => "jit (resident)",
+            "jit" => "emulated",
             _ => "resident",
         }
     }
@@ -170,6 +170,10 @@ impl<E: Engine> Engine for Resident<E> {
     }
     fn memory(&self) -> Option<Arc<dyn DeviceMemory>> {
         Some(self.mem.clone())
+    }
+    /// As a GPU engine: two tensors at once.
+    fn tensors_in_flight(&self) -> usize {
+        2
     }
 }
 

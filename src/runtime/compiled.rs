@@ -31,6 +31,10 @@ pub enum Backend {
     Ref,
     /// CUDA kernels on the GPU (feature `cuda`).
     Cuda,
+    /// The GPU path without a GPU: JIT kernels on device memory held in host RAM
+    /// (`codegen::Resident`), tensors resident, selections by histogram passes, two
+    /// tensors at once. Slower than `Jit`; for checking that path on any machine.
+    Emulated,
     /// The fastest of these engines on this machine and merge (`--device auto` with a
     /// GPU: the JIT and CUDA): each runs one tensor, timed, and the fastest runs the
     /// rest (see [`race_tensor`]). Their outputs are the same bytes.
@@ -44,9 +48,10 @@ impl Backend {
             "jit" => Backend::Jit,
             "ref" => Backend::Ref,
             "cuda" => Backend::Cuda,
+            "emulated" => Backend::Emulated,
             other => {
                 return Err(format!(
-                    "unknown backend `{other}`: use interp, jit, ref or cuda"
+                    "unknown backend `{other}`: use interp, jit, ref, cuda or emulated"
                 ));
             }
         })
@@ -57,6 +62,7 @@ impl Backend {
             Backend::Jit => "jit",
             Backend::Ref => "ref",
             Backend::Cuda => "cuda",
+            Backend::Emulated => "emulated",
             Backend::Fastest(_) => "auto",
         }
     }
@@ -69,6 +75,9 @@ pub fn engines(b: Backend) -> Result<Vec<Box<dyn Engine>>, BackendError> {
         Backend::Ref => vec![Box::new(crate::codegen::RefEngine)],
         Backend::Jit => vec![Box::new(crate::codegen::cpu::JitEngine::new()?)],
         Backend::Cuda => vec![crate::codegen::cuda::engine()?],
+        Backend::Emulated => vec![Box::new(crate::codegen::Resident::new(
+            crate::codegen::cpu::JitEngine::new()?,
+        ))],
         Backend::Fastest(list) => {
             let mut all = Vec::new();
             for &x in list {
