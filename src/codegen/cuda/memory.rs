@@ -69,7 +69,8 @@ pub struct Lane {
 pub struct GpuMemory {
     ctx: Arc<CudaContext>,
     next: AtomicU64,
-    bufs: Mutex<HashMap<u64, CudaSlice<u8>>>,
+    /// Shared so that a long copy holds its buffer, not the map.
+    bufs: Mutex<HashMap<u64, Arc<CudaSlice<u8>>>>,
     lanes: Mutex<HashMap<ThreadId, Arc<Lane>>>,
     totals: Mutex<Transfers>,
 }
@@ -104,7 +105,7 @@ impl GpuMemory {
     /// Runs `f` with the buffers (the map stays locked meanwhile: keep it short).
     pub fn with_bufs<T>(
         &self,
-        f: impl FnOnce(&HashMap<u64, CudaSlice<u8>>) -> Result<T>,
+        f: impl FnOnce(&HashMap<u64, Arc<CudaSlice<u8>>>) -> Result<T>,
     ) -> Result<T> {
         f(&*self.bufs.lock().map_err(err)?)
     }
@@ -112,7 +113,7 @@ impl GpuMemory {
     /// Keeps a slice (of at least one byte) as a buffer of `len` bytes.
     fn insert(&self, slice: CudaSlice<u8>, len: usize) -> Result<DevBuf> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.bufs.lock().map_err(err)?.insert(id, slice);
+        self.bufs.lock().map_err(err)?.insert(id, Arc::new(slice));
         Ok(DevBuf::new(id, len))
     }
 
@@ -143,9 +144,20 @@ impl GpuMemory {
         Ok(())
     }
 
-    /// Waits for the lane's copies and adds their bytes and device times to the totals.
+    /// A buffer, held (the map is not locked meanwhile).
+    fn get(&self, b: &DevBuf) -> Result<Arc<CudaSlice<u8>>> {
+        let bufs = self.bufs.lock().map_err(err)?;
+        bufs.get(&b.id()).cloned().ok_or_else(|| missing(b.id()))
+    }
+
+    /// Waits for the calling thread's copies and adds their bytes and device times to
+    /// the totals.
     pub fn settle(&self) -> Result<()> {
         let lane = self.lane()?;
+        self.settle_lane(&lane)
+    }
+
+    fn settle_lane(&self, lane: &Lane) -> Result<()> {
         let done: Vec<_> = std::mem::take(&mut *lane.timed.lock().map_err(err)?);
         let mut totals = self.totals.lock().map_err(err)?;
         for (start, end, bytes, up) in done {
@@ -202,8 +214,7 @@ impl GpuMemory {
         }
         let lane = self.lane()?;
         let s = lane.stream.clone();
-        let bufs = self.bufs.lock().map_err(err)?;
-        let dev = bufs.get(&v.buf.id()).ok_or_else(|| missing(v.buf.id()))?;
+        let dev = self.get(v.buf)?;
         let mut copy = |st: &mut Pinned, offset: usize, len: usize| {
             let src = dev.slice(v.offset + offset..v.offset + offset + len);
             let (ptr, _record) = src.device_ptr(&s);
@@ -229,8 +240,15 @@ impl GpuMemory {
         }
     }
 
+    /// Every thread's copies so far.
     pub fn transfers(&self) -> Transfers {
-        let _ = self.settle();
+        let lanes: Vec<Arc<Lane>> = match self.lanes.lock() {
+            Ok(l) => l.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for lane in lanes {
+            let _ = self.settle_lane(&lane);
+        }
         self.totals.lock().map(|t| *t).unwrap_or_default()
     }
 
@@ -241,9 +259,8 @@ impl GpuMemory {
         let s = &lane.stream;
         let mut hist = s.alloc_zeros::<u32>(256).map_err(err)?;
         {
-            let bufs = self.bufs.lock().map_err(err)?;
-            let dev = bufs.get(&x.buf.id()).ok_or_else(|| missing(x.buf.id()))?;
-            launch(s, dev, (x.offset, x.len), p, &mut hist)?;
+            let dev = self.get(x.buf)?;
+            launch(s, &dev, (x.offset, x.len), p, &mut hist)?;
         }
         let mut out = [0u32; 256];
         s.memcpy_dtoh(&hist, &mut out).map_err(err)?;
