@@ -86,8 +86,10 @@ impl GpuMemory {
         }
     }
 
-    /// The calling thread's lane (made on its first call).
+    /// The calling thread's lane (made on its first call), with the context current on
+    /// the thread (the raw copies below need it).
     pub fn lane(&self) -> Result<Arc<Lane>> {
+        self.ctx.bind_to_thread().map_err(err)?;
         let me = std::thread::current().id();
         let mut lanes = self.lanes.lock().map_err(err)?;
         if let Some(l) = lanes.get(&me) {
