@@ -228,7 +228,7 @@ impl State<'_> {
         }
     }
 
-    /// A buffer's host copy (made by `to_host` first where it may live on a device).
+    /// A buffer's host copy (made by `fetch_host` first where it may live on a device).
     fn buffer(&self, n: NodeId) -> &[f32] {
         self.buffers
             .get(&n)

@@ -490,12 +490,9 @@ impl CudaLaunch {
         Ok(())
     }
 
-    /// A launch on host memory: uploads the inputs, runs, downloads the results.
+    /// A launch on host memory: uploads the inputs, runs, downloads the results (`queue`
+    /// checks the sizes).
     fn run(&self, io: &mut KernelIo) -> Result<()> {
-        let reds: Vec<usize> = io.reductions.iter().map(|r| r.len()).collect();
-        let lens = |b: &[&[u8]]| b.iter().map(|x| x.len()).collect::<Vec<_>>();
-        let stores: Vec<usize> = io.stores.iter().map(|b| b.len()).collect();
-        self.fits(&lens(&io.inputs), &stores, &reds, io.args)?;
         let mem: &dyn DeviceMemory = self.inner.as_ref();
         let mut held: Vec<DevBuf> = Vec::new();
         let r = self.run_held(io, mem, &mut held);
