@@ -177,11 +177,13 @@ impl<E: Engine> Engine for Resident<E> {
     }
 }
 
-/// Buffers as `u64` words, so that f32 and f64 views are aligned.
+/// Buffers as `u64` words, so that f32 and f64 views are aligned. The map is locked only
+/// to look buffers up, never while a kernel runs: a JIT launch runs on the thread pool,
+/// and a thread waiting in it may pick up another tensor's work, which needs the map.
 #[derive(Default)]
 struct HostMemory {
     next: AtomicU64,
-    bufs: Mutex<HashMap<u64, Vec<u64>>>,
+    bufs: Mutex<HashMap<u64, Arc<Vec<u64>>>>,
     up: AtomicU64,
     down: AtomicU64,
 }
@@ -195,9 +197,18 @@ fn missing(id: u64) -> BackendError {
 }
 
 impl HostMemory {
+    /// A buffer, held (the map is not locked meanwhile).
+    fn get(&self, id: u64) -> Result<Arc<Vec<u64>>> {
+        let bufs = self.bufs.lock().map_err(poisoned)?;
+        bufs.get(&id).cloned().ok_or_else(|| missing(id))
+    }
+
     fn insert(&self, words: Vec<u64>, len: usize) -> Result<DevBuf> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.bufs.lock().map_err(poisoned)?.insert(id, words);
+        self.bufs
+            .lock()
+            .map_err(poisoned)?
+            .insert(id, Arc::new(words));
         Ok(DevBuf::new(id, len))
     }
 }
@@ -221,9 +232,8 @@ impl DeviceMemory for HostMemory {
     }
 
     fn download(&self, v: DevView, out: &mut [u8]) -> Result<()> {
-        let bufs = self.bufs.lock().map_err(poisoned)?;
-        let words = bufs.get(&v.buf.id).ok_or_else(|| missing(v.buf.id))?;
-        out.copy_from_slice(bytes_of(words, &v));
+        let words = self.get(v.buf.id)?;
+        out.copy_from_slice(bytes_of(&words, &v));
         self.down.fetch_add(v.len as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -235,9 +245,8 @@ impl DeviceMemory for HostMemory {
     }
 
     fn histogram(&self, x: DevView, p: &Pass) -> Result<[u32; 256]> {
-        let bufs = self.bufs.lock().map_err(poisoned)?;
-        let words = bufs.get(&x.buf.id).ok_or_else(|| missing(x.buf.id))?;
-        let floats = <[f32]>::ref_from_bytes(bytes_of(words, &x))
+        let words = self.get(x.buf.id)?;
+        let floats = <[f32]>::ref_from_bytes(bytes_of(&words, &x))
             .map_err(|_| BackendError::Device("histogram: not a view of f32".into()))?;
         // The 1 KiB of counts comes back, as on a device.
         self.down.fetch_add(1024, Ordering::Relaxed);
@@ -263,26 +272,51 @@ impl Launch for ResidentLaunch {
         self.code.launch(io)
     }
 
-    /// Takes the written buffers out of memory while the CPU code runs on them (reading
-    /// the others in place), then puts them back.
+    /// Takes the written buffers out of memory while the CPU code runs on them (holding
+    /// the ones it reads), then puts them back.
     fn launch_resident(&self, io: &ResidentIo) -> Result<()> {
-        let mut bufs = self.mem.bufs.lock().map_err(poisoned)?;
+        let mem = &self.mem;
+        let mut inputs = HashMap::new();
+        for v in &io.inputs {
+            inputs.insert(v.buf.id, mem.get(v.buf.id)?);
+        }
         let mut written: Vec<(u64, Vec<u64>)> = Vec::new();
         let ids = io.stores.iter().map(|v| v.buf.id);
-        for id in ids.chain(io.reductions.iter().map(|b| b.id)) {
-            if !written.iter().any(|(w, _)| *w == id) {
-                written.push((id, bufs.remove(&id).ok_or_else(|| missing(id))?));
+        let mut result = Ok(());
+        {
+            let mut bufs = mem.bufs.lock().map_err(poisoned)?;
+            for id in ids.chain(io.reductions.iter().map(|b| b.id)) {
+                if written.iter().any(|(w, _)| *w == id) {
+                    continue;
+                }
+                let Some(words) = bufs.remove(&id) else {
+                    result = Err(missing(id));
+                    break;
+                };
+                match Arc::try_unwrap(words) {
+                    Ok(w) => written.push((id, w)),
+                    Err(shared) => {
+                        bufs.insert(id, shared);
+                        result = Err(BackendError::Device(
+                            "a launch reads a buffer it also writes".into(),
+                        ));
+                        break;
+                    }
+                }
             }
         }
-        let result = run_on(&bufs, &mut written, io, self.code.as_ref());
-        bufs.extend(written);
+        if result.is_ok() {
+            result = run_on(&inputs, &mut written, io, self.code.as_ref());
+        }
+        let mut bufs = mem.bufs.lock().map_err(poisoned)?;
+        bufs.extend(written.into_iter().map(|(id, w)| (id, Arc::new(w))));
         result
     }
 }
 
-/// Runs `code` with its inputs read from `bufs` and its outputs in `written`.
+/// Runs `code` with its inputs read from `inputs` and its outputs in `written`.
 fn run_on(
-    bufs: &HashMap<u64, Vec<u64>>,
+    bufs: &HashMap<u64, Arc<Vec<u64>>>,
     written: &mut [(u64, Vec<u64>)],
     io: &ResidentIo,
     code: &dyn Launch,
