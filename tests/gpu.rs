@@ -10,6 +10,9 @@
 
 #[path = "common/cuda_kernels.rs"]
 mod cuda_kernels;
+#[cfg(feature = "cuda")]
+#[path = "common/programs.rs"]
+mod programs;
 #[path = "common/rng.rs"]
 mod rng;
 
@@ -453,5 +456,96 @@ mod device {
         let gbs = mergec::codegen::cuda::copy_bandwidth_gbs().expect("bandwidth");
         eprintln!("device-to-device copy: {gbs:.0} GB/s (read + write)");
         assert!(gbs > 10.0);
+    }
+
+    /// The merge executor on the GPU's memory (tensors resident, cuts by histogram
+    /// passes, two streams), against the interpreter, bit for bit: the stdlib methods
+    /// without transcendentals, and TIES over several selection chunks. Each input goes
+    /// up once and only the result (with counts and partials) comes down.
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn the_resident_path_matches_the_interpreter() {
+        use mergec::interp::{Context, TensorFacts, run_merge};
+        use mergec::pipeline::run_compiled;
+        use mergec::types::{Const, instantiate_merge};
+        let e = engine();
+        let mut rng = mergec::semantics::rng::SplitMix64::new(5);
+        let exact = [
+            "linear",
+            "task_arithmetic",
+            "ties",
+            "dare_linear",
+            "dare_ties",
+            "breadcrumbs",
+            "breadcrumbs_ties",
+            "della",
+            "della_linear",
+            "sce",
+            "model_stock",
+        ];
+        let shapes: [&[usize]; 4] = [&[4096], &[7, 783], &[64, 4096], &[1100, 2000]];
+        let mut runs = 0;
+        for name in exact {
+            let m = mergec::stdlib::method(name).expect("method");
+            for settings in super::programs::stdlib_settings(name) {
+                let ov: Vec<(String, Const)> = settings
+                    .iter()
+                    .map(|s| Const::parse_assignment(s).expect("set"))
+                    .collect();
+                for shape in shapes {
+                    let Ok(cm) = instantiate_merge(&m.program, name, shape.len()) else {
+                        continue;
+                    };
+                    let base = super::programs::random_tensor(&mut rng, shape, 1.0);
+                    let models: Vec<_> = (0..3)
+                        .map(|_| super::programs::random_tensor(&mut rng, shape, 1.0))
+                        .collect();
+                    let facts = TensorFacts::from_name("model.layers.1.mlp.up_proj.weight", 4);
+                    let want = run_merge(
+                        &cm,
+                        &base,
+                        &models,
+                        &ov,
+                        &Context::new(3, facts.clone()),
+                        true,
+                    );
+                    let before = e.transfers();
+                    let got = run_compiled(&cm, &base, &models, &ov, 3, &facts, &e, true);
+                    e.end_tensor();
+                    let (Ok(w), Ok(g)) = (want, got) else {
+                        continue;
+                    };
+                    let bits = |t: &mergec::interp::Tensor| -> Vec<u32> {
+                        t.data
+                            .iter()
+                            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+                            .collect()
+                    };
+                    assert_eq!(bits(&w), bits(&g), "{name} {settings:?} {shape:?}");
+                    let t = e.transfers();
+                    let n = (shape.iter().product::<usize>() * 4) as u64;
+                    assert_eq!(
+                        t.up_bytes - before.up_bytes,
+                        4 * n,
+                        "{name}: inputs up once"
+                    );
+                    let down = t.down_bytes - before.down_bytes;
+                    assert!(
+                        down >= n && down < n + (1 << 20),
+                        "{name}: {down} bytes down for {n}"
+                    );
+                    runs += 1;
+                }
+            }
+        }
+        let t = e.transfers();
+        eprintln!(
+            "resident path: {runs} runs equal the interpreter; copies up {:.2} GB at {:?} GB/s, down {:.2} GB at {:?} GB/s",
+            t.up_bytes as f64 / 1e9,
+            t.up_gbs(),
+            t.down_bytes as f64 / 1e9,
+            t.down_gbs()
+        );
+        assert!(runs > 30, "only {runs} runs");
     }
 }
