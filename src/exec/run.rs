@@ -82,6 +82,39 @@ fn tail_rows(sel: &crate::ir::plan::Select) -> usize {
 /// A select's key kernel for a full chunk of rows and for the last chunk.
 type KeyCode = (Box<dyn Code>, Box<dyn Code>);
 
+/// The key kernel of select `j` of stage `si` for a chunk of `rows` rows.
+fn key_code<'c>(
+    c: &'c Compiled,
+    si: usize,
+    j: usize,
+    sel: &crate::ir::plan::Select,
+    rows: usize,
+) -> &'c dyn Code {
+    let code = &c.sel_code[si][j];
+    if rows == sel.chunk_rows {
+        code.0.as_ref()
+    } else {
+        code.1.as_ref()
+    }
+}
+
+/// The bytes (offset, length) of a key kernel's input that rows `r0..r1` read, of an
+/// input of `len` bytes: its rows for a Full or Row input, all of it otherwise.
+fn chunk_input(
+    ki: &crate::ir::kernel::KInput,
+    cols: usize,
+    r0: usize,
+    r1: usize,
+    len: usize,
+) -> (usize, usize) {
+    let size = ki.dtype.size();
+    match ki.mode {
+        crate::ir::kernel::Mode::Full => (r0 * cols * size, (r1 - r0) * cols * size),
+        crate::ir::kernel::Mode::Row => (r0 * size, (r1 - r0) * size),
+        _ => (0, len),
+    }
+}
+
 /// One tensor's inputs and facts.
 pub struct RunInputs<'a> {
     /// Base first: storage bytes and dtype.
@@ -475,12 +508,8 @@ impl State<'_> {
                     Source::Input(i) => self.inp.tensors[*i as usize].0,
                     Source::Buffer(n) => self.buffer(*n).as_bytes(),
                 };
-                let size = ki.dtype.size();
-                match ki.mode {
-                    crate::ir::kernel::Mode::Full => &bytes[r0 * cols * size..r1 * cols * size],
-                    crate::ir::kernel::Mode::Row => &bytes[r0 * size..r1 * size],
-                    _ => bytes,
-                }
+                let (at, len) = chunk_input(ki, cols, r0, r1, bytes.len());
+                &bytes[at..at + len]
             })
             .collect();
         for b in bufs.iter_mut() {
@@ -495,13 +524,7 @@ impl State<'_> {
                 .collect(),
             reductions: Vec::new(),
         };
-        let code = &self.c.sel_code[si][j];
-        let cancel = &self.inp.cancel;
-        if r1 - r0 == sel.chunk_rows {
-            code.0.launch_until(&mut io, cancel)?;
-        } else {
-            code.1.launch_until(&mut io, cancel)?;
-        }
+        key_code(self.c, si, j, sel, r1 - r0).launch_until(&mut io, &self.inp.cancel)?;
         Ok(r0 * cols)
     }
 

@@ -7,13 +7,13 @@
 //! finish, a top-k mask as a value) downloads it, and a host result a launch reads goes
 //! up: the same values either way, so results are the host path's, bit for bit.
 
-use super::{Buf, HVal, State, mask_from_cuts};
+use super::{Buf, HVal, State, chunk_input, key_code, mask_from_cuts};
 use crate::codegen::cuda::select as radix;
 use crate::codegen::{BackendError, DevBuf, DevView, DeviceMemory, ResidentIo};
 use crate::exec::select::TopkCut;
 use crate::exec::topk::Request;
 use crate::ir::graph::NodeId;
-use crate::ir::kernel::{Mode, Sink};
+use crate::ir::kernel::Sink;
 use crate::ir::plan::{Launch, Select, Source, StoreTarget};
 use zerocopy::IntoBytes;
 
@@ -105,7 +105,7 @@ impl<'a> State<'a> {
         Ok(())
     }
 
-    /// The device copy of a load (after `to_device`).
+    /// The device copy of a load (after `ensure_device`).
     fn device(&self, s: &Source) -> &DevBuf {
         match *s {
             Source::Input(i) => self.inputs_dev[i as usize].as_ref(),
@@ -166,12 +166,9 @@ impl<'a> State<'a> {
             let r1 = (r0 + sel.chunk_rows).min(sel.rows);
             let inputs = (l.loads.iter().zip(&l.kernel.inputs))
                 .map(|(src, ki)| {
-                    let (d, size) = (self.device(src), ki.dtype.size());
-                    match ki.mode {
-                        Mode::Full => d.view(r0 * cols * size, (r1 - r0) * cols * size),
-                        Mode::Row => d.view(r0 * size, (r1 - r0) * size),
-                        Mode::Col | Mode::One => d.all(),
-                    }
+                    let d = self.device(src);
+                    let (at, len) = chunk_input(ki, cols, r0, r1, d.len());
+                    d.view(at, len)
                 })
                 .collect();
             let stores = (keys.bufs.iter())
@@ -183,13 +180,7 @@ impl<'a> State<'a> {
                 stores,
                 reductions: Vec::new(),
             };
-            let code = &self.c.sel_code[si][j];
-            let code = if r1 - r0 == sel.chunk_rows {
-                &code.0
-            } else {
-                &code.1
-            };
-            code.launch_resident(&io)?;
+            key_code(self.c, si, j, sel, r1 - r0).launch_resident(&io)?;
         }
         let g = &self.c.plan.graph;
         for (i, &t) in ok.iter().enumerate() {
