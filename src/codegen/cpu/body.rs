@@ -26,14 +26,35 @@ pub(crate) struct Scalars {
     pub u64: Vec<Value>,
     /// Per u64 argument that is a top-k threshold: its canonical form.
     pub thresholds: Vec<Option<Threshold>>,
+    /// Every (threshold, cut) pair a top-k selection uses, with the cut as it applies:
+    /// 0 when the threshold's key cannot be taken.
+    pub tie_cuts: Vec<TieCut>,
     /// Helper signatures: (f32) -> f32 and (f32, f32) -> f32.
     pub sig_un: SigRef,
     pub sig_bin: SigRef,
 }
 
+/// A top-k selection's cut: elements of the threshold key are taken below index `eff`.
+#[derive(Clone, Copy)]
+pub(crate) struct TieCut {
+    pub t: u32,
+    pub cut: u32,
+    pub eff: Value,
+}
+
+/// Per canonical block: its first element and, per [`TieCut`], how many of its
+/// elements lie below the cut (I32X4 splats, at most 2^20).
+#[derive(Clone)]
+pub(crate) struct TieBlock {
+    pub base: Value,
+    pub rel: Vec<Value>,
+}
+
 /// What one group reads: its first element and its input vectors.
 pub(crate) struct Group {
     pub e0: Value,
+    /// The block's cuts, when the kernel selects.
+    pub ties: Option<TieBlock>,
     /// Per input (`None` when unused): its 8 lanes as f32.
     pub inputs: Vec<Option<[Value; 2]>>,
     /// `index * GOLDEN` per lane for row- and column-indexed draws.
@@ -130,7 +151,7 @@ fn emit_inst(
         Inst::Uniform { key, mode } => Vv::F32(uniform(b, sc, g, key, mode)?),
         Inst::TopSel { x, t, cut } => {
             let x = to_f32(b, get(x)?);
-            Vv::F32(topsel(b, sc, g.e0, x, t, cut)?)
+            Vv::F32(topsel(b, sc, g, x, t, cut)?)
         }
         Inst::Widen(a) => Vv::F64(to_f64(b, get(a)?)),
         Inst::Arg64(j) => Vv::F64([sc.f64[j as usize]; 4]),
@@ -275,7 +296,14 @@ pub(crate) struct Threshold {
     /// The canonical threshold key, splatted (I32X4).
     key: Value,
     /// Whether elements of the threshold key can be taken (i8: 0 or 1).
-    ties: Value,
+    pub(crate) ties: Value,
+}
+
+impl Threshold {
+    /// Its key, to compute it once per call (`translate::anchor`).
+    pub(crate) fn key(&self) -> Value {
+        self.key
+    }
 }
 
 /// Canonical keys order like the magnitude key and fit in a signed 32-bit lane (SSE has
@@ -312,27 +340,28 @@ pub(crate) fn threshold(b: &mut Fb, t: Value) -> Threshold {
     }
 }
 
-/// Top-k membership: key > t, or key == t and the element's index < cut.
+/// Top-k membership: key > t, or key == t and the element's index < cut. The index
+/// test is `(e0 - base) + lane < rel`, with `rel` the block's count below the cut: one
+/// subtraction and splat per group, shared by every selection of the kernel.
 fn topsel(
     b: &mut Fb,
     sc: &Scalars,
-    e0: Value,
+    g: &Group,
     x: [Value; 2],
     t: u32,
     cut: u32,
 ) -> Result<[Value; 2], String> {
     let th = sc.thresholds[t as usize].ok_or("top-k threshold not mapped")?;
-    let cut = sc.u64[cut as usize];
-    // Lanes below `cut`: min(cut - e0 saturating, 8); none when ties cannot be taken.
-    let past = b.ins().icmp(IntCC::UnsignedGreaterThan, cut, e0);
-    let past = b.ins().band(past, th.ties);
-    let diff = b.ins().isub(cut, e0);
-    let zero = b.ins().iconst(I64, 0);
-    let room = b.ins().select(past, diff, zero);
-    let eight = b.ins().iconst(I64, 8);
-    let room = b.ins().umin(room, eight);
-    let room = b.ins().ireduce(I32, room);
-    let room = b.ins().splat(I32X4, room);
+    let i = sc
+        .tie_cuts
+        .iter()
+        .position(|c| c.t == t && c.cut == cut)
+        .ok_or("top-k cut not mapped")?;
+    let ties = g.ties.as_ref().ok_or("top-k cuts not set for the block")?;
+    let j = b.ins().isub(g.e0, ties.base);
+    let j = b.ins().ireduce(I32, j);
+    let j = b.ins().splat(I32X4, j);
+    let rel = ties.rel[i];
     let abs_m = emit::splat_i32(b, 0x7fff_ffff);
     let nan_v = emit::splat_i32(b, CANON_NAN as u32);
     Ok([0usize, 1].map(|h| {
@@ -343,9 +372,30 @@ fn topsel(
         let eq = b.ins().icmp(IntCC::Equal, key, th.key);
         let l = 4 * h as u32;
         let iota = emit::const_i32x4(b, [l, l + 1, l + 2, l + 3]);
-        let below = b.ins().icmp(IntCC::SignedLessThan, iota, room);
+        let idx = b.ins().iadd(j, iota);
+        let below = b.ins().icmp(IntCC::SignedLessThan, idx, rel);
         let tie = b.ins().band(eq, below);
         let m = b.ins().bor(gt, tie);
         emit::mask_to_f32(b, m)
     }))
+}
+
+/// The lanes of the block from `base` below each cut: `min(eff - base, 2^20)`, or 0
+/// when the cut is at or before `base` (block and group offsets are far below 2^20).
+pub(crate) fn tie_block(b: &mut Fb, sc: &Scalars, base: Value) -> TieBlock {
+    let rel = sc
+        .tie_cuts
+        .iter()
+        .map(|c| {
+            let past = b.ins().icmp(IntCC::UnsignedGreaterThan, c.eff, base);
+            let diff = b.ins().isub(c.eff, base);
+            let zero = b.ins().iconst(I64, 0);
+            let rel = b.ins().select(past, diff, zero);
+            let cap = b.ins().iconst(I64, 1 << 20);
+            let rel = b.ins().umin(rel, cap);
+            let rel = b.ins().ireduce(I32, rel);
+            b.ins().splat(I32X4, rel)
+        })
+        .collect();
+    TieBlock { base, rel }
 }

@@ -28,6 +28,7 @@ impl Tr<'_, '_> {
         let ig_col = self.v.ig_col.map(|vs| vs.map(|v| self.b.use_var(v)));
         Group {
             e0,
+            ties: self.ties.clone(),
             inputs,
             ig_row,
             ig_col,

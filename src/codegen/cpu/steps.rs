@@ -20,6 +20,12 @@ impl Tr<'_, '_> {
     /// per iteration on the fast path, then the rest (under 8 * UNROLL elements)
     /// one masked group at a time.
     pub(super) fn group_loop(&mut self, end: Value) -> Result<(), String> {
+        if !self.sc.tie_cuts.is_empty() {
+            let base = self.b.use_var(self.v.e0);
+            let ties = super::body::tie_block(&mut self.b, &self.sc, base);
+            super::translate::anchor(&mut self.b, ties.rel.iter().copied());
+            self.ties = Some(ties);
+        }
         if self.p.rc && self.k.kind == KernelKind::Flat {
             return self.row_segments(end);
         }

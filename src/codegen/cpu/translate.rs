@@ -11,7 +11,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
-use super::body::Scalars;
+use super::body::{Scalars, TieBlock, TieCut};
 use super::emit::{self, Fb, mem};
 use super::plan::KernelInfo;
 use crate::ir::kernel::{BLOCK, Dtype, Inst, Kernel, KernelKind, Mode, RedOp};
@@ -67,6 +67,8 @@ pub(super) struct Tr<'a, 'f> {
     pub one: Vec<Option<[Value; 2]>>,
     pub v: Vars,
     pub slots: Slots,
+    /// The current canonical block's top-k cuts (set by `group_loop`).
+    pub ties: Option<TieBlock>,
 }
 
 /// The signature of every kernel function: `extern "C" fn(*const RawIo, u64, u64)`.
@@ -207,6 +209,7 @@ impl<'a, 'f> Tr<'a, 'f> {
             one,
             v,
             slots,
+            ties: None,
         }
     }
 
@@ -409,6 +412,19 @@ fn scalars(b: &mut Fb, k: &Kernel, io: Value, cc: CallConv) -> Scalars {
             thresholds[t as usize] = Some(super::body::threshold(b, u64[t as usize]));
         }
     }
+    let mut tie_cuts: Vec<TieCut> = Vec::new();
+    for inst in &k.body {
+        if let Inst::TopSel { t, cut, .. } = *inst
+            && !tie_cuts.iter().any(|c| c.t == t && c.cut == cut)
+            && let Some(th) = thresholds[t as usize]
+        {
+            let zero = b.ins().iconst(I64, 0);
+            let eff = b.ins().select(th.ties, u64[cut as usize], zero);
+            tie_cuts.push(TieCut { t, cut, eff });
+        }
+    }
+    let keys = thresholds.iter().flatten().map(|t| t.key());
+    anchor(b, keys.chain(tie_cuts.iter().map(|c| c.eff)));
     let sig_un = b.import_signature(helper_sig(cc, 1));
     let sig_bin = b.import_signature(helper_sig(cc, 2));
     Scalars {
@@ -416,8 +432,24 @@ fn scalars(b: &mut Fb, k: &Kernel, io: Value, cc: CallConv) -> Scalars {
         f64,
         u64,
         thresholds,
+        tie_cuts,
         sig_un,
         sig_bin,
+    }
+}
+
+/// Makes `values` computed once, in the entry block. Cranelift places a pure value
+/// where it is first used, hoisted out of loops only as far as its arguments allow,
+/// and it rematerializes constants (and operations with a constant operand) in each
+/// block that uses them; a value built from constants, like a top-k threshold's
+/// canonical form, was therefore computed again in every group of the inner loop
+/// (about 15 scalar instructions per threshold per 8 elements). Storing each value to
+/// a stack slot here is a use in the entry block: it is elaborated there, and the
+/// loops' uses find it.
+pub(super) fn anchor(b: &mut Fb, values: impl Iterator<Item = Value>) {
+    let s = slot(b, 16);
+    for v in values {
+        b.ins().stack_store(I64, v, s, 0);
     }
 }
 
