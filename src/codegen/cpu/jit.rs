@@ -96,6 +96,10 @@ impl Jit {
         module
             .define_function(id, &mut ctx)
             .map_err(|e| format!("jit: kernel {}: {e:?}", k.name))?;
+        if dump {
+            // After compiling, the function is the optimized one (what was lowered).
+            eprintln!("; optimized\n{}", ctx.func.display());
+        }
         if let Some(code) = ctx.compiled_code().filter(|_| dump) {
             eprintln!("{}", code.vcode.as_deref().unwrap_or(""));
         }

@@ -12,7 +12,8 @@
 //! - `jit`: Cranelift setup, linking, the native entry point; `launch`: buffer checks,
 //!   raw pointers, rayon. The only `unsafe` code is in these two files.
 //!
-//! `MERGEC_JIT_DUMP=1` prints each compiled kernel's CLIF and machine code to stderr.
+//! `MERGEC_JIT_DUMP=1` prints each compiled kernel's CLIF (as built and as optimized) and machine
+//! code to stderr; with `--threads 1` the kernels compile one at a time and do not interleave.
 
 mod body;
 mod emit;

@@ -445,11 +445,13 @@ fn scalars(b: &mut Fb, k: &Kernel, io: Value, cc: CallConv) -> Scalars {
 /// canonical form, was therefore computed again in every group of the inner loop
 /// (about 15 scalar instructions per threshold per 8 elements). Storing each value to
 /// a stack slot here is a use in the entry block: it is elaborated there, and the
-/// loops' uses find it.
+/// loops' uses find it. Each value has its own place in the slot: Cranelift drops a
+/// store that a later one to the same address overwrites.
 pub(super) fn anchor(b: &mut Fb, values: impl Iterator<Item = Value>) {
-    let s = slot(b, 16);
-    for v in values {
-        b.ins().stack_store(I64, v, s, 0);
+    let values: Vec<Value> = values.collect();
+    let s = slot(b, 16 * values.len() as u32);
+    for (i, v) in values.into_iter().enumerate() {
+        b.ins().stack_store(I64, v, s, 16 * i as i32);
     }
 }
 
