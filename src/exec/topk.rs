@@ -531,7 +531,9 @@ fn select_with<E: Send>(
             .collect();
         let list = if sampling { &sampled } else { &all };
         let results = pass(&jobs, n_keys, list, parallel, gather_max, fill)?;
-        for ((i, job), w) in todo.into_iter().zip(which) {
+        // Each request's next state on its own thread: selecting among a band's keys
+        // is a large in-memory select per request.
+        let step = |&((i, job), w): &((usize, Job), usize)| {
             let how = Resolve {
                 n,
                 key: requests[i].key,
@@ -539,7 +541,16 @@ fn select_with<E: Send>(
                 gather_max,
                 fill,
             };
-            st[i] = how.step(st[i], job, &results[w])?;
+            how.step(st[i], job, &results[w]).map(|s| (i, s))
+        };
+        let todo: Vec<((usize, Job), usize)> = todo.into_iter().zip(which).collect();
+        let next: Vec<(usize, State)> = if parallel {
+            todo.par_iter().map(step).collect::<Result<_, E>>()?
+        } else {
+            todo.iter().map(step).collect::<Result<_, E>>()?
+        };
+        for (i, s) in next {
+            st[i] = s;
         }
     }
     Ok(st
