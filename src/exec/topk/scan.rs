@@ -18,7 +18,7 @@ pub fn range_masks(keys: &[f32], lo: u32, hi: u32, f: &mut impl FnMut(&[f32], u6
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V4::try_new() {
-        done = simd.vectorize(v4::Scan {
+        done = simd.vectorize(simd::Scan {
             simd,
             keys,
             lo,
@@ -26,7 +26,7 @@ pub fn range_masks(keys: &[f32], lo: u32, hi: u32, f: &mut impl FnMut(&[f32], u6
             f,
         });
     } else if let Some(simd) = pulp::x86::V3::try_new() {
-        done = simd.vectorize(v3::Scan {
+        done = simd.vectorize(simd::Scan {
             simd,
             keys,
             lo,
@@ -52,102 +52,102 @@ fn scalar_masks(block: &[f32], lo: u32, hi: u32) -> (u64, u64) {
     (inside, above)
 }
 
+/// The vector scans: one loop over whole blocks, generic over how an instruction set
+/// computes a block's masks.
 #[cfg(target_arch = "x86_64")]
-mod v3 {
+mod simd {
     use super::BLOCK;
     use pulp::bytemuck::cast;
-    use pulp::x86::V3;
+    use pulp::x86::{V3, V4};
 
     /// `|x|`'s bits with every NaN as this one value, just above infinity's: in that form
     /// the magnitude order (NaN above everything) is the order of signed 32-bit integers.
     pub(super) const NAN: u32 = 0x7f80_0001;
 
-    /// A bound of the magnitude-key order in the canonical form: `k <= hi` iff
-    /// `canon(k) <= hi_c`, `k >= lo` iff `canon(k) >= lo_c`, where a NaN's key is
-    /// `u32::MAX` and its canonical form [`NAN`].
-    pub(super) fn bounds(lo: u32, hi: u32) -> (i32, i32) {
+    /// The bounds in the canonical form, as signed compares take them: `k >= lo` iff
+    /// `canon(k) > lo_c - 1`, `k <= hi` iff `canon(k) <= hi_c`, where a NaN's key is
+    /// `u32::MAX` and its canonical form [`NAN`]. Returns `(lo_c - 1, hi_c)` (`lo_c - 1 >=
+    /// -1`: no overflow).
+    fn bounds(lo: u32, hi: u32) -> (i32, i32) {
         let lo_c = lo.min(NAN);
         let hi_c = match hi {
             u32::MAX => NAN,
             h => h.min(NAN - 1),
         };
-        (lo_c as i32, hi_c as i32)
+        (lo_c as i32 - 1, hi_c as i32)
     }
 
-    /// [`scan`] as a function pulp compiles with AVX2 enabled (a closure would not be
-    /// inlined there, and every intrinsic would become a call).
-    pub struct Scan<'a, F> {
-        pub simd: V3,
-        pub keys: &'a [f32],
-        pub lo: u32,
-        pub hi: u32,
-        pub f: &'a mut F,
+    /// An instruction set's masks of one whole block of [`BLOCK`] keys.
+    pub trait Masks: Copy {
+        /// The bounds `(lo_c - 1, hi_c)` in the form the compares take.
+        type Bounds: Copy;
+        fn prepare(self, below: i32, top: i32) -> Self::Bounds;
+        /// `(inside, above)` of one block.
+        fn masks(self, b: Self::Bounds, block: &[f32]) -> (u64, u64);
     }
 
-    impl<F: FnMut(&[f32], u64, u64)> pulp::NullaryFnOnce for Scan<'_, F> {
-        type Output = usize;
+    /// AVX2: eight keys per compare, the masks by movemask.
+    impl Masks for V3 {
+        type Bounds = [std::arch::x86_64::__m256i; 4];
         #[inline(always)]
-        fn call(self) -> usize {
-            scan(self.simd, self.keys, self.lo, self.hi, self.f)
+        fn prepare(self, below: i32, top: i32) -> Self::Bounds {
+            [0x7fff_ffff, NAN as i32, below, top].map(|x| self.avx._mm256_set1_epi32(x))
         }
-    }
-
-    /// The masks of every whole block of `keys`, to `f`; returns how many keys it read.
-    #[inline(always)]
-    pub fn scan(
-        simd: V3,
-        keys: &[f32],
-        lo: u32,
-        hi: u32,
-        f: &mut impl FnMut(&[f32], u64, u64),
-    ) -> usize {
-        let (lo_c, hi_c) = bounds(lo, hi);
-        let abs = simd.avx._mm256_set1_epi32(0x7fff_ffff);
-        let nan = simd.avx._mm256_set1_epi32(NAN as i32);
-        // canon >= lo_c iff canon > lo_c - 1 (lo_c - 1 >= -1: no overflow).
-        let below = simd.avx._mm256_set1_epi32(lo_c - 1);
-        let top = simd.avx._mm256_set1_epi32(hi_c);
-        let whole = keys.len() / BLOCK * BLOCK;
-        for block in keys[..whole].chunks_exact(BLOCK) {
+        #[inline(always)]
+        fn masks(self, [abs, nan, below, top]: Self::Bounds, block: &[f32]) -> (u64, u64) {
             let (mut inside, mut above) = (0u64, 0u64);
             for (g, eight) in block.chunks_exact(8).enumerate() {
                 let eight: [f32; 8] = eight.try_into().expect("eight keys");
                 let bits: std::arch::x86_64::__m256i = cast(eight);
-                let k = simd.avx2._mm256_and_si256(bits, abs);
-                let k = simd.avx2._mm256_min_epi32(k, nan);
-                let ge_lo = simd.avx2._mm256_cmpgt_epi32(k, below);
-                let gt_hi = simd.avx2._mm256_cmpgt_epi32(k, top);
-                let ins = simd.avx2._mm256_andnot_si256(gt_hi, ge_lo);
-                let m_in = simd.avx._mm256_movemask_ps(cast(ins)) as u32 as u64;
-                let m_hi = simd.avx._mm256_movemask_ps(cast(gt_hi)) as u32 as u64;
+                let k = self.avx2._mm256_and_si256(bits, abs);
+                let k = self.avx2._mm256_min_epi32(k, nan);
+                let ge_lo = self.avx2._mm256_cmpgt_epi32(k, below);
+                let gt_hi = self.avx2._mm256_cmpgt_epi32(k, top);
+                let ins = self.avx2._mm256_andnot_si256(gt_hi, ge_lo);
+                let m_in = self.avx._mm256_movemask_ps(cast(ins)) as u32 as u64;
+                let m_hi = self.avx._mm256_movemask_ps(cast(gt_hi)) as u32 as u64;
                 inside |= m_in << (8 * g);
                 above |= m_hi << (8 * g);
             }
-            f(block, inside, above);
+            (inside, above)
         }
-        whole
     }
-}
 
-/// The AVX-512 scan: [`v3`]'s compares on sixteen keys at once, whose results are bit
-/// masks already.
-#[cfg(target_arch = "x86_64")]
-mod v4 {
-    use super::BLOCK;
-    use super::v3::{NAN, bounds};
-    use pulp::bytemuck::cast;
-    use pulp::x86::V4;
+    /// AVX-512: sixteen keys per compare, whose results are bit masks already.
+    impl Masks for V4 {
+        type Bounds = [std::arch::x86_64::__m512i; 4];
+        #[inline(always)]
+        fn prepare(self, below: i32, top: i32) -> Self::Bounds {
+            [0x7fff_ffff, NAN as i32, below, top].map(|x| self.avx512f._mm512_set1_epi32(x))
+        }
+        #[inline(always)]
+        fn masks(self, [abs, nan, below, top]: Self::Bounds, block: &[f32]) -> (u64, u64) {
+            let (mut inside, mut above) = (0u64, 0u64);
+            for (g, sixteen) in block.chunks_exact(16).enumerate() {
+                let sixteen: [f32; 16] = sixteen.try_into().expect("sixteen keys");
+                let bits: std::arch::x86_64::__m512i = cast(sixteen);
+                let k = self.avx512f._mm512_and_si512(bits, abs);
+                let k = self.avx512f._mm512_min_epi32(k, nan);
+                let ge_lo = self.avx512f._mm512_cmpgt_epi32_mask(k, below);
+                let gt_hi = self.avx512f._mm512_cmpgt_epi32_mask(k, top);
+                inside |= ((ge_lo & !gt_hi) as u64) << (16 * g);
+                above |= (gt_hi as u64) << (16 * g);
+            }
+            (inside, above)
+        }
+    }
 
-    /// [`scan`] as a function pulp compiles with AVX-512 enabled.
-    pub struct Scan<'a, F> {
-        pub simd: V4,
+    /// [`scan`] as a function pulp compiles with the instruction set enabled (a closure
+    /// would not be inlined there, and every intrinsic would become a call).
+    pub struct Scan<'a, S, F> {
+        pub simd: S,
         pub keys: &'a [f32],
         pub lo: u32,
         pub hi: u32,
         pub f: &'a mut F,
     }
 
-    impl<F: FnMut(&[f32], u64, u64)> pulp::NullaryFnOnce for Scan<'_, F> {
+    impl<S: Masks, F: FnMut(&[f32], u64, u64)> pulp::NullaryFnOnce for Scan<'_, S, F> {
         type Output = usize;
         #[inline(always)]
         fn call(self) -> usize {
@@ -157,32 +157,18 @@ mod v4 {
 
     /// The masks of every whole block of `keys`, to `f`; returns how many keys it read.
     #[inline(always)]
-    pub fn scan(
-        simd: V4,
+    fn scan<S: Masks>(
+        simd: S,
         keys: &[f32],
         lo: u32,
         hi: u32,
         f: &mut impl FnMut(&[f32], u64, u64),
     ) -> usize {
-        let (lo_c, hi_c) = bounds(lo, hi);
-        let abs = simd.avx512f._mm512_set1_epi32(0x7fff_ffff);
-        let nan = simd.avx512f._mm512_set1_epi32(NAN as i32);
-        // canon >= lo_c iff canon > lo_c - 1 (lo_c - 1 >= -1: no overflow).
-        let below = simd.avx512f._mm512_set1_epi32(lo_c - 1);
-        let top = simd.avx512f._mm512_set1_epi32(hi_c);
+        let (below, top) = bounds(lo, hi);
+        let b = simd.prepare(below, top);
         let whole = keys.len() / BLOCK * BLOCK;
         for block in keys[..whole].chunks_exact(BLOCK) {
-            let (mut inside, mut above) = (0u64, 0u64);
-            for (g, sixteen) in block.chunks_exact(16).enumerate() {
-                let sixteen: [f32; 16] = sixteen.try_into().expect("sixteen keys");
-                let bits: std::arch::x86_64::__m512i = cast(sixteen);
-                let k = simd.avx512f._mm512_and_si512(bits, abs);
-                let k = simd.avx512f._mm512_min_epi32(k, nan);
-                let ge_lo = simd.avx512f._mm512_cmpgt_epi32_mask(k, below);
-                let gt_hi = simd.avx512f._mm512_cmpgt_epi32_mask(k, top);
-                inside |= ((ge_lo & !gt_hi) as u64) << (16 * g);
-                above |= (gt_hi as u64) << (16 * g);
-            }
+            let (inside, above) = simd.masks(b, block);
             f(block, inside, above);
         }
         whole
@@ -191,15 +177,16 @@ mod v4 {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::{BLOCK, scalar_masks, v3, v4};
+    use super::simd::{Masks, NAN, Scan};
+    use super::{BLOCK, scalar_masks};
     use crate::ir::reference::magnitude_key;
 
     /// Every pair of special bounds over keys mixing the special values: `scan`'s masks
     /// (and the number of keys it read) are the scalar loop's.
     /// A scan under test: `(keys, lo, hi, masks out) -> keys read`.
-    type Scan<'a> = dyn FnMut(&[f32], u32, u32, &mut Vec<(u64, u64)>) -> usize + 'a;
+    type ScanFn<'a> = dyn FnMut(&[f32], u32, u32, &mut Vec<(u64, u64)>) -> usize + 'a;
 
-    fn matches_scalar(scan: &mut Scan) {
+    fn matches_scalar(scan: &mut ScanFn) {
         let special = [
             0.0f32,
             -0.0,
@@ -227,9 +214,9 @@ mod tests {
             1,
             u32::MAX - 1,
             u32::MAX,
-            v3::NAN,
-            v3::NAN - 1,
-            v3::NAN + 1,
+            NAN,
+            NAN - 1,
+            NAN + 1,
             0x7f80_0000,
         ]);
         for &lo in &bounds {
@@ -246,14 +233,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_avx2_masks_are_the_scalar_masks() {
-        let Some(simd) = pulp::x86::V3::try_new() else {
-            return;
-        };
+    /// [`matches_scalar`] for the scan of one instruction set.
+    fn check<S: Masks + pulp::Simd>(simd: S) {
         matches_scalar(&mut |keys, lo, hi, got| {
             let f = &mut |_: &[f32], i, a| got.push((i, a));
-            simd.vectorize(v3::Scan {
+            simd.vectorize(Scan {
                 simd,
                 keys,
                 lo,
@@ -264,20 +248,17 @@ mod tests {
     }
 
     #[test]
+    fn the_avx2_masks_are_the_scalar_masks() {
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            check(simd);
+        }
+    }
+
+    #[test]
     fn the_avx512_masks_are_the_scalar_masks() {
-        let Some(simd) = pulp::x86::V4::try_new() else {
-            eprintln!("no AVX-512 on this CPU: its scan is not tested here");
-            return;
-        };
-        matches_scalar(&mut |keys, lo, hi, got| {
-            let f = &mut |_: &[f32], i, a| got.push((i, a));
-            simd.vectorize(v4::Scan {
-                simd,
-                keys,
-                lo,
-                hi,
-                f,
-            })
-        });
+        match pulp::x86::V4::try_new() {
+            Some(simd) => check(simd),
+            None => eprintln!("no AVX-512 on this CPU: its scan is not tested here"),
+        }
     }
 }
