@@ -4,7 +4,8 @@
 //! expensive (helpers that call the previous helper several times, nested `repeat`s
 //! and `fold`s, parameter-driven counts, large tensor literals inlined many times) and
 //! random mutations of both. Each case is timed, and its peak heap is measured by a
-//! counting allocator (reset before each case); a failure prints the program.
+//! counting allocator (reset before each case); a failure prints the program. A case
+//! over the time limit while the other threads check is timed again alone at the end.
 //!
 //! Run: `cargo test --release --test cost_limit -- --nocapture` (prints the figures).
 //! MERGEC_COST_CASES sets the number of cases (default 100,000, about two minutes on
@@ -273,6 +274,8 @@ struct Tally {
     largest: (usize, u64),
     per_kind: [(u64, Duration); 4],
     failures: Vec<String>,
+    /// Cases over the time limit while the other threads were checking.
+    retime: Vec<u64>,
 }
 
 impl Tally {
@@ -285,7 +288,24 @@ impl Tally {
             a.1 += b.1;
         }
         self.failures.extend(o.failures);
+        self.retime.extend(o.retime);
     }
+}
+
+/// A case over the time limit in the parallel sweep, timed again with nothing else
+/// running: a thread's CPU time also grows when the other threads share its core (this
+/// 2-vCPU VM: a check of 69 ms alone took 106 ms of CPU beside another). The best of three
+/// runs alone is the check's cost; a failure if that is over the limit.
+fn alone(seed: u64) -> Option<String> {
+    let (src, _) = case(seed);
+    let took = (0..3).map(|_| measure(&src).0).min()?;
+    (took > TIME_LIMIT).then(|| {
+        format!(
+            "seed {seed}: {:.1} ms alone, {} bytes of source:\n{src}",
+            took.as_secs_f64() * 1e3,
+            src.len()
+        )
+    })
 }
 
 /// Checks the cases `seeds` and tallies them.
@@ -293,17 +313,16 @@ fn run_cases(seeds: impl Iterator<Item = u64>) -> Tally {
     let mut t = Tally::default();
     for seed in seeds {
         let (src, kind) = case(seed);
-        let (mut took, bytes, ok) = measure(&src);
-        if took > TIME_LIMIT {
-            // Once more, to tell a slow check from a busy machine.
-            took = took.min(measure(&src).0);
-        }
+        let (took, bytes, ok) = measure(&src);
         t.accepted += ok as u64;
         t.per_kind[kind].0 += 1;
         t.per_kind[kind].1 += took;
         t.slowest = t.slowest.max((took, seed));
         t.largest = t.largest.max((bytes, seed));
-        if (took > TIME_LIMIT || bytes > MEMORY_LIMIT) && t.failures.len() < 3 {
+        if took > TIME_LIMIT && bytes <= MEMORY_LIMIT && t.retime.len() < 50 {
+            // Timed again alone once every thread is done (see `alone`).
+            t.retime.push(seed);
+        } else if bytes > MEMORY_LIMIT && t.failures.len() < 3 {
             t.failures.push(format!(
                 "seed {seed}: {:.1} ms, {:.1} MB, {} bytes of source:\n{src}",
                 took.as_secs_f64() * 1e3,
@@ -353,6 +372,12 @@ fn every_check_is_bounded_in_time_and_memory() {
             "  {k}: {count} cases, {:.3} ms per check on average",
             total.as_secs_f64() * 1e3 / count.max(1) as f64
         );
+    }
+    let retimed = all.retime.len();
+    all.failures
+        .extend(all.retime.iter().filter_map(|&seed| alone(seed)).take(3));
+    if retimed > 0 {
+        println!("  {retimed} cases over the limit beside other checks were timed again alone");
     }
     assert!(
         all.failures.is_empty(),
