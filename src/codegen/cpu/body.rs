@@ -309,16 +309,9 @@ fn uniform(
 #[derive(Clone, Copy)]
 pub(crate) struct Threshold {
     /// The canonical threshold key, splatted (I32X4).
-    key: Value,
+    pub(crate) key: Value,
     /// Whether elements of the threshold key can be taken (i8: 0 or 1).
     pub(crate) ties: Value,
-}
-
-impl Threshold {
-    /// Its key, to compute it once per call (`translate::anchor`).
-    pub(crate) fn key(&self) -> Value {
-        self.key
-    }
 }
 
 /// Canonical keys order like the magnitude key and fit in a signed 32-bit lane (SSE has

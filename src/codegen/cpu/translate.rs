@@ -423,7 +423,7 @@ fn scalars(b: &mut Fb, k: &Kernel, io: Value, cc: CallConv) -> Scalars {
             tie_cuts.push(TieCut { t, cut, eff });
         }
     }
-    let keys = thresholds.iter().flatten().map(|t| t.key());
+    let keys = thresholds.iter().flatten().map(|t| t.key);
     anchor(b, keys.chain(tie_cuts.iter().map(|c| c.eff)));
     let sig_un = b.import_signature(helper_sig(cc, 1));
     let sig_bin = b.import_signature(helper_sig(cc, 2));
