@@ -212,7 +212,11 @@ impl CompiledJob {
             }
             // A new buffer comes zeroed from the allocator (calloc: fresh pages, no
             // fill); its pages are touched by the kernels' threads, not all here.
-            _ => vec![0u8; len],
+            _ => {
+                let b = vec![0u8; len];
+                huge_pages(&b);
+                b
+            }
         }
     }
 
@@ -385,6 +389,30 @@ impl CompiledJob {
         outs.into_iter().flatten().for_each(|o| self.recycle(o));
         (won.unwrap_or(0), report)
     }
+}
+
+/// Asks for transparent huge pages under a fresh buffer (Linux, where they are enabled
+/// for regions that ask): its first touch then maps 2 MB at a time instead of 4 KB, which
+/// took a seventh of a task-arithmetic merge's CPU in page faults (`perf`:
+/// `do_anonymous_page`). Advisory: the bytes are the same either way. Small buffers,
+/// with no 2 MB-aligned extent, are left alone.
+fn huge_pages(b: &[u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = b.as_ptr() as usize;
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + b.len()) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: the range lies within `b`'s allocation, and MADV_HUGEPAGE only
+            // changes how its pages are backed, never their contents.
+            unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = b;
 }
 
 /// The lane with the shortest time (the first of equal ones); None if none ran.
