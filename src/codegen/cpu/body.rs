@@ -42,12 +42,18 @@ pub(crate) struct TieCut {
     pub eff: Value,
 }
 
-/// Per canonical block: its first element and, per [`TieCut`], how many of its
-/// elements lie below the cut (I32X4 splats, at most 2^20).
+/// Per canonical block, how a top-k selection's elements of the threshold key are
+/// taken ([`tie_block`]).
 #[derive(Clone)]
-pub(crate) struct TieBlock {
-    pub base: Value,
-    pub rel: Vec<Value>,
+pub(crate) enum TieBlock {
+    /// A cut falls inside the block: its first element and, per [`TieCut`], how many
+    /// of its elements lie below the cut (I32X4 splats, at most 2^20); each element's
+    /// index is tested.
+    Exact { base: Value, rel: Vec<Value> },
+    /// No cut inside the block (every block but at most one per cut): per [`TieCut`],
+    /// the canonical key an element's must exceed (I32X4 splats): the threshold's when
+    /// none of its elements here is taken, one less when all are.
+    Whole { over: Vec<Value> },
 }
 
 /// What one group reads: its first element and its input vectors.
@@ -98,6 +104,22 @@ pub(crate) fn emit_body(
                 let lanes = [0, 1].map(|h| b.ins().fcmp(cc, x[h], y[h]));
                 v = Some(Vv::F32(lanes.map(|l| emit::mask_to_f32(b, l))));
                 m = Some(lanes);
+            } else if let Inst::Select(c, x, y) = *inst
+                && p.ty[i] == Ty::F32
+                && let (Some(mc), Some(mx), Some(my)) =
+                    (masks[c as usize], masks[x as usize], masks[y as usize])
+            {
+                // A choice between two comparisons is a comparison: its lane masks
+                // chosen, then one conversion to 0.0 / 1.0.
+                let lanes = [0, 1].map(|h| b.ins().bitselect(mc[h], mx[h], my[h]));
+                v = Some(Vv::F32(lanes.map(|l| emit::mask_to_f32(b, l))));
+                m = Some(lanes);
+            } else if let Inst::TopSel { x, t, cut } = *inst {
+                let xv = vals[x as usize].ok_or(format!("value {x} not computed"))?;
+                let xv = to_f32(b, xv);
+                // The key of `|y|` needs no second clearing of the sign bit.
+                let nonneg = matches!(k.body[x as usize], Inst::Un(UnOp::Abs, _));
+                v = Some(Vv::F32(topsel(b, sc, g, xv, Sel { t, cut, nonneg })?));
             } else {
                 v = Some(emit_inst(b, sc, g, inst, p.ty[i], &vals, &masks)?);
             }
@@ -149,10 +171,7 @@ fn emit_inst(
             select(b, c, mask, get(x)?, get(y)?, ty)
         }
         Inst::Uniform { key, mode } => Vv::F32(uniform(b, sc, g, key, mode)?),
-        Inst::TopSel { x, t, cut } => {
-            let x = to_f32(b, get(x)?);
-            Vv::F32(topsel(b, sc, g, x, t, cut)?)
-        }
+        Inst::TopSel { .. } => return Err("top-k selection outside the body loop".into()),
         Inst::Widen(a) => Vv::F64(to_f64(b, get(a)?)),
         Inst::Arg64(j) => Vv::F64([sc.f64[j as usize]; 4]),
         Inst::B64(op, x, y) => {
@@ -348,62 +367,114 @@ pub(crate) fn threshold(b: &mut Fb, t: Value) -> Threshold {
     }
 }
 
-/// Top-k membership: key > t, or key == t and the element's index < cut. The index
-/// test is `(e0 - base) + lane < rel`, with `rel` the block's count below the cut: one
-/// subtraction and splat per group, shared by every selection of the kernel.
+/// One top-k membership test: threshold `t`, cut `cut`; `nonneg`: the key's sign bit
+/// is known clear.
+struct Sel {
+    t: u32,
+    cut: u32,
+    nonneg: bool,
+}
+
+/// Top-k membership: key > t, or key == t and the element's index < cut. In a block
+/// the cut does not fall in, one compare with the block's bound ([`TieBlock::Whole`]);
+/// in the block it does, the index test is `(e0 - base) + lane < rel`, with `rel` the
+/// block's count below the cut: one subtraction and splat per group, shared by every
+/// selection of the kernel.
 fn topsel(
     b: &mut Fb,
     sc: &Scalars,
     g: &Group,
     x: [Value; 2],
-    t: u32,
-    cut: u32,
+    s: Sel,
 ) -> Result<[Value; 2], String> {
-    let th = sc.thresholds[t as usize].ok_or("top-k threshold not mapped")?;
+    let th = sc.thresholds[s.t as usize].ok_or("top-k threshold not mapped")?;
     let i = sc
         .tie_cuts
         .iter()
-        .position(|c| c.t == t && c.cut == cut)
+        .position(|c| c.t == s.t && c.cut == s.cut)
         .ok_or("top-k cut not mapped")?;
-    let ties = g.ties.as_ref().ok_or("top-k cuts not set for the block")?;
-    let j = b.ins().isub(g.e0, ties.base);
-    let j = b.ins().ireduce(I32, j);
-    let j = b.ins().splat(I32X4, j);
-    let rel = ties.rel[i];
     let abs_m = emit::splat_i32(b, 0x7fff_ffff);
     let nan_v = emit::splat_i32(b, CANON_NAN as u32);
-    Ok([0usize, 1].map(|h| {
-        let bits = emit::cast(b, I32X4, x[h]);
-        let key = b.ins().band(bits, abs_m);
-        let key = b.ins().smin(key, nan_v);
-        let gt = b.ins().icmp(IntCC::SignedGreaterThan, key, th.key);
-        let eq = b.ins().icmp(IntCC::Equal, key, th.key);
-        let l = 4 * h as u32;
-        let iota = emit::const_i32x4(b, [l, l + 1, l + 2, l + 3]);
-        let idx = b.ins().iadd(j, iota);
-        let below = b.ins().icmp(IntCC::SignedLessThan, idx, rel);
-        let tie = b.ins().band(eq, below);
-        let m = b.ins().bor(gt, tie);
-        emit::mask_to_f32(b, m)
-    }))
+    let key = |b: &mut Fb, x: Value| {
+        let bits = emit::cast(b, I32X4, x);
+        let key = if s.nonneg {
+            bits
+        } else {
+            b.ins().band(bits, abs_m)
+        };
+        b.ins().smin(key, nan_v)
+    };
+    match g.ties.as_ref().ok_or("top-k cuts not set for the block")? {
+        TieBlock::Whole { over } => Ok([0usize, 1].map(|h| {
+            let k = key(b, x[h]);
+            let m = b.ins().icmp(IntCC::SignedGreaterThan, k, over[i]);
+            emit::mask_to_f32(b, m)
+        })),
+        TieBlock::Exact { base, rel } => {
+            let j = b.ins().isub(g.e0, *base);
+            let j = b.ins().ireduce(I32, j);
+            let j = b.ins().splat(I32X4, j);
+            Ok([0usize, 1].map(|h| {
+                let k = key(b, x[h]);
+                let gt = b.ins().icmp(IntCC::SignedGreaterThan, k, th.key);
+                let eq = b.ins().icmp(IntCC::Equal, k, th.key);
+                let l = 4 * h as u32;
+                let iota = emit::const_i32x4(b, [l, l + 1, l + 2, l + 3]);
+                let idx = b.ins().iadd(j, iota);
+                let below = b.ins().icmp(IntCC::SignedLessThan, idx, rel[i]);
+                let tie = b.ins().band(eq, below);
+                let m = b.ins().bor(gt, tie);
+                emit::mask_to_f32(b, m)
+            }))
+        }
+    }
 }
 
-/// The lanes of the block from `base` below each cut: `min(eff - base, 2^20)`, or 0
-/// when the cut is at or before `base` (block and group offsets are far below 2^20).
-pub(crate) fn tie_block(b: &mut Fb, sc: &Scalars, base: Value) -> TieBlock {
-    let rel = sc
-        .tie_cuts
-        .iter()
-        .map(|c| {
-            let past = b.ins().icmp(IntCC::UnsignedGreaterThan, c.eff, base);
-            let diff = b.ins().isub(c.eff, base);
-            let zero = b.ins().iconst(I64, 0);
-            let rel = b.ins().select(past, diff, zero);
-            let cap = b.ins().iconst(I64, 1 << 20);
-            let rel = b.ins().umin(rel, cap);
-            let rel = b.ins().ireduce(I32, rel);
-            b.ins().splat(I32X4, rel)
-        })
-        .collect();
-    TieBlock { base, rel }
+/// The two forms of the block from `base` to `end` ([`TieBlock`]) and whether a cut
+/// falls inside it (an i8): `0 < rel < end - base` for some cut, where `rel`, the
+/// block's lanes below the cut, is `min(eff - base, 2^20)`, or 0 when the cut is at or
+/// before `base` (block and group offsets are far below 2^20). Elsewhere the elements
+/// of the threshold key are all taken (`rel >= end - base`) or none is (`rel == 0`).
+pub(crate) fn tie_block(
+    b: &mut Fb,
+    sc: &Scalars,
+    base: Value,
+    end: Value,
+) -> (Value, [TieBlock; 2]) {
+    let len = b.ins().isub(end, base);
+    let mut exact = b.ins().iconst(cranelift_codegen::ir::types::I8, 0);
+    let (mut rels, mut overs) = (Vec::new(), Vec::new());
+    for c in &sc.tie_cuts {
+        let past = b.ins().icmp(IntCC::UnsignedGreaterThan, c.eff, base);
+        let diff = b.ins().isub(c.eff, base);
+        let zero = b.ins().iconst(I64, 0);
+        let rel = b.ins().select(past, diff, zero);
+        let cap = b.ins().iconst(I64, 1 << 20);
+        let rel = b.ins().umin(rel, cap);
+        let all = b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, rel, len);
+        let some = b.ins().icmp_imm_s(IntCC::NotEqual, rel, 0);
+        let part = b.ins().bxor_imm_u(all, 1);
+        let inside = b.ins().band(some, part);
+        exact = b.ins().bor(exact, inside);
+        let rel = b.ins().ireduce(I32, rel);
+        rels.push(b.ins().splat(I32X4, rel));
+        // All taken: key >= t, i.e. key > t - 1 (t >= 0 in canonical form: no overflow).
+        // (A cut with no threshold fails in `topsel`.)
+        let over = match sc.thresholds[c.t as usize] {
+            Some(th) => {
+                let all = b.ins().uextend(I32, all);
+                let all = b.ins().splat(I32X4, all);
+                b.ins().isub(th.key, all)
+            }
+            None => emit::splat_i32(b, i32::MAX as u32),
+        };
+        overs.push(over);
+    }
+    (
+        exact,
+        [
+            TieBlock::Exact { base, rel: rels },
+            TieBlock::Whole { over: overs },
+        ],
+    )
 }

@@ -7,7 +7,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{Block, InstBuilder, Value};
 
-use super::body::emit_body;
+use super::body::{TieBlock, emit_body};
 use super::translate::Tr;
 use crate::ir::kernel::KernelKind;
 
@@ -19,13 +19,40 @@ impl Tr<'_, '_> {
     /// Groups of 8 elements from `e0` (a variable) to `end`: `UNROLL` whole groups
     /// per iteration on the fast path, then the rest (under 8 * UNROLL elements)
     /// one masked group at a time.
+    /// A kernel that selects runs one of two loops per block: the one that compares
+    /// each key with one bound when no cut falls in the block, else the one that tests
+    /// each element's index against the cut (see [`TieBlock`]).
     pub(super) fn group_loop(&mut self, end: Value) -> Result<(), String> {
-        if !self.sc.tie_cuts.is_empty() {
-            let base = self.b.use_var(self.v.e0);
-            let ties = super::body::tie_block(&mut self.b, &self.sc, base);
-            super::translate::anchor(&mut self.b, ties.rel.iter().copied());
-            self.ties = Some(ties);
+        if self.sc.tie_cuts.is_empty() {
+            return self.groups(end);
         }
+        let base = self.b.use_var(self.v.e0);
+        let (exact, forms) = super::body::tie_block(&mut self.b, &self.sc, base, end);
+        let per_block = forms.iter().flat_map(|f| match f {
+            TieBlock::Exact { rel, .. } => rel.clone(),
+            TieBlock::Whole { over } => over.clone(),
+        });
+        super::translate::anchor(&mut self.b, per_block.collect::<Vec<_>>().into_iter());
+        let (cut_in, whole, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.set_cold_block(cut_in);
+        self.b.ins().brif(exact, cut_in, &[], whole, &[]);
+        let [exact_form, whole_form] = forms;
+        for (block, form) in [(whole, whole_form), (cut_in, exact_form)] {
+            self.b.switch_to_block(block);
+            self.ties = Some(form);
+            self.groups(end)?;
+            self.b.ins().jump(join, &[]);
+        }
+        self.b.switch_to_block(join);
+        Ok(())
+    }
+
+    /// The groups from `e0` to `end` (see [`Self::group_loop`]).
+    fn groups(&mut self, end: Value) -> Result<(), String> {
         if self.p.rc && self.k.kind == KernelKind::Flat {
             return self.row_segments(end);
         }
