@@ -10,6 +10,7 @@ mod fold;
 mod fuse;
 mod nested;
 mod schedule;
+mod sign;
 
 use crate::ir::graph::{Graph, NodeId};
 use crate::ir::kernel::Dtype;
@@ -27,6 +28,10 @@ pub fn pipeline() -> Vec<Pass> {
         Pass {
             name: "fold_constants",
             run: fold::fold_constants,
+        },
+        Pass {
+            name: "sign_match",
+            run: sign::sign_match,
         },
         Pass {
             name: "cse",
