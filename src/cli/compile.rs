@@ -56,7 +56,12 @@ pub fn emit(a: &CompileArgs) -> Result<String, String> {
         super::merge::dtype_flag(a.dtype)?,
     );
     let g = crate::pipeline::lower(&m, params, &target).map_err(|e| format!("`{name}`: {e}"))?;
-    let optimise = |g| crate::pipeline::optimise(g, &target);
+    // The plan as the CPU's JIT runs it, or a device (CUDA C).
+    let chunk = match a.emit {
+        Emit::Cuda => crate::ir::plan::SELECT_CHUNK,
+        _ => crate::codegen::cpu::SELECT_CHUNK,
+    };
+    let optimise = |g| crate::pipeline::optimise(g, &target, chunk);
     let kernels = |g| -> Vec<_> { optimise(g).kernels().cloned().collect() };
     Ok(match a.emit {
         Emit::Typed => m.body.pretty(&m.var_names),

@@ -55,6 +55,11 @@ pub trait Engine: Send + Sync {
     fn concurrent_launches(&self) -> bool {
         false
     }
+    /// Elements per chunk of a chunked top-k selection's keys (each chunk's keys are
+    /// computed, then scanned, by one thread).
+    fn select_chunk(&self) -> usize {
+        crate::ir::plan::SELECT_CHUNK
+    }
     /// The engine's device memory, if its launches run there: the executor then keeps a
     /// tensor's inputs, intermediates and selection keys in it, and moves only results
     /// (and the few values host work needs) back.

@@ -112,7 +112,7 @@ pub fn assess_program(src: &str, n_models: usize, probes: &[ProbeTensor]) -> Ass
         let target = Target::uniform(&facts, &p.shape, n_models, Dtype::F32);
         match crate::pipeline::lower(&m, params, &target) {
             Ok(g) => {
-                let plan = crate::pipeline::optimise(g, &target);
+                let plan = crate::pipeline::optimise(g, &target, crate::ir::plan::SELECT_CHUNK);
                 h.update(plan.graph.print().as_bytes());
             }
             Err(LowerError::Unsupported(_)) => {

@@ -67,6 +67,11 @@ pub struct Stage {
     pub frees: Vec<NodeId>,
 }
 
+/// Elements per chunk of a chunked selection's keys, unless the engine asks for another
+/// size ([`crate::codegen::Engine::select_chunk`]): a device holds the keys whole and
+/// only pays for more launches with smaller chunks.
+pub const SELECT_CHUNK: usize = 1 << 17;
+
 /// Top-k selections over keys recomputed chunk by chunk (whole rows at a time), so
 /// no key buffer of the tensor's size is ever held: the launch's kernel computes the
 /// keys of `chunk_rows` rows (its stores: one f32 buffer per key node, in order).

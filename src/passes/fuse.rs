@@ -10,9 +10,6 @@ use crate::ir::kernel::{
 };
 use crate::ir::plan::{Launch, Plan, Select, Source, Stage, StoreTarget, U64Arg};
 
-/// Elements per chunk of a chunked top-k selection's keys.
-const SELECT_CHUNK: usize = 1 << 17;
-
 /// Whether `x`'s keys can be computed a chunk of rows at a time: a 2-D value whose
 /// kernel cone does not depend on element positions (random draws, top-k masks).
 fn chunkable(g: &Graph, x: NodeId) -> bool {
@@ -92,7 +89,15 @@ enum Want {
     Rows(NodeId),
 }
 
-pub fn fuse(g: Graph, s: &Schedule, out_dtype: Dtype, in_dtypes: &[Dtype]) -> Plan {
+/// `select_chunk`: elements per chunk of a chunked top-k selection's keys (the engine's
+/// choice, [`crate::codegen::Engine::select_chunk`]).
+pub fn fuse(
+    g: Graph,
+    s: &Schedule,
+    out_dtype: Dtype,
+    in_dtypes: &[Dtype],
+    select_chunk: usize,
+) -> Plan {
     let (mut groups, mut materialized, selects) = wanted(&g, s);
     materialize_expensive(&g, s, &mut materialized, &mut groups);
     let out = g.output;
@@ -117,6 +122,7 @@ pub fn fuse(g: Graph, s: &Schedule, out_dtype: Dtype, in_dtypes: &[Dtype]) -> Pl
         materialized: &materialized,
         in_dtypes,
         out_dtype,
+        select_chunk,
     };
     kernels.selects(selects, &mut mask_buffers, &mut stages);
     kernels.launches(groups, &mut mask_buffers, &mut stages);
@@ -198,6 +204,7 @@ struct Kernels<'a> {
     materialized: &'a HashMap<NodeId, usize>,
     in_dtypes: &'a [Dtype],
     out_dtype: Dtype,
+    select_chunk: usize,
 }
 
 impl Kernels<'_> {
@@ -217,7 +224,7 @@ impl Kernels<'_> {
                 });
                 stores.push(StoreTarget::Buffer(x));
             }
-            let chunk_rows = (SELECT_CHUNK / domain.1.max(1)).clamp(1, domain.0);
+            let chunk_rows = (self.select_chunk / domain.1.max(1)).clamp(1, domain.0);
             let name = format!("s{stage}_keys{}", stages[stage].selects.len());
             let launch = kb.finish(
                 name,

@@ -67,8 +67,14 @@ fn debug_ir() -> bool {
 }
 
 /// Runs every graph pass (verifying after each), then splits into stages and fuses
-/// each stage into kernels. A verifier failure is a compiler bug: it panics with context.
-pub fn compile_graph(g: Graph, out_dtype: Dtype, input_dtypes: &[Dtype]) -> Plan {
+/// each stage into kernels (a chunked selection's chunks of `select_chunk` elements). A
+/// verifier failure is a compiler bug: it panics with context.
+pub fn compile_graph(
+    g: Graph,
+    out_dtype: Dtype,
+    input_dtypes: &[Dtype],
+    select_chunk: usize,
+) -> Plan {
     let debug = debug_ir();
     check(&g, "lower");
     if debug {
@@ -83,7 +89,7 @@ pub fn compile_graph(g: Graph, out_dtype: Dtype, input_dtypes: &[Dtype]) -> Plan
         }
     }
     let sched = schedule::schedule(&g);
-    let plan = fuse::fuse(g, &sched, out_dtype, input_dtypes);
+    let plan = fuse::fuse(g, &sched, out_dtype, input_dtypes, select_chunk);
     if debug {
         eprintln!("== after schedule + fuse ==\n{}", plan.print());
     }

@@ -179,9 +179,11 @@ pub fn lower(m: &CheckedMerge, params: Vec<Value>, t: &Target) -> Result<Graph, 
     })
 }
 
-/// Runs every graph pass, then splits the graph into stages fused into kernels.
-pub fn optimise(g: Graph, t: &Target) -> Plan {
-    crate::passes::compile_graph(g, t.out_dtype, &t.in_dtypes)
+/// Runs every graph pass, then splits the graph into stages fused into kernels, for an
+/// engine that takes chunked selections' keys `select_chunk` elements at a time
+/// ([`Engine::select_chunk`]).
+pub fn optimise(g: Graph, t: &Target, select_chunk: usize) -> Plan {
+    crate::passes::compile_graph(g, t.out_dtype, &t.in_dtypes, select_chunk)
 }
 
 /// Compiles a plan's kernels with an engine.
@@ -196,7 +198,10 @@ pub fn compile(
     t: &Target,
     engine: &dyn Engine,
 ) -> Result<Compiled, LowerError> {
-    kernels(optimise(lower(m, params, t)?, t), engine)
+    kernels(
+        optimise(lower(m, params, t)?, t, engine.select_chunk()),
+        engine,
+    )
 }
 
 /// Compiles and runs one merge on f32 tensors, with the interpreter's checks (the
