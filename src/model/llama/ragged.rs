@@ -10,7 +10,7 @@
 //! never over another sequence's or a masked entry. So a completion's bits do not
 //! depend on the batch size, on its neighbours or on when it joined.
 
-use super::rows::tile;
+use super::rows::{tile, with_lanes};
 use super::*;
 use rayon::prelude::*;
 
@@ -203,7 +203,7 @@ fn attend(
     let mut y = vec![0f32; own.len() * nh * hd];
     y.par_chunks_mut(hd).enumerate().for_each(|(rh, out)| {
         let (r, h) = (rh / nh, rh % nh);
-        pulp::Arch::new().dispatch(Head {
+        with_lanes(Head {
             s,
             q: &q[rh * hd..(rh + 1) * hd],
             g: h / (nh / nkv),
@@ -215,7 +215,7 @@ fn attend(
     y
 }
 
-/// One (row, head) of [`attend`], compiled for the best instruction set the CPU has.
+/// One (row, head) of [`attend`], compiled for AVX2 where the CPU has it ([`with_lanes`]).
 struct Head<'a> {
     s: Shape,
     q: &'a [f32],
