@@ -179,7 +179,7 @@ impl<'a> Scorer<'a> {
                     self.record(&j.key, score, j.problems.len())?;
                 }
                 (Err(e), JobKind::Program { .. }) => {
-                    (self.say)(&format!("{}: {e}", j.key));
+                    (self.say)(&failure_line(&self.failed, &j.key, &e));
                     self.failed.insert(j.key.clone(), e);
                 }
                 (Err(e), JobKind::Model(dir)) => {
@@ -203,3 +203,40 @@ impl<'a> Scorer<'a> {
 
 /// (accuracy, correct, hits as hex).
 type Score = (f64, usize, Option<String>);
+
+/// What is said of a program `key` whose merge failed with `e`, given the failures so far:
+/// the error, or, when an earlier one failed the same way (a method that fails at every
+/// point of its search), that one's name instead of the error and its hints again.
+fn failure_line(failed: &HashMap<String, String>, key: &str, e: &str) -> String {
+    let same = failed.iter().filter(|(_, v)| *v == e).map(|(k, _)| k);
+    match same.min() {
+        Some(first) => format!("{key}: failed as {first}"),
+        None => format!("{key}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_line;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_failure_said_before_is_named_not_repeated() {
+        let e = "merge: 3 non-finite values\nhint: guard with max(x, 1e-8)";
+        let mut failed = HashMap::new();
+        assert_eq!(
+            failure_line(&failed, "dev m point 0", e),
+            format!("dev m point 0: {e}")
+        );
+        failed.insert("dev m point 0".to_string(), e.to_string());
+        failed.insert("dev m point 1".to_string(), e.to_string());
+        assert_eq!(
+            failure_line(&failed, "dev m point 2", e),
+            "dev m point 2: failed as dev m point 0"
+        );
+        assert_eq!(
+            failure_line(&failed, "dev n point 0", "other"),
+            "dev n point 0: other"
+        );
+    }
+}
