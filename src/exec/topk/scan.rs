@@ -17,22 +17,13 @@ pub const BLOCK: usize = 64;
 pub fn range_masks(keys: &[f32], lo: u32, hi: u32, f: &mut impl FnMut(&[f32], u64, u64)) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if let Some(simd) = pulp::x86::V4::try_new() {
-        done = simd.vectorize(simd::Scan {
-            simd,
-            keys,
-            lo,
-            hi,
-            f,
-        });
-    } else if let Some(simd) = pulp::x86::V3::try_new() {
-        done = simd.vectorize(simd::Scan {
-            simd,
-            keys,
-            lo,
-            hi,
-            f,
-        });
+    {
+        use simd::Masks;
+        if let Some(simd) = simd::Avx512::try_new() {
+            done = simd.run(keys, lo, hi, f);
+        } else if let Some(simd) = pulp::x86::V3::try_new() {
+            done = simd.run(keys, lo, hi, f);
+        }
     }
     for block in keys[done..].chunks(BLOCK) {
         let (inside, above) = scalar_masks(block, lo, hi);
@@ -58,7 +49,8 @@ fn scalar_masks(block: &[f32], lo: u32, hi: u32) -> (u64, u64) {
 mod simd {
     use super::BLOCK;
     use pulp::bytemuck::cast;
-    use pulp::x86::{V3, V4};
+    use pulp::x86::V3;
+    use std::arch::x86_64 as arch;
 
     /// `|x|`'s bits with every NaN as this one value, just above infinity's: in that form
     /// the magnitude order (NaN above everything) is the order of signed 32-bit integers.
@@ -84,6 +76,14 @@ mod simd {
         fn prepare(self, below: i32, top: i32) -> Self::Bounds;
         /// `(inside, above)` of one block.
         fn masks(self, b: Self::Bounds, block: &[f32]) -> (u64, u64);
+        /// [`scan`] compiled with the instruction set enabled.
+        fn run<F: FnMut(&[f32], u64, u64)>(
+            self,
+            keys: &[f32],
+            lo: u32,
+            hi: u32,
+            f: &mut F,
+        ) -> usize;
     }
 
     /// AVX2: eight keys per compare, the masks by movemask.
@@ -111,33 +111,92 @@ mod simd {
             }
             (inside, above)
         }
+        #[inline(always)]
+        fn run<F: FnMut(&[f32], u64, u64)>(
+            self,
+            keys: &[f32],
+            lo: u32,
+            hi: u32,
+            f: &mut F,
+        ) -> usize {
+            self.vectorize(Scan {
+                simd: self,
+                keys,
+                lo,
+                hi,
+                f,
+            })
+        }
     }
 
-    /// AVX-512: sixteen keys per compare, whose results are bit masks already.
-    impl Masks for V4 {
-        type Bounds = [std::arch::x86_64::__m512i; 4];
+    /// AVX-512F, found at run time: written with `std::arch` rather than pulp's `V4`,
+    /// whose cargo feature (`x86-v4`) would also switch faer, and with it the bits of
+    /// `extract-lora`'s factorisation, to AVX-512 kernels on CPUs that have them.
+    #[derive(Clone, Copy)]
+    pub struct Avx512(());
+
+    impl Avx512 {
+        pub fn try_new() -> Option<Self> {
+            is_x86_feature_detected!("avx512f").then_some(Self(()))
+        }
+    }
+
+    /// [`scan`] with AVX-512F enabled: the masks' intrinsics inline into its loop.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F (an [`Avx512`] exists).
+    #[target_feature(enable = "avx512f")]
+    fn scan_avx512<F: FnMut(&[f32], u64, u64)>(
+        simd: Avx512,
+        keys: &[f32],
+        lo: u32,
+        hi: u32,
+        f: &mut F,
+    ) -> usize {
+        scan(simd, keys, lo, hi, f)
+    }
+
+    /// Sixteen keys per compare, whose results are bit masks already.
+    impl Masks for Avx512 {
+        type Bounds = [arch::__m512i; 4];
         #[inline(always)]
         fn prepare(self, below: i32, top: i32) -> Self::Bounds {
-            [0x7fff_ffff, NAN as i32, below, top].map(|x| self.avx512f._mm512_set1_epi32(x))
+            // SAFETY: `self` exists only where the CPU has AVX-512F.
+            [0x7fff_ffff, NAN as i32, below, top].map(|x| unsafe { arch::_mm512_set1_epi32(x) })
         }
         #[inline(always)]
         fn masks(self, [abs, nan, below, top]: Self::Bounds, block: &[f32]) -> (u64, u64) {
             let (mut inside, mut above) = (0u64, 0u64);
             for (g, sixteen) in block.chunks_exact(16).enumerate() {
-                let sixteen: [f32; 16] = sixteen.try_into().expect("sixteen keys");
-                let bits: std::arch::x86_64::__m512i = cast(sixteen);
-                let k = self.avx512f._mm512_and_si512(bits, abs);
-                let k = self.avx512f._mm512_min_epi32(k, nan);
-                let ge_lo = self.avx512f._mm512_cmpgt_epi32_mask(k, below);
-                // Inside as a masked compare (in mask registers): with `ge_lo & !gt_hi`
-                // in integer code, LLVM gathered the four blocks' masks into a vector
-                // register to combine them, a dozen instructions more per 64 keys.
-                let ins = self.avx512f._mm512_mask_cmple_epi32_mask(ge_lo, k, top);
-                let gt_hi = self.avx512f._mm512_cmpgt_epi32_mask(k, top);
+                // SAFETY: the CPU has AVX-512F (`self` exists); the load reads the
+                // sixteen keys of `sixteen`, unaligned loads allowed.
+                let (ins, gt_hi) = unsafe {
+                    let bits = arch::_mm512_loadu_si512(sixteen.as_ptr().cast());
+                    let k = arch::_mm512_and_si512(bits, abs);
+                    let k = arch::_mm512_min_epi32(k, nan);
+                    let ge_lo = arch::_mm512_cmpgt_epi32_mask(k, below);
+                    // Inside as a masked compare (in mask registers): with `ge_lo &
+                    // !gt_hi` in integer code, LLVM gathered the four blocks' masks into
+                    // a vector register to combine them, a dozen instructions more per
+                    // 64 keys.
+                    let ins = arch::_mm512_mask_cmple_epi32_mask(ge_lo, k, top);
+                    (ins, arch::_mm512_cmpgt_epi32_mask(k, top))
+                };
                 inside |= (ins as u64) << (16 * g);
                 above |= (gt_hi as u64) << (16 * g);
             }
             (inside, above)
+        }
+        #[inline(always)]
+        fn run<F: FnMut(&[f32], u64, u64)>(
+            self,
+            keys: &[f32],
+            lo: u32,
+            hi: u32,
+            f: &mut F,
+        ) -> usize {
+            // SAFETY: `self` exists only where the CPU has AVX-512F.
+            unsafe { scan_avx512(self, keys, lo, hi, f) }
         }
     }
 
@@ -181,7 +240,7 @@ mod simd {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::simd::{Masks, NAN, Scan};
+    use super::simd::{Avx512, Masks, NAN};
     use super::{BLOCK, scalar_masks};
     use crate::ir::reference::magnitude_key;
 
@@ -238,16 +297,9 @@ mod tests {
     }
 
     /// [`matches_scalar`] for the scan of one instruction set.
-    fn check<S: Masks + pulp::Simd>(simd: S) {
+    fn check<S: Masks>(simd: S) {
         matches_scalar(&mut |keys, lo, hi, got| {
-            let f = &mut |_: &[f32], i, a| got.push((i, a));
-            simd.vectorize(Scan {
-                simd,
-                keys,
-                lo,
-                hi,
-                f,
-            })
+            simd.run(keys, lo, hi, &mut |_: &[f32], i, a| got.push((i, a)))
         });
     }
 
@@ -260,7 +312,7 @@ mod tests {
 
     #[test]
     fn the_avx512_masks_are_the_scalar_masks() {
-        match pulp::x86::V4::try_new() {
+        match Avx512::try_new() {
             Some(simd) => check(simd),
             None => eprintln!("no AVX-512 on this CPU: its scan is not tested here"),
         }

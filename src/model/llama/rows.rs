@@ -57,9 +57,10 @@ pub fn rows_times(x: &[f32], rows: usize, w: &[f32], inp: usize) -> Vec<f32> {
 
 /// Runs `op` with AVX2's 8-lane vectors where the CPU has them, else scalar: the
 /// instruction sets whose vectors have [`LANES`] lanes, so [`tile`] runs vectorised.
-/// Not `pulp::Arch::new()`: on a CPU with AVX-512 it picks 16-lane vectors, and
-/// [`tile`] then falls back to a scalar [`dot`] per output (the same bits, a third of
-/// the speed: the in-process evaluator's steps were 3x slower with it).
+/// Not `pulp::Arch::new()`: with pulp's `x86-v4` feature (enabled for a while, and by
+/// any crate in the build that asks for it) it picks 16-lane vectors on a CPU with
+/// AVX-512, and [`tile`] then falls back to a scalar [`dot`] per output (the same bits,
+/// a third of the speed: the in-process evaluator's steps were 3x slower with it).
 #[inline(always)]
 pub(super) fn with_lanes<W: pulp::WithSimd>(op: W) -> W::Output {
     #[cfg(target_arch = "x86_64")]

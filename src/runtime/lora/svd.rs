@@ -146,3 +146,22 @@ fn range_finder(
 pub fn orthonormal(a: MatRef<'_, f32>) -> Mat<f32> {
     a.qr().compute_thin_Q()
 }
+
+#[cfg(test)]
+mod tests {
+    /// faer picks its kernels through pulp's run-time dispatch. With pulp's `x86-v4`
+    /// feature anywhere in the build (cargo unifies a crate's features) that dispatch
+    /// takes AVX-512 on CPUs that have it, and the adapters' bits there differ from
+    /// every other machine's: it must stop at AVX2's eight lanes.
+    #[test]
+    fn factorisations_stop_at_avx2() {
+        struct Lanes;
+        impl pulp::WithSimd for Lanes {
+            type Output = usize;
+            fn with_simd<S: pulp::Simd>(self, _: S) -> usize {
+                S::F32_LANES
+            }
+        }
+        assert!(pulp::Arch::new().dispatch(Lanes) <= 8);
+    }
+}
