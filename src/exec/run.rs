@@ -166,8 +166,16 @@ struct State<'a> {
     poison: Vec<Option<Option<RuntimeError>>>,
 }
 
-/// Runs the plan, writing the result into `out` (its numel × the output dtype's size).
-pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), RuntimeError> {
+/// Runs the plan, writing the result into the buffer `out` gives (its numel × the
+/// output dtype's size). `out` is called once, before the first launch, which is where
+/// the memory-hungry part begins (the kernels' buffers and the output): the caller may
+/// wait there until its memory budget allows it, while the selections before it run.
+/// A plan with no launch does not call it.
+pub fn execute<'o>(
+    c: &Compiled,
+    inp: &RunInputs,
+    out: impl FnOnce() -> &'o mut [u8],
+) -> Result<(), RuntimeError> {
     let n = c.plan.graph.nodes.len();
     let mut st = State {
         c,
@@ -185,7 +193,7 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
                 .insert(i as NodeId, Buf::host(d.as_ref().clone()));
         }
     }
-    let mut out = Some(out);
+    let (mut give, mut out) = (Some(out), None);
     let timing = std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time"));
     let stop = |s: crate::cancel::Stop| RuntimeError::new(s.to_string());
     // A failure once the token fired is the stop (a launch cut short says only that).
@@ -208,6 +216,10 @@ pub fn execute(c: &Compiled, inp: &RunInputs, out: &mut [u8]) -> Result<(), Runt
         }
         let t1 = std::time::Instant::now();
         for (li, l) in stage.launches.iter().enumerate() {
+            if let Some(give) = give.take() {
+                out = Some(give());
+                inp.cancel.check().map_err(stop)?;
+            }
             st.launch(si, li, l, &mut out).map_err(failed)?;
         }
         for &n in &stage.frees {

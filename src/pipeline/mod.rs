@@ -240,7 +240,7 @@ pub fn run_compiled(
         name: &facts.name,
         cancel: crate::cancel::Cancel::NEVER,
     };
-    run::execute(&c, &inp, out.as_mut_bytes())?;
+    run::execute(&c, &inp, || out.as_mut_bytes())?;
     let t = Tensor::new(shape, out);
     if !allow_nonfinite {
         check_finite(&t, &facts.name)?;

@@ -4,7 +4,7 @@
 //! Anything the compiler declines, and every failure, goes through the interpreter,
 //! which produces the result or the exact error message.
 
-use super::merge::MergeJob;
+use super::merge::{Inputs, MergeJob};
 use super::plan::PlannedTensor;
 use super::safetensors::Checkpoint;
 use crate::codegen::{BackendError, Engine};
@@ -121,6 +121,11 @@ fn uses_facts(e: &TExpr) -> bool {
     e.any(&|n| matches!(n.kind, TKind::Fact(_)))
 }
 
+/// What a tensor's run calls before its first launch, where its memory-hungry part
+/// begins (see [`execute`]): the caller waits there for room beside the outputs the
+/// writer has not stored yet.
+pub type Gate<'a> = Option<&'a (dyn Fn() + Sync)>;
+
 /// Compiled-path state for one merge job.
 pub struct CompiledJob {
     /// The engines, each with its plans by rank; the first runs unless another won
@@ -228,17 +233,17 @@ impl CompiledJob {
         }
     }
 
-    /// The merged tensor's output bytes, or None to use the interpreter.
-    pub fn produce(
+    /// The merged tensor's output bytes, or None to use the interpreter. `gate` is
+    /// called before the run's first launch (see [`execute`]).
+    pub(super) fn produce(
         &self,
         job: &MergeJob,
-        base: &Checkpoint,
-        models: &[Checkpoint],
+        inputs: &Inputs,
         n_layers: i64,
         t: &PlannedTensor,
-        cancel: &crate::cancel::Cancel,
+        gate: Gate,
     ) -> Option<Vec<u8>> {
-        let r = self.try_produce(job, base, models, n_layers, t, cancel);
+        let r = self.try_produce(job, inputs, n_layers, t, gate);
         self.lanes[self.lane()].engine.end_tensor();
         if r.is_none() {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -249,16 +254,23 @@ impl CompiledJob {
     fn try_produce(
         &self,
         job: &MergeJob,
-        base: &Checkpoint,
-        models: &[Checkpoint],
+        inputs: &Inputs,
         n_layers: i64,
         t: &PlannedTensor,
-        cancel: &crate::cancel::Cancel,
+        gate: Gate,
     ) -> Option<Vec<u8>> {
+        let (base, models) = (&inputs.base, &inputs.models);
         let p = prepare(job, base, models, n_layers, t, &self.lanes[0].caches)?;
         let lane = self.lane();
         let plan = self.plan(lane, &p)?;
-        self.run(plan.as_ref().as_ref().ok()?, job, &p, t, cancel)
+        self.run(
+            plan.as_ref().as_ref().ok()?,
+            job,
+            &p,
+            t,
+            &inputs.cancel,
+            gate,
+        )
     }
 
     /// Tensor `t`'s plan for lane `lane`, compiled by its engine on first use.
@@ -286,16 +298,26 @@ impl CompiledJob {
         p: &Prepared,
         t: &PlannedTensor,
         cancel: &crate::cancel::Cancel,
+        gate: Gate,
     ) -> Option<Vec<u8>> {
         let out_dtype = p.key.out_dtype;
-        let mut out = self.buffer(p.numel * out_dtype.size());
+        let len = p.numel * out_dtype.size();
         let inp = RunInputs {
             tensors: p.tensors.clone(),
             seed: job.seed,
             name: &t.name,
             cancel: *cancel,
         };
-        if let Err(e) = execute(plan, &inp, &mut out) {
+        // The output buffer is taken once the gate opens: by then the writer may have
+        // handed the previous output's buffer back.
+        let mut out = None;
+        let slot = &mut out;
+        let give = move || {
+            gate.inspect(|g| g());
+            let slot = slot; // moved: the closure is FnOnce, the buffer outlives it
+            slot.insert(self.buffer(len)).as_mut_slice()
+        };
+        if let Err(e) = execute(plan, &inp, give) {
             if e.message.starts_with(crate::exec::run::BACKEND_ERROR) && !job.quiet {
                 eprintln!(
                     "note: tensor `{}`: {}; the interpreter merges it instead",
@@ -304,6 +326,7 @@ impl CompiledJob {
             }
             return None;
         }
+        let out = out.unwrap_or_else(|| self.buffer(len));
         if !job.allow_nonfinite && !all_finite(&out, out_dtype) {
             return None;
         }
@@ -362,7 +385,7 @@ impl CompiledJob {
             let (mut out, mut best) = (None, None::<f64>);
             for _ in 0..2 {
                 let start = std::time::Instant::now();
-                let Some(o) = plan.and_then(|plan| self.run(plan, job, p, t, cancel)) else {
+                let Some(o) = plan.and_then(|plan| self.run(plan, job, p, t, cancel, None)) else {
                     break;
                 };
                 let s = start.elapsed().as_secs_f64();

@@ -530,6 +530,8 @@ fn progress(quiet: bool, total: u64) -> ProgressBar {
 }
 
 /// The output bytes of one tensor: merged by the program, or copied from the base.
+/// `gate` is called before the memory-hungry part (the output and temporaries; on the
+/// compiled path after the selections): the caller may wait there for room.
 pub(super) fn produce(
     job: &MergeJob,
     inputs: &Inputs,
@@ -537,6 +539,7 @@ pub(super) fn produce(
     checked: &HashMap<usize, Arc<CheckedMerge>>,
     compiled: Option<&super::compiled::CompiledJob>,
     t: &PlannedTensor,
+    gate: &(dyn Fn() + Sync),
 ) -> Result<Vec<u8>, MergeError> {
     let stopped = MergeError::Stopped;
     inputs.cancel.check().map_err(stopped)?;
@@ -544,14 +547,15 @@ pub(super) fn produce(
         && t.action == Action::Merge
         && t.source.is_none()
     {
-        let cancel = &inputs.cancel;
-        if let Some(bytes) = c.produce(job, &inputs.base, &inputs.models, plan.n_layers, t, cancel)
-        {
+        if let Some(bytes) = c.produce(job, inputs, plan.n_layers, t, Some(gate)) {
             return Ok(bytes);
         }
         // A compiled run cut short is not retried by the interpreter.
-        cancel.check().map_err(stopped)?;
+        inputs.cancel.check().map_err(stopped)?;
     }
+    // The interpreter holds its temporaries from the start.
+    gate();
+    inputs.cancel.check().map_err(stopped)?;
     match &t.source {
         Some(Route::Copy(from)) => copy_tensor(job, inputs.all()[from.input], &from.name, t),
         Some(Route::Merge { base, models, .. }) => {

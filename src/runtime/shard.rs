@@ -47,6 +47,85 @@ impl Drop for Gone<'_> {
     }
 }
 
+/// Memory for one batch beside the outputs the writer has not stored yet.
+///
+/// Computing overlaps the writing of earlier outputs only while both fit in
+/// OVERLAP_BYTES (the inputs' pages and the outputs count toward peak memory). A batch
+/// that does not fit starts, its inputs mapped in, once no more is in flight than its
+/// outputs will take (memory stays within what computing it holds anyway); its
+/// selections run then, and its outputs and temporaries wait for the rest ([`Self::gate`]).
+struct Room<'a> {
+    flow: &'a Flow,
+    cancel: crate::cancel::Cancel,
+    /// The batch's input and output bytes.
+    need: u64,
+    /// Nanoseconds spent in [`Self::gate`].
+    gated: AtomicU64,
+}
+
+impl<'a> Room<'a> {
+    /// Waits until the batch may start; None if the writer stopped meanwhile.
+    fn wait(
+        flow: &'a Flow,
+        inputs: &'a Inputs,
+        plan: &MergePlan,
+        batch: &[usize],
+    ) -> Result<Option<Room<'a>>, MergeError> {
+        let tensors = || batch.iter().map(|&ti| &plan.tensors[ti]);
+        let need = tensors().map(|t| tensor_bytes(inputs, t)).sum();
+        let outputs: u64 = tensors().map(|t| t.out_bytes as u64).sum();
+        let room = Room::new(flow, inputs.cancel, need);
+        if !room.until(|f| f <= outputs)? {
+            return Ok(None);
+        }
+        if !room.fits(flow.in_flight.load(Ordering::SeqCst)) {
+            // Map the inputs in while the writer finishes.
+            tensors().collect::<Vec<_>>().par_iter().for_each(|t| {
+                let sources = inputs.sources(t);
+                sources.par_iter().for_each(|(c, name)| c.prefetch(name));
+            });
+        }
+        Ok(Some(room))
+    }
+
+    fn new(flow: &'a Flow, cancel: crate::cancel::Cancel, need: u64) -> Room<'a> {
+        Room {
+            flow,
+            cancel,
+            need,
+            gated: AtomicU64::new(0),
+        }
+    }
+
+    fn fits(&self, in_flight: u64) -> bool {
+        in_flight == 0 || in_flight + self.need <= OVERLAP_BYTES
+    }
+
+    /// Waits until the batch fits beside what is in flight (or the writer stopped, or
+    /// the merge was stopped: the caller finds out).
+    fn gate(&self) {
+        let t = std::time::Instant::now();
+        let _ = self.until(|f| self.fits(f));
+        let ns = t.elapsed().as_nanos() as u64;
+        self.gated.fetch_add(ns, Ordering::SeqCst);
+    }
+
+    /// Waits until `ok(bytes in flight)` or it fits; false if the writer stopped first.
+    fn until(&self, ok: impl Fn(u64) -> bool) -> Result<bool, MergeError> {
+        loop {
+            let f = self.flow.in_flight.load(Ordering::SeqCst);
+            if ok(f) || self.fits(f) {
+                return Ok(true);
+            }
+            if self.flow.writer_gone.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.cancel.check().map_err(MergeError::Stopped)?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
 impl Shards<'_> {
     /// Writes one shard: header, then tensors in order. Returns the bytes written.
     pub fn write(
@@ -159,45 +238,19 @@ impl Shards<'_> {
                 mem += working_bytes(&plan.tensors[shard[end]], k);
                 end += 1;
             }
-            // Computing overlaps the writing of the previous output only while both fit in
-            // OVERLAP_BYTES (the inputs' pages and the outputs count toward peak memory).
-            let need: u64 = shard[i..end]
-                .iter()
-                .map(|&ti| tensor_bytes(inputs, &plan.tensors[ti]))
-                .sum();
-            let outputs: u64 = shard[i..end]
-                .iter()
-                .map(|&ti| plan.tensors[ti].out_bytes as u64)
-                .sum();
+            let batch = &shard[i..end];
             let t_wait = std::time::Instant::now();
-            let mut mapped = false;
-            while flow.in_flight.load(Ordering::SeqCst) > 0
-                && flow.in_flight.load(Ordering::SeqCst) + need > OVERLAP_BYTES
-            {
-                if flow.writer_gone.load(Ordering::SeqCst) {
-                    // The writer failed: its error is reported.
-                    return Ok(());
-                }
-                inputs.cancel.check().map_err(MergeError::Stopped)?;
-                // Meanwhile, map the batch's inputs in, once no more is in flight than
-                // the batch's outputs will take: memory stays within what computing
-                // the batch holds anyway.
-                if !mapped && flow.in_flight.load(Ordering::SeqCst) <= outputs {
-                    shard[i..end].par_iter().for_each(|&ti| {
-                        let sources = inputs.sources(&plan.tensors[ti]);
-                        sources.par_iter().for_each(|(c, name)| c.prefetch(name));
-                    });
-                    mapped = true;
-                    continue;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
+            let Some(room) = Room::wait(flow, inputs, plan, batch)? else {
+                // The writer failed: its error is reported.
+                return Ok(());
+            };
             let t_batch = std::time::Instant::now();
-            let results: Vec<Result<Vec<u8>, MergeError>> = shard[i..end]
+            let gate = || room.gate();
+            let results: Vec<Result<Vec<u8>, MergeError>> = batch
                 .par_iter()
                 .map(|&ti| {
                     let t = &plan.tensors[ti];
-                    let r = produce(job, inputs, plan, self.checked, self.compiled, t);
+                    let r = produce(job, inputs, plan, self.checked, self.compiled, t, &gate);
                     if r.is_ok() {
                         hash_inputs(inputs, t);
                     }
@@ -210,8 +263,10 @@ impl Shards<'_> {
                 })
                 .collect();
             if std::env::var("MERGEC_DEBUG").is_ok_and(|v| v.split(',').any(|p| p == "time")) {
+                let gated = room.gated.load(Ordering::SeqCst) as f64 * 1e-9;
                 eprintln!(
-                    "batch of {}: waited {:.3} s for the writer, produce {:.3} s",
+                    "batch of {}: waited {:.3} s for the writer, then {gated:.3} s after its \
+                     selections; produce {:.3} s",
                     end - i,
                     (t_batch - t_wait).as_secs_f64(),
                     t_batch.elapsed().as_secs_f64()
@@ -267,5 +322,62 @@ fn hash_inputs(inputs: &Inputs, t: &PlannedTensor) {
         if let Ok(b) = all[i].raw_bytes(name) {
             inputs.hashes.add(i, name, b, all[i].stored_at(name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Flow, OVERLAP_BYTES, Room};
+    use crate::cancel::Cancel;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    const MB: u64 = 1 << 20;
+
+    fn flow(in_flight: u64) -> Flow {
+        Flow {
+            in_flight: AtomicU64::new(in_flight),
+            writer_gone: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// A batch that does not fit beside the outputs the writer holds waits at the gate
+    /// until the writer has stored enough of them; one larger than the budget waits for
+    /// all of them, then runs alone.
+    #[test]
+    fn the_gate_opens_once_the_batch_fits_beside_what_is_in_flight() {
+        let f = flow(300 * MB);
+        let room = Room::new(&f, Cancel::NEVER, 900 * MB);
+        assert!(!room.fits(300 * MB) && room.fits(OVERLAP_BYTES - 900 * MB) && room.fits(0));
+        let alone = Room::new(&f, Cancel::NEVER, OVERLAP_BYTES + MB);
+        assert!(!alone.fits(1) && alone.fits(0));
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                f.in_flight.store(100 * MB, Ordering::SeqCst);
+            });
+            room.gate();
+        });
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(room.gated.load(Ordering::SeqCst) >= 50_000_000);
+        // Open now: no wait.
+        assert!(room.until(|_| false).unwrap());
+    }
+
+    /// Neither a stopped writer nor a stopped merge leaves the computing side waiting.
+    #[test]
+    fn a_stopped_writer_or_merge_ends_the_wait() {
+        let f = flow(900 * MB);
+        let room = Room::new(&f, Cancel::NEVER, 900 * MB);
+        f.writer_gone.store(true, Ordering::SeqCst);
+        assert!(!room.until(|_| false).unwrap());
+        room.gate();
+        static STOPPED: AtomicBool = AtomicBool::new(true);
+        let f = flow(900 * MB);
+        let room = Room::new(&f, Cancel::on_flag(&STOPPED), 900 * MB);
+        assert!(room.until(|_| false).is_err());
+        room.gate();
     }
 }
