@@ -45,7 +45,10 @@
 # Floors, measured in the same run: "read inputs" (cat of every input, warm) and "copy base"
 # (cat of the base into a new file: a warm read of one model plus a write of the output's
 # size, the least a merge that writes its output can do beyond reading its inputs). The "x
-# read" column is each wall time over the warm read of the inputs.
+# read" column is each wall time over the warm read of the inputs. And the machine's own
+# parallel throughput, before and after the merges: N processes each hashing 256 MB of the
+# cached base (sha256, no shared data) against one, N the most threads measured. On a VM whose
+# vCPUs share physical cores, or a busy host, no program scales past that ratio.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -152,6 +155,26 @@ measure() {
 
 warm() { cat "${INPUTS[@]}" >/dev/null; sync; }
 
+# The machine's parallel ceiling (see the top), best of 3 each: "xR (N processes A s, one B s)".
+SCALE_N=1
+for t in $THREADS; do
+    case "$t" in all) t=$(nproc) ;; esac
+    [ "$t" -gt "$SCALE_N" ] && SCALE_N=$t
+done
+hash_once() { head -c 268435456 "$(ls "$CKPT"/base/*.safetensors | head -1)" | sha256sum >/dev/null; }
+seconds() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc -l; }
+hash_n() { for _ in $(seq "$SCALE_N"); do hash_once & done; wait; }
+best3() { for _ in 1 2 3; do seconds "$@"; done | sort -g | head -1; }
+scaling() {
+    local one n
+    hash_once
+    one=$(best3 hash_once); n=$(best3 hash_n)
+    printf 'x%.2f (%d processes %.2f s, one %.2f s)' "$(echo "$SCALE_N * $one / $n" | bc -l)" \
+        "$SCALE_N" "$n" "$one"
+}
+SCALE_BEFORE=""
+[ "$SCALE_N" -gt 1 ] && SCALE_BEFORE="$(scaling)"
+
 echo "== page cache: reading the $IN_SIZE of inputs" >&2
 measure first_read sh -c 'cat "$@" >/dev/null' cat "${INPUTS[@]}"
 measure warm_read sh -c 'cat "$@" >/dev/null' cat "${INPUTS[@]}"
@@ -223,6 +246,9 @@ EOF
     done
 done
 
+SCALE_AFTER=""
+[ "$SCALE_N" -gt 1 ] && SCALE_AFTER="$(scaling)"
+
 # ---------------------------------------------------------------- report
 cpu="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
@@ -231,6 +257,7 @@ echo
 echo "Merge benchmark: $ARCH (base + 3 models, bf16), $IN_SIZE of inputs ($IN_BYTES bytes); ties density $DENSITY"
 echo "machine: $(nproc) cores ($cpu), $mem RAM, $(uname -sr); $params$([ "$ONLY_MERGEC" = 0 ] && echo "; mergekit $("$PY" -c 'import importlib.metadata as m; print(m.version("mergekit"), "/ torch", m.version("torch"))')")"
 echo "input digests: $([ "${MERGEC_DIGEST_CACHE:-}" = off ] || [ "${MERGEC_DIGEST_CACHE:-}" = 0 ] && echo "hashed in every run (MERGEC_DIGEST_CACHE=off)" || echo "cached across runs (~/.cache/mergec/digests)")"
+[ -n "$SCALE_BEFORE" ] && echo "the machine's own parallel throughput (sha256 of 256 MB per process): before the merges $SCALE_BEFORE, after $SCALE_AFTER"
 echo "page cache warm; peak RSS from $([ -n "$TIME" ] && echo "GNU time -v" || echo "getrusage(RUSAGE_CHILDREN)"), wall time and peak anon from scripts/conformance/memwatch.py"
 echo
 OUT_BYTES=$(du -cb "$CKPT"/base/*.safetensors | tail -1 | cut -f1)
