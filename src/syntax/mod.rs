@@ -1,6 +1,7 @@
 //! Parsing: source text to a spanned AST. Pest types never leave this module.
 
 pub mod ast;
+mod detail;
 mod errors;
 mod invisible;
 pub mod limits;
@@ -14,5 +15,9 @@ pub mod forms;
 /// `parse_program` adds) accepts `src`: the reference the derived grammars are tested against.
 pub fn grammar_accepts(src: &str) -> bool {
     use pest::Parser;
-    parse::MergeParser::parse(parse::Rule::program, src).is_ok()
+    // Only whether it parses: no error detail needed.
+    detail::with_detail(false, || {
+        parse::MergeParser::parse(parse::Rule::program, src)
+    })
+    .is_ok()
 }

@@ -35,9 +35,9 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 /// syntax error stops at the first; the AST-building checks report all).
 pub fn parse_program(src: &str) -> Result<Program, Vec<Diagnostic>> {
     limits::precheck_source(src, &Limits::DEFAULT).map_err(|d| vec![d])?;
-    pest::set_error_detail(true);
-    let mut pairs = MergeParser::parse(Rule::program, src)
-        .map_err(|e| vec![pest_error_to_diagnostic(&e, src)])?;
+    let mut pairs =
+        super::detail::parse_with_detail_for(src.len(), || MergeParser::parse(Rule::program, src))
+            .map_err(|e| vec![pest_error_to_diagnostic(&e, src)])?;
     let program_pair = pairs.next().expect("grammar: program matched");
     limits::check_node_count(&program_pair, &Limits::DEFAULT).map_err(|d| vec![d])?;
     let builder = Builder {
@@ -71,9 +71,9 @@ pub fn parse_let(src: &str) -> Result<(Ident, Expr), Vec<Diagnostic>> {
 
 fn parse_fragment(src: &str, rule: Rule) -> Result<(Expr, Option<Ident>), Vec<Diagnostic>> {
     limits::precheck_source(src, &Limits::DEFAULT).map_err(|d| vec![d])?;
-    pest::set_error_detail(true);
     let mut pairs =
-        MergeParser::parse(rule, src).map_err(|e| vec![pest_error_to_diagnostic(&e, src)])?;
+        super::detail::parse_with_detail_for(src.len(), || MergeParser::parse(rule, src))
+            .map_err(|e| vec![pest_error_to_diagnostic(&e, src)])?;
     let top = pairs.next().expect("grammar: fragment matched");
     limits::check_node_count(&top, &Limits::DEFAULT).map_err(|d| vec![d])?;
     let builder = Builder {
