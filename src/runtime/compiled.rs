@@ -326,7 +326,11 @@ impl CompiledJob {
             }
             return None;
         }
-        let out = out.unwrap_or_else(|| self.buffer(len));
+        // A plan with no launch never asked for its buffer: it waits at the gate too.
+        let out = out.unwrap_or_else(|| {
+            gate.inspect(|g| g());
+            self.buffer(len)
+        });
         if !job.allow_nonfinite && !all_finite(&out, out_dtype) {
             return None;
         }
