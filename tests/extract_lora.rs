@@ -538,16 +538,20 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
     // A non-empty --out is kept as it was.
     std::fs::create_dir_all(p.join("taken")).unwrap();
     std::fs::write(p.join("taken/notes.txt"), "mine").unwrap();
-    run(args("model", "2", "taken"), &["not empty", "--force"]);
+    run(args("model", "2", "taken"), &["`notes.txt`", "--force"]);
     assert_eq!(
         std::fs::read_to_string(p.join("taken/notes.txt")).unwrap(),
         "mine"
     );
-    // ... and replaced with --force.
+    // ... and with --force too: notes.txt is not part of a model.
     let mut force = args("model", "2", "taken");
     force.extend(["--force", "--quiet"].map(String::from));
+    run(force.clone(), &["`notes.txt`", "not part of a model"]);
+    assert!(p.join("taken/notes.txt").is_file());
+    // A previous adapter is replaced with --force.
+    std::fs::remove_file(p.join("taken/notes.txt")).unwrap();
+    std::fs::write(p.join("taken/adapter_model.safetensors"), "old").unwrap();
     ok(mergec_in(p, &strs(&force)));
-    assert!(!p.join("taken/notes.txt").exists());
     assert!(p.join("taken/adapter_config.json").is_file());
     // The model equal to the base: nothing to extract.
     std::fs::create_dir_all(p.join("copy")).unwrap();

@@ -651,12 +651,23 @@ fn an_existing_out_is_refused_without_force_and_replaced_with_it() {
     assert_unchanged(&[before], &[snapshot(zoo.dir())]);
     assert!(leftovers(zoo.dir()).is_empty());
 
-    ok(merge(&zoo, "wavg", "out", &["--force"]));
+    // --force replaces only a model directory: someone's other files stay, and so do
+    // the directory's model files.
+    std::fs::write(zoo.path("out/model.safetensors"), "an old merge").unwrap();
+    let before = snapshot(zoo.dir());
+    let e = fails(merge(&zoo, "wavg", "out", &["--force"]));
     assert!(
-        !zoo.path("out/keep.txt").exists(),
-        "--force replaces the directory"
+        e.contains("`keep.txt`") && e.contains("not part of a model"),
+        "{e}"
     );
+    assert_unchanged(&[before], &[snapshot(zoo.dir())]);
+
+    std::fs::remove_file(zoo.path("out/keep.txt")).unwrap();
+    ok(merge(&zoo, "wavg", "out", &["--force"]));
     verify_tensors(&zoo, "out", &Expect::new("wavg"));
+    assert!(leftovers(zoo.dir()).is_empty());
+    // A previous merge's output is a model directory: --force replaces it.
+    ok(merge(&zoo, "wavg", "out", &["--force"]));
     assert!(leftovers(zoo.dir()).is_empty());
 
     // A failed --force run leaves the previous output alone.

@@ -217,10 +217,10 @@ fn cases() -> Vec<Case> {
             expect: &["overlaps", "`base`"],
         },
         Case {
-            case: "existing non-empty --out without --force",
+            case: "an earlier merge at --out, without --force",
             setup: |z| {
                 std::fs::create_dir(z.path("out")).unwrap();
-                std::fs::write(z.path("out/old.txt"), "keep").unwrap();
+                std::fs::write(z.path("out/model.safetensors"), "an earlier merge").unwrap();
             },
             args: wavg(&[]),
             expect: &["`out`", "--force"],

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod lora;
 pub mod merge;
 mod model_card;
+mod out_target;
 mod output;
 pub mod plan;
 pub mod safetensors;

@@ -37,48 +37,33 @@ pub fn remove_temporaries() -> Vec<PathBuf> {
 /// A directory being written. Dropped without `commit`, it is removed.
 pub struct OutputDir {
     tmp: PathBuf,
+    /// `--out` as given (for messages) and resolved (a link's target).
+    given: PathBuf,
     dest: PathBuf,
-    replace: bool,
+    force: bool,
     committed: bool,
 }
 
 impl OutputDir {
-    /// Refuses a non-empty `dest` unless `force`; creates the temporary sibling.
+    /// Checks what `dest` names (see [`super::out_target`]: an empty directory, or a
+    /// model directory under `force`, may be replaced, nothing else); creates the
+    /// temporary sibling.
     pub fn create(dest: &Path, force: bool) -> Result<OutputDir, String> {
-        let nonempty = dest.is_file()
-            || std::fs::read_dir(dest)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false);
-        if nonempty && !force {
-            return Err(format!(
-                "--out `{}` exists and is not empty; pass --force to replace it",
-                dest.display()
-            ));
-        }
-        let name = dest
-            .file_name()
-            .ok_or_else(|| format!("--out `{}` must name a directory", dest.display()))?
-            .to_string_lossy()
-            .into_owned();
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !parent.is_dir() {
-            return Err(format!(
-                "the parent of --out, `{}`, does not exist",
-                parent.display()
-            ));
-        }
-        super::stale::remove_stale(&parent);
-        let tmp = parent.join(format!(".{name}.mergec-tmp-{}", std::process::id()));
+        let target = super::out_target::resolve(dest, force)?;
+        super::stale::remove_stale(&target.parent);
+        let tmp = target.parent.join(format!(
+            ".{}.mergec-tmp-{}",
+            target.name,
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir(&tmp).map_err(|e| format!("cannot create `{}`: {e}", tmp.display()))?;
         live().push(tmp.clone());
         Ok(OutputDir {
             tmp,
-            dest: dest.to_path_buf(),
-            replace: dest.exists(),
+            given: dest.to_path_buf(),
+            dest: target.dest,
+            force,
             committed: false,
         })
     }
@@ -98,22 +83,22 @@ impl OutputDir {
             return Err(super::MergeError::Stopped(crate::cancel::Stop::Interrupted));
         }
         let err = |e: std::io::Error| {
-            let why = format!("cannot move the merge into `{}`: {e}", self.dest.display());
+            let why = format!("cannot move the merge into `{}`: {e}", self.given.display());
             super::MergeError::Output(why)
         };
-        if self.replace {
-            let old = self
-                .tmp
-                .with_file_name(format!(".mergec-old-{}", std::process::id()));
-            std::fs::rename(&self.dest, &old).map_err(err)?;
-            std::fs::rename(&self.tmp, &self.dest).map_err(err)?;
-            let _ = if old.is_dir() {
-                std::fs::remove_dir_all(&old)
-            } else {
-                std::fs::remove_file(&old)
-            };
-        } else {
-            std::fs::rename(&self.tmp, &self.dest).map_err(err)?;
+        // Checked again: the directory may have changed during the merge.
+        let parent = self.tmp.parent().unwrap_or(Path::new("."));
+        let replace =
+            super::out_target::check_existing(&self.given, &self.dest, parent, self.force)
+                .map_err(super::MergeError::Output)?;
+        let old = self
+            .tmp
+            .with_file_name(format!(".mergec-old-{}", std::process::id()));
+        let replaced = super::out_target::move_into_place(&self.tmp, &self.dest, &old, replace)
+            .map_err(err)?;
+        if let Some(old) = replaced {
+            // Only an empty or a model directory gets here: no subdirectories.
+            let _ = std::fs::remove_dir_all(old);
         }
         self.committed = true;
         drop(live);

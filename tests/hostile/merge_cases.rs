@@ -210,5 +210,42 @@ pub fn cases() -> Vec<Case> {
             args: wavg(&[]),
             expect: &["m2/model.safetensors", "`a.weight`", "unknown dtype `Q4_K`"],
         },
+        Case {
+            case: "--out a named pipe",
+            setup: |z| mkfifo(&z.path("out")),
+            args: wavg(&["--force"]),
+            expect: &["`out`", "a named pipe", "another --out"],
+        },
+        Case {
+            case: "--out an existing file, with --force",
+            setup: |z| std::fs::write(z.path("out"), "someone's results").unwrap(),
+            args: wavg(&["--force"]),
+            expect: &["`out`", "is a file", "another --out"],
+        },
+        Case {
+            case: "--out a directory of someone's files, with --force",
+            setup: |z| {
+                std::fs::create_dir(z.path("out")).unwrap();
+                std::fs::write(z.path("out/config.json"), "{}").unwrap();
+                std::fs::write(z.path("out/notes.txt"), "mine").unwrap();
+            },
+            args: wavg(&["--force"]),
+            expect: &["`out`", "`notes.txt`", "not part of a model"],
+        },
+        Case {
+            case: "--out a directory with a subdirectory, with --force",
+            setup: |z| {
+                std::fs::create_dir_all(z.path("out/src")).unwrap();
+                std::fs::write(z.path("out/model.safetensors"), "x").unwrap();
+            },
+            args: wavg(&["--force"]),
+            expect: &["`out`", "the directory `src/`", "not part of a model"],
+        },
+        Case {
+            case: "--out a link to nowhere",
+            setup: |z| std::os::unix::fs::symlink("gone", z.path("out")).unwrap(),
+            args: wavg(&[]),
+            expect: &["`out`", "symbolic link", "does not exist"],
+        },
     ]
 }
