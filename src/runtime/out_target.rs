@@ -12,7 +12,7 @@
 //! during the merge; on Linux the move is one atomic exchange (`renameat2`), so there is
 //! no moment when `--out` is missing.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// More entries than any model directory holds: refused without reading on.
@@ -82,19 +82,7 @@ pub fn check_existing(
     };
     let t = meta.file_type();
     if !t.is_dir() {
-        let what = if t.is_file() {
-            "a file"
-        } else if t.is_char_device() {
-            "a character device"
-        } else if t.is_block_device() {
-            "a block device"
-        } else if t.is_fifo() {
-            "a named pipe"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a directory"
-        };
+        let what = crate::files::kind_name(&t);
         return Err(format!(
             "--out `{shown}` is {what}; mergec writes a model directory there, so choose \
              another --out (--force replaces only a directory of model files)"
@@ -321,7 +309,7 @@ mod tests {
         assert!(e.contains("the directory `.cache/`"), "{e}");
         std::fs::write(p.join("file"), "x").unwrap();
         let e = check("file", true).unwrap_err();
-        assert!(e.contains("is a file"), "{e}");
+        assert!(e.contains("is a regular file"), "{e}");
         let e = check_existing(
             Path::new("/dev/null"),
             Path::new("/dev/null"),

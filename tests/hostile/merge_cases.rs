@@ -214,13 +214,13 @@ pub fn cases() -> Vec<Case> {
             case: "--out a named pipe",
             setup: |z| mkfifo(&z.path("out")),
             args: wavg(&["--force"]),
-            expect: &["`out`", "a named pipe", "another --out"],
+            expect: &["`out`", "named pipe", "another --out"],
         },
         Case {
             case: "--out an existing file, with --force",
             setup: |z| std::fs::write(z.path("out"), "someone's results").unwrap(),
             args: wavg(&["--force"]),
-            expect: &["`out`", "is a file", "another --out"],
+            expect: &["`out`", "a regular file", "another --out"],
         },
         Case {
             case: "--out a directory of someone's files, with --force",
