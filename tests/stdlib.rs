@@ -450,10 +450,17 @@ fn algorithm_a_matches_the_paper() {
 fn model_stock_with_one_model_is_the_base_and_multislerp_cancelling_fails() {
     let c = case(&[3, 50], 1, Kind::Normal, 4);
     assert_eq!(Method::new("model_stock").run(&c, &[]).unwrap(), c.base);
-    // Three identical models on the base: every unit vector is 0, the mean cancels.
+    // Three models equal to the base (a tensor no fine-tune changed): the base, where
+    // mergekit raises.
     let z = case(&[50], 3, Kind::ZeroDelta, 4);
-    let out = Method::new("multislerp").run(&z, &[]).unwrap();
-    assert!(out.iter().all(|v| v.is_nan()));
+    assert_eq!(Method::new("multislerp").run(&z, &[]).unwrap(), z.base);
+    // Three that cancel (v, -v and the base, equal weights): a failed merge, as mergekit.
+    let mut cancel = case(&[50], 3, Kind::Normal, 4);
+    cancel.base = vec![0.0; 50];
+    cancel.models[1] = cancel.models[0].iter().map(|x| -x).collect();
+    cancel.models[2] = cancel.base.clone();
+    let out = Method::new("multislerp").run(&cancel, &[]).unwrap();
+    assert!(out.iter().all(|v| v.is_nan()), "{out:?}");
     // Two: mergekit's linear fallback (here the base again).
     let z2 = case(&[50], 2, Kind::ZeroDelta, 4);
     assert_eq!(Method::new("multislerp").run(&z2, &[]).unwrap(), z2.base);

@@ -112,7 +112,8 @@ pub struct MultiSlerp {
     pub use_base: bool,
 }
 
-/// multislerp(); `None` where mergekit raises (cancelling weights, more than two models).
+/// multislerp(); `None` where mergekit raises (cancelling weights, more than two models),
+/// except where every model equals the base: mergec gives the base there.
 pub fn multislerp(p: &MultiSlerp, base: &[f32], models: &[Vec<f32>]) -> Option<Vec<f32>> {
     if models.len() == 1 {
         return Some(models[0].clone());
@@ -151,7 +152,14 @@ pub fn multislerp(p: &MultiSlerp, base: &[f32], models: &[Vec<f32>]) -> Option<V
     let mean_norm = norm(&mean);
     let result = if mean_norm < eps {
         if models.len() != 2 {
-            return None;
+            return norms.iter().all(|&n| n == 0.0).then(|| {
+                let zero = vec![0.0; base.len()];
+                if p.use_base {
+                    super::add(base, &zero)
+                } else {
+                    zero
+                }
+            });
         }
         super::add(&super::scale(&v[0], w[0]), &super::scale(&v[1], w[1]))
     } else {
