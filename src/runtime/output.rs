@@ -75,8 +75,8 @@ impl OutputDir {
 
     /// Moves the finished directory into place (replacing the old one under --force).
     pub fn commit(mut self) -> Result<(), super::MergeError> {
-        // Held until the rename is done: a second signal removes the temporary either
-        // before (then this fails) or not at all.
+        // Held until the move is done: a second signal removes the temporary either
+        // before (then this fails) or after, when it holds what was replaced.
         let live = live();
         if super::merge::CANCELLED.load(std::sync::atomic::Ordering::Relaxed) || !self.tmp.is_dir()
         {
@@ -96,12 +96,14 @@ impl OutputDir {
             .with_file_name(format!(".mergec-old-{}", std::process::id()));
         let replaced = super::out_target::move_into_place(&self.tmp, &self.dest, &old, replace)
             .map_err(err)?;
-        if let Some(old) = replaced {
-            // Only an empty or a model directory gets here: no subdirectories.
-            let _ = std::fs::remove_dir_all(old);
-        }
         self.committed = true;
         drop(live);
+        // The output is in place. What it replaced (an empty or a model directory, checked
+        // above) is deleted outside the lock, so a second signal need not wait for it; after
+        // an exchange it sits at the temporary's name, which that signal removes too.
+        if let Some(old) = replaced {
+            let _ = std::fs::remove_dir_all(old);
+        }
         Ok(())
     }
 }
