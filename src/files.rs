@@ -222,28 +222,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Writes a file atomically: a temporary sibling, then a rename over `path` (creating
 /// the parent directory if needed), so readers see the old file or the whole new one.
-/// A symbolic link's target is replaced, not the link; a device, pipe or socket
-/// (`/dev/stdout`, `/dev/null`) is written to, never replaced.
+/// A symbolic link's target is replaced, not the link. A device, pipe or socket
+/// (`/dev/null`) is written to, never replaced, and so is one of this process's
+/// descriptors (`/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N`), through the descriptor
+/// itself: whatever it is open on (a terminal, a pipe, the file a shell redirected it
+/// to) gets the bytes where its next write would go.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let err = |source: std::io::Error| FileError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).ok(),
-        _ => None,
-    };
-    let path = target.as_deref().unwrap_or(path);
-    if let Ok(m) = std::fs::metadata(path)
-        && !m.is_file()
-        && !m.is_dir()
-    {
+    if let Some(fd) = own_descriptor(path) {
+        return write_descriptor(fd, bytes).map_err(err);
+    }
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return std::fs::OpenOptions::new()
             .write(true)
             .open(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
             .map_err(err);
     }
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).ok(),
+        _ => None,
+    };
+    let path = target.as_deref().unwrap_or(path);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -273,6 +276,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(err)
 }
 
+/// The descriptor of this process that `path` names: `/dev/stdout`, `/dev/stderr`,
+/// `/dev/fd/N`, `/proc/self/fd/N`.
+fn own_descriptor(path: &Path) -> Option<i32> {
+    let s = path.to_str()?;
+    match s {
+        "/dev/stdout" => Some(1),
+        "/dev/stderr" => Some(2),
+        _ => s
+            .strip_prefix("/dev/fd/")
+            .or_else(|| s.strip_prefix("/proc/self/fd/"))?
+            .parse()
+            .ok(),
+    }
+}
+
+/// Writes to descriptor `fd` at its offset (reopening `/dev/stdout` would start a new
+/// offset at 0 of a redirected file, and the process's own writes would overwrite it).
+fn write_descriptor(fd: i32, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    std::io::stdout().flush()?;
+    // SAFETY: dup of a descriptor number; a closed one gives -1 (EBADF), checked below.
+    let d = unsafe { libc::dup(fd) };
+    if d < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `d` is a fresh descriptor that nothing else owns.
+    let mut f = std::fs::File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) });
+    f.write_all(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +330,18 @@ mod tests {
         write_atomic(&fifo, b"through the pipe").unwrap();
         assert_eq!(reader.join().unwrap(), b"through the pipe");
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        // A descriptor (here of a file, as `--out /dev/stdout > file` gives): written at its
+        // end, the file itself kept.
+        let redirected = dir.path().join("redirected.txt");
+        let mut f = std::fs::File::create(&redirected).unwrap();
+        std::io::Write::write_all(&mut f, b"summary\n").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        write_atomic(Path::new(&format!("/proc/self/fd/{fd}")), b"items\n").unwrap();
+        std::io::Write::write_all(&mut f, b"more\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&redirected).unwrap(),
+            "summary\nitems\nmore\n"
+        );
         let real = dir.path().join("real.jsonl");
         std::fs::write(&real, "old").unwrap();
         let link = dir.path().join("link.jsonl");
