@@ -142,20 +142,15 @@ fn scan(dir: &Path) -> std::io::Result<(usize, Option<String>)> {
 /// Whether a model directory (a merge's output, mergekit's, a Hub download) holds files
 /// of this name.
 pub fn is_model_file(name: &str) -> bool {
+    use super::output::{CONFIG_FILES, TOKENIZER_FILES};
+    // Besides the config and tokenizer files a merge copies: what it writes itself, and
+    // what else a model's repository holds.
     const EXACT: &[&str] = &[
-        "config.json",
         "mergec.json",
         "mergekit_config.yml",
         "README.md",
         "params.json",
-        "vocab.json",
         "vocab.txt",
-        "merges.txt",
-        "tokenizer.json",
-        "added_tokens.json",
-        "special_tokens_map.json",
-        "chat_template.json",
-        "chat_template.jinja",
         "LICENSE",
         "LICENSE.txt",
         "LICENSE.md",
@@ -175,7 +170,9 @@ pub fn is_model_file(name: &str) -> bool {
         ".tiktoken",
         "_config.json",
     ];
-    EXACT.contains(&name)
+    [EXACT, CONFIG_FILES, TOKENIZER_FILES]
+        .iter()
+        .any(|list| list.contains(&name))
         || SUFFIXES
             .iter()
             .any(|s| name.ends_with(s) && name.len() > s.len())

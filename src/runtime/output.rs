@@ -137,8 +137,8 @@ pub(super) fn write_json(path: &Path, v: &Json) -> Result<(), String> {
 }
 
 /// Files transformers, vLLM and candle need besides the weights.
-const CONFIG_FILES: &[&str] = &["config.json", "generation_config.json"];
-const TOKENIZER_FILES: &[&str] = &[
+pub(super) const CONFIG_FILES: &[&str] = &["config.json", "generation_config.json"];
+pub(super) const TOKENIZER_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
